@@ -1,0 +1,30 @@
+# The two commands a new user needs are `make dev` and `make test` (see README.md).
+# Every target installs what it is missing first (scripts/setup.sh) and reuses what is there.
+
+.PHONY: dev test build setup deploy fmt export-signing-key clean
+
+dev:
+	@bash scripts/dev.sh
+
+test:
+	@bash scripts/test.sh
+
+build:
+	@bash scripts/setup.sh && bash scripts/build.sh
+
+setup:
+	@bash scripts/setup.sh test
+
+deploy: build
+	@bash -c 'source scripts/env.sh && cd "$$ROOT" && wrangler d1 migrations apply DB --remote && MATRIX_EDGE_PREBUILT=1 wrangler deploy'
+
+fmt:
+	cargo fmt
+
+# Prints the signing key in Synapse's key-file format. LOCAL_STATE=dir for a `make dev` instance,
+# otherwise the deployed database (needs `wrangler login`).
+export-signing-key:
+	@bash scripts/export-signing-key.sh
+
+clean:
+	rm -rf build target .wrangler

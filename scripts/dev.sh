@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# `make dev`: installs what is missing, builds, applies the D1 migrations to local state and
+# serves the Worker with `wrangler dev` on 127.0.0.1 until interrupted. SIGINT or SIGTERM (to
+# this script or to `make`) stops every process it started. Settings: README "Running locally".
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+
+PORT="${PORT:-8787}"
+# Derived from PORT so that instances on different ports never share an inspector port.
+if [ -z "${INSPECTOR_PORT:-}" ]; then
+  if [ "$PORT" -lt 45535 ]; then INSPECTOR_PORT=$((PORT + 20000)); else INSPECTOR_PORT=$((PORT - 20000)); fi
+fi
+STATE_DIR="${STATE_DIR:-$ROOT/.wrangler/state-$PORT}"
+SERVER_NAME="${SERVER_NAME:-localhost:$PORT}"
+REGISTRATION="${REGISTRATION:-open}"
+# A development value, documented in the README; never use it on a real deployment.
+REGISTRATION_SHARED_SECRET="${REGISTRATION_SHARED_SECRET:-matrix-edge-dev-shared-secret}"
+
+tls_args=()
+if [ -n "${TLS_CERT:-}${TLS_KEY:-}" ]; then
+  [ -r "${TLS_CERT:-}" ] && [ -r "${TLS_KEY:-}" ] || { log "TLS_CERT and TLS_KEY must both name readable files"; exit 2; }
+  tls_args=(--local-protocol https --https-cert-path "$TLS_CERT" --https-key-path "$TLS_KEY")
+  scheme=https
+else
+  scheme=http
+fi
+PUBLIC_BASEURL="${PUBLIC_BASEURL:-$scheme://localhost:$PORT}"
+
+# Settings and secrets reach the Worker as bindings; --var overrides wrangler.toml's [vars].
+vars=(--var "SERVER_NAME:$SERVER_NAME" --var "PUBLIC_BASEURL:$PUBLIC_BASEURL"
+      --var "REGISTRATION:$REGISTRATION" --var "REGISTRATION_SHARED_SECRET:$REGISTRATION_SHARED_SECRET")
+for name in SIGNING_KEY REGISTRATION_TOKEN SUPPORT_MXID SUPPORT_EMAIL SUPPORT_PAGE; do
+  [ -n "${!name:-}" ] && vars+=(--var "$name:${!name}")
+done
+
+bash scripts/setup.sh
+bash scripts/build.sh
+mkdir -p "$STATE_DIR"
+log "applying D1 migrations to $STATE_DIR"
+CI=true wrangler d1 migrations apply DB --local --persist-to "$STATE_DIR" >"$STATE_DIR/migrations.log" 2>&1 \
+  || { cat "$STATE_DIR/migrations.log" >&2; exit 1; }
+
+# wrangler runs in its own process group so that stopping it also stops workerd, its child.
+# NODE_EXTRA_CA_CERTS, when set, is inherited: Miniflare adds that CA to workerd's trust store.
+CI=true setsid wrangler dev --ip 127.0.0.1 --port "$PORT" --inspector-port "$INSPECTOR_PORT" \
+  --persist-to "$STATE_DIR" --show-interactive-dev-session=false ${tls_args[@]+"${tls_args[@]}"} "${vars[@]}" &
+wrangler_pid=$!
+
+stop() {
+  trap - INT TERM EXIT
+  if kill -0 "$wrangler_pid" 2>/dev/null; then
+    kill -TERM -- "-$wrangler_pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$wrangler_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$wrangler_pid" 2>/dev/null || true
+  fi
+}
+trap 'stop; exit 130' INT
+trap 'stop; exit 143' TERM
+trap stop EXIT
+
+curl_args=(-fsS -o /dev/null --max-time 2)
+[ "$scheme" = https ] && curl_args+=(-k)
+ready=
+parent=$PPID
+while kill -0 "$wrangler_pid" 2>/dev/null; do
+  if [ -z "$ready" ] && curl "${curl_args[@]}" "$scheme://127.0.0.1:$PORT/_matrix/client/versions" 2>/dev/null; then
+    ready=1
+    log "ready: $PUBLIC_BASEURL (server name $SERVER_NAME, state in $STATE_DIR)"
+  fi
+  # If whoever started us died without passing the signal on, do not outlive it.
+  [ "$(ps -o ppid= -p $$ | tr -d ' ')" = "$parent" ] || exit 0
+  sleep 0.3
+done
+wait "$wrangler_pid"

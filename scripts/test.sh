@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# `make test`: native unit tests (protocol logic, spec test vectors), then the integration tests
+# against the built Worker served by wrangler dev in workerd with local D1 and Durable Objects.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+
+bash scripts/setup.sh test
+log "native unit tests (cargo test)"
+cargo test --quiet
+log "building the Worker"
+bash scripts/build.sh
+log "integration tests (pytest, against wrangler dev)"
+export MATRIX_EDGE_PREBUILT=1
+"$CACHE/venv/bin/python" -m pytest -q -p no:cacheprovider tests/integration "$@"

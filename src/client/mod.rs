@@ -1,0 +1,3 @@
+//! The client-server API.
+
+pub mod versions;

@@ -1,0 +1,3 @@
+//! The server-server (federation) API.
+
+pub mod version;

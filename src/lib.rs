@@ -1,0 +1,19 @@
+//! A Matrix homeserver that runs as one Cloudflare Worker.
+//!
+//! Everything outside `runtime/` and `storage/` is pure protocol logic with no `worker` type in
+//! it, so `cargo test` builds and tests it natively. `runtime/` binds that logic to the Workers
+//! runtime (fetch handler, bindings); `storage/` is the only place that speaks SQL to D1.
+
+pub mod client;
+pub mod config;
+pub mod federation;
+pub mod http;
+pub mod keys;
+pub mod signing;
+pub mod time;
+pub mod wellknown;
+
+#[cfg(target_arch = "wasm32")]
+mod runtime;
+#[cfg(target_arch = "wasm32")]
+mod storage;

@@ -1,0 +1,59 @@
+//! The binding to the Workers runtime: the fetch handler, configuration from `env`, and the
+//! conversion of pure `JsonResponse`s into `worker::Response`s with CORS and JSON headers.
+
+mod dispatch;
+
+use worker::{event, Context, Env, Headers, Request, Response};
+
+use crate::config::Config;
+use crate::http::cors::CORS_HEADERS;
+use crate::http::{JsonResponse, MatrixError};
+
+/// What a handler produced: a JSON body, or the empty answer to a CORS preflight.
+pub(crate) enum Reply {
+    Json(JsonResponse),
+    Preflight,
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    let reply = match dispatch::dispatch(req, &env).await {
+        Ok(reply) => reply,
+        Err(error) => {
+            if error.status >= 500 {
+                worker::console_error!("{error}");
+            }
+            Reply::Json(error.into_response())
+        }
+    };
+    into_worker_response(reply)
+}
+
+fn into_worker_response(reply: Reply) -> worker::Result<Response> {
+    let headers = Headers::new();
+    for (name, value) in CORS_HEADERS {
+        headers.set(name, value)?;
+    }
+    let response = match reply {
+        Reply::Preflight => Response::empty()?.with_status(204),
+        Reply::Json(json) => {
+            headers.set("Content-Type", "application/json")?;
+            Response::from_bytes(json.body.to_string().into_bytes())?.with_status(json.status)
+        }
+    };
+    Ok(response.with_headers(headers))
+}
+
+/// Reads the deployment settings. A bad setting is the operator's fault: a 500 that names it.
+pub(crate) fn config(env: &Env) -> Result<Config, MatrixError> {
+    Config::from_lookup(|name| env.var(name).ok().map(|value| value.to_string()))
+        .map_err(|e| MatrixError::internal(format!("server misconfigured: {e}")))
+}
+
+/// A secret's value, `None` when unset or empty.
+pub(crate) fn secret(env: &Env, name: &str) -> Option<String> {
+    env.secret(name)
+        .ok()
+        .map(|value| value.to_string())
+        .filter(|value| !value.trim().is_empty())
+}
