@@ -42,7 +42,9 @@ ensure_npm_packages() {
   local stamp="$ROOT/node_modules/.package-lock.json"
   if [ -f "$stamp" ] && [ "$stamp" -nt "$ROOT/package-lock.json" ]; then return; fi
   log "installing npm packages"
-  (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+  # Not `npm ci`: npm records only this platform's optional workerd binary in the lock, and
+  # `npm ci` then refuses the lock as out of sync. --no-save installs the locked versions as is.
+  (cd "$ROOT" && npm install --no-save --no-audit --no-fund --loglevel=error)
 }
 
 ensure_python_test_env() {
