@@ -9,6 +9,7 @@ pub mod config;
 pub mod federation;
 pub mod http;
 pub mod keys;
+pub mod rooms;
 pub mod signing;
 pub mod time;
 pub mod wellknown;

@@ -1,0 +1,116 @@
+//! One room's graph as its single writer sees it: current state, forward extremities, depth, and
+//! the events the auth rules may need. The room's Durable Object keeps one of these in memory and
+//! rebuilds it from D1 after an eviction; everything it decides is pure and tested here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ruma::{OwnedEventId, OwnedRoomId, ServerName, UserId};
+
+use super::auth::{auth_events_for, authorize, AuthError};
+use super::builder::{build_event, BuildError, EventTemplate, Placement};
+use super::state::RoomState;
+use super::{Pdu, RoomVersion};
+use crate::keys::SigningKey;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum EngineError {
+    Build(BuildError),
+    Forbidden(AuthError),
+    /// Only the first event of a room may be `m.room.create`, and it must come first.
+    NotCreated,
+}
+
+impl From<BuildError> for EngineError {
+    fn from(e: BuildError) -> Self {
+        EngineError::Build(e)
+    }
+}
+
+pub struct RoomEngine {
+    version: RoomVersion,
+    room_id: Option<OwnedRoomId>,
+    state: RoomState,
+    known: HashMap<OwnedEventId, Arc<Pdu>>,
+    forward_extremities: Vec<OwnedEventId>,
+    depth: u64,
+}
+
+/// Who signs what this server creates.
+pub struct LocalServer<'a> {
+    pub name: &'a ServerName,
+    pub key: &'a SigningKey,
+}
+
+impl RoomEngine {
+    /// A room that does not exist yet. For versions before 12 the room id is chosen up front;
+    /// from 12 on it is derived from the create event, so `room_id` must be `None`.
+    pub fn new(version: RoomVersion, room_id: Option<OwnedRoomId>) -> Self {
+        Self {
+            version,
+            room_id,
+            state: RoomState::default(),
+            known: HashMap::new(),
+            forward_extremities: Vec::new(),
+            depth: 0,
+        }
+    }
+
+    pub fn room_id(&self) -> Option<&OwnedRoomId> {
+        self.room_id.as_ref()
+    }
+
+    pub fn state(&self) -> &RoomState {
+        &self.state
+    }
+
+    pub fn forward_extremities(&self) -> &[OwnedEventId] {
+        &self.forward_extremities
+    }
+
+    /// Creates, signs and authorises a local event at the tip of the graph and applies it.
+    /// Nothing changes when it is refused.
+    pub fn create_local(
+        &mut self,
+        sender: &UserId,
+        template: EventTemplate,
+        origin_server_ts: u64,
+        server: &LocalServer<'_>,
+    ) -> Result<Arc<Pdu>, EngineError> {
+        let is_create = template.kind == "m.room.create";
+        if is_create != self.known.is_empty() {
+            return Err(EngineError::NotCreated);
+        }
+        let auth_events = auth_events_for(&template, sender, self.version, &self.state)
+            .map_err(EngineError::Forbidden)?;
+        let pdu = build_event(
+            template,
+            Placement {
+                version: self.version,
+                room_id: self.room_id.as_deref(),
+                sender,
+                prev_events: self.forward_extremities.clone(),
+                auth_events,
+                depth: self.depth + 1,
+                origin_server_ts,
+                server_name: server.name,
+                key: server.key,
+            },
+        )?;
+        authorize(&pdu, &self.known, &self.state).map_err(EngineError::Forbidden)?;
+        let pdu = Arc::new(pdu);
+        self.apply(pdu.clone());
+        Ok(pdu)
+    }
+
+    /// Records an accepted event as the new single forward extremity.
+    fn apply(&mut self, pdu: Arc<Pdu>) {
+        if self.room_id.is_none() {
+            self.room_id = Some(pdu.room_id());
+        }
+        self.depth = self.depth.max(pdu.depth());
+        self.forward_extremities = vec![pdu.event_id().to_owned()];
+        self.known.insert(pdu.event_id().to_owned(), pdu.clone());
+        self.state.apply(pdu);
+    }
+}

@@ -1,0 +1,17 @@
+//! The room engine's pure core: which room versions we speak, what a PDU is, how a local event
+//! is built (hashes, signature, reference-hash event id) and how any event, local or federated,
+//! is authorised against a state. The room's Durable Object drives these functions; nothing here
+//! touches storage, so the same checks serve `PUT /send` and a remote server's `/send/{txnId}`.
+
+pub mod auth;
+pub mod builder;
+pub mod engine;
+pub mod pdu;
+pub mod state;
+pub mod version;
+
+pub use pdu::Pdu;
+pub use version::RoomVersion;
+
+#[cfg(test)]
+mod tests;
