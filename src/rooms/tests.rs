@@ -75,6 +75,16 @@ impl Room {
         room
     }
 
+    /// A room as `create` makes it, with Bob invited by Alice and joined.
+    fn with_bob(version: RoomVersion) -> (Room, &'static UserId, &'static UserId) {
+        let mut room = Room::create(version);
+        let (alice, bob) = (user_id!("@alice:example.org"), user_id!("@bob:example.org"));
+        room.send(alice, membership_of(bob.as_str(), "invite"))
+            .unwrap();
+        room.send(bob, member("join")).unwrap();
+        (room, alice, bob)
+    }
+
     fn send(
         &mut self,
         sender: &UserId,
@@ -229,12 +239,7 @@ fn strangers_cannot_speak_or_join_an_invite_only_room_until_invited() {
 #[test]
 fn power_levels_guard_state_changes() {
     for version in RoomVersion::ALL {
-        let mut room = Room::create(version);
-        let alice = user_id!("@alice:example.org");
-        let bob = user_id!("@bob:example.org");
-        room.send(alice, membership_of("@bob:example.org", "invite"))
-            .unwrap();
-        room.send(bob, member("join")).unwrap();
+        let (mut room, alice, bob) = Room::with_bob(version);
         forbidden(room.send(
             bob,
             EventTemplate::state("m.room.topic", "", json!({"topic": "mine"})),
@@ -259,12 +264,7 @@ fn power_levels_guard_state_changes() {
 #[test]
 fn banned_users_can_neither_speak_nor_rejoin() {
     for version in RoomVersion::ALL {
-        let mut room = Room::create(version);
-        let alice = user_id!("@alice:example.org");
-        let bob = user_id!("@bob:example.org");
-        room.send(alice, membership_of("@bob:example.org", "invite"))
-            .unwrap();
-        room.send(bob, member("join")).unwrap();
+        let (mut room, alice, bob) = Room::with_bob(version);
         room.send(alice, membership_of("@bob:example.org", "ban"))
             .unwrap();
         forbidden(room.send(bob, text("let me back")));
