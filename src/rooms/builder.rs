@@ -91,6 +91,7 @@ pub fn build_event(template: EventTemplate, at: Placement<'_>) -> Result<Pdu, Bu
             )));
         }
     }
+    let rules = at.version.rules();
     let is_create = template.kind == "m.room.create";
     let mut pdu = Map::new();
     match at.room_id {
@@ -114,7 +115,7 @@ pub fn build_event(template: EventTemplate, at: Placement<'_>) -> Result<Pdu, Bu
     pdu.insert("auth_events".into(), json!(at.auth_events));
     pdu.insert("depth".into(), json!(at.depth));
     // Before v11, redactions name their target at the top level as well as in content.
-    if template.kind == "m.room.redaction" && !at.version.rules().redaction.content_field_redacts {
+    if template.kind == "m.room.redaction" && !rules.redaction.content_field_redacts {
         if let Some(redacts) = template.content.get("redacts") {
             pdu.insert("redacts".into(), redacts.clone());
         }
@@ -131,7 +132,6 @@ pub fn build_event(template: EventTemplate, at: Placement<'_>) -> Result<Pdu, Bu
             "the event is over {MAX_PDU_BYTES} bytes"
         )));
     }
-    let rules = at.version.rules();
     let signed = hash_and_sign(at.server_name.as_str(), at.key, Value::Object(pdu), &rules)
         .map_err(|e| BuildError::BadContent(e.to_string()))?;
     let size = ruma::CanonicalJsonValue::Object(signed.clone())

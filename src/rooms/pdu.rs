@@ -19,7 +19,6 @@ pub struct Pdu {
     fields: PduFields,
     version: RoomVersion,
     json: CanonicalJsonObject,
-    rejected: bool,
 }
 
 /// The fields the engine reads. Unknown fields stay in `json` untouched: they are covered by the
@@ -132,10 +131,6 @@ impl Pdu {
             self.fields.redacts.clone()
         }
     }
-
-    pub fn mark_rejected(&mut self) {
-        self.rejected = true;
-    }
 }
 
 impl ruma::state_res::Event for Pdu {
@@ -183,6 +178,8 @@ impl ruma::state_res::Event for Pdu {
     }
 
     fn rejected(&self) -> bool {
-        self.rejected
+        // Only accepted events are ever held as `Pdu`s so far; rejected federated events
+        // (issue 4) will need a flag here.
+        false
     }
 }
