@@ -62,7 +62,6 @@ impl Pdu {
             fields,
             version,
             json,
-            rejected: false,
         })
     }
 
