@@ -1,3 +1,4 @@
 //! The client-server API.
 
+pub mod push_rules;
 pub mod versions;
