@@ -12,4 +12,7 @@ log "building the Worker"
 bash scripts/build.sh
 log "integration tests (pytest, against wrangler dev)"
 export MATRIX_EDGE_PREBUILT=1
+# The Node that setup.sh ensured (first on PATH), for the tests that drive real JS clients.
+MATRIX_EDGE_NODE="$(command -v node)"
+export MATRIX_EDGE_NODE
 "$CACHE/venv/bin/python" -m pytest -q -p no:cacheprovider tests/integration "$@"
