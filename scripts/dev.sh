@@ -16,6 +16,8 @@ SERVER_NAME="${SERVER_NAME:-localhost:$PORT}"
 REGISTRATION="${REGISTRATION:-open}"
 # A development value, documented in the README; never use it on a real deployment.
 REGISTRATION_SHARED_SECRET="${REGISTRATION_SHARED_SECRET:-matrix-edge-dev-shared-secret}"
+# Local clients and test suites log in often from one address; a deployment keeps 10.
+AUTH_REQUESTS_PER_MINUTE="${AUTH_REQUESTS_PER_MINUTE:-1000}"
 
 tls_args=()
 if [ -n "${TLS_CERT:-}${TLS_KEY:-}" ]; then
@@ -29,8 +31,9 @@ PUBLIC_BASEURL="${PUBLIC_BASEURL:-$scheme://localhost:$PORT}"
 
 # Settings and secrets reach the Worker as bindings; --var overrides wrangler.toml's [vars].
 vars=(--var "SERVER_NAME:$SERVER_NAME" --var "PUBLIC_BASEURL:$PUBLIC_BASEURL"
-      --var "REGISTRATION:$REGISTRATION" --var "REGISTRATION_SHARED_SECRET:$REGISTRATION_SHARED_SECRET")
-for name in SIGNING_KEY REGISTRATION_TOKEN SUPPORT_MXID SUPPORT_EMAIL SUPPORT_PAGE; do
+      --var "REGISTRATION:$REGISTRATION" --var "REGISTRATION_SHARED_SECRET:$REGISTRATION_SHARED_SECRET"
+      --var "AUTH_REQUESTS_PER_MINUTE:$AUTH_REQUESTS_PER_MINUTE")
+for name in SIGNING_KEY REGISTRATION_TOKEN DEFAULT_ROOM_VERSION SUPPORT_MXID SUPPORT_EMAIL SUPPORT_PAGE; do
   [ -n "${!name:-}" ] && vars+=(--var "$name:${!name}")
 done
 

@@ -6,6 +6,11 @@
 
 use ruma::{OwnedServerName, OwnedUserId, ServerName, UserId};
 
+use crate::rooms::RoomVersion;
+
+/// Login and registration attempts allowed per minute, per client IP and per user id.
+pub const DEFAULT_AUTH_REQUESTS_PER_MINUTE: i64 = 10;
+
 /// How new accounts may be created through `POST /register`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RegistrationMode {
@@ -100,6 +105,10 @@ pub struct Config {
     pub registration: RegistrationMode,
     /// `None` when no contact is configured: the support file is then honestly absent (404).
     pub support: Option<SupportContact>,
+    /// What `createRoom` uses when the client names no version.
+    pub default_room_version: RoomVersion,
+    /// Login and registration attempts per minute, per client IP and per user id.
+    pub auth_requests_per_minute: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,11 +168,27 @@ impl Config {
         };
         let support = (!support.is_empty()).then_some(support);
 
+        let default_room_version = match get("DEFAULT_ROOM_VERSION") {
+            Some(raw) => RoomVersion::parse(&raw)
+                .ok_or_else(|| ConfigError::Invalid("DEFAULT_ROOM_VERSION", raw.clone()))?,
+            None => RoomVersion::DEFAULT,
+        };
+        let auth_requests_per_minute = match get("AUTH_REQUESTS_PER_MINUTE") {
+            Some(raw) => raw
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ConfigError::Invalid("AUTH_REQUESTS_PER_MINUTE", raw.clone()))?,
+            None => DEFAULT_AUTH_REQUESTS_PER_MINUTE,
+        };
+
         Ok(Self {
             server_name,
             public_baseurl,
             registration,
             support,
+            default_room_version,
+            auth_requests_per_minute,
         })
     }
 }

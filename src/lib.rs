@@ -4,6 +4,7 @@
 //! it, so `cargo test` builds and tests it natively. `runtime/` binds that logic to the Workers
 //! runtime (fetch handler, bindings); `storage/` is the only place that speaks SQL to D1.
 
+pub mod accounts;
 pub mod client;
 pub mod config;
 pub mod federation;
@@ -11,6 +12,7 @@ pub mod http;
 pub mod keys;
 pub mod rooms;
 pub mod signing;
+pub mod sync;
 pub mod time;
 pub mod wellknown;
 

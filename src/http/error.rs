@@ -2,7 +2,7 @@
 //! with each code. Handlers return `MatrixError` and never build error bodies by hand, so a client
 //! can rely on every failure having this shape.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::JsonResponse;
 
@@ -10,32 +10,84 @@ use super::JsonResponse;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
     BadJson,
+    Exclusive,
     Forbidden,
+    GuestAccessForbidden,
+    InvalidParam,
+    InvalidRoomState,
+    InvalidUsername,
     LimitExceeded,
+    MissingParam,
     MissingToken,
     NotFound,
     NotJson,
+    RoomInUse,
     TooLarge,
     Unauthorized,
     Unknown,
     UnknownToken,
     Unrecognized,
+    UnsupportedRoomVersion,
+    UserDeactivated,
+    UserInUse,
 }
 
 impl ErrorCode {
+    pub const ALL: [ErrorCode; 21] = [
+        ErrorCode::BadJson,
+        ErrorCode::Exclusive,
+        ErrorCode::Forbidden,
+        ErrorCode::GuestAccessForbidden,
+        ErrorCode::InvalidParam,
+        ErrorCode::InvalidRoomState,
+        ErrorCode::InvalidUsername,
+        ErrorCode::LimitExceeded,
+        ErrorCode::MissingParam,
+        ErrorCode::MissingToken,
+        ErrorCode::NotFound,
+        ErrorCode::NotJson,
+        ErrorCode::RoomInUse,
+        ErrorCode::TooLarge,
+        ErrorCode::Unauthorized,
+        ErrorCode::Unknown,
+        ErrorCode::UnknownToken,
+        ErrorCode::Unrecognized,
+        ErrorCode::UnsupportedRoomVersion,
+        ErrorCode::UserDeactivated,
+        ErrorCode::UserInUse,
+    ];
+
+    /// The code for an `errcode` string, for errors that crossed a Durable Object boundary.
+    pub fn parse(code: &str) -> ErrorCode {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == code)
+            .unwrap_or(ErrorCode::Unknown)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadJson => "M_BAD_JSON",
+            ErrorCode::Exclusive => "M_EXCLUSIVE",
             ErrorCode::Forbidden => "M_FORBIDDEN",
+            ErrorCode::GuestAccessForbidden => "M_GUEST_ACCESS_FORBIDDEN",
+            ErrorCode::InvalidParam => "M_INVALID_PARAM",
+            ErrorCode::InvalidRoomState => "M_INVALID_ROOM_STATE",
+            ErrorCode::InvalidUsername => "M_INVALID_USERNAME",
             ErrorCode::LimitExceeded => "M_LIMIT_EXCEEDED",
+            ErrorCode::MissingParam => "M_MISSING_PARAM",
             ErrorCode::MissingToken => "M_MISSING_TOKEN",
             ErrorCode::NotFound => "M_NOT_FOUND",
             ErrorCode::NotJson => "M_NOT_JSON",
+            ErrorCode::RoomInUse => "M_ROOM_IN_USE",
             ErrorCode::TooLarge => "M_TOO_LARGE",
             ErrorCode::Unauthorized => "M_UNAUTHORIZED",
             ErrorCode::Unknown => "M_UNKNOWN",
             ErrorCode::UnknownToken => "M_UNKNOWN_TOKEN",
             ErrorCode::Unrecognized => "M_UNRECOGNIZED",
+            ErrorCode::UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
+            ErrorCode::UserDeactivated => "M_USER_DEACTIVATED",
+            ErrorCode::UserInUse => "M_USER_IN_USE",
         }
     }
 }
@@ -45,6 +97,8 @@ pub struct MatrixError {
     pub status: u16,
     pub code: ErrorCode,
     pub message: String,
+    /// Fields some codes carry next to `errcode` and `error` (`retry_after_ms`, `soft_logout`).
+    pub extra: Vec<(&'static str, Value)>,
 }
 
 impl MatrixError {
@@ -53,7 +107,40 @@ impl MatrixError {
             status,
             code,
             message: message.into(),
+            extra: Vec::new(),
         }
+    }
+
+    pub fn with(mut self, field: &'static str, value: Value) -> Self {
+        self.extra.push((field, value));
+        self
+    }
+
+    /// The request body is not JSON (400 `M_NOT_JSON`).
+    pub fn not_json(message: impl Into<String>) -> Self {
+        Self::new(400, ErrorCode::NotJson, message)
+    }
+
+    /// The body is JSON but not of the expected shape (400 `M_BAD_JSON`).
+    pub fn bad_json(message: impl Into<String>) -> Self {
+        Self::new(400, ErrorCode::BadJson, message)
+    }
+
+    pub fn invalid_param(message: impl Into<String>) -> Self {
+        Self::new(400, ErrorCode::InvalidParam, message)
+    }
+
+    pub fn missing_param(message: impl Into<String>) -> Self {
+        Self::new(400, ErrorCode::MissingParam, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(403, ErrorCode::Forbidden, message)
+    }
+
+    pub fn limit_exceeded(retry_after_ms: u64) -> Self {
+        Self::new(429, ErrorCode::LimitExceeded, "Too many requests")
+            .with("retry_after_ms", json!(retry_after_ms))
     }
 
     /// No endpoint lives at this path (spec: 404 `M_UNRECOGNIZED`).
@@ -81,10 +168,11 @@ impl MatrixError {
     }
 
     pub fn into_response(self) -> JsonResponse {
-        JsonResponse::new(
-            self.status,
-            json!({ "errcode": self.code.as_str(), "error": self.message }),
-        )
+        let mut body = json!({ "errcode": self.code.as_str(), "error": self.message });
+        for (field, value) in self.extra {
+            body[field] = value;
+        }
+        JsonResponse::new(self.status, body)
     }
 }
 
@@ -103,6 +191,13 @@ impl std::fmt::Display for MatrixError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_parses_back() {
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(code.as_str()), code);
+        }
+    }
 
     #[test]
     fn error_body_has_errcode_and_error() {

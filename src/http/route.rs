@@ -16,6 +16,85 @@ pub enum Endpoint {
     ClientVersions,
     FederationVersion,
     ServerKeys,
+    // Accounts
+    Register,
+    RegisterAvailable,
+    RegistrationTokenValidity,
+    AdminRegisterNonce,
+    AdminRegister,
+    LoginFlows,
+    Login,
+    Refresh,
+    Logout,
+    LogoutAll,
+    WhoAmI,
+    ChangePassword,
+    Deactivate,
+    Devices,
+    GetDevice,
+    UpdateDevice,
+    DeleteDevice,
+    DeleteDevices,
+    // Per-user settings
+    Capabilities,
+    GetProfile,
+    GetProfileField,
+    SetProfileField,
+    PushRules,
+    PushRulesScope,
+    GetPushRule,
+    PutPushRule,
+    DeletePushRule,
+    GetPushRuleAttribute,
+    PutPushRuleAttribute,
+    CreateFilter,
+    GetFilter,
+    GetAccountData,
+    PutAccountData,
+    GetRoomAccountData,
+    PutRoomAccountData,
+    GetTags,
+    PutTag,
+    DeleteTag,
+    JoinedRooms,
+    // Rooms
+    CreateRoom,
+    JoinByIdOrAlias,
+    JoinRoom,
+    LeaveRoom,
+    ForgetRoom,
+    Invite,
+    Kick,
+    Ban,
+    Unban,
+    SendMessage,
+    PutState,
+    PutStateEmptyKey,
+    GetState,
+    GetStateEvent,
+    GetStateEventEmptyKey,
+    Members,
+    JoinedMembers,
+    Messages,
+    Context,
+    GetEvent,
+    Redact,
+    Relations,
+    RelationsOfType,
+    RelationsOfTypeAndEventType,
+    Typing,
+    Receipt,
+    ReadMarkers,
+    PutAlias,
+    GetAlias,
+    DeleteAlias,
+    RoomAliases,
+    GetDirectoryVisibility,
+    SetDirectoryVisibility,
+    PublicRooms,
+    PublicRoomsFiltered,
+    UserDirectorySearch,
+    Sync,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,16 +119,240 @@ const fn get(pattern: &'static str, endpoint: Endpoint) -> Route {
     }
 }
 
+const fn put(pattern: &'static str, endpoint: Endpoint) -> Route {
+    Route {
+        method: Method::Put,
+        pattern,
+        endpoint,
+    }
+}
+
+const fn post(pattern: &'static str, endpoint: Endpoint) -> Route {
+    Route {
+        method: Method::Post,
+        pattern,
+        endpoint,
+    }
+}
+
+const fn delete(pattern: &'static str, endpoint: Endpoint) -> Route {
+    Route {
+        method: Method::Delete,
+        pattern,
+        endpoint,
+    }
+}
+
+use Endpoint as E;
+
+/// Client paths are written with `v3`; `r0` requests are served by the same rows (see `route`).
 const ROUTES: &[Route] = &[
-    get("/.well-known/matrix/server", Endpoint::WellKnownServer),
-    get("/.well-known/matrix/client", Endpoint::WellKnownClient),
-    get("/.well-known/matrix/support", Endpoint::WellKnownSupport),
-    get("/_matrix/client/versions", Endpoint::ClientVersions),
+    get("/.well-known/matrix/server", E::WellKnownServer),
+    get("/.well-known/matrix/client", E::WellKnownClient),
+    get("/.well-known/matrix/support", E::WellKnownSupport),
+    get("/_matrix/client/versions", E::ClientVersions),
+    get("/_matrix/federation/v1/version", E::FederationVersion),
+    get("/_matrix/key/v2/server", E::ServerKeys),
+    // Accounts
+    post("/_matrix/client/v3/register", E::Register),
     get(
-        "/_matrix/federation/v1/version",
-        Endpoint::FederationVersion,
+        "/_matrix/client/v3/register/available",
+        E::RegisterAvailable,
     ),
-    get("/_matrix/key/v2/server", Endpoint::ServerKeys),
+    get(
+        "/_matrix/client/v1/register/m.login.registration_token/validity",
+        E::RegistrationTokenValidity,
+    ),
+    get("/_synapse/admin/v1/register", E::AdminRegisterNonce),
+    post("/_synapse/admin/v1/register", E::AdminRegister),
+    get("/_matrix/client/v3/login", E::LoginFlows),
+    post("/_matrix/client/v3/login", E::Login),
+    post("/_matrix/client/v3/refresh", E::Refresh),
+    post("/_matrix/client/v3/logout", E::Logout),
+    post("/_matrix/client/v3/logout/all", E::LogoutAll),
+    get("/_matrix/client/v3/account/whoami", E::WhoAmI),
+    post("/_matrix/client/v3/account/password", E::ChangePassword),
+    post("/_matrix/client/v3/account/deactivate", E::Deactivate),
+    get("/_matrix/client/v3/devices", E::Devices),
+    get("/_matrix/client/v3/devices/{deviceId}", E::GetDevice),
+    put("/_matrix/client/v3/devices/{deviceId}", E::UpdateDevice),
+    delete("/_matrix/client/v3/devices/{deviceId}", E::DeleteDevice),
+    post("/_matrix/client/v3/delete_devices", E::DeleteDevices),
+    // Per-user settings
+    get("/_matrix/client/v3/capabilities", E::Capabilities),
+    get("/_matrix/client/v3/profile/{userId}", E::GetProfile),
+    get(
+        "/_matrix/client/v3/profile/{userId}/{keyName}",
+        E::GetProfileField,
+    ),
+    put(
+        "/_matrix/client/v3/profile/{userId}/{keyName}",
+        E::SetProfileField,
+    ),
+    get("/_matrix/client/v3/pushrules/", E::PushRules),
+    get("/_matrix/client/v3/pushrules", E::PushRules),
+    get("/_matrix/client/v3/pushrules/{scope}/", E::PushRulesScope),
+    get("/_matrix/client/v3/pushrules/{scope}", E::PushRulesScope),
+    get(
+        "/_matrix/client/v3/pushrules/{scope}/{kind}/{ruleId}",
+        E::GetPushRule,
+    ),
+    put(
+        "/_matrix/client/v3/pushrules/{scope}/{kind}/{ruleId}",
+        E::PutPushRule,
+    ),
+    delete(
+        "/_matrix/client/v3/pushrules/{scope}/{kind}/{ruleId}",
+        E::DeletePushRule,
+    ),
+    get(
+        "/_matrix/client/v3/pushrules/{scope}/{kind}/{ruleId}/{attribute}",
+        E::GetPushRuleAttribute,
+    ),
+    put(
+        "/_matrix/client/v3/pushrules/{scope}/{kind}/{ruleId}/{attribute}",
+        E::PutPushRuleAttribute,
+    ),
+    post("/_matrix/client/v3/user/{userId}/filter", E::CreateFilter),
+    get(
+        "/_matrix/client/v3/user/{userId}/filter/{filterId}",
+        E::GetFilter,
+    ),
+    get(
+        "/_matrix/client/v3/user/{userId}/account_data/{type}",
+        E::GetAccountData,
+    ),
+    put(
+        "/_matrix/client/v3/user/{userId}/account_data/{type}",
+        E::PutAccountData,
+    ),
+    get(
+        "/_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}",
+        E::GetRoomAccountData,
+    ),
+    put(
+        "/_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}",
+        E::PutRoomAccountData,
+    ),
+    get(
+        "/_matrix/client/v3/user/{userId}/rooms/{roomId}/tags",
+        E::GetTags,
+    ),
+    put(
+        "/_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}",
+        E::PutTag,
+    ),
+    delete(
+        "/_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}",
+        E::DeleteTag,
+    ),
+    get("/_matrix/client/v3/joined_rooms", E::JoinedRooms),
+    // Rooms
+    post("/_matrix/client/v3/createRoom", E::CreateRoom),
+    post(
+        "/_matrix/client/v3/join/{roomIdOrAlias}",
+        E::JoinByIdOrAlias,
+    ),
+    post("/_matrix/client/v3/rooms/{roomId}/join", E::JoinRoom),
+    post("/_matrix/client/v3/rooms/{roomId}/leave", E::LeaveRoom),
+    post("/_matrix/client/v3/rooms/{roomId}/forget", E::ForgetRoom),
+    post("/_matrix/client/v3/rooms/{roomId}/invite", E::Invite),
+    post("/_matrix/client/v3/rooms/{roomId}/kick", E::Kick),
+    post("/_matrix/client/v3/rooms/{roomId}/ban", E::Ban),
+    post("/_matrix/client/v3/rooms/{roomId}/unban", E::Unban),
+    put(
+        "/_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}",
+        E::SendMessage,
+    ),
+    put(
+        "/_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}",
+        E::PutState,
+    ),
+    put(
+        "/_matrix/client/v3/rooms/{roomId}/state/{eventType}/",
+        E::PutStateEmptyKey,
+    ),
+    put(
+        "/_matrix/client/v3/rooms/{roomId}/state/{eventType}",
+        E::PutStateEmptyKey,
+    ),
+    get("/_matrix/client/v3/rooms/{roomId}/state", E::GetState),
+    get(
+        "/_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}",
+        E::GetStateEvent,
+    ),
+    get(
+        "/_matrix/client/v3/rooms/{roomId}/state/{eventType}/",
+        E::GetStateEventEmptyKey,
+    ),
+    get(
+        "/_matrix/client/v3/rooms/{roomId}/state/{eventType}",
+        E::GetStateEventEmptyKey,
+    ),
+    get("/_matrix/client/v3/rooms/{roomId}/members", E::Members),
+    get(
+        "/_matrix/client/v3/rooms/{roomId}/joined_members",
+        E::JoinedMembers,
+    ),
+    get("/_matrix/client/v3/rooms/{roomId}/messages", E::Messages),
+    get(
+        "/_matrix/client/v3/rooms/{roomId}/context/{eventId}",
+        E::Context,
+    ),
+    get(
+        "/_matrix/client/v3/rooms/{roomId}/event/{eventId}",
+        E::GetEvent,
+    ),
+    put(
+        "/_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}",
+        E::Redact,
+    ),
+    get(
+        "/_matrix/client/v1/rooms/{roomId}/relations/{eventId}",
+        E::Relations,
+    ),
+    get(
+        "/_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}",
+        E::RelationsOfType,
+    ),
+    get(
+        "/_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}",
+        E::RelationsOfTypeAndEventType,
+    ),
+    put(
+        "/_matrix/client/v3/rooms/{roomId}/typing/{userId}",
+        E::Typing,
+    ),
+    post(
+        "/_matrix/client/v3/rooms/{roomId}/receipt/{receiptType}/{eventId}",
+        E::Receipt,
+    ),
+    post(
+        "/_matrix/client/v3/rooms/{roomId}/read_markers",
+        E::ReadMarkers,
+    ),
+    put("/_matrix/client/v3/directory/room/{roomAlias}", E::PutAlias),
+    get("/_matrix/client/v3/directory/room/{roomAlias}", E::GetAlias),
+    delete(
+        "/_matrix/client/v3/directory/room/{roomAlias}",
+        E::DeleteAlias,
+    ),
+    get("/_matrix/client/v3/rooms/{roomId}/aliases", E::RoomAliases),
+    get(
+        "/_matrix/client/v3/directory/list/room/{roomId}",
+        E::GetDirectoryVisibility,
+    ),
+    put(
+        "/_matrix/client/v3/directory/list/room/{roomId}",
+        E::SetDirectoryVisibility,
+    ),
+    get("/_matrix/client/v3/publicRooms", E::PublicRooms),
+    post("/_matrix/client/v3/publicRooms", E::PublicRoomsFiltered),
+    post(
+        "/_matrix/client/v3/user_directory/search",
+        E::UserDirectorySearch,
+    ),
+    get("/_matrix/client/v3/sync", E::Sync),
 ];
 
 /// What a request is, once routed.
@@ -73,6 +376,15 @@ pub fn route(method: &str, path: &str) -> Result<Routed, MatrixError> {
         "POST" => Some(Method::Post),
         "DELETE" => Some(Method::Delete),
         _ => None,
+    };
+    // Older clients still call the r0 paths; they are the v3 endpoints under another name.
+    let aliased;
+    let path = match path.strip_prefix("/_matrix/client/r0/") {
+        Some(rest) => {
+            aliased = format!("/_matrix/client/v3/{rest}");
+            aliased.as_str()
+        }
+        None => path,
     };
     let mut path_known = false;
     for route in ROUTES {
@@ -173,6 +485,28 @@ mod tests {
                 .status,
             404
         );
+    }
+
+    #[test]
+    fn r0_paths_are_the_v3_endpoints() {
+        assert_eq!(
+            route("POST", "/_matrix/client/r0/login").unwrap(),
+            route("POST", "/_matrix/client/v3/login").unwrap()
+        );
+    }
+
+    #[test]
+    fn an_empty_state_key_matches_with_and_without_the_trailing_slash() {
+        for path in [
+            "/_matrix/client/v3/rooms/%21r%3Ax/state/m.room.name/",
+            "/_matrix/client/v3/rooms/%21r%3Ax/state/m.room.name",
+        ] {
+            let Routed::Endpoint { endpoint, params } = route("GET", path).unwrap() else {
+                panic!("not an endpoint")
+            };
+            assert_eq!(endpoint, Endpoint::GetStateEventEmptyKey);
+            assert_eq!(params, vec!["!r:x", "m.room.name"]);
+        }
     }
 
     #[test]

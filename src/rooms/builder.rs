@@ -4,6 +4,7 @@
 //! makes a spec-correct, signed PDU out of them.
 
 use ruma::{OwnedEventId, RoomId, ServerName, UserId};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::{Pdu, RoomVersion};
@@ -16,8 +17,9 @@ pub const MAX_PDU_BYTES: usize = 65_536;
 pub const MAX_ID_BYTES: usize = 255;
 
 /// What a client (or the server itself) asks to send.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EventTemplate {
+    #[serde(rename = "type")]
     pub kind: String,
     pub state_key: Option<String>,
     pub content: Value,

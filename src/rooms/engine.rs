@@ -68,10 +68,47 @@ impl RoomEngine {
         &self.forward_extremities
     }
 
+    /// Rebuilds the engine of an existing room from what storage holds: its current state and
+    /// its forward extremities with their greatest depth.
+    pub fn restore(
+        version: RoomVersion,
+        room_id: OwnedRoomId,
+        state: Vec<Arc<Pdu>>,
+        forward_extremities: Vec<OwnedEventId>,
+        depth: u64,
+    ) -> Self {
+        let mut engine = Self::new(version, Some(room_id));
+        for pdu in state {
+            engine.known.insert(pdu.event_id().to_owned(), pdu.clone());
+            engine.state.apply(pdu);
+        }
+        engine.forward_extremities = forward_extremities;
+        engine.depth = depth;
+        engine
+    }
+
+    pub fn version(&self) -> RoomVersion {
+        self.version
+    }
+
     /// Creates, signs and authorises a local event at the tip of the graph and applies it.
     /// Nothing changes when it is refused.
     pub fn create_local(
         &mut self,
+        sender: &UserId,
+        template: EventTemplate,
+        origin_server_ts: u64,
+        server: &LocalServer<'_>,
+    ) -> Result<Arc<Pdu>, EngineError> {
+        let pdu = self.prepare_local(sender, template, origin_server_ts, server)?;
+        self.apply(pdu.clone());
+        Ok(pdu)
+    }
+
+    /// Creates, signs and authorises a local event at the tip of the graph without applying
+    /// it: the room's Durable Object persists it first and applies it once D1 has it.
+    pub fn prepare_local(
+        &self,
         sender: &UserId,
         template: EventTemplate,
         origin_server_ts: u64,
@@ -98,13 +135,11 @@ impl RoomEngine {
             },
         )?;
         authorize(&pdu, &self.known, &self.state).map_err(EngineError::Forbidden)?;
-        let pdu = Arc::new(pdu);
-        self.apply(pdu.clone());
-        Ok(pdu)
+        Ok(Arc::new(pdu))
     }
 
     /// Records an accepted event as the new single forward extremity.
-    fn apply(&mut self, pdu: Arc<Pdu>) {
+    pub fn apply(&mut self, pdu: Arc<Pdu>) {
         if self.room_id.is_none() {
             self.room_id = Some(pdu.room_id());
         }

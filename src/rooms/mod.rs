@@ -5,10 +5,15 @@
 
 pub mod auth;
 pub mod builder;
+pub mod client_event;
+pub mod command;
+pub mod create;
 pub mod engine;
 pub mod pdu;
+pub mod power;
 pub mod state;
 pub mod version;
+pub mod visibility;
 
 pub use pdu::Pdu;
 pub use version::RoomVersion;

@@ -2,35 +2,127 @@
 
 use worker::{Env, Request};
 
+use super::request::Ctx;
 use super::{config, Reply};
+use crate::client::{
+    account, account_data, capabilities, devices, directory, ephemeral, filters, profile, push,
+    register, room_read, rooms, send, session,
+};
 use crate::http::route::{route, Endpoint, Routed};
 use crate::http::{JsonResponse, MatrixError};
 use crate::keys::server_keys::server_keys_document;
-use crate::{client, federation, storage, time, wellknown};
+use crate::{client, federation, storage, sync, time, wellknown};
 
 pub(crate) async fn dispatch(req: Request, env: &Env) -> Result<Reply, MatrixError> {
-    let (endpoint, _params) = match route(req.method().as_ref(), &req.path())? {
+    let (endpoint, params) = match route(req.method().as_ref(), &req.path())? {
         Routed::Preflight => return Ok(Reply::Preflight),
         Routed::Endpoint { endpoint, params } => (endpoint, params),
     };
     let config = config(env)?;
-    let body = match endpoint {
-        Endpoint::WellKnownServer => wellknown::server(&config),
-        Endpoint::WellKnownClient => wellknown::client(&config),
-        Endpoint::WellKnownSupport => wellknown::support(&config)
-            .ok_or_else(|| MatrixError::not_found("No support contact is configured"))?,
-        Endpoint::ClientVersions => client::versions::versions(),
-        Endpoint::FederationVersion => federation::version::version(),
-        Endpoint::ServerKeys => {
-            let keys = storage::signing_keys::server_keys(env).await?;
+    let ctx = Ctx::new(req, env, config, endpoint, params).await?;
+    handle(&ctx).await.map(Reply::Json)
+}
+
+async fn handle(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    use Endpoint as E;
+    let config = &ctx.config;
+    let ok = |body| Ok(JsonResponse::ok(body));
+    match ctx.endpoint {
+        E::WellKnownServer => ok(wellknown::server(config)),
+        E::WellKnownClient => ok(wellknown::client(config)),
+        E::WellKnownSupport => wellknown::support(config)
+            .map(JsonResponse::ok)
+            .ok_or_else(|| MatrixError::not_found("No support contact is configured")),
+        E::ClientVersions => ok(client::versions::versions()),
+        E::FederationVersion => ok(federation::version::version()),
+        E::ServerKeys => {
+            let keys = storage::signing_keys::server_keys(&ctx.env).await?;
             server_keys_document(
                 config.server_name.as_str(),
                 &keys.current,
                 &keys.old,
                 time::now_ms(),
             )
-            .map_err(|e| MatrixError::internal(e.to_string()))?
+            .map(JsonResponse::ok)
+            .map_err(|e| MatrixError::internal(e.to_string()))
         }
-    };
-    Ok(Reply::Json(JsonResponse::ok(body)))
+        // Accounts
+        E::Register => register::register(ctx).await,
+        E::RegisterAvailable => register::available(ctx).await,
+        E::RegistrationTokenValidity => register::token_validity(ctx).await,
+        E::AdminRegisterNonce => register::admin_nonce(ctx).await,
+        E::AdminRegister => register::admin_register(ctx).await,
+        E::LoginFlows => Ok(session::login_flows()),
+        E::Login => session::login(ctx).await,
+        E::Refresh => session::refresh(ctx).await,
+        E::Logout => session::logout(ctx).await,
+        E::LogoutAll => session::logout_all(ctx).await,
+        E::WhoAmI => session::whoami(ctx).await,
+        E::ChangePassword => account::change_password(ctx).await,
+        E::Deactivate => account::deactivate(ctx).await,
+        E::Devices => devices::list(ctx).await,
+        E::GetDevice => devices::get(ctx).await,
+        E::UpdateDevice => devices::update(ctx).await,
+        E::DeleteDevice => devices::delete_one(ctx).await,
+        E::DeleteDevices => devices::delete_many(ctx).await,
+        // Per-user settings
+        E::Capabilities => capabilities::capabilities(ctx).await,
+        E::GetProfile => profile::get_profile(ctx).await,
+        E::GetProfileField => profile::get_field(ctx).await,
+        E::SetProfileField => profile::set_field(ctx).await,
+        E::PushRules | E::PushRulesScope => push::get_all(ctx).await,
+        E::GetPushRule => push::get_rule(ctx).await,
+        E::PutPushRule => push::put_rule(ctx).await,
+        E::DeletePushRule => push::delete_rule(ctx).await,
+        E::GetPushRuleAttribute => push::get_attribute(ctx).await,
+        E::PutPushRuleAttribute => push::put_attribute(ctx).await,
+        E::CreateFilter => filters::create(ctx).await,
+        E::GetFilter => filters::get(ctx).await,
+        E::GetAccountData => account_data::get(ctx, false).await,
+        E::PutAccountData => account_data::put(ctx, false).await,
+        E::GetRoomAccountData => account_data::get(ctx, true).await,
+        E::PutRoomAccountData => account_data::put(ctx, true).await,
+        E::GetTags => account_data::get_tags(ctx).await,
+        E::PutTag => account_data::put_tag(ctx).await,
+        E::DeleteTag => account_data::delete_tag(ctx).await,
+        E::JoinedRooms => room_read::joined_rooms(ctx).await,
+        // Rooms
+        E::CreateRoom => rooms::create_room(ctx).await,
+        E::JoinByIdOrAlias => rooms::join_by_id_or_alias(ctx).await,
+        E::JoinRoom => rooms::join_room(ctx).await,
+        E::LeaveRoom => rooms::leave(ctx).await,
+        E::ForgetRoom => rooms::forget(ctx).await,
+        E::Invite => rooms::act_on_member(ctx, "invite").await,
+        E::Kick | E::Unban => rooms::act_on_member(ctx, "leave").await,
+        E::Ban => rooms::act_on_member(ctx, "ban").await,
+        E::SendMessage => send::send_message(ctx).await,
+        E::PutState => send::put_state(ctx, ctx.param(2)).await,
+        E::PutStateEmptyKey => send::put_state(ctx, "").await,
+        E::GetState => room_read::state(ctx).await,
+        E::GetStateEvent => room_read::state_event(ctx, ctx.param(2)).await,
+        E::GetStateEventEmptyKey => room_read::state_event(ctx, "").await,
+        E::Members => room_read::members(ctx).await,
+        E::JoinedMembers => room_read::joined_members(ctx).await,
+        E::Messages => room_read::messages(ctx).await,
+        E::Context => room_read::context(ctx).await,
+        E::GetEvent => room_read::event(ctx).await,
+        E::Redact => send::redact(ctx).await,
+        E::Relations => room_read::relations(ctx, None, None).await,
+        E::RelationsOfType => room_read::relations(ctx, Some(ctx.param(2)), None).await,
+        E::RelationsOfTypeAndEventType => {
+            room_read::relations(ctx, Some(ctx.param(2)), Some(ctx.param(3))).await
+        }
+        E::Typing => ephemeral::typing(ctx).await,
+        E::Receipt => ephemeral::receipt(ctx).await,
+        E::ReadMarkers => ephemeral::read_markers(ctx).await,
+        E::PutAlias => directory::put_alias(ctx).await,
+        E::GetAlias => directory::get_alias(ctx).await,
+        E::DeleteAlias => directory::delete_alias(ctx).await,
+        E::RoomAliases => directory::room_aliases(ctx).await,
+        E::GetDirectoryVisibility => directory::get_visibility(ctx).await,
+        E::SetDirectoryVisibility => directory::set_visibility(ctx).await,
+        E::PublicRooms | E::PublicRoomsFiltered => directory::public_rooms(ctx).await,
+        E::UserDirectorySearch => directory::search_users(ctx).await,
+        E::Sync => sync::handler::sync(ctx).await,
+    }
 }

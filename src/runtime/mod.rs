@@ -1,7 +1,12 @@
 //! The binding to the Workers runtime: the fetch handler, configuration from `env`, and the
 //! conversion of pure `JsonResponse`s into `worker::Response`s with CORS and JSON headers.
 
+pub(crate) mod crypto;
 mod dispatch;
+pub(crate) mod notifier;
+pub(crate) mod request;
+mod room_object;
+pub(crate) mod rooms;
 
 use worker::{event, Context, Env, Headers, Request, Response};
 

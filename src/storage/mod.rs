@@ -1,9 +1,17 @@
 //! Everything that reads or writes D1. D1 is the only source of truth (see DESIGN.md); the
 //! modules here keep the SQL in one place per concept.
 
+pub mod accounts;
+pub mod directory;
+pub mod events;
+pub mod rooms;
 pub mod signing_keys;
+pub mod sync;
+pub mod user_data;
 
-use worker::{D1Database, Env};
+use serde::de::DeserializeOwned;
+use worker::wasm_bindgen::JsValue;
+use worker::{D1Database, D1PreparedStatement, D1Result, Env};
 
 use crate::http::MatrixError;
 
@@ -15,4 +23,126 @@ pub(crate) fn database(env: &Env) -> Result<D1Database, MatrixError> {
 /// Storage failures are ours, never the client's: a 500 with the cause logged.
 pub(crate) fn storage_error(e: worker::Error) -> MatrixError {
     MatrixError::internal(format!("storage error: {e}"))
+}
+
+/// A bound SQL parameter.
+pub(crate) enum Arg<'a> {
+    Text(&'a str),
+    Int(i64),
+    Null,
+}
+
+impl<'a> From<&'a str> for Arg<'a> {
+    fn from(v: &'a str) -> Self {
+        Arg::Text(v)
+    }
+}
+impl<'a> From<&'a String> for Arg<'a> {
+    fn from(v: &'a String) -> Self {
+        Arg::Text(v)
+    }
+}
+impl<'a> From<Option<&'a str>> for Arg<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        v.map_or(Arg::Null, Arg::Text)
+    }
+}
+impl From<i64> for Arg<'_> {
+    fn from(v: i64) -> Self {
+        Arg::Int(v)
+    }
+}
+impl From<u64> for Arg<'_> {
+    fn from(v: u64) -> Self {
+        Arg::Int(v as i64)
+    }
+}
+impl From<bool> for Arg<'_> {
+    fn from(v: bool) -> Self {
+        Arg::Int(v as i64)
+    }
+}
+
+impl Arg<'_> {
+    fn js(&self) -> JsValue {
+        match self {
+            Arg::Text(s) => JsValue::from_str(s),
+            // D1 numbers are JS numbers; our integers (timestamps, stream ids) stay below 2^53.
+            Arg::Int(i) => JsValue::from_f64(*i as f64),
+            Arg::Null => JsValue::NULL,
+        }
+    }
+}
+
+/// `args![a, b]`: SQL parameters from values of mixed types.
+#[macro_export]
+macro_rules! args {
+    ($($value:expr),* $(,)?) => { &[$($crate::storage::Arg::from($value)),*] };
+}
+
+/// The database with the few operations the storage modules need, errors already mapped.
+pub(crate) struct Db(D1Database);
+
+impl Db {
+    pub fn new(env: &Env) -> Result<Self, MatrixError> {
+        database(env).map(Db)
+    }
+
+    pub fn stmt(&self, sql: &str, args: &[Arg<'_>]) -> Result<D1PreparedStatement, MatrixError> {
+        let values: Vec<JsValue> = args.iter().map(Arg::js).collect();
+        self.0.prepare(sql).bind(&values).map_err(storage_error)
+    }
+
+    pub async fn rows<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<T>, MatrixError> {
+        self.stmt(sql, args)?
+            .all()
+            .await
+            .map_err(storage_error)?
+            .results()
+            .map_err(storage_error)
+    }
+
+    pub async fn row<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Option<T>, MatrixError> {
+        self.stmt(sql, args)?
+            .first(None)
+            .await
+            .map_err(storage_error)
+    }
+
+    /// Runs a write; returns how many rows it changed.
+    pub async fn run(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64, MatrixError> {
+        let result = self.stmt(sql, args)?.run().await.map_err(storage_error)?;
+        Ok(changes(&result))
+    }
+
+    /// Runs statements as one transaction: all of them or none.
+    pub async fn batch(
+        &self,
+        statements: Vec<D1PreparedStatement>,
+    ) -> Result<Vec<D1Result>, MatrixError> {
+        self.0.batch(statements).await.map_err(storage_error)
+    }
+}
+
+pub(crate) fn changes(result: &D1Result) -> u64 {
+    result
+        .meta()
+        .ok()
+        .flatten()
+        .and_then(|meta| meta.changes)
+        .unwrap_or(0) as u64
+}
+
+/// A row with one integer column named `n`, for counts and maxima.
+#[derive(serde::Deserialize)]
+pub(crate) struct Count {
+    pub n: Option<i64>,
 }

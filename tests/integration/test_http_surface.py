@@ -31,10 +31,12 @@ def test_well_known_support_lists_the_configured_contact(server):
                                   "email_address": "admin@example.org"}]}
 
 
-def test_versions_are_honest_and_federation_version_names_us(server):
+def test_versions_stop_before_authenticated_media_and_federation_version_names_us(server):
     versions = assert_json_with_cors(server.get("/_matrix/client/versions"))
-    # Nothing of the client-server API is served yet, so no spec version may be claimed.
-    assert versions == {"versions": [], "unstable_features": {}}
+    assert "v1.1" in versions["versions"] and "v1.10" in versions["versions"]
+    # v1.11 moves clients to authenticated media, which is not served yet.
+    assert "v1.11" not in versions["versions"]
+    assert versions["unstable_features"] == {"org.matrix.msc4222": True}
     fed = assert_json_with_cors(server.get("/_matrix/federation/v1/version"))
     assert fed["server"]["name"] == "matrix-edge"
     assert fed["server"]["version"]

@@ -102,6 +102,9 @@ function describe(err) {
  * `emitter` fires. Register it BEFORE the action whose effect it waits for. `what` (a string, or a
  * function returning one) names the awaited condition in the timeout message.
  */
+// Conditions over several pieces of room state also listen to ClientEvent.Sync: the SDK applies
+// a sync response's state in no fixed order, and the last specific event may fire before the last
+// piece of state lands; the Sync event comes once the whole response is applied.
 function until(emitter, events, check, what) {
   let listener;
   const promise = new Promise((resolve, reject) => {
@@ -222,7 +225,7 @@ async function main() {
       visibility: Visibility.Private,
     });
     assert(typeof id === "string" && id.startsWith("!"), `createRoom returned room_id ${id}`);
-    const room = await until(alice, [RoomEvent.MyMembership, RoomEvent.Timeline, RoomEvent.Name], () => {
+    const room = await until(alice, [RoomEvent.MyMembership, RoomEvent.Timeline, RoomEvent.Name, ClientEvent.Sync], () => {
       const r = alice.getRoom(id);
       return r?.getMyMembership() === "join" && r.name === roomName && stateContent(r, EventType.RoomTopic)?.topic === topic ? r : undefined;
     }, "alice's sync to show the new room joined, with its name and topic");
@@ -234,7 +237,7 @@ async function main() {
   });
 
   await step("alice invites bob; bob sees the invite", async () => {
-    const invited = until(bob, [RoomEvent.MyMembership, ClientEvent.Room], () => {
+    const invited = until(bob, [RoomEvent.MyMembership, ClientEvent.Room, ClientEvent.Sync], () => {
       const r = bob.getRoom(roomId);
       return r?.getMyMembership() === "invite" ? r : undefined;
     }, "bob's sync to show the invite");
@@ -246,7 +249,7 @@ async function main() {
   });
 
   await step("bob joins; both see the membership", async () => {
-    const bobJoined = until(bob, [RoomEvent.MyMembership, RoomEvent.Timeline], () => {
+    const bobJoined = until(bob, [RoomEvent.MyMembership, RoomEvent.Timeline, ClientEvent.Sync], () => {
       const r = bob.getRoom(roomId);
       return r?.getMyMembership() === "join" && stateContent(r, EventType.RoomTopic)?.topic === topic ? r : undefined;
     }, "bob's sync to show the room joined, with its topic");

@@ -1,0 +1,126 @@
+//! User-interactive authentication: which stages guard which request, and the 401 body that
+//! tells a client what is left to do.
+
+use serde_json::{json, Value};
+
+use crate::config::RegistrationMode;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Dummy,
+    RegistrationToken,
+    Password,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Dummy => "m.login.dummy",
+            Stage::RegistrationToken => "m.login.registration_token",
+            Stage::Password => "m.login.password",
+        }
+    }
+
+    pub fn parse(kind: &str) -> Option<Self> {
+        [Stage::Dummy, Stage::RegistrationToken, Stage::Password]
+            .into_iter()
+            .find(|stage| stage.as_str() == kind)
+    }
+}
+
+/// What the UIA session authorises; a session completed for one purpose is useless for another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    Register,
+    ChangePassword,
+    Deactivate,
+    DeleteDevices,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Register => "register",
+            Purpose::ChangePassword => "password",
+            Purpose::Deactivate => "deactivate",
+            Purpose::DeleteDevices => "delete_devices",
+        }
+    }
+}
+
+/// The flows a purpose offers; any one of them, completed, authorises the request.
+pub fn flows(purpose: Purpose, registration: RegistrationMode) -> Vec<Vec<Stage>> {
+    match (purpose, registration) {
+        (Purpose::Register, RegistrationMode::Open) => vec![vec![Stage::Dummy]],
+        (Purpose::Register, RegistrationMode::Token) => vec![vec![Stage::RegistrationToken]],
+        (Purpose::Register, RegistrationMode::Closed) => vec![],
+        _ => vec![vec![Stage::Password]],
+    }
+}
+
+pub fn is_complete(flows: &[Vec<Stage>], completed: &[Stage]) -> bool {
+    flows
+        .iter()
+        .any(|flow| flow.iter().all(|stage| completed.contains(stage)))
+}
+
+/// The 401 answer: the flows, what this session has completed, and why the last stage failed.
+pub fn challenge(
+    flows: &[Vec<Stage>],
+    session: &str,
+    completed: &[Stage],
+    failure: Option<(&str, &str)>,
+) -> Value {
+    let mut body = json!({
+        "flows": flows
+            .iter()
+            .map(|flow| json!({ "stages": flow.iter().map(|s| s.as_str()).collect::<Vec<_>>() }))
+            .collect::<Vec<_>>(),
+        "params": {},
+        "session": session,
+    });
+    if !completed.is_empty() {
+        body["completed"] = json!(completed.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    }
+    if let Some((errcode, error)) = failure {
+        body["errcode"] = json!(errcode);
+        body["error"] = json!(error);
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_flows_follow_the_mode() {
+        let open = flows(Purpose::Register, RegistrationMode::Open);
+        assert!(is_complete(&open, &[Stage::Dummy]));
+        let token = flows(Purpose::Register, RegistrationMode::Token);
+        assert!(!is_complete(&token, &[Stage::Dummy]));
+        assert!(is_complete(&token, &[Stage::RegistrationToken]));
+        assert!(!is_complete(
+            &flows(Purpose::Register, RegistrationMode::Closed),
+            &[Stage::Dummy]
+        ));
+        assert!(is_complete(
+            &flows(Purpose::Deactivate, RegistrationMode::Open),
+            &[Stage::Password]
+        ));
+    }
+
+    #[test]
+    fn challenge_lists_flows_session_and_progress() {
+        let body = challenge(
+            &[vec![Stage::RegistrationToken]],
+            "abc",
+            &[],
+            Some(("M_FORBIDDEN", "bad token")),
+        );
+        assert_eq!(body["flows"][0]["stages"][0], "m.login.registration_token");
+        assert_eq!(body["session"], "abc");
+        assert_eq!(body["errcode"], "M_FORBIDDEN");
+        assert!(body.get("completed").is_none());
+    }
+}

@@ -1,0 +1,67 @@
+//! Changing a password and deactivating an account, both behind UIA with the current password.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::password::hash_password;
+use super::uia::authenticate;
+use crate::accounts::uia::Purpose;
+use crate::http::{JsonResponse, MatrixError};
+use crate::runtime::request::Ctx;
+use crate::storage::accounts;
+
+pub(crate) async fn change_password(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let raw = ctx.json_value()?;
+    #[derive(Deserialize)]
+    struct Body {
+        new_password: String,
+        logout_devices: Option<bool>,
+    }
+    let body: Body =
+        serde_json::from_value(raw.clone()).map_err(|e| MatrixError::bad_json(e.to_string()))?;
+    if let Some(challenge) = authenticate(
+        ctx,
+        &raw,
+        Purpose::ChangePassword,
+        Some(me.user_id.as_str()),
+    )
+    .await?
+    {
+        return Ok(challenge);
+    }
+    let db = ctx.db()?;
+    accounts::set_password(
+        &db,
+        me.user_id.as_str(),
+        &hash_password(&body.new_password).await?,
+    )
+    .await?;
+    // The spec's default: every other session ends, the one that changed the password stays.
+    if body.logout_devices.unwrap_or(true) {
+        let others: Vec<String> = accounts::devices(&db, me.user_id.as_str())
+            .await?
+            .into_iter()
+            .map(|d| d.device_id)
+            .filter(|d| *d != me.device_id)
+            .collect();
+        accounts::delete_devices(&db, me.user_id.as_str(), &others).await?;
+    }
+    Ok(JsonResponse::ok(json!({})))
+}
+
+pub(crate) async fn deactivate(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let raw = ctx.json_value()?;
+    if let Some(challenge) =
+        authenticate(ctx, &raw, Purpose::Deactivate, Some(me.user_id.as_str())).await?
+    {
+        return Ok(challenge);
+    }
+    // Leave every room first, while the account can still send its leave events.
+    super::rooms::leave_all_rooms(ctx, &me).await?;
+    accounts::deactivate(&ctx.db()?, me.user_id.as_str()).await?;
+    Ok(JsonResponse::ok(
+        json!({ "id_server_unbind_result": "no-support" }),
+    ))
+}

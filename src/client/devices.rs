@@ -1,0 +1,95 @@
+//! Device management: list, inspect, rename, delete (UIA).
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::uia::authenticate;
+use crate::accounts::uia::Purpose;
+use crate::http::{JsonResponse, MatrixError};
+use crate::runtime::request::Ctx;
+use crate::storage::accounts::{self, DeviceRow};
+
+fn device_json(d: &DeviceRow) -> Value {
+    json!({
+        "device_id": d.device_id,
+        "display_name": d.display_name,
+        "last_seen_ts": d.last_seen_ts,
+        "last_seen_ip": d.last_seen_ip,
+    })
+}
+
+pub(crate) async fn list(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let devices = accounts::devices(&ctx.db()?, me.user_id.as_str()).await?;
+    Ok(JsonResponse::ok(
+        json!({ "devices": devices.iter().map(device_json).collect::<Vec<_>>() }),
+    ))
+}
+
+pub(crate) async fn get(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let devices = accounts::devices(&ctx.db()?, me.user_id.as_str()).await?;
+    devices
+        .iter()
+        .find(|d| d.device_id == ctx.param(0))
+        .map(|d| JsonResponse::ok(device_json(d)))
+        .ok_or_else(|| MatrixError::not_found("No such device"))
+}
+
+pub(crate) async fn update(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    #[derive(Deserialize)]
+    struct Body {
+        display_name: Option<String>,
+    }
+    let body: Body = ctx.json()?;
+    if !accounts::rename_device(
+        &ctx.db()?,
+        me.user_id.as_str(),
+        ctx.param(0),
+        body.display_name.as_deref(),
+    )
+    .await?
+    {
+        return Err(MatrixError::not_found("No such device"));
+    }
+    Ok(JsonResponse::ok(json!({})))
+}
+
+pub(crate) async fn delete_one(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    delete(ctx, vec![ctx.param(0).to_owned()], true).await
+}
+
+pub(crate) async fn delete_many(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    #[derive(Deserialize)]
+    struct Body {
+        devices: Vec<String>,
+    }
+    let body: Body = ctx.json()?;
+    delete(ctx, body.devices, false).await
+}
+
+async fn delete(
+    ctx: &Ctx,
+    devices: Vec<String>,
+    must_exist: bool,
+) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let db = ctx.db()?;
+    if must_exist
+        && !accounts::devices(&db, me.user_id.as_str())
+            .await?
+            .iter()
+            .any(|d| devices.contains(&d.device_id))
+    {
+        return Err(MatrixError::not_found("No such device"));
+    }
+    let raw = ctx.json_value()?;
+    if let Some(challenge) =
+        authenticate(ctx, &raw, Purpose::DeleteDevices, Some(me.user_id.as_str())).await?
+    {
+        return Ok(challenge);
+    }
+    accounts::delete_devices(&db, me.user_id.as_str(), &devices).await?;
+    Ok(JsonResponse::ok(json!({})))
+}

@@ -1,0 +1,361 @@
+//! Reading rooms: state, members, messages, context, single events, relations. Every read
+//! checks the reader's membership and applies history visibility per event.
+
+use ruma::RoomId;
+use serde_json::{json, Map, Value};
+
+use super::ids;
+use crate::http::{JsonResponse, MatrixError};
+use crate::rooms::visibility::MembershipHistory;
+use crate::rooms::RoomVersion;
+use crate::runtime::request::{Ctx, Requester};
+use crate::storage::events::{self, EventRow};
+use crate::storage::{rooms as stored, Db};
+use crate::sync::filter::EventFilter;
+use crate::sync::token::StreamPosition;
+
+/// Most events one page may ask for: bounds the CPU one request can use.
+pub(crate) const MAX_PAGE: u64 = 1000;
+
+pub(crate) struct Access {
+    pub version: RoomVersion,
+    pub history: MembershipHistory,
+}
+
+impl Access {
+    pub fn can_see(&self, row: &EventRow) -> bool {
+        self.history
+            .can_see(row.position(), &row.history_visibility)
+    }
+
+    /// The position up to which the reader sees state: now while joined, else when they left.
+    pub fn state_position(&self) -> Result<Option<u64>, MatrixError> {
+        match self.history.0.last() {
+            Some((_, m)) if m == "join" => Ok(None),
+            Some((at, m)) if m == "leave" || m == "ban" => Ok(Some(*at)),
+            _ => Err(MatrixError::forbidden("You are not in this room")),
+        }
+    }
+}
+
+fn not_in_room() -> MatrixError {
+    MatrixError::forbidden("You are not in this room")
+}
+
+pub(crate) async fn access(
+    db: &Db,
+    room_id: &RoomId,
+    me: &Requester,
+) -> Result<Access, MatrixError> {
+    let version = stored::room_version(db, room_id.as_str())
+        .await?
+        .ok_or_else(not_in_room)?;
+    let history = events::membership_history(db, room_id.as_str(), me.user_id.as_str()).await?;
+    if history.0.is_empty() {
+        return Err(not_in_room());
+    }
+    Ok(Access { version, history })
+}
+
+async fn visible_state(
+    db: &Db,
+    room_id: &RoomId,
+    access: &Access,
+) -> Result<Vec<EventRow>, MatrixError> {
+    match access.state_position()? {
+        None => events::current_state(db, room_id.as_str()).await,
+        Some(at) => events::state_at(db, room_id.as_str(), at).await,
+    }
+}
+
+fn client_events(rows: &[EventRow], access: &Access, me: &Requester) -> Vec<Value> {
+    rows.iter()
+        .map(|row| row.to_client(access.version, me.user_id.as_str(), &me.device_id))
+        .collect()
+}
+
+pub(crate) async fn state(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let room_id = ids::room_id(ctx.param(0))?;
+    let db = ctx.db()?;
+    let access = access(&db, &room_id, &me).await?;
+    let rows = visible_state(&db, &room_id, &access).await?;
+    Ok(JsonResponse::ok(Value::Array(client_events(
+        &rows, &access, &me,
+    ))))
+}
+
+pub(crate) async fn state_event(ctx: &Ctx, state_key: &str) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let room_id = ids::room_id(ctx.param(0))?;
+    let kind = ctx.param(1);
+    let db = ctx.db()?;
+    let access = access(&db, &room_id, &me).await?;
+    let rows = visible_state(&db, &room_id, &access).await?;
+    let row = rows
+        .iter()
+        .find(|r| r.kind == kind && r.state_key.as_deref() == Some(state_key))
+        .ok_or_else(|| MatrixError::not_found("No such state event"))?;
+    let event = row.to_client(access.version, me.user_id.as_str(), &me.device_id);
+    if ctx.query("format") == Some("event") {
+        return Ok(JsonResponse::ok(event));
+    }
+    Ok(JsonResponse::ok(event["content"].clone()))
+}
+
+/// A pagination token: ours are `t<position>`; sync tokens (`s...`) are accepted too, since
+/// clients paginate from `prev_batch` and `next_batch`.
+pub(crate) fn parse_position(token: &str) -> Result<u64, MatrixError> {
+    if let Some(n) = token.strip_prefix('t').and_then(|n| n.parse().ok()) {
+        return Ok(n);
+    }
+    StreamPosition::parse(token)
+        .map(|p| p.events)
+        .ok_or_else(|| MatrixError::invalid_param("unknown pagination token"))
+}
+
+pub(crate) fn position_token(position: u64) -> String {
+    format!("t{position}")
+}
+
+pub(crate) async fn members(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let room_id = ids::room_id(ctx.param(0))?;
+    let db = ctx.db()?;
+    let access = access(&db, &room_id, &me).await?;
+    let rows = match ctx.query("at") {
+        Some(at) => {
+            let at = parse_position(at)?;
+            let limit = access.state_position()?.unwrap_or(u64::MAX).min(at);
+            events::state_at(&db, room_id.as_str(), limit).await?
+        }
+        None => visible_state(&db, &room_id, &access).await?,
+    };
+    let wanted = ctx.query("membership");
+    let unwanted = ctx.query("not_membership");
+    let chunk: Vec<Value> = client_events(&rows, &access, &me)
+        .into_iter()
+        .filter(|e| e["type"] == "m.room.member")
+        .filter(|e| {
+            let m = e["content"]["membership"].as_str().unwrap_or_default();
+            wanted.is_none_or(|w| w == m) && unwanted.is_none_or(|u| u != m)
+        })
+        .collect();
+    Ok(JsonResponse::ok(json!({ "chunk": chunk })))
+}
+
+pub(crate) async fn joined_members(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let room_id = ids::room_id(ctx.param(0))?;
+    let db = ctx.db()?;
+    let access = access(&db, &room_id, &me).await?;
+    let rows = visible_state(&db, &room_id, &access).await?;
+    let mut joined = Map::new();
+    for event in client_events(&rows, &access, &me) {
+        if event["type"] == "m.room.member" && event["content"]["membership"] == "join" {
+            if let Some(user) = event["state_key"].as_str() {
+                joined.insert(
+                    user.to_owned(),
+                    json!({
+                        "display_name": event["content"]["displayname"],
+                        "avatar_url": event["content"]["avatar_url"],
+                    }),
+                );
+            }
+        }
+    }
+    Ok(JsonResponse::ok(json!({ "joined": joined })))
+}
+
+pub(crate) async fn joined_rooms(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let rooms = stored::rooms_with_membership(&ctx.db()?, me.user_id.as_str(), "join").await?;
+    Ok(JsonResponse::ok(json!({ "joined_rooms": rooms })))
+}
+
+fn event_filter(ctx: &Ctx) -> Result<EventFilter, MatrixError> {
+    match ctx.query("filter") {
+        Some(raw) => serde_json::from_str(raw)
+            .map_err(|e| MatrixError::bad_json(format!("invalid filter: {e}"))),
+        None => Ok(EventFilter::default()),
+    }
+}
+
+/// Member events of the given senders, for lazy-loading clients.
+async fn members_of(
+    db: &Db,
+    room_id: &RoomId,
+    senders: &[&str],
+    access: &Access,
+    me: &Requester,
+) -> Result<Vec<Value>, MatrixError> {
+    let state = visible_state(db, room_id, access).await?;
+    let rows: Vec<EventRow> = state
+        .into_iter()
+        .filter(|r| {
+            r.kind == "m.room.member"
+                && r.state_key.as_deref().is_some_and(|k| senders.contains(&k))
+        })
+        .collect();
+    Ok(client_events(&rows, access, me))
+}
+
+pub(crate) async fn messages(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let room_id = ids::room_id(ctx.param(0))?;
+    let db = ctx.db()?;
+    let access = access(&db, &room_id, &me).await?;
+    let filter = event_filter(ctx)?;
+    let limit = ctx.query_u64("limit")?.unwrap_or(10).clamp(1, MAX_PAGE);
+    let backwards = match ctx.query("dir").unwrap_or("b") {
+        "b" => true,
+        "f" => false,
+        _ => return Err(MatrixError::invalid_param("dir must be b or f")),
+    };
+    let to = ctx.query("to").map(parse_position).transpose()?;
+    let from = match ctx.query("from") {
+        Some(token) => parse_position(token)?,
+        None if backwards => crate::storage::sync::current_position(&db).await?.events,
+        None => 0,
+    };
+    // Tokens sit between events: `t<n>` is just after the event at position n.
+    let rows = if backwards {
+        events::timeline_backwards(&db, room_id.as_str(), to.unwrap_or(0), from, limit).await?
+    } else {
+        events::timeline_forwards(
+            &db,
+            room_id.as_str(),
+            from + 1,
+            to.map_or(u64::MAX, |t| t + 1),
+            limit,
+        )
+        .await?
+    };
+    // A short page means the start (or end) of the room was reached: then `end` is omitted.
+    let end = rows.last().filter(|_| rows.len() as u64 == limit).map(|r| {
+        if backwards {
+            r.position() - 1
+        } else {
+            r.position()
+        }
+    });
+    let shown: Vec<EventRow> = rows
+        .into_iter()
+        .filter(|r| access.can_see(r) && filter.allows(&r.kind, &r.sender))
+        .collect();
+    let chunk = client_events(&shown, &access, &me);
+    let mut body = json!({ "chunk": chunk, "start": position_token(from) });
+    if let Some(end) = end {
+        body["end"] = json!(position_token(end));
+    }
+    if filter.lazy_load_members {
+        let mut senders: Vec<&str> = shown.iter().map(|r| r.sender.as_str()).collect();
+        senders.sort();
+        senders.dedup();
+        body["state"] = json!(members_of(&db, &room_id, &senders, &access, &me).await?);
+    }
+    Ok(JsonResponse::ok(body))
+}
+
+async fn visible_event(
+    ctx: &Ctx,
+    db: &Db,
+    room_id: &RoomId,
+    access: &Access,
+) -> Result<EventRow, MatrixError> {
+    let not_found = || MatrixError::not_found("Event not found");
+    let row = events::event(db, ctx.param(1))
+        .await?
+        .ok_or_else(not_found)?;
+    if row.room_id != room_id.as_str() || !access.can_see(&row) {
+        return Err(not_found());
+    }
+    Ok(row)
+}
+
+pub(crate) async fn event(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let room_id = ids::room_id(ctx.param(0))?;
+    let db = ctx.db()?;
+    let access = access(&db, &room_id, &me).await?;
+    let row = visible_event(ctx, &db, &room_id, &access).await?;
+    Ok(JsonResponse::ok(row.to_client(
+        access.version,
+        me.user_id.as_str(),
+        &me.device_id,
+    )))
+}
+
+pub(crate) async fn context(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let room_id = ids::room_id(ctx.param(0))?;
+    let db = ctx.db()?;
+    let access = access(&db, &room_id, &me).await?;
+    let filter = event_filter(ctx)?;
+    let row = visible_event(ctx, &db, &room_id, &access).await?;
+    let limit = ctx.query_u64("limit")?.unwrap_or(10).min(MAX_PAGE);
+    let (before_n, after_n) = (limit / 2 + limit % 2, limit / 2);
+    let at = row.position();
+    let before =
+        events::timeline_backwards(&db, room_id.as_str(), 0, at - 1, before_n.max(1)).await?;
+    let after =
+        events::timeline_forwards(&db, room_id.as_str(), at + 1, u64::MAX, after_n.max(1)).await?;
+    let keep = |rows: &[EventRow], n: u64| -> Vec<Value> {
+        rows.iter()
+            .take(n as usize)
+            .filter(|r| access.can_see(r) && filter.allows(&r.kind, &r.sender))
+            .map(|r| r.to_client(access.version, me.user_id.as_str(), &me.device_id))
+            .collect()
+    };
+    let start = before[..before.len().min(before_n as usize)]
+        .last()
+        .map_or(at - 1, |r| r.position() - 1);
+    let end = after[..after.len().min(after_n as usize)]
+        .last()
+        .map_or(at, |r| r.position());
+    let state_rows = events::state_at(&db, room_id.as_str(), end).await?;
+    Ok(JsonResponse::ok(json!({
+        "event": row.to_client(access.version, me.user_id.as_str(), &me.device_id),
+        "events_before": keep(&before, before_n),
+        "events_after": keep(&after, after_n),
+        "start": position_token(start),
+        "end": position_token(end),
+        "state": client_events(&state_rows, &access, &me),
+    })))
+}
+
+pub(crate) async fn relations(
+    ctx: &Ctx,
+    rel_type: Option<&str>,
+    event_type: Option<&str>,
+) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let room_id = ids::room_id(ctx.param(0))?;
+    let db = ctx.db()?;
+    let access = access(&db, &room_id, &me).await?;
+    visible_event(ctx, &db, &room_id, &access).await?;
+    let limit = ctx.query_u64("limit")?.unwrap_or(50).clamp(1, MAX_PAGE);
+    let before = match ctx.query("from") {
+        Some(token) => parse_position(token)?,
+        None => u64::MAX,
+    };
+    let rows = events::relations(
+        &db,
+        room_id.as_str(),
+        ctx.param(1),
+        rel_type,
+        event_type,
+        before,
+        limit,
+    )
+    .await?;
+    let next = (rows.len() as u64 == limit)
+        .then(|| rows.last().map(|r| r.position()))
+        .flatten();
+    let shown: Vec<EventRow> = rows.into_iter().filter(|r| access.can_see(r)).collect();
+    let mut body = json!({ "chunk": client_events(&shown, &access, &me) });
+    if let Some(next) = next {
+        body["next_batch"] = json!(position_token(next));
+    }
+    Ok(JsonResponse::ok(body))
+}

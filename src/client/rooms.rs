@@ -1,0 +1,293 @@
+//! Creating rooms and changing membership: createRoom, join, leave, invite, kick, ban, unban,
+//! forget. Every change is an event the room's Durable Object builds and authorises.
+
+use ruma::{OwnedRoomId, RoomId, UserId};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::ids;
+use crate::accounts::tokens::new_opaque_id;
+use crate::http::{ErrorCode, JsonResponse, MatrixError};
+use crate::rooms::builder::EventTemplate;
+use crate::rooms::command::RoomCommand;
+use crate::rooms::create::{member_content, plan, CreateRoomRequest};
+use crate::rooms::engine::{LocalServer, RoomEngine};
+use crate::rooms::RoomVersion;
+use crate::runtime::request::{Ctx, Requester};
+use crate::runtime::rooms;
+use crate::storage::rooms as stored;
+use crate::storage::{signing_keys, user_data, Db};
+use crate::time::now_ms;
+
+/// The displayname and avatar a local user's membership events carry.
+pub(crate) async fn profile_content(db: &Db, user_id: &UserId) -> Result<Value, MatrixError> {
+    let profile = user_data::profile(db, user_id.as_str())
+        .await?
+        .unwrap_or_default();
+    Ok(json!({ "displayname": profile.displayname, "avatar_url": profile.avatar_url }))
+}
+
+fn local_only(ctx: &Ctx, user: &UserId) -> Result<(), MatrixError> {
+    if user.server_name() != ctx.config.server_name {
+        return Err(MatrixError::forbidden(
+            "Users on other servers cannot be invited yet: this server does not federate yet",
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) async fn create_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let request: CreateRoomRequest = ctx.json()?;
+    let db = ctx.db()?;
+    let version = match &request.room_version {
+        Some(v) => RoomVersion::parse(v).ok_or_else(|| {
+            MatrixError::new(
+                400,
+                ErrorCode::UnsupportedRoomVersion,
+                format!("Room version {v} is not supported"),
+            )
+        })?,
+        None => ctx.config.default_room_version,
+    };
+    let alias = match &request.room_alias_name {
+        Some(name) => {
+            let alias = ids::alias(&format!("#{name}:{}", ctx.config.server_name))?;
+            if stored::alias_room(&db, alias.as_str()).await?.is_some() {
+                return Err(MatrixError::new(
+                    400,
+                    ErrorCode::RoomInUse,
+                    "The room alias is already taken",
+                ));
+            }
+            Some(alias.to_string())
+        }
+        None => None,
+    };
+    for invitee in &request.invite {
+        local_only(ctx, invitee)?;
+        if !crate::storage::accounts::user_exists(&db, invitee.as_str()).await? {
+            return Err(MatrixError::not_found(format!("Unknown user {invitee}")));
+        }
+    }
+    let mut events = plan(
+        &request,
+        &me.user_id,
+        version,
+        alias.as_deref(),
+        profile_content(&db, &me.user_id).await?,
+    )
+    .map_err(|e| MatrixError::bad_json(e.0))?;
+    for invitee in &request.invite {
+        events.push(EventTemplate::state(
+            "m.room.member",
+            invitee.as_str(),
+            member_content("invite", json!({}), request.is_direct),
+        ));
+    }
+    let origin_server_ts = now_ms();
+    let room_id = new_room_id(ctx, &me, version, &events[0], origin_server_ts).await?;
+    let command = RoomCommand::Create {
+        room_version: version.as_str().to_owned(),
+        room_id: room_id.clone(),
+        creator: me.user_id.clone(),
+        origin_server_ts,
+        events,
+        alias,
+        publish: request.is_public(),
+    };
+    rooms::run(&ctx.env, room_id.as_str(), &command).await?;
+    Ok(JsonResponse::ok(json!({ "room_id": room_id })))
+}
+
+/// Up to v11 a room id is random; from v12 it is the create event's hash, so the create event
+/// is built here once to learn it (the room object builds the same bytes again: signing is
+/// deterministic) and the command goes to the object named by that id.
+async fn new_room_id(
+    ctx: &Ctx,
+    me: &Requester,
+    version: RoomVersion,
+    create: &EventTemplate,
+    origin_server_ts: u64,
+) -> Result<OwnedRoomId, MatrixError> {
+    if !version.room_id_from_create_event() {
+        return ids::room_id(&format!("!{}:{}", new_opaque_id(), ctx.config.server_name));
+    }
+    let keys = signing_keys::server_keys(&ctx.env).await?;
+    let server = LocalServer {
+        name: &ctx.config.server_name,
+        key: &keys.current,
+    };
+    let pdu = RoomEngine::new(version, None)
+        .prepare_local(&me.user_id, create.clone(), origin_server_ts, &server)
+        .map_err(|e| MatrixError::bad_json(format!("{e:?}")))?;
+    Ok(pdu.room_id())
+}
+
+/// A room id from a path parameter that may also be an alias of this server.
+async fn resolve_room(ctx: &Ctx, id_or_alias: &str) -> Result<OwnedRoomId, MatrixError> {
+    if id_or_alias.starts_with('#') {
+        let alias = ids::alias(id_or_alias)?;
+        let room = stored::alias_room(&ctx.db()?, alias.as_str())
+            .await?
+            .ok_or_else(|| MatrixError::not_found("Unknown room alias"))?;
+        return ids::room_id(&room);
+    }
+    ids::room_id(id_or_alias)
+}
+
+async fn join(ctx: &Ctx, room_id: &RoomId, me: &Requester) -> Result<JsonResponse, MatrixError> {
+    let db = ctx.db()?;
+    if stored::room_version(&db, room_id.as_str()).await?.is_none() {
+        return Err(MatrixError::not_found(
+            "Unknown room: joining rooms on other servers is not supported yet",
+        ));
+    }
+    let content = member_content("join", profile_content(&db, &me.user_id).await?, false);
+    rooms::send(
+        &ctx.env,
+        room_id,
+        &me.user_id,
+        EventTemplate::state("m.room.member", me.user_id.as_str(), content),
+        None,
+    )
+    .await?;
+    Ok(JsonResponse::ok(json!({ "room_id": room_id })))
+}
+
+pub(crate) async fn join_by_id_or_alias(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let room_id = resolve_room(ctx, ctx.param(0)).await?;
+    join(ctx, &room_id, &me).await
+}
+
+pub(crate) async fn join_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let room_id = ids::room_id(ctx.param(0))?;
+    join(ctx, &room_id, &me).await
+}
+
+#[derive(Deserialize)]
+struct TargetBody {
+    user_id: String,
+    reason: Option<String>,
+}
+
+/// Sends a membership event about `target`; a missing room reads as "not allowed" so that
+/// room ids do not leak.
+async fn membership_event(
+    ctx: &Ctx,
+    room_id: &RoomId,
+    sender: &UserId,
+    target: &UserId,
+    membership: &str,
+    reason: Option<String>,
+) -> Result<String, MatrixError> {
+    let mut content = json!({ "membership": membership });
+    if let Some(reason) = reason {
+        content["reason"] = json!(reason);
+    }
+    rooms::send(
+        &ctx.env,
+        room_id,
+        sender,
+        EventTemplate::state("m.room.member", target.as_str(), content),
+        None,
+    )
+    .await
+    .map_err(|e| {
+        if e.code == ErrorCode::NotFound {
+            MatrixError::forbidden("You are not in this room")
+        } else {
+            e
+        }
+    })
+}
+
+pub(crate) async fn leave(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let room_id = ids::room_id(ctx.param(0))?;
+    let reason = ctx
+        .json_value()?
+        .get("reason")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let current = stored::membership(&ctx.db()?, room_id.as_str(), me.user_id.as_str()).await?;
+    if !matches!(
+        current.as_deref(),
+        Some("join") | Some("invite") | Some("knock")
+    ) {
+        return Err(MatrixError::forbidden("You are not in this room"));
+    }
+    membership_event(ctx, &room_id, &me.user_id, &me.user_id, "leave", reason).await?;
+    Ok(JsonResponse::ok(json!({})))
+}
+
+/// invite, kick, ban and unban: a membership event about the user named in the body.
+pub(crate) async fn act_on_member(
+    ctx: &Ctx,
+    membership: &str,
+) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let room_id = ids::room_id(ctx.param(0))?;
+    let body: TargetBody = ctx.json()?;
+    let target = ids::user_id(&body.user_id)?;
+    let db = ctx.db()?;
+    if membership == "invite" {
+        local_only(ctx, &target)?;
+        if !crate::storage::accounts::user_exists(&db, target.as_str()).await? {
+            return Err(MatrixError::not_found(format!("Unknown user {target}")));
+        }
+    }
+    if membership == "leave" {
+        // Unban must target a banned user and kick a present one; the auth rules alone would
+        // let a "kick" of an absent user through as a no-op leave.
+        let current = stored::membership(&db, room_id.as_str(), target.as_str()).await?;
+        let expected: &[&str] = if ctx.endpoint == crate::http::route::Endpoint::Unban {
+            &["ban"]
+        } else {
+            &["join", "invite", "knock"]
+        };
+        if !current.as_deref().is_some_and(|m| expected.contains(&m)) {
+            return Err(MatrixError::forbidden(format!(
+                "{target} is not {}",
+                expected.join(" or ")
+            )));
+        }
+    }
+    membership_event(ctx, &room_id, &me.user_id, &target, membership, body.reason).await?;
+    Ok(JsonResponse::ok(json!({})))
+}
+
+pub(crate) async fn forget(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let room_id = ids::room_id(ctx.param(0))?;
+    let db = ctx.db()?;
+    match stored::membership(&db, room_id.as_str(), me.user_id.as_str())
+        .await?
+        .as_deref()
+    {
+        Some("join") | Some("invite") | Some("knock") => Err(MatrixError::new(
+            400,
+            ErrorCode::Unknown,
+            "Leave the room before forgetting it",
+        )),
+        None => Err(MatrixError::not_found("You were never in this room")),
+        Some(_) => {
+            stored::forget(&db, room_id.as_str(), me.user_id.as_str()).await?;
+            Ok(JsonResponse::ok(json!({})))
+        }
+    }
+}
+
+/// Deactivation leaves every joined room and rejects every invite.
+pub(crate) async fn leave_all_rooms(ctx: &Ctx, me: &Requester) -> Result<(), MatrixError> {
+    let db = ctx.db()?;
+    for membership in ["join", "invite"] {
+        for room in stored::rooms_with_membership(&db, me.user_id.as_str(), membership).await? {
+            let room_id = ids::room_id(&room)?;
+            membership_event(ctx, &room_id, &me.user_id, &me.user_id, "leave", None).await?;
+        }
+    }
+    Ok(())
+}

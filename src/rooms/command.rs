@@ -1,0 +1,35 @@
+//! What the Worker asks of a room's Durable Object, and what it answers. Plain data, so the
+//! request crosses the Worker/DO boundary as JSON and the protocol is readable in one place.
+
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
+use serde::{Deserialize, Serialize};
+
+use super::builder::EventTemplate;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum RoomCommand {
+    /// Creates the room with these events, in order, in one atomic write.
+    Create {
+        room_version: String,
+        room_id: OwnedRoomId,
+        creator: OwnedUserId,
+        origin_server_ts: u64,
+        events: Vec<EventTemplate>,
+        alias: Option<String>,
+        publish: bool,
+    },
+    /// Creates one local event at the tip of the room.
+    Send {
+        room_id: OwnedRoomId,
+        sender: OwnedUserId,
+        event: EventTemplate,
+        /// `(device id, transaction id)`: a retry returns the first event id.
+        transaction: Option<(String, String)>,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SendResult {
+    pub event_id: OwnedEventId,
+}

@@ -1,0 +1,159 @@
+//! One request as the handlers see it: routed parameters, query, body, and the requester once
+//! authenticated. Parsing failures become the spec's errors here, so handlers never see bad input.
+
+use ruma::{OwnedUserId, UserId};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use worker::{Env, Request};
+
+use crate::accounts::tokens::token_hash;
+use crate::config::Config;
+use crate::http::route::Endpoint;
+use crate::http::{ErrorCode, MatrixError};
+use crate::storage::{accounts, Db};
+use crate::time::now_ms;
+
+pub(crate) struct Ctx {
+    pub env: Env,
+    pub config: Config,
+    pub endpoint: Endpoint,
+    params: Vec<String>,
+    query: Vec<(String, String)>,
+    body: Vec<u8>,
+    authorization: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// An authenticated user and the device the token belongs to.
+#[derive(Clone, Debug)]
+pub(crate) struct Requester {
+    pub user_id: OwnedUserId,
+    pub device_id: String,
+    pub admin: bool,
+}
+
+impl Ctx {
+    pub async fn new(
+        mut req: Request,
+        env: &Env,
+        config: Config,
+        endpoint: Endpoint,
+        params: Vec<String>,
+    ) -> Result<Self, MatrixError> {
+        let url = req
+            .url()
+            .map_err(|_| MatrixError::bad_json("malformed URL"))?;
+        let query = url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let body = req.bytes().await.unwrap_or_default();
+        let headers = req.headers();
+        Ok(Self {
+            env: env.clone(),
+            config,
+            endpoint,
+            params,
+            query,
+            body,
+            authorization: headers.get("Authorization").ok().flatten(),
+            ip: headers.get("CF-Connecting-IP").ok().flatten(),
+        })
+    }
+
+    pub fn db(&self) -> Result<Db, MatrixError> {
+        Db::new(&self.env)
+    }
+
+    /// The `i`th path parameter, in the order of the route's pattern.
+    pub fn param(&self, i: usize) -> &str {
+        self.params.get(i).map(String::as_str).unwrap_or_default()
+    }
+
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A numeric query parameter; a malformed one is the client's error.
+    pub fn query_u64(&self, name: &str) -> Result<Option<u64>, MatrixError> {
+        self.query(name)
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| MatrixError::invalid_param(format!("{name} must be a number")))
+            })
+            .transpose()
+    }
+
+    /// The body as JSON. An empty body reads as `{}`: several endpoints allow it.
+    pub fn json_value(&self) -> Result<Value, MatrixError> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Object(Default::default()));
+        }
+        serde_json::from_slice(&self.body)
+            .map_err(|e| MatrixError::not_json(format!("the body is not valid JSON: {e}")))
+    }
+
+    /// The body as a typed request: `M_NOT_JSON` if unparseable, `M_BAD_JSON` if the wrong shape.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, MatrixError> {
+        let value = self.json_value()?;
+        serde_json::from_value(value).map_err(|e| MatrixError::bad_json(e.to_string()))
+    }
+
+    /// The body must be a JSON object (event content, account data, filters).
+    pub fn json_object(&self) -> Result<serde_json::Map<String, Value>, MatrixError> {
+        match self.json_value()? {
+            Value::Object(map) => Ok(map),
+            _ => Err(MatrixError::bad_json("the body must be a JSON object")),
+        }
+    }
+
+    fn access_token(&self) -> Option<&str> {
+        if let Some(header) = &self.authorization {
+            return header
+                .strip_prefix("Bearer ")
+                .or_else(|| header.strip_prefix("bearer "))
+                .map(str::trim);
+        }
+        self.query("access_token")
+    }
+
+    /// The user and device the access token belongs to.
+    pub async fn requester(&self) -> Result<Requester, MatrixError> {
+        let token = self.access_token().ok_or_else(|| {
+            MatrixError::new(401, ErrorCode::MissingToken, "Missing access token")
+        })?;
+        let unknown = || MatrixError::new(401, ErrorCode::UnknownToken, "Unknown access token");
+        let owner = accounts::token_owner(&self.db()?, &token_hash(token))
+            .await?
+            .ok_or_else(unknown)?;
+        if owner.deactivated != 0 {
+            return Err(unknown());
+        }
+        if owner.expires_ts.is_some_and(|ts| ts as u64 <= now_ms()) {
+            // Expired, not revoked: the client should refresh, keeping its local state.
+            return Err(
+                MatrixError::new(401, ErrorCode::UnknownToken, "Access token expired")
+                    .with("soft_logout", Value::Bool(true)),
+            );
+        }
+        Ok(Requester {
+            user_id: UserId::parse(owner.user_id)
+                .map_err(|_| MatrixError::internal("a stored user id is invalid"))?,
+            device_id: owner.device_id,
+            admin: owner.admin != 0,
+        })
+    }
+
+    /// Path user ids must name the requester (account data, filters, typing...).
+    pub fn own_user_param(&self, i: usize, requester: &Requester) -> Result<(), MatrixError> {
+        if self.param(i) != requester.user_id.as_str() {
+            return Err(MatrixError::forbidden(
+                "You cannot act on behalf of another user",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,186 @@
+//! Reading events back: timelines, single events, state at a position, membership histories.
+//! Every read returns rows that `rooms::client_event` turns into what a client sees.
+
+use serde::Deserialize;
+
+use super::Db;
+use crate::args;
+use crate::http::MatrixError;
+use crate::rooms::client_event::{client_event, StoredEvent};
+use crate::rooms::visibility::MembershipHistory;
+use crate::rooms::RoomVersion;
+use crate::time::now_ms;
+
+#[derive(Deserialize)]
+pub struct EventRow {
+    pub stream_ordering: i64,
+    pub event_id: String,
+    pub room_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub state_key: Option<String>,
+    pub sender: String,
+    pub pdu: String,
+    pub history_visibility: String,
+    pub txn_user: Option<String>,
+    pub txn_device: Option<String>,
+    pub txn_id: Option<String>,
+    pub redaction: Option<String>,
+}
+
+const SELECT: &str =
+    "SELECT e.stream_ordering, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.pdu,
+    e.history_visibility, e.txn_user, e.txn_device, e.txn_id, r.pdu AS redaction
+    FROM events e LEFT JOIN events r ON r.event_id = e.redacted_by";
+
+impl EventRow {
+    /// The event as `reader` on `device` sees it.
+    pub fn to_client(&self, version: RoomVersion, reader: &str, device: &str) -> serde_json::Value {
+        let own =
+            self.txn_user.as_deref() == Some(reader) && self.txn_device.as_deref() == Some(device);
+        client_event(
+            &StoredEvent {
+                pdu: &self.pdu,
+                event_id: &self.event_id,
+                room_id: &self.room_id,
+                redaction: self.redaction.as_deref(),
+                transaction_id: self.txn_id.as_deref().filter(|_| own),
+            },
+            version,
+            now_ms(),
+        )
+    }
+
+    pub fn position(&self) -> u64 {
+        self.stream_ordering as u64
+    }
+}
+
+/// Events of a room in `(after, up_to]`, newest first, at most `limit`.
+pub async fn timeline_backwards(
+    db: &Db,
+    room_id: &str,
+    after: u64,
+    up_to: u64,
+    limit: u64,
+) -> Result<Vec<EventRow>, MatrixError> {
+    db.rows(
+        &format!(
+            "{SELECT} WHERE e.room_id = ?1 AND e.stream_ordering > ?2 AND e.stream_ordering <= ?3
+             ORDER BY e.stream_ordering DESC LIMIT ?4"
+        ),
+        args![room_id, after, up_to, limit],
+    )
+    .await
+}
+
+/// Events of a room in `[from, before)`, oldest first, at most `limit`.
+pub async fn timeline_forwards(
+    db: &Db,
+    room_id: &str,
+    from: u64,
+    before: u64,
+    limit: u64,
+) -> Result<Vec<EventRow>, MatrixError> {
+    db.rows(
+        &format!(
+            "{SELECT} WHERE e.room_id = ?1 AND e.stream_ordering >= ?2 AND e.stream_ordering < ?3
+             ORDER BY e.stream_ordering ASC LIMIT ?4"
+        ),
+        args![room_id, from, before, limit],
+    )
+    .await
+}
+
+pub async fn event(db: &Db, event_id: &str) -> Result<Option<EventRow>, MatrixError> {
+    db.row(&format!("{SELECT} WHERE e.event_id = ?1"), args![event_id])
+        .await
+}
+
+/// The room's current state events.
+pub async fn current_state(db: &Db, room_id: &str) -> Result<Vec<EventRow>, MatrixError> {
+    db.rows(
+        &format!("{SELECT} JOIN room_state s ON s.event_id = e.event_id WHERE s.room_id = ?1"),
+        args![room_id],
+    )
+    .await
+}
+
+/// The state as it was after the event at `position`: per slot, the latest state event at or
+/// before it. Local rooms are linear, so stream order is the room's order.
+pub async fn state_at(db: &Db, room_id: &str, position: u64) -> Result<Vec<EventRow>, MatrixError> {
+    db.rows(
+        &format!(
+            "{SELECT} WHERE e.stream_ordering IN (
+                SELECT MAX(stream_ordering) FROM events
+                WHERE room_id = ?1 AND state_key IS NOT NULL AND stream_ordering <= ?2
+                GROUP BY type, state_key)"
+        ),
+        args![room_id, position],
+    )
+    .await
+}
+
+/// State events of a room in `(after, up_to]`, the latest per slot (what changed in a gap).
+pub async fn state_changes(
+    db: &Db,
+    room_id: &str,
+    after: u64,
+    up_to: u64,
+) -> Result<Vec<EventRow>, MatrixError> {
+    db.rows(
+        &format!(
+            "{SELECT} WHERE e.stream_ordering IN (
+                SELECT MAX(stream_ordering) FROM events
+                WHERE room_id = ?1 AND state_key IS NOT NULL AND stream_ordering > ?2 AND stream_ordering <= ?3
+                GROUP BY type, state_key)"
+        ),
+        args![room_id, after, up_to],
+    )
+    .await
+}
+
+pub async fn membership_history(
+    db: &Db,
+    room_id: &str,
+    user_id: &str,
+) -> Result<MembershipHistory, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        stream_ordering: i64,
+        membership: Option<String>,
+    }
+    let rows: Vec<Row> = db
+        .rows(
+            "SELECT stream_ordering, membership FROM events
+             WHERE room_id = ?1 AND type = 'm.room.member' AND state_key = ?2 ORDER BY stream_ordering",
+            args![room_id, user_id],
+        )
+        .await?;
+    Ok(MembershipHistory(
+        rows.into_iter()
+            .map(|r| (r.stream_ordering as u64, r.membership.unwrap_or_default()))
+            .collect(),
+    ))
+}
+
+/// Events relating to `event_id`, newest first.
+pub async fn relations(
+    db: &Db,
+    room_id: &str,
+    event_id: &str,
+    rel_type: Option<&str>,
+    event_type: Option<&str>,
+    before: u64,
+    limit: u64,
+) -> Result<Vec<EventRow>, MatrixError> {
+    db.rows(
+        &format!(
+            "{SELECT} WHERE e.room_id = ?1 AND e.relates_to = ?2 AND (?3 IS NULL OR e.rel_type = ?3)
+             AND (?4 IS NULL OR e.type = ?4) AND e.stream_ordering < ?5
+             ORDER BY e.stream_ordering DESC LIMIT ?6"
+        ),
+        args![room_id, event_id, rel_type, event_type, before, limit],
+    )
+    .await
+}

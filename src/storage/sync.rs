@@ -1,0 +1,160 @@
+//! The reads `/sync` needs beyond single rooms: the current stream positions, and which rooms
+//! a user is in with what membership.
+
+use serde::Deserialize;
+
+use super::Db;
+use crate::args;
+use crate::http::MatrixError;
+use crate::sync::token::StreamPosition;
+
+/// The newest position of every stream, in one query.
+pub async fn current_position(db: &Db) -> Result<StreamPosition, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        e: Option<i64>,
+        a: Option<i64>,
+        r: Option<i64>,
+        t: Option<i64>,
+    }
+    let row: Option<Row> = db
+        .row(
+            "SELECT (SELECT MAX(stream_ordering) FROM events) AS e,
+                    (SELECT MAX(stream_id) FROM account_data) AS a,
+                    (SELECT MAX(stream_id) FROM receipts) AS r,
+                    (SELECT MAX(stream_id) FROM typing) AS t",
+            args![],
+        )
+        .await?;
+    let n = |v: Option<i64>| v.unwrap_or(0) as u64;
+    Ok(
+        row.map_or_else(StreamPosition::default, |r| StreamPosition {
+            events: n(r.e),
+            account_data: n(r.a),
+            receipts: n(r.r),
+            typing: n(r.t),
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct MembershipRow {
+    pub room_id: String,
+    pub membership: String,
+    pub stream_ordering: i64,
+    pub room_version: String,
+}
+
+/// Every room the user has a membership in (forgotten ones excluded).
+pub async fn memberships(db: &Db, user_id: &str) -> Result<Vec<MembershipRow>, MatrixError> {
+    db.rows(
+        "SELECT m.room_id, m.membership, m.stream_ordering, r.room_version
+         FROM memberships m JOIN rooms r ON r.room_id = m.room_id
+         WHERE m.user_id = ?1 AND m.forgotten = 0",
+        args![user_id],
+    )
+    .await
+}
+
+/// Notification counts since the user's read receipt: messages from others.
+pub async fn unread_count(
+    db: &Db,
+    room_id: &str,
+    user_id: &str,
+    after: u64,
+) -> Result<u64, MatrixError> {
+    Ok(db
+        .row::<super::Count>(
+            "SELECT COUNT(*) AS n FROM events WHERE room_id = ?1 AND stream_ordering > ?2
+             AND sender != ?3 AND type IN ('m.room.message', 'm.room.encrypted') AND redacted_by IS NULL",
+            args![room_id, after, user_id],
+        )
+        .await?
+        .and_then(|c| c.n)
+        .unwrap_or(0) as u64)
+}
+
+/// Local users joined to or invited into a room: who to wake for its ephemeral events.
+pub async fn local_members(db: &Db, room_id: &str) -> Result<Vec<String>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        user_id: String,
+    }
+    Ok(db
+        .rows::<Row>(
+            "SELECT m.user_id FROM memberships m JOIN users u ON u.user_id = m.user_id
+             WHERE m.room_id = ?1 AND m.membership IN ('join', 'invite')",
+            args![room_id],
+        )
+        .await?
+        .into_iter()
+        .map(|r| r.user_id)
+        .collect())
+}
+
+/// Rooms of the user with new events, receipts or typing changes between two positions.
+pub async fn changed_rooms(
+    db: &Db,
+    user_id: &str,
+    since: &StreamPosition,
+    now: &StreamPosition,
+) -> Result<Vec<String>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        room_id: String,
+    }
+    let mine = "(SELECT room_id FROM memberships WHERE user_id = ?1 AND forgotten = 0)";
+    Ok(db
+        .rows::<Row>(
+            &format!(
+                "SELECT room_id FROM events WHERE stream_ordering > ?2 AND stream_ordering <= ?3 AND room_id IN {mine}
+                 UNION SELECT room_id FROM receipts WHERE stream_id > ?4 AND stream_id <= ?5 AND room_id IN {mine}
+                 UNION SELECT room_id FROM typing WHERE stream_id > ?6 AND stream_id <= ?7 AND room_id IN {mine}"
+            ),
+            args![
+                user_id,
+                since.events,
+                now.events,
+                since.receipts,
+                now.receipts,
+                since.typing,
+                now.typing
+            ],
+        )
+        .await?
+        .into_iter()
+        .map(|r| r.room_id)
+        .collect())
+}
+
+/// Joined and invited member counts and up to five other members, for the room summary.
+pub async fn summary(
+    db: &Db,
+    room_id: &str,
+    user_id: &str,
+) -> Result<serde_json::Value, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        user_id: String,
+        membership: String,
+    }
+    let rows: Vec<Row> = db
+        .rows(
+            "SELECT user_id, membership FROM memberships WHERE room_id = ?1 AND membership IN ('join', 'invite')
+             ORDER BY stream_ordering",
+            args![room_id],
+        )
+        .await?;
+    let joined = rows.iter().filter(|r| r.membership == "join").count();
+    let heroes: Vec<&str> = rows
+        .iter()
+        .map(|r| r.user_id.as_str())
+        .filter(|u| *u != user_id)
+        .take(5)
+        .collect();
+    Ok(serde_json::json!({
+        "m.joined_member_count": joined,
+        "m.invited_member_count": rows.len() - joined,
+        "m.heroes": heroes,
+    }))
+}

@@ -1,0 +1,256 @@
+//! Per-user data outside rooms' graphs: profiles, account data (global and per room, tags
+//! included), filters, push rules; and the ephemeral room streams: receipts and typing.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::Db;
+use crate::args;
+use crate::http::MatrixError;
+use crate::time::now_ms;
+
+#[derive(Deserialize, Default)]
+pub struct Profile {
+    pub displayname: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+pub async fn profile(db: &Db, user_id: &str) -> Result<Option<Profile>, MatrixError> {
+    db.row(
+        "SELECT displayname, avatar_url FROM users WHERE user_id = ?1 AND deactivated = 0",
+        args![user_id],
+    )
+    .await
+}
+
+/// `field` is `displayname` or `avatar_url` (checked by the caller; never user text in SQL).
+pub async fn set_profile_field(
+    db: &Db,
+    user_id: &str,
+    field: &str,
+    value: Option<&str>,
+) -> Result<(), MatrixError> {
+    let sql = match field {
+        "displayname" => "UPDATE users SET displayname = ?2 WHERE user_id = ?1",
+        "avatar_url" => "UPDATE users SET avatar_url = ?2 WHERE user_id = ?1",
+        _ => return Err(MatrixError::internal("unknown profile field")),
+    };
+    db.run(sql, args![user_id, value]).await.map(|_| ())
+}
+
+pub async fn account_data(
+    db: &Db,
+    user_id: &str,
+    room_id: &str,
+    kind: &str,
+) -> Result<Option<Value>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        content: String,
+    }
+    Ok(db
+        .row::<Row>(
+            "SELECT content FROM account_data WHERE user_id = ?1 AND room_id = ?2 AND type = ?3",
+            args![user_id, room_id, kind],
+        )
+        .await?
+        .and_then(|r| serde_json::from_str(&r.content).ok()))
+}
+
+/// Stores account data; the row gets a new stream id so /sync sees the change.
+pub async fn set_account_data(
+    db: &Db,
+    user_id: &str,
+    room_id: &str,
+    kind: &str,
+    content: &Value,
+) -> Result<(), MatrixError> {
+    db.run(
+        "INSERT OR REPLACE INTO account_data (user_id, room_id, type, content) VALUES (?1, ?2, ?3, ?4)",
+        args![user_id, room_id, kind, &content.to_string()],
+    )
+    .await
+    .map(|_| ())
+}
+
+#[derive(Deserialize)]
+pub struct AccountDataRow {
+    pub room_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub content: String,
+}
+
+/// Account data changed in `(after, up_to]`, global and per room.
+pub async fn account_data_since(
+    db: &Db,
+    user_id: &str,
+    after: u64,
+    up_to: u64,
+) -> Result<Vec<AccountDataRow>, MatrixError> {
+    db.rows(
+        "SELECT room_id, type, content FROM account_data
+         WHERE user_id = ?1 AND stream_id > ?2 AND stream_id <= ?3 ORDER BY stream_id",
+        args![user_id, after, up_to],
+    )
+    .await
+}
+
+pub async fn create_filter(db: &Db, user_id: &str, filter: &Value) -> Result<i64, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        filter_id: i64,
+    }
+    db.row::<Row>(
+        "INSERT INTO filters (user_id, filter) VALUES (?1, ?2) RETURNING filter_id",
+        args![user_id, &filter.to_string()],
+    )
+    .await?
+    .map(|r| r.filter_id)
+    .ok_or_else(|| MatrixError::internal("filter not stored"))
+}
+
+pub async fn filter(db: &Db, user_id: &str, filter_id: i64) -> Result<Option<Value>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        filter: String,
+    }
+    Ok(db
+        .row::<Row>(
+            "SELECT filter FROM filters WHERE user_id = ?1 AND filter_id = ?2",
+            args![user_id, filter_id],
+        )
+        .await?
+        .and_then(|r| serde_json::from_str(&r.filter).ok()))
+}
+
+pub async fn push_rules(db: &Db, user_id: &str) -> Result<Option<String>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        rules: String,
+    }
+    Ok(db
+        .row::<Row>(
+            "SELECT rules FROM push_rules WHERE user_id = ?1",
+            args![user_id],
+        )
+        .await?
+        .map(|r| r.rules))
+}
+
+pub async fn set_push_rules(db: &Db, user_id: &str, rules: &str) -> Result<(), MatrixError> {
+    db.run(
+        "INSERT OR REPLACE INTO push_rules (user_id, rules) VALUES (?1, ?2)",
+        args![user_id, rules],
+    )
+    .await
+    .map(|_| ())
+}
+
+// --- Receipts and typing --------------------------------------------------------------------
+
+pub async fn set_receipt(
+    db: &Db,
+    room_id: &str,
+    user_id: &str,
+    receipt_type: &str,
+    thread_id: &str,
+    event_id: &str,
+) -> Result<(), MatrixError> {
+    db.run(
+        "INSERT OR REPLACE INTO receipts (room_id, user_id, receipt_type, thread_id, event_id, ts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        args![
+            room_id,
+            user_id,
+            receipt_type,
+            thread_id,
+            event_id,
+            now_ms()
+        ],
+    )
+    .await
+    .map(|_| ())
+}
+
+#[derive(Deserialize)]
+pub struct ReceiptRow {
+    pub user_id: String,
+    pub receipt_type: String,
+    pub thread_id: String,
+    pub event_id: String,
+    pub ts: i64,
+}
+
+/// Receipts of a room changed in `(after, up_to]` (everything for `after` = 0).
+pub async fn receipts_since(
+    db: &Db,
+    room_id: &str,
+    after: u64,
+    up_to: u64,
+) -> Result<Vec<ReceiptRow>, MatrixError> {
+    db.rows(
+        "SELECT user_id, receipt_type, thread_id, event_id, ts FROM receipts
+         WHERE room_id = ?1 AND stream_id > ?2 AND stream_id <= ?3",
+        args![room_id, after, up_to],
+    )
+    .await
+}
+
+/// Position of the user's latest read receipt in a room, for unread counts.
+pub async fn read_position(db: &Db, room_id: &str, user_id: &str) -> Result<u64, MatrixError> {
+    Ok(db
+        .row::<super::Count>(
+            "SELECT MAX(e.stream_ordering) AS n FROM receipts r JOIN events e ON e.event_id = r.event_id
+             WHERE r.room_id = ?1 AND r.user_id = ?2 AND r.receipt_type IN ('m.read', 'm.read.private')",
+            args![room_id, user_id],
+        )
+        .await?
+        .and_then(|c| c.n)
+        .unwrap_or(0) as u64)
+}
+
+pub async fn set_typing(
+    db: &Db,
+    room_id: &str,
+    user_id: &str,
+    expires_ts: u64,
+) -> Result<(), MatrixError> {
+    db.run(
+        "INSERT OR REPLACE INTO typing (room_id, user_id, expires_ts) VALUES (?1, ?2, ?3)",
+        args![room_id, user_id, expires_ts],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Who is typing in a room now; `None` if nothing changed in `(after, up_to]`.
+pub async fn typing_if_changed(
+    db: &Db,
+    room_id: &str,
+    after: u64,
+    up_to: u64,
+) -> Result<Option<Vec<String>>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        user_id: String,
+        expires_ts: i64,
+        stream_id: i64,
+    }
+    let rows: Vec<Row> = db
+        .rows(
+            "SELECT user_id, expires_ts, stream_id FROM typing WHERE room_id = ?1 AND stream_id <= ?2",
+            args![room_id, up_to],
+        )
+        .await?;
+    if !rows.iter().any(|r| r.stream_id as u64 > after) {
+        return Ok(None);
+    }
+    let now = now_ms() as i64;
+    Ok(Some(
+        rows.into_iter()
+            .filter(|r| r.expires_ts > now)
+            .map(|r| r.user_id)
+            .collect(),
+    ))
+}

@@ -1,0 +1,430 @@
+//! `GET /sync`: assembles the response from D1 and, when there is nothing new and the client
+//! gave a timeout, parks on the notifier until something for this user is written.
+//!
+//! Per joined room: a full room (initial sync, `full_state`, or joined since the token) gets
+//! the state before its timeline; an incremental one gets new events, and the state that
+//! changed in the gap when the timeline is `limited`.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde_json::{json, Map, Value};
+
+use super::filter::Filter;
+use super::token::StreamPosition;
+use crate::client::room_read::{position_token, Access};
+use crate::http::{JsonResponse, MatrixError};
+use crate::rooms::client_event::stripped_state;
+use crate::rooms::RoomVersion;
+use crate::runtime::notifier;
+use crate::runtime::request::{Ctx, Requester};
+use crate::storage::events::{self, EventRow};
+use crate::storage::sync::{self as stored, MembershipRow};
+use crate::storage::{user_data, Db};
+use crate::time::now_ms;
+
+/// Longest a sync may wait: clients ask for 30 s; more only holds resources for nothing.
+const MAX_TIMEOUT_MS: u64 = 60_000;
+/// MSC4222: the client asks for `state_after` instead of `state`.
+const STATE_AFTER_PARAM: &str = "org.matrix.msc4222.use_state_after";
+const STATE_AFTER_FIELD: &str = "org.matrix.msc4222.state_after";
+const DEFAULT_TIMELINE_LIMIT: u64 = 10;
+const MAX_TIMELINE_LIMIT: u64 = 100;
+/// State types an invitee sees before joining (spec: stripped state).
+const INVITE_STATE: [&str; 7] = [
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+];
+
+async fn load_filter(ctx: &Ctx, db: &Db, me: &Requester) -> Result<Filter, MatrixError> {
+    let Some(raw) = ctx.query("filter") else {
+        return Ok(Filter::default());
+    };
+    let value: Value = if raw.trim_start().starts_with('{') {
+        serde_json::from_str(raw)
+            .map_err(|e| MatrixError::bad_json(format!("invalid filter: {e}")))?
+    } else {
+        let id: i64 = raw
+            .parse()
+            .map_err(|_| MatrixError::invalid_param("unknown filter id"))?;
+        user_data::filter(db, me.user_id.as_str(), id)
+            .await?
+            .ok_or_else(|| MatrixError::invalid_param("unknown filter id"))?
+    };
+    serde_json::from_value(value).map_err(|e| MatrixError::bad_json(format!("invalid filter: {e}")))
+}
+
+pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let db = ctx.db()?;
+    let filter = load_filter(ctx, &db, &me).await?;
+    let since = ctx
+        .query("since")
+        .map(|s| {
+            StreamPosition::parse(s)
+                .ok_or_else(|| MatrixError::invalid_param("unknown since token"))
+        })
+        .transpose()?;
+    let full_state = ctx.query("full_state") == Some("true");
+    let state_after = ctx.query(STATE_AFTER_PARAM) == Some("true");
+    let timeout = ctx.query_u64("timeout")?.unwrap_or(0).min(MAX_TIMEOUT_MS);
+    let deadline = now_ms() + timeout;
+    loop {
+        let now = stored::current_position(&db).await?;
+        let (body, news) = build(&db, &me, &filter, since, now, full_state, state_after).await?;
+        let remaining = deadline.saturating_sub(now_ms());
+        if news || since.is_none() || full_state || remaining == 0 {
+            return Ok(JsonResponse::ok(body));
+        }
+        notifier::wait(&ctx.env, me.user_id.as_str(), &now, remaining).await;
+        if now_ms() >= deadline {
+            // One last look: the wait may have ended with the deadline and news together.
+            let now = stored::current_position(&db).await?;
+            let (body, _) = build(&db, &me, &filter, since, now, full_state, state_after).await?;
+            return Ok(JsonResponse::ok(body));
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn build(
+    db: &Db,
+    me: &Requester,
+    filter: &Filter,
+    since: Option<StreamPosition>,
+    now: StreamPosition,
+    full_state: bool,
+    state_after: bool,
+) -> Result<(Value, bool), MatrixError> {
+    let from = since.unwrap_or_default();
+    let memberships = stored::memberships(db, me.user_id.as_str()).await?;
+    let changed: HashSet<String> = match since {
+        Some(since) => stored::changed_rooms(db, me.user_id.as_str(), &since, &now)
+            .await?
+            .into_iter()
+            .collect(),
+        None => HashSet::new(),
+    };
+    let account_data =
+        user_data::account_data_since(db, me.user_id.as_str(), from.account_data, now.account_data)
+            .await?;
+    let mut room_account_data: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut global_account_data = Vec::new();
+    for row in &account_data {
+        let event = json!({ "type": row.kind, "content": serde_json::from_str::<Value>(&row.content).unwrap_or(Value::Null) });
+        if row.room_id.is_empty() {
+            if filter.account_data.allows(&row.kind, "") {
+                global_account_data.push(event);
+            }
+        } else if filter.room.account_data.allows(&row.kind, "") {
+            room_account_data
+                .entry(row.room_id.clone())
+                .or_default()
+                .push(event);
+        }
+    }
+
+    let mut join = Map::new();
+    let mut invite = Map::new();
+    let mut leave = Map::new();
+    for m in memberships
+        .iter()
+        .filter(|m| filter.room.allows_room(&m.room_id))
+    {
+        let Some(version) = RoomVersion::parse(&m.room_version) else {
+            continue;
+        };
+        let new_membership = since.is_none_or(|s| m.stream_ordering as u64 > s.events);
+        match m.membership.as_str() {
+            "join" => {
+                let full = since.is_none() || full_state || new_membership;
+                let extra = room_account_data.remove(&m.room_id);
+                if !full && !changed.contains(&m.room_id) && extra.is_none() {
+                    continue;
+                }
+                let room = joined_room(
+                    db,
+                    me,
+                    filter,
+                    m,
+                    version,
+                    from,
+                    now,
+                    full,
+                    extra,
+                    state_after,
+                )
+                .await?;
+                join.insert(m.room_id.clone(), room);
+            }
+            "invite" if new_membership || full_state => {
+                invite.insert(m.room_id.clone(), invited_room(db, m).await?);
+            }
+            "leave" | "ban"
+                if (since.is_some() && new_membership)
+                    || (filter.room.include_leave && (since.is_none() || full_state)) =>
+            {
+                leave.insert(
+                    m.room_id.clone(),
+                    left_room(db, me, filter, m, version, from).await?,
+                );
+            }
+            _ => {}
+        }
+    }
+    let news = !join.is_empty()
+        || !invite.is_empty()
+        || !leave.is_empty()
+        || !global_account_data.is_empty();
+    let body = json!({
+        "next_batch": now.to_string(),
+        "rooms": { "join": join, "invite": invite, "leave": leave },
+        "account_data": { "events": global_account_data },
+        "presence": { "events": [] },
+        "to_device": { "events": [] },
+        "device_lists": { "changed": [], "left": [] },
+        "device_one_time_keys_count": {},
+    });
+    Ok((body, news))
+}
+
+fn to_client(rows: &[EventRow], version: RoomVersion, me: &Requester) -> Vec<Value> {
+    rows.iter()
+        .map(|r| r.to_client(version, me.user_id.as_str(), &me.device_id))
+        .collect()
+}
+
+/// The timeline of a room between positions, visible events only, oldest first; with whether
+/// it was cut short and the token before its first event.
+async fn timeline(
+    db: &Db,
+    room_id: &str,
+    access: &Access,
+    filter: &Filter,
+    after: u64,
+    up_to: u64,
+) -> Result<(Vec<EventRow>, bool, u64), MatrixError> {
+    let limit = filter
+        .room
+        .timeline
+        .limit_or(DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT);
+    let mut rows = events::timeline_backwards(db, room_id, after, up_to, limit + 1).await?;
+    let limited = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    rows.reverse();
+    let start = rows.first().map_or(up_to, |r| r.position() - 1);
+    let rows = rows
+        .into_iter()
+        .filter(|r| access.can_see(r) && filter.room.timeline.allows(&r.kind, &r.sender))
+        .collect();
+    Ok((rows, limited, start))
+}
+
+/// State events as the filter wants them: lazy loading keeps only the timeline's senders.
+fn filter_state(
+    rows: Vec<EventRow>,
+    filter: &Filter,
+    timeline: &[EventRow],
+    me: &str,
+    drop_timeline_events: bool,
+) -> Vec<EventRow> {
+    let lazy = filter.room.state.lazy_load_members;
+    let senders: HashSet<&str> = timeline
+        .iter()
+        .map(|r| r.sender.as_str())
+        .chain([me])
+        .collect();
+    let in_timeline: HashSet<&str> = timeline.iter().map(|r| r.event_id.as_str()).collect();
+    rows.into_iter()
+        .filter(|r| filter.room.state.allows(&r.kind, &r.sender))
+        .filter(|r| !drop_timeline_events || !in_timeline.contains(r.event_id.as_str()))
+        .filter(|r| {
+            !lazy
+                || r.kind != "m.room.member"
+                || r.state_key.as_deref().is_some_and(|k| senders.contains(k))
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn joined_room(
+    db: &Db,
+    me: &Requester,
+    filter: &Filter,
+    m: &MembershipRow,
+    version: RoomVersion,
+    from: StreamPosition,
+    now: StreamPosition,
+    full: bool,
+    account_data: Option<Vec<Value>>,
+    state_after: bool,
+) -> Result<Value, MatrixError> {
+    let room_id = m.room_id.as_str();
+    let access = Access {
+        version,
+        history: events::membership_history(db, room_id, me.user_id.as_str()).await?,
+    };
+    let after = if full { 0 } else { from.events };
+    let (timeline_rows, limited, start) =
+        timeline(db, room_id, &access, filter, after, now.events).await?;
+    // MSC4222 (`use_state_after`): the state at the end of the timeline, timeline included,
+    // so a client never has to replay timeline events to know the current state.
+    let state_end = if state_after { now.events } else { start };
+    let state_rows = if full {
+        events::state_at(db, room_id, state_end).await?
+    } else if limited || state_after {
+        events::state_changes(db, room_id, from.events, state_end).await?
+    } else {
+        Vec::new()
+    };
+    let state_rows = filter_state(
+        state_rows,
+        filter,
+        &timeline_rows,
+        me.user_id.as_str(),
+        !state_after,
+    );
+
+    let mut ephemeral = Vec::new();
+    if filter.room.ephemeral.allows_room(room_id) {
+        let typing_after = if full { 0 } else { from.typing };
+        if let Some(users) =
+            user_data::typing_if_changed(db, room_id, typing_after, now.typing).await?
+        {
+            if filter.room.ephemeral.allows("m.typing", "") {
+                ephemeral.push(json!({ "type": "m.typing", "content": { "user_ids": users } }));
+            }
+        }
+        let receipts_after = if full { 0 } else { from.receipts };
+        let receipts = user_data::receipts_since(db, room_id, receipts_after, now.receipts).await?;
+        let mut content = Map::new();
+        for r in receipts
+            .iter()
+            .filter(|r| r.receipt_type != "m.read.private" || r.user_id == me.user_id.as_str())
+        {
+            let mut receipt = json!({ "ts": r.ts });
+            if !r.thread_id.is_empty() {
+                receipt["thread_id"] = json!(r.thread_id);
+            }
+            let by_type = content
+                .entry(r.event_id.clone())
+                .or_insert_with(|| json!({}));
+            by_type[&r.receipt_type][&r.user_id] = receipt;
+        }
+        if !content.is_empty() && filter.room.ephemeral.allows("m.receipt", "") {
+            ephemeral.push(json!({ "type": "m.receipt", "content": content }));
+        }
+    }
+    let read = user_data::read_position(db, room_id, me.user_id.as_str()).await?;
+    let unread = stored::unread_count(db, room_id, me.user_id.as_str(), read).await?;
+    let mut room = room_json(
+        &timeline_rows,
+        limited,
+        start,
+        &state_rows,
+        state_after,
+        version,
+        me,
+    );
+    room["ephemeral"] = json!({ "events": ephemeral });
+    room["account_data"] = json!({ "events": account_data.unwrap_or_default() });
+    room["unread_notifications"] = json!({ "notification_count": unread, "highlight_count": 0 });
+    if full
+        || state_rows
+            .iter()
+            .chain(&timeline_rows)
+            .any(|r| r.kind == "m.room.member")
+    {
+        room["summary"] = stored::summary(db, room_id, me.user_id.as_str()).await?;
+    }
+    Ok(room)
+}
+
+async fn invited_room(db: &Db, m: &MembershipRow) -> Result<Value, MatrixError> {
+    let state = events::state_at(db, &m.room_id, m.stream_ordering as u64).await?;
+    let events: Vec<Value> = state
+        .iter()
+        .filter(|r| {
+            INVITE_STATE.contains(&r.kind.as_str()) || r.stream_ordering == m.stream_ordering
+        })
+        .map(|r| stripped_state(&r.pdu))
+        .collect();
+    Ok(json!({ "invite_state": { "events": events } }))
+}
+
+async fn left_room(
+    db: &Db,
+    me: &Requester,
+    filter: &Filter,
+    m: &MembershipRow,
+    version: RoomVersion,
+    from: StreamPosition,
+) -> Result<Value, MatrixError> {
+    let access = Access {
+        version,
+        history: events::membership_history(db, &m.room_id, me.user_id.as_str()).await?,
+    };
+    let left_at = m.stream_ordering as u64;
+    let (timeline_rows, limited, start) = timeline(
+        db,
+        &m.room_id,
+        &access,
+        filter,
+        from.events.min(left_at - 1),
+        left_at,
+    )
+    .await?;
+    let state_rows = if limited || from.events == 0 {
+        events::state_at(db, &m.room_id, start).await?
+    } else {
+        Vec::new()
+    };
+    let state_rows = filter_state(
+        state_rows,
+        filter,
+        &timeline_rows,
+        me.user_id.as_str(),
+        true,
+    );
+    let mut room = room_json(
+        &timeline_rows,
+        limited,
+        start,
+        &state_rows,
+        false,
+        version,
+        me,
+    );
+    room["account_data"] = json!({ "events": [] });
+    Ok(room)
+}
+
+/// The timeline and state parts of a room in the sync response.
+fn room_json(
+    timeline: &[EventRow],
+    limited: bool,
+    start: u64,
+    state: &[EventRow],
+    state_after: bool,
+    version: RoomVersion,
+    me: &Requester,
+) -> Value {
+    let state_field = if state_after {
+        STATE_AFTER_FIELD
+    } else {
+        "state"
+    };
+    let mut room = json!({
+        "timeline": {
+            "events": to_client(timeline, version, me),
+            "limited": limited,
+            "prev_batch": position_token(start),
+        },
+    });
+    room[state_field] = json!({ "events": to_client(state, version, me) });
+    room
+}

@@ -1,0 +1,69 @@
+//! Where a client is in each stream /sync reads. The token is opaque to clients
+//! (`s<events>_<account data>_<receipts>_<typing>`), and never goes backwards because every
+//! component is a D1 AUTOINCREMENT key.
+
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamPosition {
+    pub events: u64,
+    pub account_data: u64,
+    pub receipts: u64,
+    pub typing: u64,
+}
+
+impl StreamPosition {
+    pub fn parse(token: &str) -> Option<Self> {
+        let mut parts = token
+            .strip_prefix('s')?
+            .split('_')
+            .map(|p| p.parse::<u64>());
+        let mut next = || parts.next().unwrap_or(Ok(0)).ok();
+        let position = Self {
+            events: next()?,
+            account_data: next()?,
+            receipts: next()?,
+            typing: next()?,
+        };
+        Some(position)
+    }
+
+    /// True if any stream has moved past `other`.
+    pub fn is_after(&self, other: &StreamPosition) -> bool {
+        self.events > other.events
+            || self.account_data > other.account_data
+            || self.receipts > other.receipts
+            || self.typing > other.typing
+    }
+}
+
+impl fmt::Display for StreamPosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "s{}_{}_{}_{}",
+            self.events, self.account_data, self.receipts, self.typing
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_reject_garbage() {
+        let p = StreamPosition {
+            events: 12,
+            account_data: 3,
+            receipts: 4,
+            typing: 5,
+        };
+        assert_eq!(StreamPosition::parse(&p.to_string()), Some(p));
+        assert_eq!(StreamPosition::parse("s7").unwrap().events, 7);
+        assert!(StreamPosition::parse("x1_2").is_none());
+        assert!(StreamPosition::parse("s1_a").is_none());
+        assert!(p.is_after(&StreamPosition { typing: 4, ..p }));
+        assert!(!p.is_after(&p));
+    }
+}
