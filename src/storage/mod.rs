@@ -54,7 +54,8 @@ impl From<i64> for Arg<'_> {
 }
 impl From<u64> for Arg<'_> {
     fn from(v: u64) -> Self {
-        Arg::Int(v as i64)
+        // `u64::MAX` means "no upper bound" to callers; it must not wrap to -1.
+        Arg::Int(i64::try_from(v).unwrap_or(i64::MAX))
     }
 }
 impl From<bool> for Arg<'_> {

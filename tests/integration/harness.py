@@ -166,3 +166,12 @@ def make_test_ca(directory: Path) -> tuple[Path, Path, Path]:
     run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
         "-out", str(cert), "-days", "2", "-extfile", str(ext))
     return ca, cert, key
+
+
+def d1_database(state_dir: Path) -> Path:
+    """The SQLite file behind an instance's local D1 database, for tests that check what was
+    stored (and only read it)."""
+    files = [p for p in (state_dir / "v3" / "d1").rglob("*.sqlite") if p.name != "metadata.sqlite"]
+    if len(files) != 1:
+        raise RuntimeError(f"expected one D1 database under {state_dir}, found {files}")
+    return files[0]
