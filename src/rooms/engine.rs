@@ -118,8 +118,10 @@ impl RoomEngine {
         if is_create != self.known.is_empty() {
             return Err(EngineError::NotCreated);
         }
-        let auth_events = auth_events_for(&template, sender, self.version, &self.state)
-            .map_err(EngineError::Forbidden)?;
+        let auth_events = auth_events_for(&template, sender, self.version, |kind, key| {
+            self.state.event_id(kind, key)
+        })
+        .map_err(EngineError::Forbidden)?;
         let pdu = build_event(
             template,
             Placement {
@@ -134,7 +136,13 @@ impl RoomEngine {
                 key: server.key,
             },
         )?;
-        authorize(&pdu, &self.known, &self.state).map_err(EngineError::Forbidden)?;
+        authorize(
+            &pdu,
+            self.version,
+            |id| self.known.get(id).cloned(),
+            |kind, key| self.state.get(kind, key).cloned(),
+        )
+        .map_err(EngineError::Forbidden)?;
         Ok(Arc::new(pdu))
     }
 

@@ -19,4 +19,6 @@ pub use pdu::Pdu;
 pub use version::RoomVersion;
 
 #[cfg(test)]
+mod fixture_tests;
+#[cfg(test)]
 mod tests;
