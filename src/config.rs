@@ -6,6 +6,7 @@
 
 use ruma::{OwnedServerName, OwnedUserId, ServerName, UserId};
 
+use crate::accounts::password::{DEFAULT_ITERATIONS, MAX_ITERATIONS, MIN_ITERATIONS};
 use crate::rooms::RoomVersion;
 
 /// Login and registration attempts allowed per minute, per client IP and per user id.
@@ -109,6 +110,8 @@ pub struct Config {
     pub default_room_version: RoomVersion,
     /// Login and registration attempts per minute, per client IP and per user id.
     pub auth_requests_per_minute: i64,
+    /// PBKDF2 iterations for new password hashes (see `accounts::password`).
+    pub password_iterations: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,6 +185,15 @@ impl Config {
             None => DEFAULT_AUTH_REQUESTS_PER_MINUTE,
         };
 
+        let password_iterations = match get("PASSWORD_ITERATIONS") {
+            Some(raw) => raw
+                .parse()
+                .ok()
+                .filter(|n| (MIN_ITERATIONS..=MAX_ITERATIONS).contains(n))
+                .ok_or_else(|| ConfigError::Invalid("PASSWORD_ITERATIONS", raw.clone()))?,
+            None => DEFAULT_ITERATIONS,
+        };
+
         Ok(Self {
             server_name,
             public_baseurl,
@@ -189,6 +201,7 @@ impl Config {
             support,
             default_room_version,
             auth_requests_per_minute,
+            password_iterations,
         })
     }
 }

@@ -34,7 +34,7 @@ pub(crate) async fn change_password(ctx: &Ctx) -> Result<JsonResponse, MatrixErr
     accounts::set_password(
         &db,
         me.user_id.as_str(),
-        &hash_password(&body.new_password).await?,
+        &hash_password(&body.new_password, ctx.config.password_iterations).await?,
     )
     .await?;
     // The spec's default: every other session ends, the one that changed the password stays.

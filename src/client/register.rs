@@ -64,7 +64,7 @@ pub(crate) async fn register(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         return Ok(challenge);
     }
     let password_hash = match &body.password {
-        Some(password) => Some(hash_password(password).await?),
+        Some(password) => Some(hash_password(password, ctx.config.password_iterations).await?),
         None => None,
     };
     create_account(
@@ -194,7 +194,7 @@ pub(crate) async fn admin_register(ctx: &Ctx) -> Result<JsonResponse, MatrixErro
     }
     let user_id = new_user_id(&body.username.to_lowercase(), &ctx.config.server_name)
         .map_err(invalid_username)?;
-    let hash = hash_password(&body.password).await?;
+    let hash = hash_password(&body.password, ctx.config.password_iterations).await?;
     let session = SessionRequest::default();
     let mut response = create_account(
         ctx,

@@ -142,7 +142,14 @@ pub(crate) async fn login(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     super::rate_limit::check_user(ctx, "login", user_id.as_str()).await?;
     let db = ctx.db()?;
     let password = body.password.as_deref().unwrap_or_default();
-    if !verify_password(&db, user_id.as_str(), password).await? {
+    if !verify_password(
+        &db,
+        user_id.as_str(),
+        password,
+        ctx.config.password_iterations,
+    )
+    .await?
+    {
         let deactivated = accounts::credentials(&db, user_id.as_str())
             .await?
             .is_some_and(|c| c.deactivated != 0);

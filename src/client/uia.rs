@@ -119,7 +119,13 @@ async fn check_stage(
                 .unwrap_or_default();
             let ok = match (claimed, user_id) {
                 (Some(claimed), Some(user_id)) if claimed.as_str() == user_id => {
-                    verify_password(&ctx.db()?, user_id, password).await?
+                    verify_password(
+                        &ctx.db()?,
+                        user_id,
+                        password,
+                        ctx.config.password_iterations,
+                    )
+                    .await?
                 }
                 _ => false,
             };
