@@ -153,7 +153,11 @@ impl RoomEngine {
         }
         self.depth = self.depth.max(pdu.depth());
         self.forward_extremities = vec![pdu.event_id().to_owned()];
-        self.known.insert(pdu.event_id().to_owned(), pdu.clone());
+        // Only state events can be auth events: keeping messages would grow the object's
+        // memory with the room's history.
+        if pdu.state_key().is_some() {
+            self.known.insert(pdu.event_id().to_owned(), pdu.clone());
+        }
         self.state.apply(pdu);
     }
 }
