@@ -21,6 +21,11 @@ impl MembershipHistory {
 
     /// Whether the event at `position` with `visibility` in force may be shown.
     pub fn can_see(&self, position: u64, visibility: &str) -> bool {
+        // The user's own membership events are always theirs to see: a kicked or banned user
+        // must learn why the room went away (their leave is not "joined" at itself).
+        if self.0.iter().any(|(p, _)| *p == position) {
+            return true;
+        }
         let then = self.at(position);
         match visibility {
             "world_readable" => true,
@@ -51,6 +56,7 @@ mod tests {
         assert!(h.can_see(7, "invited"));
         assert!(h.can_see(10, "joined"));
         assert!(!h.can_see(25, "joined"));
+        assert!(h.can_see(20, "joined"), "their own leave");
         let joined_now = history(&[(10, "join")]);
         assert!(joined_now.can_see(3, "shared"));
         assert!(!joined_now.can_see(3, "invited"));
