@@ -319,7 +319,11 @@ async fn joined_room(
             ephemeral.push(json!({ "type": "m.receipt", "content": content }));
         }
     }
-    let read = user_data::read_position(db, room_id, me.user_id.as_str()).await?;
+    // Messages from before the user joined never notified them, receipt or not.
+    let joined_at = access.history.joined_since().unwrap_or(0);
+    let read = user_data::read_position(db, room_id, me.user_id.as_str())
+        .await?
+        .max(joined_at);
     let unread = stored::unread_count(db, room_id, me.user_id.as_str(), read).await?;
     let mut room = room_json(
         &timeline_rows,
