@@ -250,6 +250,31 @@ fn filter_state(
         .collect()
 }
 
+/// Lazy loading without a record of what each client was already sent: an incremental sync
+/// carries the membership of every timeline sender (the spec allows redundant ones), so a
+/// client always has the member event of whoever just spoke.
+async fn add_sender_members(
+    db: &Db,
+    room_id: &str,
+    at: u64,
+    timeline: &[EventRow],
+    state: &mut Vec<EventRow>,
+) -> Result<(), MatrixError> {
+    let senders: Vec<&str> = timeline
+        .iter()
+        .map(|r| r.sender.as_str())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    if senders.is_empty() {
+        return Ok(());
+    }
+    let have: HashSet<String> = state.iter().map(|r| r.event_id.clone()).collect();
+    let members = events::members_at(db, room_id, at, &senders).await?;
+    state.extend(members.into_iter().filter(|r| !have.contains(&r.event_id)));
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn joined_room(
     db: &Db,
@@ -274,13 +299,16 @@ async fn joined_room(
     // MSC4222 (`use_state_after`): the state at the end of the timeline, timeline included,
     // so a client never has to replay timeline events to know the current state.
     let state_end = if state_after { now.events } else { start };
-    let state_rows = if full {
+    let mut state_rows = if full {
         events::state_at(db, room_id, state_end).await?
     } else if limited || state_after {
         events::state_changes(db, room_id, from.events, state_end).await?
     } else {
         Vec::new()
     };
+    if filter.room.state.lazy_load_members && !full {
+        add_sender_members(db, room_id, state_end, &timeline_rows, &mut state_rows).await?;
+    }
     let state_rows = filter_state(
         state_rows,
         filter,
