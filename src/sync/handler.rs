@@ -74,13 +74,16 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let timeout = ctx.query_u64("timeout")?.unwrap_or(0).min(MAX_TIMEOUT_MS);
     let deadline = now_ms() + timeout;
     loop {
+        let typing_ends = end_expired_typing(&db, &me).await?;
         let now = stored::current_position(&db).await?;
         let (body, news) = build(&db, &me, &filter, since, now, full_state, state_after).await?;
         let remaining = deadline.saturating_sub(now_ms());
         if news || since.is_none() || full_state || remaining == 0 {
             return Ok(JsonResponse::ok(body));
         }
-        notifier::wait(&ctx.env, me.user_id.as_str(), &now, remaining).await;
+        let until_typing_ends = typing_ends.map_or(u64::MAX, |t| t.saturating_sub(now_ms()));
+        let wait = remaining.min(until_typing_ends.max(1));
+        notifier::wait(&ctx.env, me.user_id.as_str(), &now, wait).await;
         if now_ms() >= deadline {
             // One last look: the wait may have ended with the deadline and news together.
             let now = stored::current_position(&db).await?;
@@ -88,6 +91,17 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             return Ok(JsonResponse::ok(body));
         }
     }
+}
+
+/// Ends the typing notifications that ran out in the user's rooms, and returns when the next
+/// one will: no writer wakes a long poll then, so it has to wake itself.
+async fn end_expired_typing(db: &Db, me: &Requester) -> Result<Option<u64>, MatrixError> {
+    let next = user_data::next_typing_expiry(db, me.user_id.as_str()).await?;
+    if next.is_none_or(|t| t > now_ms()) {
+        return Ok(next);
+    }
+    user_data::expire_typing(db, now_ms()).await?;
+    user_data::next_typing_expiry(db, me.user_id.as_str()).await
 }
 
 #[allow(clippy::too_many_arguments)]
