@@ -19,8 +19,23 @@ impl MembershipHistory {
         self.0.last().map(|(_, m)| m.as_str())
     }
 
+    /// Where the user's current run of "join" began (profile changes stay in it), if joined.
+    pub fn joined_since(&self) -> Option<u64> {
+        self.0
+            .iter()
+            .rev()
+            .take_while(|(_, m)| m == "join")
+            .last()
+            .map(|(p, _)| *p)
+    }
+
     /// Whether the event at `position` with `visibility` in force may be shown.
     pub fn can_see(&self, position: u64, visibility: &str) -> bool {
+        // The user's own membership events are always theirs to see: a kicked or banned user
+        // must learn why the room went away (their leave is not "joined" at itself).
+        if self.0.iter().any(|(p, _)| *p == position) {
+            return true;
+        }
         let then = self.at(position);
         match visibility {
             "world_readable" => true,
@@ -51,6 +66,10 @@ mod tests {
         assert!(h.can_see(7, "invited"));
         assert!(h.can_see(10, "joined"));
         assert!(!h.can_see(25, "joined"));
+        assert!(h.can_see(20, "joined"), "their own leave");
+        assert_eq!(h.joined_since(), None);
+        let rejoined = history(&[(5, "join"), (8, "leave"), (10, "join"), (15, "join")]);
+        assert_eq!(rejoined.joined_since(), Some(10));
         let joined_now = history(&[(10, "join")]);
         assert!(joined_now.can_see(3, "shared"));
         assert!(!joined_now.can_see(3, "invited"));

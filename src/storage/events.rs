@@ -121,6 +121,27 @@ pub async fn state_at(db: &Db, room_id: &str, position: u64) -> Result<Vec<Event
     .await
 }
 
+/// The membership events of `users` in force after `position` (a lazy-loading sync's senders).
+pub async fn members_at(
+    db: &Db,
+    room_id: &str,
+    position: u64,
+    users: &[&str],
+) -> Result<Vec<EventRow>, MatrixError> {
+    let users = serde_json::Value::from(users).to_string();
+    db.rows(
+        &format!(
+            "{SELECT} WHERE e.stream_ordering IN (
+                SELECT MAX(stream_ordering) FROM events
+                WHERE room_id = ?1 AND type = 'm.room.member' AND stream_ordering <= ?2
+                AND state_key IN (SELECT value FROM json_each(?3))
+                GROUP BY state_key)"
+        ),
+        args![room_id, position, &users],
+    )
+    .await
+}
+
 /// State events of a room in `(after, up_to]`, the latest per slot (what changed in a gap).
 pub async fn state_changes(
     db: &Db,

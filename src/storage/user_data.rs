@@ -210,6 +210,31 @@ pub async fn read_position(db: &Db, room_id: &str, user_id: &str) -> Result<u64,
         .unwrap_or(0) as u64)
 }
 
+/// The earliest end of a running typing notification in the rooms `user_id` is joined to.
+pub async fn next_typing_expiry(db: &Db, user_id: &str) -> Result<Option<u64>, MatrixError> {
+    Ok(db
+        .row::<super::Count>(
+            "SELECT MIN(t.expires_ts) AS n FROM typing t JOIN memberships m ON m.room_id = t.room_id
+             WHERE m.user_id = ?1 AND m.membership = 'join' AND t.expires_ts > 0",
+            args![user_id],
+        )
+        .await?
+        .and_then(|c| c.n)
+        .map(|n| n as u64))
+}
+
+/// Typing notifications that ran out become stopped ones under a new stream id, so syncing
+/// clients see them end: nobody sends a "stopped typing" for a notification that timed out.
+pub async fn expire_typing(db: &Db, now: u64) -> Result<(), MatrixError> {
+    db.run(
+        "INSERT OR REPLACE INTO typing (room_id, user_id, expires_ts)
+         SELECT room_id, user_id, 0 FROM typing WHERE expires_ts > 0 AND expires_ts <= ?1",
+        args![now],
+    )
+    .await
+    .map(|_| ())
+}
+
 pub async fn set_typing(
     db: &Db,
     room_id: &str,

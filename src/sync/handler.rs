@@ -74,13 +74,16 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let timeout = ctx.query_u64("timeout")?.unwrap_or(0).min(MAX_TIMEOUT_MS);
     let deadline = now_ms() + timeout;
     loop {
+        let typing_ends = end_expired_typing(&db, &me).await?;
         let now = stored::current_position(&db).await?;
         let (body, news) = build(&db, &me, &filter, since, now, full_state, state_after).await?;
         let remaining = deadline.saturating_sub(now_ms());
         if news || since.is_none() || full_state || remaining == 0 {
             return Ok(JsonResponse::ok(body));
         }
-        notifier::wait(&ctx.env, me.user_id.as_str(), &now, remaining).await;
+        let until_typing_ends = typing_ends.map_or(u64::MAX, |t| t.saturating_sub(now_ms()));
+        let wait = remaining.min(until_typing_ends.max(1));
+        notifier::wait(&ctx.env, me.user_id.as_str(), &now, wait).await;
         if now_ms() >= deadline {
             // One last look: the wait may have ended with the deadline and news together.
             let now = stored::current_position(&db).await?;
@@ -88,6 +91,17 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             return Ok(JsonResponse::ok(body));
         }
     }
+}
+
+/// Ends the typing notifications that ran out in the user's rooms, and returns when the next
+/// one will: no writer wakes a long poll then, so it has to wake itself.
+async fn end_expired_typing(db: &Db, me: &Requester) -> Result<Option<u64>, MatrixError> {
+    let next = user_data::next_typing_expiry(db, me.user_id.as_str()).await?;
+    if next.is_none_or(|t| t > now_ms()) {
+        return Ok(next);
+    }
+    user_data::expire_typing(db, now_ms()).await?;
+    user_data::next_typing_expiry(db, me.user_id.as_str()).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -250,6 +264,31 @@ fn filter_state(
         .collect()
 }
 
+/// Lazy loading without a record of what each client was already sent: an incremental sync
+/// carries the membership of every timeline sender (the spec allows redundant ones), so a
+/// client always has the member event of whoever just spoke.
+async fn add_sender_members(
+    db: &Db,
+    room_id: &str,
+    at: u64,
+    timeline: &[EventRow],
+    state: &mut Vec<EventRow>,
+) -> Result<(), MatrixError> {
+    let senders: Vec<&str> = timeline
+        .iter()
+        .map(|r| r.sender.as_str())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    if senders.is_empty() {
+        return Ok(());
+    }
+    let have: HashSet<String> = state.iter().map(|r| r.event_id.clone()).collect();
+    let members = events::members_at(db, room_id, at, &senders).await?;
+    state.extend(members.into_iter().filter(|r| !have.contains(&r.event_id)));
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn joined_room(
     db: &Db,
@@ -274,13 +313,16 @@ async fn joined_room(
     // MSC4222 (`use_state_after`): the state at the end of the timeline, timeline included,
     // so a client never has to replay timeline events to know the current state.
     let state_end = if state_after { now.events } else { start };
-    let state_rows = if full {
+    let mut state_rows = if full {
         events::state_at(db, room_id, state_end).await?
     } else if limited || state_after {
         events::state_changes(db, room_id, from.events, state_end).await?
     } else {
         Vec::new()
     };
+    if filter.room.state.lazy_load_members && !full {
+        add_sender_members(db, room_id, state_end, &timeline_rows, &mut state_rows).await?;
+    }
     let state_rows = filter_state(
         state_rows,
         filter,
@@ -319,7 +361,11 @@ async fn joined_room(
             ephemeral.push(json!({ "type": "m.receipt", "content": content }));
         }
     }
-    let read = user_data::read_position(db, room_id, me.user_id.as_str()).await?;
+    // Messages from before the user joined never notified them, receipt or not.
+    let joined_at = access.history.joined_since().unwrap_or(0);
+    let read = user_data::read_position(db, room_id, me.user_id.as_str())
+        .await?
+        .max(joined_at);
     let unread = stored::unread_count(db, room_id, me.user_id.as_str(), read).await?;
     let mut room = room_json(
         &timeline_rows,
