@@ -53,8 +53,10 @@ impl From<i64> for Arg<'_> {
     }
 }
 impl From<u64> for Arg<'_> {
+    /// Saturates: callers pass `u64::MAX` for "no upper bound", which `as i64` would turn into
+    /// -1 and so into an empty range.
     fn from(v: u64) -> Self {
-        Arg::Int(v as i64)
+        Arg::Int(i64::try_from(v).unwrap_or(i64::MAX))
     }
 }
 impl From<bool> for Arg<'_> {
