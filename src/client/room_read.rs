@@ -118,6 +118,25 @@ pub(crate) fn position_token(position: u64) -> String {
     format!("t{position}")
 }
 
+/// The `dir` query parameter: `b` (the default) or `f`. True for backwards.
+fn backwards(ctx: &Ctx) -> Result<bool, MatrixError> {
+    match ctx.query("dir").unwrap_or("b") {
+        "b" => Ok(true),
+        "f" => Ok(false),
+        _ => Err(MatrixError::invalid_param("dir must be b or f")),
+    }
+}
+
+/// Tokens sit between events (`t<n>` is just after the event at n): the position of the token
+/// just past `row` when paging in the given direction.
+fn position_past(row: &EventRow, backwards: bool) -> u64 {
+    if backwards {
+        row.position() - 1
+    } else {
+        row.position()
+    }
+}
+
 pub(crate) async fn members(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let room_id = ids::room_id(ctx.param(0))?;
@@ -207,11 +226,7 @@ pub(crate) async fn messages(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let access = access(&db, &room_id, &me).await?;
     let filter = event_filter(ctx)?;
     let limit = ctx.query_u64("limit")?.unwrap_or(10).clamp(1, MAX_PAGE);
-    let backwards = match ctx.query("dir").unwrap_or("b") {
-        "b" => true,
-        "f" => false,
-        _ => return Err(MatrixError::invalid_param("dir must be b or f")),
-    };
+    let backwards = backwards(ctx)?;
     let to = ctx.query("to").map(parse_position).transpose()?;
     let from = match ctx.query("from") {
         Some(token) => parse_position(token)?,
@@ -232,13 +247,10 @@ pub(crate) async fn messages(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         .await?
     };
     // A short page means the start (or end) of the room was reached: then `end` is omitted.
-    let end = rows.last().filter(|_| rows.len() as u64 == limit).map(|r| {
-        if backwards {
-            r.position() - 1
-        } else {
-            r.position()
-        }
-    });
+    let end = rows
+        .last()
+        .filter(|_| rows.len() as u64 == limit)
+        .map(|r| position_past(r, backwards));
     let shown: Vec<EventRow> = rows
         .into_iter()
         .filter(|r| access.can_see(r) && filter.allows(&r.kind, &r.sender))
@@ -335,23 +347,29 @@ pub(crate) async fn relations(
     let access = access(&db, &room_id, &me).await?;
     visible_event(ctx, &db, &room_id, &access).await?;
     let limit = ctx.query_u64("limit")?.unwrap_or(50).clamp(1, MAX_PAGE);
-    let before = match ctx.query("from") {
-        Some(token) => parse_position(token)?,
-        None => u64::MAX,
+    let backwards = backwards(ctx)?;
+    // The same tokens as /messages and /sync (the spec allows theirs here), read the same way:
+    // a page holds the positions between the two tokens, in `(after, up_to]`.
+    let from = ctx.query("from").map(parse_position).transpose()?;
+    let to = ctx.query("to").map(parse_position).transpose()?;
+    let (after, up_to) = if backwards {
+        (to.unwrap_or(0), from.unwrap_or(u64::MAX))
+    } else {
+        (from.unwrap_or(0), to.unwrap_or(u64::MAX))
     };
-    let rows = events::relations(
-        &db,
-        room_id.as_str(),
-        ctx.param(1),
+    let page = events::RelationsPage {
         rel_type,
         event_type,
-        before,
+        after,
+        up_to,
+        backwards,
         limit,
-    )
-    .await?;
-    let next = (rows.len() as u64 == limit)
-        .then(|| rows.last().map(|r| r.position()))
-        .flatten();
+    };
+    let rows = events::relations(&db, room_id.as_str(), ctx.param(1), &page).await?;
+    let next = rows
+        .last()
+        .filter(|_| rows.len() as u64 == limit)
+        .map(|r| position_past(r, backwards));
     let shown: Vec<EventRow> = rows.into_iter().filter(|r| access.can_see(r)).collect();
     let mut body = json!({ "chunk": client_events(&shown, &access, &me) });
     if let Some(next) = next {

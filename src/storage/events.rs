@@ -185,23 +185,40 @@ pub async fn membership_history(
     ))
 }
 
-/// Events relating to `event_id`, newest first.
+/// Which relations one page holds: those at stream positions in `(after, up_to]`, newest
+/// first when `backwards`, at most `limit`, optionally of one `rel_type` and event type.
+pub struct RelationsPage<'a> {
+    pub rel_type: Option<&'a str>,
+    pub event_type: Option<&'a str>,
+    pub after: u64,
+    pub up_to: u64,
+    pub backwards: bool,
+    pub limit: u64,
+}
+
+/// Events relating to `event_id`, one page of them.
 pub async fn relations(
     db: &Db,
     room_id: &str,
     event_id: &str,
-    rel_type: Option<&str>,
-    event_type: Option<&str>,
-    before: u64,
-    limit: u64,
+    page: &RelationsPage<'_>,
 ) -> Result<Vec<EventRow>, MatrixError> {
+    let order = if page.backwards { "DESC" } else { "ASC" };
     db.rows(
         &format!(
             "{SELECT} WHERE e.room_id = ?1 AND e.relates_to = ?2 AND (?3 IS NULL OR e.rel_type = ?3)
-             AND (?4 IS NULL OR e.type = ?4) AND e.stream_ordering < ?5
-             ORDER BY e.stream_ordering DESC LIMIT ?6"
+             AND (?4 IS NULL OR e.type = ?4) AND e.stream_ordering > ?5 AND e.stream_ordering <= ?6
+             ORDER BY e.stream_ordering {order} LIMIT ?7"
         ),
-        args![room_id, event_id, rel_type, event_type, before, limit],
+        args![
+            room_id,
+            event_id,
+            page.rel_type,
+            page.event_type,
+            page.after,
+            page.up_to,
+            page.limit
+        ],
     )
     .await
 }

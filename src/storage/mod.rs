@@ -53,8 +53,9 @@ impl From<i64> for Arg<'_> {
     }
 }
 impl From<u64> for Arg<'_> {
+    /// Saturates: callers pass `u64::MAX` for "no upper bound", which `as i64` would turn into
+    /// -1 and so into an empty range.
     fn from(v: u64) -> Self {
-        // `u64::MAX` means "no upper bound" to callers; it must not wrap to -1.
         Arg::Int(i64::try_from(v).unwrap_or(i64::MAX))
     }
 }
