@@ -325,7 +325,9 @@ pub(crate) async fn context(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let end = after[..after.len().min(after_n as usize)]
         .last()
         .map_or(at, |r| r.position());
-    let state_rows = events::state_at(&db, room_id.as_str(), end).await?;
+    // A reader who has left sees the state as it was when they left, not later.
+    let state_end = access.state_position()?.map_or(end, |left| left.min(end));
+    let state_rows = events::state_at(&db, room_id.as_str(), state_end).await?;
     Ok(JsonResponse::ok(json!({
         "event": row.to_client(access.version, me.user_id.as_str(), &me.device_id),
         "events_before": keep(&before, before_n),

@@ -76,17 +76,22 @@ pub fn plan(
         .rules()
         .authorization
         .explicitly_privilege_room_creators;
-    // From v12 on, trusted private chats make the invitees co-creators instead of giving them
-    // power level 100, and creators must not appear in the power levels.
-    let co_creators: Vec<&OwnedUserId> =
-        if creators_by_event && preset == Preset::TrustedPrivateChat {
-            request.invite.iter().collect()
-        } else {
-            Vec::new()
-        };
-
     let mut create = request.creation_content.clone().unwrap_or_default();
-    for reserved in ["creator", "room_version", "additional_creators"] {
+    // From v12 on, creators may name co-creators, and trusted private chats add the invitees to
+    // them (instead of giving them power level 100); creators must not be in the power levels.
+    let mut co_creators: Vec<OwnedUserId> = Vec::new();
+    if creators_by_event {
+        if let Some(given) = create.remove("additional_creators") {
+            co_creators = serde_json::from_value(given)
+                .map_err(|_| PlanError("additional_creators must be a list of user ids".into()))?;
+        }
+        if preset == Preset::TrustedPrivateChat {
+            co_creators.extend(request.invite.iter().cloned());
+        }
+        co_creators.sort();
+        co_creators.dedup();
+    }
+    for reserved in ["creator", "room_version"] {
         create.remove(reserved);
     }
     if !version.rules().authorization.use_room_create_sender {
@@ -137,8 +142,12 @@ pub fn plan(
         json!({ "guest_access": guest_access }),
     ));
     for state in &request.initial_state {
-        if ["m.room.create", "m.room.member", "m.room.power_levels"].contains(&state.kind.as_str())
-        {
+        if state.kind == "m.room.power_levels" && state.state_key.is_empty() {
+            // Takes the place of the default power levels; the override still applies on top.
+            events[2].content = with_overrides(state.content.clone(), request);
+            continue;
+        }
+        if ["m.room.create", "m.room.member"].contains(&state.kind.as_str()) {
             return Err(PlanError(format!(
                 "initial_state may not set {}",
                 state.kind
@@ -203,7 +212,7 @@ fn power_levels(
             }
         }
     }
-    let mut content = json!({
+    let content = json!({
         "users": users,
         "users_default": 0,
         "events": {
@@ -224,9 +233,16 @@ fn power_levels(
         "invite": if preset == Preset::PublicChat { 50 } else { 0 },
         "notifications": { "room": 50 },
     });
-    if let Some(overrides) = &request.power_level_content_override {
+    with_overrides(content, request)
+}
+
+/// `power_level_content_override`'s top-level keys replace those of the power levels.
+fn with_overrides(mut content: Value, request: &CreateRoomRequest) -> Value {
+    if let (Some(overrides), Value::Object(map)) =
+        (&request.power_level_content_override, &mut content)
+    {
         for (key, value) in overrides {
-            content[key] = value.clone();
+            map.insert(key.clone(), value.clone());
         }
     }
     content
@@ -316,5 +332,23 @@ mod tests {
             json!({})
         )
         .is_err());
+    }
+
+    #[test]
+    fn initial_power_levels_replace_the_defaults_and_creators_can_be_named() {
+        let request: CreateRoomRequest = serde_json::from_value(json!({
+            "initial_state": [{"type": "m.room.power_levels", "content": {"ban": 10, "users": {}}}],
+            "power_level_content_override": {"kick": 20},
+            "creation_content": {"additional_creators": ["@carol:example.org"]}
+        }))
+        .unwrap();
+        let events = plan(&request, &alice(), RoomVersion::V12, None, json!({})).unwrap();
+        assert_eq!(kinds(&events).iter().filter(|k| **k == "m.room.power_levels").count(), 1);
+        assert_eq!(events[2].content["ban"], 10);
+        assert_eq!(events[2].content["kick"], 20);
+        assert_eq!(events[0].content["additional_creators"], json!(["@carol:example.org"]));
+        let bad: CreateRoomRequest =
+            serde_json::from_value(json!({"creation_content": {"additional_creators": "x"}})).unwrap();
+        assert!(plan(&bad, &alice(), RoomVersion::V12, None, json!({})).is_err());
     }
 }
