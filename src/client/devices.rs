@@ -9,13 +9,20 @@ use crate::http::{JsonResponse, MatrixError};
 use crate::runtime::request::{Ctx, Requester};
 use crate::storage::accounts::{self, DeviceRow};
 
+/// The spec's `Device`: a field we do not know (no name set, never seen from an address) is
+/// absent, not null.
 fn device_json(d: &DeviceRow) -> Value {
-    json!({
-        "device_id": d.device_id,
-        "display_name": d.display_name,
-        "last_seen_ts": d.last_seen_ts,
-        "last_seen_ip": d.last_seen_ip,
-    })
+    let mut device = json!({ "device_id": d.device_id });
+    if let Some(name) = &d.display_name {
+        device["display_name"] = json!(name);
+    }
+    if let Some(ts) = d.last_seen_ts {
+        device["last_seen_ts"] = json!(ts);
+    }
+    if let Some(ip) = &d.last_seen_ip {
+        device["last_seen_ip"] = json!(ip);
+    }
+    device
 }
 
 pub(crate) async fn list(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
