@@ -6,16 +6,23 @@ use serde_json::{json, Value};
 use super::uia::authenticate;
 use crate::accounts::uia::Purpose;
 use crate::http::{JsonResponse, MatrixError};
-use crate::runtime::request::Ctx;
+use crate::runtime::request::{Ctx, Requester};
 use crate::storage::accounts::{self, DeviceRow};
 
+/// The spec's `Device`: a field we do not know (no name set, never seen from an address) is
+/// absent, not null.
 fn device_json(d: &DeviceRow) -> Value {
-    json!({
-        "device_id": d.device_id,
-        "display_name": d.display_name,
-        "last_seen_ts": d.last_seen_ts,
-        "last_seen_ip": d.last_seen_ip,
-    })
+    let mut device = json!({ "device_id": d.device_id });
+    if let Some(name) = &d.display_name {
+        device["display_name"] = json!(name);
+    }
+    if let Some(ts) = d.last_seen_ts {
+        device["last_seen_ts"] = json!(ts);
+    }
+    if let Some(ip) = &d.last_seen_ip {
+        device["last_seen_ip"] = json!(ip);
+    }
+    device
 }
 
 pub(crate) async fn list(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
@@ -57,24 +64,27 @@ pub(crate) async fn update(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 }
 
 pub(crate) async fn delete_one(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
-    delete(ctx, vec![ctx.param(0).to_owned()], true).await
+    let me = ctx.requester().await?;
+    delete(ctx, me, vec![ctx.param(0).to_owned()], true).await
 }
 
 pub(crate) async fn delete_many(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    // The token first: a client without one learns it must log in, not how to shape a body.
+    let me = ctx.requester().await?;
     #[derive(Deserialize)]
     struct Body {
         devices: Vec<String>,
     }
     let body: Body = ctx.json()?;
-    delete(ctx, body.devices, false).await
+    delete(ctx, me, body.devices, false).await
 }
 
 async fn delete(
     ctx: &Ctx,
+    me: Requester,
     devices: Vec<String>,
     must_exist: bool,
 ) -> Result<JsonResponse, MatrixError> {
-    let me = ctx.requester().await?;
     let db = ctx.db()?;
     if must_exist
         && !accounts::devices(&db, me.user_id.as_str())

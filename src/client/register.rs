@@ -121,15 +121,18 @@ pub(crate) async fn available(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 
 pub(crate) async fn token_validity(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     super::rate_limit::check_ip(ctx, "register").await?;
-    if ctx.config.registration != RegistrationMode::Token {
+    // The spec's 403 says registration is not permitted at all; an open server permits it
+    // without tokens, so there every token is merely invalid.
+    if ctx.config.registration == RegistrationMode::Closed {
         return Err(MatrixError::forbidden(
-            "Registration tokens are not used on this server",
+            "Registration is disabled on this server",
         ));
     }
     let token = ctx
         .query("token")
         .ok_or_else(|| MatrixError::missing_param("token is required"))?;
-    let valid = secret(&ctx.env, "REGISTRATION_TOKEN").as_deref() == Some(token);
+    let valid = ctx.config.registration == RegistrationMode::Token
+        && secret(&ctx.env, "REGISTRATION_TOKEN").as_deref() == Some(token);
     Ok(JsonResponse::ok(json!({ "valid": valid })))
 }
 

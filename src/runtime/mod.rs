@@ -43,6 +43,9 @@ fn into_worker_response(reply: Reply) -> worker::Result<Response> {
         Reply::Preflight => Response::empty()?.with_status(204),
         Reply::Json(json) => {
             headers.set("Content-Type", "application/json")?;
+            if let Some(seconds) = json.retry_after_seconds() {
+                headers.set("Retry-After", &seconds.to_string())?;
+            }
             Response::from_bytes(json.body.to_string().into_bytes())?.with_status(json.status)
         }
     };

@@ -87,27 +87,30 @@ impl Ctx {
             .transpose()
     }
 
-    /// The body as JSON. An empty body reads as `{}`: several endpoints allow it.
-    pub fn json_value(&self) -> Result<Value, MatrixError> {
-        if self.body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Value::Object(Default::default()));
-        }
-        serde_json::from_slice(&self.body)
-            .map_err(|e| MatrixError::not_json(format!("the body is not valid JSON: {e}")))
-    }
-
-    /// The body as a typed request: `M_NOT_JSON` if unparseable, `M_BAD_JSON` if the wrong shape.
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, MatrixError> {
-        let value = self.json_value()?;
-        serde_json::from_value(value).map_err(|e| MatrixError::bad_json(e.to_string()))
-    }
-
-    /// The body must be a JSON object (event content, account data, filters).
+    /// The body as a JSON object: `M_NOT_JSON` if unparseable, `M_BAD_JSON` if not an object.
+    /// An empty body reads as `{}`: several endpoints allow it. Every request body in the spec is
+    /// an object, and serde alone would fill a struct from an array field by field, so
+    /// `["token"]` would pass as `{"refresh_token": "token"}`.
     pub fn json_object(&self) -> Result<serde_json::Map<String, Value>, MatrixError> {
-        match self.json_value()? {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Default::default());
+        }
+        let value = serde_json::from_slice(&self.body)
+            .map_err(|e| MatrixError::not_json(format!("the body is not valid JSON: {e}")))?;
+        match value {
             Value::Object(map) => Ok(map),
             _ => Err(MatrixError::bad_json("the body must be a JSON object")),
         }
+    }
+
+    /// The body object as a `Value`, for handlers that read it loosely or pass it on (UIA).
+    pub fn json_value(&self) -> Result<Value, MatrixError> {
+        self.json_object().map(Value::Object)
+    }
+
+    /// The body as a typed request: `M_BAD_JSON` if it has the wrong shape.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, MatrixError> {
+        serde_json::from_value(self.json_value()?).map_err(|e| MatrixError::bad_json(e.to_string()))
     }
 
     fn access_token(&self) -> Option<&str> {

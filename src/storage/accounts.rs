@@ -249,7 +249,9 @@ pub async fn rename_device(
 ) -> Result<bool, MatrixError> {
     Ok(db
         .run(
-            "UPDATE devices SET display_name = ?3 WHERE user_id = ?1 AND device_id = ?2",
+            // Spec: without a display_name the name is unchanged.
+            "UPDATE devices SET display_name = COALESCE(?3, display_name)
+             WHERE user_id = ?1 AND device_id = ?2",
             args![user_id, device_id, name],
         )
         .await?
