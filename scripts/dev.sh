@@ -32,7 +32,8 @@ PUBLIC_BASEURL="${PUBLIC_BASEURL:-$scheme://localhost:$PORT}"
 # Settings and secrets reach the Worker as bindings; --var overrides wrangler.toml's [vars].
 vars=(--var "SERVER_NAME:$SERVER_NAME" --var "PUBLIC_BASEURL:$PUBLIC_BASEURL"
       --var "REGISTRATION:$REGISTRATION" --var "REGISTRATION_SHARED_SECRET:$REGISTRATION_SHARED_SECRET"
-      --var "AUTH_REQUESTS_PER_MINUTE:$AUTH_REQUESTS_PER_MINUTE")
+      --var "AUTH_REQUESTS_PER_MINUTE:$AUTH_REQUESTS_PER_MINUTE"
+      --var "EXPOSE_D1_USAGE:${EXPOSE_D1_USAGE:-true}")
 for name in SIGNING_KEY REGISTRATION_TOKEN DEFAULT_ROOM_VERSION PASSWORD_ITERATIONS SUPPORT_MXID SUPPORT_EMAIL SUPPORT_PAGE; do
   [ -n "${!name:-}" ] && vars+=(--var "$name:${!name}")
 done

@@ -112,6 +112,8 @@ pub struct Config {
     pub auth_requests_per_minute: i64,
     /// PBKDF2 iterations for new password hashes (see `accounts::password`).
     pub password_iterations: u32,
+    /// Add `X-D1-Queries`/`-Rows-Read`/`-Rows-Written` headers (local development, benchmarks).
+    pub expose_d1_usage: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -202,6 +204,7 @@ impl Config {
             default_room_version,
             auth_requests_per_minute,
             password_iterations,
+            expose_d1_usage: get("EXPOSE_D1_USAGE").as_deref() == Some("true"),
         })
     }
 }

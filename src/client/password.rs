@@ -49,5 +49,11 @@ pub(crate) async fn verify_password(
     };
     let derived =
         pbkdf2_sha256(password, &stored.salt, stored.iterations, stored.hash.len()).await?;
-    Ok(stored.matches(&derived))
+    if !stored.matches(&derived) {
+        return Ok(false);
+    }
+    if stored.iterations < iterations {
+        accounts::set_password(db, user_id, &hash_password(password, iterations).await?).await?;
+    }
+    Ok(true)
 }

@@ -343,12 +343,22 @@ mod tests {
         }))
         .unwrap();
         let events = plan(&request, &alice(), RoomVersion::V12, None, json!({})).unwrap();
-        assert_eq!(kinds(&events).iter().filter(|k| **k == "m.room.power_levels").count(), 1);
+        assert_eq!(
+            kinds(&events)
+                .iter()
+                .filter(|k| **k == "m.room.power_levels")
+                .count(),
+            1
+        );
         assert_eq!(events[2].content["ban"], 10);
         assert_eq!(events[2].content["kick"], 20);
-        assert_eq!(events[0].content["additional_creators"], json!(["@carol:example.org"]));
+        assert_eq!(
+            events[0].content["additional_creators"],
+            json!(["@carol:example.org"])
+        );
         let bad: CreateRoomRequest =
-            serde_json::from_value(json!({"creation_content": {"additional_creators": "x"}})).unwrap();
+            serde_json::from_value(json!({"creation_content": {"additional_creators": "x"}}))
+                .unwrap();
         assert!(plan(&bad, &alice(), RoomVersion::V12, None, json!({})).is_err());
     }
 }

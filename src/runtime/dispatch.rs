@@ -11,16 +11,30 @@ use crate::client::{
 use crate::http::route::{route, Endpoint, Routed};
 use crate::http::{JsonResponse, MatrixError};
 use crate::keys::server_keys::server_keys_document;
+use crate::storage::Usage;
 use crate::{client, federation, storage, sync, time, wellknown};
 
-pub(crate) async fn dispatch(req: Request, env: &Env) -> Result<Reply, MatrixError> {
-    let (endpoint, params) = match route(req.method().as_ref(), &req.path())? {
-        Routed::Preflight => return Ok(Reply::Preflight),
-        Routed::Endpoint { endpoint, params } => (endpoint, params),
+/// The reply, and what the request cost in D1 when the deployment asks for it to be shown.
+pub(crate) async fn dispatch(
+    req: Request,
+    env: &Env,
+) -> (Result<Reply, MatrixError>, Option<Usage>) {
+    let (endpoint, params) = match route(req.method().as_ref(), &req.path()) {
+        Ok(Routed::Preflight) => return (Ok(Reply::Preflight), None),
+        Ok(Routed::Endpoint { endpoint, params }) => (endpoint, params),
+        Err(e) => return (Err(e), None),
     };
-    let config = config(env)?;
-    let ctx = Ctx::new(req, env, config, endpoint, params).await?;
-    handle(&ctx).await.map(Reply::Json)
+    let config = match config(env) {
+        Ok(config) => config,
+        Err(e) => return (Err(e), None),
+    };
+    let show_usage = config.expose_d1_usage;
+    let ctx = match Ctx::new(req, env, config, endpoint, params).await {
+        Ok(ctx) => ctx,
+        Err(e) => return (Err(e), None),
+    };
+    let reply = handle(&ctx).await.map(Reply::Json);
+    (reply, show_usage.then(|| ctx.usage.get()))
 }
 
 async fn handle(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {

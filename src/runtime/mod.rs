@@ -13,6 +13,7 @@ use worker::{event, Context, Env, Headers, Request, Response};
 use crate::config::Config;
 use crate::http::cors::CORS_HEADERS;
 use crate::http::{JsonResponse, MatrixError};
+use crate::storage::Usage;
 
 /// What a handler produced: a JSON body, or the empty answer to a CORS preflight.
 pub(crate) enum Reply {
@@ -22,7 +23,8 @@ pub(crate) enum Reply {
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
-    let reply = match dispatch::dispatch(req, &env).await {
+    let (reply, usage) = dispatch::dispatch(req, &env).await;
+    let reply = match reply {
         Ok(reply) => reply,
         Err(error) => {
             if error.status >= 500 {
@@ -31,11 +33,18 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
             Reply::Json(error.into_response())
         }
     };
-    into_worker_response(reply)
+    into_worker_response(reply, usage)
 }
 
-fn into_worker_response(reply: Reply) -> worker::Result<Response> {
+fn into_worker_response(reply: Reply, usage: Option<Usage>) -> worker::Result<Response> {
     let headers = Headers::new();
+    if let Some(usage) = usage {
+        // For benchmarks and operators: the Worker's own D1 cost (room objects' writes are
+        // their own invocations and not included).
+        headers.set("X-D1-Queries", &usage.queries.to_string())?;
+        headers.set("X-D1-Rows-Read", &usage.rows_read.to_string())?;
+        headers.set("X-D1-Rows-Written", &usage.rows_written.to_string())?;
+    }
     for (name, value) in CORS_HEADERS {
         headers.set(name, value)?;
     }

@@ -1,6 +1,9 @@
 //! One request as the handlers see it: routed parameters, query, body, and the requester once
 //! authenticated. Parsing failures become the spec's errors here, so handlers never see bad input.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use ruma::{OwnedUserId, UserId};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -10,7 +13,7 @@ use crate::accounts::tokens::token_hash;
 use crate::config::Config;
 use crate::http::route::Endpoint;
 use crate::http::{ErrorCode, MatrixError};
-use crate::storage::{accounts, Db};
+use crate::storage::{accounts, Db, Usage};
 use crate::time::now_ms;
 
 pub(crate) struct Ctx {
@@ -22,6 +25,8 @@ pub(crate) struct Ctx {
     body: Vec<u8>,
     authorization: Option<String>,
     pub ip: Option<String>,
+    /// What this request's D1 queries cost so far.
+    pub usage: Rc<Cell<Usage>>,
 }
 
 /// An authenticated user and the device the token belongs to.
@@ -58,11 +63,12 @@ impl Ctx {
             body,
             authorization: headers.get("Authorization").ok().flatten(),
             ip: headers.get("CF-Connecting-IP").ok().flatten(),
+            usage: Rc::default(),
         })
     }
 
     pub fn db(&self) -> Result<Db, MatrixError> {
-        Db::new(&self.env)
+        Db::counting(&self.env, self.usage.clone())
     }
 
     /// The `i`th path parameter, in the order of the route's pattern.

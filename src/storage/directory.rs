@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{changes, Db};
+use super::Db;
 use crate::args;
 use crate::http::MatrixError;
 
@@ -15,16 +15,14 @@ pub async fn create_alias(
     creator: &str,
     now: u64,
 ) -> Result<bool, MatrixError> {
-    let result = db
-        .stmt(
+    let changed = db
+        .run(
             "INSERT INTO room_aliases (alias, room_id, creator, created_ts) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (alias) DO NOTHING",
             args![alias, room_id, creator, now],
-        )?
-        .run()
-        .await
-        .map_err(super::storage_error)?;
-    Ok(changes(&result) == 1)
+        )
+        .await?;
+    Ok(changed == 1)
 }
 
 pub async fn alias_owner(db: &Db, alias: &str) -> Result<Option<(String, String)>, MatrixError> {

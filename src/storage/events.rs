@@ -28,7 +28,7 @@ pub struct EventRow {
     pub redaction: Option<String>,
 }
 
-const SELECT: &str =
+pub(crate) const SELECT: &str =
     "SELECT e.stream_ordering, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.pdu,
     e.history_visibility, e.txn_user, e.txn_device, e.txn_id, r.pdu AS redaction
     FROM events e LEFT JOIN events r ON r.event_id = e.redacted_by";
@@ -117,46 +117,6 @@ pub async fn state_at(db: &Db, room_id: &str, position: u64) -> Result<Vec<Event
                 GROUP BY type, state_key)"
         ),
         args![room_id, position],
-    )
-    .await
-}
-
-/// The membership events of `users` in force after `position` (a lazy-loading sync's senders).
-pub async fn members_at(
-    db: &Db,
-    room_id: &str,
-    position: u64,
-    users: &[&str],
-) -> Result<Vec<EventRow>, MatrixError> {
-    let users = serde_json::Value::from(users).to_string();
-    db.rows(
-        &format!(
-            "{SELECT} WHERE e.stream_ordering IN (
-                SELECT MAX(stream_ordering) FROM events
-                WHERE room_id = ?1 AND type = 'm.room.member' AND stream_ordering <= ?2
-                AND state_key IN (SELECT value FROM json_each(?3))
-                GROUP BY state_key)"
-        ),
-        args![room_id, position, &users],
-    )
-    .await
-}
-
-/// State events of a room in `(after, up_to]`, the latest per slot (what changed in a gap).
-pub async fn state_changes(
-    db: &Db,
-    room_id: &str,
-    after: u64,
-    up_to: u64,
-) -> Result<Vec<EventRow>, MatrixError> {
-    db.rows(
-        &format!(
-            "{SELECT} WHERE e.stream_ordering IN (
-                SELECT MAX(stream_ordering) FROM events
-                WHERE room_id = ?1 AND state_key IS NOT NULL AND stream_ordering > ?2 AND stream_ordering <= ?3
-                GROUP BY type, state_key)"
-        ),
-        args![room_id, after, up_to],
     )
     .await
 }

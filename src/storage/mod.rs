@@ -7,7 +7,11 @@ pub mod events;
 pub mod rooms;
 pub mod signing_keys;
 pub mod sync;
+pub mod sync_rooms;
 pub mod user_data;
+
+use std::cell::Cell;
+use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
 use worker::wasm_bindgen::JsValue;
@@ -82,17 +86,49 @@ macro_rules! args {
     ($($value:expr),* $(,)?) => { &[$($crate::storage::Arg::from($value)),*] };
 }
 
-/// The database with the few operations the storage modules need, errors already mapped.
-pub(crate) struct Db(D1Database);
+/// What one request cost in D1, from D1's own result metadata (the platform bills rows read
+/// and written, and limits queries per invocation).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Usage {
+    pub queries: u64,
+    pub rows_read: u64,
+    pub rows_written: u64,
+}
+
+/// The database with the few operations the storage modules need, errors already mapped, and
+/// a running count of what the queries cost.
+pub(crate) struct Db {
+    db: D1Database,
+    usage: Rc<Cell<Usage>>,
+}
 
 impl Db {
     pub fn new(env: &Env) -> Result<Self, MatrixError> {
-        database(env).map(Db)
+        Self::counting(env, Rc::default())
+    }
+
+    /// A handle that adds its queries' cost to `usage`, shared by one request's handles.
+    pub fn counting(env: &Env, usage: Rc<Cell<Usage>>) -> Result<Self, MatrixError> {
+        Ok(Db {
+            db: database(env)?,
+            usage,
+        })
+    }
+
+    fn count(&self, results: &[&D1Result]) {
+        let mut usage = self.usage.get();
+        for result in results {
+            let meta = result.meta().ok().flatten();
+            usage.queries += 1;
+            usage.rows_read += meta.as_ref().and_then(|m| m.rows_read).unwrap_or(0) as u64;
+            usage.rows_written += meta.as_ref().and_then(|m| m.rows_written).unwrap_or(0) as u64;
+        }
+        self.usage.set(usage);
     }
 
     pub fn stmt(&self, sql: &str, args: &[Arg<'_>]) -> Result<D1PreparedStatement, MatrixError> {
         let values: Vec<JsValue> = args.iter().map(Arg::js).collect();
-        self.0.prepare(sql).bind(&values).map_err(storage_error)
+        self.db.prepare(sql).bind(&values).map_err(storage_error)
     }
 
     pub async fn rows<T: DeserializeOwned>(
@@ -100,12 +136,9 @@ impl Db {
         sql: &str,
         args: &[Arg<'_>],
     ) -> Result<Vec<T>, MatrixError> {
-        self.stmt(sql, args)?
-            .all()
-            .await
-            .map_err(storage_error)?
-            .results()
-            .map_err(storage_error)
+        let result = self.stmt(sql, args)?.all().await.map_err(storage_error)?;
+        self.count(&[&result]);
+        result.results().map_err(storage_error)
     }
 
     pub async fn row<T: DeserializeOwned>(
@@ -113,15 +146,13 @@ impl Db {
         sql: &str,
         args: &[Arg<'_>],
     ) -> Result<Option<T>, MatrixError> {
-        self.stmt(sql, args)?
-            .first(None)
-            .await
-            .map_err(storage_error)
+        Ok(self.rows(sql, args).await?.into_iter().next())
     }
 
     /// Runs a write; returns how many rows it changed.
     pub async fn run(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64, MatrixError> {
         let result = self.stmt(sql, args)?.run().await.map_err(storage_error)?;
+        self.count(&[&result]);
         Ok(changes(&result))
     }
 
@@ -130,7 +161,9 @@ impl Db {
         &self,
         statements: Vec<D1PreparedStatement>,
     ) -> Result<Vec<D1Result>, MatrixError> {
-        self.0.batch(statements).await.map_err(storage_error)
+        let results = self.db.batch(statements).await.map_err(storage_error)?;
+        self.count(&results.iter().collect::<Vec<_>>());
+        Ok(results)
     }
 }
 

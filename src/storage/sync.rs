@@ -56,24 +56,6 @@ pub async fn memberships(db: &Db, user_id: &str) -> Result<Vec<MembershipRow>, M
     .await
 }
 
-/// Notification counts since the user's read receipt: messages from others.
-pub async fn unread_count(
-    db: &Db,
-    room_id: &str,
-    user_id: &str,
-    after: u64,
-) -> Result<u64, MatrixError> {
-    Ok(db
-        .row::<super::Count>(
-            "SELECT COUNT(*) AS n FROM events WHERE room_id = ?1 AND stream_ordering > ?2
-             AND sender != ?3 AND type IN ('m.room.message', 'm.room.encrypted') AND redacted_by IS NULL",
-            args![room_id, after, user_id],
-        )
-        .await?
-        .and_then(|c| c.n)
-        .unwrap_or(0) as u64)
-}
-
 /// Local users joined to or invited into a room: who to wake for its ephemeral events.
 pub async fn local_members(db: &Db, room_id: &str) -> Result<Vec<String>, MatrixError> {
     #[derive(Deserialize)]
@@ -125,36 +107,4 @@ pub async fn changed_rooms(
         .into_iter()
         .map(|r| r.room_id)
         .collect())
-}
-
-/// Joined and invited member counts and up to five other members, for the room summary.
-pub async fn summary(
-    db: &Db,
-    room_id: &str,
-    user_id: &str,
-) -> Result<serde_json::Value, MatrixError> {
-    #[derive(Deserialize)]
-    struct Row {
-        user_id: String,
-        membership: String,
-    }
-    let rows: Vec<Row> = db
-        .rows(
-            "SELECT user_id, membership FROM memberships WHERE room_id = ?1 AND membership IN ('join', 'invite')
-             ORDER BY stream_ordering",
-            args![room_id],
-        )
-        .await?;
-    let joined = rows.iter().filter(|r| r.membership == "join").count();
-    let heroes: Vec<&str> = rows
-        .iter()
-        .map(|r| r.user_id.as_str())
-        .filter(|u| *u != user_id)
-        .take(5)
-        .collect();
-    Ok(serde_json::json!({
-        "m.joined_member_count": joined,
-        "m.invited_member_count": rows.len() - joined,
-        "m.heroes": heroes,
-    }))
 }

@@ -173,43 +173,6 @@ pub async fn set_receipt(
     .map(|_| ())
 }
 
-#[derive(Deserialize)]
-pub struct ReceiptRow {
-    pub user_id: String,
-    pub receipt_type: String,
-    pub thread_id: String,
-    pub event_id: String,
-    pub ts: i64,
-}
-
-/// Receipts of a room changed in `(after, up_to]` (everything for `after` = 0).
-pub async fn receipts_since(
-    db: &Db,
-    room_id: &str,
-    after: u64,
-    up_to: u64,
-) -> Result<Vec<ReceiptRow>, MatrixError> {
-    db.rows(
-        "SELECT user_id, receipt_type, thread_id, event_id, ts FROM receipts
-         WHERE room_id = ?1 AND stream_id > ?2 AND stream_id <= ?3",
-        args![room_id, after, up_to],
-    )
-    .await
-}
-
-/// Position of the user's latest read receipt in a room, for unread counts.
-pub async fn read_position(db: &Db, room_id: &str, user_id: &str) -> Result<u64, MatrixError> {
-    Ok(db
-        .row::<super::Count>(
-            "SELECT MAX(e.stream_ordering) AS n FROM receipts r JOIN events e ON e.event_id = r.event_id
-             WHERE r.room_id = ?1 AND r.user_id = ?2 AND r.receipt_type IN ('m.read', 'm.read.private')",
-            args![room_id, user_id],
-        )
-        .await?
-        .and_then(|c| c.n)
-        .unwrap_or(0) as u64)
-}
-
 /// The earliest end of a running typing notification in the rooms `user_id` is joined to.
 pub async fn next_typing_expiry(db: &Db, user_id: &str) -> Result<Option<u64>, MatrixError> {
     Ok(db
@@ -247,35 +210,4 @@ pub async fn set_typing(
     )
     .await
     .map(|_| ())
-}
-
-/// Who is typing in a room now; `None` if nothing changed in `(after, up_to]`.
-pub async fn typing_if_changed(
-    db: &Db,
-    room_id: &str,
-    after: u64,
-    up_to: u64,
-) -> Result<Option<Vec<String>>, MatrixError> {
-    #[derive(Deserialize)]
-    struct Row {
-        user_id: String,
-        expires_ts: i64,
-        stream_id: i64,
-    }
-    let rows: Vec<Row> = db
-        .rows(
-            "SELECT user_id, expires_ts, stream_id FROM typing WHERE room_id = ?1 AND stream_id <= ?2",
-            args![room_id, up_to],
-        )
-        .await?;
-    if !rows.iter().any(|r| r.stream_id as u64 > after) {
-        return Ok(None);
-    }
-    let now = now_ms() as i64;
-    Ok(Some(
-        rows.into_iter()
-            .filter(|r| r.expires_ts > now)
-            .map(|r| r.user_id)
-            .collect(),
-    ))
 }

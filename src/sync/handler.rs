@@ -5,7 +5,7 @@
 //! the state before its timeline; an incremental one gets new events, and the state that
 //! changed in the gap when the timeline is `limited`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{json, Map, Value};
 
@@ -14,11 +14,13 @@ use super::token::StreamPosition;
 use crate::client::room_read::{position_token, Access};
 use crate::http::{JsonResponse, MatrixError};
 use crate::rooms::client_event::stripped_state;
+use crate::rooms::visibility::MembershipHistory;
 use crate::rooms::RoomVersion;
 use crate::runtime::notifier;
 use crate::runtime::request::{Ctx, Requester};
 use crate::storage::events::{self, EventRow};
 use crate::storage::sync::{self as stored, MembershipRow};
+use crate::storage::sync_rooms::{self as batch, Window};
 use crate::storage::{user_data, Db};
 use crate::time::now_ms;
 
@@ -142,7 +144,7 @@ async fn build(
         }
     }
 
-    let mut join = Map::new();
+    let mut joined: Vec<JoinedRoom<'_>> = Vec::new();
     let mut invite = Map::new();
     let mut leave = Map::new();
     for m in memberships
@@ -160,20 +162,12 @@ async fn build(
                 if !full && !changed.contains(&m.room_id) && extra.is_none() {
                     continue;
                 }
-                let room = joined_room(
-                    db,
-                    me,
-                    filter,
-                    m,
+                joined.push(JoinedRoom {
+                    room_id: &m.room_id,
                     version,
-                    from,
-                    now,
                     full,
-                    extra,
-                    state_after,
-                )
-                .await?;
-                join.insert(m.room_id.clone(), room);
+                    account_data: extra,
+                });
             }
             "invite" if new_membership || full_state => {
                 invite.insert(m.room_id.clone(), invited_room(db, m).await?);
@@ -190,6 +184,7 @@ async fn build(
             _ => {}
         }
     }
+    let join = joined_rooms(db, me, filter, joined, from, now, state_after).await?;
     let news = !join.is_empty()
         || !invite.is_empty()
         || !leave.is_empty()
@@ -264,130 +259,222 @@ fn filter_state(
         .collect()
 }
 
-/// Lazy loading without a record of what each client was already sent: an incremental sync
-/// carries the membership of every timeline sender (the spec allows redundant ones), so a
-/// client always has the member event of whoever just spoke.
-async fn add_sender_members(
-    db: &Db,
-    room_id: &str,
-    at: u64,
-    timeline: &[EventRow],
-    state: &mut Vec<EventRow>,
-) -> Result<(), MatrixError> {
-    let senders: Vec<&str> = timeline
-        .iter()
-        .map(|r| r.sender.as_str())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    if senders.is_empty() {
-        return Ok(());
+/// A room's window: from the start for full rooms, else from the client's position.
+fn window<'a>(r: &JoinedRoom<'a>, since: u64, up_to: u64) -> Window<'a> {
+    Window {
+        room_id: r.room_id,
+        after: if r.full { 0 } else { since },
+        up_to,
     }
-    let have: HashSet<String> = state.iter().map(|r| r.event_id.clone()).collect();
-    let members = events::members_at(db, room_id, at, &senders).await?;
-    state.extend(members.into_iter().filter(|r| !have.contains(&r.event_id)));
-    Ok(())
 }
 
+/// A joined room that goes into this response.
+struct JoinedRoom<'a> {
+    room_id: &'a str,
+    version: RoomVersion,
+    /// Initial sync, `full_state`, or joined since the token: state from the start.
+    full: bool,
+    account_data: Option<Vec<Value>>,
+}
+
+/// Builds every joined room of the response with a fixed number of queries (see
+/// `storage::sync_rooms`), whatever the number of rooms.
 #[allow(clippy::too_many_arguments)]
-async fn joined_room(
+async fn joined_rooms(
     db: &Db,
     me: &Requester,
     filter: &Filter,
-    m: &MembershipRow,
-    version: RoomVersion,
+    rooms: Vec<JoinedRoom<'_>>,
     from: StreamPosition,
     now: StreamPosition,
-    full: bool,
-    account_data: Option<Vec<Value>>,
     state_after: bool,
-) -> Result<Value, MatrixError> {
-    let room_id = m.room_id.as_str();
-    let access = Access {
-        version,
-        history: events::membership_history(db, room_id, me.user_id.as_str()).await?,
-    };
-    let after = if full { 0 } else { from.events };
-    let (timeline_rows, limited, start) =
-        timeline(db, room_id, &access, filter, after, now.events).await?;
+) -> Result<Map<String, Value>, MatrixError> {
+    if rooms.is_empty() {
+        return Ok(Map::new());
+    }
+    let user = me.user_id.as_str();
+    let ids: Vec<&str> = rooms.iter().map(|r| r.room_id).collect();
+    let mut histories = batch::membership_histories(db, user, &ids).await?;
+    let limit = filter
+        .room
+        .timeline
+        .limit_or(DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT);
+    let timeline_windows: Vec<Window<'_>> = rooms
+        .iter()
+        .map(|r| window(r, from.events, now.events))
+        .collect();
+    let mut timelines = batch::timelines(db, &timeline_windows, limit + 1).await?;
+
+    // Per room: the visible timeline, whether it was cut, and where it starts.
+    struct Part {
+        access: Access,
+        timeline: Vec<EventRow>,
+        limited: bool,
+        start: u64,
+    }
+    let mut parts: Vec<Part> = Vec::with_capacity(rooms.len());
+    for r in &rooms {
+        let access = Access {
+            version: r.version,
+            history: histories
+                .remove(r.room_id)
+                .unwrap_or_else(|| MembershipHistory(Vec::new())),
+        };
+        let mut rows = timelines.remove(r.room_id).unwrap_or_default();
+        let limited = rows.len() as u64 > limit;
+        rows.truncate(limit as usize);
+        rows.reverse();
+        let start = rows.first().map_or(now.events, |row| row.position() - 1);
+        let timeline = rows
+            .into_iter()
+            .filter(|row| {
+                access.can_see(row) && filter.room.timeline.allows(&row.kind, &row.sender)
+            })
+            .collect();
+        parts.push(Part {
+            access,
+            timeline,
+            limited,
+            start,
+        });
+    }
+
     // MSC4222 (`use_state_after`): the state at the end of the timeline, timeline included,
     // so a client never has to replay timeline events to know the current state.
-    let state_end = if state_after { now.events } else { start };
-    let mut state_rows = if full {
-        events::state_at(db, room_id, state_end).await?
-    } else if limited || state_after {
-        events::state_changes(db, room_id, from.events, state_end).await?
+    let state_end = |p: &Part| if state_after { now.events } else { p.start };
+    let state_windows: Vec<Window<'_>> = rooms
+        .iter()
+        .zip(&parts)
+        .filter(|(r, p)| r.full || p.limited || state_after)
+        .map(|(r, p)| window(r, from.events, state_end(p)))
+        .collect();
+    let mut states = batch::states(db, &state_windows).await?;
+    // Lazy loading without a record of what each client was already sent: an incremental sync
+    // carries the membership of every timeline sender (the spec allows redundant ones), so a
+    // client always has the member event of whoever just spoke.
+    let lazy_wanted: Vec<(&str, u64, Vec<&str>)> = if filter.room.state.lazy_load_members {
+        rooms
+            .iter()
+            .zip(&parts)
+            .filter(|(r, _)| !r.full)
+            .map(|(r, p)| {
+                let senders: HashSet<&str> =
+                    p.timeline.iter().map(|row| row.sender.as_str()).collect();
+                (r.room_id, state_end(p), senders.into_iter().collect())
+            })
+            .collect()
     } else {
         Vec::new()
     };
-    if filter.room.state.lazy_load_members && !full {
-        add_sender_members(db, room_id, state_end, &timeline_rows, &mut state_rows).await?;
-    }
-    let state_rows = filter_state(
-        state_rows,
-        filter,
-        &timeline_rows,
-        me.user_id.as_str(),
-        !state_after,
-    );
+    let mut sender_members = batch::members_at(db, &lazy_wanted).await?;
 
-    let mut ephemeral = Vec::new();
-    if filter.room.ephemeral.allows_room(room_id) {
-        let typing_after = if full { 0 } else { from.typing };
-        if let Some(users) =
-            user_data::typing_if_changed(db, room_id, typing_after, now.typing).await?
-        {
+    let ephemeral_rooms: Vec<&JoinedRoom<'_>> = rooms
+        .iter()
+        .filter(|r| filter.room.ephemeral.allows_room(r.room_id))
+        .collect();
+    let typing_windows: Vec<Window<'_>> = ephemeral_rooms
+        .iter()
+        .map(|r| window(r, from.typing, now.typing))
+        .collect();
+    let mut typing = batch::typing(db, &typing_windows, now_ms()).await?;
+    let receipt_windows: Vec<Window<'_>> = ephemeral_rooms
+        .iter()
+        .map(|r| window(r, from.receipts, now.receipts))
+        .collect();
+    let mut receipts: HashMap<String, Vec<batch::ReceiptRow>> = HashMap::new();
+    for receipt in batch::receipts(db, &receipt_windows).await? {
+        receipts
+            .entry(receipt.room_id.clone())
+            .or_default()
+            .push(receipt);
+    }
+
+    // Messages from before the user joined never notified them, receipt or not.
+    let read = batch::read_positions(db, user, &ids).await?;
+    let unread_windows: Vec<Window<'_>> = rooms
+        .iter()
+        .zip(&parts)
+        .map(|(r, p)| Window {
+            room_id: r.room_id,
+            after: read
+                .get(r.room_id)
+                .copied()
+                .unwrap_or(0)
+                .max(p.access.history.joined_since().unwrap_or(0)),
+            up_to: now.events,
+        })
+        .collect();
+    let unread = batch::unread_counts(db, user, &unread_windows).await?;
+    let summary_rooms: Vec<&str> = rooms
+        .iter()
+        .zip(&parts)
+        .filter(|(r, p)| {
+            r.full || p.timeline.iter().any(|row| row.kind == "m.room.member") || p.limited
+        })
+        .map(|(r, _)| r.room_id)
+        .collect();
+    let mut summaries = batch::summaries(db, user, &summary_rooms).await?;
+
+    let mut out = Map::new();
+    for (r, p) in rooms.into_iter().zip(parts) {
+        let mut state_rows = states.remove(r.room_id).unwrap_or_default();
+        let have: HashSet<String> = state_rows.iter().map(|row| row.event_id.clone()).collect();
+        let extra = sender_members.remove(r.room_id).unwrap_or_default();
+        state_rows.extend(
+            extra
+                .into_iter()
+                .filter(|row| !have.contains(&row.event_id)),
+        );
+        let state_rows = filter_state(state_rows, filter, &p.timeline, user, !state_after);
+        let mut ephemeral = Vec::new();
+        if let Some(users) = typing.remove(r.room_id) {
             if filter.room.ephemeral.allows("m.typing", "") {
                 ephemeral.push(json!({ "type": "m.typing", "content": { "user_ids": users } }));
             }
         }
-        let receipts_after = if full { 0 } else { from.receipts };
-        let receipts = user_data::receipts_since(db, room_id, receipts_after, now.receipts).await?;
-        let mut content = Map::new();
-        for r in receipts
-            .iter()
-            .filter(|r| r.receipt_type != "m.read.private" || r.user_id == me.user_id.as_str())
-        {
-            let mut receipt = json!({ "ts": r.ts });
-            if !r.thread_id.is_empty() {
-                receipt["thread_id"] = json!(r.thread_id);
-            }
-            let by_type = content
-                .entry(r.event_id.clone())
-                .or_insert_with(|| json!({}));
-            by_type[&r.receipt_type][&r.user_id] = receipt;
-        }
+        let content = receipt_content(receipts.remove(r.room_id).unwrap_or_default(), user);
         if !content.is_empty() && filter.room.ephemeral.allows("m.receipt", "") {
             ephemeral.push(json!({ "type": "m.receipt", "content": content }));
         }
+        let mut room = room_json(
+            &p.timeline,
+            p.limited,
+            p.start,
+            &state_rows,
+            state_after,
+            r.version,
+            me,
+        );
+        room["ephemeral"] = json!({ "events": ephemeral });
+        room["account_data"] = json!({ "events": r.account_data.unwrap_or_default() });
+        let count = unread.get(r.room_id).copied().unwrap_or(0);
+        room["unread_notifications"] = json!({ "notification_count": count, "highlight_count": 0 });
+        if let Some(summary) = summaries.remove(r.room_id) {
+            room["summary"] = summary;
+        }
+        out.insert(r.room_id.to_owned(), room);
     }
-    // Messages from before the user joined never notified them, receipt or not.
-    let joined_at = access.history.joined_since().unwrap_or(0);
-    let read = user_data::read_position(db, room_id, me.user_id.as_str())
-        .await?
-        .max(joined_at);
-    let unread = stored::unread_count(db, room_id, me.user_id.as_str(), read).await?;
-    let mut room = room_json(
-        &timeline_rows,
-        limited,
-        start,
-        &state_rows,
-        state_after,
-        version,
-        me,
-    );
-    room["ephemeral"] = json!({ "events": ephemeral });
-    room["account_data"] = json!({ "events": account_data.unwrap_or_default() });
-    room["unread_notifications"] = json!({ "notification_count": unread, "highlight_count": 0 });
-    if full
-        || state_rows
-            .iter()
-            .chain(&timeline_rows)
-            .any(|r| r.kind == "m.room.member")
+    Ok(out)
+}
+
+/// The `m.receipt` content: event id → receipt type → user → receipt. Private receipts only
+/// reach their owner.
+fn receipt_content(receipts: Vec<batch::ReceiptRow>, me: &str) -> Map<String, Value> {
+    let mut content = Map::new();
+    for r in receipts
+        .iter()
+        .filter(|r| r.receipt_type != "m.read.private" || r.user_id == me)
     {
-        room["summary"] = stored::summary(db, room_id, me.user_id.as_str()).await?;
+        let mut receipt = json!({ "ts": r.ts });
+        if !r.thread_id.is_empty() {
+            receipt["thread_id"] = json!(r.thread_id);
+        }
+        let by_type = content
+            .entry(r.event_id.clone())
+            .or_insert_with(|| json!({}));
+        by_type[&r.receipt_type][&r.user_id] = receipt;
     }
-    Ok(room)
+    content
 }
 
 async fn invited_room(db: &Db, m: &MembershipRow) -> Result<Value, MatrixError> {

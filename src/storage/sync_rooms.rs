@@ -1,0 +1,314 @@
+//! The per-room reads of `/sync`, done for all of a user's rooms at once. The platform allows 50
+//! D1 queries per request on the free plan, so a sync costs a fixed number of queries whatever
+//! the number of rooms: each function here is one query over a JSON list of rooms (SQLite's
+//! `json_each`), with the per-room bounds in the list.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::events::{EventRow, SELECT};
+use super::Db;
+use crate::args;
+use crate::http::MatrixError;
+use crate::rooms::visibility::MembershipHistory;
+
+/// One room's range of stream positions, `(after, up_to]`.
+pub struct Window<'a> {
+    pub room_id: &'a str,
+    pub after: u64,
+    pub up_to: u64,
+}
+
+fn windows_json(windows: &[Window<'_>]) -> String {
+    Value::Array(
+        windows
+            .iter()
+            .map(|w| json!([w.room_id, w.after, w.up_to.min(i64::MAX as u64)]))
+            .collect(),
+    )
+    .to_string()
+}
+
+const WANTED: &str = "WITH wanted AS (SELECT json_extract(value, '$[0]') AS room_id,
+    json_extract(value, '$[1]') AS lo, json_extract(value, '$[2]') AS hi FROM json_each(?1))";
+
+fn by_room(rows: Vec<EventRow>) -> HashMap<String, Vec<EventRow>> {
+    let mut out: HashMap<String, Vec<EventRow>> = HashMap::new();
+    for row in rows {
+        out.entry(row.room_id.clone()).or_default().push(row);
+    }
+    out
+}
+
+/// The user's membership events in each of the rooms, in stream order.
+pub async fn membership_histories(
+    db: &Db,
+    user_id: &str,
+    rooms: &[&str],
+) -> Result<HashMap<String, MembershipHistory>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        room_id: String,
+        stream_ordering: i64,
+        membership: Option<String>,
+    }
+    let rows: Vec<Row> = db
+        .rows(
+            "SELECT room_id, stream_ordering, membership FROM events
+             WHERE type = 'm.room.member' AND state_key = ?2
+               AND room_id IN (SELECT value FROM json_each(?1))
+             ORDER BY stream_ordering",
+            args![&json!(rooms).to_string(), user_id],
+        )
+        .await?;
+    let mut out: HashMap<String, MembershipHistory> = HashMap::new();
+    for row in rows {
+        out.entry(row.room_id)
+            .or_insert_with(|| MembershipHistory(Vec::new()))
+            .0
+            .push((
+                row.stream_ordering as u64,
+                row.membership.unwrap_or_default(),
+            ));
+    }
+    Ok(out)
+}
+
+/// The newest `limit` events of each window, newest first. The correlated subquery walks each
+/// room's index backwards and stops after `limit` rows, however long the room's history is.
+pub async fn timelines(
+    db: &Db,
+    windows: &[Window<'_>],
+    limit: u64,
+) -> Result<HashMap<String, Vec<EventRow>>, MatrixError> {
+    if windows.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = db
+        .rows(
+            &format!(
+                "{WANTED} {SELECT} WHERE e.stream_ordering IN (
+                    SELECT x.stream_ordering FROM wanted w JOIN events x ON x.stream_ordering IN (
+                        SELECT y.stream_ordering FROM events y
+                        WHERE y.room_id = w.room_id AND y.stream_ordering > w.lo AND y.stream_ordering <= w.hi
+                        ORDER BY y.stream_ordering DESC LIMIT ?2))
+                 ORDER BY e.stream_ordering DESC"
+            ),
+            args![&windows_json(windows), limit],
+        )
+        .await?;
+    Ok(by_room(rows))
+}
+
+/// For each window, the latest state event per slot within it: the state at `up_to` when
+/// `after` is 0, else what changed in the window.
+pub async fn states(
+    db: &Db,
+    windows: &[Window<'_>],
+) -> Result<HashMap<String, Vec<EventRow>>, MatrixError> {
+    if windows.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = db
+        .rows(
+            &format!(
+                "{WANTED} {SELECT} WHERE e.stream_ordering IN (
+                    SELECT MAX(x.stream_ordering) FROM wanted w JOIN events x ON x.room_id = w.room_id
+                    WHERE x.state_key IS NOT NULL AND x.stream_ordering > w.lo AND x.stream_ordering <= w.hi
+                    GROUP BY x.room_id, x.type, x.state_key)"
+            ),
+            args![&windows_json(windows)],
+        )
+        .await?;
+    Ok(by_room(rows))
+}
+
+/// The member events of the given users as of a position, per room: `(room, at, users)`.
+pub async fn members_at(
+    db: &Db,
+    wanted: &[(&str, u64, Vec<&str>)],
+) -> Result<HashMap<String, Vec<EventRow>>, MatrixError> {
+    let list: Vec<Value> = wanted
+        .iter()
+        .flat_map(|(room, at, users)| users.iter().map(move |u| json!([room, u, at])))
+        .collect();
+    if list.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = db
+        .rows(
+            &format!(
+                "WITH wanted AS (SELECT json_extract(value, '$[0]') AS room_id,
+                    json_extract(value, '$[1]') AS user_id, json_extract(value, '$[2]') AS at FROM json_each(?1))
+                 {SELECT} WHERE e.stream_ordering IN (
+                    SELECT MAX(x.stream_ordering) FROM wanted w JOIN events x
+                      ON x.room_id = w.room_id AND x.type = 'm.room.member' AND x.state_key = w.user_id
+                    WHERE x.stream_ordering <= w.at GROUP BY w.room_id, w.user_id)"
+            ),
+            args![&Value::Array(list).to_string()],
+        )
+        .await?;
+    Ok(by_room(rows))
+}
+
+/// Who is typing in each room whose typing changed within its window.
+pub async fn typing(
+    db: &Db,
+    windows: &[Window<'_>],
+    now_ms: u64,
+) -> Result<HashMap<String, Vec<String>>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        room_id: String,
+        user_id: String,
+        expires_ts: i64,
+    }
+    if windows.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<Row> = db
+        .rows(
+            &format!(
+                "{WANTED} SELECT t.room_id, t.user_id, t.expires_ts FROM typing t JOIN wanted w ON t.room_id = w.room_id
+                 WHERE t.stream_id <= w.hi AND EXISTS (SELECT 1 FROM typing c WHERE c.room_id = w.room_id
+                   AND c.stream_id > w.lo AND c.stream_id <= w.hi)"
+            ),
+            args![&windows_json(windows)],
+        )
+        .await?;
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for row in rows {
+        let users = out.entry(row.room_id).or_default();
+        if row.expires_ts > now_ms as i64 {
+            users.push(row.user_id);
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+pub struct ReceiptRow {
+    pub room_id: String,
+    pub user_id: String,
+    pub receipt_type: String,
+    pub thread_id: String,
+    pub event_id: String,
+    pub ts: i64,
+}
+
+/// Receipts written within each room's window.
+pub async fn receipts(db: &Db, windows: &[Window<'_>]) -> Result<Vec<ReceiptRow>, MatrixError> {
+    if windows.is_empty() {
+        return Ok(Vec::new());
+    }
+    db.rows(
+        &format!(
+            "{WANTED} SELECT r.room_id, r.user_id, r.receipt_type, r.thread_id, r.event_id, r.ts
+             FROM receipts r JOIN wanted w ON r.room_id = w.room_id
+             WHERE r.stream_id > w.lo AND r.stream_id <= w.hi"
+        ),
+        args![&windows_json(windows)],
+    )
+    .await
+}
+
+/// Position of the user's latest read receipt in each room (rooms without one are absent).
+pub async fn read_positions(
+    db: &Db,
+    user_id: &str,
+    rooms: &[&str],
+) -> Result<HashMap<String, u64>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        room_id: String,
+        n: Option<i64>,
+    }
+    let rows: Vec<Row> = db
+        .rows(
+            "SELECT r.room_id, MAX(e.stream_ordering) AS n FROM receipts r JOIN events e ON e.event_id = r.event_id
+             WHERE r.user_id = ?2 AND r.receipt_type IN ('m.read', 'm.read.private')
+               AND r.room_id IN (SELECT value FROM json_each(?1))
+             GROUP BY r.room_id",
+            args![&json!(rooms).to_string(), user_id],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.room_id, r.n.unwrap_or(0) as u64))
+        .collect())
+}
+
+/// Messages from others after each room's `after` position: the notification counts.
+pub async fn unread_counts(
+    db: &Db,
+    user_id: &str,
+    windows: &[Window<'_>],
+) -> Result<HashMap<String, u64>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        room_id: String,
+        n: i64,
+    }
+    if windows.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<Row> = db
+        .rows(
+            &format!(
+                "{WANTED} SELECT e.room_id, COUNT(*) AS n FROM events e JOIN wanted w ON e.room_id = w.room_id
+                 WHERE e.stream_ordering > w.lo AND e.stream_ordering <= w.hi AND e.sender != ?2
+                   AND e.type IN ('m.room.message', 'm.room.encrypted') AND e.redacted_by IS NULL
+                 GROUP BY e.room_id"
+            ),
+            args![&windows_json(windows), user_id],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.room_id, r.n as u64)).collect())
+}
+
+/// Room summaries: joined and invited counts and up to five other members.
+pub async fn summaries(
+    db: &Db,
+    user_id: &str,
+    rooms: &[&str],
+) -> Result<HashMap<String, Value>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        room_id: String,
+        user_id: String,
+        membership: String,
+    }
+    let rows: Vec<Row> = db
+        .rows(
+            "SELECT room_id, user_id, membership FROM memberships
+             WHERE room_id IN (SELECT value FROM json_each(?1)) AND membership IN ('join', 'invite')
+             ORDER BY stream_ordering",
+            args![&json!(rooms).to_string()],
+        )
+        .await?;
+    let mut grouped: HashMap<String, Vec<Row>> = HashMap::new();
+    for row in rows {
+        grouped.entry(row.room_id.clone()).or_default().push(row);
+    }
+    Ok(rooms
+        .iter()
+        .map(|room| {
+            let members = grouped.remove(*room).unwrap_or_default();
+            let joined = members.iter().filter(|r| r.membership == "join").count();
+            let heroes: Vec<&str> = members
+                .iter()
+                .map(|r| r.user_id.as_str())
+                .filter(|u| *u != user_id)
+                .take(5)
+                .collect();
+            let summary = json!({
+                "m.joined_member_count": joined,
+                "m.invited_member_count": members.len() - joined,
+                "m.heroes": heroes,
+            });
+            (room.to_string(), summary)
+        })
+        .collect())
+}
