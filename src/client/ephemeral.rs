@@ -32,6 +32,23 @@ async fn wake_room(ctx: &Ctx, db: &Db, room_id: &str) -> Result<(), MatrixError>
     Ok(())
 }
 
+/// Sends an EDU about this room to every other server with members in it.
+async fn tell_other_servers(
+    ctx: &Ctx,
+    db: &Db,
+    room_id: &str,
+    edu: serde_json::Value,
+) -> Result<(), MatrixError> {
+    let us = ctx.config.server_name.as_str();
+    for server in crate::storage::sync::remote_servers(db, room_id, us).await? {
+        if let Ok(server) = ruma::ServerName::parse(&server) {
+            crate::runtime::destination::enqueue(&ctx.env, &server, vec![], vec![edu.clone()])
+                .await;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) async fn typing(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     if ctx.param(1) != me.user_id.as_str() {
@@ -54,6 +71,9 @@ pub(crate) async fn typing(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     };
     user_data::set_typing(&db, room_id.as_str(), me.user_id.as_str(), expires).await?;
     wake_room(ctx, &db, room_id.as_str()).await?;
+    let edu = json!({ "edu_type": "m.typing", "content": {
+        "room_id": room_id, "user_id": me.user_id, "typing": body.typing } });
+    tell_other_servers(ctx, &db, room_id.as_str(), edu).await?;
     Ok(JsonResponse::ok(json!({})))
 }
 
@@ -85,6 +105,13 @@ async fn set_receipt(
             .await?;
             if receipt_type == "m.read" {
                 wake_room(ctx, db, room_id).await?;
+                let mut data = json!({ "ts": now_ms() });
+                if !thread_id.is_empty() {
+                    data["thread_id"] = json!(thread_id);
+                }
+                let edu = json!({ "edu_type": "m.receipt", "content": { room_id: { "m.read": {
+                    me.user_id.as_str(): { "event_ids": [event_id], "data": data } } } } });
+                tell_other_servers(ctx, db, room_id, edu).await?;
             } else {
                 notify(&ctx.env, vec![me.user_id.to_string()]).await;
             }

@@ -13,6 +13,7 @@ pub enum ErrorCode {
     Exclusive,
     Forbidden,
     GuestAccessForbidden,
+    IncompatibleRoomVersion,
     InvalidParam,
     InvalidRoomState,
     InvalidUsername,
@@ -33,11 +34,12 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::BadJson,
         ErrorCode::Exclusive,
         ErrorCode::Forbidden,
         ErrorCode::GuestAccessForbidden,
+        ErrorCode::IncompatibleRoomVersion,
         ErrorCode::InvalidParam,
         ErrorCode::InvalidRoomState,
         ErrorCode::InvalidUsername,
@@ -71,6 +73,7 @@ impl ErrorCode {
             ErrorCode::Exclusive => "M_EXCLUSIVE",
             ErrorCode::Forbidden => "M_FORBIDDEN",
             ErrorCode::GuestAccessForbidden => "M_GUEST_ACCESS_FORBIDDEN",
+            ErrorCode::IncompatibleRoomVersion => "M_INCOMPATIBLE_ROOM_VERSION",
             ErrorCode::InvalidParam => "M_INVALID_PARAM",
             ErrorCode::InvalidRoomState => "M_INVALID_ROOM_STATE",
             ErrorCode::InvalidUsername => "M_INVALID_USERNAME",

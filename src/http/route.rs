@@ -95,6 +95,19 @@ pub enum Endpoint {
     PublicRoomsFiltered,
     UserDirectorySearch,
     Sync,
+    // Federation
+    FederationMakeJoin,
+    FederationSendJoinV1,
+    FederationSendJoinV2,
+    FederationMakeLeave,
+    FederationSendLeaveV1,
+    FederationSendLeaveV2,
+    FederationSend,
+    FederationQueryProfile,
+    FederationQueryDirectory,
+    FederationEvent,
+    FederationState,
+    FederationStateIds,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -353,6 +366,46 @@ const ROUTES: &[Route] = &[
         E::UserDirectorySearch,
     ),
     get("/_matrix/client/v3/sync", E::Sync),
+    // Federation
+    get(
+        "/_matrix/federation/v1/make_join/{roomId}/{userId}",
+        E::FederationMakeJoin,
+    ),
+    put(
+        "/_matrix/federation/v1/send_join/{roomId}/{eventId}",
+        E::FederationSendJoinV1,
+    ),
+    put(
+        "/_matrix/federation/v2/send_join/{roomId}/{eventId}",
+        E::FederationSendJoinV2,
+    ),
+    get(
+        "/_matrix/federation/v1/make_leave/{roomId}/{userId}",
+        E::FederationMakeLeave,
+    ),
+    put(
+        "/_matrix/federation/v1/send_leave/{roomId}/{eventId}",
+        E::FederationSendLeaveV1,
+    ),
+    put(
+        "/_matrix/federation/v2/send_leave/{roomId}/{eventId}",
+        E::FederationSendLeaveV2,
+    ),
+    put("/_matrix/federation/v1/send/{txnId}", E::FederationSend),
+    get(
+        "/_matrix/federation/v1/query/profile",
+        E::FederationQueryProfile,
+    ),
+    get(
+        "/_matrix/federation/v1/query/directory",
+        E::FederationQueryDirectory,
+    ),
+    get("/_matrix/federation/v1/event/{eventId}", E::FederationEvent),
+    get("/_matrix/federation/v1/state/{roomId}", E::FederationState),
+    get(
+        "/_matrix/federation/v1/state_ids/{roomId}",
+        E::FederationStateIds,
+    ),
 ];
 
 /// What a request is, once routed.

@@ -27,6 +27,22 @@ pub enum RoomCommand {
         /// `(device id, transaction id)`: a retry returns the first event id.
         transaction: Option<(String, String)>,
     },
+
+    /// A membership event template for a user of another server (`make_join`, `make_leave`):
+    /// placed at the tip of the room, not signed; the user's server signs and sends it back.
+    MakeMembership {
+        room_id: OwnedRoomId,
+        user_id: OwnedUserId,
+        membership: String,
+    },
+    /// PDUs another server sent (a transaction, or the event of `send_join`/`send_leave`).
+    /// With `membership_reply`, answers with the room state and auth chain before the event.
+    Remote {
+        room_id: OwnedRoomId,
+        origin: String,
+        pdus: Vec<serde_json::Value>,
+        membership_reply: bool,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -146,13 +146,76 @@ impl RoomEngine {
         Ok(Arc::new(pdu))
     }
 
+    /// An unsigned event at the tip of the room for another server's user to sign
+    /// (`make_join` and `make_leave`): what `prepare_local` builds, minus hashes and signature.
+    pub fn template_for(
+        &self,
+        sender: &UserId,
+        template: EventTemplate,
+        origin_server_ts: u64,
+    ) -> Result<serde_json::Value, EngineError> {
+        let room_id = self.room_id.as_ref().ok_or(EngineError::NotCreated)?;
+        let auth_events = auth_events_for(&template, sender, self.version, |kind, key| {
+            self.state.event_id(kind, key)
+        })
+        .map_err(EngineError::Forbidden)?;
+        let mut event = serde_json::json!({
+            "room_id": room_id,
+            "sender": sender,
+            "type": template.kind,
+            "content": template.content,
+            "origin_server_ts": origin_server_ts,
+            "prev_events": self.forward_extremities,
+            "auth_events": auth_events,
+            "depth": self.depth + 1,
+        });
+        if let Some(state_key) = template.state_key {
+            event["state_key"] = serde_json::json!(state_key);
+        }
+        Ok(event)
+    }
+
+    /// Checks an event from another server against its auth events (all of which must be known)
+    /// and against the current state. Forks are not resolved yet: the state before a remote
+    /// event is taken to be the current state, which holds while the room stays linear.
+    pub fn check_remote(&self, pdu: &Pdu) -> Result<(), EngineError> {
+        if self.known.is_empty() {
+            return Err(EngineError::NotCreated);
+        }
+        if let Some(missing) = pdu
+            .auth_events()
+            .iter()
+            .find(|id| !self.known.contains_key(*id))
+        {
+            return Err(EngineError::Forbidden(AuthError(format!(
+                "unknown auth event {missing}"
+            ))));
+        }
+        authorize(
+            pdu,
+            self.version,
+            |id| self.known.get(id).cloned(),
+            |kind, key| self.state.get(kind, key).cloned(),
+        )
+        .map_err(EngineError::Forbidden)
+    }
+
+    /// The event a state slot holds now, if any.
+    pub fn known(&self, id: &ruma::EventId) -> Option<&Arc<Pdu>> {
+        self.known.get(id)
+    }
+
     /// Records an accepted event as the new single forward extremity.
     pub fn apply(&mut self, pdu: Arc<Pdu>) {
         if self.room_id.is_none() {
             self.room_id = Some(pdu.room_id());
         }
         self.depth = self.depth.max(pdu.depth());
-        self.forward_extremities = vec![pdu.event_id().to_owned()];
+        // The event replaces the extremities it builds on; a remote event built on an older
+        // event forks the room and joins the set.
+        self.forward_extremities
+            .retain(|e| !pdu.prev_events().contains(e));
+        self.forward_extremities.push(pdu.event_id().to_owned());
         // Only state events can be auth events: keeping messages would grow the object's
         // memory with the room's history.
         if pdu.state_key().is_some() {

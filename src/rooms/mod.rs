@@ -12,6 +12,7 @@ pub mod engine;
 pub mod pdu;
 pub mod power;
 pub mod state;
+pub mod verify;
 pub mod version;
 pub mod visibility;
 

@@ -8,6 +8,7 @@ use crate::client::{
     account, account_data, capabilities, devices, directory, ephemeral, filters, profile, push,
     register, room_read, rooms, send, session,
 };
+use crate::federation::endpoints as fed;
 use crate::http::route::{route, Endpoint, Routed};
 use crate::http::{JsonResponse, MatrixError};
 use crate::keys::server_keys::server_keys_document;
@@ -138,5 +139,18 @@ async fn handle(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         E::PublicRooms | E::PublicRoomsFiltered => directory::public_rooms(ctx).await,
         E::UserDirectorySearch => directory::search_users(ctx).await,
         E::Sync => sync::handler::sync(ctx).await,
+        // Federation
+        E::FederationMakeJoin => fed::make_join(ctx).await,
+        E::FederationSendJoinV1 => fed::send_membership(ctx, true, "join").await,
+        E::FederationSendJoinV2 => fed::send_membership(ctx, false, "join").await,
+        E::FederationMakeLeave => fed::make_leave(ctx).await,
+        E::FederationSendLeaveV1 => fed::send_membership(ctx, true, "leave").await,
+        E::FederationSendLeaveV2 => fed::send_membership(ctx, false, "leave").await,
+        E::FederationSend => fed::send_transaction(ctx).await,
+        E::FederationQueryProfile => fed::query_profile(ctx).await,
+        E::FederationQueryDirectory => fed::query_directory(ctx).await,
+        E::FederationEvent => fed::event(ctx).await,
+        E::FederationState => fed::state(ctx, false).await,
+        E::FederationStateIds => fed::state(ctx, true).await,
     }
 }

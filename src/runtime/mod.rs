@@ -2,6 +2,7 @@
 //! conversion of pure `JsonResponse`s into `worker::Response`s with CORS and JSON headers.
 
 pub(crate) mod crypto;
+pub(crate) mod destination;
 mod dispatch;
 pub(crate) mod notifier;
 pub(crate) mod request;

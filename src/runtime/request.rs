@@ -27,6 +27,9 @@ pub(crate) struct Ctx {
     pub ip: Option<String>,
     /// What this request's D1 queries cost so far.
     pub usage: Rc<Cell<Usage>>,
+    method: String,
+    /// The path and query exactly as sent: what an X-Matrix signature covers.
+    uri: String,
 }
 
 /// An authenticated user and the device the token belongs to.
@@ -48,6 +51,8 @@ impl Ctx {
         let url = req
             .url()
             .map_err(|_| MatrixError::bad_json("malformed URL"))?;
+        let uri = url[worker::url::Position::BeforePath..].to_owned();
+        let method = req.method().to_string();
         let query = url
             .query_pairs()
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -64,6 +69,8 @@ impl Ctx {
             authorization: headers.get("Authorization").ok().flatten(),
             ip: headers.get("CF-Connecting-IP").ok().flatten(),
             usage: Rc::default(),
+            method,
+            uri,
         })
     }
 
@@ -81,6 +88,15 @@ impl Ctx {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a repeated query parameter (`ver=10&ver=11`).
+    pub fn query_all(&self, name: &str) -> Vec<&str> {
+        self.query
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// A numeric query parameter; a malformed one is the client's error.
@@ -154,6 +170,22 @@ impl Ctx {
             device_id: owner.device_id,
             admin: owner.admin != 0,
         })
+    }
+
+    /// The server that sent this federation request, once its X-Matrix signature checks out.
+    pub async fn origin(&self) -> Result<ruma::OwnedServerName, MatrixError> {
+        let body = self.json_value()?;
+        let content = (!self.body.is_empty()).then_some(&body);
+        crate::federation::keys::authenticate(
+            &self.env,
+            &self.db()?,
+            &self.config.server_name,
+            self.authorization.as_deref(),
+            &self.method,
+            &self.uri,
+            content,
+        )
+        .await
     }
 
     /// Path user ids must name the requester (account data, filters, typing...).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::lock::Mutex;
 use ruma::events::StateEventType;
-use ruma::{OwnedRoomId, RoomId, UserId};
+use ruma::{OwnedRoomId, OwnedServerName, RoomId, ServerName, UserId};
 use serde_json::{json, Value};
 use worker::{durable_object, Env, Request, Response, State};
 
@@ -17,6 +17,7 @@ use crate::rooms::command::{RoomCommand, SendResult};
 use crate::rooms::engine::{EngineError, LocalServer, RoomEngine};
 use crate::rooms::power::PowerLevels;
 use crate::rooms::{Pdu, RoomVersion};
+use crate::signing::event::into_json;
 use crate::storage::rooms::{self as stored, EventWrite, NewRoom};
 use crate::storage::{signing_keys, Db};
 use crate::time::now_ms;
@@ -74,6 +75,17 @@ impl worker::DurableObject for RoomObject {
                 event,
                 transaction,
             } => self.send(room_id, &sender, event, transaction).await,
+            RoomCommand::MakeMembership {
+                room_id,
+                user_id,
+                membership,
+            } => self.make_membership(room_id, &user_id, &membership).await,
+            RoomCommand::Remote {
+                room_id,
+                origin,
+                pdus,
+                membership_reply,
+            } => self.remote(room_id, &origin, pdus, membership_reply).await,
         };
         match result {
             Ok(value) => Response::from_json(&value),
@@ -141,6 +153,37 @@ fn local_audience(engine: &RoomEngine, pdu: &Pdu, server: &ruma::ServerName) -> 
     users.dedup();
     users.retain(|u| UserId::parse(u.as_str()).is_ok_and(|u| u.server_name() == server));
     users
+}
+
+/// The other servers with members in the room (and the server of a membership event's target),
+/// which must receive a new local event.
+fn remote_servers(engine: &RoomEngine, pdu: &Pdu, us: &ServerName) -> Vec<OwnedServerName> {
+    let mut servers: Vec<OwnedServerName> = engine
+        .state()
+        .events()
+        .filter(|e| {
+            e.kind().to_string() == "m.room.member" && membership_of(e).as_deref() == Some("join")
+        })
+        .filter_map(|e| e.state_key().and_then(|k| UserId::parse(k).ok()))
+        .map(|u| u.server_name().to_owned())
+        .collect();
+    if pdu.kind().to_string() == "m.room.member" {
+        if let Some(target) = pdu.state_key().and_then(|k| UserId::parse(k).ok()) {
+            servers.push(target.server_name().to_owned());
+        }
+    }
+    servers.sort();
+    servers.dedup();
+    servers.retain(|s| s != us);
+    servers
+}
+
+fn membership_of(pdu: &Pdu) -> Option<String> {
+    serde_json::from_str::<Value>(pdu.content().get())
+        .ok()?
+        .get("membership")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 impl RoomObject {
@@ -290,13 +333,25 @@ impl RoomObject {
             *self.engine.borrow_mut() = None;
             return Err(e);
         }
-        let audience = {
+        let (audience, servers) = {
             let mut engine = self.engine.borrow_mut();
             let engine = engine.as_mut().expect("loaded above");
             engine.apply(pdu.clone());
-            local_audience(engine, &pdu, &config.server_name)
+            (
+                local_audience(engine, &pdu, &config.server_name),
+                remote_servers(engine, &pdu, &config.server_name),
+            )
         };
         super::notifier::notify(&self.env, audience).await;
+        for server in servers {
+            super::destination::enqueue(
+                &self.env,
+                &server,
+                vec![into_json(pdu.json().clone())],
+                vec![],
+            )
+            .await;
+        }
         Ok(serde_json::to_value(SendResult {
             event_id: pdu.event_id().to_owned(),
         })
@@ -333,5 +388,258 @@ impl RoomObject {
                 "You may only redact your own events",
             ))
         }
+    }
+}
+
+// --- Federation -----------------------------------------------------------------------------
+
+impl RoomObject {
+    async fn make_membership(
+        &self,
+        room_id: OwnedRoomId,
+        user: &UserId,
+        membership: &str,
+    ) -> Result<Value, MatrixError> {
+        let db = Db::new(&self.env)?;
+        self.ensure_engine(&db, &room_id).await?;
+        let engine = self.engine.borrow();
+        let engine = engine.as_ref().expect("loaded above");
+        let mut content = json!({ "membership": membership });
+        if membership == "join" {
+            // Refuse early what the auth rules would refuse: the user's server would only
+            // learn it after signing and sending the event.
+            let join_rule = engine
+                .state()
+                .get(&StateEventType::RoomJoinRules, "")
+                .and_then(|p| serde_json::from_str::<Value>(p.content().get()).ok())
+                .and_then(|c| c["join_rule"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| "invite".into());
+            let current = engine
+                .state()
+                .get(&StateEventType::RoomMember, user.as_str())
+                .and_then(|p| membership_of(p));
+            let allowed = match current.as_deref() {
+                Some("ban") => false,
+                Some("join") | Some("invite") => true,
+                _ => join_rule == "public",
+            };
+            if !allowed {
+                return Err(MatrixError::forbidden("You are not invited to this room"));
+            }
+            content = json!({ "membership": "join" });
+        }
+        let template = EventTemplate::state("m.room.member", user.as_str(), content);
+        let event = engine
+            .template_for(user, template, now_ms())
+            .map_err(engine_error)?;
+        Ok(json!({ "event": event, "room_version": engine.version().as_str() }))
+    }
+
+    /// The federation pipeline for each PDU: format and event id, signatures and content hash
+    /// (redacted on mismatch), auth events and auth rules; then the same atomic persistence as
+    /// local events. Refused PDUs are recorded and logged, never served.
+    async fn remote(
+        &self,
+        room_id: OwnedRoomId,
+        origin: &str,
+        pdus: Vec<Value>,
+        membership_reply: bool,
+    ) -> Result<Value, MatrixError> {
+        let db = Db::new(&self.env)?;
+        self.ensure_engine(&db, &room_id).await?;
+        let config = super::config(&self.env)?;
+        let mut results = serde_json::Map::new();
+        let mut reply = Value::Null;
+        for raw in pdus {
+            let text = raw.to_string();
+            let outcome = self
+                .accept_remote(&db, &room_id, raw, membership_reply)
+                .await;
+            match outcome {
+                Ok((event_id, state_before)) => {
+                    if membership_reply {
+                        reply = self
+                            .membership_reply(&db, state_before, &config.server_name)
+                            .await?;
+                    }
+                    results.insert(event_id, json!({}));
+                }
+                Err((event_id, reason)) => {
+                    worker::console_warn!(
+                        "refused PDU {event_id} from {origin} in {room_id}: {reason}"
+                    );
+                    crate::storage::remote_keys::record_rejection(
+                        &db,
+                        &event_id,
+                        room_id.as_str(),
+                        origin,
+                        &reason,
+                        &text,
+                    )
+                    .await?;
+                    if membership_reply {
+                        return Err(MatrixError::forbidden(reason));
+                    }
+                    results.insert(event_id, json!({ "error": reason }));
+                }
+            }
+        }
+        if membership_reply {
+            return Ok(reply);
+        }
+        Ok(json!({ "pdus": results }))
+    }
+
+    /// Accepts one remote PDU; on success returns its id and the state before it.
+    async fn accept_remote(
+        &self,
+        db: &Db,
+        room_id: &OwnedRoomId,
+        raw: Value,
+        is_membership: bool,
+    ) -> Result<(String, Vec<Arc<Pdu>>), (String, String)> {
+        let version = self
+            .engine
+            .borrow()
+            .as_ref()
+            .map(|e| e.version())
+            .ok_or_else(|| (String::new(), "room not loaded".to_owned()))?;
+        let object =
+            crate::signing::to_canonical_object(raw).map_err(|e| (String::new(), e.to_string()))?;
+        let pdu =
+            Pdu::from_json(object.clone(), version).map_err(|e| (String::new(), e.to_string()))?;
+        let event_id = pdu.event_id().to_string();
+        let fail = |reason: String| (event_id.clone(), reason);
+        if pdu.room_id() != *room_id {
+            return Err(fail("the event belongs to another room".into()));
+        }
+        if is_membership && pdu.kind().to_string() != "m.room.member" {
+            return Err(fail("not a membership event".into()));
+        }
+        if crate::storage::events::event(db, &event_id)
+            .await
+            .map_err(|e| fail(e.message))?
+            .is_some()
+        {
+            // Already accepted: a retried transaction. Nothing to do.
+            let state = self
+                .engine
+                .borrow()
+                .as_ref()
+                .map(|e| e.state().events().cloned().collect())
+                .unwrap_or_default();
+            return Ok((event_id, state));
+        }
+        // Signatures of every server that must have signed it, with keys valid at the time.
+        let ts = u64::from(ruma::state_res::Event::origin_server_ts(&pdu).get());
+        let mut key_map = ruma::signatures::PublicKeyMap::new();
+        for (server, key_ids) in
+            crate::rooms::verify::required_keys(&object, version).map_err(fail)?
+        {
+            let mut set = ruma::signatures::PublicKeySet::new();
+            for key_id in key_ids {
+                let key = crate::federation::keys::public_key(&self.env, db, &server, &key_id, ts)
+                    .await
+                    .map_err(|e| fail(e.message))?;
+                if let Some(key) = key.and_then(|k| ruma::serde::Base64::parse(k).ok()) {
+                    set.insert(key_id, key);
+                }
+            }
+            key_map.insert(server.to_string(), set);
+        }
+        let object =
+            crate::rooms::verify::verified_form(object, version, &key_map).map_err(fail)?;
+        let pdu = Arc::new(Pdu::from_json(object, version).map_err(|e| fail(e.to_string()))?);
+        let (visibility, state_before) = {
+            let engine = self.engine.borrow();
+            let engine = engine.as_ref().expect("loaded by the caller");
+            engine
+                .check_remote(&pdu)
+                .map_err(|e| fail(format!("{e:?}")))?;
+            (
+                history_visibility(engine),
+                engine.state().events().cloned().collect::<Vec<_>>(),
+            )
+        };
+        let write = EventWrite {
+            pdu: &pdu,
+            room_id,
+            history_visibility: &visibility,
+            transaction: None,
+        };
+        if let Err(e) = stored::persist(db, &[write], None).await {
+            *self.engine.borrow_mut() = None;
+            return Err(fail(e.message));
+        }
+        let config = super::config(&self.env).map_err(|e| fail(e.message))?;
+        let audience = {
+            let mut engine = self.engine.borrow_mut();
+            let engine = engine.as_mut().expect("loaded by the caller");
+            engine.apply(pdu.clone());
+            local_audience(engine, &pdu, &config.server_name)
+        };
+        super::notifier::notify(&self.env, audience).await;
+        Ok((event_id, state_before))
+    }
+
+    /// `send_join`'s answer: the state before the join and its full auth chain.
+    async fn membership_reply(
+        &self,
+        db: &Db,
+        state: Vec<Arc<Pdu>>,
+        us: &ServerName,
+    ) -> Result<Value, MatrixError> {
+        let version = self
+            .engine
+            .borrow()
+            .as_ref()
+            .map(|e| e.version())
+            .ok_or_else(|| MatrixError::internal("room not loaded"))?;
+        let mut chain: std::collections::BTreeMap<String, Value> =
+            std::collections::BTreeMap::new();
+        let mut todo: Vec<ruma::OwnedEventId> = state
+            .iter()
+            .flat_map(|p| p.auth_events().to_vec())
+            .collect();
+        while let Some(id) = todo.pop() {
+            if chain.contains_key(id.as_str()) {
+                continue;
+            }
+            let known = self
+                .engine
+                .borrow()
+                .as_ref()
+                .and_then(|e| e.known(&id).cloned());
+            let pdu = match known {
+                Some(pdu) => pdu,
+                None => match crate::storage::events::event(db, id.as_str()).await? {
+                    Some(row) => Arc::new(stored::parse_pdu(&row.pdu, version)?),
+                    None => continue,
+                },
+            };
+            todo.extend(pdu.auth_events().iter().cloned());
+            chain.insert(id.to_string(), into_json(pdu.json().clone()));
+        }
+        let mut servers: Vec<String> = state
+            .iter()
+            .filter(|e| {
+                e.kind().to_string() == "m.room.member"
+                    && membership_of(e).as_deref() == Some("join")
+            })
+            .filter_map(|e| {
+                e.state_key()
+                    .and_then(|k| UserId::parse(k).ok())
+                    .map(|u| u.server_name().to_string())
+            })
+            .collect();
+        servers.push(us.to_string());
+        servers.sort();
+        servers.dedup();
+        Ok(json!({
+            "state": state.iter().map(|p| into_json(p.json().clone())).collect::<Vec<_>>(),
+            "auth_chain": chain.into_values().collect::<Vec<_>>(),
+            "members_omitted": false,
+            "servers_in_room": servers,
+        }))
     }
 }

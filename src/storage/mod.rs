@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod directory;
 pub mod events;
+pub mod remote_keys;
 pub mod rooms;
 pub mod signing_keys;
 pub mod sync;

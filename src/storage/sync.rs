@@ -108,3 +108,35 @@ pub async fn changed_rooms(
         .map(|r| r.room_id)
         .collect())
 }
+
+/// How many users of a server are joined to a room.
+pub async fn members_of_server(db: &Db, room_id: &str, server: &str) -> Result<i64, MatrixError> {
+    Ok(db
+        .row::<super::Count>(
+            "SELECT COUNT(*) AS n FROM memberships WHERE room_id = ?1 AND membership = 'join'
+             AND substr(user_id, instr(user_id, ':') + 1) = ?2",
+            args![room_id, server],
+        )
+        .await?
+        .and_then(|c| c.n)
+        .unwrap_or(0))
+}
+
+/// The other servers with users joined to a room: where its EDUs go.
+pub async fn remote_servers(db: &Db, room_id: &str, us: &str) -> Result<Vec<String>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        server: String,
+    }
+    Ok(db
+        .rows::<Row>(
+            "SELECT DISTINCT substr(user_id, instr(user_id, ':') + 1) AS server FROM memberships
+             WHERE room_id = ?1 AND membership = 'join'",
+            args![room_id],
+        )
+        .await?
+        .into_iter()
+        .map(|r| r.server)
+        .filter(|s| s != us)
+        .collect())
+}

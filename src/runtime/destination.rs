@@ -1,0 +1,140 @@
+//! One Durable Object per remote server: the outbound queue to it. Rooms and the Worker enqueue
+//! PDUs and EDUs; an alarm sends them as transactions (at most 50 PDUs and 100 EDUs each),
+//! retrying with exponential backoff until the server answers, so a server that was down is
+//! caught up when it comes back. The queue lives in the object's own storage (DESIGN.md allows
+//! this one exception to "D1 is the truth").
+
+use ruma::ServerName;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use worker::{durable_object, Env, Method, Request, RequestInit, Response, State};
+
+use crate::federation::client::request;
+use crate::time::now_ms;
+
+const MAX_PDUS: usize = 50;
+const MAX_EDUS: usize = 100;
+/// Longest pause between retries of an unreachable server.
+const MAX_BACKOFF_MS: u64 = 60 * 60 * 1000;
+
+#[derive(Default, Serialize, Deserialize)]
+struct Queue {
+    server: String,
+    pdus: Vec<Value>,
+    edus: Vec<Value>,
+    failures: u32,
+    next_txn: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Enqueue {
+    pub server: String,
+    pub pdus: Vec<Value>,
+    pub edus: Vec<Value>,
+}
+
+#[durable_object]
+pub struct Destination {
+    state: State,
+    env: Env,
+}
+
+impl worker::DurableObject for Destination {
+    fn new(state: State, env: Env) -> Self {
+        Self { state, env }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let item: Enqueue = req.json().await?;
+        let storage = self.state.storage();
+        let mut queue: Queue = storage.get("queue").await?.unwrap_or_default();
+        queue.server = item.server;
+        queue.pdus.extend(item.pdus);
+        queue.edus.extend(item.edus);
+        storage.put("queue", &queue).await?;
+        // A backing-off queue keeps its later alarm; an idle one sends now. (An integer alarm
+        // time is an offset from now in workers-rs, not a timestamp.)
+        let latest_sane = (now_ms() + MAX_BACKOFF_MS) as i64;
+        if storage.get_alarm().await?.is_none_or(|at| at > latest_sane) {
+            storage.set_alarm(0i64).await?;
+        }
+        Response::ok("queued")
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        let storage = self.state.storage();
+        let mut queue: Queue = match storage.get("queue").await? {
+            Some(queue) => queue,
+            None => return Response::ok("empty"),
+        };
+        if queue.pdus.is_empty() && queue.edus.is_empty() {
+            return Response::ok("empty");
+        }
+        let Ok(server) = ServerName::parse(&queue.server) else {
+            storage.delete("queue").await?;
+            return Response::ok("bad server name");
+        };
+        let pdus: Vec<Value> = queue.pdus.iter().take(MAX_PDUS).cloned().collect();
+        let edus: Vec<Value> = queue.edus.iter().take(MAX_EDUS).cloned().collect();
+        let config = super::config(&self.env).map_err(|e| worker::Error::RustError(e.message))?;
+        let txn = format!("{}-{}", now_ms(), queue.next_txn);
+        let body = json!({
+            "origin": config.server_name,
+            "origin_server_ts": now_ms(),
+            "pdus": pdus,
+            "edus": edus,
+        });
+        let path = format!("/_matrix/federation/v1/send/{txn}");
+        match request(&self.env, &server, Method::Put, &path, Some(&body), true).await {
+            Ok((200, _)) => {
+                queue.pdus.drain(..pdus.len());
+                queue.edus.drain(..edus.len());
+                queue.failures = 0;
+                queue.next_txn += 1;
+                let more = !queue.pdus.is_empty() || !queue.edus.is_empty();
+                storage.put("queue", &queue).await?;
+                if more {
+                    storage.set_alarm(0i64).await?;
+                }
+            }
+            outcome => {
+                queue.failures += 1;
+                let backoff = (1000u64 << queue.failures.min(22)).min(MAX_BACKOFF_MS);
+                worker::console_warn!(
+                    "sending to {server} failed ({}), retrying in {backoff} ms",
+                    match outcome {
+                        Ok((status, body)) => format!("status {status}: {body}"),
+                        Err(e) => e.to_string(),
+                    }
+                );
+                storage.put("queue", &queue).await?;
+                storage.set_alarm(backoff as i64).await?;
+            }
+        }
+        Response::ok("sent")
+    }
+}
+
+/// Queues PDUs and EDUs for a server. Failures are logged: the caller's write already happened.
+pub(crate) async fn enqueue(env: &Env, server: &ServerName, pdus: Vec<Value>, edus: Vec<Value>) {
+    let result = async {
+        let namespace = env.durable_object("DESTINATIONS")?;
+        let stub = namespace.id_from_name(server.as_str())?.get_stub()?;
+        let body = serde_json::to_string(&Enqueue {
+            server: server.to_string(),
+            pdus,
+            edus,
+        })?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post).with_body(Some(body.into()));
+        stub.fetch_with_request(Request::new_with_init(
+            "https://destination/enqueue",
+            &init,
+        )?)
+        .await
+    }
+    .await;
+    if let Err(e) = result {
+        worker::console_error!("could not queue for {server}: {e}");
+    }
+}

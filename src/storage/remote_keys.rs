@@ -1,0 +1,111 @@
+//! Other servers' verify keys, as fetched from their key servers.
+
+use serde::Deserialize;
+
+use super::Db;
+use crate::args;
+use crate::http::MatrixError;
+use crate::time::now_ms;
+
+/// A key that may verify a signature made now (`valid_until_ts` not passed), or made before the
+/// key expired.
+pub async fn public_key(
+    db: &Db,
+    server: &str,
+    key_id: &str,
+) -> Result<Option<(String, u64, Option<u64>)>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        public_key: String,
+        valid_until_ts: i64,
+        expired_ts: Option<i64>,
+    }
+    Ok(db
+        .row::<Row>(
+            "SELECT public_key, valid_until_ts, expired_ts FROM remote_server_keys
+             WHERE server_name = ?1 AND key_id = ?2",
+            args![server, key_id],
+        )
+        .await?
+        .map(|r| {
+            (
+                r.public_key,
+                r.valid_until_ts as u64,
+                r.expired_ts.map(|t| t as u64),
+            )
+        }))
+}
+
+pub struct FetchedKey<'a> {
+    pub key_id: &'a str,
+    pub public_key: &'a str,
+    pub valid_until_ts: u64,
+    pub expired_ts: Option<u64>,
+}
+
+pub async fn store(db: &Db, server: &str, keys: &[FetchedKey<'_>]) -> Result<(), MatrixError> {
+    let mut statements = Vec::new();
+    for key in keys {
+        statements.push(db.stmt(
+            "INSERT INTO remote_server_keys (server_name, key_id, public_key, valid_until_ts, expired_ts, fetched_ts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (server_name, key_id) DO UPDATE SET
+               valid_until_ts = MAX(remote_server_keys.valid_until_ts, excluded.valid_until_ts),
+               expired_ts = excluded.expired_ts, fetched_ts = excluded.fetched_ts",
+            args![server, key.key_id, key.public_key, key.valid_until_ts, key.expired_ts.map(|t| t as i64), now_ms()],
+        )?);
+    }
+    if statements.is_empty() {
+        return Ok(());
+    }
+    db.batch(statements).await.map(|_| ())
+}
+
+pub async fn transaction_response(
+    db: &Db,
+    origin: &str,
+    txn: &str,
+) -> Result<Option<String>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        response: String,
+    }
+    Ok(db
+        .row::<Row>(
+            "SELECT response FROM federation_transactions WHERE origin = ?1 AND txn_id = ?2",
+            args![origin, txn],
+        )
+        .await?
+        .map(|r| r.response))
+}
+
+pub async fn save_transaction(
+    db: &Db,
+    origin: &str,
+    txn: &str,
+    response: &str,
+) -> Result<(), MatrixError> {
+    db.run(
+        "INSERT OR IGNORE INTO federation_transactions (origin, txn_id, response, received_ts) VALUES (?1, ?2, ?3, ?4)",
+        args![origin, txn, response, now_ms()],
+    )
+    .await
+    .map(|_| ())
+}
+
+pub async fn record_rejection(
+    db: &Db,
+    event_id: &str,
+    room_id: &str,
+    origin: &str,
+    reason: &str,
+    pdu: &str,
+) -> Result<(), MatrixError> {
+    db.run(
+        "INSERT OR IGNORE INTO rejected_events (event_id, room_id, origin, reason, pdu, received_ts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        args![event_id, room_id, origin, reason, pdu, now_ms()],
+    )
+    .await
+    .map(|_| ())
+}
