@@ -114,11 +114,7 @@ class Homeserver:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            self.process.wait(timeout=5)
+            kill_session(self.process)
             self.process = None
         return code
 
@@ -127,6 +123,15 @@ class Homeserver:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def kill_session(process: subprocess.Popen) -> None:
+    """SIGKILL to the session a process was started in (start_new_session=True), then reaps it."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait(timeout=5)
 
 
 def _live_processes():
