@@ -17,9 +17,7 @@ const FIELDS: [&str; 2] = ["displayname", "avatar_url"];
 async fn profile_of(ctx: &Ctx, user: &str) -> Result<Map<String, Value>, MatrixError> {
     let user_id = ids::user_id(user)?;
     if user_id.server_name() != ctx.config.server_name {
-        return Err(MatrixError::not_found(
-            "Profiles of users on other servers are not available yet",
-        ));
+        return remote_profile(ctx, &user_id).await;
     }
     let profile = user_data::profile(&ctx.db()?, user_id.as_str())
         .await?
@@ -32,6 +30,55 @@ async fn profile_of(ctx: &Ctx, user: &str) -> Result<Map<String, Value>, MatrixE
         out.insert("avatar_url".into(), json!(url));
     }
     Ok(out)
+}
+
+/// A profile of another server's user, asked of that server (`/query/profile`).
+async fn remote_profile(ctx: &Ctx, user: &ruma::UserId) -> Result<Map<String, Value>, MatrixError> {
+    let path = format!(
+        "/_matrix/federation/v1/query/profile?user_id={}",
+        encode(user.as_str())
+    );
+    let (status, body) = crate::federation::client::request(
+        &ctx.env,
+        user.server_name(),
+        worker::Method::Get,
+        &path,
+        None,
+        true,
+    )
+    .await
+    .map_err(|e| {
+        MatrixError::new(
+            502,
+            ErrorCode::Unknown,
+            format!("{} could not be reached: {e}", user.server_name()),
+        )
+    })?;
+    match (status, body) {
+        (200, Value::Object(map)) => Ok(map
+            .into_iter()
+            .filter(|(k, v)| FIELDS.contains(&k.as_str()) && v.is_string())
+            .collect()),
+        (404, _) => Err(MatrixError::not_found("Unknown user")),
+        (status, _) => Err(MatrixError::new(
+            502,
+            ErrorCode::Unknown,
+            format!("{} answered {status}", user.server_name()),
+        )),
+    }
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 pub(crate) async fn get_profile(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {

@@ -27,15 +27,6 @@ pub(crate) async fn profile_content(db: &Db, user_id: &UserId) -> Result<Value, 
     Ok(json!({ "displayname": profile.displayname, "avatar_url": profile.avatar_url }))
 }
 
-fn local_only(ctx: &Ctx, user: &UserId) -> Result<(), MatrixError> {
-    if user.server_name() != ctx.config.server_name {
-        return Err(MatrixError::forbidden(
-            "Users on other servers cannot be invited yet: this server does not federate yet",
-        ));
-    }
-    Ok(())
-}
-
 pub(crate) async fn create_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let request: CreateRoomRequest = ctx.json()?;
@@ -64,8 +55,11 @@ pub(crate) async fn create_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> 
         }
         None => None,
     };
-    for invitee in &request.invite {
-        local_only(ctx, invitee)?;
+    let (local_invitees, remote_invitees): (Vec<_>, Vec<_>) = request
+        .invite
+        .iter()
+        .partition(|u| u.server_name() == ctx.config.server_name);
+    for invitee in &local_invitees {
         if !crate::storage::accounts::user_exists(&db, invitee.as_str()).await? {
             return Err(MatrixError::not_found(format!("Unknown user {invitee}")));
         }
@@ -78,7 +72,7 @@ pub(crate) async fn create_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> 
         profile_content(&db, &me.user_id).await?,
     )
     .map_err(|e| MatrixError::bad_json(e.0))?;
-    for invitee in &request.invite {
+    for invitee in &local_invitees {
         events.push(EventTemplate::state(
             "m.room.member",
             invitee.as_str(),
@@ -97,6 +91,15 @@ pub(crate) async fn create_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> 
         publish: request.is_public(),
     };
     rooms::run(&ctx.env, room_id.as_str(), &command).await?;
+    // Invites to other servers need their server's signature: each is its own round trip,
+    // after the room exists. A refused one does not undo the room.
+    for invitee in remote_invitees {
+        let content = member_content("invite", json!({}), request.is_direct);
+        let event = EventTemplate::state("m.room.member", invitee.as_str(), content);
+        if let Err(e) = rooms::send(&ctx.env, &room_id, &me.user_id, event, None).await {
+            worker::console_warn!("invite of {invitee} to {room_id} failed: {e}");
+        }
+    }
     Ok(JsonResponse::ok(json!({ "room_id": room_id })))
 }
 
@@ -233,8 +236,7 @@ pub(crate) async fn act_on_member(
     let body: TargetBody = ctx.json()?;
     let target = ids::user_id(&body.user_id)?;
     let db = ctx.db()?;
-    if membership == "invite" {
-        local_only(ctx, &target)?;
+    if membership == "invite" && target.server_name() == ctx.config.server_name {
         if !crate::storage::accounts::user_exists(&db, target.as_str()).await? {
             return Err(MatrixError::not_found(format!("Unknown user {target}")));
         }

@@ -83,6 +83,17 @@ fn pdu_to_client(object: CanonicalJsonObject) -> Map<String, Value> {
         .collect()
 }
 
+/// State an invitee sees before joining (spec: stripped state), sent with invites.
+pub const INVITE_STATE: [&str; 7] = [
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+];
+
 /// The stripped form of a state event that invitees see (`invite_state`).
 pub fn stripped_state(pdu: &str) -> Value {
     let Ok(object) = serde_json::from_str::<Map<String, Value>>(pdu) else {

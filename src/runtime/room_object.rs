@@ -178,12 +178,34 @@ fn remote_servers(engine: &RoomEngine, pdu: &Pdu, us: &ServerName) -> Vec<OwnedS
     servers
 }
 
+/// The server of the user an invite is for, when that is not us: the invitee's server must
+/// co-sign the invite before it enters the room.
+fn remote_invitee(pdu: &Pdu, us: &ServerName) -> Option<OwnedServerName> {
+    if pdu.kind().to_string() != "m.room.member" || membership_of(pdu).as_deref() != Some("invite")
+    {
+        return None;
+    }
+    let target = UserId::parse(pdu.state_key()?).ok()?;
+    (target.server_name() != us).then(|| target.server_name().to_owned())
+}
+
 fn membership_of(pdu: &Pdu) -> Option<String> {
     serde_json::from_str::<Value>(pdu.content().get())
         .ok()?
         .get("membership")?
         .as_str()
         .map(str::to_owned)
+}
+
+fn percent_encode(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 impl RoomObject {
@@ -319,6 +341,10 @@ impl RoomObject {
                 .prepare_local(sender, event, now_ms(), &server)
                 .map_err(engine_error)?;
             (pdu, history_visibility(engine))
+        };
+        let pdu = match remote_invitee(&pdu, &config.server_name) {
+            Some(server) => self.invite_over_federation(&db, &server, pdu).await?,
+            None => pdu,
         };
         let write = EventWrite {
             pdu: &pdu,
@@ -580,6 +606,117 @@ impl RoomObject {
         };
         super::notifier::notify(&self.env, audience).await;
         Ok((event_id, state_before))
+    }
+
+    /// Sends an invite to the invitee's server (`PUT /v2/invite`) and returns the event it
+    /// co-signed, after checking that it is the same event with a valid signature of theirs.
+    async fn invite_over_federation(
+        &self,
+        db: &Db,
+        server: &ServerName,
+        pdu: Arc<Pdu>,
+    ) -> Result<Arc<Pdu>, MatrixError> {
+        let (version, stripped) = {
+            let engine = self.engine.borrow();
+            let engine = engine.as_ref().expect("loaded by the caller");
+            let stripped: Vec<Value> = engine
+                .state()
+                .events()
+                .filter(|e| {
+                    crate::rooms::client_event::INVITE_STATE
+                        .contains(&e.kind().to_string().as_str())
+                })
+                .map(|e| {
+                    crate::rooms::client_event::stripped_state(
+                        &into_json(e.json().clone()).to_string(),
+                    )
+                })
+                .collect();
+            (engine.version(), stripped)
+        };
+        let body = json!({
+            "event": into_json(pdu.json().clone()),
+            "room_version": version.as_str(),
+            "invite_room_state": stripped,
+        });
+        let path = format!(
+            "/_matrix/federation/v2/invite/{}/{}",
+            percent_encode(pdu.room_id().as_str()),
+            percent_encode(pdu.event_id().as_str())
+        );
+        let (status, answer) = crate::federation::client::request(
+            &self.env,
+            server,
+            worker::Method::Put,
+            &path,
+            Some(&body),
+            true,
+        )
+        .await
+        .map_err(|e| {
+            MatrixError::new(
+                502,
+                ErrorCode::Unknown,
+                format!("{server} could not be reached: {e}"),
+            )
+        })?;
+        if status != 200 {
+            let reason = answer["error"].as_str().unwrap_or("refused");
+            return Err(MatrixError::forbidden(format!(
+                "{server} refused the invite: {reason}"
+            )));
+        }
+        let object = crate::signing::to_canonical_object(answer["event"].clone()).map_err(|e| {
+            MatrixError::new(502, ErrorCode::Unknown, format!("bad invite answer: {e}"))
+        })?;
+        let signed = Pdu::from_json(object.clone(), version).map_err(|e| {
+            MatrixError::new(502, ErrorCode::Unknown, format!("bad invite answer: {e}"))
+        })?;
+        if signed.event_id() != pdu.event_id() {
+            return Err(MatrixError::new(
+                502,
+                ErrorCode::Unknown,
+                "the invitee's server changed the invite",
+            ));
+        }
+        let key_ids: Vec<String> = match object.get("signatures") {
+            Some(ruma::CanonicalJsonValue::Object(by_server)) => match by_server
+                .get(server.as_str())
+            {
+                Some(ruma::CanonicalJsonValue::Object(by_key)) => by_key.keys().cloned().collect(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        let mut set = ruma::signatures::PublicKeySet::new();
+        for key_id in key_ids {
+            if let Some(key) =
+                crate::federation::keys::public_key(&self.env, db, server, &key_id, now_ms())
+                    .await?
+            {
+                if let Ok(key) = ruma::serde::Base64::parse(key) {
+                    set.insert(key_id, key);
+                }
+            }
+        }
+        let mut map = ruma::signatures::PublicKeyMap::new();
+        map.insert(server.to_string(), set);
+        // Every signature on the object is checked, ours included.
+        let ours = signing_keys::server_keys(&self.env).await?;
+        let config = super::config(&self.env)?;
+        let mut own = ruma::signatures::PublicKeySet::new();
+        if let Ok(key) = ruma::serde::Base64::parse(ours.current.public_key_base64()) {
+            own.insert(ours.current.key_id(), key);
+        }
+        map.insert(config.server_name.to_string(), own);
+        ruma::signatures::verify_json(&map, &object).map_err(|e| {
+            MatrixError::new(
+                502,
+                ErrorCode::Unknown,
+                format!("the invitee's server did not sign the invite: {e}"),
+            )
+        })?;
+        Ok(Arc::new(signed))
     }
 
     /// `send_join`'s answer: the state before the join and its full auth chain.

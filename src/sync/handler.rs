@@ -32,16 +32,6 @@ const STATE_AFTER_FIELD: &str = "org.matrix.msc4222.state_after";
 const DEFAULT_TIMELINE_LIMIT: u64 = 10;
 const MAX_TIMELINE_LIMIT: u64 = 100;
 /// State types an invitee sees before joining (spec: stripped state).
-const INVITE_STATE: [&str; 7] = [
-    "m.room.create",
-    "m.room.join_rules",
-    "m.room.name",
-    "m.room.avatar",
-    "m.room.canonical_alias",
-    "m.room.encryption",
-    "m.room.topic",
-];
-
 async fn load_filter(ctx: &Ctx, db: &Db, me: &Requester) -> Result<Filter, MatrixError> {
     let Some(raw) = ctx.query("filter") else {
         return Ok(Filter::default());
@@ -482,7 +472,8 @@ async fn invited_room(db: &Db, m: &MembershipRow) -> Result<Value, MatrixError> 
     let events: Vec<Value> = state
         .iter()
         .filter(|r| {
-            INVITE_STATE.contains(&r.kind.as_str()) || r.stream_ordering == m.stream_ordering
+            crate::rooms::client_event::INVITE_STATE.contains(&r.kind.as_str())
+                || r.stream_ordering == m.stream_ordering
         })
         .map(|r| stripped_state(&r.pdu))
         .collect();
