@@ -1,7 +1,7 @@
 # The two commands a new user needs are `make dev` and `make test` (see README.md).
 # Every target installs what it is missing first (scripts/setup.sh) and reuses what is there.
 
-.PHONY: dev test build setup deploy fmt export-signing-key clean
+.PHONY: dev test build setup deploy fmt export-signing-key clean bench
 
 dev:
 	@bash scripts/dev.sh
@@ -28,3 +28,8 @@ export-signing-key:
 
 clean:
 	rm -rf build target .wrangler
+
+# Not part of `make test`: our Worker next to a Synapse from PyPI, about 5-10 minutes; writes
+# docs/benchmarks.md (see README "Benchmarks").
+bench:
+	@bash scripts/setup.sh test && bash scripts/build.sh && MATRIX_EDGE_PREBUILT=1 bash -c 'source scripts/env.sh && "$$CACHE/venv/bin/python" bench/run.py'

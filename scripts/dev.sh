@@ -2,6 +2,7 @@
 # `make dev`: installs what is missing, builds, applies the D1 migrations to local state and
 # serves the Worker with `wrangler dev` on 127.0.0.1 until interrupted. SIGINT or SIGTERM (to
 # this script or to `make`) stops every process it started. Settings: README "Running locally".
+# Arguments are passed on to `wrangler dev` (the benchmark passes another entry module).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -47,7 +48,7 @@ CI=true wrangler d1 migrations apply DB --local --persist-to "$STATE_DIR" >"$STA
 
 # wrangler runs in its own process group so that stopping it also stops workerd, its child.
 # NODE_EXTRA_CA_CERTS, when set, is inherited: Miniflare adds that CA to workerd's trust store.
-CI=true setsid wrangler dev --ip 127.0.0.1 --port "$PORT" --inspector-port "$INSPECTOR_PORT" \
+CI=true setsid wrangler dev "$@" --ip 127.0.0.1 --port "$PORT" --inspector-port "$INSPECTOR_PORT" \
   --persist-to "$STATE_DIR" --show-interactive-dev-session=false ${tls_args[@]+"${tls_args[@]}"} "${vars[@]}" &
 wrangler_pid=$!
 

@@ -1,0 +1,118 @@
+// Bench-only entry module: the built Worker (build/index.js) unchanged, with its D1 and Durable
+// Object bindings wrapped to count what the platform bills: D1 queries, rows read and rows
+// written (from D1's own result metadata), and requests to each Durable Object namespace.
+// `GET /_bench/meter` answers the counts so far and resets them. Never deployed: only
+// `make bench` serves it (`scripts/dev.sh bench/meter.mjs`). Counts are per isolate; local
+// workerd runs the Worker and its Durable Objects in one, so they add up here.
+import Worker, { RoomObject as Room, Notifier as Notif } from "../build/index.js";
+
+let counts = fresh();
+function fresh() {
+  return { worker_requests: 0, d1_queries: 0, d1_batches: 0, rows_read: 0, rows_written: 0,
+           unmetered_queries: 0, do_requests: {} };
+}
+
+function bound(target, prop) {
+  const value = Reflect.get(target, prop);
+  // Methods of runtime objects need their own `this`; the constructor stays as it is (workers-rs
+  // checks bindings by its name).
+  return typeof value === "function" && prop !== "constructor" ? value.bind(target) : value;
+}
+
+function metered(result) {
+  const meta = result && result.meta;
+  if (meta) {
+    counts.rows_read += meta.rows_read || 0;
+    counts.rows_written += meta.rows_written || 0;
+  }
+  return result;
+}
+
+const inner = new WeakMap(); // statement proxy -> the real statement
+
+function statement(real) {
+  const proxy = new Proxy(real, {
+    get(target, prop) {
+      switch (prop) {
+        case "bind": return (...args) => statement(target.bind(...args));
+        case "all": return async () => { counts.d1_queries++; return metered(await target.all()); };
+        case "run": return async () => { counts.d1_queries++; return metered(await target.run()); };
+        // first() returns no metadata: run the same statement with all() and pick the row.
+        case "first": return async (column) => {
+          counts.d1_queries++;
+          const row = metered(await target.all()).results[0];
+          if (row === undefined) return null;
+          return column === undefined ? row : row[column];
+        };
+        case "raw": return async (options) => { counts.d1_queries++; counts.unmetered_queries++; return target.raw(options); };
+        default: return bound(target, prop);
+      }
+    },
+  });
+  inner.set(proxy, real);
+  return proxy;
+}
+
+function database(real) {
+  return new Proxy(real, {
+    get(target, prop) {
+      switch (prop) {
+        case "prepare": return (sql) => statement(target.prepare(sql));
+        case "batch": return async (statements) => {
+          counts.d1_batches++;
+          counts.d1_queries += statements.length;
+          const results = await target.batch(statements.map((s) => inner.get(s) || s));
+          results.forEach(metered);
+          return results;
+        };
+        case "exec": return async (sql) => { counts.d1_queries++; counts.unmetered_queries++; return target.exec(sql); };
+        default: return bound(target, prop);
+      }
+    },
+  });
+}
+
+function namespace(real, name) {
+  const stub = (s) => new Proxy(s, {
+    get(target, prop) {
+      if (prop === "fetch") return (...args) => { counts.do_requests[name] = (counts.do_requests[name] || 0) + 1; return target.fetch(...args); };
+      return bound(target, prop);
+    },
+  });
+  return new Proxy(real, {
+    get(target, prop) {
+      if (prop === "get") return (...args) => stub(target.get(...args));
+      return bound(target, prop);
+    },
+  });
+}
+
+function meterEnv(env) {
+  return new Proxy(env, {
+    get(target, prop) {
+      if (prop === "DB") return database(target.DB);
+      if (prop === "ROOMS" || prop === "NOTIFIER") return namespace(target[prop], prop);
+      return Reflect.get(target, prop);
+    },
+  });
+}
+
+export class RoomObject {
+  constructor(ctx, env) { return new Room(ctx, meterEnv(env)); }
+}
+
+export class Notifier {
+  constructor(ctx, env) { return new Notif(ctx, meterEnv(env)); }
+}
+
+export default {
+  async fetch(request, env, ctx) {
+    if (new URL(request.url).pathname === "/_bench/meter") {
+      const body = JSON.stringify(counts);
+      counts = fresh();
+      return new Response(body, { headers: { "content-type": "application/json" } });
+    }
+    counts.worker_requests++;
+    return Worker.prototype.fetch.call({ env: meterEnv(env), ctx }, request);
+  },
+};
