@@ -30,3 +30,7 @@ CREATE TABLE rejected_events (
   pdu TEXT NOT NULL,
   received_ts INTEGER NOT NULL
 );
+
+-- Events we hold only as state or auth chain of a room we joined over federation: they are part
+-- of the room's state and auth, never of its timeline.
+ALTER TABLE events ADD COLUMN outlier INTEGER NOT NULL DEFAULT 0;

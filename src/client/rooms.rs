@@ -128,25 +128,131 @@ async fn new_room_id(
 }
 
 /// A room id from a path parameter that may also be an alias of this server.
-async fn resolve_room(ctx: &Ctx, id_or_alias: &str) -> Result<OwnedRoomId, MatrixError> {
-    if id_or_alias.starts_with('#') {
+/// The room an id or alias names, and servers that can help join it: the client's `via` (and
+/// older `server_name`) hints, the alias server's answer, the server in a pre-v12 room id.
+async fn resolve_room(
+    ctx: &Ctx,
+    id_or_alias: &str,
+) -> Result<(OwnedRoomId, Vec<String>), MatrixError> {
+    let mut servers: Vec<String> = ctx
+        .query_all("via")
+        .into_iter()
+        .chain(ctx.query_all("server_name"))
+        .map(str::to_owned)
+        .collect();
+    let room_id = if id_or_alias.starts_with('#') {
         let alias = ids::alias(id_or_alias)?;
-        let room = stored::alias_room(&ctx.db()?, alias.as_str())
-            .await?
-            .ok_or_else(|| MatrixError::not_found("Unknown room alias"))?;
-        return ids::room_id(&room);
+        if alias.server_name() == ctx.config.server_name {
+            let room = stored::alias_room(&ctx.db()?, alias.as_str())
+                .await?
+                .ok_or_else(|| MatrixError::not_found("Unknown room alias"))?;
+            ids::room_id(&room)?
+        } else {
+            let (room, via) = remote_alias(ctx, &alias).await?;
+            servers.extend(via);
+            room
+        }
+    } else {
+        ids::room_id(id_or_alias)?
+    };
+    if let Some(server) = room_id.server_name() {
+        servers.push(server.to_string());
     }
-    ids::room_id(id_or_alias)
+    servers.dedup();
+    servers.retain(|s| s != ctx.config.server_name.as_str());
+    Ok((room_id, servers))
 }
 
-async fn join(ctx: &Ctx, room_id: &RoomId, me: &Requester) -> Result<JsonResponse, MatrixError> {
-    let db = ctx.db()?;
-    if stored::room_version(&db, room_id.as_str()).await?.is_none() {
-        return Err(MatrixError::not_found(
-            "Unknown room: joining rooms on other servers is not supported yet",
-        ));
+/// Asks the alias's server which room it names (`/query/directory`).
+async fn remote_alias(
+    ctx: &Ctx,
+    alias: &ruma::RoomAliasId,
+) -> Result<(OwnedRoomId, Vec<String>), MatrixError> {
+    let encoded: String = alias
+        .as_str()
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let path = format!("/_matrix/federation/v1/query/directory?room_alias={encoded}");
+    let (status, body) = crate::federation::client::request(
+        &ctx.env,
+        alias.server_name(),
+        worker::Method::Get,
+        &path,
+        None,
+        true,
+    )
+    .await
+    .map_err(|e| {
+        MatrixError::new(
+            502,
+            ErrorCode::Unknown,
+            format!("{} could not be reached: {e}", alias.server_name()),
+        )
+    })?;
+    if status != 200 {
+        return Err(MatrixError::not_found("Unknown room alias"));
     }
-    let content = member_content("join", profile_content(&db, &me.user_id).await?, false);
+    let room = ids::room_id(body["room_id"].as_str().unwrap_or_default())?;
+    let servers = body["servers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect();
+    Ok((room, servers))
+}
+
+async fn join(
+    ctx: &Ctx,
+    room_id: &RoomId,
+    servers: Vec<String>,
+    me: &Requester,
+) -> Result<JsonResponse, MatrixError> {
+    let db = ctx.db()?;
+    let profile = profile_content(&db, &me.user_id).await?;
+    let known = stored::room_version(&db, room_id.as_str()).await?.is_some();
+    let us = ctx.config.server_name.as_str();
+    let resident =
+        known && crate::storage::sync::members_of_server(&db, room_id.as_str(), us).await? > 0;
+    if !resident {
+        // Nobody here is in the room (or it is unknown): its servers hold the current state.
+        let mut servers = servers;
+        if known {
+            servers.extend(crate::storage::sync::remote_servers(&db, room_id.as_str(), us).await?);
+        }
+        if servers.is_empty() && known {
+            return local_join(ctx, room_id, me, profile).await;
+        }
+        if servers.is_empty() {
+            return Err(MatrixError::not_found(
+                "Unknown room, and no server to ask for it",
+            ));
+        }
+        let command = RoomCommand::JoinRemote {
+            room_id: room_id.to_owned(),
+            user_id: me.user_id.clone(),
+            servers,
+            content: member_content("join", profile, false),
+        };
+        rooms::run(&ctx.env, room_id.as_str(), &command).await?;
+        return Ok(JsonResponse::ok(json!({ "room_id": room_id })));
+    }
+    local_join(ctx, room_id, me, profile).await
+}
+
+async fn local_join(
+    ctx: &Ctx,
+    room_id: &RoomId,
+    me: &Requester,
+    profile: serde_json::Value,
+) -> Result<JsonResponse, MatrixError> {
+    let content = member_content("join", profile, false);
     rooms::send(
         &ctx.env,
         room_id,
@@ -160,14 +266,14 @@ async fn join(ctx: &Ctx, room_id: &RoomId, me: &Requester) -> Result<JsonRespons
 
 pub(crate) async fn join_by_id_or_alias(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let room_id = resolve_room(ctx, ctx.param(0)).await?;
-    join(ctx, &room_id, &me).await
+    let (room_id, servers) = resolve_room(ctx, ctx.param(0)).await?;
+    join(ctx, &room_id, servers, &me).await
 }
 
 pub(crate) async fn join_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let room_id = ids::room_id(ctx.param(0))?;
-    join(ctx, &room_id, &me).await
+    let (room_id, servers) = resolve_room(ctx, ctx.param(0)).await?;
+    join(ctx, &room_id, servers, &me).await
 }
 
 #[derive(Deserialize)]

@@ -35,6 +35,14 @@ pub enum RoomCommand {
         user_id: OwnedUserId,
         membership: String,
     },
+    /// Joins a local user to a room another server holds (`make_join`/`send_join` against
+    /// `servers` in turn), storing the room's state and auth chain once every event checks out.
+    JoinRemote {
+        room_id: OwnedRoomId,
+        user_id: OwnedUserId,
+        servers: Vec<String>,
+        content: serde_json::Value,
+    },
     /// PDUs another server sent (a transaction, or the event of `send_join`/`send_leave`).
     /// With `membership_reply`, answers with the room state and auth chain before the event.
     Remote {

@@ -11,6 +11,7 @@ pub mod create;
 pub mod engine;
 pub mod pdu;
 pub mod power;
+pub mod remote_join;
 pub mod state;
 pub mod verify;
 pub mod version;

@@ -80,6 +80,12 @@ impl worker::DurableObject for RoomObject {
                 user_id,
                 membership,
             } => self.make_membership(room_id, &user_id, &membership).await,
+            RoomCommand::JoinRemote {
+                room_id,
+                user_id,
+                servers,
+                content,
+            } => self.join_remote(room_id, &user_id, servers, content).await,
             RoomCommand::Remote {
                 room_id,
                 origin,
@@ -282,6 +288,7 @@ impl RoomObject {
                 room_id: &room_id,
                 history_visibility: visibility,
                 transaction: None,
+                outlier: false,
             })
             .collect();
         let new_room = NewRoom {
@@ -353,6 +360,7 @@ impl RoomObject {
             transaction: transaction
                 .as_ref()
                 .map(|(device, txn)| (sender.as_str(), device.as_str(), txn.as_str())),
+            outlier: false,
         };
         if let Err(e) = stored::persist(&db, &[write], None).await {
             // D1 may or may not have it: forget the in-memory tip and rebuild from D1.
@@ -592,6 +600,7 @@ impl RoomObject {
             room_id,
             history_visibility: &visibility,
             transaction: None,
+            outlier: false,
         };
         if let Err(e) = stored::persist(db, &[write], None).await {
             *self.engine.borrow_mut() = None;
@@ -778,5 +787,253 @@ impl RoomObject {
             "members_omitted": false,
             "servers_in_room": servers,
         }))
+    }
+}
+
+// --- Joining rooms of other servers -----------------------------------------------------------
+
+impl RoomObject {
+    async fn join_remote(
+        &self,
+        room_id: OwnedRoomId,
+        user: &UserId,
+        servers: Vec<String>,
+        content: Value,
+    ) -> Result<Value, MatrixError> {
+        let db = Db::new(&self.env)?;
+        let config = super::config(&self.env)?;
+        let us = config.server_name.as_str();
+        if crate::storage::sync::members_of_server(&db, room_id.as_str(), us).await? > 0 {
+            return Err(MatrixError::new(
+                409,
+                ErrorCode::Unknown,
+                "This server is in the room: join it locally",
+            ));
+        }
+        let mut last_error = MatrixError::not_found("No server to join the room through");
+        for server in servers {
+            let Ok(server) = ServerName::parse(&server) else {
+                continue;
+            };
+            match self
+                .join_through(&db, &room_id, user, &server, content.clone())
+                .await
+            {
+                Ok(answer) => return Ok(answer),
+                Err(e) => {
+                    worker::console_warn!("join of {room_id} through {server} failed: {e}");
+                    last_error = e;
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    async fn join_through(
+        &self,
+        db: &Db,
+        room_id: &OwnedRoomId,
+        user: &UserId,
+        server: &ServerName,
+        content: Value,
+    ) -> Result<Value, MatrixError> {
+        let unreachable = |e: crate::federation::client::FederationError| {
+            MatrixError::new(
+                502,
+                ErrorCode::Unknown,
+                format!("{server} could not be reached: {e}"),
+            )
+        };
+        let versions: String = RoomVersion::ALL
+            .iter()
+            .map(|v| format!("&ver={}", v.as_str()))
+            .collect();
+        let path = format!(
+            "/_matrix/federation/v1/make_join/{}/{}?{}",
+            percent_encode(room_id.as_str()),
+            percent_encode(user.as_str()),
+            &versions[1..]
+        );
+        let (status, answer) = crate::federation::client::request(
+            &self.env,
+            server,
+            worker::Method::Get,
+            &path,
+            None,
+            true,
+        )
+        .await
+        .map_err(unreachable)?;
+        if status != 200 {
+            let code = ErrorCode::parse(answer["errcode"].as_str().unwrap_or_default());
+            let message = answer["error"].as_str().unwrap_or("make_join refused");
+            return Err(MatrixError::new(
+                if status == 404 { 404 } else { 403 },
+                code,
+                format!("{server}: {message}"),
+            ));
+        }
+        let version = answer["room_version"]
+            .as_str()
+            .and_then(RoomVersion::parse)
+            .ok_or_else(|| {
+                MatrixError::new(
+                    400,
+                    ErrorCode::IncompatibleRoomVersion,
+                    "The room's version is not supported here",
+                )
+            })?;
+        let mut event = answer["event"].clone();
+        if event["type"] != "m.room.member"
+            || event["state_key"] != json!(user)
+            || event["sender"] != json!(user)
+        {
+            return Err(MatrixError::new(
+                502,
+                ErrorCode::Unknown,
+                format!("{server} sent a wrong join template"),
+            ));
+        }
+        let mut joined = content;
+        joined["membership"] = json!("join");
+        event["content"] = joined;
+        event["origin_server_ts"] = json!(now_ms());
+        if let Some(object) = event.as_object_mut() {
+            for field in ["hashes", "signatures", "unsigned", "event_id"] {
+                object.remove(field);
+            }
+        }
+        let config = super::config(&self.env)?;
+        let keys = signing_keys::server_keys(&self.env).await?;
+        let signed = crate::signing::event::hash_and_sign(
+            config.server_name.as_str(),
+            &keys.current,
+            event,
+            &version.rules(),
+        )
+        .map_err(|e| MatrixError::internal(e.to_string()))?;
+        let join = Arc::new(
+            Pdu::from_json(signed.clone(), version)
+                .map_err(|e| MatrixError::internal(e.to_string()))?,
+        );
+        let path = format!(
+            "/_matrix/federation/v2/send_join/{}/{}",
+            percent_encode(room_id.as_str()),
+            percent_encode(join.event_id().as_str())
+        );
+        let body = into_json(signed);
+        let (status, answer) = crate::federation::client::request(
+            &self.env,
+            server,
+            worker::Method::Put,
+            &path,
+            Some(&body),
+            true,
+        )
+        .await
+        .map_err(unreachable)?;
+        if status != 200 {
+            let message = answer["error"].as_str().unwrap_or("send_join refused");
+            return Err(MatrixError::forbidden(format!("{server}: {message}")));
+        }
+        let bad = |why: String| {
+            MatrixError::new(
+                502,
+                ErrorCode::Unknown,
+                format!("{server} sent a bad join answer: {why}"),
+            )
+        };
+        let mut state = Vec::new();
+        for raw in answer["state"].as_array().cloned().unwrap_or_default() {
+            state.push(
+                self.verified_remote_pdu(db, raw, version)
+                    .await
+                    .map_err(bad)?,
+            );
+        }
+        let mut chain = Vec::new();
+        for raw in answer["auth_chain"].as_array().cloned().unwrap_or_default() {
+            chain.push(
+                self.verified_remote_pdu(db, raw, version)
+                    .await
+                    .map_err(bad)?,
+            );
+        }
+        let ordered = crate::rooms::remote_join::check_state_and_auth_chain(state.clone(), chain)
+            .map_err(bad)?;
+        let engine = RoomEngine::restore(
+            version,
+            room_id.clone(),
+            state,
+            join.prev_events().to_vec(),
+            join.depth() - 1,
+        );
+        engine.check_remote(&join).map_err(|e| {
+            MatrixError::forbidden(format!("our join does not pass the room's rules: {e:?}"))
+        })?;
+        let visibility = history_visibility(&engine);
+        let creator = ordered
+            .iter()
+            .find(|(p, _)| p.kind().to_string() == "m.room.create")
+            .map(|(p, _)| p.sender().to_string())
+            .unwrap_or_default();
+        let mut writes: Vec<EventWrite<'_>> = ordered
+            .iter()
+            .map(|(pdu, _)| EventWrite {
+                pdu,
+                room_id,
+                history_visibility: "shared",
+                transaction: None,
+                outlier: true,
+            })
+            .collect();
+        writes.push(EventWrite {
+            pdu: &join,
+            room_id,
+            history_visibility: &visibility,
+            transaction: None,
+            outlier: false,
+        });
+        let new_room = NewRoom {
+            version,
+            creator: &creator,
+            alias: None,
+            publish: false,
+        };
+        let known = stored::room_version(db, room_id.as_str()).await?.is_some();
+        stored::persist(db, &writes, (!known).then_some(new_room)).await?;
+        // Rebuilt from D1 on the next command, with the state just stored.
+        *self.engine.borrow_mut() = None;
+        super::notifier::notify(&self.env, vec![user.to_string()]).await;
+        Ok(json!({ "room_id": room_id }))
+    }
+
+    /// A PDU from a join answer with its signatures and hash checked.
+    async fn verified_remote_pdu(
+        &self,
+        db: &Db,
+        raw: Value,
+        version: RoomVersion,
+    ) -> Result<Arc<Pdu>, String> {
+        let object = crate::signing::to_canonical_object(raw).map_err(|e| e.to_string())?;
+        let mut key_map = ruma::signatures::PublicKeyMap::new();
+        for (server, key_ids) in crate::rooms::verify::required_keys(&object, version)? {
+            let mut set = ruma::signatures::PublicKeySet::new();
+            for key_id in key_ids {
+                if let Some(key) =
+                    crate::federation::keys::public_key(&self.env, db, &server, &key_id, now_ms())
+                        .await
+                        .map_err(|e| e.message)?
+                        .and_then(|k| ruma::serde::Base64::parse(k).ok())
+                {
+                    set.insert(key_id, key);
+                }
+            }
+            key_map.insert(server.to_string(), set);
+        }
+        let object = crate::rooms::verify::verified_form(object, version, &key_map)?;
+        Pdu::from_json(object, version)
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
     }
 }

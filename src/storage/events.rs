@@ -66,7 +66,7 @@ pub async fn timeline_backwards(
 ) -> Result<Vec<EventRow>, MatrixError> {
     db.rows(
         &format!(
-            "{SELECT} WHERE e.room_id = ?1 AND e.stream_ordering > ?2 AND e.stream_ordering <= ?3
+            "{SELECT} WHERE e.room_id = ?1 AND e.outlier = 0 AND e.stream_ordering > ?2 AND e.stream_ordering <= ?3
              ORDER BY e.stream_ordering DESC LIMIT ?4"
         ),
         args![room_id, after, up_to, limit],
@@ -84,7 +84,7 @@ pub async fn timeline_forwards(
 ) -> Result<Vec<EventRow>, MatrixError> {
     db.rows(
         &format!(
-            "{SELECT} WHERE e.room_id = ?1 AND e.stream_ordering >= ?2 AND e.stream_ordering < ?3
+            "{SELECT} WHERE e.room_id = ?1 AND e.outlier = 0 AND e.stream_ordering >= ?2 AND e.stream_ordering < ?3
              ORDER BY e.stream_ordering ASC LIMIT ?4"
         ),
         args![room_id, from, before, limit],
@@ -166,7 +166,7 @@ pub async fn relations(
     let order = if page.backwards { "DESC" } else { "ASC" };
     db.rows(
         &format!(
-            "{SELECT} WHERE e.room_id = ?1 AND e.relates_to = ?2 AND (?3 IS NULL OR e.rel_type = ?3)
+            "{SELECT} WHERE e.room_id = ?1 AND e.outlier = 0 AND e.relates_to = ?2 AND (?3 IS NULL OR e.rel_type = ?3)
              AND (?4 IS NULL OR e.type = ?4) AND e.stream_ordering > ?5 AND e.stream_ordering <= ?6
              ORDER BY e.stream_ordering {order} LIMIT ?7"
         ),

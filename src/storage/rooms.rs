@@ -95,6 +95,8 @@ pub struct EventWrite<'a> {
     pub room_id: &'a OwnedRoomId,
     pub history_visibility: &'a str,
     pub transaction: Option<(&'a str, &'a str, &'a str)>,
+    /// State or auth chain of a room joined over federation: never in the timeline.
+    pub outlier: bool,
 }
 
 /// Room creation's extra rows, written in the same batch as its events.
@@ -159,10 +161,16 @@ fn event_statements(
     };
     let kind = pdu.kind().to_string();
     let pdu_text = ruma::CanonicalJsonValue::Object(pdu.json().clone()).to_string();
+    // A room joined again over federation brings state events we may already hold.
+    let insert = if w.outlier {
+        "INSERT OR IGNORE"
+    } else {
+        "INSERT"
+    };
     let mut statements = vec![db.stmt(
-        "INSERT INTO events (event_id, room_id, type, state_key, sender, origin_server_ts, depth,
-            pdu, history_visibility, membership, relates_to, rel_type, txn_user, txn_device, txn_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        &format!("{insert} INTO events (event_id, room_id, type, state_key, sender, origin_server_ts, depth,
+            pdu, history_visibility, membership, relates_to, rel_type, txn_user, txn_device, txn_id, outlier)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
         args![
             event_id,
             room_id,
@@ -179,6 +187,7 @@ fn event_statements(
             txn_user,
             txn_device,
             txn_id,
+            w.outlier,
         ],
     )?];
     if let Some(state_key) = pdu.state_key() {

@@ -92,7 +92,7 @@ pub async fn timelines(
                 "{WANTED} {SELECT} WHERE e.stream_ordering IN (
                     SELECT x.stream_ordering FROM wanted w JOIN events x ON x.stream_ordering IN (
                         SELECT y.stream_ordering FROM events y
-                        WHERE y.room_id = w.room_id AND y.stream_ordering > w.lo AND y.stream_ordering <= w.hi
+                        WHERE y.room_id = w.room_id AND y.outlier = 0 AND y.stream_ordering > w.lo AND y.stream_ordering <= w.hi
                         ORDER BY y.stream_ordering DESC LIMIT ?2))
                  ORDER BY e.stream_ordering DESC"
             ),
@@ -258,7 +258,7 @@ pub async fn unread_counts(
         .rows(
             &format!(
                 "{WANTED} SELECT e.room_id, COUNT(*) AS n FROM events e JOIN wanted w ON e.room_id = w.room_id
-                 WHERE e.stream_ordering > w.lo AND e.stream_ordering <= w.hi AND e.sender != ?2
+                 WHERE e.outlier = 0 AND e.stream_ordering > w.lo AND e.stream_ordering <= w.hi AND e.sender != ?2
                    AND e.type IN ('m.room.message', 'm.room.encrypted') AND e.redacted_by IS NULL
                  GROUP BY e.room_id"
             ),
