@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::signatures::verify;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KeyType {
     Master,
     SelfSigning,

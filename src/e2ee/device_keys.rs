@@ -9,16 +9,41 @@ pub fn split_key_id(key_id: &str) -> Option<(&str, &str)> {
         .filter(|(algorithm, id)| !algorithm.is_empty() && !id.is_empty())
 }
 
+/// Why uploaded device keys were refused: a wrong shape, or keys of another device.
+#[derive(Debug, PartialEq)]
+pub enum DeviceKeysError {
+    Shape(String),
+    NotYours(String),
+}
+
 /// Checks an uploaded `DeviceKeys` object: it must describe the uploading device, list its
 /// algorithms and keys, and carry signatures. Another device's keys uploaded with this device's
 /// token would let one device impersonate another.
-pub fn check_device_keys(keys: &Value, user_id: &str, device_id: &str) -> Result<(), String> {
-    let object = keys.as_object().ok_or("device_keys must be an object")?;
-    if object.get("user_id").and_then(Value::as_str) != Some(user_id) {
-        return Err("device_keys.user_id does not match the requester".into());
+pub fn check_device_keys(
+    keys: &Value,
+    user_id: &str,
+    device_id: &str,
+) -> Result<(), DeviceKeysError> {
+    check_shape(keys).map_err(DeviceKeysError::Shape)?;
+    if keys.get("user_id").and_then(Value::as_str) != Some(user_id) {
+        return Err(DeviceKeysError::NotYours(
+            "device_keys.user_id does not match the requester".into(),
+        ));
     }
-    if object.get("device_id").and_then(Value::as_str) != Some(device_id) {
-        return Err("device_keys.device_id does not match the requester's device".into());
+    if keys.get("device_id").and_then(Value::as_str) != Some(device_id) {
+        return Err(DeviceKeysError::NotYours(
+            "device_keys.device_id does not match the requester's device".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_shape(keys: &Value) -> Result<(), String> {
+    let object = keys.as_object().ok_or("device_keys must be an object")?;
+    if !object.get("user_id").is_some_and(Value::is_string)
+        || !object.get("device_id").is_some_and(Value::is_string)
+    {
+        return Err("device_keys needs user_id and device_id".into());
     }
     if !object.get("algorithms").is_some_and(Value::is_array) {
         return Err("device_keys.algorithms must be an array".into());

@@ -15,6 +15,7 @@ pub enum ErrorCode {
     GuestAccessForbidden,
     InvalidParam,
     InvalidRoomState,
+    InvalidSignature,
     InvalidUsername,
     LimitExceeded,
     MissingParam,
@@ -30,16 +31,18 @@ pub enum ErrorCode {
     UnsupportedRoomVersion,
     UserDeactivated,
     UserInUse,
+    WrongRoomKeysVersion,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::BadJson,
         ErrorCode::Exclusive,
         ErrorCode::Forbidden,
         ErrorCode::GuestAccessForbidden,
         ErrorCode::InvalidParam,
         ErrorCode::InvalidRoomState,
+        ErrorCode::InvalidSignature,
         ErrorCode::InvalidUsername,
         ErrorCode::LimitExceeded,
         ErrorCode::MissingParam,
@@ -55,6 +58,7 @@ impl ErrorCode {
         ErrorCode::UnsupportedRoomVersion,
         ErrorCode::UserDeactivated,
         ErrorCode::UserInUse,
+        ErrorCode::WrongRoomKeysVersion,
     ];
 
     /// The code for an `errcode` string, for errors that crossed a Durable Object boundary.
@@ -73,6 +77,7 @@ impl ErrorCode {
             ErrorCode::GuestAccessForbidden => "M_GUEST_ACCESS_FORBIDDEN",
             ErrorCode::InvalidParam => "M_INVALID_PARAM",
             ErrorCode::InvalidRoomState => "M_INVALID_ROOM_STATE",
+            ErrorCode::InvalidSignature => "M_INVALID_SIGNATURE",
             ErrorCode::InvalidUsername => "M_INVALID_USERNAME",
             ErrorCode::LimitExceeded => "M_LIMIT_EXCEEDED",
             ErrorCode::MissingParam => "M_MISSING_PARAM",
@@ -88,6 +93,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
             ErrorCode::UserDeactivated => "M_USER_DEACTIVATED",
             ErrorCode::UserInUse => "M_USER_IN_USE",
+            ErrorCode::WrongRoomKeysVersion => "M_WRONG_ROOM_KEYS_VERSION",
         }
     }
 }
