@@ -365,3 +365,74 @@ def test_key_backup_versions_and_keys(server):
     # Someone else's version is not yours.
     bob = register(server)
     assert call(server, bob, "GET", f"/room_keys/version/{v1}").status_code == 404
+
+
+# --- matrix-nio with [e2e]: an encrypted exchange ------------------------------------------
+
+async def _nio_exchange(base_url: str, store: str) -> None:
+    from nio import (AsyncClient, AsyncClientConfig, JoinResponse, MegolmEvent, RegisterResponse,
+                     RoomCreateResponse, RoomMessageText, RoomSendResponse, SyncResponse)
+
+    def client():
+        config = AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False, max_timeouts=2,
+                                   max_limit_exceeded=0, request_timeout=30)
+        return AsyncClient(base_url, "", store_path=store, config=config)
+
+    def ok(response, kind, what):
+        assert isinstance(response, kind), f"{what}: {type(response).__name__} {getattr(response, 'message', '')}"
+        return response
+
+    async def settle(c):
+        """A sync, then whatever key traffic nio says is due (as its sync_forever would)."""
+        ok(await c.sync(timeout=1000, full_state=c.next_batch is None), SyncResponse, f"{c.user_id} sync")
+        if c.should_upload_keys:
+            await c.keys_upload()
+        if c.should_query_keys:
+            await c.keys_query()
+        if c.should_claim_keys:
+            await c.keys_claim(c.get_users_for_key_claiming())
+        await c.send_to_device_messages()
+
+    alice, bob = client(), client()
+    try:
+        ok(await alice.register(f"nio-a-{secrets.token_hex(3)}", PASSWORD, "alice e2e"), RegisterResponse, "register")
+        ok(await bob.register(f"nio-b-{secrets.token_hex(3)}", PASSWORD, "bob e2e"), RegisterResponse, "register")
+        for c in (alice, bob):
+            c.load_store()
+            await settle(c)
+        room = ok(await alice.room_create(invite=[bob.user_id], initial_state=[
+            {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}]),
+            RoomCreateResponse, "create").room_id
+        await settle(bob)
+        ok(await bob.join(room), JoinResponse, "join")
+        for _ in range(2):
+            for c in (alice, bob):
+                await settle(c)
+        assert alice.rooms[room].encrypted
+
+        async def send_and_receive(sender, receiver, text):
+            ok(await sender.room_send(room, "m.room.message", {"msgtype": "m.text", "body": text},
+                                      ignore_unverified_devices=True), RoomSendResponse, f"{sender.user_id} send")
+            seen = []
+            for _ in range(6):
+                response = ok(await receiver.sync(timeout=3000), SyncResponse, "sync")
+                events = response.rooms.join.get(room).timeline.events if room in response.rooms.join else []
+                seen += [type(e).__name__ for e in events]
+                if any(isinstance(e, RoomMessageText) and e.body == text for e in events):
+                    return
+                assert not any(isinstance(e, MegolmEvent) for e in events), \
+                    f"{receiver.user_id} could not decrypt: {seen}"
+                await settle(receiver)
+            pytest.fail(f"{receiver.user_id} never decrypted {text!r}; saw {seen}")
+
+        await send_and_receive(alice, bob, "hello from alice, encrypted")
+        await settle(alice)
+        await send_and_receive(bob, alice, "hello from bob, encrypted")
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+def test_matrix_nio_encrypted_exchange(server, tmp_path):
+    pytest.importorskip("nio.crypto")
+    asyncio.run(_nio_exchange(server.base_url, str(tmp_path)))
