@@ -1,6 +1,8 @@
 """End-to-end encryption between users of this server: the key endpoints checked over plain HTTP
-(shapes, errors, the one-time-key claim race), and matrix-nio with its [e2e] extra exchanging
-encrypted messages that both sides decrypt."""
+(shapes, errors, the one-time-key claim race), matrix-nio with its [e2e] extra exchanging
+encrypted messages that both sides decrypt, and matrix-js-sdk with its Rust crypto
+(tests/clients/js/e2ee.mjs: encrypted messages both ways, cross-signing bootstrap, and a third
+device restoring room keys from key backup to decrypt history)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
+from harness import ROOT
+from test_js_sdk import run_node_script
 
 PASSWORD = "correct horse battery staple"
 
@@ -436,3 +441,7 @@ async def _nio_exchange(base_url: str, store: str) -> None:
 def test_matrix_nio_encrypted_exchange(server, tmp_path):
     pytest.importorskip("nio.crypto")
     asyncio.run(_nio_exchange(server.base_url, str(tmp_path)))
+
+
+def test_matrix_js_sdk_rust_crypto(server):
+    run_node_script(server, ROOT / "tests" / "clients" / "js" / "e2ee.mjs", timeout=300)
