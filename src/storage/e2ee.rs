@@ -267,18 +267,15 @@ pub async fn claim_one_time_keys(
     db: &Db,
     wanted: &[(&str, &str, &str)],
 ) -> Result<Vec<ClaimedKey>, MatrixError> {
-    if wanted.is_empty() {
-        return Ok(Vec::new());
-    }
-    db.rows(
+    claim(
+        db,
         "DELETE FROM e2e_one_time_keys WHERE id IN (
            SELECT (SELECT o.id FROM e2e_one_time_keys o
                    WHERE o.user_id = json_extract(w.value, '$[0]') AND o.device_id = json_extract(w.value, '$[1]')
                      AND o.algorithm = json_extract(w.value, '$[2]')
                    ORDER BY o.id LIMIT 1)
-           FROM json_each(?1) w)
-         RETURNING user_id, device_id, algorithm, key_id, key_json",
-        args![&json!(wanted).to_string()],
+           FROM json_each(?1) w)",
+        wanted,
     )
     .await
 }
@@ -289,15 +286,29 @@ pub async fn claim_fallback_keys(
     db: &Db,
     wanted: &[(&str, &str, &str)],
 ) -> Result<Vec<ClaimedKey>, MatrixError> {
+    claim(
+        db,
+        "UPDATE e2e_fallback_keys SET used = 1
+         WHERE (user_id, device_id, algorithm) IN (
+           SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]')
+           FROM json_each(?1))",
+        wanted,
+    )
+    .await
+}
+
+/// Runs a claiming statement over the JSON list of `(user, device, algorithm)` and returns
+/// the keys it took.
+async fn claim(
+    db: &Db,
+    statement: &str,
+    wanted: &[(&str, &str, &str)],
+) -> Result<Vec<ClaimedKey>, MatrixError> {
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
     db.rows(
-        "UPDATE e2e_fallback_keys SET used = 1
-         WHERE (user_id, device_id, algorithm) IN (
-           SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]')
-           FROM json_each(?1))
-         RETURNING user_id, device_id, algorithm, key_id, key_json",
+        &format!("{statement} RETURNING user_id, device_id, algorithm, key_id, key_json"),
         args![&json!(wanted).to_string()],
     )
     .await

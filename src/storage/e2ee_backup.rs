@@ -137,13 +137,19 @@ pub async fn put_keys(db: &Db, version: i64, keys: &[SessionKey]) -> Result<(), 
                              AND excluded.forwarded_count < e2e_backup_keys.forwarded_count)))",
             args![version, &Value::Array(list).to_string()],
         )?,
-        db.stmt(
-            "UPDATE e2e_backup_versions SET etag = etag + 1 WHERE version = ?1",
-            args![version],
-        )?,
+        bump_etag(db, version)?,
     ])
     .await
     .map(|_| ())
+}
+
+/// Moves a version's etag: in the batch of every change to its keys, so clients that compare
+/// etags notice.
+fn bump_etag(db: &Db, version: i64) -> Result<worker::D1PreparedStatement, MatrixError> {
+    db.stmt(
+        "UPDATE e2e_backup_versions SET etag = etag + 1 WHERE version = ?1",
+        args![version],
+    )
 }
 
 #[derive(Deserialize)]
@@ -184,10 +190,7 @@ pub async fn delete_keys(
                AND (?3 IS NULL OR session_id = ?3)",
             args![version, room_id, session_id],
         )?,
-        db.stmt(
-            "UPDATE e2e_backup_versions SET etag = etag + 1 WHERE version = ?1",
-            args![version],
-        )?,
+        bump_etag(db, version)?,
     ])
     .await
     .map(|_| ())
