@@ -35,6 +35,8 @@ pub enum Purpose {
     ChangePassword,
     Deactivate,
     DeleteDevices,
+    /// Replacing cross-signing keys (the first upload needs no auth).
+    CrossSigning,
 }
 
 impl Purpose {
@@ -44,6 +46,7 @@ impl Purpose {
             Purpose::ChangePassword => "password",
             Purpose::Deactivate => "deactivate",
             Purpose::DeleteDevices => "delete_devices",
+            Purpose::CrossSigning => "device_signing",
         }
     }
 }

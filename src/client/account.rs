@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
+use super::keys::announce_device_change;
 use super::password::hash_password;
 use super::uia::authenticate;
 use crate::accounts::uia::Purpose;
@@ -46,6 +47,7 @@ pub(crate) async fn change_password(ctx: &Ctx) -> Result<JsonResponse, MatrixErr
             .filter(|d| *d != me.device_id)
             .collect();
         accounts::delete_devices(&db, me.user_id.as_str(), &others).await?;
+        announce_device_change(ctx, &db, &[me.user_id.as_str()]).await;
     }
     Ok(JsonResponse::ok(json!({})))
 }
@@ -59,8 +61,12 @@ pub(crate) async fn deactivate(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         return Ok(challenge);
     }
     // Leave every room first, while the account can still send its leave events.
+    // Wake those who shared a room before leaving them, so they drop the devices.
+    let db = ctx.db()?;
+    let sharing = crate::storage::e2ee::users_sharing_rooms(&db, &[me.user_id.as_str()]).await?;
     super::rooms::leave_all_rooms(ctx, &me).await?;
-    accounts::deactivate(&ctx.db()?, me.user_id.as_str()).await?;
+    accounts::deactivate(&db, me.user_id.as_str()).await?;
+    crate::runtime::notifier::notify(&ctx.env, sharing).await;
     Ok(JsonResponse::ok(
         json!({ "id_server_unbind_result": "no-support" }),
     ))

@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::keys::announce_device_change;
 use super::uia::authenticate;
 use crate::accounts::uia::Purpose;
 use crate::http::{JsonResponse, MatrixError};
@@ -101,5 +102,6 @@ async fn delete(
         return Ok(challenge);
     }
     accounts::delete_devices(&db, me.user_id.as_str(), &devices).await?;
+    announce_device_change(ctx, &db, &[me.user_id.as_str()]).await;
     Ok(JsonResponse::ok(json!({})))
 }

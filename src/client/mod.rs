@@ -11,6 +11,8 @@ pub(crate) mod account_data;
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod capabilities;
 #[cfg(target_arch = "wasm32")]
+pub(crate) mod cross_signing;
+#[cfg(target_arch = "wasm32")]
 pub(crate) mod devices;
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod directory;
@@ -20,6 +22,10 @@ pub(crate) mod ephemeral;
 pub(crate) mod filters;
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod ids;
+#[cfg(target_arch = "wasm32")]
+pub(crate) mod key_backup;
+#[cfg(target_arch = "wasm32")]
+pub(crate) mod keys;
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod password;
 #[cfg(target_arch = "wasm32")]
@@ -38,5 +44,7 @@ pub(crate) mod rooms;
 pub(crate) mod send;
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod session;
+#[cfg(target_arch = "wasm32")]
+pub(crate) mod to_device;
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod uia;

@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::keys::announce_device_change;
 use super::password::verify_password;
 use crate::accounts::localpart::login_user_id;
 use crate::accounts::tokens::{new_access_token, new_device_id, new_refresh_token, token_hash};
@@ -194,7 +195,9 @@ pub(crate) async fn refresh(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 
 pub(crate) async fn logout(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    accounts::delete_devices(&ctx.db()?, me.user_id.as_str(), &[me.device_id]).await?;
+    let db = ctx.db()?;
+    accounts::delete_devices(&db, me.user_id.as_str(), &[me.device_id]).await?;
+    announce_device_change(ctx, &db, &[me.user_id.as_str()]).await;
     Ok(JsonResponse::ok(json!({})))
 }
 
@@ -208,6 +211,7 @@ pub(crate) async fn logout_all(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         .chain(std::iter::once(me.device_id))
         .collect();
     accounts::delete_devices(&db, me.user_id.as_str(), &devices).await?;
+    announce_device_change(ctx, &db, &[me.user_id.as_str()]).await;
     Ok(JsonResponse::ok(json!({})))
 }
 

@@ -16,6 +16,7 @@ pub enum ErrorCode {
     IncompatibleRoomVersion,
     InvalidParam,
     InvalidRoomState,
+    InvalidSignature,
     InvalidUsername,
     LimitExceeded,
     MissingParam,
@@ -31,10 +32,11 @@ pub enum ErrorCode {
     UnsupportedRoomVersion,
     UserDeactivated,
     UserInUse,
+    WrongRoomKeysVersion,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::BadJson,
         ErrorCode::Exclusive,
         ErrorCode::Forbidden,
@@ -42,6 +44,7 @@ impl ErrorCode {
         ErrorCode::IncompatibleRoomVersion,
         ErrorCode::InvalidParam,
         ErrorCode::InvalidRoomState,
+        ErrorCode::InvalidSignature,
         ErrorCode::InvalidUsername,
         ErrorCode::LimitExceeded,
         ErrorCode::MissingParam,
@@ -57,6 +60,7 @@ impl ErrorCode {
         ErrorCode::UnsupportedRoomVersion,
         ErrorCode::UserDeactivated,
         ErrorCode::UserInUse,
+        ErrorCode::WrongRoomKeysVersion,
     ];
 
     /// The code for an `errcode` string, for errors that crossed a Durable Object boundary.
@@ -76,6 +80,7 @@ impl ErrorCode {
             ErrorCode::IncompatibleRoomVersion => "M_INCOMPATIBLE_ROOM_VERSION",
             ErrorCode::InvalidParam => "M_INVALID_PARAM",
             ErrorCode::InvalidRoomState => "M_INVALID_ROOM_STATE",
+            ErrorCode::InvalidSignature => "M_INVALID_SIGNATURE",
             ErrorCode::InvalidUsername => "M_INVALID_USERNAME",
             ErrorCode::LimitExceeded => "M_LIMIT_EXCEEDED",
             ErrorCode::MissingParam => "M_MISSING_PARAM",
@@ -91,6 +96,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
             ErrorCode::UserDeactivated => "M_USER_DEACTIVATED",
             ErrorCode::UserInUse => "M_USER_IN_USE",
+            ErrorCode::WrongRoomKeysVersion => "M_WRONG_ROOM_KEYS_VERSION",
         }
     }
 }

@@ -108,6 +108,22 @@ pub enum Endpoint {
     FederationEvent,
     FederationState,
     FederationStateIds,
+    // End-to-end encryption
+    KeysUpload,
+    KeysQuery,
+    KeysClaim,
+    KeysChanges,
+    DeviceSigningUpload,
+    SignaturesUpload,
+    SendToDevice,
+    CreateBackupVersion,
+    GetLatestBackupVersion,
+    GetBackupVersion,
+    UpdateBackupVersion,
+    DeleteBackupVersion,
+    GetBackupKeys,
+    PutBackupKeys,
+    DeleteBackupKeys,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -405,6 +421,70 @@ const ROUTES: &[Route] = &[
     get(
         "/_matrix/federation/v1/state_ids/{roomId}",
         E::FederationStateIds,
+    ),
+    // End-to-end encryption
+    post("/_matrix/client/v3/keys/upload", E::KeysUpload),
+    post("/_matrix/client/v3/keys/query", E::KeysQuery),
+    post("/_matrix/client/v3/keys/claim", E::KeysClaim),
+    get("/_matrix/client/v3/keys/changes", E::KeysChanges),
+    post(
+        "/_matrix/client/v3/keys/device_signing/upload",
+        E::DeviceSigningUpload,
+    ),
+    post(
+        "/_matrix/client/v3/keys/signatures/upload",
+        E::SignaturesUpload,
+    ),
+    put(
+        "/_matrix/client/v3/sendToDevice/{eventType}/{txnId}",
+        E::SendToDevice,
+    ),
+    post(
+        "/_matrix/client/v3/room_keys/version",
+        E::CreateBackupVersion,
+    ),
+    get(
+        "/_matrix/client/v3/room_keys/version",
+        E::GetLatestBackupVersion,
+    ),
+    get(
+        "/_matrix/client/v3/room_keys/version/{version}",
+        E::GetBackupVersion,
+    ),
+    put(
+        "/_matrix/client/v3/room_keys/version/{version}",
+        E::UpdateBackupVersion,
+    ),
+    delete(
+        "/_matrix/client/v3/room_keys/version/{version}",
+        E::DeleteBackupVersion,
+    ),
+    get("/_matrix/client/v3/room_keys/keys", E::GetBackupKeys),
+    put("/_matrix/client/v3/room_keys/keys", E::PutBackupKeys),
+    delete("/_matrix/client/v3/room_keys/keys", E::DeleteBackupKeys),
+    get(
+        "/_matrix/client/v3/room_keys/keys/{roomId}",
+        E::GetBackupKeys,
+    ),
+    put(
+        "/_matrix/client/v3/room_keys/keys/{roomId}",
+        E::PutBackupKeys,
+    ),
+    delete(
+        "/_matrix/client/v3/room_keys/keys/{roomId}",
+        E::DeleteBackupKeys,
+    ),
+    get(
+        "/_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}",
+        E::GetBackupKeys,
+    ),
+    put(
+        "/_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}",
+        E::PutBackupKeys,
+    ),
+    delete(
+        "/_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}",
+        E::DeleteBackupKeys,
     ),
 ];
 

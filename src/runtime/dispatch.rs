@@ -5,8 +5,8 @@ use worker::{Env, Request};
 use super::request::Ctx;
 use super::{config, Reply};
 use crate::client::{
-    account, account_data, capabilities, devices, directory, ephemeral, filters, profile, push,
-    register, room_read, rooms, send, session,
+    account, account_data, capabilities, cross_signing, devices, directory, ephemeral, filters,
+    key_backup, keys, profile, push, register, room_read, rooms, send, session, to_device,
 };
 use crate::federation::endpoints as fed;
 use crate::http::route::{route, Endpoint, Routed};
@@ -152,5 +152,21 @@ async fn handle(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         E::FederationEvent => fed::event(ctx).await,
         E::FederationState => fed::state(ctx, false).await,
         E::FederationStateIds => fed::state(ctx, true).await,
+        // End-to-end encryption
+        E::KeysUpload => keys::upload(ctx).await,
+        E::KeysQuery => keys::query(ctx).await,
+        E::KeysClaim => keys::claim(ctx).await,
+        E::KeysChanges => keys::changes(ctx).await,
+        E::DeviceSigningUpload => cross_signing::upload_device_signing(ctx).await,
+        E::SignaturesUpload => cross_signing::upload_signatures(ctx).await,
+        E::SendToDevice => to_device::send(ctx).await,
+        E::CreateBackupVersion => key_backup::create_version(ctx).await,
+        E::GetLatestBackupVersion => key_backup::get_version(ctx, None).await,
+        E::GetBackupVersion => key_backup::get_version(ctx, Some(ctx.param(0))).await,
+        E::UpdateBackupVersion => key_backup::update_version(ctx).await,
+        E::DeleteBackupVersion => key_backup::delete_version(ctx).await,
+        E::GetBackupKeys => key_backup::get_keys(ctx).await,
+        E::PutBackupKeys => key_backup::put_keys(ctx).await,
+        E::DeleteBackupKeys => key_backup::delete_keys(ctx).await,
     }
 }

@@ -207,6 +207,8 @@ pub async fn set_password(db: &Db, user_id: &str, hash: &str) -> Result<(), Matr
 }
 
 /// Ends sessions: one device's (logout), or every device's except `keep` (password change).
+/// The devices' encryption keys and to-device inboxes go in the same batch, and the user's
+/// device list is marked changed so that others stop encrypting for them.
 pub async fn delete_devices(db: &Db, user_id: &str, devices: &[String]) -> Result<(), MatrixError> {
     let mut statements = Vec::new();
     for device in devices {
@@ -217,6 +219,7 @@ pub async fn delete_devices(db: &Db, user_id: &str, devices: &[String]) -> Resul
         ] {
             statements.push(db.stmt(sql, args![user_id, device])?);
         }
+        statements.extend(super::e2ee::forget_device(db, user_id, device)?);
     }
     if statements.is_empty() {
         return Ok(());
@@ -259,7 +262,7 @@ pub async fn rename_device(
 }
 
 pub async fn deactivate(db: &Db, user_id: &str) -> Result<(), MatrixError> {
-    let statements = vec![
+    let mut statements = vec![
         db.stmt(
             "UPDATE users SET deactivated = 1, password_hash = NULL, displayname = NULL, avatar_url = NULL
              WHERE user_id = ?1",
@@ -269,6 +272,7 @@ pub async fn deactivate(db: &Db, user_id: &str) -> Result<(), MatrixError> {
         db.stmt("DELETE FROM refresh_tokens WHERE user_id = ?1", args![user_id])?,
         db.stmt("DELETE FROM devices WHERE user_id = ?1", args![user_id])?,
     ];
+    statements.extend(super::e2ee::forget_user(db, user_id)?);
     db.batch(statements).await.map(|_| ())
 }
 

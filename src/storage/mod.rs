@@ -3,6 +3,8 @@
 
 pub mod accounts;
 pub mod directory;
+pub mod e2ee;
+pub mod e2ee_backup;
 pub mod events;
 pub mod remote_keys;
 pub mod rooms;

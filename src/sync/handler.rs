@@ -21,7 +21,7 @@ use crate::runtime::request::{Ctx, Requester};
 use crate::storage::events::{self, EventRow};
 use crate::storage::sync::{self as stored, MembershipRow};
 use crate::storage::sync_rooms::{self as batch, Window};
-use crate::storage::{user_data, Db};
+use crate::storage::{e2ee, user_data, Db};
 use crate::time::now_ms;
 
 /// Longest a sync may wait: clients ask for 30 s; more only holds resources for nothing.
@@ -30,6 +30,8 @@ const MAX_TIMEOUT_MS: u64 = 60_000;
 const STATE_AFTER_PARAM: &str = "org.matrix.msc4222.use_state_after";
 const STATE_AFTER_FIELD: &str = "org.matrix.msc4222.state_after";
 const DEFAULT_TIMELINE_LIMIT: u64 = 10;
+/// To-device messages per response; the rest follow in the next sync (Synapse uses 100 too).
+const TO_DEVICE_LIMIT: u64 = 100;
 const MAX_TIMELINE_LIMIT: u64 = 100;
 /// State types an invitee sees before joining (spec: stripped state).
 async fn load_filter(ctx: &Ctx, db: &Db, me: &Requester) -> Result<Filter, MatrixError> {
@@ -67,7 +69,7 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let deadline = now_ms() + timeout;
     loop {
         let typing_ends = end_expired_typing(&db, &me).await?;
-        let now = stored::current_position(&db).await?;
+        let now = position(&db, since).await?;
         let (body, news) = build(&db, &me, &filter, since, now, full_state, state_after).await?;
         let remaining = deadline.saturating_sub(now_ms());
         if news || since.is_none() || full_state || remaining == 0 {
@@ -78,11 +80,22 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         notifier::wait(&ctx.env, me.user_id.as_str(), &now, wait).await;
         if now_ms() >= deadline {
             // One last look: the wait may have ended with the deadline and news together.
-            let now = stored::current_position(&db).await?;
+            let now = position(&db, since).await?;
             let (body, _) = build(&db, &me, &filter, since, now, full_state, state_after).await?;
             return Ok(JsonResponse::ok(body));
         }
     }
+}
+
+/// The current stream positions, never behind the client's token: the to-device inbox deletes
+/// what was delivered, so its maximum can fall below a position a client has already seen.
+async fn position(db: &Db, since: Option<StreamPosition>) -> Result<StreamPosition, MatrixError> {
+    let mut now = stored::current_position(db).await?;
+    if let Some(since) = since {
+        now.to_device = now.to_device.max(since.to_device);
+        now.device_lists = now.device_lists.max(since.device_lists);
+    }
+    Ok(now)
 }
 
 /// Ends the typing notifications that ran out in the user's rooms, and returns when the next
@@ -175,20 +188,93 @@ async fn build(
         }
     }
     let join = joined_rooms(db, me, filter, joined, from, now, state_after).await?;
+    let e2ee = encryption(db, me, since, now).await?;
     let news = !join.is_empty()
         || !invite.is_empty()
         || !leave.is_empty()
-        || !global_account_data.is_empty();
+        || !global_account_data.is_empty()
+        || e2ee.is_news();
     let body = json!({
-        "next_batch": now.to_string(),
+        "next_batch": e2ee.next.to_string(),
         "rooms": { "join": join, "invite": invite, "leave": leave },
         "account_data": { "events": global_account_data },
         "presence": { "events": [] },
-        "to_device": { "events": [] },
-        "device_lists": { "changed": [], "left": [] },
-        "device_one_time_keys_count": {},
+        "to_device": { "events": e2ee.to_device },
+        "device_lists": { "changed": e2ee.changed, "left": e2ee.left },
+        "device_one_time_keys_count": e2ee.one_time_key_counts,
+        "device_unused_fallback_key_types": e2ee.unused_fallback_key_types,
     });
     Ok((body, news))
+}
+
+/// The encryption parts of a sync response, and the token that acknowledges them.
+struct Encryption {
+    to_device: Vec<Value>,
+    changed: Vec<String>,
+    left: Vec<String>,
+    one_time_key_counts: BTreeMap<String, u64>,
+    unused_fallback_key_types: Vec<String>,
+    next: StreamPosition,
+}
+
+impl Encryption {
+    /// Key counts alone do not end a long poll: they only change through the client's own
+    /// uploads or others' claims, which the client learns at its next sync anyway.
+    fn is_news(&self) -> bool {
+        !self.to_device.is_empty() || !self.changed.is_empty() || !self.left.is_empty()
+    }
+}
+
+/// To-device messages for this device (acknowledging those below `since`), device-list
+/// changes of users sharing a room, and the device's key counts: four queries, whatever the
+/// number of rooms or devices.
+async fn encryption(
+    db: &Db,
+    me: &Requester,
+    since: Option<StreamPosition>,
+    now: StreamPosition,
+) -> Result<Encryption, MatrixError> {
+    let user = me.user_id.as_str();
+    let from = since.unwrap_or_default();
+    let inbox = e2ee::to_device_inbox(
+        db,
+        user,
+        &me.device_id,
+        from.to_device,
+        now.to_device,
+        TO_DEVICE_LIMIT,
+    )
+    .await?;
+    let mut next = now;
+    if inbox.len() as u64 == TO_DEVICE_LIMIT {
+        // More are waiting: the token stops after the last one delivered.
+        next.to_device = inbox.last().map_or(now.to_device, |m| m.stream_id as u64);
+    }
+    let to_device = inbox
+        .iter()
+        .map(|m| {
+            json!({
+                "sender": m.sender,
+                "type": m.kind,
+                "content": serde_json::from_str::<Value>(&m.content).unwrap_or(json!({})),
+            })
+        })
+        .collect();
+    // An initial sync has no "since" to compare with: the client queries every key it needs.
+    let (changed, left) = match since {
+        Some(since) => e2ee::device_list_delta(db, user, &since, &now).await?,
+        None => (Vec::new(), Vec::new()),
+    };
+    let (one_time_key_counts, unused_fallback_key_types) =
+        e2ee::key_counts(db, user, &me.device_id).await?;
+    Ok(Encryption {
+        to_device,
+        changed,
+        left,
+        one_time_key_counts,
+        unused_fallback_key_types,
+        next,
+    })
 }
 
 fn to_client(rows: &[EventRow], version: RoomVersion, me: &Requester) -> Vec<Value> {

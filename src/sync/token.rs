@@ -1,6 +1,7 @@
 //! Where a client is in each stream /sync reads. The token is opaque to clients
-//! (`s<events>_<account data>_<receipts>_<typing>`), and never goes backwards because every
-//! component is a D1 AUTOINCREMENT key.
+//! (`s<events>_<account data>_<receipts>_<typing>_<to-device>_<device lists>`), and never goes
+//! backwards because every component is a D1 AUTOINCREMENT key. Tokens from before a component
+//! existed have fewer parts; the missing ones read as 0 (the start of that stream).
 
 use std::fmt;
 
@@ -10,6 +11,9 @@ pub struct StreamPosition {
     pub account_data: u64,
     pub receipts: u64,
     pub typing: u64,
+    /// The to-device inbox: messages at or below it are acknowledged (and deleted).
+    pub to_device: u64,
+    pub device_lists: u64,
 }
 
 impl StreamPosition {
@@ -24,6 +28,8 @@ impl StreamPosition {
             account_data: next()?,
             receipts: next()?,
             typing: next()?,
+            to_device: next()?,
+            device_lists: next()?,
         };
         Some(position)
     }
@@ -34,6 +40,8 @@ impl StreamPosition {
             || self.account_data > other.account_data
             || self.receipts > other.receipts
             || self.typing > other.typing
+            || self.to_device > other.to_device
+            || self.device_lists > other.device_lists
     }
 }
 
@@ -41,8 +49,13 @@ impl fmt::Display for StreamPosition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "s{}_{}_{}_{}",
-            self.events, self.account_data, self.receipts, self.typing
+            "s{}_{}_{}_{}_{}_{}",
+            self.events,
+            self.account_data,
+            self.receipts,
+            self.typing,
+            self.to_device,
+            self.device_lists
         )
     }
 }
@@ -58,6 +71,8 @@ mod tests {
             account_data: 3,
             receipts: 4,
             typing: 5,
+            to_device: 6,
+            device_lists: 7,
         };
         assert_eq!(StreamPosition::parse(&p.to_string()), Some(p));
         assert_eq!(StreamPosition::parse("s7").unwrap().events, 7);
@@ -65,5 +80,16 @@ mod tests {
         assert!(StreamPosition::parse("s1_a").is_none());
         assert!(p.is_after(&StreamPosition { typing: 4, ..p }));
         assert!(!p.is_after(&p));
+        assert!(p.is_after(&StreamPosition {
+            device_lists: 6,
+            ..p
+        }));
+    }
+
+    #[test]
+    fn tokens_without_the_e2ee_streams_still_parse() {
+        let old = StreamPosition::parse("s12_3_4_5").unwrap();
+        assert_eq!((old.events, old.typing), (12, 5));
+        assert_eq!((old.to_device, old.device_lists), (0, 0));
     }
 }

@@ -44,7 +44,8 @@ def node_major(node: str) -> int:
         return 0
 
 
-def test_matrix_js_sdk_scenario(server):
+def run_node_script(server, script: Path, timeout: int = 180) -> None:
+    """Runs a driver script against the server; fails with its output unless every step passed."""
     node = find_node()
     assert node_major(node) >= NODE_MIN_MAJOR, (
         f"{node} is missing or older than Node {NODE_MIN_MAJOR}; run scripts/setup.sh or set MATRIX_EDGE_NODE")
@@ -52,15 +53,19 @@ def test_matrix_js_sdk_scenario(server):
         "matrix-js-sdk is not installed; run scripts/setup.sh"
 
     try:
-        result = subprocess.run([node, str(SCENARIO), server.base_url], cwd=ROOT, capture_output=True,
-                                text=True, timeout=180)
+        result = subprocess.run([node, str(script), server.base_url], cwd=ROOT, capture_output=True,
+                                text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"scenario still running after 180 s\nstdout:\n{exc.stdout or ''}\nstderr:\n{exc.stderr or ''}"
-                    f"\nserver log (tail):\n{server.log()}")
+        pytest.fail(f"{script.name} still running after {timeout} s\nstdout:\n{exc.stdout or ''}\n"
+                    f"stderr:\n{exc.stderr or ''}\nserver log (tail):\n{server.log()}")
 
     steps = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     failed = [s for s in steps if not s.get("ok")]
     assert result.returncode == 0 and steps and not failed, (
-        f"scenario exited {result.returncode}"
+        f"{script.name} exited {result.returncode}"
         + (f"; failing step: {failed[0]['step']}: {failed[0].get('error')}" if failed else "")
         + f"\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}\nserver log (tail):\n{server.log()}")
+
+
+def test_matrix_js_sdk_scenario(server):
+    run_node_script(server, SCENARIO)
