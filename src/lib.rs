@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod client;
 pub mod config;
+pub mod discovery;
 pub mod federation;
 pub mod http;
 pub mod keys;

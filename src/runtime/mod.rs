@@ -2,7 +2,9 @@
 //! conversion of pure `JsonResponse`s into `worker::Response`s with CORS and JSON headers.
 
 pub(crate) mod crypto;
+pub(crate) mod discovery;
 mod dispatch;
+pub(crate) mod http1;
 pub(crate) mod notifier;
 pub(crate) mod request;
 mod room_object;

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod directory;
+pub mod discovery;
 pub mod events;
 pub mod rooms;
 pub mod signing_keys;
