@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod client;
 pub mod config;
+pub mod discovery;
 pub mod e2ee;
 pub mod federation;
 pub mod http;

@@ -23,16 +23,6 @@ fn err(what: impl std::fmt::Display) -> FederationError {
     FederationError(what.to_string())
 }
 
-/// The base URL for a server. Names with an explicit port, and IP literals, are used as they
-/// are (spec resolution steps 1 and 2), which is all a local federation of test servers needs;
-/// `.well-known` delegation and SRV go through `runtime::discovery` once it is wired in.
-pub fn base_url(server: &ServerName) -> String {
-    match server.port() {
-        Some(port) => format!("https://{}:{port}", server.host()),
-        None => format!("https://{}:8448", server.host()),
-    }
-}
-
 /// Sends a request and returns the status and the JSON body (`Null` when not JSON).
 pub async fn request(
     env: &Env,
@@ -59,6 +49,15 @@ pub async fn request(
         .map_err(err)?;
         headers.set("Authorization", &value).map_err(err)?;
     }
+    // Where to connect, and which name the certificate and Host header carry (spec: resolving
+    // server names). When the two differ (SRV delegation to another name), `fetch` cannot do
+    // it and a TLS socket with our small HTTP/1.1 client does.
+    let target = crate::runtime::discovery::resolve(env, destination)
+        .await
+        .map_err(|e| err(format!("{destination} cannot be resolved: {e}")))?;
+    if target.needs_socket() {
+        return over_socket(&target, method, path_and_query, &headers, body).await;
+    }
     let mut init = RequestInit::new();
     init.with_method(method);
     if let Some(body) = body {
@@ -68,7 +67,7 @@ pub async fn request(
         init.with_body(Some(body.to_string().into()));
     }
     init.with_headers(headers);
-    let url = format!("{}{path_and_query}", base_url(destination));
+    let url = target.https_url(path_and_query);
     let request = Request::new_with_init(&url, &init).map_err(err)?;
     let controller = AbortController::default();
     let signal = controller.signal();
@@ -90,4 +89,41 @@ pub async fn request(
     let status = response.status_code();
     let text = response.text().await.map_err(err)?;
     Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+/// The same request over a TLS socket checked against the delegated name.
+async fn over_socket(
+    target: &crate::discovery::Destination,
+    method: Method,
+    path_and_query: &str,
+    headers: &Headers,
+    body: Option<&Value>,
+) -> Result<(u16, Value), FederationError> {
+    let authorization = headers.get("Authorization").ok().flatten();
+    let mut extra: Vec<(&str, &str)> = Vec::new();
+    if let Some(value) = authorization.as_deref() {
+        extra.push(("Authorization", value));
+    }
+    let text = body.map(Value::to_string).unwrap_or_default();
+    if body.is_some() {
+        extra.push(("Content-Type", "application/json"));
+    }
+    let request = crate::discovery::http1::Request {
+        method: method.as_ref(),
+        path: path_and_query,
+        host: &target.host_header,
+        headers: &extra,
+        body: text.as_bytes(),
+    };
+    let response = crate::runtime::http1::send(
+        target,
+        &request,
+        std::time::Duration::from_millis(REQUEST_TIMEOUT_MS),
+    )
+    .await
+    .map_err(|e| err(format!("{}: {e}", target.authority())))?;
+    Ok((
+        response.status,
+        serde_json::from_slice(&response.body).unwrap_or(Value::Null),
+    ))
 }

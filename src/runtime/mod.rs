@@ -3,7 +3,9 @@
 
 pub(crate) mod crypto;
 pub(crate) mod destination;
+pub(crate) mod discovery;
 mod dispatch;
+pub(crate) mod http1;
 pub(crate) mod notifier;
 pub(crate) mod request;
 mod room_object;
