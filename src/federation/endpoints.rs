@@ -365,3 +365,128 @@ pub(crate) async fn state(ctx: &Ctx, ids_only: bool) -> Result<JsonResponse, Mat
         "auth_chain": chain.into_values().collect::<Vec<_>>(),
     })))
 }
+
+/// Events by id from a room, for walking the graph (`None` for unknown ones or other rooms').
+async fn room_pdu(
+    db: &crate::storage::Db,
+    room_id: &str,
+    id: &str,
+) -> Result<Option<Value>, MatrixError> {
+    Ok(events::event(db, id)
+        .await?
+        .filter(|row| row.room_id == room_id)
+        .and_then(|row| serde_json::from_str(&row.pdu).ok()))
+}
+
+fn ids_of(value: &Value, field: &str) -> Vec<String> {
+    value[field]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Most events one graph walk returns: the bound on work per request.
+const MAX_WALK: usize = 100;
+
+/// Walks `prev_events` back from `from`, stopping at `stop`, collecting at most `limit`.
+async fn walk_back(
+    db: &crate::storage::Db,
+    room_id: &str,
+    from: Vec<String>,
+    stop: &[String],
+    limit: usize,
+    min_depth: u64,
+) -> Result<Vec<Value>, MatrixError> {
+    let mut seen: std::collections::HashSet<String> = stop.iter().cloned().collect();
+    let mut queue: std::collections::VecDeque<String> = from.into();
+    let mut found = Vec::new();
+    while let Some(id) = queue.pop_front() {
+        if found.len() >= limit.min(MAX_WALK) {
+            break;
+        }
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        let Some(pdu) = room_pdu(db, room_id, &id).await? else {
+            continue;
+        };
+        if pdu["depth"].as_u64().unwrap_or(0) < min_depth {
+            continue;
+        }
+        queue.extend(ids_of(&pdu, "prev_events"));
+        found.push(pdu);
+    }
+    Ok(found)
+}
+
+/// `POST /get_missing_events/{roomId}`: the events between what the asking server has
+/// (`earliest_events`) and what it saw referenced (`latest_events`), oldest first.
+pub(crate) async fn get_missing_events(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let origin = ctx.origin().await?;
+    let room_id = room_param(ctx, 0)?;
+    if !server_in_room(ctx, room_id.as_str(), &origin).await? {
+        return Err(MatrixError::forbidden("Your server is not in this room"));
+    }
+    let body = ctx.json_value()?;
+    let latest = ids_of(&body, "latest_events");
+    let earliest = ids_of(&body, "earliest_events");
+    let limit = body["limit"].as_u64().unwrap_or(10) as usize;
+    let min_depth = body["min_depth"].as_u64().unwrap_or(0);
+    let db = ctx.db()?;
+    // The latest events themselves are known to the asker; what it misses are their ancestors.
+    let mut start = Vec::new();
+    for id in &latest {
+        if let Some(pdu) = room_pdu(&db, room_id.as_str(), id).await? {
+            start.extend(ids_of(&pdu, "prev_events"));
+        }
+    }
+    let mut found = walk_back(&db, room_id.as_str(), start, &earliest, limit, min_depth).await?;
+    found.sort_by_key(|p| p["depth"].as_u64().unwrap_or(0));
+    Ok(JsonResponse::ok(json!({ "events": found })))
+}
+
+/// `GET /backfill/{roomId}?v=..&limit=..`: history before (and including) the given events.
+pub(crate) async fn backfill(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let origin = ctx.origin().await?;
+    let room_id = room_param(ctx, 0)?;
+    if !server_in_room(ctx, room_id.as_str(), &origin).await? {
+        return Err(MatrixError::forbidden("Your server is not in this room"));
+    }
+    let from: Vec<String> = ctx.query_all("v").into_iter().map(str::to_owned).collect();
+    let limit = ctx.query_u64("limit")?.unwrap_or(10) as usize;
+    let pdus = walk_back(&ctx.db()?, room_id.as_str(), from, &[], limit, 0).await?;
+    Ok(JsonResponse::ok(json!({
+        "origin": ctx.config.server_name,
+        "origin_server_ts": now_ms(),
+        "pdus": pdus,
+    })))
+}
+
+/// `GET /event_auth/{roomId}/{eventId}`: the event's full auth chain.
+pub(crate) async fn event_auth(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let origin = ctx.origin().await?;
+    let room_id = room_param(ctx, 0)?;
+    if !server_in_room(ctx, room_id.as_str(), &origin).await? {
+        return Err(MatrixError::forbidden("Your server is not in this room"));
+    }
+    let db = ctx.db()?;
+    let event = room_pdu(&db, room_id.as_str(), ctx.param(1))
+        .await?
+        .ok_or_else(|| MatrixError::not_found("Event not found"))?;
+    let mut chain: BTreeMap<String, Value> = BTreeMap::new();
+    let mut todo = ids_of(&event, "auth_events");
+    while let Some(id) = todo.pop() {
+        if chain.contains_key(&id) {
+            continue;
+        }
+        if let Some(pdu) = room_pdu(&db, room_id.as_str(), &id).await? {
+            todo.extend(ids_of(&pdu, "auth_events"));
+            chain.insert(id, pdu);
+        }
+    }
+    Ok(JsonResponse::ok(
+        json!({ "auth_chain": chain.into_values().collect::<Vec<_>>() }),
+    ))
+}

@@ -108,6 +108,9 @@ pub enum Endpoint {
     FederationEvent,
     FederationState,
     FederationStateIds,
+    FederationGetMissingEvents,
+    FederationBackfill,
+    FederationEventAuth,
     // End-to-end encryption
     KeysUpload,
     KeysQuery,
@@ -421,6 +424,18 @@ const ROUTES: &[Route] = &[
     get(
         "/_matrix/federation/v1/state_ids/{roomId}",
         E::FederationStateIds,
+    ),
+    post(
+        "/_matrix/federation/v1/get_missing_events/{roomId}",
+        E::FederationGetMissingEvents,
+    ),
+    get(
+        "/_matrix/federation/v1/backfill/{roomId}",
+        E::FederationBackfill,
+    ),
+    get(
+        "/_matrix/federation/v1/event_auth/{roomId}/{eventId}",
+        E::FederationEventAuth,
     ),
     // End-to-end encryption
     post("/_matrix/client/v3/keys/upload", E::KeysUpload),

@@ -152,6 +152,9 @@ async fn handle(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         E::FederationEvent => fed::event(ctx).await,
         E::FederationState => fed::state(ctx, false).await,
         E::FederationStateIds => fed::state(ctx, true).await,
+        E::FederationGetMissingEvents => fed::get_missing_events(ctx).await,
+        E::FederationBackfill => fed::backfill(ctx).await,
+        E::FederationEventAuth => fed::event_auth(ctx).await,
         // End-to-end encryption
         E::KeysUpload => keys::upload(ctx).await,
         E::KeysQuery => keys::query(ctx).await,

@@ -36,7 +36,7 @@ PASSWORD = "federation peer test password"
 # are 70-150 ms per message; a wait only lasts this long when something is broken.
 FEDERATION_WAIT = 30
 
-not_yet = pytest.mark.xfail(reason="needs get_missing_events and state resolution of forks", strict=False)
+not_yet = pytest.mark.xfail(reason="state resolution of forks is not implemented yet", strict=False)
 # MATRIX_EDGE_FEDERATION_REFERENCE=synapse runs this file with a second Synapse in our place
 # (see synapse.federation_pair); add --runxfail to see the end-to-end tests fail or pass for real.
 REFERENCE = os.environ.get("MATRIX_EDGE_FEDERATION_REFERENCE") == "synapse"
@@ -500,7 +500,6 @@ def test_forked_state_resolves_the_same_on_both_servers(federation_pair):
     assert state[("m.room.name", "")]["event_id"] == alice_rename
 
 
-@not_yet
 def test_messages_sent_while_we_were_down_fill_the_gap(federation_pair):
     """Must show 3: our server stopped, 30 messages on Synapse, our server back, one more message:
     our /messages has all 31, in order."""
