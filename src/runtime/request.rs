@@ -157,6 +157,9 @@ impl Ctx {
         if owner.deactivated != 0 {
             return Err(unknown());
         }
+        if let Some(old) = owner.revokes_refresh.as_deref() {
+            accounts::first_use(&self.db()?, old).await?;
+        }
         if owner.expires_ts.is_some_and(|ts| ts as u64 <= now_ms()) {
             // Expired, not revoked: the client should refresh, keeping its local state.
             return Err(

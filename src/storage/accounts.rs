@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{changes, Db};
+use super::Db;
 use crate::args;
 use crate::http::{ErrorCode, MatrixError};
 use crate::time::now_ms;
@@ -10,6 +10,7 @@ use crate::time::now_ms;
 /// Who an access token belongs to.
 #[derive(Deserialize)]
 pub struct TokenOwner {
+    pub revokes_refresh: Option<String>,
     pub user_id: String,
     pub device_id: String,
     pub expires_ts: Option<i64>,
@@ -19,7 +20,7 @@ pub struct TokenOwner {
 
 pub async fn token_owner(db: &Db, token_hash: &str) -> Result<Option<TokenOwner>, MatrixError> {
     db.row(
-        "SELECT t.user_id, t.device_id, t.expires_ts, u.deactivated, u.admin
+        "SELECT t.user_id, t.device_id, t.expires_ts, t.revokes_refresh, u.deactivated, u.admin
          FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?1",
         args![token_hash],
     )
@@ -164,6 +165,10 @@ pub async fn refresh(
         user_id: String,
         device_id: String,
     }
+    #[derive(Deserialize)]
+    struct Revokes {
+        revokes_refresh: Option<String>,
+    }
     let Some(row) = db
         .row::<Row>(
             "SELECT user_id, device_id FROM refresh_tokens WHERE token_hash = ?1",
@@ -173,28 +178,55 @@ pub async fn refresh(
     else {
         return Ok(None);
     };
-    let session = Session {
-        user_id: &row.user_id,
-        device_id: &row.device_id,
-        device_display_name: None,
-        access_token_hash: new_access_hash,
-        refresh_token_hash: Some(new_refresh_hash),
-        expires_ts: Some(expires_ts),
-    };
-    let mut statements = session_statements(db, &session)?;
-    // Only if the presented token still exists: a concurrent refresh with it loses.
-    statements.insert(
-        0,
+    // Using a new refresh token is a first use too.
+    if let Some(Revokes {
+        revokes_refresh: Some(old),
+    }) = db
+        .row::<Revokes>(
+            "SELECT revokes_refresh FROM refresh_tokens WHERE token_hash = ?1",
+            args![refresh_hash],
+        )
+        .await?
+    {
+        first_use(db, &old).await?;
+    }
+    // The presented token stays valid until one of the new tokens is first used (see
+    // `first_use`): a client whose answer was lost can refresh again.
+    let now = now_ms();
+    let statements = vec![
+        db.stmt(
+            "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, expires_ts, revokes_refresh)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            args![new_access_hash, &row.user_id, &row.device_id, now, expires_ts, refresh_hash],
+        )?,
+        db.stmt(
+            "INSERT INTO refresh_tokens (token_hash, user_id, device_id, created_ts, revokes_refresh)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            args![new_refresh_hash, &row.user_id, &row.device_id, now, refresh_hash],
+        )?,
+    ];
+    db.batch(statements).await?;
+    Ok(Some((row.user_id, row.device_id)))
+}
+
+/// The first use of a token issued by `/refresh` revokes the refresh token it replaced, and the
+/// access tokens issued alongside that one.
+pub async fn first_use(db: &Db, revoked_refresh: &str) -> Result<(), MatrixError> {
+    let statements = vec![
         db.stmt(
             "DELETE FROM refresh_tokens WHERE token_hash = ?1",
-            args![refresh_hash],
+            args![revoked_refresh],
         )?,
-    );
-    let results = db.batch(statements).await?;
-    if results.first().map(changes) != Some(1) {
-        return Ok(None);
-    }
-    Ok(Some((row.user_id, row.device_id)))
+        db.stmt(
+            "UPDATE access_tokens SET revokes_refresh = NULL WHERE revokes_refresh = ?1",
+            args![revoked_refresh],
+        )?,
+        db.stmt(
+            "UPDATE refresh_tokens SET revokes_refresh = NULL WHERE revokes_refresh = ?1",
+            args![revoked_refresh],
+        )?,
+    ];
+    db.batch(statements).await.map(|_| ())
 }
 
 pub async fn set_password(db: &Db, user_id: &str, hash: &str) -> Result<(), MatrixError> {

@@ -265,7 +265,11 @@ def test_refresh_token_rotates_and_the_old_one_stops_working(api):
     assert isinstance(refreshed["expires_in_ms"], int) and refreshed["expires_in_ms"] > 0
     assert refreshed["access_token"] != body["access_token"]
     assert refreshed["refresh_token"] != body["refresh_token"]
-    # Same device, new token. Once the new access token is used, the old refresh token is
+    # Until a new token is used, the old refresh token still works (a client whose answer was
+    # lost can refresh again), and the first answer's tokens stay valid too.
+    retried = ok(api.call("POST", f"{V3}/refresh", json={"refresh_token": body["refresh_token"]}))
+    assert retried["access_token"] != refreshed["access_token"]
+    # Same device, new token. Once a new access token is used, the old refresh token is
     # revoked (spec: it stays valid at most until then).
     assert ok(whoami(api, refreshed["access_token"]))["device_id"] == body["device_id"]
     error(api.call("POST", f"{V3}/refresh", json={"refresh_token": body["refresh_token"]}),
