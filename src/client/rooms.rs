@@ -225,6 +225,15 @@ async fn join(
         let mut servers = servers;
         if known {
             servers.extend(crate::storage::sync::remote_servers(&db, room_id.as_str(), us).await?);
+            // Invited from another server: that server holds the room.
+            if let Some(inviter) =
+                stored::inviter(&db, room_id.as_str(), me.user_id.as_str()).await?
+            {
+                if let Ok(inviter) = UserId::parse(inviter.as_str()) {
+                    servers.push(inviter.server_name().to_string());
+                }
+            }
+            servers.retain(|s| s != us);
         }
         if servers.is_empty() && known {
             return local_join(ctx, room_id, me, profile).await;

@@ -9,4 +9,6 @@ pub(crate) mod client;
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod endpoints;
 #[cfg(target_arch = "wasm32")]
+pub(crate) mod invites;
+#[cfg(target_arch = "wasm32")]
 pub(crate) mod keys;

@@ -111,6 +111,7 @@ pub enum Endpoint {
     FederationGetMissingEvents,
     FederationBackfill,
     FederationEventAuth,
+    FederationInvite,
     // End-to-end encryption
     KeysUpload,
     KeysQuery,
@@ -436,6 +437,10 @@ const ROUTES: &[Route] = &[
     get(
         "/_matrix/federation/v1/event_auth/{roomId}/{eventId}",
         E::FederationEventAuth,
+    ),
+    put(
+        "/_matrix/federation/v2/invite/{roomId}/{eventId}",
+        E::FederationInvite,
     ),
     // End-to-end encryption
     post("/_matrix/client/v3/keys/upload", E::KeysUpload),

@@ -43,6 +43,14 @@ pub enum RoomCommand {
         servers: Vec<String>,
         content: serde_json::Value,
     },
+    /// An invite of a local user from another server (`PUT /v2/invite`), already checked and
+    /// co-signed: stored with the stripped state the inviting server sent.
+    ReceiveInvite {
+        room_id: OwnedRoomId,
+        room_version: String,
+        event: serde_json::Value,
+        invite_state: Vec<serde_json::Value>,
+    },
     /// PDUs another server sent (a transaction, or the event of `send_join`/`send_leave`).
     /// With `membership_reply`, answers with the room state and auth chain before the event.
     Remote {

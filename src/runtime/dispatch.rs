@@ -155,6 +155,7 @@ async fn handle(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         E::FederationGetMissingEvents => fed::get_missing_events(ctx).await,
         E::FederationBackfill => fed::backfill(ctx).await,
         E::FederationEventAuth => fed::event_auth(ctx).await,
+        E::FederationInvite => crate::federation::invites::invite(ctx).await,
         // End-to-end encryption
         E::KeysUpload => keys::upload(ctx).await,
         E::KeysQuery => keys::query(ctx).await,

@@ -86,6 +86,15 @@ impl worker::DurableObject for RoomObject {
                 servers,
                 content,
             } => self.join_remote(room_id, &user_id, servers, content).await,
+            RoomCommand::ReceiveInvite {
+                room_id,
+                room_version,
+                event,
+                invite_state,
+            } => {
+                self.receive_invite(room_id, &room_version, event, invite_state)
+                    .await
+            }
             RoomCommand::Remote {
                 room_id,
                 origin,
@@ -1035,5 +1044,54 @@ impl RoomObject {
         Pdu::from_json(object, version)
             .map(Arc::new)
             .map_err(|e| e.to_string())
+    }
+}
+
+// --- Invites from other servers -----------------------------------------------------------------
+
+impl RoomObject {
+    /// Stores an invite for a room we may not hold: the event as an outlier (never in a
+    /// timeline), the invitee's membership, and the stripped state for their sync.
+    async fn receive_invite(
+        &self,
+        room_id: OwnedRoomId,
+        room_version: &str,
+        event: Value,
+        invite_state: Vec<Value>,
+    ) -> Result<Value, MatrixError> {
+        let version = RoomVersion::parse(room_version).ok_or_else(|| {
+            MatrixError::new(
+                400,
+                ErrorCode::IncompatibleRoomVersion,
+                "Unsupported room version",
+            )
+        })?;
+        let db = Db::new(&self.env)?;
+        let object = crate::signing::to_canonical_object(event)
+            .map_err(|e| MatrixError::bad_json(e.to_string()))?;
+        let pdu =
+            Pdu::from_json(object, version).map_err(|e| MatrixError::bad_json(e.to_string()))?;
+        let invitee = pdu.state_key().unwrap_or_default().to_owned();
+        let known = stored::room_version(&db, room_id.as_str()).await?.is_some();
+        let write = EventWrite {
+            pdu: &pdu,
+            room_id: &room_id,
+            history_visibility: "shared",
+            transaction: None,
+            outlier: true,
+        };
+        let creator = pdu.sender().to_string();
+        let new_room = NewRoom {
+            version,
+            creator: &creator,
+            alias: None,
+            publish: false,
+        };
+        stored::persist(&db, &[write], (!known).then_some(new_room)).await?;
+        let state = serde_json::to_string(&invite_state).unwrap_or_else(|_| "[]".into());
+        stored::save_invite_state(&db, room_id.as_str(), &invitee, &state).await?;
+        *self.engine.borrow_mut() = None;
+        super::notifier::notify(&self.env, vec![invitee]).await;
+        Ok(json!({}))
     }
 }

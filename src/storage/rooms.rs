@@ -324,3 +324,52 @@ pub async fn forget(db: &Db, room_id: &str, user_id: &str) -> Result<(), MatrixE
     .await
     .map(|_| ())
 }
+
+pub async fn save_invite_state(
+    db: &Db,
+    room_id: &str,
+    user_id: &str,
+    events: &str,
+) -> Result<(), MatrixError> {
+    db.run(
+        "INSERT OR REPLACE INTO remote_invite_state (room_id, user_id, events) VALUES (?1, ?2, ?3)",
+        args![room_id, user_id, events],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// The stripped state another server sent with its invite of the user, if any.
+pub async fn invite_state(
+    db: &Db,
+    room_id: &str,
+    user_id: &str,
+) -> Result<Option<Vec<Value>>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        events: String,
+    }
+    Ok(db
+        .row::<Row>(
+            "SELECT events FROM remote_invite_state WHERE room_id = ?1 AND user_id = ?2",
+            args![room_id, user_id],
+        )
+        .await?
+        .and_then(|r| serde_json::from_str(&r.events).ok()))
+}
+
+/// The sender of the user's current invite to a room, if they are invited.
+pub async fn inviter(db: &Db, room_id: &str, user_id: &str) -> Result<Option<String>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        sender: String,
+    }
+    Ok(db
+        .row::<Row>(
+            "SELECT e.sender FROM memberships m JOIN events e ON e.event_id = m.event_id
+             WHERE m.room_id = ?1 AND m.user_id = ?2 AND m.membership = 'invite'",
+            args![room_id, user_id],
+        )
+        .await?
+        .map(|r| r.sender))
+}

@@ -173,7 +173,10 @@ async fn build(
                 });
             }
             "invite" if new_membership || full_state => {
-                invite.insert(m.room_id.clone(), invited_room(db, m).await?);
+                invite.insert(
+                    m.room_id.clone(),
+                    invited_room(db, m, me.user_id.as_str()).await?,
+                );
             }
             "leave" | "ban"
                 if (since.is_some() && new_membership)
@@ -553,8 +556,18 @@ fn receipt_content(receipts: Vec<batch::ReceiptRow>, me: &str) -> Map<String, Va
     content
 }
 
-async fn invited_room(db: &Db, m: &MembershipRow) -> Result<Value, MatrixError> {
+async fn invited_room(db: &Db, m: &MembershipRow, me: &str) -> Result<Value, MatrixError> {
     let state = events::state_at(db, &m.room_id, m.stream_ordering as u64).await?;
+    // An invite from another server: what that server sent of the room, and the invite itself.
+    if let Some(mut events) = crate::storage::rooms::invite_state(db, &m.room_id, me).await? {
+        events.extend(
+            state
+                .iter()
+                .filter(|r| r.stream_ordering == m.stream_ordering)
+                .map(|r| stripped_state(&r.pdu)),
+        );
+        return Ok(json!({ "invite_state": { "events": events } }));
+    }
     let events: Vec<Value> = state
         .iter()
         .filter(|r| {

@@ -402,6 +402,24 @@ def test_our_user_joins_a_synapse_room_by_id_and_alias_leaves_and_rejoins(federa
     assert state[("m.room.member", alice.user_id)]["content"]["membership"] == "join"
 
 
+def test_a_synapse_user_invites_ours_into_a_private_room(federation_pair):
+    """The invite arrives over /v2/invite: our server checks and co-signs it, our user's sync shows
+    it with the room's name from the stripped state, and the join goes through the inviter's
+    server (no via given)."""
+    alice, bob = our_user(federation_pair, "alice"), synapse_user(federation_pair, "bob")
+    alice.sync_once(0), bob.sync_once(0)
+    room_id = bob.create_room(preset="private_chat", name="invite only, on synapse")
+    bob.invite(room_id, alice.user_id)
+    alice.wait(lambda c: c.invited_to(room_id), f"the invite to {room_id}")
+    invite_state = [e for b in alice.seen for e in b["rooms"]["invite"].get(room_id, {}).get("invite_state", {}).get("events", [])]
+    assert any(e["type"] == "m.room.name" and e["content"]["name"] == "invite only, on synapse" for e in invite_state)
+    assert any(e["type"] == "m.room.member" and e["state_key"] == alice.user_id for e in invite_state)
+    assert alice.join(room_id) == room_id
+    bob.wait(lambda c: c.saw_membership(room_id, alice.user_id, "join"), "alice's join")
+    talk_both_ways(alice, bob, room_id)
+    wait_equal_state(alice, bob, room_id)
+
+
 def test_remote_profile_queries_both_ways(federation_pair):
     require_our_federation_endpoints(federation_pair, QUERY_PROFILE)
     alice, bob = our_user(federation_pair, "alice"), synapse_user(federation_pair, "bob")

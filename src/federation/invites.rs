@@ -1,0 +1,107 @@
+//! `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`: another server invites one of our
+//! users. We check the event (an invite of an existing local user, signed by the inviting server,
+//! with the id in the path), co-sign it, and keep it so the invitee's sync shows the invite.
+
+use ruma::{RoomId, UserId};
+use serde_json::{json, Value};
+
+use crate::http::{ErrorCode, JsonResponse, MatrixError};
+use crate::rooms::command::RoomCommand;
+use crate::rooms::{Pdu, RoomVersion};
+use crate::runtime::request::Ctx;
+use crate::runtime::rooms;
+use crate::storage::{accounts, signing_keys};
+use crate::time::now_ms;
+
+pub(crate) async fn invite(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let origin = ctx.origin().await?;
+    let room_id =
+        RoomId::parse(ctx.param(0)).map_err(|_| MatrixError::invalid_param("not a room id"))?;
+    let body = ctx.json_object()?;
+    let version = body
+        .get("room_version")
+        .and_then(Value::as_str)
+        .and_then(RoomVersion::parse)
+        .ok_or_else(|| {
+            MatrixError::new(
+                400,
+                ErrorCode::IncompatibleRoomVersion,
+                "This server does not support the room's version",
+            )
+        })?;
+    let event = body
+        .get("event")
+        .cloned()
+        .ok_or_else(|| MatrixError::bad_json("event is required"))?;
+    let object = crate::signing::to_canonical_object(event)
+        .map_err(|e| MatrixError::bad_json(e.to_string()))?;
+    let pdu = Pdu::from_json(object.clone(), version)
+        .map_err(|e| MatrixError::bad_json(e.to_string()))?;
+    if pdu.event_id().as_str() != ctx.param(1) || pdu.room_id() != room_id {
+        return Err(MatrixError::bad_json("the event does not match the path"));
+    }
+    let invitee = pdu.state_key().and_then(|k| UserId::parse(k).ok());
+    let is_invite = pdu.kind().to_string() == "m.room.member"
+        && serde_json::from_str::<Value>(pdu.content().get())
+            .ok()
+            .and_then(|c| c["membership"].as_str().map(str::to_owned))
+            .as_deref()
+            == Some("invite");
+    let Some(invitee) = invitee.filter(|u| is_invite && u.server_name() == ctx.config.server_name)
+    else {
+        return Err(MatrixError::bad_json(
+            "not an invite of a user of this server",
+        ));
+    };
+    if pdu.sender().server_name() != origin {
+        return Err(MatrixError::forbidden(
+            "The inviter is not on the requesting server",
+        ));
+    }
+    let db = ctx.db()?;
+    if !accounts::user_exists(&db, invitee.as_str()).await? {
+        return Err(MatrixError::not_found("Unknown user"));
+    }
+    // The inviting server's signature (and hash) must hold before we add ours.
+    let mut keys = ruma::signatures::PublicKeyMap::new();
+    for (server, key_ids) in
+        crate::rooms::verify::required_keys(&object, version).map_err(MatrixError::bad_json)?
+    {
+        let mut set = ruma::signatures::PublicKeySet::new();
+        for key_id in key_ids {
+            if let Some(key) =
+                crate::federation::keys::public_key(&ctx.env, &db, &server, &key_id, now_ms())
+                    .await?
+            {
+                if let Ok(key) = ruma::serde::Base64::parse(key) {
+                    set.insert(key_id, key);
+                }
+            }
+        }
+        keys.insert(server.to_string(), set);
+    }
+    let object = crate::rooms::verify::verified_form(object, version, &keys)
+        .map_err(|e| MatrixError::forbidden(format!("bad signature on the invite: {e}")))?;
+    let ours = signing_keys::server_keys(&ctx.env).await?;
+    let signed = crate::signing::event::hash_and_sign(
+        ctx.config.server_name.as_str(),
+        &ours.current,
+        crate::signing::event::into_json(object),
+        &version.rules(),
+    )
+    .map_err(|e| MatrixError::internal(e.to_string()))?;
+    let signed = crate::signing::event::into_json(signed);
+    let invite_state = body
+        .get("invite_room_state")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let command = RoomCommand::ReceiveInvite {
+        room_id: room_id.clone(),
+        room_version: version.as_str().to_owned(),
+        event: signed.clone(),
+        invite_state,
+    };
+    rooms::run(&ctx.env, room_id.as_str(), &command).await?;
+    Ok(JsonResponse::ok(json!({ "event": signed })))
+}
