@@ -63,24 +63,8 @@ pub(crate) async fn invite(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         return Err(MatrixError::not_found("Unknown user"));
     }
     // The inviting server's signature (and hash) must hold before we add ours.
-    let mut keys = ruma::signatures::PublicKeyMap::new();
-    for (server, key_ids) in
-        crate::rooms::verify::required_keys(&object, version).map_err(MatrixError::bad_json)?
-    {
-        let mut set = ruma::signatures::PublicKeySet::new();
-        for key_id in key_ids {
-            if let Some(key) =
-                crate::federation::keys::public_key(&ctx.env, &db, &server, &key_id, now_ms())
-                    .await?
-            {
-                if let Ok(key) = ruma::serde::Base64::parse(key) {
-                    set.insert(key_id, key);
-                }
-            }
-        }
-        keys.insert(server.to_string(), set);
-    }
-    let object = crate::rooms::verify::verified_form(object, version, &keys)
+    let object = crate::federation::keys::verify_pdu(&ctx.env, &db, object, version, now_ms())
+        .await
         .map_err(|e| MatrixError::forbidden(format!("bad signature on the invite: {e}")))?;
     let ours = signing_keys::server_keys(&ctx.env).await?;
     let signed = crate::signing::event::hash_and_sign(

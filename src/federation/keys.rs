@@ -136,3 +136,29 @@ pub async fn authenticate(
     })?;
     Ok(header.origin)
 }
+
+/// Checks a PDU from another server: the signatures of every server that must have signed it,
+/// with their keys valid at `at_ts`, and its content hash. Returns the form to accept (redacted
+/// when only the hash failed), or why it is refused.
+pub async fn verify_pdu(
+    env: &Env,
+    db: &Db,
+    object: ruma::CanonicalJsonObject,
+    version: crate::rooms::RoomVersion,
+    at_ts: u64,
+) -> Result<ruma::CanonicalJsonObject, String> {
+    let mut key_map = PublicKeyMap::new();
+    for (server, key_ids) in crate::rooms::verify::required_keys(&object, version)? {
+        let mut set = PublicKeySet::new();
+        for key_id in key_ids {
+            let key = public_key(env, db, &server, &key_id, at_ts)
+                .await
+                .map_err(|e| e.message)?;
+            if let Some(key) = key.and_then(|k| ruma::serde::Base64::parse(k).ok()) {
+                set.insert(key_id, key);
+            }
+        }
+        key_map.insert(server.to_string(), set);
+    }
+    crate::rooms::verify::verified_form(object, version, &key_map)
+}

@@ -575,23 +575,9 @@ impl RoomObject {
         }
         // Signatures of every server that must have signed it, with keys valid at the time.
         let ts = u64::from(ruma::state_res::Event::origin_server_ts(&pdu).get());
-        let mut key_map = ruma::signatures::PublicKeyMap::new();
-        for (server, key_ids) in
-            crate::rooms::verify::required_keys(&object, version).map_err(fail)?
-        {
-            let mut set = ruma::signatures::PublicKeySet::new();
-            for key_id in key_ids {
-                let key = crate::federation::keys::public_key(&self.env, db, &server, &key_id, ts)
-                    .await
-                    .map_err(|e| fail(e.message))?;
-                if let Some(key) = key.and_then(|k| ruma::serde::Base64::parse(k).ok()) {
-                    set.insert(key_id, key);
-                }
-            }
-            key_map.insert(server.to_string(), set);
-        }
-        let object =
-            crate::rooms::verify::verified_form(object, version, &key_map).map_err(fail)?;
+        let object = crate::federation::keys::verify_pdu(&self.env, db, object, version, ts)
+            .await
+            .map_err(fail)?;
         let pdu = Arc::new(Pdu::from_json(object, version).map_err(|e| fail(e.to_string()))?);
         let (visibility, state_before) = {
             let engine = self.engine.borrow();
@@ -1025,22 +1011,8 @@ impl RoomObject {
         version: RoomVersion,
     ) -> Result<Arc<Pdu>, String> {
         let object = crate::signing::to_canonical_object(raw).map_err(|e| e.to_string())?;
-        let mut key_map = ruma::signatures::PublicKeyMap::new();
-        for (server, key_ids) in crate::rooms::verify::required_keys(&object, version)? {
-            let mut set = ruma::signatures::PublicKeySet::new();
-            for key_id in key_ids {
-                if let Some(key) =
-                    crate::federation::keys::public_key(&self.env, db, &server, &key_id, now_ms())
-                        .await
-                        .map_err(|e| e.message)?
-                        .and_then(|k| ruma::serde::Base64::parse(k).ok())
-                {
-                    set.insert(key_id, key);
-                }
-            }
-            key_map.insert(server.to_string(), set);
-        }
-        let object = crate::rooms::verify::verified_form(object, version, &key_map)?;
+        let object =
+            crate::federation::keys::verify_pdu(&self.env, db, object, version, now_ms()).await?;
         Pdu::from_json(object, version)
             .map(Arc::new)
             .map_err(|e| e.to_string())
