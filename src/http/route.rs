@@ -108,6 +108,9 @@ pub enum Endpoint {
     FederationEvent,
     FederationState,
     FederationStateIds,
+    FederationUserKeysQuery,
+    FederationUserKeysClaim,
+    FederationUserDevices,
     // End-to-end encryption
     KeysUpload,
     KeysQuery,
@@ -421,6 +424,18 @@ const ROUTES: &[Route] = &[
     get(
         "/_matrix/federation/v1/state_ids/{roomId}",
         E::FederationStateIds,
+    ),
+    post(
+        "/_matrix/federation/v1/user/keys/query",
+        E::FederationUserKeysQuery,
+    ),
+    post(
+        "/_matrix/federation/v1/user/keys/claim",
+        E::FederationUserKeysClaim,
+    ),
+    get(
+        "/_matrix/federation/v1/user/devices/{userId}",
+        E::FederationUserDevices,
     ),
     // End-to-end encryption
     post("/_matrix/client/v3/keys/upload", E::KeysUpload),

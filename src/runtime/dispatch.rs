@@ -152,6 +152,9 @@ async fn handle(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         E::FederationEvent => fed::event(ctx).await,
         E::FederationState => fed::state(ctx, false).await,
         E::FederationStateIds => fed::state(ctx, true).await,
+        E::FederationUserKeysQuery => federation::e2ee_in::user_keys_query(ctx).await,
+        E::FederationUserKeysClaim => federation::e2ee_in::user_keys_claim(ctx).await,
+        E::FederationUserDevices => federation::e2ee_in::user_devices(ctx).await,
         // End-to-end encryption
         E::KeysUpload => keys::upload(ctx).await,
         E::KeysQuery => keys::query(ctx).await,
