@@ -85,6 +85,7 @@ pub(crate) async fn upload_device_signing(ctx: &Ctx) -> Result<JsonResponse, Mat
         .collect();
     stored::store_cross_signing_keys(&db, user, &rows).await?;
     announce_device_change(ctx, &db, &[user]).await;
+    crate::federation::e2ee_out::announce_signing_keys(ctx, &db, user).await;
     Ok(JsonResponse::ok(json!({})))
 }
 

@@ -1,6 +1,6 @@
 //! Device keys: `POST /keys/upload`, `/keys/query`, `/keys/claim`, `GET /keys/changes`.
-//! Local users only for now: remote users' servers are reported in `failures` until the
-//! federation key endpoints exist.
+//! Remote users' keys come from their servers (federation `user/keys/query` and `/claim`,
+//! src/federation/e2ee_out.rs), or from our cache of the device lists we track.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,10 +9,12 @@ use serde_json::{json, Map, Value};
 use crate::e2ee::cross_signing::KeyType;
 use crate::e2ee::device_keys::{check_device_keys, uploaded_keys, DeviceKeysError};
 use crate::e2ee::signatures::add_signature;
+use crate::federation::e2ee_out;
 use crate::http::{JsonResponse, MatrixError};
 use crate::runtime::notifier;
 use crate::runtime::request::Ctx;
 use crate::storage::e2ee::{self as stored, SignatureRow};
+use crate::storage::e2ee_remote;
 use crate::storage::Db;
 use crate::sync::token::StreamPosition;
 
@@ -35,13 +37,22 @@ pub(crate) fn unreachable_server() -> Value {
 
 /// Wakes the syncs of everyone who shares a room with these users: their next sync lists the
 /// users in `device_lists.changed`.
-pub(crate) async fn announce_device_change(ctx: &Ctx, db: &Db, users: &[&str]) {
+pub(crate) async fn wake_room_members(ctx: &Ctx, db: &Db, users: &[&str]) {
     if users.is_empty() {
         return;
     }
     match stored::users_sharing_rooms(db, users).await {
         Ok(users) => notifier::notify(&ctx.env, users).await,
         Err(e) => worker::console_error!("device list wake-up failed: {e}"),
+    }
+}
+
+/// Our users' devices or keys changed: wakes who shares a room with them here, and tells the
+/// other servers in those rooms (which then fetch the whole list again).
+pub(crate) async fn announce_device_change(ctx: &Ctx, db: &Db, users: &[&str]) {
+    wake_room_members(ctx, db, users).await;
+    for user in users {
+        e2ee_out::announce_device_list(ctx, db, user, None).await;
     }
 }
 
@@ -94,7 +105,9 @@ pub(crate) async fn upload(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     )
     .await?;
     if changed {
-        announce_device_change(ctx, &db, &[user]).await;
+        // One device's keys: the update can carry them, no resync needed.
+        wake_room_members(ctx, &db, &[user]).await;
+        e2ee_out::announce_device_list(ctx, &db, user, Some(&me.device_id)).await;
     }
     Ok(JsonResponse::ok(json!({ "one_time_key_counts": counts })))
 }
@@ -110,45 +123,22 @@ fn signatures_for<'a>(
         .filter(move |r| r.target_user_id == user_id && r.target_key_id == key_id)
 }
 
-pub(crate) async fn query(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
-    let me = ctx.requester().await?;
-    let body = ctx.json_object()?;
-    let requested = object_field(&body, "device_keys")?
-        .ok_or_else(|| MatrixError::missing_param("device_keys is required"))?;
-    let server_name = ctx.config.server_name.as_str();
-    let mut wanted: Vec<(&str, &str)> = Vec::new();
-    let mut local_users: Vec<&str> = Vec::new();
-    let mut failures = Map::new();
-    for (user, devices) in requested {
-        let devices = devices
-            .as_array()
-            .ok_or_else(|| MatrixError::bad_json(format!("device_keys.{user} must be a list")))?;
-        match server_of(user) {
-            Some(server) if server == server_name => {
-                local_users.push(user);
-                if devices.is_empty() {
-                    wanted.push((user, ""));
-                }
-                for device in devices {
-                    let device = device
-                        .as_str()
-                        .ok_or_else(|| MatrixError::bad_json("device ids must be strings"))?;
-                    wanted.push((user, device));
-                }
-            }
-            Some(server) => {
-                failures.insert(server.to_owned(), unreachable_server());
-            }
-            None => {}
-        }
-    }
-    let db = ctx.db()?;
-    let devices = stored::device_keys(&db, &wanted).await?;
-    let cross = stored::cross_signing_keys(&db, &local_users).await?;
-    let signatures = stored::signatures(&db, &local_users, me.user_id.as_str()).await?;
+/// The stored keys of `(user, device)` pairs (empty device: all of the user's) and the users'
+/// cross-signing keys, with the signatures `viewer` may see, as a `/keys/query` answer without
+/// `failures`. Serves our users and the remote users whose device lists we cache; an empty
+/// viewer (another server asking) sees no user-signing keys.
+pub(crate) async fn stored_keys(
+    db: &Db,
+    wanted: &[(&str, &str)],
+    users: &[&str],
+    viewer: &str,
+) -> Result<Value, MatrixError> {
+    let devices = stored::device_keys(db, wanted).await?;
+    let cross = stored::cross_signing_keys(db, users).await?;
+    let signatures = stored::signatures(db, users, viewer).await?;
 
     let mut device_keys: BTreeMap<&str, Map<String, Value>> =
-        local_users.iter().map(|u| (*u, Map::new())).collect();
+        users.iter().map(|u| (*u, Map::new())).collect();
     for row in &devices {
         let mut keys: Value = serde_json::from_str(&row.key_json).unwrap_or(Value::Null);
         for sig in signatures_for(&signatures, &row.user_id, &row.device_id) {
@@ -172,7 +162,7 @@ pub(crate) async fn query(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             continue;
         };
         // A user-signing key is only for its owner: it says whom they trust.
-        if kind == KeyType::UserSigning && row.user_id != me.user_id.as_str() {
+        if kind == KeyType::UserSigning && row.user_id != viewer {
             continue;
         }
         let mut key: Value = serde_json::from_str(&row.key_json).unwrap_or(Value::Null);
@@ -189,43 +179,108 @@ pub(crate) async fn query(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             .or_default()
             .insert(row.user_id.clone(), key);
     }
-    let mut answer = json!({ "device_keys": device_keys, "failures": failures });
+    let mut answer = json!({ "device_keys": device_keys });
     for kind in KeyType::ALL {
         answer[format!("{}_keys", kind.as_str())] =
             Value::Object(by_type.remove(kind.as_str()).unwrap_or_default());
     }
-    Ok(JsonResponse::ok(answer))
+    Ok(answer)
 }
 
-pub(crate) async fn claim(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
-    ctx.requester().await?;
+/// `device_keys` of a query body as `(user, device)` pairs (empty device: all) and the users.
+pub(crate) fn requested_devices<'a>(
+    user: &'a str,
+    devices: &'a Value,
+    wanted: &mut Vec<(&'a str, &'a str)>,
+) -> Result<(), MatrixError> {
+    let devices = devices
+        .as_array()
+        .ok_or_else(|| MatrixError::bad_json(format!("device_keys.{user} must be a list")))?;
+    if devices.is_empty() {
+        wanted.push((user, ""));
+    }
+    for device in devices {
+        let device = device
+            .as_str()
+            .ok_or_else(|| MatrixError::bad_json("device ids must be strings"))?;
+        wanted.push((user, device));
+    }
+    Ok(())
+}
+
+pub(crate) async fn query(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
     let body = ctx.json_object()?;
-    let requested = object_field(&body, "one_time_keys")?
-        .ok_or_else(|| MatrixError::missing_param("one_time_keys is required"))?;
+    let requested = object_field(&body, "device_keys")?
+        .ok_or_else(|| MatrixError::missing_param("device_keys is required"))?;
     let server_name = ctx.config.server_name.as_str();
-    let mut wanted: Vec<(&str, &str, &str)> = Vec::new();
-    let mut failures = Map::new();
+    let mut wanted: Vec<(&str, &str)> = Vec::new();
+    let mut users: Vec<&str> = Vec::new();
+    let mut remote: Vec<(&str, &str, &Value)> = Vec::new();
     for (user, devices) in requested {
-        let devices = devices.as_object().ok_or_else(|| {
-            MatrixError::bad_json(format!("one_time_keys.{user} must be an object"))
-        })?;
         match server_of(user) {
             Some(server) if server == server_name => {
-                for (device, algorithm) in devices {
-                    let algorithm = algorithm
-                        .as_str()
-                        .ok_or_else(|| MatrixError::bad_json("algorithms must be strings"))?;
-                    wanted.push((user, device, algorithm));
-                }
+                requested_devices(user, devices, &mut wanted)?;
+                users.push(user);
             }
             Some(server) => {
-                failures.insert(server.to_owned(), unreachable_server());
+                if !devices.is_array() {
+                    return Err(MatrixError::bad_json(format!(
+                        "device_keys.{user} must be a list"
+                    )));
+                }
+                remote.push((server, user, devices));
             }
             None => {}
         }
     }
     let db = ctx.db()?;
-    let mut claimed = stored::claim_one_time_keys(&db, &wanted).await?;
+    // Remote users whose device lists we keep up to date are answered from the cache, like ours;
+    // the others' servers are asked.
+    let remote_users: Vec<&str> = remote.iter().map(|(_, user, _)| *user).collect();
+    let tracked = e2ee_remote::tracked_users(&db, &remote_users).await?;
+    let mut ask: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
+    for (server, user, devices) in remote {
+        if tracked.iter().any(|t| t == user) {
+            requested_devices(user, devices, &mut wanted)?;
+            users.push(user);
+        } else {
+            ask.entry(server)
+                .or_default()
+                .insert(user.to_owned(), devices.clone());
+        }
+    }
+    let mut answer = stored_keys(&db, &wanted, &users, me.user_id.as_str()).await?;
+    let failures = e2ee_out::query_servers(&ctx.env, ask, &mut answer).await;
+    answer["failures"] = Value::Object(failures);
+    Ok(JsonResponse::ok(answer))
+}
+
+/// `(user, device, algorithm)` triples of a claim body for one user.
+pub(crate) fn requested_claims<'a>(
+    user: &'a str,
+    devices: &'a Value,
+    wanted: &mut Vec<(&'a str, &'a str, &'a str)>,
+) -> Result<(), MatrixError> {
+    let devices = devices
+        .as_object()
+        .ok_or_else(|| MatrixError::bad_json(format!("one_time_keys.{user} must be an object")))?;
+    for (device, algorithm) in devices {
+        let algorithm = algorithm
+            .as_str()
+            .ok_or_else(|| MatrixError::bad_json("algorithms must be strings"))?;
+        wanted.push((user, device, algorithm));
+    }
+    Ok(())
+}
+
+/// Claims our users' keys: a one-time key per device and algorithm, else the fallback key.
+/// Answers the `one_time_keys` object of a claim.
+pub(crate) async fn claim_stored(
+    db: &Db,
+    wanted: &[(&str, &str, &str)],
+) -> Result<Value, MatrixError> {
+    let mut claimed = stored::claim_one_time_keys(db, wanted).await?;
     let served: BTreeSet<(&str, &str, &str)> = claimed
         .iter()
         .map(|k| {
@@ -241,7 +296,7 @@ pub(crate) async fn claim(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         .filter(|w| !served.contains(w))
         .copied()
         .collect();
-    claimed.extend(stored::claim_fallback_keys(&db, &missing).await?);
+    claimed.extend(stored::claim_fallback_keys(db, &missing).await?);
     let mut keys: BTreeMap<String, BTreeMap<String, Map<String, Value>>> = BTreeMap::new();
     for key in claimed {
         let value = serde_json::from_str(&key.key_json).unwrap_or(Value::Null);
@@ -251,6 +306,34 @@ pub(crate) async fn claim(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             .or_default()
             .insert(format!("{}:{}", key.algorithm, key.key_id), value);
     }
+    Ok(json!(keys))
+}
+
+pub(crate) async fn claim(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    ctx.requester().await?;
+    let body = ctx.json_object()?;
+    let requested = object_field(&body, "one_time_keys")?
+        .ok_or_else(|| MatrixError::missing_param("one_time_keys is required"))?;
+    let server_name = ctx.config.server_name.as_str();
+    let mut wanted: Vec<(&str, &str, &str)> = Vec::new();
+    let mut ask: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
+    for (user, devices) in requested {
+        match server_of(user) {
+            Some(server) if server == server_name => {
+                requested_claims(user, devices, &mut wanted)?;
+            }
+            Some(server) => {
+                // Checked here so a malformed body is refused before any server is asked.
+                requested_claims(user, devices, &mut Vec::new())?;
+                ask.entry(server)
+                    .or_default()
+                    .insert(user.to_owned(), devices.clone());
+            }
+            None => {}
+        }
+    }
+    let mut keys = claim_stored(&ctx.db()?, &wanted).await?;
+    let failures = e2ee_out::claim_servers(&ctx.env, ask, &mut keys).await;
     Ok(JsonResponse::ok(
         json!({ "one_time_keys": keys, "failures": failures }),
     ))

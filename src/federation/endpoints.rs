@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use ruma::{OwnedRoomId, RoomId, UserId};
 use serde_json::{json, Value};
 
+use super::e2ee_in;
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
 use crate::rooms::command::RoomCommand;
 use crate::runtime::notifier::notify;
@@ -247,7 +248,10 @@ async fn receive_edu(ctx: &Ctx, origin: &ruma::ServerName, edu: &Value) -> Resul
                 notify(&ctx.env, stored_sync::local_members(&db, room).await?).await;
             }
         }
-        // Presence, device lists and to-device messages arrive with the E2EE and presence work.
+        Some("m.device_list_update") => e2ee_in::device_list_update(ctx, origin, content).await?,
+        Some("m.signing_key_update") => e2ee_in::signing_key_update(ctx, origin, content).await?,
+        Some("m.direct_to_device") => e2ee_in::direct_to_device(ctx, origin, content).await?,
+        // Presence arrives with the presence work.
         _ => {}
     }
     Ok(())

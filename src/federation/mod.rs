@@ -7,6 +7,10 @@ pub mod xmatrix;
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod client;
 #[cfg(target_arch = "wasm32")]
+pub(crate) mod e2ee_in;
+#[cfg(target_arch = "wasm32")]
+pub(crate) mod e2ee_out;
+#[cfg(target_arch = "wasm32")]
 pub(crate) mod endpoints;
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod invites;

@@ -112,6 +112,9 @@ pub enum Endpoint {
     FederationBackfill,
     FederationEventAuth,
     FederationInvite,
+    FederationUserKeysQuery,
+    FederationUserKeysClaim,
+    FederationUserDevices,
     // End-to-end encryption
     KeysUpload,
     KeysQuery,
@@ -441,6 +444,18 @@ const ROUTES: &[Route] = &[
     put(
         "/_matrix/federation/v2/invite/{roomId}/{eventId}",
         E::FederationInvite,
+    ),
+    post(
+        "/_matrix/federation/v1/user/keys/query",
+        E::FederationUserKeysQuery,
+    ),
+    post(
+        "/_matrix/federation/v1/user/keys/claim",
+        E::FederationUserKeysClaim,
+    ),
+    get(
+        "/_matrix/federation/v1/user/devices/{userId}",
+        E::FederationUserDevices,
     ),
     // End-to-end encryption
     post("/_matrix/client/v3/keys/upload", E::KeysUpload),

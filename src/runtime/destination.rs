@@ -63,7 +63,7 @@ impl worker::DurableObject for Destination {
 
     async fn alarm(&self) -> worker::Result<Response> {
         let storage = self.state.storage();
-        let mut queue: Queue = match storage.get("queue").await? {
+        let queue: Queue = match storage.get("queue").await? {
             Some(queue) => queue,
             None => return Response::ok("empty"),
         };
@@ -87,8 +87,12 @@ impl worker::DurableObject for Destination {
         let path = format!("/_matrix/federation/v1/send/{txn}");
         match request(&self.env, &server, Method::Put, &path, Some(&body), true).await {
             Ok((200, _)) => {
-                queue.pdus.drain(..pdus.len());
-                queue.edus.drain(..edus.len());
+                // Re-read: `fetch` may have queued more while the request was out (a Durable
+                // Object takes other events during a fetch); writing back the copy read before
+                // would lose them. New items only ever go to the end, so the sent ones are first.
+                let mut queue: Queue = storage.get("queue").await?.unwrap_or_default();
+                queue.pdus.drain(..pdus.len().min(queue.pdus.len()));
+                queue.edus.drain(..edus.len().min(queue.edus.len()));
                 queue.failures = 0;
                 queue.next_txn += 1;
                 let more = !queue.pdus.is_empty() || !queue.edus.is_empty();
@@ -98,6 +102,7 @@ impl worker::DurableObject for Destination {
                 }
             }
             outcome => {
+                let mut queue: Queue = storage.get("queue").await?.unwrap_or_default();
                 queue.failures += 1;
                 let backoff = (1000u64 << queue.failures.min(22)).min(MAX_BACKOFF_MS);
                 worker::console_warn!(

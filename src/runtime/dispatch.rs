@@ -156,6 +156,9 @@ async fn handle(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         E::FederationBackfill => fed::backfill(ctx).await,
         E::FederationEventAuth => fed::event_auth(ctx).await,
         E::FederationInvite => crate::federation::invites::invite(ctx).await,
+        E::FederationUserKeysQuery => federation::e2ee_in::user_keys_query(ctx).await,
+        E::FederationUserKeysClaim => federation::e2ee_in::user_keys_claim(ctx).await,
+        E::FederationUserDevices => federation::e2ee_in::user_devices(ctx).await,
         // End-to-end encryption
         E::KeysUpload => keys::upload(ctx).await,
         E::KeysQuery => keys::query(ctx).await,

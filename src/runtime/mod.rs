@@ -11,6 +11,9 @@ pub(crate) mod request;
 mod room_object;
 pub(crate) mod rooms;
 
+// Path segments in federation URLs (room, event and user ids).
+pub(crate) use room_object::percent_encode;
+
 use worker::{event, Context, Env, Headers, Request, Response};
 
 use crate::config::Config;

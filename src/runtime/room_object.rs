@@ -212,7 +212,7 @@ fn membership_of(pdu: &Pdu) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn percent_encode(id: &str) -> String {
+pub(crate) fn percent_encode(id: &str) -> String {
     id.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

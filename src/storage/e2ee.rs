@@ -16,7 +16,7 @@ use crate::sync::token::StreamPosition;
 use crate::time::now_ms;
 
 /// Records that a user's devices or keys changed: a new, higher position in the stream.
-const DEVICE_LIST_CHANGED: &str =
+pub(crate) const DEVICE_LIST_CHANGED: &str =
     "INSERT OR REPLACE INTO e2e_device_list_changes (user_id) VALUES (?1)";
 
 fn keys_json(keys: &[UploadedKey]) -> String {
@@ -427,7 +427,8 @@ pub fn forget_user(db: &Db, user_id: &str) -> Result<Vec<D1PreparedStatement>, M
 /// Queues to-device messages `[user, device or "*", content]` from `sender` once per
 /// transaction: the inserts only happen if the transaction id is new, in the same batch that
 /// records it. Messages for unknown devices are dropped (the spec allows it). Returns how many
-/// messages were queued.
+/// messages were queued, and whether the transaction id was new (then remote recipients' EDUs
+/// are due too).
 pub async fn send_to_device(
     db: &Db,
     sender: &str,
@@ -435,7 +436,7 @@ pub async fn send_to_device(
     event_type: &str,
     txn_id: &str,
     messages: &[Value],
-) -> Result<u64, MatrixError> {
+) -> Result<(u64, bool), MatrixError> {
     let scope = format!("sendToDevice/{event_type}");
     let statements = vec![
         db.stmt(
@@ -461,7 +462,10 @@ pub async fn send_to_device(
         )?,
     ];
     let results = db.batch(statements).await?;
-    Ok(results.first().map(changes).unwrap_or(0))
+    Ok((
+        results.first().map(changes).unwrap_or(0),
+        results.get(1).map(changes).unwrap_or(0) > 0,
+    ))
 }
 
 #[derive(Deserialize)]

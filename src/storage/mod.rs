@@ -6,6 +6,7 @@ pub mod directory;
 pub mod discovery;
 pub mod e2ee;
 pub mod e2ee_backup;
+pub mod e2ee_remote;
 pub mod events;
 pub mod remote_keys;
 pub mod rooms;
