@@ -351,10 +351,11 @@ pub(crate) async fn act_on_member(
     let body: TargetBody = ctx.json()?;
     let target = ids::user_id(&body.user_id)?;
     let db = ctx.db()?;
-    if membership == "invite" && target.server_name() == ctx.config.server_name {
-        if !crate::storage::accounts::user_exists(&db, target.as_str()).await? {
-            return Err(MatrixError::not_found(format!("Unknown user {target}")));
-        }
+    if membership == "invite"
+        && target.server_name() == ctx.config.server_name
+        && !crate::storage::accounts::user_exists(&db, target.as_str()).await?
+    {
+        return Err(MatrixError::not_found(format!("Unknown user {target}")));
     }
     if membership == "leave" {
         // Unban must target a banned user and kick a present one; the auth rules alone would
