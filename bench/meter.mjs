@@ -4,7 +4,7 @@
 // `GET /_bench/meter` answers the counts so far and resets them. Never deployed: only
 // `make bench` serves it (`scripts/dev.sh bench/meter.mjs`). Counts are per isolate; local
 // workerd runs the Worker and its Durable Objects in one, so they add up here.
-import Worker, { RoomObject as Room, Notifier as Notif } from "../build/index.js";
+import Worker, { RoomObject as Room, Notifier as Notif, Destination as Dest } from "../build/index.js";
 
 let counts = fresh();
 function fresh() {
@@ -91,7 +91,7 @@ function meterEnv(env) {
   return new Proxy(env, {
     get(target, prop) {
       if (prop === "DB") return database(target.DB);
-      if (prop === "ROOMS" || prop === "NOTIFIER") return namespace(target[prop], prop);
+      if (prop === "ROOMS" || prop === "NOTIFIER" || prop === "DESTINATIONS") return namespace(target[prop], prop);
       return Reflect.get(target, prop);
     },
   });
@@ -103,6 +103,11 @@ export class RoomObject {
 
 export class Notifier {
   constructor(ctx, env) { return new Notif(ctx, meterEnv(env)); }
+}
+
+// Every Durable Object class the Worker declares must be exported here too.
+export class Destination {
+  constructor(ctx, env) { return new Dest(ctx, meterEnv(env)); }
 }
 
 export default {
