@@ -1,7 +1,7 @@
 # The two commands a new user needs are `make dev` and `make test` (see README.md).
 # Every target installs what it is missing first (scripts/setup.sh) and reuses what is there.
 
-.PHONY: dev test build setup deploy fmt export-signing-key clean bench
+.PHONY: dev test build setup deploy fmt export-signing-key clean bench bench-hotpaths
 
 dev:
 	@bash scripts/dev.sh
@@ -33,3 +33,8 @@ clean:
 # docs/benchmarks.md (see README "Benchmarks").
 bench:
 	@bash scripts/setup.sh test && bash scripts/build.sh && MATRIX_EDGE_PREBUILT=1 bash -c 'source scripts/env.sh && "$$CACHE/venv/bin/python" bench/run.py'
+
+# Only the hot-path microbenchmarks of `make bench` (wasm in Node vs native, about 2 minutes
+# after the builds); writes docs/hotpaths.md.
+bench-hotpaths:
+	@bash scripts/setup.sh && bash -c 'source scripts/env.sh && python3 bench/hotpaths.py'

@@ -172,7 +172,8 @@ for _k in ("tp_4_room_lat", "tp_16_room", "tp_16_room_lat", "tp_16_rooms", "tp_1
 
 
 def document(table_md: str, rows: dict, errors: dict, meter: dict, c: dict, wall: float,
-             wasm: tuple[int, int], load: tuple[str, str]) -> str:
+             wasm: tuple[int, int], load: tuple[str, str], hot: list[str] | None = None) -> str:
+    """`hot`: the hot-path section (bench/hotpaths.py), if measured."""
     root = Path(__file__).resolve().parents[1]
     now = time.strftime("%Y-%m-%d %H:%M %Z")
     out = [
@@ -221,7 +222,8 @@ def document(table_md: str, rows: dict, errors: dict, meter: dict, c: dict, wall
             " server yet.", ""]
     out += cost_section(meter)
     out += duration_section(meter)
-    out += cpu_section(meter, rows)
+    out += cpu_section(meter, rows, hot is not None)
+    out += hot or []
     raw, gz = wasm
     out += ["## Size and cold start", "",
             f"- `build/index_bg.wasm`: {raw / 1e6:.2f} MB raw, {gz / 1e6:.2f} MB gzip -9 (free plan limit: 3 MB"
@@ -319,14 +321,21 @@ def duration_section(meter: dict) -> list[str]:
     return out
 
 
-def cpu_section(meter: dict, rows: dict) -> list[str]:
+def largest_request(meter: dict) -> tuple[str, float] | None:
+    """The client request with the most CPU in the platform-cost pass: (label, ms)."""
     ops = {k: v["cpu_ms"] for k, v in meter.items()
            if not k.startswith("_") and not k.startswith("nothing") and "long-poll" not in k}
     worst = max(ops, key=ops.get) if ops else None
+    return (worst, ops[worst]) if worst else None
+
+
+def cpu_section(meter: dict, rows: dict, hot_measured: bool) -> list[str]:
+    largest = largest_request(meter)
     out = ["## CPU per request and per hot path", ""]
-    if worst:
+    if largest:
+        worst, worst_ms = largest
         out += [f"- Largest CPU time of a single client request, from the pass above: **{worst}**,"
-                f" {ops[worst]:.1f} ms of local process CPU (upper bound; the free plan allows 10 ms of Worker CPU per"
+                f" {worst_ms:.1f} ms of local process CPU (upper bound; the free plan allows 10 ms of Worker CPU per"
                 " request). The README's PBKDF2 figures (about 7 ms at 30,000 iterations) are the part of a"
                 " login or registration that counts as Worker CPU on the platform."]
     cs, cn = rows.get("cpu_send", {}), rows.get("cpu_sync_none", {})
@@ -338,6 +347,9 @@ def cpu_section(meter: dict, rows: dict) -> list[str]:
                 f" incremental /sync; Synapse is one process ({median(cs['synapse']) * 1000:.1f} and"
                 f" {median(cn['synapse']) * 1000:.1f} ms). Resident memory: workerd {rows['rss']['ours'][0]:.0f} MiB,"
                 f" with wrangler {rows['rss_all']['ours'][0]:.0f} MiB; Synapse {rows['rss']['synapse'][0]:.0f} MiB."]
+    if hot_measured:
+        out += ["- Microseconds per hot path inside the wasm build: next section.", ""]
+        return out
     out += ["- Not measured: microseconds per hot path inside the wasm build (create and sign an event, verify a PDU,"
             " authorise an event, state resolution of 100 and 1,000 conflicted events, password hashing alone)."
             " The release wasm exports only the Worker's fetch handler and the Durable Object classes, so"

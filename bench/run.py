@@ -21,6 +21,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import hotpaths  # noqa: E402
 import report  # noqa: E402
 import workload as w  # noqa: E402
 from servers import ROOT, Ours, Synapse  # noqa: E402
@@ -240,15 +241,23 @@ def main() -> int:
             s.stop()
         log("platform-cost pass (our Worker behind bench/meter.mjs)")
         meter = meter_pass(workdir, c["METER_OPS"])
+        # Last, with both servers stopped: the microbenchmarks want a quiet machine.
+        log("hot paths: wasm in Node/V8 and native (bench/hotpaths.py)")
+        try:
+            hot = hotpaths.measure(["build_event", "verify_pdu"] if args.quick else None)
+        except RuntimeError as e:  # a failed build must not cost the rest of the run
+            log(f"hot paths not measured: {e}")
+            hot = None
         wall = time.time() - started
         table = report.table(rows)
         print(table)
         print(f"\nwall time {wall / 60:.1f} min", flush=True)
         if args.quick:
-            print(json.dumps({"errors": errors, "meter": meter}, indent=1))
+            print(json.dumps({"errors": errors, "meter": meter, "hotpaths": hot}, indent=1))
         else:
+            hot_section = hotpaths.section(hot, report.largest_request(meter)) if hot else None
             doc = report.document(table, rows, errors, meter, c, wall, report.wasm_sizes(ROOT),
-                                  (load_at_start, loadavg()))
+                                  (load_at_start, loadavg()), hot_section)
             (ROOT / "docs").mkdir(exist_ok=True)
             (ROOT / "docs" / "benchmarks.md").write_text(doc)
             log("wrote docs/benchmarks.md")

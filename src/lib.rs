@@ -10,6 +10,9 @@ pub mod config;
 pub mod discovery;
 pub mod e2ee;
 pub mod federation;
+// Fixtures and timing loop of the hot-path microbenchmarks; in tests too so they keep building.
+#[cfg(any(test, feature = "bench-exports"))]
+pub mod hotpaths;
 pub mod http;
 pub mod keys;
 pub mod rooms;
@@ -22,3 +25,6 @@ pub mod wellknown;
 mod runtime;
 #[cfg(target_arch = "wasm32")]
 mod storage;
+// Their wasm entry points, for bench/hotpaths.mjs only (see Cargo.toml's `bench-exports`).
+#[cfg(all(target_arch = "wasm32", feature = "bench-exports"))]
+mod bench_exports;
