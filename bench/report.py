@@ -110,10 +110,11 @@ def versions(root: Path) -> str:
         except OSError:
             return "?"
     pkg = lambda p: json.loads((root / "node_modules" / p / "package.json").read_text())["version"]
-    import synapse
+    # By distribution name: tests/integration/synapse.py (on sys.path) would shadow `import synapse`.
+    from importlib.metadata import version
     return (f"matrix-edge {sh('git', 'rev-parse', '--short', 'HEAD')} (release wasm, `worker-build --release --no-opt`), "
             f"wrangler {pkg('wrangler')}, workerd {pkg('workerd')}, {sh('rustc', '--version')}; "
-            f"Synapse {synapse.__version__} (SQLite) on Python {platform.python_version()}")
+            f"Synapse {version('matrix-synapse')} (SQLite) on Python {platform.python_version()}")
 
 
 # Published Cloudflare prices and allowances (developers.cloudflare.com pricing pages for
