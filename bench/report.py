@@ -219,8 +219,9 @@ def document(table_md: str, rows: dict, errors: dict, meter: dict, c: dict, wall
             ("none." if not bad else "; ".join(f"{n}: " + ", ".join(f"{k} ×{v}" for k, v in e.items())
                                                 for n, e in bad.items())), ""]
     out += ["Not measured: the federation rows (join of a room on the other server, message delivery latency"
-            " each way) and the cost per incoming federated PDU, because federation does not exist in this"
-            " server yet.", ""]
+            " each way) and the cost per incoming federated PDU, because the bench does not drive a federated"
+            " pair yet (federation itself works: tests/integration/test_federation_peer.py runs it against"
+            " Synapse).", ""]
     out += cost_section(meter)
     out += duration_section(meter)
     out += cpu_section(meter, rows, hot is not None)
