@@ -36,7 +36,7 @@ async fn profile_of(ctx: &Ctx, user: &str) -> Result<Map<String, Value>, MatrixE
 async fn remote_profile(ctx: &Ctx, user: &ruma::UserId) -> Result<Map<String, Value>, MatrixError> {
     let path = format!(
         "/_matrix/federation/v1/query/profile?user_id={}",
-        encode(user.as_str())
+        crate::http::route::percent_encode(user.as_str())
     );
     let (status, body) = crate::federation::client::request(
         &ctx.env,
@@ -66,19 +66,6 @@ async fn remote_profile(ctx: &Ctx, user: &ruma::UserId) -> Result<Map<String, Va
             format!("{} answered {status}", user.server_name()),
         )),
     }
-}
-
-/// Percent-encodes a query value.
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 pub(crate) async fn get_profile(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {

@@ -168,16 +168,7 @@ async fn remote_alias(
     ctx: &Ctx,
     alias: &ruma::RoomAliasId,
 ) -> Result<(OwnedRoomId, Vec<String>), MatrixError> {
-    let encoded: String = alias
-        .as_str()
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
+    let encoded = crate::http::route::percent_encode(alias.as_str());
     let path = format!("/_matrix/federation/v1/query/directory?room_alias={encoded}");
     let (status, body) = crate::federation::client::request(
         &ctx.env,

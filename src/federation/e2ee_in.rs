@@ -13,9 +13,9 @@ use crate::client::keys::{
     claim_stored, requested_claims, requested_devices, server_of, stored_keys, wake_room_members,
 };
 use crate::e2ee::cross_signing::{check_key, KeyType};
+use crate::http::route::percent_encode;
 use crate::http::{JsonResponse, MatrixError};
 use crate::runtime::notifier::notify;
-use crate::runtime::percent_encode;
 use crate::runtime::request::Ctx;
 use crate::storage::{accounts, e2ee as stored, e2ee_remote, Db};
 

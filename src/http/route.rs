@@ -595,6 +595,20 @@ fn match_pattern(pattern: &str, path: &str) -> Option<Vec<String>> {
     }
 }
 
+/// Encodes everything but RFC 3986's unreserved characters, for ids in paths and query values
+/// of requests we send.
+pub fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Decodes `%XX` escapes; `None` for a malformed escape or a result that is not UTF-8.
 pub fn percent_decode(segment: &str) -> Option<String> {
     let bytes = segment.as_bytes();
@@ -683,6 +697,13 @@ mod tests {
             route("OPTIONS", "/_matrix/client/v3/anything").unwrap(),
             Routed::Preflight
         );
+    }
+
+    #[test]
+    fn encoding_round_trips_through_decoding() {
+        let id = "!r:example.org/$x y";
+        assert_eq!(percent_encode(id), "%21r%3Aexample.org%2F%24x%20y");
+        assert_eq!(percent_decode(&percent_encode(id)).unwrap(), id);
     }
 
     #[test]

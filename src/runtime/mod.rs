@@ -12,7 +12,6 @@ mod room_object;
 pub(crate) mod rooms;
 
 // Path segments in federation URLs (room, event and user ids).
-pub(crate) use room_object::percent_encode;
 
 use worker::{event, Context, Env, Headers, Request, Response};
 

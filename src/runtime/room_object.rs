@@ -11,6 +11,7 @@ use ruma::{OwnedRoomId, OwnedServerName, RoomId, ServerName, UserId};
 use serde_json::{json, Value};
 use worker::{durable_object, Env, Request, Response, State};
 
+use crate::http::route::percent_encode;
 use crate::http::{ErrorCode, MatrixError};
 use crate::rooms::builder::{BuildError, EventTemplate};
 use crate::rooms::command::{RoomCommand, SendResult};
@@ -210,17 +211,6 @@ fn membership_of(pdu: &Pdu) -> Option<String> {
         .get("membership")?
         .as_str()
         .map(str::to_owned)
-}
-
-pub(crate) fn percent_encode(id: &str) -> String {
-    id.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 impl RoomObject {
