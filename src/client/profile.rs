@@ -38,22 +38,14 @@ async fn remote_profile(ctx: &Ctx, user: &ruma::UserId) -> Result<Map<String, Va
         "/_matrix/federation/v1/query/profile?user_id={}",
         crate::http::route::percent_encode(user.as_str())
     );
-    let (status, body) = crate::federation::client::request(
+    let (status, body) = crate::federation::client::signed(
         &ctx.env,
         user.server_name(),
         worker::Method::Get,
         &path,
         None,
-        true,
     )
-    .await
-    .map_err(|e| {
-        MatrixError::new(
-            502,
-            ErrorCode::Unknown,
-            format!("{} could not be reached: {e}", user.server_name()),
-        )
-    })?;
+    .await?;
     match (status, body) {
         (200, Value::Object(map)) => Ok(map
             .into_iter()

@@ -170,22 +170,14 @@ async fn remote_alias(
 ) -> Result<(OwnedRoomId, Vec<String>), MatrixError> {
     let encoded = crate::http::route::percent_encode(alias.as_str());
     let path = format!("/_matrix/federation/v1/query/directory?room_alias={encoded}");
-    let (status, body) = crate::federation::client::request(
+    let (status, body) = crate::federation::client::signed(
         &ctx.env,
         alias.server_name(),
         worker::Method::Get,
         &path,
         None,
-        true,
     )
-    .await
-    .map_err(|e| {
-        MatrixError::new(
-            502,
-            ErrorCode::Unknown,
-            format!("{} could not be reached: {e}", alias.server_name()),
-        )
-    })?;
+    .await?;
     if status != 200 {
         return Err(MatrixError::not_found("Unknown room alias"));
     }

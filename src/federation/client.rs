@@ -127,3 +127,23 @@ async fn over_socket(
         serde_json::from_slice(&response.body).unwrap_or(Value::Null),
     ))
 }
+
+/// A signed request on behalf of a client or a room: an unreachable server is the client's
+/// 502 with the server named, so each caller only handles the answer.
+pub async fn signed(
+    env: &Env,
+    destination: &ServerName,
+    method: Method,
+    path_and_query: &str,
+    body: Option<&Value>,
+) -> Result<(u16, Value), crate::http::MatrixError> {
+    request(env, destination, method, path_and_query, body, true)
+        .await
+        .map_err(|e| {
+            crate::http::MatrixError::new(
+                502,
+                crate::http::ErrorCode::Unknown,
+                format!("{destination} could not be reached: {e}"),
+            )
+        })
+}

@@ -638,22 +638,14 @@ impl RoomObject {
             percent_encode(pdu.room_id().as_str()),
             percent_encode(pdu.event_id().as_str())
         );
-        let (status, answer) = crate::federation::client::request(
+        let (status, answer) = crate::federation::client::signed(
             &self.env,
             server,
             worker::Method::Put,
             &path,
             Some(&body),
-            true,
         )
-        .await
-        .map_err(|e| {
-            MatrixError::new(
-                502,
-                ErrorCode::Unknown,
-                format!("{server} could not be reached: {e}"),
-            )
-        })?;
+        .await?;
         if status != 200 {
             let reason = answer["error"].as_str().unwrap_or("refused");
             return Err(MatrixError::forbidden(format!(
@@ -822,13 +814,6 @@ impl RoomObject {
         server: &ServerName,
         content: Value,
     ) -> Result<Value, MatrixError> {
-        let unreachable = |e: crate::federation::client::FederationError| {
-            MatrixError::new(
-                502,
-                ErrorCode::Unknown,
-                format!("{server} could not be reached: {e}"),
-            )
-        };
         let versions: String = RoomVersion::ALL
             .iter()
             .map(|v| format!("&ver={}", v.as_str()))
@@ -839,16 +824,9 @@ impl RoomObject {
             percent_encode(user.as_str()),
             &versions[1..]
         );
-        let (status, answer) = crate::federation::client::request(
-            &self.env,
-            server,
-            worker::Method::Get,
-            &path,
-            None,
-            true,
-        )
-        .await
-        .map_err(unreachable)?;
+        let (status, answer) =
+            crate::federation::client::signed(&self.env, server, worker::Method::Get, &path, None)
+                .await?;
         if status != 200 {
             let code = ErrorCode::parse(answer["errcode"].as_str().unwrap_or_default());
             let message = answer["error"].as_str().unwrap_or("make_join refused");
@@ -907,16 +885,14 @@ impl RoomObject {
             percent_encode(join.event_id().as_str())
         );
         let body = into_json(signed);
-        let (status, answer) = crate::federation::client::request(
+        let (status, answer) = crate::federation::client::signed(
             &self.env,
             server,
             worker::Method::Put,
             &path,
             Some(&body),
-            true,
         )
-        .await
-        .map_err(unreachable)?;
+        .await?;
         if status != 200 {
             let message = answer["error"].as_str().unwrap_or("send_join refused");
             return Err(MatrixError::forbidden(format!("{server}: {message}")));
