@@ -110,7 +110,7 @@ def versions(root: Path) -> str:
         except OSError:
             return "?"
     pkg = lambda p: json.loads((root / "node_modules" / p / "package.json").read_text())["version"]
-    # By distribution name: tests/integration/synapse.py (on sys.path) would shadow `import synapse`.
+    # By distribution name: importing the package would load all of Synapse.
     from importlib.metadata import version
     return (f"matrix-edge {sh('git', 'rev-parse', '--short', 'HEAD')} (release wasm, `worker-build --release --no-opt`), "
             f"wrangler {pkg('wrangler')}, workerd {pkg('workerd')}, {sh('rustc', '--version')}; "

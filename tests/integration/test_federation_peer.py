@@ -1,4 +1,4 @@
-"""Federation with a real Synapse (tests/integration/synapse.py, fixture `federation_pair`).
+"""Federation with a real Synapse (tests/integration/synapse_peer.py, fixture `federation_pair`).
 
 Two parts:
 - infrastructure tests that pass today: Synapse runs and serves clients, our key server answers
@@ -28,7 +28,7 @@ from signedjson.sign import verify_signed_json
 from unpaddedbase64 import decode_base64
 
 from harness import port_open, processes_mentioning
-from synapse import FederationPair, Synapse
+from synapse_peer import FederationPair, Synapse
 
 V3 = "/_matrix/client/v3"
 PASSWORD = "federation peer test password"
@@ -38,7 +38,7 @@ FEDERATION_WAIT = 30
 
 not_yet = pytest.mark.xfail(reason="state resolution of forks is not implemented yet", strict=False)
 # MATRIX_EDGE_FEDERATION_REFERENCE=synapse runs this file with a second Synapse in our place
-# (see synapse.federation_pair); add --runxfail to see the end-to-end tests fail or pass for real.
+# (see synapse_peer.federation_pair); add --runxfail to see the end-to-end tests fail or pass for real.
 REFERENCE = os.environ.get("MATRIX_EDGE_FEDERATION_REFERENCE") == "synapse"
 worker_only = pytest.mark.skipif(REFERENCE, reason="about our Worker itself; a reference run has none")
 

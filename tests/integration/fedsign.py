@@ -1,0 +1,74 @@
+"""Speaking federation to our server as the Synapse peer, with Synapse's own signing key and
+Synapse's own event-signing code, for what a test cannot make Synapse send: hostile input
+(bad signatures, wrong hashes, events that fail auth, replayed transactions) and endpoints
+Synapse only calls in situations a test cannot easily arrange.
+
+Our server verifies these exactly as it verifies Synapse: it fetches the peer's key from the
+peer's key server, so a request signed here is indistinguishable from one Synapse sent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from urllib.parse import urlsplit
+
+import requests
+from signedjson.key import read_signing_keys
+from signedjson.sign import sign_json
+
+from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
+from synapse.crypto.event_signing import add_hashes_and_signatures
+from synapse.events import make_event_from_dict
+
+from synapse_peer import FederationPair
+
+
+class SignedAs:
+    """Federation requests and PDUs signed as `pair.synapse`, sent to `pair.ours`."""
+
+    def __init__(self, pair: FederationPair):
+        self.pair = pair
+        self.origin = pair.synapse.server_name
+        key_file, = pair.synapse.directory.glob("*.signing.key")
+        self.key, = read_signing_keys(key_file.read_text().splitlines())
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def authorization(self, method: str, uri: str, body: dict | None) -> str:
+        """The X-Matrix header for `method uri` (path and query as sent) with `body`."""
+        request = {"method": method, "uri": uri, "origin": self.origin, "destination": self.pair.our_name}
+        if body is not None:
+            request["content"] = body
+        signature = sign_json(request, self.origin, self.key)["signatures"][self.origin]
+        key_id = f"{self.key.alg}:{self.key.version}"
+        return (f'X-Matrix origin="{self.origin}",destination="{self.pair.our_name}",'
+                f'key="{key_id}",sig="{signature[key_id]}"')
+
+    def request(self, method: str, uri: str, body: dict | None = None) -> requests.Response:
+        """A signed federation request to our server; `uri` is the path with its query string."""
+        assert urlsplit(uri).path.startswith("/_matrix/"), uri
+        headers = {"Authorization": self.authorization(method, uri, body)}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        data = None if body is None else json.dumps(body)
+        return self.pair.ours.request(method, uri, headers=headers, data=data)
+
+    def send_transaction(self, txn_id: str, pdus: list[dict], edus: list[dict] | None = None) -> requests.Response:
+        body = {"origin": self.origin, "origin_server_ts": int(time.time() * 1000), "pdus": pdus,
+                "edus": edus or []}
+        return self.request("PUT", f"/_matrix/federation/v1/send/{txn_id}", body)
+
+    # -- events -----------------------------------------------------------------------------------
+
+    def pdu(self, room_version: str, event: dict) -> dict:
+        """`event` (room_id, sender, type, content, prev_events, auth_events, depth, ...) with its
+        content hash and the peer's signature added, as Synapse would send it."""
+        event = {"origin_server_ts": int(time.time() * 1000), **event}
+        add_hashes_and_signatures(KNOWN_ROOM_VERSIONS[room_version], event, self.origin, self.key)
+        return event
+
+
+def event_id(room_version: str, pdu: dict) -> str:
+    """The reference-hash event id of a PDU, as Synapse computes it."""
+    return make_event_from_dict(dict(pdu), KNOWN_ROOM_VERSIONS[room_version]).event_id
