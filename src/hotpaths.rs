@@ -4,13 +4,11 @@
 //! Node/V8) and the native example (`examples/hotpaths.rs`) both call this module, so the two
 //! columns of docs/hotpaths.md measure exactly the same work; only the clock differs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
 
 use ruma::signatures::{PublicKeyMap, PublicKeySet};
-use ruma::state_res::utils::event_id_set::EventIdSet;
-use ruma::state_res::StateMap;
 use ruma::{CanonicalJsonObject, OwnedEventId, OwnedRoomId, OwnedUserId, ServerName, UserId};
 use serde_json::json;
 
@@ -18,6 +16,7 @@ use crate::keys::SigningKey;
 use crate::rooms::auth::{auth_events_for, authorize};
 use crate::rooms::builder::{build_event, EventTemplate, Placement};
 use crate::rooms::engine::{LocalServer, RoomEngine};
+use crate::rooms::resolution::{self, StateMap};
 use crate::rooms::verify::verified_form;
 use crate::rooms::{Pdu, RoomVersion};
 
@@ -295,8 +294,7 @@ fn authorize_op() -> Box<dyn FnMut()> {
 /// (a power event, so the resolution's power-event ordering has work) and the rest join with
 /// another display name. The conflicted state set is `2 * per_side` events.
 struct Forks {
-    maps: [StateMap<OwnedEventId>; 2],
-    auth_chains: Vec<EventIdSet<OwnedEventId>>,
+    maps: [StateMap; 2],
     events: HashMap<OwnedEventId, Arc<Pdu>>,
 }
 
@@ -305,7 +303,6 @@ fn forks(per_side: usize) -> Forks {
     let server = LocalServer { name, key: &key };
     let base = public_room(&key, 2);
     let snapshot: Vec<Arc<Pdu>> = base.state().events().cloned().collect();
-    let depth = snapshot.iter().map(|p| p.depth()).max().unwrap_or(0);
     let alice = user("alice");
     let mut events: HashMap<OwnedEventId, Arc<Pdu>> = snapshot
         .iter()
@@ -313,19 +310,14 @@ fn forks(per_side: usize) -> Forks {
         .collect();
     let mut maps = [StateMap::new(), StateMap::new()];
     for (side, map) in maps.iter_mut().enumerate() {
-        let mut engine = RoomEngine::restore(
-            VERSION,
-            base.room_id().expect("room exists").clone(),
-            snapshot.clone(),
-            base.forward_extremities().to_vec(),
-            depth,
-        );
+        let mut engine = base.clone();
         let mut ts = 10_000 + side as u64;
         let mut send = |sender: &UserId, template: EventTemplate| {
             ts += 2;
             let pdu = engine
                 .create_local(sender, template, ts, &server)
-                .expect("fork event");
+                .expect("fork event")
+                .pdu;
             events.insert(pdu.event_id().to_owned(), pdu);
         };
         let mut users = json!({"@m0:example.org": 50 + side});
@@ -361,88 +353,15 @@ fn forks(per_side: usize) -> Forks {
             })
             .collect();
     }
-    let auth_chains = maps.iter().map(|m| auth_chain(m, &events)).collect();
-    Forks {
-        maps,
-        auth_chains,
-        events,
-    }
+    Forks { maps, events }
 }
 
-/// The events of a state and all their auth events, recursively (what ruma's own tests pass).
-fn auth_chain(
-    map: &StateMap<OwnedEventId>,
-    events: &HashMap<OwnedEventId, Arc<Pdu>>,
-) -> EventIdSet<OwnedEventId> {
-    let mut chain = EventIdSet::new();
-    let mut stack: Vec<OwnedEventId> = map.values().cloned().collect();
-    while let Some(id) = stack.pop() {
-        if chain.contains(&id) {
-            continue;
-        }
-        stack.extend(events[&id].auth_events().iter().cloned());
-        chain.insert(id);
-    }
-    chain
-}
-
-/// Room version 12's conflicted state subgraph: events on an auth-event path from one
-/// conflicted event to another (endpoints included). Computed inside the timed call, as a
-/// server holding the events in memory would.
-fn conflicted_subgraph(
-    conflicted: &StateMap<Vec<OwnedEventId>>,
-    events: &HashMap<OwnedEventId, Arc<Pdu>>,
-) -> EventIdSet<OwnedEventId> {
-    let targets: HashSet<&OwnedEventId> = conflicted.values().flatten().collect();
-    // Memoised: does an auth-event path lead from this event to a conflicted event?
-    fn reaches<'a>(
-        id: &'a OwnedEventId,
-        events: &'a HashMap<OwnedEventId, Arc<Pdu>>,
-        targets: &HashSet<&OwnedEventId>,
-        memo: &mut HashMap<&'a OwnedEventId, bool>,
-    ) -> bool {
-        if let Some(&known) = memo.get(id) {
-            return known;
-        }
-        memo.insert(id, false); // auth graphs are acyclic; this only guards bad input
-        let hit = events.get(id).is_some_and(|pdu| {
-            pdu.auth_events()
-                .iter()
-                .any(|a| targets.contains(a) | reaches(a, events, targets, memo))
-        });
-        memo.insert(id, hit);
-        hit
-    }
-    let mut memo = HashMap::new();
-    let mut seen = HashSet::new();
-    let mut stack: Vec<&OwnedEventId> = targets.iter().copied().collect();
-    let mut out = EventIdSet::new();
-    while let Some(id) = stack.pop() {
-        if !seen.insert(id) {
-            continue;
-        }
-        if targets.contains(id) || reaches(id, events, &targets, &mut memo) {
-            out.insert(id.clone());
-        }
-        if let Some(pdu) = events.get(id) {
-            stack.extend(pdu.auth_events());
-        }
-    }
-    out
-}
-
-/// One resolution of the two forks. The auth chains are cloned because `resolve` consumes them.
-fn resolve(forks: &Forks) -> StateMap<OwnedEventId> {
-    let rules = VERSION.rules();
-    let state_res_rules = rules.state_res.v2_rules().expect("state resolution v2");
-    ruma::state_res::resolve(
-        &rules.authorization,
-        state_res_rules,
-        forks.maps.iter(),
-        forks.auth_chains.clone(),
-        |id| forks.events.get(id).cloned(),
-        |conflicted| Some(conflicted_subgraph(conflicted, &forks.events)),
-    )
+/// One resolution of the two forks, auth chains and (v12) conflicted subgraph included, as the
+/// room engine runs it.
+fn resolve(forks: &Forks) -> StateMap {
+    resolution::resolve(VERSION, &[&forks.maps[0], &forks.maps[1]], |id| {
+        forks.events.get(id).cloned()
+    })
     .expect("resolves")
 }
 

@@ -24,7 +24,7 @@ fn local_alias(ctx: &Ctx) -> Result<ruma::OwnedRoomAliasId, MatrixError> {
 
 /// Whether the user may change what the room publishes: the power to set its canonical alias.
 async fn may_publish(db: &Db, room_id: &str, me: &Requester) -> Result<bool, MatrixError> {
-    let Some(room) = stored::load(db, room_id).await? else {
+    let Some((version, current)) = stored::current_state(db, room_id).await? else {
         return Ok(false);
     };
     if stored::membership(db, room_id, me.user_id.as_str())
@@ -35,10 +35,10 @@ async fn may_publish(db: &Db, room_id: &str, me: &Requester) -> Result<bool, Mat
         return Ok(false);
     }
     let mut state = RoomState::default();
-    for pdu in room.state {
+    for pdu in current {
         state.apply(pdu);
     }
-    let levels = PowerLevels::from_state(&state, room.version);
+    let levels = PowerLevels::from_state(&state, version);
     Ok(levels.user_level(&me.user_id)
         >= levels.event_level(&StateEventType::RoomCanonicalAlias.to_string(), true))
 }

@@ -9,9 +9,11 @@ use serde_json::{json, Value};
 use super::e2ee_in;
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
 use crate::rooms::command::RoomCommand;
+use crate::rooms::RoomVersion;
 use crate::runtime::notifier::notify;
 use crate::runtime::request::Ctx;
 use crate::runtime::rooms;
+use crate::storage::state_groups::{self, At};
 use crate::storage::{events, remote_keys, rooms as stored, sync as stored_sync, user_data};
 use crate::time::now_ms;
 
@@ -339,25 +341,19 @@ pub(crate) async fn state(ctx: &Ctx, ids_only: bool) -> Result<JsonResponse, Mat
         .await?
         .filter(|row| row.room_id == room_id.as_str())
         .ok_or_else(|| MatrixError::not_found("Event not found"))?;
-    // Local rooms are linear: the state before an event is the state at the previous position.
-    let state = events::state_at(&db, room_id.as_str(), at.position() - 1).await?;
+    let state = match state_groups::state_at(&db, event_id, At::Before).await? {
+        Some(group) => {
+            let ids: Vec<&str> = group.state.values().map(|id| id.as_str()).collect();
+            events::by_ids(&db, room_id.as_str(), &ids).await?
+        }
+        // The create event: nothing before it.
+        None if at.kind == "m.room.create" => Vec::new(),
+        // Stored before state groups existed, when local rooms were linear: the state at the
+        // previous position.
+        None => events::state_at(&db, room_id.as_str(), at.position() - 1).await?,
+    };
     let version = known_room(ctx, &room_id).await?;
-    let mut chain: BTreeMap<String, Value> = BTreeMap::new();
-    let mut todo: Vec<String> = Vec::new();
-    for row in &state {
-        let pdu = stored::parse_pdu(&row.pdu, version)?;
-        todo.extend(pdu.auth_events().iter().map(|e| e.to_string()));
-    }
-    while let Some(id) = todo.pop() {
-        if chain.contains_key(&id) {
-            continue;
-        }
-        if let Some(row) = events::event(&db, &id).await? {
-            let pdu = stored::parse_pdu(&row.pdu, version)?;
-            todo.extend(pdu.auth_events().iter().map(|e| e.to_string()));
-            chain.insert(id, serde_json::from_str(&row.pdu).unwrap_or(Value::Null));
-        }
-    }
+    let chain = auth_chain(&db, room_id.as_str(), &state, version).await?;
     if ids_only {
         return Ok(JsonResponse::ok(json!({
             "pdu_ids": state.iter().map(|r| r.event_id.clone()).collect::<Vec<_>>(),
@@ -368,6 +364,44 @@ pub(crate) async fn state(ctx: &Ctx, ids_only: bool) -> Result<JsonResponse, Mat
         "pdus": state.iter().map(|r| serde_json::from_str::<Value>(&r.pdu).unwrap_or(Value::Null)).collect::<Vec<_>>(),
         "auth_chain": chain.into_values().collect::<Vec<_>>(),
     })))
+}
+
+/// The auth chain of some events: every auth event, recursively, one query per generation, at
+/// most `MAX_CHAIN_GENERATIONS` generations (auth chains are shallow: each event cites the
+/// latest power levels, membership and join rules, which cite theirs).
+async fn auth_chain(
+    db: &crate::storage::Db,
+    room_id: &str,
+    events: &[events::EventRow],
+    version: RoomVersion,
+) -> Result<BTreeMap<String, Value>, MatrixError> {
+    const MAX_CHAIN_GENERATIONS: usize = 64;
+    let mut chain: BTreeMap<String, Value> = BTreeMap::new();
+    let mut next: Vec<String> = Vec::new();
+    for row in events {
+        let pdu = stored::parse_pdu(&row.pdu, version)?;
+        next.extend(pdu.auth_events().iter().map(|e| e.to_string()));
+    }
+    for _ in 0..MAX_CHAIN_GENERATIONS {
+        next.retain(|id| !chain.contains_key(id));
+        next.sort();
+        next.dedup();
+        if next.is_empty() {
+            break;
+        }
+        let ids: Vec<&str> = next.iter().map(String::as_str).collect();
+        let rows = events::by_ids(db, room_id, &ids).await?;
+        next = Vec::new();
+        for row in rows {
+            let pdu = stored::parse_pdu(&row.pdu, version)?;
+            next.extend(pdu.auth_events().iter().map(|e| e.to_string()));
+            chain.insert(
+                row.event_id,
+                serde_json::from_str(&row.pdu).unwrap_or(Value::Null),
+            );
+        }
+    }
+    Ok(chain)
 }
 
 /// Events by id from a room, for walking the graph (`None` for unknown ones or other rooms').
@@ -476,20 +510,12 @@ pub(crate) async fn event_auth(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         return Err(MatrixError::forbidden("Your server is not in this room"));
     }
     let db = ctx.db()?;
-    let event = room_pdu(&db, room_id.as_str(), ctx.param(1))
+    let event = events::event(&db, ctx.param(1))
         .await?
+        .filter(|row| row.room_id == room_id.as_str())
         .ok_or_else(|| MatrixError::not_found("Event not found"))?;
-    let mut chain: BTreeMap<String, Value> = BTreeMap::new();
-    let mut todo = ids_of(&event, "auth_events");
-    while let Some(id) = todo.pop() {
-        if chain.contains_key(&id) {
-            continue;
-        }
-        if let Some(pdu) = room_pdu(&db, room_id.as_str(), &id).await? {
-            todo.extend(ids_of(&pdu, "auth_events"));
-            chain.insert(id, pdu);
-        }
-    }
+    let version = known_room(ctx, &room_id).await?;
+    let chain = auth_chain(&db, room_id.as_str(), &[event], version).await?;
     Ok(JsonResponse::ok(
         json!({ "auth_chain": chain.into_values().collect::<Vec<_>>() }),
     ))

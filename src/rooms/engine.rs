@@ -5,11 +5,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ruma::{OwnedEventId, OwnedRoomId, ServerName, UserId};
+use ruma::{EventId, OwnedEventId, OwnedRoomId, ServerName, UserId};
 
 use super::auth::{auth_events_for, authorize, AuthError};
 use super::builder::{build_event, BuildError, EventTemplate, Placement};
+use super::resolution::{resolve, ResolutionError, StateMap};
 use super::state::RoomState;
+use super::state_groups::{self, changed_slots, GroupRef};
 use super::{Pdu, RoomVersion};
 use crate::keys::SigningKey;
 
@@ -19,6 +21,8 @@ pub enum EngineError {
     Forbidden(AuthError),
     /// Only the first event of a room may be `m.room.create`, and it must come first.
     NotCreated,
+    /// The states before an event could not be resolved.
+    Resolution(ResolutionError),
 }
 
 impl From<BuildError> for EngineError {
@@ -27,13 +31,54 @@ impl From<BuildError> for EngineError {
     }
 }
 
+/// Cloning is cheap (states and events are shared): tests and benchmarks fork a room that way.
+#[derive(Clone)]
 pub struct RoomEngine {
     version: RoomVersion,
     room_id: Option<OwnedRoomId>,
+    /// The current state: the resolution of the states after the forward extremities.
     state: RoomState,
+    current: Arc<StateMap>,
+    /// Every state event of the room (accepted, soft-failed, outliers): the auth graph that
+    /// auth checks and state resolution walk. Messages are never auth events, so keeping only
+    /// state events bounds the object's memory by the room's state history, not its timeline.
     known: HashMap<OwnedEventId, Arc<Pdu>>,
-    forward_extremities: Vec<OwnedEventId>,
+    /// The forward extremities with the state after each.
+    tips: Vec<Tip>,
     depth: u64,
+}
+
+/// A forward extremity and the state after it.
+#[derive(Clone, Debug)]
+pub struct Tip {
+    pub event_id: OwnedEventId,
+    pub state: GroupRef,
+}
+
+/// What accepting an event changes, decided before anything is written: the room's Durable
+/// Object persists it, then commits it here. Nothing changes if it is dropped instead.
+#[derive(Debug)]
+pub struct Accepted {
+    pub pdu: Arc<Pdu>,
+    /// Passed the auth rules against the state before it, but not against the current state:
+    /// kept for the graph, never shown to clients, not a forward extremity.
+    pub soft_failed: bool,
+    pub state_before: Arc<StateMap>,
+    /// The state groups to store and the one holding the state after the event.
+    pub placement: state_groups::Placement,
+    /// Slots of the current state that change (`None`: the slot is emptied).
+    pub state_changes: Vec<state_groups::SlotChange>,
+    tips: Option<Vec<Tip>>,
+    current: Arc<StateMap>,
+}
+
+impl Accepted {
+    /// The forward extremities once the event is committed, if they change.
+    pub fn extremities(&self) -> Option<Vec<OwnedEventId>> {
+        self.tips
+            .as_ref()
+            .map(|tips| tips.iter().map(|t| t.event_id.clone()).collect())
+    }
 }
 
 /// Who signs what this server creates.
@@ -50,8 +95,9 @@ impl RoomEngine {
             version,
             room_id,
             state: RoomState::default(),
+            current: Arc::new(StateMap::new()),
             known: HashMap::new(),
-            forward_extremities: Vec::new(),
+            tips: Vec::new(),
             depth: 0,
         }
     }
@@ -64,27 +110,52 @@ impl RoomEngine {
         &self.state
     }
 
-    pub fn forward_extremities(&self) -> &[OwnedEventId] {
-        &self.forward_extremities
+    /// The current state by event id.
+    pub fn current(&self) -> &Arc<StateMap> {
+        &self.current
     }
 
-    /// Rebuilds the engine of an existing room from what storage holds: its current state and
-    /// its forward extremities with their greatest depth.
+    pub fn forward_extremities(&self) -> Vec<OwnedEventId> {
+        self.tips.iter().map(|t| t.event_id.clone()).collect()
+    }
+
+    /// The state after a forward extremity, without reading storage.
+    pub fn tip_state(&self, event_id: &EventId) -> Option<&GroupRef> {
+        self.tips
+            .iter()
+            .find(|t| t.event_id == event_id)
+            .map(|t| &t.state)
+    }
+
+    /// Rebuilds the engine of an existing room from what storage holds: its state events, its
+    /// current state, its forward extremities with the state after each, and its depth.
     pub fn restore(
         version: RoomVersion,
         room_id: OwnedRoomId,
-        state: Vec<Arc<Pdu>>,
-        forward_extremities: Vec<OwnedEventId>,
+        state_events: Vec<Arc<Pdu>>,
+        current: StateMap,
+        tips: Vec<Tip>,
         depth: u64,
     ) -> Self {
         let mut engine = Self::new(version, Some(room_id));
-        for pdu in state {
-            engine.known.insert(pdu.event_id().to_owned(), pdu.clone());
-            engine.state.apply(pdu);
+        for pdu in state_events {
+            engine.known.insert(pdu.event_id().to_owned(), pdu);
         }
-        engine.forward_extremities = forward_extremities;
+        engine.set_current(Arc::new(current));
+        engine.tips = tips;
         engine.depth = depth;
         engine
+    }
+
+    fn set_current(&mut self, current: Arc<StateMap>) {
+        let mut state = RoomState::default();
+        for id in current.values() {
+            if let Some(pdu) = self.known.get(id) {
+                state.apply(pdu.clone());
+            }
+        }
+        self.state = state;
+        self.current = current;
     }
 
     pub fn version(&self) -> RoomVersion {
@@ -99,10 +170,11 @@ impl RoomEngine {
         template: EventTemplate,
         origin_server_ts: u64,
         server: &LocalServer<'_>,
-    ) -> Result<Arc<Pdu>, EngineError> {
+    ) -> Result<Accepted, EngineError> {
         let pdu = self.prepare_local(sender, template, origin_server_ts, server)?;
-        self.apply(pdu.clone());
-        Ok(pdu)
+        let accepted = self.accept_local(pdu);
+        self.commit(&accepted);
+        Ok(accepted)
     }
 
     /// Creates, signs and authorises a local event at the tip of the graph without applying
@@ -128,7 +200,7 @@ impl RoomEngine {
                 version: self.version,
                 room_id: self.room_id.as_deref(),
                 sender,
-                prev_events: self.forward_extremities.clone(),
+                prev_events: self.forward_extremities(),
                 auth_events,
                 depth: self.depth + 1,
                 origin_server_ts,
@@ -144,6 +216,39 @@ impl RoomEngine {
         )
         .map_err(EngineError::Forbidden)?;
         Ok(Arc::new(pdu))
+    }
+
+    /// What a local event from `prepare_local` changes: it builds on every forward extremity,
+    /// so the state before it is the current state and it becomes the only extremity.
+    pub fn accept_local(&self, pdu: Arc<Pdu>) -> Accepted {
+        let before = self.current.clone();
+        let after = state_groups::after(&before, &pdu);
+        let base = match self.tips.as_slice() {
+            [only] => Some(&only.state),
+            _ => None,
+        };
+        let placement = state_groups::place(&pdu, base, &before, &after);
+        let state_changes = pdu
+            .state_key()
+            .map(|key| {
+                vec![(
+                    (pdu.kind().to_string().into(), key.to_owned()),
+                    Some(pdu.event_id().to_owned()),
+                )]
+            })
+            .unwrap_or_default();
+        Accepted {
+            tips: Some(vec![Tip {
+                event_id: pdu.event_id().to_owned(),
+                state: placement.after.clone(),
+            }]),
+            pdu,
+            soft_failed: false,
+            state_before: before,
+            placement,
+            state_changes,
+            current: after,
+        }
     }
 
     /// An unsigned event at the tip of the room for another server's user to sign
@@ -165,7 +270,7 @@ impl RoomEngine {
             "type": template.kind,
             "content": template.content,
             "origin_server_ts": origin_server_ts,
-            "prev_events": self.forward_extremities,
+            "prev_events": self.forward_extremities(),
             "auth_events": auth_events,
             "depth": self.depth + 1,
         });
@@ -175,22 +280,10 @@ impl RoomEngine {
         Ok(event)
     }
 
-    /// Checks an event from another server against its auth events (all of which must be known)
-    /// and against the current state. Forks are not resolved yet: the state before a remote
-    /// event is taken to be the current state, which holds while the room stays linear.
+    /// Checks an event against its auth events (all of which must be known) and against the
+    /// current state: what a join we send must pass in the state the resident server gave us.
     pub fn check_remote(&self, pdu: &Pdu) -> Result<(), EngineError> {
-        if self.known.is_empty() {
-            return Err(EngineError::NotCreated);
-        }
-        if let Some(missing) = pdu
-            .auth_events()
-            .iter()
-            .find(|id| !self.known.contains_key(*id))
-        {
-            return Err(EngineError::Forbidden(AuthError(format!(
-                "unknown auth event {missing}"
-            ))));
-        }
+        self.require_auth_events(pdu)?;
         authorize(
             pdu,
             self.version,
@@ -200,27 +293,155 @@ impl RoomEngine {
         .map_err(EngineError::Forbidden)
     }
 
-    /// The event a state slot holds now, if any.
+    fn require_auth_events(&self, pdu: &Pdu) -> Result<(), EngineError> {
+        if self.known.is_empty() {
+            return Err(EngineError::NotCreated);
+        }
+        match pdu
+            .auth_events()
+            .iter()
+            .find(|id| !self.known.contains_key(*id))
+        {
+            Some(missing) => Err(EngineError::Forbidden(AuthError(format!(
+                "unknown auth event {missing}"
+            )))),
+            None => Ok(()),
+        }
+    }
+
+    /// The incoming-event pipeline's decisions for an event of another server (DESIGN.md
+    /// invariant 2), given the states after those of its `prev_events` we hold:
+    /// 1. auth against its own auth events, all of which must be known;
+    /// 2. auth against the state before it (its predecessors' states, resolved if several);
+    /// 3. soft-fail if it does not pass against the current state (resolved with its own);
+    /// 4. otherwise it replaces its predecessors among the forward extremities, and the current
+    ///    state becomes the resolution of the states after them.
+    ///
+    /// With no predecessor known (a gap we could not fill), the current state stands in for
+    /// the state before it.
+    pub fn accept_remote(
+        &self,
+        pdu: Arc<Pdu>,
+        prevs: Vec<GroupRef>,
+    ) -> Result<Accepted, EngineError> {
+        self.require_auth_events(&pdu)?;
+        let fetch = |id: &EventId| {
+            if id == pdu.event_id() {
+                Some(pdu.clone())
+            } else {
+                self.known.get(id).cloned()
+            }
+        };
+        let before = match prevs.as_slice() {
+            [] => self.current.clone(),
+            [only] => only.state.clone(),
+            many => {
+                let states: Vec<&StateMap> = many.iter().map(|g| &*g.state).collect();
+                Arc::new(resolve(self.version, &states, fetch).map_err(EngineError::Resolution)?)
+            }
+        };
+        self.authorize_in(&pdu, &before)?;
+        let after = state_groups::after(&before, &pdu);
+        let base = match prevs.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        };
+        let placement = state_groups::place(&pdu, base, &before, &after);
+        let soft_failed = if same_state(&before, &self.current) {
+            false
+        } else {
+            let current = resolve(self.version, &[&self.current, &before], fetch)
+                .map_err(EngineError::Resolution)?;
+            self.authorize_in(&pdu, &current).is_err()
+        };
+        if soft_failed {
+            return Ok(Accepted {
+                pdu,
+                soft_failed,
+                state_before: before,
+                placement,
+                state_changes: Vec::new(),
+                tips: None,
+                current: self.current.clone(),
+            });
+        }
+        let mut tips: Vec<Tip> = self
+            .tips
+            .iter()
+            .filter(|t| !pdu.prev_events().contains(&t.event_id))
+            .cloned()
+            .collect();
+        tips.push(Tip {
+            event_id: pdu.event_id().to_owned(),
+            state: placement.after.clone(),
+        });
+        let current = match tips.as_slice() {
+            [only] => only.state.state.clone(),
+            many => {
+                let states: Vec<&StateMap> = many.iter().map(|t| &*t.state.state).collect();
+                Arc::new(resolve(self.version, &states, fetch).map_err(EngineError::Resolution)?)
+            }
+        };
+        let state_changes = changed_slots(&self.current, &current);
+        Ok(Accepted {
+            pdu,
+            soft_failed,
+            state_before: before,
+            placement,
+            state_changes,
+            tips: Some(tips),
+            current,
+        })
+    }
+
+    /// The auth rules for `pdu` against its auth events and against `state`.
+    fn authorize_in(&self, pdu: &Arc<Pdu>, state: &StateMap) -> Result<(), EngineError> {
+        authorize(
+            &**pdu,
+            self.version,
+            |id| self.known.get(id).cloned(),
+            |kind, key| {
+                state
+                    .get(&(kind.clone(), key.to_owned()))
+                    .and_then(|id| self.known.get(id).cloned())
+            },
+        )
+        .map_err(EngineError::Forbidden)
+    }
+
+    /// An event, if it is a state event the room holds.
     pub fn known(&self, id: &ruma::EventId) -> Option<&Arc<Pdu>> {
         self.known.get(id)
     }
 
-    /// Records an accepted event as the new single forward extremity.
-    pub fn apply(&mut self, pdu: Arc<Pdu>) {
+    /// The state events of a state map, for answers that carry whole events.
+    pub fn events_of(&self, state: &StateMap) -> Vec<Arc<Pdu>> {
+        state
+            .values()
+            .filter_map(|id| self.known.get(id).cloned())
+            .collect()
+    }
+
+    /// Applies what `accept_local`/`accept_remote` decided, once storage has it.
+    pub fn commit(&mut self, accepted: &Accepted) {
+        let pdu = &accepted.pdu;
         if self.room_id.is_none() {
             self.room_id = Some(pdu.room_id());
         }
-        self.depth = self.depth.max(pdu.depth());
-        // The event replaces the extremities it builds on; a remote event built on an older
-        // event forks the room and joins the set.
-        self.forward_extremities
-            .retain(|e| !pdu.prev_events().contains(e));
-        self.forward_extremities.push(pdu.event_id().to_owned());
-        // Only state events can be auth events: keeping messages would grow the object's
-        // memory with the room's history.
         if pdu.state_key().is_some() {
             self.known.insert(pdu.event_id().to_owned(), pdu.clone());
         }
-        self.state.apply(pdu);
+        if let Some(tips) = &accepted.tips {
+            self.depth = self.depth.max(pdu.depth());
+            self.tips = tips.clone();
+            if !Arc::ptr_eq(&self.current, &accepted.current) {
+                self.set_current(accepted.current.clone());
+            }
+        }
     }
+}
+
+/// Whether two states are the same, cheaply when they are the same allocation.
+fn same_state(a: &Arc<StateMap>, b: &Arc<StateMap>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
 }

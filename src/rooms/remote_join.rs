@@ -117,7 +117,12 @@ mod tests {
             EventTemplate::state("m.room.join_rules", "", json!({"join_rule": "public"})),
             EventTemplate::state("m.room.power_levels", "", json!({"users": {}, "ban": 60})),
         ] {
-            all.push(engine.create_local(&alice, template, 1, &server).unwrap());
+            all.push(
+                engine
+                    .create_local(&alice, template, 1, &server)
+                    .unwrap()
+                    .pdu,
+            );
         }
         let state: Vec<Arc<Pdu>> = engine.state().events().cloned().collect();
         (state, all)

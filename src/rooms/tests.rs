@@ -105,6 +105,7 @@ impl Room {
         };
         self.engine
             .create_local(sender, template, self.clock, &server)
+            .map(|accepted| accepted.pdu)
     }
 }
 
@@ -338,4 +339,352 @@ fn only_the_first_event_is_the_create_event() {
             .unwrap_err(),
         EngineError::NotCreated
     );
+}
+
+// --- Forks: events of another server built on an older tip -------------------------------------
+
+mod forks {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use ruma::events::StateEventType;
+    use ruma::{server_name, user_id, OwnedEventId, UserId};
+    use serde_json::json;
+
+    use super::{key, membership_of, text, Room};
+    use crate::rooms::builder::EventTemplate;
+    use crate::rooms::engine::{Accepted, EngineError, LocalServer};
+    use crate::rooms::state_groups::{before_group_id, GroupRef};
+    use crate::rooms::RoomVersion;
+
+    /// Two copies of one room, as two servers hold it, and the state after every event either
+    /// side accepted (what the room's Durable Object reads back from state groups).
+    struct Pair {
+        ours: Room,
+        theirs: Room,
+        after: HashMap<OwnedEventId, GroupRef>,
+    }
+
+    impl Pair {
+        /// Alice (ours, creator), Bob and Carol (theirs) joined; Bob at power 50.
+        fn new(version: RoomVersion) -> Pair {
+            let (mut room, alice, _bob) = Room::with_bob(version);
+            let carol = user_id!("@carol:example.org");
+            room.send(alice, membership_of(carol.as_str(), "invite"))
+                .unwrap();
+            room.send(carol, super::member("join")).unwrap();
+            let levels = power_levels(version, 50);
+            room.send(alice, levels).unwrap();
+            let theirs = Room {
+                engine: room.engine.clone(),
+                key: key(),
+                clock: room.clock,
+            };
+            let after = room
+                .engine
+                .forward_extremities()
+                .into_iter()
+                .map(|id| {
+                    let state = room.engine.tip_state(&id).unwrap().clone();
+                    (id, state)
+                })
+                .collect();
+            Pair {
+                ours: room,
+                theirs,
+                after,
+            }
+        }
+
+        fn send(
+            side: &mut Room,
+            after: &mut HashMap<OwnedEventId, GroupRef>,
+            sender: &UserId,
+            template: EventTemplate,
+        ) -> Accepted {
+            side.clock += 1;
+            let server = LocalServer {
+                name: server_name!("example.org"),
+                key: &side.key,
+            };
+            let accepted = side
+                .engine
+                .create_local(sender, template, side.clock, &server)
+                .unwrap();
+            after.insert(
+                accepted.pdu.event_id().to_owned(),
+                accepted.placement.after.clone(),
+            );
+            accepted
+        }
+
+        fn ours_send(&mut self, sender: &UserId, template: EventTemplate) -> Accepted {
+            Self::send(&mut self.ours, &mut self.after, sender, template)
+        }
+
+        fn theirs_send(&mut self, sender: &UserId, template: EventTemplate) -> Accepted {
+            Self::send(&mut self.theirs, &mut self.after, sender, template)
+        }
+
+        /// Their event arriving at our side, with the states after its predecessors.
+        fn receive(&mut self, event: &Accepted) -> Result<Accepted, EngineError> {
+            let prevs = event
+                .pdu
+                .prev_events()
+                .iter()
+                .map(|id| {
+                    self.ours
+                        .engine
+                        .tip_state(id)
+                        .cloned()
+                        .or_else(|| self.after.get(id).cloned())
+                        .expect("the state after a predecessor")
+                })
+                .collect();
+            let accepted = self.ours.engine.accept_remote(event.pdu.clone(), prevs)?;
+            self.after.insert(
+                accepted.pdu.event_id().to_owned(),
+                accepted.placement.after.clone(),
+            );
+            self.ours.engine.commit(&accepted);
+            Ok(accepted)
+        }
+
+        fn current(&self, kind: &str) -> Option<OwnedEventId> {
+            self.ours
+                .engine
+                .state()
+                .event_id(&StateEventType::from(kind), "")
+        }
+    }
+
+    fn power_levels(version: RoomVersion, bob: u64) -> EventTemplate {
+        let mut users = json!({"@bob:example.org": bob});
+        if version != RoomVersion::V12 {
+            users["@alice:example.org"] = json!(100);
+        }
+        EventTemplate::state(
+            "m.room.power_levels",
+            "",
+            json!({"users": users, "state_default": 50, "ban": 50, "kick": 50, "invite": 0}),
+        )
+    }
+
+    fn named(name: &str) -> EventTemplate {
+        EventTemplate::state("m.room.name", "", json!({ "name": name }))
+    }
+
+    const ALICE: fn() -> &'static UserId = || user_id!("@alice:example.org");
+    const BOB: fn() -> &'static UserId = || user_id!("@bob:example.org");
+
+    #[test]
+    fn an_event_on_our_tip_extends_the_room_linearly() {
+        for version in RoomVersion::ALL {
+            let mut pair = Pair::new(version);
+            let rename = pair.theirs_send(BOB(), named("theirs"));
+            let accepted = pair.receive(&rename).unwrap();
+            assert!(!accepted.soft_failed);
+            assert_eq!(
+                accepted.extremities(),
+                Some(vec![rename.pdu.event_id().to_owned()])
+            );
+            assert_eq!(
+                pair.current("m.room.name").as_deref(),
+                Some(rename.pdu.event_id())
+            );
+            // One prev, nothing resolved: only the event's own group, on top of the tip's.
+            assert_eq!(accepted.placement.groups.len(), 1);
+            assert_eq!(accepted.state_changes.len(), 1);
+        }
+    }
+
+    #[test]
+    fn concurrent_renames_fork_the_room_and_resolve_on_both_sides() {
+        for version in RoomVersion::ALL {
+            let mut pair = Pair::new(version);
+            let ours = pair.ours_send(ALICE(), named("ours"));
+            let theirs = pair.theirs_send(BOB(), named("theirs"));
+            let accepted = pair.receive(&theirs).unwrap();
+            assert!(!accepted.soft_failed, "{version:?}");
+            let mut tips = accepted.extremities().unwrap();
+            tips.sort();
+            let mut expected = vec![
+                ours.pdu.event_id().to_owned(),
+                theirs.pdu.event_id().to_owned(),
+            ];
+            expected.sort();
+            assert_eq!(tips, expected, "both renames are forward extremities");
+            // The other side resolves the same two states to the same name.
+            let ours_name = pair.current("m.room.name").unwrap();
+            let mut mirror = Pair {
+                ours: Room {
+                    engine: pair.theirs.engine.clone(),
+                    key: key(),
+                    clock: 0,
+                },
+                theirs: Room {
+                    engine: pair.theirs.engine.clone(),
+                    key: key(),
+                    clock: 0,
+                },
+                after: pair.after.clone(),
+            };
+            mirror.receive(&ours).unwrap();
+            assert_eq!(
+                mirror.current("m.room.name").unwrap(),
+                ours_name,
+                "{version:?}"
+            );
+            // Our next event merges the fork: both tips are its prev_events.
+            let merge = pair.ours_send(ALICE(), text("merge"));
+            assert_eq!(merge.pdu.prev_events().len(), 2);
+            assert_eq!(
+                pair.ours.engine.forward_extremities(),
+                vec![merge.pdu.event_id().to_owned()]
+            );
+            // A message merging two states gets a group for the resolved state before it.
+            assert_eq!(merge.placement.groups.len(), 1);
+            assert_eq!(
+                merge.placement.groups[0].id,
+                before_group_id(merge.pdu.event_id().as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn an_event_allowed_before_a_demotion_but_not_after_is_soft_failed() {
+        for version in RoomVersion::ALL {
+            let mut pair = Pair::new(version);
+            let demotion = pair.ours_send(ALICE(), power_levels(version, 0));
+            let rename = pair.theirs_send(BOB(), named("by bob at 50"));
+            let tips_before = pair.ours.engine.forward_extremities();
+            let accepted = pair.receive(&rename).unwrap();
+            assert!(accepted.soft_failed, "{version:?}");
+            assert!(accepted.state_changes.is_empty());
+            assert_eq!(pair.ours.engine.forward_extremities(), tips_before);
+            assert_eq!(pair.current("m.room.name"), None);
+            assert_eq!(
+                pair.current("m.room.power_levels").as_deref(),
+                Some(demotion.pdu.event_id())
+            );
+            // Still part of the graph: an event built on it is checked against the state after it.
+            let message = pair.theirs_send(BOB(), text("after my rename"));
+            let accepted = pair.receive(&message).unwrap();
+            assert!(!accepted.soft_failed);
+            assert_eq!(
+                pair.current("m.room.name"),
+                None,
+                "the soft-failed rename stays out"
+            );
+        }
+    }
+
+    #[test]
+    fn an_event_the_state_before_it_does_not_allow_is_rejected_and_changes_nothing() {
+        for version in RoomVersion::ALL {
+            let mut pair = Pair::new(version);
+            let demotion = pair.theirs_send(ALICE(), power_levels(version, 0));
+            pair.receive(&demotion).unwrap();
+            // What a server that skips the auth rules builds: Bob renames on top of his own
+            // demotion, citing the power levels from before it.
+            let template = named("not allowed");
+            let key = key();
+            let old_levels = pair
+                .ours
+                .engine
+                .known(
+                    demotion
+                        .pdu
+                        .auth_events()
+                        .iter()
+                        .find(|id| {
+                            pair.ours
+                                .engine
+                                .known(id)
+                                .is_some_and(|p| p.kind().to_string() == "m.room.power_levels")
+                        })
+                        .unwrap(),
+                )
+                .unwrap()
+                .event_id()
+                .to_owned();
+            let mut auth = vec![old_levels];
+            auth.extend(
+                pair.ours
+                    .engine
+                    .state()
+                    .event_id(&StateEventType::RoomMember, BOB().as_str()),
+            );
+            auth.extend(
+                pair.ours
+                    .engine
+                    .state()
+                    .event_id(&StateEventType::RoomCreate, "")
+                    .filter(|_| version != RoomVersion::V12),
+            );
+            let pdu = crate::rooms::builder::build_event(
+                template,
+                crate::rooms::builder::Placement {
+                    version,
+                    room_id: pair.ours.engine.room_id().map(|r| r.as_ref()),
+                    sender: BOB(),
+                    prev_events: vec![demotion.pdu.event_id().to_owned()],
+                    auth_events: auth,
+                    depth: demotion.pdu.depth() + 1,
+                    origin_server_ts: 99_999,
+                    server_name: server_name!("example.org"),
+                    key: &key,
+                },
+            )
+            .unwrap();
+            let tips = pair.ours.engine.forward_extremities();
+            let prevs = vec![pair
+                .ours
+                .engine
+                .tip_state(demotion.pdu.event_id())
+                .unwrap()
+                .clone()];
+            let refused = pair.ours.engine.accept_remote(Arc::new(pdu), prevs);
+            assert!(
+                matches!(refused, Err(EngineError::Forbidden(_))),
+                "{version:?}: {refused:?}"
+            );
+            assert_eq!(pair.ours.engine.forward_extremities(), tips);
+            assert_eq!(pair.current("m.room.name"), None);
+        }
+    }
+
+    #[test]
+    fn state_groups_share_messages_and_chain_state_events() {
+        let mut pair = Pair::new(RoomVersion::V12);
+        let tip = pair.ours.engine.forward_extremities()[0].clone();
+        let tip_group = pair.ours.engine.tip_state(&tip).unwrap().clone();
+        let message = pair.ours_send(ALICE(), text("hello"));
+        assert!(
+            message.placement.groups.is_empty(),
+            "a message stores no group"
+        );
+        assert_eq!(message.placement.after.id, tip_group.id);
+        let rename = pair.ours_send(ALICE(), named("x"));
+        let group = &rename.placement.groups[0];
+        assert_eq!(group.id, rename.pdu.event_id().as_str());
+        assert_eq!(
+            group.parent, tip_group.id,
+            "the parent is the state before the event"
+        );
+        assert_eq!(group.entries.len(), 1);
+        // Every MAX_CHAIN generations a group is stored whole.
+        let mut full = 0;
+        for i in 0..40 {
+            let accepted = pair.ours_send(ALICE(), named(&format!("n{i}")));
+            let group = &accepted.placement.groups[0];
+            assert!(group.chain <= crate::rooms::state_groups::MAX_CHAIN);
+            if group.full {
+                full += 1;
+                assert_eq!(group.entries.len(), pair.ours.engine.current().len());
+            }
+        }
+        assert!(full >= 2, "{full} full groups in 40 generations");
+        let _ = Arc::strong_count(&tip_group.state);
+    }
 }

@@ -15,11 +15,14 @@ use crate::http::route::percent_encode;
 use crate::http::{ErrorCode, MatrixError};
 use crate::rooms::builder::{BuildError, EventTemplate};
 use crate::rooms::command::{RoomCommand, SendResult};
-use crate::rooms::engine::{EngineError, LocalServer, RoomEngine};
+use crate::rooms::engine::{Accepted, EngineError, LocalServer, RoomEngine, Tip};
 use crate::rooms::power::PowerLevels;
+use crate::rooms::resolution::StateMap;
+use crate::rooms::state_groups::{changed_slots, GroupRef, SlotChange};
 use crate::rooms::{Pdu, RoomVersion};
 use crate::signing::event::into_json;
-use crate::storage::rooms::{self as stored, EventWrite, NewRoom};
+use crate::storage::rooms::{self as stored, EventWrite, NewRoom, RoomWrite, StoredAs};
+use crate::storage::state_groups::{self, At};
 use crate::storage::{signing_keys, Db};
 use crate::time::now_ms;
 
@@ -124,6 +127,9 @@ fn engine_error(e: EngineError) -> MatrixError {
         EngineError::Build(BuildError::Invalid(m)) => MatrixError::internal(m),
         EngineError::Forbidden(reason) => MatrixError::forbidden(reason.to_string()),
         EngineError::NotCreated => MatrixError::internal("the room has no create event"),
+        EngineError::Resolution(e) => {
+            MatrixError::internal(format!("state resolution failed: {}", e.0))
+        }
     }
 }
 
@@ -205,6 +211,39 @@ fn remote_invitee(pdu: &Pdu, us: &ServerName) -> Option<OwnedServerName> {
     (target.server_name() != us).then(|| target.server_name().to_owned())
 }
 
+/// The event row of an accepted event.
+fn event_write<'a>(
+    accepted: &'a Accepted,
+    room_id: &'a OwnedRoomId,
+    history_visibility: &'a str,
+    transaction: Option<(&'a str, &'a str, &'a str)>,
+) -> EventWrite<'a> {
+    EventWrite {
+        pdu: &accepted.pdu,
+        room_id,
+        history_visibility,
+        transaction,
+        stored_as: if accepted.soft_failed {
+            StoredAs::SoftFailed
+        } else {
+            StoredAs::Timeline
+        },
+        state_group: accepted.placement.after.id.as_deref(),
+    }
+}
+
+/// Everything a run of accepted events writes besides their event rows: state groups, current
+/// state changes (in order, later ones win) and the forward extremities after the last.
+fn room_write<'a>(accepted: &'a [Accepted], events: Vec<EventWrite<'a>>) -> RoomWrite<'a> {
+    RoomWrite {
+        events,
+        groups: accepted.iter().flat_map(|a| &a.placement.groups).collect(),
+        state_changes: accepted.iter().flat_map(|a| &a.state_changes).collect(),
+        extremities: accepted.iter().rev().find_map(|a| a.extremities()),
+        new_room: None,
+    }
+}
+
 fn membership_of(pdu: &Pdu) -> Option<String> {
     serde_json::from_str::<Value>(pdu.content().get())
         .ok()?
@@ -221,11 +260,22 @@ impl RoomObject {
         let room = stored::load(db, room_id.as_str())
             .await?
             .ok_or_else(|| MatrixError::not_found("Unknown room"))?;
+        let current = Arc::new(room.current);
+        let tips = room
+            .tips
+            .into_iter()
+            .map(|(event_id, group)| Tip {
+                event_id,
+                // A tip from before state groups: the current state is the state after it.
+                state: group.unwrap_or_else(|| GroupRef::unstored(current.clone())),
+            })
+            .collect();
         *self.engine.borrow_mut() = Some(RoomEngine::restore(
             room.version,
             room_id.to_owned(),
-            room.state,
-            room.forward_extremities,
+            room.state_events,
+            (*current).clone(),
+            tips,
             room.depth,
         ));
         Ok(())
@@ -267,47 +317,43 @@ impl RoomObject {
             version,
             (!version.room_id_from_create_event()).then(|| room_id.clone()),
         );
-        let mut accepted: Vec<(Arc<Pdu>, String)> = Vec::new();
+        let mut accepted: Vec<Accepted> = Vec::new();
+        let mut visibilities: Vec<String> = Vec::new();
         for template in events {
-            let visibility = history_visibility(&engine);
-            let pdu = engine
-                .create_local(creator, template, origin_server_ts, &server)
-                .map_err(engine_error)?;
-            accepted.push((pdu, visibility));
+            visibilities.push(history_visibility(&engine));
+            accepted.push(
+                engine
+                    .create_local(creator, template, origin_server_ts, &server)
+                    .map_err(engine_error)?,
+            );
         }
         if engine.room_id() != Some(&room_id) {
             return Err(MatrixError::internal(
                 "the create event does not derive the expected room id",
             ));
         }
-        let writes: Vec<EventWrite<'_>> = accepted
+        let events = accepted
             .iter()
-            .map(|(pdu, visibility)| EventWrite {
-                pdu,
-                room_id: &room_id,
-                history_visibility: visibility,
-                transaction: None,
-                outlier: false,
-            })
+            .zip(&visibilities)
+            .map(|(a, visibility)| event_write(a, &room_id, visibility, None))
             .collect();
-        let new_room = NewRoom {
+        let mut write = room_write(&accepted, events);
+        write.new_room = Some(NewRoom {
             version,
             creator: creator.as_str(),
             alias: alias.as_deref(),
             publish,
-        };
-        stored::persist(&db, &writes, Some(new_room))
-            .await
-            .map_err(|e| {
-                if alias.is_some() && e.message.contains("UNIQUE") {
-                    MatrixError::new(400, ErrorCode::RoomInUse, "The room alias is already taken")
-                } else {
-                    e
-                }
-            })?;
+        });
+        stored::persist(&db, write).await.map_err(|e| {
+            if alias.is_some() && e.message.contains("UNIQUE") {
+                MatrixError::new(400, ErrorCode::RoomInUse, "The room alias is already taken")
+            } else {
+                e
+            }
+        })?;
         let audience = accepted
             .iter()
-            .flat_map(|(pdu, _)| local_audience(&engine, pdu, &config.server_name))
+            .flat_map(|a| local_audience(&engine, &a.pdu, &config.server_name))
             .collect::<std::collections::BTreeSet<_>>();
         *self.engine.borrow_mut() = Some(engine);
         super::notifier::notify(&self.env, audience.into_iter().collect()).await;
@@ -352,16 +398,18 @@ impl RoomObject {
             Some(server) => self.invite_over_federation(&db, &server, pdu).await?,
             None => pdu,
         };
-        let write = EventWrite {
-            pdu: &pdu,
-            room_id: &room_id,
-            history_visibility: &visibility,
-            transaction: transaction
-                .as_ref()
-                .map(|(device, txn)| (sender.as_str(), device.as_str(), txn.as_str())),
-            outlier: false,
-        };
-        if let Err(e) = stored::persist(&db, &[write], None).await {
+        let accepted = self
+            .engine
+            .borrow()
+            .as_ref()
+            .expect("loaded above")
+            .accept_local(pdu.clone());
+        let transaction = transaction
+            .as_ref()
+            .map(|(device, txn)| (sender.as_str(), device.as_str(), txn.as_str()));
+        let event = event_write(&accepted, &room_id, &visibility, transaction);
+        let write = room_write(std::slice::from_ref(&accepted), vec![event]);
+        if let Err(e) = stored::persist(&db, write).await {
             // D1 may or may not have it: forget the in-memory tip and rebuild from D1.
             *self.engine.borrow_mut() = None;
             return Err(e);
@@ -369,7 +417,7 @@ impl RoomObject {
         let (audience, servers) = {
             let mut engine = self.engine.borrow_mut();
             let engine = engine.as_mut().expect("loaded above");
-            engine.apply(pdu.clone());
+            engine.commit(&accepted);
             (
                 local_audience(engine, &pdu, &config.server_name),
                 remote_servers(engine, &pdu, &config.server_name),
@@ -569,37 +617,65 @@ impl RoomObject {
             .await
             .map_err(fail)?;
         let pdu = Arc::new(Pdu::from_json(object, version).map_err(|e| fail(e.to_string()))?);
-        let (visibility, state_before) = {
+        let prevs = self
+            .prev_states(db, &pdu)
+            .await
+            .map_err(|e| fail(e.message))?;
+        let (visibility, accepted) = {
             let engine = self.engine.borrow();
             let engine = engine.as_ref().expect("loaded by the caller");
-            engine
-                .check_remote(&pdu)
+            let accepted = engine
+                .accept_remote(pdu.clone(), prevs)
                 .map_err(|e| fail(format!("{e:?}")))?;
-            (
-                history_visibility(engine),
-                engine.state().events().cloned().collect::<Vec<_>>(),
-            )
+            (history_visibility(engine), accepted)
         };
-        let write = EventWrite {
-            pdu: &pdu,
-            room_id,
-            history_visibility: &visibility,
-            transaction: None,
-            outlier: false,
-        };
-        if let Err(e) = stored::persist(db, &[write], None).await {
+        if accepted.soft_failed {
+            worker::console_warn!(
+                "soft-failed PDU {event_id} in {room_id}: not allowed by the current state"
+            );
+        }
+        let event = event_write(&accepted, room_id, &visibility, None);
+        let write = room_write(std::slice::from_ref(&accepted), vec![event]);
+        if let Err(e) = stored::persist(db, write).await {
             *self.engine.borrow_mut() = None;
             return Err(fail(e.message));
         }
         let config = super::config(&self.env).map_err(|e| fail(e.message))?;
-        let audience = {
+        let (audience, state_before) = {
             let mut engine = self.engine.borrow_mut();
             let engine = engine.as_mut().expect("loaded by the caller");
-            engine.apply(pdu.clone());
-            local_audience(engine, &pdu, &config.server_name)
+            engine.commit(&accepted);
+            let audience = if accepted.soft_failed {
+                Vec::new()
+            } else {
+                local_audience(engine, &pdu, &config.server_name)
+            };
+            (audience, engine.events_of(&accepted.state_before))
         };
-        super::notifier::notify(&self.env, audience).await;
+        if !audience.is_empty() {
+            super::notifier::notify(&self.env, audience).await;
+        }
         Ok((event_id, state_before))
+    }
+
+    /// The states after those of the event's `prev_events` we hold: from the forward
+    /// extremities in memory, else from their state groups in D1. Predecessors we do not hold
+    /// are left out (the engine falls back to the current state when none is held).
+    async fn prev_states(&self, db: &Db, pdu: &Pdu) -> Result<Vec<GroupRef>, MatrixError> {
+        let mut states = Vec::new();
+        for prev in pdu.prev_events() {
+            let tip = self
+                .engine
+                .borrow()
+                .as_ref()
+                .and_then(|e| e.tip_state(prev).cloned());
+            let state = match tip {
+                Some(state) => Some(state),
+                None => state_groups::state_at(db, prev.as_str(), At::After).await?,
+            };
+            states.extend(state);
+        }
+        Ok(states)
     }
 
     /// Sends an invite to the invitee's server (`PUT /v2/invite`) and returns the event it
@@ -922,47 +998,58 @@ impl RoomObject {
         }
         let ordered = crate::rooms::remote_join::check_state_and_auth_chain(state.clone(), chain)
             .map_err(bad)?;
+        // The state the resident server gave us is the state before our join.
+        let before: StateMap = state
+            .iter()
+            .filter_map(|p| {
+                let key = p.state_key()?.to_owned();
+                Some(((p.kind().to_string().into(), key), p.event_id().to_owned()))
+            })
+            .collect();
+        let before = Arc::new(before);
         let engine = RoomEngine::restore(
             version,
             room_id.clone(),
-            state,
-            join.prev_events().to_vec(),
+            ordered.iter().map(|(p, _)| p.clone()).collect(),
+            (*before).clone(),
+            Vec::new(),
             join.depth() - 1,
         );
-        engine.check_remote(&join).map_err(|e| {
-            MatrixError::forbidden(format!("our join does not pass the room's rules: {e:?}"))
-        })?;
+        let accepted = engine
+            .accept_remote(join.clone(), vec![GroupRef::unstored(before)])
+            .map_err(|e| {
+                MatrixError::forbidden(format!("our join does not pass the room's rules: {e:?}"))
+            })?;
         let visibility = history_visibility(&engine);
         let creator = ordered
             .iter()
             .find(|(p, _)| p.kind().to_string() == "m.room.create")
             .map(|(p, _)| p.sender().to_string())
             .unwrap_or_default();
-        let mut writes: Vec<EventWrite<'_>> = ordered
+        let mut events: Vec<EventWrite<'_>> = ordered
             .iter()
             .map(|(pdu, _)| EventWrite {
                 pdu,
                 room_id,
                 history_visibility: "shared",
                 transaction: None,
-                outlier: true,
+                stored_as: StoredAs::Outlier,
+                state_group: None,
             })
             .collect();
-        writes.push(EventWrite {
-            pdu: &join,
-            room_id,
-            history_visibility: &visibility,
-            transaction: None,
-            outlier: false,
-        });
-        let new_room = NewRoom {
+        events.push(event_write(&accepted, room_id, &visibility, None));
+        // The whole state is new to us (or replaces what we knew before we left).
+        let all_slots = changed_slots(&StateMap::new(), &accepted.placement.after.state);
+        let mut write = room_write(std::slice::from_ref(&accepted), events);
+        write.state_changes = all_slots.iter().collect();
+        let known = stored::room_version(db, room_id.as_str()).await?.is_some();
+        write.new_room = (!known).then_some(NewRoom {
             version,
             creator: &creator,
             alias: None,
             publish: false,
-        };
-        let known = stored::room_version(db, room_id.as_str()).await?.is_some();
-        stored::persist(db, &writes, (!known).then_some(new_room)).await?;
+        });
+        stored::persist(db, write).await?;
         // Rebuilt from D1 on the next command, with the state just stored.
         *self.engine.borrow_mut() = None;
         super::notifier::notify(&self.env, vec![user.to_string()]).await;
@@ -1011,21 +1098,35 @@ impl RoomObject {
             Pdu::from_json(object, version).map_err(|e| MatrixError::bad_json(e.to_string()))?;
         let invitee = pdu.state_key().unwrap_or_default().to_owned();
         let known = stored::room_version(&db, room_id.as_str()).await?.is_some();
-        let write = EventWrite {
+        let event = EventWrite {
             pdu: &pdu,
             room_id: &room_id,
             history_visibility: "shared",
             transaction: None,
-            outlier: true,
+            stored_as: StoredAs::Outlier,
+            state_group: None,
         };
         let creator = pdu.sender().to_string();
-        let new_room = NewRoom {
-            version,
-            creator: &creator,
-            alias: None,
-            publish: false,
-        };
-        stored::persist(&db, &[write], (!known).then_some(new_room)).await?;
+        // The invitee's membership is all of the room's state we hold until they join.
+        let membership: SlotChange = (
+            (StateEventType::RoomMember, invitee.clone()),
+            Some(pdu.event_id().to_owned()),
+        );
+        stored::persist(
+            &db,
+            RoomWrite {
+                events: vec![event],
+                state_changes: vec![&membership],
+                new_room: (!known).then_some(NewRoom {
+                    version,
+                    creator: &creator,
+                    alias: None,
+                    publish: false,
+                }),
+                ..RoomWrite::default()
+            },
+        )
+        .await?;
         let state = serde_json::to_string(&invite_state).unwrap_or_else(|_| "[]".into());
         stored::save_invite_state(&db, room_id.as_str(), &invitee, &state).await?;
         *self.engine.borrow_mut() = None;

@@ -114,9 +114,23 @@ pub async fn state_at(db: &Db, room_id: &str, position: u64) -> Result<Vec<Event
             "{SELECT} WHERE e.stream_ordering IN (
                 SELECT MAX(stream_ordering) FROM events
                 WHERE room_id = ?1 AND state_key IS NOT NULL AND stream_ordering <= ?2
+                  AND outlier != 2
                 GROUP BY type, state_key)"
         ),
         args![room_id, position],
+    )
+    .await
+}
+
+/// The events of a room with these ids, in one query (unknown ids and other rooms' are left
+/// out).
+pub async fn by_ids(db: &Db, room_id: &str, ids: &[&str]) -> Result<Vec<EventRow>, MatrixError> {
+    let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+    db.rows(
+        &format!(
+            "{SELECT} WHERE e.event_id IN (SELECT value FROM json_each(?2)) AND e.room_id = ?1"
+        ),
+        args![room_id, &ids],
     )
     .await
 }

@@ -11,6 +11,7 @@ pub mod events;
 pub mod remote_keys;
 pub mod rooms;
 pub mod signing_keys;
+pub mod state_groups;
 pub mod sync;
 pub mod sync_rooms;
 pub mod user_data;

@@ -11,13 +11,19 @@ use serde_json::Value;
 use super::Db;
 use crate::args;
 use crate::http::MatrixError;
+use crate::rooms::resolution::StateMap;
+use crate::rooms::state_groups::{GroupRef, NewGroup, SlotChange};
 use crate::rooms::{Pdu, RoomVersion};
+use crate::storage::state_groups::{self, At};
 use crate::time::now_ms;
 
 pub struct StoredRoom {
     pub version: RoomVersion,
-    pub state: Vec<Arc<Pdu>>,
-    pub forward_extremities: Vec<OwnedEventId>,
+    /// Every state event of the room: the auth graph.
+    pub state_events: Vec<Arc<Pdu>>,
+    pub current: StateMap,
+    /// The forward extremities, each with the state after it when a state group holds it.
+    pub tips: Vec<(OwnedEventId, Option<GroupRef>)>,
     pub depth: u64,
 }
 
@@ -50,42 +56,120 @@ pub async fn room_version(db: &Db, room_id: &str) -> Result<Option<RoomVersion>,
     .transpose()
 }
 
+/// The room's version and current state events, or `None` for an unknown room.
+pub async fn current_state(
+    db: &Db,
+    room_id: &str,
+) -> Result<Option<(RoomVersion, Vec<Arc<Pdu>>)>, MatrixError> {
+    let Some(version) = room_version(db, room_id).await? else {
+        return Ok(None);
+    };
+    let state = room_pdus(
+        db,
+        version,
+        "SELECT e.pdu FROM room_state s JOIN events e ON e.event_id = s.event_id
+         WHERE s.room_id = ?1",
+        room_id,
+    )
+    .await?;
+    Ok(Some((version, state)))
+}
+
+/// The events a query over `?1 = room_id` selects (one `pdu` column), parsed.
+async fn room_pdus(
+    db: &Db,
+    version: RoomVersion,
+    sql: &str,
+    room_id: &str,
+) -> Result<Vec<Arc<Pdu>>, MatrixError> {
+    let rows: Vec<PduRow> = db.rows(sql, args![room_id]).await?;
+    rows.iter()
+        .map(|row| parse_pdu(&row.pdu, version).map(Arc::new))
+        .collect()
+}
+
 /// Everything the room engine needs after a restart, or `None` for an unknown room.
 pub async fn load(db: &Db, room_id: &str) -> Result<Option<StoredRoom>, MatrixError> {
     let Some(version) = room_version(db, room_id).await? else {
         return Ok(None);
     };
-    let state: Vec<PduRow> = db
+    let state_events = room_pdus(
+        db,
+        version,
+        "SELECT pdu FROM events WHERE room_id = ?1 AND state_key IS NOT NULL",
+        room_id,
+    )
+    .await?;
+    #[derive(Deserialize)]
+    struct Slot {
+        #[serde(rename = "type")]
+        kind: String,
+        state_key: String,
+        event_id: String,
+    }
+    let current: Vec<Slot> = db
         .rows(
-            "SELECT e.pdu FROM room_state s JOIN events e ON e.event_id = s.event_id
-             WHERE s.room_id = ?1",
+            "SELECT type, state_key, event_id FROM room_state WHERE room_id = ?1",
             args![room_id],
         )
         .await?;
     #[derive(Deserialize)]
     struct Tip {
         event_id: String,
-        depth: i64,
     }
-    // Local rooms grow linearly: the latest accepted event is the one forward extremity.
-    let tip: Option<Tip> = db
-        .row(
-            "SELECT event_id, depth FROM events WHERE room_id = ?1
-             ORDER BY stream_ordering DESC LIMIT 1",
+    // Rooms written before forward extremities were stored grew linearly: their latest event
+    // is their one extremity.
+    let mut tips: Vec<Tip> = db
+        .rows(
+            "SELECT e.event_id FROM forward_extremities f
+             JOIN events e ON e.event_id = f.event_id WHERE f.room_id = ?1",
             args![room_id],
         )
         .await?;
-    let tip = tip.ok_or_else(|| MatrixError::internal("a stored room has no events"))?;
-    let state = state
-        .iter()
-        .map(|row| parse_pdu(&row.pdu, version).map(Arc::new))
-        .collect::<Result<Vec<_>, _>>()?;
+    if tips.is_empty() {
+        tips = db
+            .rows(
+                "SELECT event_id FROM events WHERE room_id = ?1
+                 ORDER BY stream_ordering DESC LIMIT 1",
+                args![room_id],
+            )
+            .await?;
+    }
+    #[derive(Deserialize)]
+    struct Depth {
+        depth: Option<i64>,
+    }
+    let depth = db
+        .row::<Depth>(
+            "SELECT MAX(depth) AS depth FROM events WHERE room_id = ?1",
+            args![room_id],
+        )
+        .await?
+        .and_then(|d| d.depth)
+        .unwrap_or(0);
+    if tips.is_empty() {
+        return Err(MatrixError::internal("a stored room has no events"));
+    }
+    let current = current
+        .into_iter()
+        .filter_map(|s| {
+            let id = OwnedEventId::try_from(s.event_id).ok()?;
+            Some(((s.kind.as_str().into(), s.state_key), id))
+        })
+        .collect();
+    let mut loaded = Vec::new();
+    for tip in tips {
+        let group = state_groups::state_at(db, &tip.event_id, At::After).await?;
+        let id = OwnedEventId::try_from(tip.event_id)
+            .map_err(|_| MatrixError::internal("a stored event id is invalid"))?;
+        loaded.push((id, group));
+    }
     Ok(Some(StoredRoom {
         version,
-        state,
-        forward_extremities: vec![OwnedEventId::try_from(tip.event_id)
-            .map_err(|_| MatrixError::internal("a stored event id is invalid"))?],
-        depth: tip.depth as u64,
+        state_events,
+        current,
+        tips: loaded,
+        depth: depth.max(0) as u64,
     }))
 }
 
@@ -95,8 +179,34 @@ pub struct EventWrite<'a> {
     pub room_id: &'a OwnedRoomId,
     pub history_visibility: &'a str,
     pub transaction: Option<(&'a str, &'a str, &'a str)>,
-    /// State or auth chain of a room joined over federation: never in the timeline.
-    pub outlier: bool,
+    pub stored_as: StoredAs,
+    /// The group holding the state after the event, when it has one.
+    pub state_group: Option<&'a str>,
+}
+
+/// How an event is part of its room (the values of `events.outlier`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoredAs {
+    /// Accepted into the timeline.
+    Timeline = 0,
+    /// State or auth chain of a room joined over federation, or an invite: never in a timeline.
+    Outlier = 1,
+    /// Authorised by the state before it but not by the current state: part of the graph,
+    /// never shown to clients.
+    SoftFailed = 2,
+}
+
+/// Everything one accepted change of a room writes, in one batch.
+#[derive(Default)]
+pub struct RoomWrite<'a> {
+    pub events: Vec<EventWrite<'a>>,
+    pub groups: Vec<&'a NewGroup>,
+    /// Slots of the current state that change (`None`: emptied), with the memberships they
+    /// imply.
+    pub state_changes: Vec<&'a SlotChange>,
+    /// The room's forward extremities afterwards, when they change.
+    pub extremities: Option<Vec<OwnedEventId>>,
+    pub new_room: Option<NewRoom<'a>>,
 }
 
 /// Room creation's extra rows, written in the same batch as its events.
@@ -107,20 +217,20 @@ pub struct NewRoom<'a> {
     pub publish: bool,
 }
 
-/// Writes events, the state and memberships they change, redaction marks and transaction ids
-/// in one D1 batch: all of it lands or none of it does.
-pub async fn persist(
-    db: &Db,
-    events: &[EventWrite<'_>],
-    new_room: Option<NewRoom<'_>>,
-) -> Result<(), MatrixError> {
+/// Writes events, their state groups, the current state and memberships they change, the
+/// forward extremities, redaction marks and transaction ids in one D1 batch: all of it lands or
+/// none of it does.
+pub async fn persist(db: &Db, write: RoomWrite<'_>) -> Result<(), MatrixError> {
+    let Some(room_id) = write.events.first().map(|e| e.room_id.as_str()) else {
+        return Ok(());
+    };
     let mut statements = Vec::new();
-    if let (Some(room), Some(first)) = (&new_room, events.first()) {
+    if let Some(room) = &write.new_room {
         statements.push(db.stmt(
             "INSERT INTO rooms (room_id, room_version, creator, created_ts, published)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             args![
-                first.room_id.as_str(),
+                room_id,
                 room.version.as_str(),
                 room.creator,
                 now_ms(),
@@ -130,14 +240,70 @@ pub async fn persist(
         if let Some(alias) = room.alias {
             statements.push(db.stmt(
                 "INSERT INTO room_aliases (alias, room_id, creator, created_ts) VALUES (?1, ?2, ?3, ?4)",
-                args![alias, first.room_id.as_str(), room.creator, now_ms()],
+                args![alias, room_id, room.creator, now_ms()],
             )?);
         }
     }
-    for write in events {
-        statements.extend(event_statements(db, write)?);
+    for event in &write.events {
+        statements.extend(event_statements(db, event)?);
+    }
+    for group in &write.groups {
+        statements.push(state_groups::insert(db, room_id, group)?);
+    }
+    for change in &write.state_changes {
+        statements.extend(state_change_statements(db, room_id, change)?);
+    }
+    if let Some(extremities) = &write.extremities {
+        statements.push(db.stmt(
+            "DELETE FROM forward_extremities WHERE room_id = ?1",
+            args![room_id],
+        )?);
+        for id in extremities {
+            statements.push(db.stmt(
+                "INSERT INTO forward_extremities (room_id, event_id) VALUES (?1, ?2)",
+                args![room_id, id.as_str()],
+            )?);
+        }
     }
     db.batch(statements).await.map(|_| ())
+}
+
+/// One slot of the current state, and the membership row of a member slot. Runs after the
+/// events are inserted, so memberships take their stream position from the event row.
+fn state_change_statements(
+    db: &Db,
+    room_id: &str,
+    ((kind, state_key), event_id): &SlotChange,
+) -> Result<Vec<worker::D1PreparedStatement>, MatrixError> {
+    let kind = kind.to_string();
+    let Some(event_id) = event_id else {
+        return Ok(vec![db.stmt(
+            "DELETE FROM room_state WHERE room_id = ?1 AND type = ?2 AND state_key = ?3",
+            args![room_id, kind.as_str(), state_key.as_str()],
+        )?]);
+    };
+    let mut statements = vec![db.stmt(
+        "INSERT INTO room_state (room_id, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id",
+        args![
+            room_id,
+            kind.as_str(),
+            state_key.as_str(),
+            event_id.as_str()
+        ],
+    )?];
+    if kind == "m.room.member" {
+        statements.push(db.stmt(
+            "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten)
+             SELECT room_id, state_key, membership, event_id, stream_ordering, 0 FROM events
+             WHERE event_id = ?1 AND membership IS NOT NULL
+             ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
+               event_id = excluded.event_id, stream_ordering = excluded.stream_ordering,
+               forgotten = 0",
+            args![event_id.as_str()],
+        )?);
+    }
+    Ok(statements)
 }
 
 fn event_statements(
@@ -162,15 +328,16 @@ fn event_statements(
     let kind = pdu.kind().to_string();
     let pdu_text = ruma::CanonicalJsonValue::Object(pdu.json().clone()).to_string();
     // A room joined again over federation brings state events we may already hold.
-    let insert = if w.outlier {
+    let insert = if w.stored_as == StoredAs::Outlier {
         "INSERT OR IGNORE"
     } else {
         "INSERT"
     };
     let mut statements = vec![db.stmt(
         &format!("{insert} INTO events (event_id, room_id, type, state_key, sender, origin_server_ts, depth,
-            pdu, history_visibility, membership, relates_to, rel_type, txn_user, txn_device, txn_id, outlier)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+            pdu, history_visibility, membership, relates_to, rel_type, txn_user, txn_device, txn_id, outlier,
+            state_group)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
         args![
             event_id,
             room_id,
@@ -187,27 +354,12 @@ fn event_statements(
             txn_user,
             txn_device,
             txn_id,
-            w.outlier,
+            w.stored_as as i64,
+            w.state_group,
         ],
     )?];
-    if let Some(state_key) = pdu.state_key() {
-        statements.push(db.stmt(
-            "INSERT INTO room_state (room_id, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id",
-            args![room_id, kind.as_str(), state_key, event_id],
-        )?);
-        if let (Some(membership), "m.room.member") = (membership, kind.as_str()) {
-            statements.push(db.stmt(
-                "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten)
-                 VALUES (?1, ?2, ?3, ?4, (SELECT stream_ordering FROM events WHERE event_id = ?4), 0)
-                 ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
-                   event_id = excluded.event_id, stream_ordering = excluded.stream_ordering,
-                   forgotten = 0",
-                args![room_id, state_key, membership, event_id],
-            )?);
-        }
-    }
-    if let Some(redacts) = pdu.redacts() {
+    // Only an accepted redaction redacts; a soft-failed one is not part of the room's history.
+    if let Some(redacts) = pdu.redacts().filter(|_| w.stored_as == StoredAs::Timeline) {
         statements.push(db.stmt(
             "UPDATE events SET redacted_by = ?1 WHERE event_id = ?2 AND room_id = ?3 AND redacted_by IS NULL",
             args![event_id, redacts.as_str(), room_id],

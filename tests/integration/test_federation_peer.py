@@ -36,7 +36,6 @@ PASSWORD = "federation peer test password"
 # are 70-150 ms per message; a wait only lasts this long when something is broken.
 FEDERATION_WAIT = 30
 
-not_yet = pytest.mark.xfail(reason="state resolution of forks is not implemented yet", strict=False)
 # MATRIX_EDGE_FEDERATION_REFERENCE=synapse runs this file with a second Synapse in our place
 # (see synapse_peer.federation_pair); add --runxfail to see the end-to-end tests fail or pass for real.
 REFERENCE = os.environ.get("MATRIX_EDGE_FEDERATION_REFERENCE") == "synapse"
@@ -469,7 +468,6 @@ def shared_room_on_ours(pair: FederationPair, **create) -> tuple[str, Client, Cl
     return room_id, alice, bob
 
 
-@not_yet
 def test_forked_state_resolves_the_same_on_both_servers(federation_pair):
     """Concurrent state changes on both sides: on Synapse's, bob bans carol and changes the topic
     and dave renames the room; on ours, alice demotes bob and renames the room. The fork is made,
