@@ -207,16 +207,7 @@ async fn join(
         // Nobody here is in the room (or it is unknown): its servers hold the current state.
         let mut servers = servers;
         if known {
-            servers.extend(crate::storage::sync::remote_servers(&db, room_id.as_str(), us).await?);
-            // Invited from another server: that server holds the room.
-            if let Some(inviter) =
-                stored::inviter(&db, room_id.as_str(), me.user_id.as_str()).await?
-            {
-                if let Ok(inviter) = UserId::parse(inviter.as_str()) {
-                    servers.push(inviter.server_name().to_string());
-                }
-            }
-            servers.retain(|s| s != us);
+            servers.extend(remote_servers_of(ctx, room_id, me).await?);
         }
         if servers.is_empty() && known {
             return local_join(ctx, room_id, me, profile).await;
@@ -305,6 +296,61 @@ async fn membership_event(
     })
 }
 
+/// The other servers that hold a room we are not resident in: those with members in our copy,
+/// and the server that invited the user.
+async fn remote_servers_of(
+    ctx: &Ctx,
+    room_id: &RoomId,
+    me: &Requester,
+) -> Result<Vec<String>, MatrixError> {
+    let db = ctx.db()?;
+    let us = ctx.config.server_name.as_str();
+    let mut servers = crate::storage::sync::remote_servers(&db, room_id.as_str(), us).await?;
+    if let Some(inviter) = stored::inviter(&db, room_id.as_str(), me.user_id.as_str()).await? {
+        if let Ok(inviter) = UserId::parse(inviter.as_str()) {
+            // The inviting server holds the room: ask it first.
+            servers.insert(0, inviter.server_name().to_string());
+        }
+    }
+    servers.retain(|s| s != us);
+    servers.dedup();
+    Ok(servers)
+}
+
+/// Leaves a room, or rejects an invite. When no user of ours is in the room, our copy cannot
+/// build the leave (we may hold nothing but the invite): a server that holds the room does.
+async fn leave_room(
+    ctx: &Ctx,
+    room_id: &RoomId,
+    me: &Requester,
+    reason: Option<String>,
+) -> Result<(), MatrixError> {
+    let db = ctx.db()?;
+    let us = ctx.config.server_name.as_str();
+    let resident = crate::storage::sync::members_of_server(&db, room_id.as_str(), us).await? > 0;
+    if !resident {
+        let servers = remote_servers_of(ctx, room_id, me).await?;
+        if !servers.is_empty() {
+            let mut content = json!({});
+            if let Some(reason) = reason {
+                content["reason"] = json!(reason);
+            }
+            let command = RoomCommand::LeaveRemote {
+                room_id: room_id.to_owned(),
+                user_id: me.user_id.clone(),
+                servers,
+                content,
+            };
+            return rooms::run(&ctx.env, room_id.as_str(), &command)
+                .await
+                .map(|_| ());
+        }
+    }
+    membership_event(ctx, room_id, &me.user_id, &me.user_id, "leave", reason)
+        .await
+        .map(|_| ())
+}
+
 pub(crate) async fn leave(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let room_id = ids::room_id(ctx.param(0))?;
@@ -320,7 +366,7 @@ pub(crate) async fn leave(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     ) {
         return Err(MatrixError::forbidden("You are not in this room"));
     }
-    membership_event(ctx, &room_id, &me.user_id, &me.user_id, "leave", reason).await?;
+    leave_room(ctx, &room_id, &me, reason).await?;
     Ok(JsonResponse::ok(json!({})))
 }
 
@@ -387,7 +433,7 @@ pub(crate) async fn leave_all_rooms(ctx: &Ctx, me: &Requester) -> Result<(), Mat
     for membership in ["join", "invite"] {
         for room in stored::rooms_with_membership(&db, me.user_id.as_str(), membership).await? {
             let room_id = ids::room_id(&room)?;
-            membership_event(ctx, &room_id, &me.user_id, &me.user_id, "leave", None).await?;
+            leave_room(ctx, &room_id, me, None).await?;
         }
     }
     Ok(())

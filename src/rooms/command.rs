@@ -43,6 +43,14 @@ pub enum RoomCommand {
         servers: Vec<String>,
         content: serde_json::Value,
     },
+    /// A local user leaves a room no local user is in, or rejects an invite from another
+    /// server (`make_leave`/`send_leave` against `servers` in turn).
+    LeaveRemote {
+        room_id: OwnedRoomId,
+        user_id: OwnedUserId,
+        servers: Vec<String>,
+        content: serde_json::Value,
+    },
     /// An invite of a local user from another server (`PUT /v2/invite`), already checked and
     /// co-signed: stored with the stripped state the inviting server sent.
     ReceiveInvite {

@@ -162,6 +162,11 @@ impl RoomEngine {
         self.version
     }
 
+    /// The greatest depth of an accepted event.
+    pub fn depth(&self) -> u64 {
+        self.depth
+    }
+
     /// Creates, signs and authorises a local event at the tip of the graph and applies it.
     /// Nothing changes when it is refused.
     pub fn create_local(

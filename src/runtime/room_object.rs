@@ -90,6 +90,12 @@ impl worker::DurableObject for RoomObject {
                 servers,
                 content,
             } => self.join_remote(room_id, &user_id, servers, content).await,
+            RoomCommand::LeaveRemote {
+                room_id,
+                user_id,
+                servers,
+                content,
+            } => self.leave_remote(room_id, &user_id, servers, content).await,
             RoomCommand::ReceiveInvite {
                 room_id,
                 room_version,
@@ -209,6 +215,40 @@ fn remote_invitee(pdu: &Pdu, us: &ServerName) -> Option<OwnedServerName> {
     }
     let target = UserId::parse(pdu.state_key()?).ok()?;
     (target.server_name() != us).then(|| target.server_name().to_owned())
+}
+
+/// A membership event of a room we do not hold (an invite from another server, the leave that
+/// rejects it): stored as an outlier, with the user's membership, which is all of that room's
+/// state we keep.
+async fn persist_outlier_membership(
+    db: &Db,
+    room_id: &OwnedRoomId,
+    pdu: &Pdu,
+    new_room: Option<NewRoom<'_>>,
+) -> Result<(), MatrixError> {
+    let user = pdu.state_key().unwrap_or_default().to_owned();
+    let membership: SlotChange = (
+        (StateEventType::RoomMember, user),
+        Some(pdu.event_id().to_owned()),
+    );
+    let event = EventWrite {
+        pdu,
+        room_id,
+        history_visibility: "shared",
+        transaction: None,
+        stored_as: StoredAs::Outlier,
+        state_group: None,
+    };
+    stored::persist(
+        db,
+        RoomWrite {
+            events: vec![event],
+            state_changes: vec![&membership],
+            new_room,
+            ..RoomWrite::default()
+        },
+    )
+    .await
 }
 
 /// The event row of an accepted event.
@@ -532,6 +572,19 @@ impl RoomObject {
         let mut results = serde_json::Map::new();
         let mut reply = Value::Null;
         for raw in pdus {
+            if !membership_reply {
+                // Earlier events we lack come first, through the same pipeline; their own
+                // failures are recorded like any refused PDU and do not stop this one.
+                for missing in self.missing_before(&db, &room_id, origin, &raw).await {
+                    let text = missing.to_string();
+                    if let Err((event_id, reason)) =
+                        self.accept_remote(&db, &room_id, missing, false).await
+                    {
+                        self.refused(&db, &room_id, origin, &event_id, &reason, &text)
+                            .await?;
+                    }
+                }
+            }
             let text = raw.to_string();
             let outcome = self
                 .accept_remote(&db, &room_id, raw, membership_reply)
@@ -546,18 +599,8 @@ impl RoomObject {
                     results.insert(event_id, json!({}));
                 }
                 Err((event_id, reason)) => {
-                    worker::console_warn!(
-                        "refused PDU {event_id} from {origin} in {room_id}: {reason}"
-                    );
-                    crate::storage::remote_keys::record_rejection(
-                        &db,
-                        &event_id,
-                        room_id.as_str(),
-                        origin,
-                        &reason,
-                        &text,
-                    )
-                    .await?;
+                    self.refused(&db, &room_id, origin, &event_id, &reason, &text)
+                        .await?;
                     if membership_reply {
                         return Err(MatrixError::forbidden(reason));
                     }
@@ -569,6 +612,118 @@ impl RoomObject {
             return Ok(reply);
         }
         Ok(json!({ "pdus": results }))
+    }
+
+    /// A refused PDU is logged and recorded, never stored as part of the room.
+    async fn refused(
+        &self,
+        db: &Db,
+        room_id: &RoomId,
+        origin: &str,
+        event_id: &str,
+        reason: &str,
+        text: &str,
+    ) -> Result<(), MatrixError> {
+        worker::console_warn!("refused PDU {event_id} from {origin} in {room_id}: {reason}");
+        crate::storage::remote_keys::record_rejection(
+            db,
+            event_id,
+            room_id.as_str(),
+            origin,
+            reason,
+            text,
+        )
+        .await
+    }
+
+    /// The events between our forward extremities and `raw` that we lack, oldest first, from
+    /// the sending server's `get_missing_events` (at most `MISSING_EVENTS_LIMIT`, so a long
+    /// outage costs one bounded request; older gaps stay gaps, and the state before the
+    /// event then comes from the predecessors we do hold). Empty when nothing is missing or
+    /// the server cannot help.
+    async fn missing_before(
+        &self,
+        db: &Db,
+        room_id: &RoomId,
+        origin: &str,
+        raw: &Value,
+    ) -> Vec<Value> {
+        const MISSING_EVENTS_LIMIT: usize = 50;
+        let prevs: Vec<&str> = raw["prev_events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let (Some(event_id), false) = (
+            crate::signing::to_canonical_object(raw.clone())
+                .ok()
+                .and_then(|o| {
+                    let version = self.engine.borrow().as_ref()?.version();
+                    Pdu::from_json(o, version).ok()
+                })
+                .map(|p| p.event_id().to_string()),
+            prevs.is_empty(),
+        ) else {
+            return Vec::new();
+        };
+        let held = match crate::storage::events::by_ids(db, room_id.as_str(), &prevs).await {
+            Ok(rows) => rows.len(),
+            Err(_) => return Vec::new(),
+        };
+        if held == prevs.len() {
+            return Vec::new();
+        }
+        let Ok(server) = ServerName::parse(origin) else {
+            return Vec::new();
+        };
+        let (earliest, depth) = {
+            let engine = self.engine.borrow();
+            let Some(engine) = engine.as_ref() else {
+                return Vec::new();
+            };
+            (engine.forward_extremities(), engine.depth())
+        };
+        let body = json!({
+            "earliest_events": earliest,
+            "latest_events": [event_id],
+            "limit": MISSING_EVENTS_LIMIT,
+            "min_depth": depth.saturating_sub(MISSING_EVENTS_LIMIT as u64),
+        });
+        let path = format!(
+            "/_matrix/federation/v1/get_missing_events/{}",
+            percent_encode(room_id.as_str())
+        );
+        let answer = crate::federation::client::signed(
+            &self.env,
+            &server,
+            worker::Method::Post,
+            &path,
+            Some(&body),
+        )
+        .await;
+        let mut events = match answer {
+            Ok((200, answer)) => answer["events"].as_array().cloned().unwrap_or_default(),
+            Ok((status, _)) => {
+                worker::console_warn!("get_missing_events from {origin}: HTTP {status}");
+                return Vec::new();
+            }
+            Err(e) => {
+                worker::console_warn!("get_missing_events from {origin}: {e}");
+                return Vec::new();
+            }
+        };
+        events.truncate(MISSING_EVENTS_LIMIT);
+        events.retain(|e| {
+            e["room_id"].as_str() == Some(room_id.as_str()) || e.get("room_id").is_none()
+        });
+        events.sort_by_key(|e| e["depth"].as_u64().unwrap_or(0));
+        worker::console_log!(
+            "{room_id}: {} events missing before a PDU from {origin}, fetched {}",
+            prevs.len() - held,
+            events.len()
+        );
+        events
     }
 
     /// Accepts one remote PDU; on success returns its id and the state before it.
@@ -714,20 +869,7 @@ impl RoomObject {
             percent_encode(pdu.room_id().as_str()),
             percent_encode(pdu.event_id().as_str())
         );
-        let (status, answer) = crate::federation::client::signed(
-            &self.env,
-            server,
-            worker::Method::Put,
-            &path,
-            Some(&body),
-        )
-        .await?;
-        if status != 200 {
-            let reason = answer["error"].as_str().unwrap_or("refused");
-            return Err(MatrixError::forbidden(format!(
-                "{server} refused the invite: {reason}"
-            )));
-        }
+        let answer = self.put_to(server, &path, &body, "the invite").await?;
         let object = crate::signing::to_canonical_object(answer["event"].clone()).map_err(|e| {
             MatrixError::new(502, ErrorCode::Unknown, format!("bad invite answer: {e}"))
         })?;
@@ -890,89 +1032,10 @@ impl RoomObject {
         server: &ServerName,
         content: Value,
     ) -> Result<Value, MatrixError> {
-        let versions: String = RoomVersion::ALL
-            .iter()
-            .map(|v| format!("&ver={}", v.as_str()))
-            .collect();
-        let path = format!(
-            "/_matrix/federation/v1/make_join/{}/{}?{}",
-            percent_encode(room_id.as_str()),
-            percent_encode(user.as_str()),
-            &versions[1..]
-        );
-        let (status, answer) =
-            crate::federation::client::signed(&self.env, server, worker::Method::Get, &path, None)
-                .await?;
-        if status != 200 {
-            let code = ErrorCode::parse(answer["errcode"].as_str().unwrap_or_default());
-            let message = answer["error"].as_str().unwrap_or("make_join refused");
-            return Err(MatrixError::new(
-                if status == 404 { 404 } else { 403 },
-                code,
-                format!("{server}: {message}"),
-            ));
-        }
-        let version = answer["room_version"]
-            .as_str()
-            .and_then(RoomVersion::parse)
-            .ok_or_else(|| {
-                MatrixError::new(
-                    400,
-                    ErrorCode::IncompatibleRoomVersion,
-                    "The room's version is not supported here",
-                )
-            })?;
-        let mut event = answer["event"].clone();
-        if event["type"] != "m.room.member"
-            || event["state_key"] != json!(user)
-            || event["sender"] != json!(user)
-        {
-            return Err(MatrixError::new(
-                502,
-                ErrorCode::Unknown,
-                format!("{server} sent a wrong join template"),
-            ));
-        }
-        let mut joined = content;
-        joined["membership"] = json!("join");
-        event["content"] = joined;
-        event["origin_server_ts"] = json!(now_ms());
-        if let Some(object) = event.as_object_mut() {
-            for field in ["hashes", "signatures", "unsigned", "event_id"] {
-                object.remove(field);
-            }
-        }
-        let config = super::config(&self.env)?;
-        let keys = signing_keys::server_keys(&self.env).await?;
-        let signed = crate::signing::event::hash_and_sign(
-            config.server_name.as_str(),
-            &keys.current,
-            event,
-            &version.rules(),
-        )
-        .map_err(|e| MatrixError::internal(e.to_string()))?;
-        let join = Arc::new(
-            Pdu::from_json(signed.clone(), version)
-                .map_err(|e| MatrixError::internal(e.to_string()))?,
-        );
-        let path = format!(
-            "/_matrix/federation/v2/send_join/{}/{}",
-            percent_encode(room_id.as_str()),
-            percent_encode(join.event_id().as_str())
-        );
-        let body = into_json(signed);
-        let (status, answer) = crate::federation::client::signed(
-            &self.env,
-            server,
-            worker::Method::Put,
-            &path,
-            Some(&body),
-        )
-        .await?;
-        if status != 200 {
-            let message = answer["error"].as_str().unwrap_or("send_join refused");
-            return Err(MatrixError::forbidden(format!("{server}: {message}")));
-        }
+        let (version, join) = self
+            .membership_handshake(room_id, user, server, "join", content)
+            .await?;
+        let answer = self.send_membership(room_id, server, "join", &join).await?;
         let bad = |why: String| {
             MatrixError::new(
                 502,
@@ -1056,6 +1119,173 @@ impl RoomObject {
         Ok(json!({ "room_id": room_id }))
     }
 
+    /// `make_join`/`make_leave` against `server`: the template it offers, checked to be the
+    /// user's own membership, completed with `content`, hashed and signed by us.
+    async fn membership_handshake(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+        server: &ServerName,
+        membership: &str,
+        content: Value,
+    ) -> Result<(RoomVersion, Arc<Pdu>), MatrixError> {
+        // The joining server lists the room versions it supports; make_leave takes none.
+        let versions: String = RoomVersion::ALL
+            .iter()
+            .map(|v| format!("&ver={}", v.as_str()))
+            .collect();
+        let query = if membership == "join" {
+            format!("?{}", &versions[1..])
+        } else {
+            String::new()
+        };
+        let path = format!(
+            "/_matrix/federation/v1/make_{membership}/{}/{}{query}",
+            percent_encode(room_id.as_str()),
+            percent_encode(user.as_str()),
+        );
+        let (status, answer) =
+            crate::federation::client::signed(&self.env, server, worker::Method::Get, &path, None)
+                .await?;
+        if status != 200 {
+            let code = ErrorCode::parse(answer["errcode"].as_str().unwrap_or_default());
+            let message = answer["error"].as_str().unwrap_or("refused");
+            return Err(MatrixError::new(
+                if status == 404 { 404 } else { 403 },
+                code,
+                format!("{server}: make_{membership}: {message}"),
+            ));
+        }
+        let version = answer["room_version"]
+            .as_str()
+            .and_then(RoomVersion::parse)
+            .ok_or_else(|| {
+                MatrixError::new(
+                    400,
+                    ErrorCode::IncompatibleRoomVersion,
+                    "The room's version is not supported here",
+                )
+            })?;
+        let mut event = answer["event"].clone();
+        if event["type"] != "m.room.member"
+            || event["state_key"] != json!(user)
+            || event["sender"] != json!(user)
+            || event["room_id"]
+                .as_str()
+                .is_some_and(|r| r != room_id.as_str())
+        {
+            return Err(MatrixError::new(
+                502,
+                ErrorCode::Unknown,
+                format!("{server} sent a wrong {membership} template"),
+            ));
+        }
+        let mut content = content;
+        content["membership"] = json!(membership);
+        event["content"] = content;
+        event["origin_server_ts"] = json!(now_ms());
+        if let Some(object) = event.as_object_mut() {
+            for field in ["hashes", "signatures", "unsigned", "event_id"] {
+                object.remove(field);
+            }
+        }
+        let config = super::config(&self.env)?;
+        let keys = signing_keys::server_keys(&self.env).await?;
+        let signed = crate::signing::event::hash_and_sign(
+            config.server_name.as_str(),
+            &keys.current,
+            event,
+            &version.rules(),
+        )
+        .map_err(|e| MatrixError::internal(e.to_string()))?;
+        let pdu =
+            Pdu::from_json(signed, version).map_err(|e| MatrixError::internal(e.to_string()))?;
+        Ok((version, Arc::new(pdu)))
+    }
+
+    /// `send_join`/`send_leave` (v2) of our signed membership event; the server's answer.
+    async fn send_membership(
+        &self,
+        room_id: &RoomId,
+        server: &ServerName,
+        membership: &str,
+        pdu: &Pdu,
+    ) -> Result<Value, MatrixError> {
+        let path = format!(
+            "/_matrix/federation/v2/send_{membership}/{}/{}",
+            percent_encode(room_id.as_str()),
+            percent_encode(pdu.event_id().as_str())
+        );
+        let body = into_json(pdu.json().clone());
+        self.put_to(server, &path, &body, &format!("send_{membership}"))
+            .await
+    }
+
+    /// A signed `PUT` of one of our events to another server; a refusal is a 403 naming it.
+    async fn put_to(
+        &self,
+        server: &ServerName,
+        path: &str,
+        body: &Value,
+        what: &str,
+    ) -> Result<Value, MatrixError> {
+        let (status, answer) = crate::federation::client::signed(
+            &self.env,
+            server,
+            worker::Method::Put,
+            path,
+            Some(body),
+        )
+        .await?;
+        if status != 200 {
+            let reason = answer["error"].as_str().unwrap_or("refused");
+            return Err(MatrixError::forbidden(format!(
+                "{server} refused {what}: {reason}"
+            )));
+        }
+        Ok(answer)
+    }
+
+    /// Rejects an invite to a room no user of ours is in (or leaves such a room), through the
+    /// servers that hold it: `make_leave`, sign, `send_leave`. Our copy of the leave is kept as
+    /// an outlier with the user's membership, as the invite was.
+    async fn leave_remote(
+        &self,
+        room_id: OwnedRoomId,
+        user: &UserId,
+        servers: Vec<String>,
+        content: Value,
+    ) -> Result<Value, MatrixError> {
+        let db = Db::new(&self.env)?;
+        let mut last_error = MatrixError::not_found("No server to leave the room through");
+        for server in servers {
+            let Ok(server) = ServerName::parse(&server) else {
+                continue;
+            };
+            let attempt = async {
+                let (_, leave) = self
+                    .membership_handshake(&room_id, user, &server, "leave", content.clone())
+                    .await?;
+                self.send_membership(&room_id, &server, "leave", &leave)
+                    .await?;
+                Ok::<_, MatrixError>(leave)
+            };
+            match attempt.await {
+                Ok(leave) => {
+                    persist_outlier_membership(&db, &room_id, &leave, None).await?;
+                    *self.engine.borrow_mut() = None;
+                    super::notifier::notify(&self.env, vec![user.to_string()]).await;
+                    return Ok(json!({ "event_id": leave.event_id() }));
+                }
+                Err(e) => {
+                    worker::console_warn!("leave of {room_id} through {server} failed: {e}");
+                    last_error = e;
+                }
+            }
+        }
+        Err(last_error)
+    }
+
     /// A PDU from a join answer with its signatures and hash checked.
     async fn verified_remote_pdu(
         &self,
@@ -1098,35 +1328,14 @@ impl RoomObject {
             Pdu::from_json(object, version).map_err(|e| MatrixError::bad_json(e.to_string()))?;
         let invitee = pdu.state_key().unwrap_or_default().to_owned();
         let known = stored::room_version(&db, room_id.as_str()).await?.is_some();
-        let event = EventWrite {
-            pdu: &pdu,
-            room_id: &room_id,
-            history_visibility: "shared",
-            transaction: None,
-            stored_as: StoredAs::Outlier,
-            state_group: None,
-        };
         let creator = pdu.sender().to_string();
-        // The invitee's membership is all of the room's state we hold until they join.
-        let membership: SlotChange = (
-            (StateEventType::RoomMember, invitee.clone()),
-            Some(pdu.event_id().to_owned()),
-        );
-        stored::persist(
-            &db,
-            RoomWrite {
-                events: vec![event],
-                state_changes: vec![&membership],
-                new_room: (!known).then_some(NewRoom {
-                    version,
-                    creator: &creator,
-                    alias: None,
-                    publish: false,
-                }),
-                ..RoomWrite::default()
-            },
-        )
-        .await?;
+        let new_room = (!known).then_some(NewRoom {
+            version,
+            creator: &creator,
+            alias: None,
+            publish: false,
+        });
+        persist_outlier_membership(&db, &room_id, &pdu, new_room).await?;
         let state = serde_json::to_string(&invite_state).unwrap_or_else(|_| "[]".into());
         stored::save_invite_state(&db, room_id.as_str(), &invitee, &state).await?;
         *self.engine.borrow_mut() = None;

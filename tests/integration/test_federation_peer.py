@@ -419,6 +419,26 @@ def test_a_synapse_user_invites_ours_into_a_private_room(federation_pair):
     wait_equal_state(alice, bob, room_id)
 
 
+def test_our_user_rejects_an_invite_from_synapse(federation_pair):
+    """Rejecting an invite to a room only Synapse holds: our server cannot build the leave from
+    the invite alone, so it asks Synapse (make_leave/send_leave). Synapse's room shows the
+    rejection, our user's sync moves the room to `leave`, and the user can be invited again."""
+    alice, bob = our_user(federation_pair, "alice"), synapse_user(federation_pair, "bob")
+    alice.sync_once(0), bob.sync_once(0)
+    room_id = bob.create_room(preset="private_chat", name="to be declined")
+    bob.invite(room_id, alice.user_id)
+    alice.wait(lambda c: c.invited_to(room_id), "the invite")
+    alice.leave(room_id)
+    eventually(lambda: bob.state(room_id)[("m.room.member", alice.user_id)]["content"]["membership"] == "leave",
+               "saw the rejection on synapse")
+    alice.wait(lambda c: any(room_id in b.get("rooms", {}).get("leave", {}) for b in c.seen), "the room under leave")
+    # Leaving again is refused: there is nothing left to leave.
+    assert alice.call("POST", f"{V3}/rooms/{q(room_id)}/leave", json={}, expect=403).json()["errcode"] == "M_FORBIDDEN"
+    bob.invite(room_id, alice.user_id)
+    assert alice.join(room_id) == room_id
+    bob.wait(lambda c: c.saw_membership(room_id, alice.user_id, "join"), "alice's join after the second invite")
+
+
 def test_remote_profile_queries_both_ways(federation_pair):
     require_our_federation_endpoints(federation_pair, QUERY_PROFILE)
     alice, bob = our_user(federation_pair, "alice"), synapse_user(federation_pair, "bob")
