@@ -18,6 +18,21 @@ impl MembershipHistory {
             .map(|(_, m)| m.as_str())
     }
 
+    /// Histories of several users (or rooms) at once, from `(key, stream position, membership)`
+    /// rows in stream order.
+    pub fn grouped(
+        rows: impl IntoIterator<Item = (String, u64, String)>,
+    ) -> BTreeMap<String, MembershipHistory> {
+        let mut out: BTreeMap<String, MembershipHistory> = BTreeMap::new();
+        for (key, position, membership) in rows {
+            out.entry(key)
+                .or_insert_with(|| MembershipHistory(Vec::new()))
+                .0
+                .push((position, membership));
+        }
+        out
+    }
+
     pub fn current(&self) -> Option<&str> {
         self.0.last().map(|(_, m)| m.as_str())
     }
@@ -77,23 +92,27 @@ pub fn server_may_see<'a>(
         .any(|m| m == "join" || (m == "invite" && visibility == "invited"))
 }
 
+/// What a server that may not see an event gets instead: the event redacted by the room
+/// version's rules (still signed and hashed, so it verifies, but without its content).
+pub fn redacted_pdu(pdu: serde_json::Value, version: super::RoomVersion) -> serde_json::Value {
+    let redacted = crate::signing::to_canonical_object(pdu.clone())
+        .ok()
+        .and_then(|o| ruma::canonical_json::redact(o, &version.rules().redaction, None).ok());
+    match redacted {
+        Some(object) => serde_json::to_value(object).unwrap_or(pdu),
+        None => pdu,
+    }
+}
+
 /// The membership histories of one server's users in one room, to decide which of the room's
 /// events that server may see.
 #[derive(Default)]
 pub struct ServerMemberships(BTreeMap<String, MembershipHistory>);
 
 impl ServerMemberships {
-    /// From `(stream position, user id, membership)` rows in stream order.
-    pub fn from_rows(rows: impl IntoIterator<Item = (u64, String, String)>) -> Self {
-        let mut users: BTreeMap<String, MembershipHistory> = BTreeMap::new();
-        for (position, user, membership) in rows {
-            users
-                .entry(user)
-                .or_insert_with(|| MembershipHistory(Vec::new()))
-                .0
-                .push((position, membership));
-        }
-        Self(users)
+    /// From `(user id, stream position, membership)` rows in stream order.
+    pub fn from_rows(rows: impl IntoIterator<Item = (String, u64, String)>) -> Self {
+        Self(MembershipHistory::grouped(rows))
     }
 
     /// Whether the server may see the event at `position`, of `kind`, with `content`, sent while
@@ -176,7 +195,7 @@ mod tests {
         ];
         let s = ServerMemberships::from_rows(
             rows.iter()
-                .map(|(p, u, m)| (*p, u.to_string(), m.to_string())),
+                .map(|(p, u, m)| (u.to_string(), *p, m.to_string())),
         );
         let msg = |p| s.may_see(p, "m.room.message", None, &json!({}), "joined");
         assert!(!msg(3));
@@ -206,5 +225,18 @@ mod tests {
             &json!({}),
             "shared"
         ));
+    }
+
+    #[test]
+    fn hidden_events_are_redacted_but_keep_their_signatures() {
+        let pdu = json!({"auth_events": [], "content": {"body": "secret", "msgtype": "m.text"},
+            "depth": 4, "hashes": {"sha256": "h"}, "origin_server_ts": 1, "prev_events": [],
+            "room_id": "!r:x", "sender": "@a:x", "signatures": {"x": {"ed25519:1": "s"}},
+            "type": "m.room.message", "unsigned": {"age": 3}});
+        let out = redacted_pdu(pdu, crate::rooms::RoomVersion::V11);
+        assert_eq!(out["content"], json!({}));
+        assert_eq!(out["signatures"]["x"]["ed25519:1"], "s");
+        assert_eq!(out["hashes"]["sha256"], "h");
+        assert!(out.get("unsigned").is_none());
     }
 }
