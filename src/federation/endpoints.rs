@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::acl::ServerAcl;
 use super::e2ee_in;
+use crate::client::directory::{directory_page, directory_request};
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
 use crate::rooms::command::RoomCommand;
 use crate::rooms::visibility::redacted_pdu;
@@ -363,6 +364,21 @@ pub(crate) async fn query_directory(ctx: &Ctx) -> Result<JsonResponse, MatrixErr
     Ok(JsonResponse::ok(
         json!({ "room_id": room, "servers": [ctx.config.server_name] }),
     ))
+}
+
+/// `GET` and `POST /publicRooms`: our public room directory, as our clients see it.
+pub(crate) async fn public_rooms(ctx: &Ctx, post: bool) -> Result<JsonResponse, MatrixError> {
+    ctx.origin().await?;
+    let request = directory_request(ctx, post)?;
+    directory_page(ctx, &request).await
+}
+
+/// `GET /timestamp_to_event/{roomId}?ts=..&dir=f|b`: for servers in the room the ACL admits.
+pub(crate) async fn timestamp_to_event(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let origin = ctx.origin().await?;
+    let room_id = room_param(ctx, 0)?;
+    room_reader(ctx, &room_id, &origin).await?;
+    crate::client::room_read::event_at_timestamp(ctx, &ctx.db()?, &room_id).await
 }
 
 /// Whether the server shares the room: only servers with a joined member may read its events.

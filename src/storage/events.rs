@@ -214,6 +214,37 @@ pub(crate) async fn member_rows(
         .collect())
 }
 
+/// The room's event closest to `ts` (milliseconds) in one direction: the first at or after it
+/// (`forwards`), or the last at or before it. `(event id, origin_server_ts)`.
+pub async fn closest_to_timestamp(
+    db: &Db,
+    room_id: &str,
+    ts: u64,
+    forwards: bool,
+) -> Result<Option<(String, u64)>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        event_id: String,
+        origin_server_ts: i64,
+    }
+    let (compare, order) = if forwards {
+        (">=", "ASC")
+    } else {
+        ("<=", "DESC")
+    };
+    let row: Option<Row> = db
+        .row(
+            &format!(
+                "SELECT event_id, origin_server_ts FROM events
+                 WHERE room_id = ?1 AND outlier = 0 AND origin_server_ts {compare} ?2
+                 ORDER BY origin_server_ts {order}, stream_ordering {order} LIMIT 1"
+            ),
+            args![room_id, ts],
+        )
+        .await?;
+    Ok(row.map(|r| (r.event_id, r.origin_server_ts as u64)))
+}
+
 /// Which relations one page holds: those at stream positions in `(after, up_to]`, newest
 /// first when `backwards`, at most `limit`, optionally of one `rel_type` and event type.
 pub struct RelationsPage<'a> {

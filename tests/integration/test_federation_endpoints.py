@@ -178,3 +178,76 @@ def test_a_server_denied_by_the_acl_is_refused_and_its_pdus_and_edus_ignored(fed
     # Lifting the ACL lets the server back in.
     alice.set_state(room_id, "m.room.server_acl", {"allow": ["*"]})
     assert peer.request("GET", f"{FED}/state_ids/{q(room_id)}?event_id={q(last)}").status_code == 200
+
+
+# -- public room directory ------------------------------------------------------------------------
+
+def test_synapse_lists_our_public_rooms_and_searches_them(federation_pair):
+    pair = federation_pair
+    alice, bob = our_user(pair, "alice"), synapse_user(pair, "bob")
+    term = f"fedroom{secrets.token_hex(4)}"
+    first = alice.create_room(visibility="public", preset="public_chat", name=f"{term} one", topic="hello")
+    second = alice.create_room(visibility="public", preset="public_chat", name=f"{term} two")
+    # Synapse's own client API, which asks our server over federation.
+    listed = bob.ok("GET", f"{V3}/publicRooms", params={"server": pair.our_name})
+    rooms = {r["room_id"]: r for r in listed["chunk"]}
+    assert rooms[first] == {"room_id": first, "name": f"{term} one", "topic": "hello", "num_joined_members": 1,
+                            "world_readable": False, "guest_can_join": False, "join_rule": "public"}
+    found = bob.ok("POST", f"{V3}/publicRooms", {"filter": {"generic_search_term": term.upper()}, "limit": 10},
+                   params={"server": pair.our_name})
+    assert sorted(r["room_id"] for r in found["chunk"]) == sorted([first, second])
+    assert found["total_room_count_estimate"] == 2
+
+    # Pages over federation itself, with since tokens.
+    peer = SignedAs(pair)
+    page = peer.request("POST", f"{FED}/publicRooms", {"filter": {"generic_search_term": term}, "limit": 1})
+    assert page.status_code == 200, page.text
+    assert len(page.json()["chunk"]) == 1 and page.json()["next_batch"] == "o1"
+    assert "prev_batch" not in page.json()
+    rest = peer.request("POST", f"{FED}/publicRooms",
+                        {"filter": {"generic_search_term": term}, "limit": 1, "since": "o1"}).json()
+    assert rest["prev_batch"] == "o0" and "next_batch" not in rest
+    assert {page.json()["chunk"][0]["room_id"], rest["chunk"][0]["room_id"]} == {first, second}
+    got = peer.request("GET", f"{FED}/publicRooms?limit=500")
+    assert got.status_code == 200 and {first, second} <= {r["room_id"] for r in got.json()["chunk"]}, got.text
+    bad = peer.request("GET", f"{FED}/publicRooms?since=nonsense")
+    assert bad.status_code == 400 and bad.json()["errcode"] == "M_INVALID_PARAM", bad.text
+    # Unsigned: refused.
+    unsigned = pair.ours.request("GET", f"{FED}/publicRooms")
+    assert unsigned.status_code == 401 and unsigned.json()["errcode"] == "M_UNAUTHORIZED", unsigned.text
+
+
+# -- timestamp_to_event ---------------------------------------------------------------------------
+
+def test_timestamp_to_event_over_federation_and_for_clients(federation_pair):
+    pair = federation_pair
+    room_id, alice, bob = shared_room_on_ours(pair, preset="public_chat")
+    first = alice.send(room_id, "first")
+    event = alice.ok("GET", f"{V3}/rooms/{q(room_id)}/event/{q(first)}")
+    ts = event["origin_server_ts"]
+    peer = SignedAs(pair)
+    path = f"{FED}/timestamp_to_event/{q(room_id)}"
+    forwards = peer.request("GET", f"{path}?ts={ts}&dir=f")
+    assert forwards.status_code == 200, forwards.text
+    assert forwards.json() == {"event_id": first, "origin_server_ts": ts}
+    later = peer.request("GET", f"{path}?ts={ts + 3_600_000}&dir=b").json()
+    assert later["origin_server_ts"] >= ts
+    none = peer.request("GET", f"{path}?ts={ts + 3_600_000}&dir=f")
+    assert none.status_code == 404 and none.json()["errcode"] == "M_NOT_FOUND", none.text
+    bad = peer.request("GET", f"{path}?ts={ts}&dir=sideways")
+    assert bad.status_code == 400 and bad.json()["errcode"] == "M_INVALID_PARAM", bad.text
+    missing = peer.request("GET", f"{path}?dir=f")
+    assert missing.status_code == 400 and missing.json()["errcode"] == "M_MISSING_PARAM", missing.text
+    # The client API answers the same for a member, and refuses a stranger.
+    client_path = f"/_matrix/client/v1/rooms/{q(room_id)}/timestamp_to_event"
+    assert alice.ok("GET", client_path, params={"ts": ts, "dir": "f"}) == {"event_id": first, "origin_server_ts": ts}
+    stranger = our_user(pair, "stranger")
+    refused = stranger.call("GET", client_path, params={"ts": ts, "dir": "f"}, expect=403)
+    assert refused.json()["errcode"] == "M_FORBIDDEN"
+    # And Synapse, which is in the room, asks us the same through its own client API.
+    theirs = bob.ok("GET", client_path, params={"ts": ts, "dir": "f"})
+    assert theirs["event_id"] == first
+    # A server outside the room is refused.
+    bob.leave(room_id)
+    alice.wait(lambda c: last_membership(c, room_id, bob.user_id) == "leave", "bob's leave")
+    forbidden(peer.request("GET", f"{path}?ts={ts}&dir=f"))
