@@ -10,6 +10,7 @@ pub mod config;
 pub mod discovery;
 pub mod e2ee;
 pub mod federation;
+pub mod glob;
 // Fixtures and timing loop of the hot-path microbenchmarks; in tests too so they keep building.
 #[cfg(any(test, feature = "bench-exports"))]
 pub mod hotpaths;

@@ -155,74 +155,49 @@ pub(crate) async fn set_visibility(ctx: &Ctx) -> Result<JsonResponse, MatrixErro
 }
 
 pub(crate) async fn public_rooms(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
-    let body = if ctx.endpoint == crate::http::route::Endpoint::PublicRoomsFiltered {
+    let post = ctx.endpoint == crate::http::route::Endpoint::PublicRoomsFiltered;
+    if post {
         ctx.requester().await?;
-        ctx.json_value()?
-    } else {
-        json!({})
-    };
-    if let Some(server) = body
-        .get("server")
-        .and_then(Value::as_str)
-        .or(ctx.query("server"))
-    {
+    }
+    let request = directory_request(ctx, post)?;
+    if let Some(server) = request["server"].as_str().or(ctx.query("server")) {
         if server != ctx.config.server_name.as_str() {
             return Err(MatrixError::not_found(
                 "Directories of other servers are not available yet",
             ));
         }
     }
-    let limit = match body.get("limit").and_then(Value::as_u64) {
-        Some(n) => Some(n),
-        None => ctx.query_u64("limit")?,
+    directory_page(ctx, &request).await
+}
+
+/// What a directory listing asks for: the body of a `POST`, or the query of a `GET` (`limit`
+/// and `since`, also accepted next to a body).
+pub(crate) fn directory_request(ctx: &Ctx, post: bool) -> Result<Value, MatrixError> {
+    let mut request = if post {
+        Value::Object(ctx.json_object()?)
+    } else {
+        json!({})
+    };
+    if request.get("limit").is_none() {
+        if let Some(limit) = ctx.query_u64("limit")? {
+            request["limit"] = json!(limit);
+        }
     }
-    .unwrap_or(100)
-    .clamp(1, 500);
-    let since = body
-        .get("since")
-        .and_then(Value::as_str)
-        .or(ctx.query("since"))
-        .map(|s| {
-            s.strip_prefix('o')
-                .and_then(|n| n.parse::<u64>().ok())
-                .ok_or_else(|| MatrixError::invalid_param("bad since token"))
-        })
-        .transpose()?
-        .unwrap_or(0);
-    let term = body
-        .pointer("/filter/generic_search_term")
-        .and_then(Value::as_str)
-        .map(str::to_lowercase);
-    let db = ctx.db()?;
-    let all = stored_dir::public_room_summaries(&db).await?;
-    let matching: Vec<Value> = all
-        .into_iter()
-        .filter(|room| {
-            term.as_deref().is_none_or(|t| {
-                ["name", "topic", "canonical_alias", "room_id"]
-                    .iter()
-                    .any(|f| {
-                        room[*f]
-                            .as_str()
-                            .is_some_and(|v| v.to_lowercase().contains(t))
-                    })
-            })
-        })
-        .collect();
-    let total = matching.len();
-    let page: Vec<Value> = matching
-        .into_iter()
-        .skip(since as usize)
-        .take(limit as usize)
-        .collect();
-    let mut out = json!({ "chunk": page, "total_room_count_estimate": total });
-    if since as usize + (limit as usize) < total {
-        out["next_batch"] = json!(format!("o{}", since + limit));
+    if request.get("since").is_none() {
+        if let Some(since) = ctx.query("since") {
+            request["since"] = json!(since);
+        }
     }
-    if since > 0 {
-        out["prev_batch"] = json!(format!("o{}", since.saturating_sub(limit)));
-    }
-    Ok(JsonResponse::ok(out))
+    Ok(request)
+}
+
+/// One page of our public room directory, for clients and other servers alike.
+pub(crate) async fn directory_page(
+    ctx: &Ctx,
+    request: &Value,
+) -> Result<JsonResponse, MatrixError> {
+    let rooms = stored_dir::public_room_summaries(&ctx.db()?).await?;
+    crate::client::public_rooms::page(rooms, request).map(JsonResponse::ok)
 }
 
 pub(crate) async fn search_users(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {

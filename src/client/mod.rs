@@ -1,6 +1,7 @@
 //! The client-server API. Pure modules (push rules, versions) are tested natively; the
 //! handlers bind them to D1 and the room objects and build only for the Worker.
 
+pub mod public_rooms;
 pub mod push_rules;
 pub mod versions;
 

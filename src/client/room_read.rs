@@ -285,6 +285,40 @@ async fn visible_event(
     Ok(row)
 }
 
+/// `GET /v1/rooms/{roomId}/timestamp_to_event?ts=..&dir=f|b`, for members.
+pub(crate) async fn timestamp_to_event(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let room_id = ids::room_id(ctx.param(0))?;
+    let db = ctx.db()?;
+    access(&db, &room_id, &me).await?;
+    event_at_timestamp(ctx, &db, &room_id).await
+}
+
+/// The answer of `timestamp_to_event` (client and federation): the room's event closest to
+/// `ts` in direction `dir`, or 404 when there is none.
+pub(crate) async fn event_at_timestamp(
+    ctx: &Ctx,
+    db: &Db,
+    room_id: &RoomId,
+) -> Result<JsonResponse, MatrixError> {
+    let ts = ctx
+        .query_u64("ts")?
+        .ok_or_else(|| MatrixError::missing_param("ts is required"))?;
+    let forwards = match ctx.query("dir") {
+        Some("f") => true,
+        Some("b") => false,
+        Some(_) => return Err(MatrixError::invalid_param("dir must be f or b")),
+        None => return Err(MatrixError::missing_param("dir is required")),
+    };
+    let (event_id, origin_server_ts) =
+        events::closest_to_timestamp(db, room_id.as_str(), ts, forwards)
+            .await?
+            .ok_or_else(|| MatrixError::not_found("No event found in that direction"))?;
+    Ok(JsonResponse::ok(
+        json!({ "event_id": event_id, "origin_server_ts": origin_server_ts }),
+    ))
+}
+
 pub(crate) async fn event(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let room_id = ids::room_id(ctx.param(0))?;

@@ -6,15 +6,19 @@ use std::collections::BTreeMap;
 use ruma::{OwnedRoomId, RoomId, UserId};
 use serde_json::{json, Value};
 
+use super::acl::ServerAcl;
 use super::e2ee_in;
+use crate::client::directory::{directory_page, directory_request};
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
 use crate::rooms::command::RoomCommand;
-use crate::rooms::RoomVersion;
+use crate::rooms::visibility::redacted_pdu;
+use crate::rooms::{Pdu, RoomVersion};
 use crate::runtime::notifier::notify;
 use crate::runtime::request::Ctx;
 use crate::runtime::rooms;
+use crate::storage::events::{self, EventRow};
 use crate::storage::state_groups::{self, At};
-use crate::storage::{events, remote_keys, rooms as stored, sync as stored_sync, user_data};
+use crate::storage::{remote_keys, rooms as stored, sync as stored_sync, user_data, Db};
 use crate::time::now_ms;
 
 fn room_param(ctx: &Ctx, i: usize) -> Result<OwnedRoomId, MatrixError> {
@@ -43,11 +47,42 @@ async fn known_room(ctx: &Ctx, room_id: &RoomId) -> Result<crate::rooms::RoomVer
         .ok_or_else(|| MatrixError::not_found("Unknown room"))
 }
 
+/// Whether the room's server ACL lets `server` take part (spec: "Server Access Control Lists");
+/// a room without one lets everyone in.
+async fn acl_allows(
+    db: &Db,
+    room_id: &str,
+    server: &ruma::ServerName,
+) -> Result<bool, MatrixError> {
+    Ok(
+        events::current_state_content(db, room_id, "m.room.server_acl", "")
+            .await?
+            .is_none_or(|acl| ServerAcl::from_content(&acl).allows(server.as_str())),
+    )
+}
+
+fn banned() -> MatrixError {
+    MatrixError::forbidden("Your server is denied by the room's server ACL")
+}
+
+pub(super) async fn require_acl(
+    ctx: &Ctx,
+    room_id: &RoomId,
+    origin: &ruma::ServerName,
+) -> Result<(), MatrixError> {
+    if acl_allows(&ctx.db()?, room_id.as_str(), origin).await? {
+        Ok(())
+    } else {
+        Err(banned())
+    }
+}
+
 pub(crate) async fn make_join(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
     let room_id = room_param(ctx, 0)?;
     let user = user_of_origin(ctx, 1, &origin)?;
     let version = known_room(ctx, &room_id).await?;
+    require_acl(ctx, &room_id, &origin).await?;
     // The joining server lists the versions it supports (`ver`, repeatable; none means v1).
     let supported = ctx.query_all("ver");
     if !supported.contains(&version.as_str()) {
@@ -73,6 +108,7 @@ pub(crate) async fn make_leave(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let room_id = room_param(ctx, 0)?;
     let user = user_of_origin(ctx, 1, &origin)?;
     known_room(ctx, &room_id).await?;
+    require_acl(ctx, &room_id, &origin).await?;
     let command = RoomCommand::MakeMembership {
         room_id: room_id.clone(),
         user_id: user,
@@ -92,6 +128,7 @@ pub(crate) async fn send_membership(
     let origin = ctx.origin().await?;
     let room_id = room_param(ctx, 0)?;
     known_room(ctx, &room_id).await?;
+    require_acl(ctx, &room_id, &origin).await?;
     let event = ctx.json_value()?;
     let sender = event["sender"].as_str().and_then(|s| UserId::parse(s).ok());
     if sender.as_ref().is_none_or(|s| s.server_name() != origin)
@@ -157,21 +194,25 @@ pub(crate) async fn send_transaction(ctx: &Ctx) -> Result<JsonResponse, MatrixEr
         }
     }
     for (room, pdus) in by_room {
-        let ids: Vec<String> = pdus
-            .iter()
-            .filter_map(|p| p["event_id"].as_str().map(str::to_owned))
-            .collect();
-        let answer = match RoomId::parse(&room) {
-            Ok(room_id) if known_room(ctx, &room_id).await.is_ok() => {
-                let command = RoomCommand::Remote {
-                    room_id: room_id.clone(),
-                    origin: origin.to_string(),
-                    pdus,
-                    membership_reply: false,
-                };
-                rooms::run(&ctx.env, room.as_str(), &command).await
-            }
-            _ => Err(MatrixError::not_found("Unknown room")),
+        // PDUs of rooms we do not know are ignored: without the room version they have no id.
+        let Some((room_id, version)) = known_room_and_version(ctx, &room).await? else {
+            worker::console_warn!("{} PDUs for unknown room {room} from {origin}", pdus.len());
+            continue;
+        };
+        // A PDU from a server the room's ACL denies is ignored, with an error for it.
+        let answer = if acl_allows(&db, room_id.as_str(), &origin).await? {
+            let ids = pdu_ids(&pdus, version);
+            let command = RoomCommand::Remote {
+                room_id: room_id.clone(),
+                origin: origin.to_string(),
+                pdus,
+                membership_reply: false,
+            };
+            rooms::run(&ctx.env, room.as_str(), &command)
+                .await
+                .map_err(|e| (e, ids))
+        } else {
+            Err((banned(), pdu_ids(&pdus, version)))
         };
         match answer {
             Ok(answer) => {
@@ -179,7 +220,7 @@ pub(crate) async fn send_transaction(ctx: &Ctx) -> Result<JsonResponse, MatrixEr
                     results.extend(per_event.clone());
                 }
             }
-            Err(e) => {
+            Err((e, ids)) => {
                 for id in ids {
                     results.insert(id, json!({ "error": e.message }));
                 }
@@ -194,6 +235,26 @@ pub(crate) async fn send_transaction(ctx: &Ctx) -> Result<JsonResponse, MatrixEr
     let response = json!({ "pdus": results });
     remote_keys::save_transaction(&db, origin.as_str(), txn, &response.to_string()).await?;
     Ok(JsonResponse::ok(response))
+}
+
+async fn known_room_and_version(
+    ctx: &Ctx,
+    room: &str,
+) -> Result<Option<(OwnedRoomId, RoomVersion)>, MatrixError> {
+    let Ok(room_id) = RoomId::parse(room) else {
+        return Ok(None);
+    };
+    let version = stored::room_version(&ctx.db()?, room).await?;
+    Ok(version.map(|v| (room_id, v)))
+}
+
+/// The ids of PDUs as the room version computes them (v3+ PDUs do not carry theirs).
+fn pdu_ids(pdus: &[Value], version: RoomVersion) -> Vec<String> {
+    pdus.iter()
+        .filter_map(|p| crate::signing::to_canonical_object(p.clone()).ok())
+        .filter_map(|o| Pdu::from_json(o, version).ok())
+        .map(|p| p.event_id().to_string())
+        .collect()
 }
 
 /// A remote user in one of our rooms, on the server that sent the EDU.
@@ -220,6 +281,9 @@ async fn receive_edu(ctx: &Ctx, origin: &ruma::ServerName, edu: &Value) -> Resul
             if !remote_member(ctx, origin, room, user).await? {
                 return Err(MatrixError::forbidden("not a member from this origin"));
             }
+            if !acl_allows(&db, room, origin).await? {
+                return Err(banned());
+            }
             let typing = content["typing"].as_bool().unwrap_or(false);
             let expires = if typing { now_ms() + 30_000 } else { 0 };
             user_data::set_typing(&db, room, user, expires).await?;
@@ -233,6 +297,9 @@ async fn receive_edu(ctx: &Ctx, origin: &ruma::ServerName, edu: &Value) -> Resul
                 let Some(read) = by_type["m.read"].as_object() else {
                     continue;
                 };
+                if !acl_allows(&db, room, origin).await? {
+                    continue;
+                }
                 for (user, receipt) in read {
                     if !remote_member(ctx, origin, room, user).await? {
                         continue;
@@ -300,6 +367,21 @@ pub(crate) async fn query_directory(ctx: &Ctx) -> Result<JsonResponse, MatrixErr
     ))
 }
 
+/// `GET` and `POST /publicRooms`: our public room directory, as our clients see it.
+pub(crate) async fn public_rooms(ctx: &Ctx, post: bool) -> Result<JsonResponse, MatrixError> {
+    ctx.origin().await?;
+    let request = directory_request(ctx, post)?;
+    directory_page(ctx, &request).await
+}
+
+/// `GET /timestamp_to_event/{roomId}?ts=..&dir=f|b`: for servers in the room the ACL admits.
+pub(crate) async fn timestamp_to_event(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let origin = ctx.origin().await?;
+    let room_id = room_param(ctx, 0)?;
+    room_reader(ctx, &room_id, &origin).await?;
+    crate::client::room_read::event_at_timestamp(ctx, &ctx.db()?, &room_id).await
+}
+
 /// Whether the server shares the room: only servers with a joined member may read its events.
 async fn server_in_room(
     ctx: &Ctx,
@@ -310,19 +392,71 @@ async fn server_in_room(
     Ok(members > 0)
 }
 
+/// The check before any room-wide read (state, auth chains, backfill, missing events): the
+/// asking server has a joined member in the room (403 otherwise), and the room's ACL lets it in.
+/// Membership comes first, so that servers outside the room learn nothing of its ACL.
+async fn room_reader(
+    ctx: &Ctx,
+    room_id: &RoomId,
+    origin: &ruma::ServerName,
+) -> Result<RoomVersion, MatrixError> {
+    if !server_in_room(ctx, room_id.as_str(), origin).await? {
+        return Err(MatrixError::forbidden("Your server is not in this room"));
+    }
+    require_acl(ctx, room_id, origin).await?;
+    known_room(ctx, room_id).await
+}
+
+/// Events as `origin` may see them (history visibility at each event and its users'
+/// memberships then): in full, or redacted when it may not, as lists over federation show them.
+async fn as_seen_by(
+    db: &Db,
+    room_id: &str,
+    version: RoomVersion,
+    origin: &ruma::ServerName,
+    rows: Vec<EventRow>,
+) -> Result<Vec<Value>, MatrixError> {
+    let memberships = events::server_memberships(db, room_id, origin.as_str()).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let pdu: Value = serde_json::from_str(&row.pdu).unwrap_or(Value::Null);
+            let visible = memberships.may_see(
+                row.position(),
+                &row.kind,
+                row.state_key.as_deref(),
+                &pdu["content"],
+                &row.history_visibility,
+            );
+            if visible {
+                pdu
+            } else {
+                redacted_pdu(pdu, version)
+            }
+        })
+        .collect())
+}
+
+/// `GET /event/{eventId}`: servers outside the event's room get 403; servers in it get the
+/// event, redacted if history visibility hides it from them.
 pub(crate) async fn event(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
-    let not_found = || MatrixError::not_found("Event not found");
-    let row = events::event(&ctx.db()?, ctx.param(0))
+    let db = ctx.db()?;
+    let row = events::event(&db, ctx.param(0))
         .await?
-        .ok_or_else(not_found)?;
-    if !server_in_room(ctx, &row.room_id, &origin).await? {
-        return Err(not_found());
+        .ok_or_else(|| MatrixError::not_found("Event not found"))?;
+    let room_id = row.room_id.clone();
+    if !server_in_room(ctx, &room_id, &origin).await? {
+        return Err(MatrixError::forbidden("Your server is not in this room"));
     }
+    let version = stored::room_version(&db, &room_id)
+        .await?
+        .ok_or_else(|| MatrixError::not_found("Event not found"))?;
+    let pdus = as_seen_by(&db, &room_id, version, &origin, vec![row]).await?;
     Ok(JsonResponse::ok(json!({
         "origin": ctx.config.server_name,
         "origin_server_ts": now_ms(),
-        "pdus": [serde_json::from_str::<Value>(&row.pdu).unwrap_or(Value::Null)],
+        "pdus": pdus,
     })))
 }
 
@@ -331,9 +465,7 @@ pub(crate) async fn state(ctx: &Ctx, ids_only: bool) -> Result<JsonResponse, Mat
     let origin = ctx.origin().await?;
     let room_id = room_param(ctx, 0)?;
     let db = ctx.db()?;
-    if !server_in_room(ctx, room_id.as_str(), &origin).await? {
-        return Err(MatrixError::forbidden("Your server is not in this room"));
-    }
+    let version = room_reader(ctx, &room_id, &origin).await?;
     let event_id = ctx
         .query("event_id")
         .ok_or_else(|| MatrixError::missing_param("event_id is required"))?;
@@ -352,7 +484,6 @@ pub(crate) async fn state(ctx: &Ctx, ids_only: bool) -> Result<JsonResponse, Mat
         // previous position.
         None => events::state_at(&db, room_id.as_str(), at.position() - 1).await?,
     };
-    let version = known_room(ctx, &room_id).await?;
     let chain = auth_chain(&db, room_id.as_str(), &state, version).await?;
     if ids_only {
         return Ok(JsonResponse::ok(json!({
@@ -370,7 +501,7 @@ pub(crate) async fn state(ctx: &Ctx, ids_only: bool) -> Result<JsonResponse, Mat
 /// most `MAX_CHAIN_GENERATIONS` generations (auth chains are shallow: each event cites the
 /// latest power levels, membership and join rules, which cite theirs).
 async fn auth_chain(
-    db: &crate::storage::Db,
+    db: &Db,
     room_id: &str,
     events: &[events::EventRow],
     version: RoomVersion,
@@ -404,16 +535,16 @@ async fn auth_chain(
     Ok(chain)
 }
 
-/// Events by id from a room, for walking the graph (`None` for unknown ones or other rooms').
-async fn room_pdu(
-    db: &crate::storage::Db,
+/// An event by id from a room, for walking the graph (`None` for unknown ones or other rooms').
+async fn room_event(
+    db: &Db,
     room_id: &str,
     id: &str,
-) -> Result<Option<Value>, MatrixError> {
+) -> Result<Option<(EventRow, Value)>, MatrixError> {
     Ok(events::event(db, id)
         .await?
         .filter(|row| row.room_id == room_id)
-        .and_then(|row| serde_json::from_str(&row.pdu).ok()))
+        .and_then(|row| serde_json::from_str(&row.pdu).ok().map(|pdu| (row, pdu))))
 }
 
 fn ids_of(value: &Value, field: &str) -> Vec<String> {
@@ -430,13 +561,13 @@ const MAX_WALK: usize = 100;
 
 /// Walks `prev_events` back from `from`, stopping at `stop`, collecting at most `limit`.
 async fn walk_back(
-    db: &crate::storage::Db,
+    db: &Db,
     room_id: &str,
     from: Vec<String>,
     stop: &[String],
     limit: usize,
     min_depth: u64,
-) -> Result<Vec<Value>, MatrixError> {
+) -> Result<Vec<EventRow>, MatrixError> {
     let mut seen: std::collections::HashSet<String> = stop.iter().cloned().collect();
     let mut queue: std::collections::VecDeque<String> = from.into();
     let mut found = Vec::new();
@@ -447,26 +578,25 @@ async fn walk_back(
         if !seen.insert(id.clone()) {
             continue;
         }
-        let Some(pdu) = room_pdu(db, room_id, &id).await? else {
+        let Some((row, pdu)) = room_event(db, room_id, &id).await? else {
             continue;
         };
         if pdu["depth"].as_u64().unwrap_or(0) < min_depth {
             continue;
         }
         queue.extend(ids_of(&pdu, "prev_events"));
-        found.push(pdu);
+        found.push(row);
     }
     Ok(found)
 }
 
 /// `POST /get_missing_events/{roomId}`: the events between what the asking server has
-/// (`earliest_events`) and what it saw referenced (`latest_events`), oldest first.
+/// (`earliest_events`) and what it saw referenced (`latest_events`), oldest first, redacted
+/// where history visibility hides them from the asking server.
 pub(crate) async fn get_missing_events(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
     let room_id = room_param(ctx, 0)?;
-    if !server_in_room(ctx, room_id.as_str(), &origin).await? {
-        return Err(MatrixError::forbidden("Your server is not in this room"));
-    }
+    let version = room_reader(ctx, &room_id, &origin).await?;
     let body = ctx.json_value()?;
     let latest = ids_of(&body, "latest_events");
     let earliest = ids_of(&body, "earliest_events");
@@ -476,25 +606,27 @@ pub(crate) async fn get_missing_events(ctx: &Ctx) -> Result<JsonResponse, Matrix
     // The latest events themselves are known to the asker; what it misses are their ancestors.
     let mut start = Vec::new();
     for id in &latest {
-        if let Some(pdu) = room_pdu(&db, room_id.as_str(), id).await? {
+        if let Some((_, pdu)) = room_event(&db, room_id.as_str(), id).await? {
             start.extend(ids_of(&pdu, "prev_events"));
         }
     }
-    let mut found = walk_back(&db, room_id.as_str(), start, &earliest, limit, min_depth).await?;
+    let rows = walk_back(&db, room_id.as_str(), start, &earliest, limit, min_depth).await?;
+    let mut found = as_seen_by(&db, room_id.as_str(), version, &origin, rows).await?;
     found.sort_by_key(|p| p["depth"].as_u64().unwrap_or(0));
     Ok(JsonResponse::ok(json!({ "events": found })))
 }
 
-/// `GET /backfill/{roomId}?v=..&limit=..`: history before (and including) the given events.
+/// `GET /backfill/{roomId}?v=..&limit=..`: history before (and including) the given events,
+/// redacted where history visibility hides them from the asking server.
 pub(crate) async fn backfill(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
     let room_id = room_param(ctx, 0)?;
-    if !server_in_room(ctx, room_id.as_str(), &origin).await? {
-        return Err(MatrixError::forbidden("Your server is not in this room"));
-    }
+    let version = room_reader(ctx, &room_id, &origin).await?;
     let from: Vec<String> = ctx.query_all("v").into_iter().map(str::to_owned).collect();
     let limit = ctx.query_u64("limit")?.unwrap_or(10) as usize;
-    let pdus = walk_back(&ctx.db()?, room_id.as_str(), from, &[], limit, 0).await?;
+    let db = ctx.db()?;
+    let rows = walk_back(&db, room_id.as_str(), from, &[], limit, 0).await?;
+    let pdus = as_seen_by(&db, room_id.as_str(), version, &origin, rows).await?;
     Ok(JsonResponse::ok(json!({
         "origin": ctx.config.server_name,
         "origin_server_ts": now_ms(),
@@ -506,15 +638,12 @@ pub(crate) async fn backfill(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 pub(crate) async fn event_auth(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
     let room_id = room_param(ctx, 0)?;
-    if !server_in_room(ctx, room_id.as_str(), &origin).await? {
-        return Err(MatrixError::forbidden("Your server is not in this room"));
-    }
+    let version = room_reader(ctx, &room_id, &origin).await?;
     let db = ctx.db()?;
     let event = events::event(&db, ctx.param(1))
         .await?
         .filter(|row| row.room_id == room_id.as_str())
         .ok_or_else(|| MatrixError::not_found("Event not found"))?;
-    let version = known_room(ctx, &room_id).await?;
     let chain = auth_chain(&db, room_id.as_str(), &[event], version).await?;
     Ok(JsonResponse::ok(
         json!({ "auth_chain": chain.into_values().collect::<Vec<_>>() }),

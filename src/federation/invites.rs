@@ -17,6 +17,8 @@ pub(crate) async fn invite(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
     let room_id =
         RoomId::parse(ctx.param(0)).map_err(|_| MatrixError::invalid_param("not a room id"))?;
+    // A room we know may deny the inviting server (an unknown room has no ACL here yet).
+    super::endpoints::require_acl(ctx, &room_id, &origin).await?;
     let body = ctx.json_object()?;
     let version = body
         .get("room_version")

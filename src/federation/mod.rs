@@ -1,6 +1,7 @@
 //! The server-server (federation) API: request signing (pure), and in the Worker the client
 //! that talks to other servers, their keys, and the endpoints they call.
 
+pub mod acl;
 pub mod version;
 pub mod xmatrix;
 

@@ -115,6 +115,10 @@ pub enum Endpoint {
     FederationUserKeysQuery,
     FederationUserKeysClaim,
     FederationUserDevices,
+    FederationPublicRooms,
+    FederationTimestampToEvent,
+    TimestampToEvent,
+    FederationPublicRoomsFiltered,
     // End-to-end encryption
     KeysUpload,
     KeysQuery,
@@ -456,6 +460,22 @@ const ROUTES: &[Route] = &[
     get(
         "/_matrix/federation/v1/user/devices/{userId}",
         E::FederationUserDevices,
+    ),
+    get(
+        "/_matrix/federation/v1/publicRooms",
+        E::FederationPublicRooms,
+    ),
+    post(
+        "/_matrix/federation/v1/publicRooms",
+        E::FederationPublicRoomsFiltered,
+    ),
+    get(
+        "/_matrix/federation/v1/timestamp_to_event/{roomId}",
+        E::FederationTimestampToEvent,
+    ),
+    get(
+        "/_matrix/client/v1/rooms/{roomId}/timestamp_to_event",
+        E::TimestampToEvent,
     ),
     // End-to-end encryption
     post("/_matrix/client/v3/keys/upload", E::KeysUpload),

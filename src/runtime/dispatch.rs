@@ -159,6 +159,10 @@ async fn handle(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         E::FederationUserKeysQuery => federation::e2ee_in::user_keys_query(ctx).await,
         E::FederationUserKeysClaim => federation::e2ee_in::user_keys_claim(ctx).await,
         E::FederationUserDevices => federation::e2ee_in::user_devices(ctx).await,
+        E::FederationTimestampToEvent => fed::timestamp_to_event(ctx).await,
+        E::TimestampToEvent => room_read::timestamp_to_event(ctx).await,
+        E::FederationPublicRooms => fed::public_rooms(ctx, false).await,
+        E::FederationPublicRoomsFiltered => fed::public_rooms(ctx, true).await,
         // End-to-end encryption
         E::KeysUpload => keys::upload(ctx).await,
         E::KeysQuery => keys::query(ctx).await,

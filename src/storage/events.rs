@@ -7,7 +7,7 @@ use super::Db;
 use crate::args;
 use crate::http::MatrixError;
 use crate::rooms::client_event::{client_event, StoredEvent};
-use crate::rooms::visibility::MembershipHistory;
+use crate::rooms::visibility::{MembershipHistory, ServerMemberships};
 use crate::rooms::RoomVersion;
 use crate::time::now_ms;
 
@@ -106,6 +106,30 @@ pub async fn current_state(db: &Db, room_id: &str) -> Result<Vec<EventRow>, Matr
     .await
 }
 
+/// The content of one event of the room's current state, if it has one.
+pub async fn current_state_content(
+    db: &Db,
+    room_id: &str,
+    kind: &str,
+    state_key: &str,
+) -> Result<Option<serde_json::Value>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        content: Option<String>,
+    }
+    let row: Option<Row> = db
+        .row(
+            "SELECT json_extract(e.pdu, '$.content') AS content FROM room_state s
+             JOIN events e ON e.event_id = s.event_id
+             WHERE s.room_id = ?1 AND s.type = ?2 AND s.state_key = ?3",
+            args![room_id, kind, state_key],
+        )
+        .await?;
+    Ok(row
+        .and_then(|r| r.content)
+        .and_then(|c| serde_json::from_str(&c).ok()))
+}
+
 /// The state as it was after the event at `position`: per slot, the latest state event at or
 /// before it. Local rooms are linear, so stream order is the room's order.
 pub async fn state_at(db: &Db, room_id: &str, position: u64) -> Result<Vec<EventRow>, MatrixError> {
@@ -157,6 +181,82 @@ pub async fn membership_history(
             .map(|r| (r.stream_ordering as u64, r.membership.unwrap_or_default()))
             .collect(),
     ))
+}
+
+/// The membership histories of `server`'s users in the room: which of its events that server
+/// may see over federation.
+pub async fn server_memberships(
+    db: &Db,
+    room_id: &str,
+    server: &str,
+) -> Result<ServerMemberships, MatrixError> {
+    let rows = member_rows(
+        db,
+        "SELECT state_key AS key, stream_ordering, membership FROM events
+         WHERE room_id = ?1 AND type = 'm.room.member' AND outlier = 0
+           AND substr(state_key, instr(state_key, ':') + 1) = ?2
+         ORDER BY stream_ordering",
+        args![room_id, server],
+    )
+    .await?;
+    Ok(ServerMemberships::from_rows(rows))
+}
+
+/// `(key, stream position, membership)` rows of membership events, from `sql` selecting
+/// `key, stream_ordering, membership`: what `MembershipHistory::grouped` groups.
+pub(crate) async fn member_rows(
+    db: &Db,
+    sql: &str,
+    args: &[crate::storage::Arg<'_>],
+) -> Result<Vec<(String, u64, String)>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        key: String,
+        stream_ordering: i64,
+        membership: Option<String>,
+    }
+    let rows: Vec<Row> = db.rows(sql, args).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.key,
+                r.stream_ordering as u64,
+                r.membership.unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+/// The room's event closest to `ts` (milliseconds) in one direction: the first at or after it
+/// (`forwards`), or the last at or before it. `(event id, origin_server_ts)`.
+pub async fn closest_to_timestamp(
+    db: &Db,
+    room_id: &str,
+    ts: u64,
+    forwards: bool,
+) -> Result<Option<(String, u64)>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        event_id: String,
+        origin_server_ts: i64,
+    }
+    let (compare, order) = if forwards {
+        (">=", "ASC")
+    } else {
+        ("<=", "DESC")
+    };
+    let row: Option<Row> = db
+        .row(
+            &format!(
+                "SELECT event_id, origin_server_ts FROM events
+                 WHERE room_id = ?1 AND outlier = 0 AND origin_server_ts {compare} ?2
+                 ORDER BY origin_server_ts {order}, stream_ordering {order} LIMIT 1"
+            ),
+            args![room_id, ts],
+        )
+        .await?;
+    Ok(row.map(|r| (r.event_id, r.origin_server_ts as u64)))
 }
 
 /// Which relations one page holds: those at stream positions in `(after, up_to]`, newest

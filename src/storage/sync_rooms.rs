@@ -3,7 +3,7 @@
 //! the number of rooms: each function here is one query over a JSON list of rooms (SQLite's
 //! `json_each`), with the per-room bounds in the list.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -47,33 +47,17 @@ pub async fn membership_histories(
     db: &Db,
     user_id: &str,
     rooms: &[&str],
-) -> Result<HashMap<String, MembershipHistory>, MatrixError> {
-    #[derive(Deserialize)]
-    struct Row {
-        room_id: String,
-        stream_ordering: i64,
-        membership: Option<String>,
-    }
-    let rows: Vec<Row> = db
-        .rows(
-            "SELECT room_id, stream_ordering, membership FROM events
-             WHERE type = 'm.room.member' AND state_key = ?2
-               AND room_id IN (SELECT value FROM json_each(?1))
-             ORDER BY stream_ordering",
-            args![&json!(rooms).to_string(), user_id],
-        )
-        .await?;
-    let mut out: HashMap<String, MembershipHistory> = HashMap::new();
-    for row in rows {
-        out.entry(row.room_id)
-            .or_insert_with(|| MembershipHistory(Vec::new()))
-            .0
-            .push((
-                row.stream_ordering as u64,
-                row.membership.unwrap_or_default(),
-            ));
-    }
-    Ok(out)
+) -> Result<BTreeMap<String, MembershipHistory>, MatrixError> {
+    let rows = super::events::member_rows(
+        db,
+        "SELECT room_id AS key, stream_ordering, membership FROM events
+         WHERE type = 'm.room.member' AND state_key = ?2
+           AND room_id IN (SELECT value FROM json_each(?1))
+         ORDER BY stream_ordering",
+        args![&json!(rooms).to_string(), user_id],
+    )
+    .await?;
+    Ok(MembershipHistory::grouped(rows))
 }
 
 /// The newest `limit` events of each window, newest first. The correlated subquery walks each
