@@ -559,7 +559,8 @@ fn ids_of(value: &Value, field: &str) -> Vec<String> {
 /// Most events one graph walk returns: the bound on work per request.
 const MAX_WALK: usize = 100;
 
-/// Walks `prev_events` back from `from`, stopping at `stop`, collecting at most `limit`.
+/// Walks `prev_events` back from `from`, stopping at `stop`, collecting at most `limit` (and
+/// `MAX_WALK`): one query, however long the chain.
 async fn walk_back(
     db: &Db,
     room_id: &str,
@@ -568,26 +569,9 @@ async fn walk_back(
     limit: usize,
     min_depth: u64,
 ) -> Result<Vec<EventRow>, MatrixError> {
-    let mut seen: std::collections::HashSet<String> = stop.iter().cloned().collect();
-    let mut queue: std::collections::VecDeque<String> = from.into();
-    let mut found = Vec::new();
-    while let Some(id) = queue.pop_front() {
-        if found.len() >= limit.min(MAX_WALK) {
-            break;
-        }
-        if !seen.insert(id.clone()) {
-            continue;
-        }
-        let Some((row, pdu)) = room_event(db, room_id, &id).await? else {
-            continue;
-        };
-        if pdu["depth"].as_u64().unwrap_or(0) < min_depth {
-            continue;
-        }
-        queue.extend(ids_of(&pdu, "prev_events"));
-        found.push(row);
-    }
-    Ok(found)
+    let from: Vec<&str> = from.iter().map(String::as_str).collect();
+    let stop: Vec<&str> = stop.iter().map(String::as_str).collect();
+    events::walk_back(db, room_id, &from, &stop, limit.min(MAX_WALK), min_depth).await
 }
 
 /// `POST /get_missing_events/{roomId}`: the events between what the asking server has

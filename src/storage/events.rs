@@ -159,6 +159,39 @@ pub async fn by_ids(db: &Db, room_id: &str, ids: &[&str]) -> Result<Vec<EventRow
     .await
 }
 
+/// The events reached by walking `prev_events` back from `from` (included), never through an
+/// event of `stop` nor below `min_depth`, nearest first, at most `limit`: one recursive query
+/// (`UNION` drops repeats, so forks that merge are walked once; the walk is as deep as `limit`).
+pub async fn walk_back(
+    db: &Db,
+    room_id: &str,
+    from: &[&str],
+    stop: &[&str],
+    limit: usize,
+    min_depth: u64,
+) -> Result<Vec<EventRow>, MatrixError> {
+    let from = serde_json::to_string(from).unwrap_or_else(|_| "[]".into());
+    let stop = serde_json::to_string(stop).unwrap_or_else(|_| "[]".into());
+    db.rows(
+        &format!(
+            "WITH RECURSIVE walk(event_id, n) AS (
+               SELECT value, 0 FROM json_each(?2)
+               UNION
+               SELECT p.value, w.n + 1
+               FROM walk w JOIN events x ON x.event_id = w.event_id AND x.room_id = ?1,
+                    json_each(json_extract(x.pdu, '$.prev_events')) p
+               WHERE w.n < ?4 AND x.depth >= ?5
+                 AND w.event_id NOT IN (SELECT value FROM json_each(?3)))
+             {SELECT} WHERE e.room_id = ?1 AND e.depth >= ?5
+               AND e.event_id IN (SELECT event_id FROM walk)
+               AND e.event_id NOT IN (SELECT value FROM json_each(?3))
+             ORDER BY e.depth DESC LIMIT ?4"
+        ),
+        args![room_id, &from, &stop, limit as u64, min_depth],
+    )
+    .await
+}
+
 pub async fn membership_history(
     db: &Db,
     room_id: &str,
