@@ -427,6 +427,15 @@ impl RoomEngine {
             .collect()
     }
 
+    /// Adds events storage now holds as outliers (a fetched auth chain) to the auth graph.
+    pub fn add_outliers(&mut self, pdus: Vec<Arc<Pdu>>) {
+        for pdu in pdus {
+            if pdu.state_key().is_some() {
+                self.known.insert(pdu.event_id().to_owned(), pdu);
+            }
+        }
+    }
+
     /// Applies what `accept_local`/`accept_remote` decided, once storage has it.
     pub fn commit(&mut self, accepted: &Accepted) {
         let pdu = &accepted.pdu;

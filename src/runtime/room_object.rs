@@ -577,8 +577,9 @@ impl RoomObject {
                 // failures are recorded like any refused PDU and do not stop this one.
                 for missing in self.missing_before(&db, &room_id, origin, &raw).await {
                     let text = missing.to_string();
-                    if let Err((event_id, reason)) =
-                        self.accept_remote(&db, &room_id, missing, false).await
+                    if let Err((event_id, reason)) = self
+                        .accept_remote(&db, &room_id, missing, false, origin)
+                        .await
                     {
                         self.refused(&db, &room_id, origin, &event_id, &reason, &text)
                             .await?;
@@ -587,7 +588,7 @@ impl RoomObject {
             }
             let text = raw.to_string();
             let outcome = self
-                .accept_remote(&db, &room_id, raw, membership_reply)
+                .accept_remote(&db, &room_id, raw, membership_reply, origin)
                 .await;
             match outcome {
                 Ok((event_id, state_before)) => {
@@ -733,6 +734,7 @@ impl RoomObject {
         room_id: &OwnedRoomId,
         raw: Value,
         is_membership: bool,
+        origin: &str,
     ) -> Result<(String, Vec<Arc<Pdu>>), (String, String)> {
         let version = self
             .engine
@@ -772,6 +774,9 @@ impl RoomObject {
             .await
             .map_err(fail)?;
         let pdu = Arc::new(Pdu::from_json(object, version).map_err(|e| fail(e.to_string()))?);
+        self.fetch_missing_auth_events(db, room_id, origin, &pdu)
+            .await
+            .map_err(fail)?;
         let prevs = self
             .prev_states(db, &pdu)
             .await
@@ -811,6 +816,93 @@ impl RoomObject {
             super::notifier::notify(&self.env, audience).await;
         }
         Ok((event_id, state_before))
+    }
+
+    /// When the event cites auth events we do not hold, fetches its auth chain from the sending
+    /// server (`event_auth`), checks every event of it (signatures, hashes, each against its
+    /// own auth events) and stores them as outliers, so that the event can be authorised.
+    async fn fetch_missing_auth_events(
+        &self,
+        db: &Db,
+        room_id: &OwnedRoomId,
+        origin: &str,
+        pdu: &Pdu,
+    ) -> Result<(), String> {
+        /// A chain longer than this is refused rather than verified in one request.
+        const MAX_AUTH_CHAIN: usize = 500;
+        let (version, create) = {
+            let engine = self.engine.borrow();
+            let engine = engine.as_ref().ok_or("room not loaded")?;
+            if pdu
+                .auth_events()
+                .iter()
+                .all(|id| engine.known(id).is_some())
+            {
+                return Ok(());
+            }
+            (
+                engine.version(),
+                engine.state().get(&StateEventType::RoomCreate, "").cloned(),
+            )
+        };
+        let server = ServerName::parse(origin).map_err(|e| e.to_string())?;
+        let path = format!(
+            "/_matrix/federation/v1/event_auth/{}/{}",
+            percent_encode(room_id.as_str()),
+            percent_encode(pdu.event_id().as_str())
+        );
+        let (status, answer) =
+            crate::federation::client::signed(&self.env, &server, worker::Method::Get, &path, None)
+                .await
+                .map_err(|e| format!("auth events missing, and event_auth failed: {e}"))?;
+        let events = answer["auth_chain"].as_array().cloned().unwrap_or_default();
+        if status != 200 || events.len() > MAX_AUTH_CHAIN {
+            return Err(format!(
+                "auth events missing, and event_auth answered HTTP {status} with {} events",
+                events.len()
+            ));
+        }
+        let mut chain = Vec::new();
+        for raw in events {
+            let fetched = self.verified_remote_pdu(db, raw, version).await?;
+            if fetched.room_id() != *room_id {
+                return Err("event_auth returned an event of another room".into());
+            }
+            chain.push(fetched);
+        }
+        // From v12 the create event is not cited, so the chain may lack it.
+        chain.extend(create);
+        let ordered = crate::rooms::remote_join::check_state_and_auth_chain(Vec::new(), chain)?;
+        let fetched: Vec<Arc<Pdu>> = ordered.into_iter().map(|(p, _)| p).collect();
+        let events = fetched
+            .iter()
+            .map(|pdu| EventWrite {
+                pdu,
+                room_id,
+                history_visibility: "shared",
+                transaction: None,
+                stored_as: StoredAs::Outlier,
+                state_group: None,
+            })
+            .collect();
+        stored::persist(
+            db,
+            RoomWrite {
+                events,
+                ..RoomWrite::default()
+            },
+        )
+        .await
+        .map_err(|e| e.message)?;
+        worker::console_log!(
+            "{room_id}: fetched {} auth events of {} from {origin}",
+            fetched.len(),
+            pdu.event_id()
+        );
+        if let Some(engine) = self.engine.borrow_mut().as_mut() {
+            engine.add_outliers(fetched);
+        }
+        Ok(())
     }
 
     /// The states after those of the event's `prev_events` we hold: from the forward

@@ -25,13 +25,17 @@ from synapse_peer import FederationPair
 
 
 class SignedAs:
-    """Federation requests and PDUs signed as `pair.synapse`, sent to `pair.ours`."""
+    """Federation requests and PDUs signed as a server (`pair.synapse` by default), sent to
+    `pair.ours`."""
 
-    def __init__(self, pair: FederationPair):
+    def __init__(self, pair: FederationPair, origin: str | None = None, key=None):
+        """As the Synapse peer, or as another `origin` with its signing `key`."""
         self.pair = pair
-        self.origin = pair.synapse.server_name
-        key_file, = pair.synapse.directory.glob("*.signing.key")
-        self.key, = read_signing_keys(key_file.read_text().splitlines())
+        if origin is None:
+            origin = pair.synapse.server_name
+            key_file, = pair.synapse.directory.glob("*.signing.key")
+            key, = read_signing_keys(key_file.read_text().splitlines())
+        self.origin, self.key = origin, key
 
     # -- requests ---------------------------------------------------------------------------------
 

@@ -1,0 +1,80 @@
+"""Our server fetches what an incoming PDU refers to and it lacks, from the server that sent it:
+the events missing before it (`get_missing_events`) and its missing auth events (`event_auth`).
+The sending server is tests/integration/fake_origin.py, which holds events on cue; everything it
+sends is signed and verified like any server's."""
+
+from __future__ import annotations
+
+import secrets
+
+from fake_origin import FakeOrigin
+from fedsign import event_id
+from test_federation_peer import our_user, q
+
+MESSAGE = "m.room.message"
+
+
+def text(body: str) -> dict:
+    return {"msgtype": "m.text", "body": body}
+
+
+def bodies(client, room_id: str) -> list[str]:
+    return [e["content"]["body"] for e in reversed(client.messages(room_id, dir="b", limit=50))
+            if e["type"] == MESSAGE]
+
+
+def room_with_eve(pair, fake):
+    alice = our_user(pair, "alice")
+    room_id = alice.create_room(preset="public_chat")
+    eve, version, join = fake.join(room_id)
+    levels = alice.state(room_id)[("m.room.power_levels", "")]["event_id"]
+    return alice, room_id, eve, version, join, levels
+
+
+def test_events_missing_before_an_incoming_pdu_are_fetched_in_order(federation_pair):
+    with FakeOrigin(federation_pair) as fake:
+        alice, room_id, eve, version, join, levels = room_with_eve(federation_pair, fake)
+        prev, chain = event_id(version, join), []
+        for i in range(3):
+            prev, pdu = fake.event(version, room_id=room_id, sender=eve, type=MESSAGE, content=text(f"gap {i}"),
+                                   prev_events=[prev], auth_events=[levels, event_id(version, join)],
+                                   depth=join["depth"] + 1 + i)
+            chain.append((prev, pdu))
+        fake.missing_events = [pdu for _, pdu in chain[:2]]
+        (first, _), (second, _), (last, last_pdu) = chain
+        answer = fake.signed.send_transaction(secrets.token_hex(6), [last_pdu])
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["pdus"] == {last: {}}
+        asked = fake.asked("/_matrix/federation/v1/get_missing_events/")
+        assert len(asked) == 1 and asked[0]["latest_events"] == [last], asked
+        assert bodies(alice, room_id)[-3:] == ["gap 0", "gap 1", "gap 2"]
+        # Linked as the fake built them: each one's only predecessor is the one before.
+        stored = {e["event_id"]: e for e in alice.messages(room_id, dir="b", limit=10)}
+        assert {first, second, last} <= set(stored)
+
+
+def test_auth_events_missing_from_an_incoming_pdu_are_fetched_and_checked(federation_pair):
+    with FakeOrigin(federation_pair) as fake:
+        alice, room_id, eve, version, join, levels = room_with_eve(federation_pair, fake)
+        join_id = event_id(version, join)
+        # Eve's server changes her display name and never sends it; her next message cites it.
+        rename_id, rename = fake.event(version, room_id=room_id, sender=eve, type="m.room.member", state_key=eve,
+                                       content={"membership": "join", "displayname": "Eve, renamed"},
+                                       prev_events=[join_id], auth_events=[*join["auth_events"], join_id],
+                                       depth=join["depth"] + 1)
+        message_id, message = fake.event(version, room_id=room_id, sender=eve, type=MESSAGE, content=text("cites"),
+                                         prev_events=[join_id], auth_events=[levels, rename_id],
+                                         depth=join["depth"] + 2)
+        # First the fake cannot help: the message is refused, and nothing of it is stored.
+        answer = fake.signed.send_transaction(secrets.token_hex(6), [message])
+        assert answer.status_code == 200, answer.text
+        assert "error" in answer.json()["pdus"][message_id], answer.text
+        assert alice.call("GET", f"/_matrix/client/v3/rooms/{q(room_id)}/event/{q(message_id)}", expect=404)
+        # Now it serves the auth chain: ours of Eve's join, her join, and the rename.
+        ours = fake.signed.request("GET", f"/_matrix/federation/v1/event_auth/{q(room_id)}/{q(join_id)}")
+        assert ours.status_code == 200, ours.text
+        fake.auth_chains[message_id] = [*ours.json()["auth_chain"], join, rename]
+        answer = fake.signed.send_transaction(secrets.token_hex(6), [message])
+        assert answer.json()["pdus"] == {message_id: {}}, answer.text
+        assert len(fake.asked(f"/_matrix/federation/v1/event_auth/{q(room_id)}/")) >= 2
+        assert "cites" in bodies(alice, room_id)
