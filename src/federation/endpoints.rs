@@ -155,22 +155,31 @@ pub(crate) async fn send_transaction(ctx: &Ctx) -> Result<JsonResponse, MatrixEr
         }
     }
     for (room, pdus) in by_room {
+        let room_id = RoomId::parse(&room).ok();
+        let version = match &room_id {
+            Some(room_id) => known_room(ctx, room_id).await.ok(),
+            None => None,
+        };
+        // Without the room's version the ids of its PDUs (reference hashes) are unknowable:
+        // such PDUs get no entry, as in Synapse.
+        let (Some(room_id), Some(version)) = (room_id, version) else {
+            worker::console_warn!(
+                "{} PDU(s) from {origin} for unknown room {room}",
+                pdus.len()
+            );
+            continue;
+        };
         let ids: Vec<String> = pdus
             .iter()
-            .filter_map(|p| p["event_id"].as_str().map(str::to_owned))
+            .filter_map(|p| pdu_event_id(p, version))
             .collect();
-        let answer = match RoomId::parse(&room) {
-            Ok(room_id) if known_room(ctx, &room_id).await.is_ok() => {
-                let command = RoomCommand::Remote {
-                    room_id: room_id.clone(),
-                    origin: origin.to_string(),
-                    pdus,
-                    membership_reply: false,
-                };
-                rooms::run(&ctx.env, room.as_str(), &command).await
-            }
-            _ => Err(MatrixError::not_found("Unknown room")),
+        let command = RoomCommand::Remote {
+            room_id,
+            origin: origin.to_string(),
+            pdus,
+            membership_reply: false,
         };
+        let answer = rooms::run(&ctx.env, room.as_str(), &command).await;
         match answer {
             Ok(answer) => {
                 if let Some(per_event) = answer["pdus"].as_object() {
@@ -192,6 +201,19 @@ pub(crate) async fn send_transaction(ctx: &Ctx) -> Result<JsonResponse, MatrixEr
     let response = json!({ "pdus": results });
     remote_keys::save_transaction(&db, origin.as_str(), txn, &response.to_string()).await?;
     Ok(JsonResponse::ok(response))
+}
+
+/// A PDU's id as its room version defines it: the `event_id` field before version 3, the
+/// reference hash from then on.
+fn pdu_event_id(pdu: &Value, version: crate::rooms::RoomVersion) -> Option<String> {
+    let rules = version.rules();
+    if rules.event_format.require_event_id {
+        return pdu["event_id"].as_str().map(str::to_owned);
+    }
+    let object = crate::signing::to_canonical_object(pdu.clone()).ok()?;
+    crate::signing::event::reference_hash(&object, &rules)
+        .ok()
+        .map(|hash| format!("${hash}"))
 }
 
 /// A remote user in one of our rooms, on the server that sent the EDU.
