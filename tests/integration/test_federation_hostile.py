@@ -23,7 +23,7 @@ import pytest
 from fedsign import SignedAs, event_id
 from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
 from synapse.synapse_rust.events import redact_event_dict
-from test_federation_peer import V3, Client, our_user, q, record, shared_room_on_ours, synapse_user
+from test_federation_peer import V3, Client, q, record, shared_room_on_ours, synapse_user
 
 
 class Room:
