@@ -114,6 +114,9 @@ pub struct Config {
     pub password_iterations: u32,
     /// Add `X-D1-Queries`/`-Rows-Read`/`-Rows-Written` headers (local development, benchmarks).
     pub expose_d1_usage: bool,
+    /// Notaries asked for a server's keys when its own key server cannot be reached or answers
+    /// wrongly (spec: "Querying keys through another server"). Empty: none.
+    pub trusted_key_servers: Vec<OwnedServerName>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,6 +199,17 @@ impl Config {
             None => DEFAULT_ITERATIONS,
         };
 
+        let trusted_key_servers = get("TRUSTED_KEY_SERVERS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(|name| {
+                ServerName::parse(name)
+                    .map_err(|_| ConfigError::Invalid("TRUSTED_KEY_SERVERS", name.to_owned()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
         Ok(Self {
             server_name,
             public_baseurl,
@@ -205,6 +219,7 @@ impl Config {
             auth_requests_per_minute,
             password_iterations,
             expose_d1_usage: get("EXPOSE_D1_USAGE").as_deref() == Some("true"),
+            trusted_key_servers,
         })
     }
 }
@@ -279,6 +294,28 @@ mod tests {
         assert!(matches!(
             config(&[("SERVER_NAME", "x.org"), ("SUPPORT_MXID", "admin")]),
             Err(ConfigError::Invalid("SUPPORT_MXID", _))
+        ));
+    }
+
+    #[test]
+    fn trusted_key_servers_are_a_comma_separated_list_of_server_names() {
+        assert!(config(&[("SERVER_NAME", "x.org")])
+            .unwrap()
+            .trusted_key_servers
+            .is_empty());
+        let c = config(&[
+            ("SERVER_NAME", "x.org"),
+            ("TRUSTED_KEY_SERVERS", " matrix.org, localhost:8448 ,"),
+        ])
+        .unwrap();
+        let names: Vec<&str> = c.trusted_key_servers.iter().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["matrix.org", "localhost:8448"]);
+        assert!(matches!(
+            config(&[
+                ("SERVER_NAME", "x.org"),
+                ("TRUSTED_KEY_SERVERS", "a.org,not a name")
+            ]),
+            Err(ConfigError::Invalid("TRUSTED_KEY_SERVERS", _))
         ));
     }
 

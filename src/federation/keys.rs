@@ -1,18 +1,22 @@
-//! Other servers' signing keys: fetched from their key server, checked against its own
-//! signature, cached in D1 until `valid_until_ts`; and the check of an inbound request's
-//! X-Matrix signature with them.
+//! Other servers' signing keys: fetched from their key server (or, when that fails, through
+//! the notaries in `TRUSTED_KEY_SERVERS`), checked against the origin's own signature, cached
+//! in D1 until `valid_until_ts`; the check of an inbound request's X-Matrix signature with them;
+//! and this server as a notary (`/_matrix/key/v2/query`), serving its own and others' keys.
 
-use ruma::signatures::{verify_json, PublicKeyMap, PublicKeySet};
+use ruma::signatures::{PublicKeyMap, PublicKeySet};
 use ruma::ServerName;
-use serde_json::Value;
+use serde_json::{json, Value};
 use worker::{Env, Method};
 
 use super::client::request;
 use super::xmatrix::{verify, XMatrix};
-use crate::http::{ErrorCode, MatrixError};
-use crate::signing::to_canonical_object;
-use crate::storage::remote_keys::{self, FetchedKey};
-use crate::storage::Db;
+use crate::http::{ErrorCode, JsonResponse, MatrixError};
+use crate::keys::notary::{self, VerifiedKeys};
+use crate::keys::server_keys::server_keys_document;
+use crate::runtime::request::Ctx;
+use crate::signing::sign_json;
+use crate::storage::remote_keys;
+use crate::storage::{signing_keys, Db};
 use crate::time::now_ms;
 
 fn unauthorized(message: impl Into<String>) -> MatrixError {
@@ -27,6 +31,19 @@ pub async fn public_key(
     key_id: &str,
     at_ts: u64,
 ) -> Result<Option<String>, MatrixError> {
+    key_of(env, db, server, key_id, at_ts, true).await
+}
+
+/// `public_key`, asking notaries when the server itself fails us only if `via_notaries` (not
+/// when looking up a notary's own key: a notary is trusted for others, not for itself).
+async fn key_of(
+    env: &Env,
+    db: &Db,
+    server: &ServerName,
+    key_id: &str,
+    at_ts: u64,
+    via_notaries: bool,
+) -> Result<Option<String>, MatrixError> {
     let usable = |(key, valid_until, expired): &(String, u64, Option<u64>)| {
         let good_until = expired.unwrap_or(*valid_until);
         (at_ts <= good_until).then(|| key.clone())
@@ -36,16 +53,60 @@ pub async fn public_key(
             return Ok(Some(key));
         }
     }
-    fetch_keys(env, db, server).await?;
+    fetch_keys(env, db, server, Some(key_id), via_notaries).await?;
     Ok(remote_keys::public_key(db, server.as_str(), key_id)
         .await?
         .and_then(|found| usable(&found)))
 }
 
-/// Fetches `GET /_matrix/key/v2/server` from the server itself and stores the keys its own
-/// signature vouches for. Failures leave the cache as it was.
-async fn fetch_keys(env: &Env, db: &Db, server: &ServerName) -> Result<(), MatrixError> {
-    let (status, body) = match request(
+/// Fetches `GET /_matrix/key/v2/server` from the server itself, or failing that (and with
+/// `via_notaries`) from each trusted notary in turn, and stores the keys and the document the
+/// origin's signature vouches for. Failures leave the cache as it was.
+async fn fetch_keys(
+    env: &Env,
+    db: &Db,
+    server: &ServerName,
+    key_id: Option<&str>,
+    via_notaries: bool,
+) -> Result<(), MatrixError> {
+    let mut found = match direct(env, server).await {
+        Ok(found) => Some(found),
+        Err(why) => {
+            worker::console_warn!("key fetch from {server} failed: {why}");
+            None
+        }
+    };
+    if found.is_none() && via_notaries {
+        let config = crate::runtime::config(env)?;
+        for by in &config.trusted_key_servers {
+            if by == server || *by == config.server_name {
+                continue;
+            }
+            match through_notary(env, db, server, key_id, by).await {
+                Ok(relayed) => {
+                    found = Some(relayed);
+                    break;
+                }
+                Err(why) => worker::console_warn!("keys of {server} through {by}: {why}"),
+            }
+        }
+    }
+    let Some((document, verified)) = found else {
+        return Ok(());
+    };
+    remote_keys::store(
+        db,
+        server.as_str(),
+        &verified.keys,
+        &document.to_string(),
+        verified.valid_until_ts,
+    )
+    .await
+}
+
+/// The server's own key document, checked against its own signature.
+async fn direct(env: &Env, server: &ServerName) -> Result<(Value, VerifiedKeys), String> {
+    let (status, body) = request(
         env,
         server,
         Method::Get,
@@ -54,60 +115,139 @@ async fn fetch_keys(env: &Env, db: &Db, server: &ServerName) -> Result<(), Matri
         false,
     )
     .await
+    .map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!("status {status}"));
+    }
+    let verified = notary::verify_self_signed(&body, server)?;
+    Ok((body, verified))
+}
+
+/// The server's key document as the notary `by` relays it: the origin's own signature and the
+/// notary's, checked with the notary's key as the notary itself serves it.
+async fn through_notary(
+    env: &Env,
+    db: &Db,
+    server: &ServerName,
+    key_id: Option<&str>,
+    by: &ServerName,
+) -> Result<(Value, VerifiedKeys), String> {
+    let body = notary::notary_request(server, key_id);
+    let (status, answer) = request(
+        env,
+        by,
+        Method::Post,
+        "/_matrix/key/v2/query",
+        Some(&body),
+        false,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!("status {status}"));
+    }
+    let mut last = format!("no key document of {server}");
+    for doc in answer["server_keys"].as_array().into_iter().flatten() {
+        if doc["server_name"].as_str() != Some(server.as_str()) {
+            continue;
+        }
+        let mut keys = PublicKeySet::new();
+        let signed_with = doc["signatures"][by.as_str()]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        for id in signed_with.keys() {
+            let key = Box::pin(key_of(env, db, by, id, now_ms(), false))
+                .await
+                .map_err(|e| e.message)?;
+            if let Some(key) = key.and_then(|k| ruma::serde::Base64::parse(k).ok()) {
+                keys.insert(id.clone(), key);
+            }
+        }
+        match notary::verify_notarised(doc, server, by, keys) {
+            Ok(verified) => return Ok((doc.clone(), verified)),
+            Err(why) => last = why,
+        }
+    }
+    Err(last)
+}
+
+// -- this server as a notary --------------------------------------------------------------------
+
+/// How many servers one notary query may make us fetch from (each fetch is a subrequest, and
+/// possibly a few more through notaries): the others are answered from the cache.
+const MAX_FETCHES_PER_QUERY: usize = 10;
+
+/// This server's own key document (`GET /_matrix/key/v2/server`).
+pub(crate) async fn own_document(
+    env: &Env,
+    server_name: &ServerName,
+) -> Result<Value, MatrixError> {
+    let keys = signing_keys::server_keys(env).await?;
+    server_keys_document(server_name.as_str(), &keys.current, &keys.old, now_ms())
+        .map_err(|e| MatrixError::internal(e.to_string()))
+}
+
+/// `server`'s key document valid until at least `minimum` when we have or can get one (else
+/// the newest we ever had: the spec asks a notary to keep serving the last answer when the
+/// origin is gone), with our signature added.
+async fn notarised(
+    ctx: &Ctx,
+    server: &ServerName,
+    minimum: u64,
+    may_fetch: bool,
+) -> Result<Option<Value>, MatrixError> {
+    let us = &ctx.config.server_name;
+    if server == us {
+        return own_document(&ctx.env, us).await.map(Some);
+    }
+    let db = ctx.db()?;
+    let mut cached = remote_keys::document(&db, server.as_str()).await?;
+    if may_fetch
+        && cached
+            .as_ref()
+            .is_none_or(|(_, until)| !notary::fresh_enough(*until, minimum))
     {
-        Ok(answer) => answer,
-        Err(e) => {
-            worker::console_warn!("key fetch from {server} failed: {e}");
-            return Ok(());
+        fetch_keys(&ctx.env, &db, server, None, true).await?;
+        cached = remote_keys::document(&db, server.as_str())
+            .await?
+            .or(cached);
+    }
+    let Some(document) = cached.and_then(|(text, _)| serde_json::from_str::<Value>(&text).ok())
+    else {
+        return Ok(None);
+    };
+    let keys = signing_keys::server_keys(&ctx.env).await?;
+    sign_json(us.as_str(), keys.current.key_pair(), document)
+        .map(Some)
+        .map_err(|e| MatrixError::internal(e.to_string()))
+}
+
+/// `GET /_matrix/key/v2/query/{serverName}`: every key of one server we have or can get.
+pub(crate) async fn query_server(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let server = ServerName::parse(ctx.param(0))
+        .map_err(|_| MatrixError::invalid_param("not a server name"))?;
+    let minimum = ctx
+        .query_u64("minimum_valid_until_ts")?
+        .unwrap_or_else(now_ms);
+    let found = notarised(ctx, &server, minimum, true).await?;
+    Ok(JsonResponse::ok(
+        json!({ "server_keys": found.into_iter().collect::<Vec<_>>() }),
+    ))
+}
+
+/// `POST /_matrix/key/v2/query`: the keys of several servers (all keys of each: the spec lets a
+/// notary return more than the key ids asked for).
+pub(crate) async fn query_servers(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let body = ctx.json_value()?;
+    let criteria = notary::query_criteria(&body, now_ms()).map_err(MatrixError::bad_json)?;
+    let mut server_keys = Vec::new();
+    for (i, (server, minimum)) in criteria.iter().enumerate() {
+        if let Some(doc) = notarised(ctx, server, *minimum, i < MAX_FETCHES_PER_QUERY).await? {
+            server_keys.push(doc);
         }
-    };
-    if status != 200 || body["server_name"].as_str() != Some(server.as_str()) {
-        worker::console_warn!(
-            "key fetch from {server}: status {status}, wrong or missing server_name"
-        );
-        return Ok(());
     }
-    let Some(verify_keys) = body["verify_keys"].as_object() else {
-        return Ok(());
-    };
-    let mut set = PublicKeySet::new();
-    for (id, key) in verify_keys {
-        if let Some(Ok(key)) = key["key"].as_str().map(ruma::serde::Base64::parse) {
-            set.insert(id.clone(), key);
-        }
-    }
-    let mut map = PublicKeyMap::new();
-    map.insert(server.to_string(), set);
-    let Ok(object) = to_canonical_object(body.clone()) else {
-        return Ok(());
-    };
-    if let Err(e) = verify_json(&map, &object) {
-        worker::console_warn!("key document of {server} does not verify: {e}");
-        return Ok(());
-    }
-    let valid_until = body["valid_until_ts"].as_u64().unwrap_or(0);
-    let mut keys: Vec<FetchedKey<'_>> = verify_keys
-        .iter()
-        .filter_map(|(id, key)| {
-            Some(FetchedKey {
-                key_id: id,
-                public_key: key["key"].as_str()?,
-                valid_until_ts: valid_until,
-                expired_ts: None,
-            })
-        })
-        .collect();
-    if let Some(old) = body["old_verify_keys"].as_object() {
-        keys.extend(old.iter().filter_map(|(id, key)| {
-            Some(FetchedKey {
-                key_id: id,
-                public_key: key["key"].as_str()?,
-                valid_until_ts: 0,
-                expired_ts: key["expired_ts"].as_u64(),
-            })
-        }));
-    }
-    remote_keys::store(db, server.as_str(), &keys).await
+    Ok(JsonResponse::ok(json!({ "server_keys": server_keys })))
 }
 
 /// Authenticates an inbound federation request; returns the origin server.

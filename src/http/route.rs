@@ -16,6 +16,8 @@ pub enum Endpoint {
     ClientVersions,
     FederationVersion,
     ServerKeys,
+    KeyQueryServer,
+    KeyQuery,
     // Accounts
     Register,
     RegisterAvailable,
@@ -193,6 +195,8 @@ const ROUTES: &[Route] = &[
     get("/_matrix/client/versions", E::ClientVersions),
     get("/_matrix/federation/v1/version", E::FederationVersion),
     get("/_matrix/key/v2/server", E::ServerKeys),
+    get("/_matrix/key/v2/query/{serverName}", E::KeyQueryServer),
+    post("/_matrix/key/v2/query", E::KeyQuery),
     // Accounts
     post("/_matrix/client/v3/register", E::Register),
     get(

@@ -1,5 +1,7 @@
-//! This server's identity: its ed25519 signing key and the key server document that publishes it.
+//! This server's identity: its ed25519 signing key and the key server document that publishes it;
+//! and the checks of other servers' key documents, fetched directly or through a notary.
 
+pub mod notary;
 pub mod server_keys;
 pub mod signing_key;
 

@@ -11,9 +11,8 @@ use crate::client::{
 use crate::federation::endpoints as fed;
 use crate::http::route::{route, Endpoint, Routed};
 use crate::http::{JsonResponse, MatrixError};
-use crate::keys::server_keys::server_keys_document;
 use crate::storage::Usage;
-use crate::{client, federation, storage, sync, time, wellknown};
+use crate::{client, federation, sync, wellknown};
 
 /// The reply, and what the request cost in D1 when the deployment asks for it to be shown.
 pub(crate) async fn dispatch(
@@ -50,17 +49,11 @@ async fn handle(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             .ok_or_else(|| MatrixError::not_found("No support contact is configured")),
         E::ClientVersions => ok(client::versions::versions()),
         E::FederationVersion => ok(federation::version::version()),
-        E::ServerKeys => {
-            let keys = storage::signing_keys::server_keys(&ctx.env).await?;
-            server_keys_document(
-                config.server_name.as_str(),
-                &keys.current,
-                &keys.old,
-                time::now_ms(),
-            )
-            .map(JsonResponse::ok)
-            .map_err(|e| MatrixError::internal(e.to_string()))
-        }
+        E::ServerKeys => federation::keys::own_document(&ctx.env, &config.server_name)
+            .await
+            .map(JsonResponse::ok),
+        E::KeyQueryServer => federation::keys::query_server(ctx).await,
+        E::KeyQuery => federation::keys::query_servers(ctx).await,
         // Accounts
         E::Register => register::register(ctx).await,
         E::RegisterAvailable => register::available(ctx).await,

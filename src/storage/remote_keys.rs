@@ -1,10 +1,12 @@
-//! Other servers' verify keys, as fetched from their key servers.
+//! Other servers' verify keys and the key documents that list them, as fetched from their key
+//! servers or through notaries.
 
 use serde::Deserialize;
 
 use super::Db;
 use crate::args;
 use crate::http::MatrixError;
+use crate::keys::notary::RemoteKey;
 use crate::time::now_ms;
 
 /// A key that may verify a signature made now (`valid_until_ts` not passed), or made before the
@@ -36,15 +38,23 @@ pub async fn public_key(
         }))
 }
 
-pub struct FetchedKey<'a> {
-    pub key_id: &'a str,
-    pub public_key: &'a str,
-    pub valid_until_ts: u64,
-    pub expired_ts: Option<u64>,
-}
-
-pub async fn store(db: &Db, server: &str, keys: &[FetchedKey<'_>]) -> Result<(), MatrixError> {
-    let mut statements = Vec::new();
+/// Caches the keys a verified document of `server` lists, and keeps the document itself as its
+/// origin signed it (the newest one), in one batch.
+pub async fn store(
+    db: &Db,
+    server: &str,
+    keys: &[RemoteKey],
+    document: &str,
+    valid_until_ts: u64,
+) -> Result<(), MatrixError> {
+    let mut statements = vec![db.stmt(
+        "INSERT INTO remote_server_key_documents (server_name, document, valid_until_ts, fetched_ts)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (server_name) DO UPDATE SET document = excluded.document,
+           valid_until_ts = excluded.valid_until_ts, fetched_ts = excluded.fetched_ts
+         WHERE excluded.valid_until_ts >= remote_server_key_documents.valid_until_ts",
+        args![server, document, valid_until_ts, now_ms()],
+    )?];
     for key in keys {
         statements.push(db.stmt(
             "INSERT INTO remote_server_keys (server_name, key_id, public_key, valid_until_ts, expired_ts, fetched_ts)
@@ -52,13 +62,26 @@ pub async fn store(db: &Db, server: &str, keys: &[FetchedKey<'_>]) -> Result<(),
              ON CONFLICT (server_name, key_id) DO UPDATE SET
                valid_until_ts = MAX(remote_server_keys.valid_until_ts, excluded.valid_until_ts),
                expired_ts = excluded.expired_ts, fetched_ts = excluded.fetched_ts",
-            args![server, key.key_id, key.public_key, key.valid_until_ts, key.expired_ts.map(|t| t as i64), now_ms()],
+            args![server, &key.key_id, &key.public_key, key.valid_until_ts, key.expired_ts.map(|t| t as i64), now_ms()],
         )?);
     }
-    if statements.is_empty() {
-        return Ok(());
-    }
     db.batch(statements).await.map(|_| ())
+}
+
+/// The stored key document of `server` and its `valid_until_ts`.
+pub async fn document(db: &Db, server: &str) -> Result<Option<(String, u64)>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        document: String,
+        valid_until_ts: i64,
+    }
+    Ok(db
+        .row::<Row>(
+            "SELECT document, valid_until_ts FROM remote_server_key_documents WHERE server_name = ?1",
+            args![server],
+        )
+        .await?
+        .map(|r| (r.document, r.valid_until_ts as u64)))
 }
 
 pub async fn transaction_response(
