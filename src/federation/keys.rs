@@ -277,6 +277,12 @@ pub async fn authenticate(
     Ok(header.origin)
 }
 
+/// Keys already looked up in one run of verifications (a join's state and auth chain, a fetched
+/// auth chain), by server, key id and the time they must be valid at: hundreds of events signed
+/// by a handful of keys then cost a handful of lookups, not one D1 query per event.
+#[derive(Default)]
+pub struct KeyMemo(std::collections::HashMap<(String, String, u64), Option<String>>);
+
 /// Checks a PDU from another server: the signatures of every server that must have signed it,
 /// with their keys valid at `at_ts`, and its content hash. Returns the form to accept (redacted
 /// when only the hash failed), or why it is refused.
@@ -287,13 +293,33 @@ pub async fn verify_pdu(
     version: crate::rooms::RoomVersion,
     at_ts: u64,
 ) -> Result<ruma::CanonicalJsonObject, String> {
+    verify_pdu_with(env, db, object, version, at_ts, &mut KeyMemo::default()).await
+}
+
+/// `verify_pdu`, reusing (and filling) `memo`.
+pub async fn verify_pdu_with(
+    env: &Env,
+    db: &Db,
+    object: ruma::CanonicalJsonObject,
+    version: crate::rooms::RoomVersion,
+    at_ts: u64,
+    memo: &mut KeyMemo,
+) -> Result<ruma::CanonicalJsonObject, String> {
     let mut key_map = PublicKeyMap::new();
     for (server, key_ids) in crate::rooms::verify::required_keys(&object, version)? {
         let mut set = PublicKeySet::new();
         for key_id in key_ids {
-            let key = public_key(env, db, &server, &key_id, at_ts)
-                .await
-                .map_err(|e| e.message)?;
+            let slot = (server.to_string(), key_id.clone(), at_ts);
+            let key = match memo.0.get(&slot) {
+                Some(key) => key.clone(),
+                None => {
+                    let key = public_key(env, db, &server, &key_id, at_ts)
+                        .await
+                        .map_err(|e| e.message)?;
+                    memo.0.insert(slot, key.clone());
+                    key
+                }
+            };
             if let Some(key) = key.and_then(|k| ruma::serde::Base64::parse(k).ok()) {
                 set.insert(key_id, key);
             }

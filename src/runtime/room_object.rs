@@ -11,6 +11,7 @@ use ruma::{OwnedRoomId, OwnedServerName, RoomId, ServerName, UserId};
 use serde_json::{json, Value};
 use worker::{durable_object, Env, Request, Response, State};
 
+use crate::federation::keys::{verify_pdu_with, KeyMemo};
 use crate::http::route::percent_encode;
 use crate::http::{ErrorCode, MatrixError};
 use crate::rooms::builder::{BuildError, EventTemplate};
@@ -863,8 +864,11 @@ impl RoomObject {
             ));
         }
         let mut chain = Vec::new();
+        let mut memo = (now_ms(), KeyMemo::default());
         for raw in events {
-            let fetched = self.verified_remote_pdu(db, raw, version).await?;
+            let fetched = self
+                .verified_remote_pdu(db, raw, version, &mut memo)
+                .await?;
             if fetched.room_id() != *room_id {
                 return Err("event_auth returned an event of another room".into());
             }
@@ -1135,10 +1139,11 @@ impl RoomObject {
                 format!("{server} sent a bad join answer: {why}"),
             )
         };
+        let mut memo = (now_ms(), KeyMemo::default());
         let mut state = Vec::new();
         for raw in answer["state"].as_array().cloned().unwrap_or_default() {
             state.push(
-                self.verified_remote_pdu(db, raw, version)
+                self.verified_remote_pdu(db, raw, version, &mut memo)
                     .await
                     .map_err(bad)?,
             );
@@ -1146,7 +1151,7 @@ impl RoomObject {
         let mut chain = Vec::new();
         for raw in answer["auth_chain"].as_array().cloned().unwrap_or_default() {
             chain.push(
-                self.verified_remote_pdu(db, raw, version)
+                self.verified_remote_pdu(db, raw, version, &mut memo)
                     .await
                     .map_err(bad)?,
             );
@@ -1378,16 +1383,17 @@ impl RoomObject {
         Err(last_error)
     }
 
-    /// A PDU from a join answer with its signatures and hash checked.
+    /// A PDU of a join answer or a fetched auth chain with its signatures and hash checked,
+    /// with keys valid now (`memo` holds the time and the keys already looked up).
     async fn verified_remote_pdu(
         &self,
         db: &Db,
         raw: Value,
         version: RoomVersion,
+        memo: &mut (u64, KeyMemo),
     ) -> Result<Arc<Pdu>, String> {
         let object = crate::signing::to_canonical_object(raw).map_err(|e| e.to_string())?;
-        let object =
-            crate::federation::keys::verify_pdu(&self.env, db, object, version, now_ms()).await?;
+        let object = verify_pdu_with(&self.env, db, object, version, memo.0, &mut memo.1).await?;
         Pdu::from_json(object, version)
             .map(Arc::new)
             .map_err(|e| e.to_string())

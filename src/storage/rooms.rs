@@ -244,13 +244,30 @@ pub async fn persist(db: &Db, write: RoomWrite<'_>) -> Result<(), MatrixError> {
             )?);
         }
     }
-    for event in &write.events {
+    // A join of a big room writes hundreds of outliers and state slots: those go as a few
+    // statements over JSON lists (D1 counts every statement of a batch against the request's
+    // query limit), the rest one statement each.
+    let (outliers, events): (Vec<_>, Vec<_>) = write
+        .events
+        .iter()
+        .partition(|e| e.stored_as == StoredAs::Outlier && write.events.len() > BULK_FROM);
+    for chunk in outliers.chunks(BULK_CHUNK) {
+        statements.push(bulk_outliers(db, room_id, chunk)?);
+    }
+    for event in events {
         statements.extend(event_statements(db, event)?);
     }
     for group in &write.groups {
         statements.push(state_groups::insert(db, room_id, group)?);
     }
-    for change in &write.state_changes {
+    let (set, other): (Vec<&SlotChange>, Vec<&SlotChange>) = write
+        .state_changes
+        .iter()
+        .partition(|(_, id)| id.is_some() && write.state_changes.len() > BULK_FROM);
+    for chunk in set.chunks(BULK_CHUNK) {
+        statements.extend(bulk_state(db, room_id, chunk)?);
+    }
+    for change in other {
         statements.extend(state_change_statements(db, room_id, change)?);
     }
     if let Some(extremities) = &write.extremities {
@@ -266,6 +283,92 @@ pub async fn persist(db: &Db, write: RoomWrite<'_>) -> Result<(), MatrixError> {
         }
     }
     db.batch(statements).await.map(|_| ())
+}
+
+/// From how many rows a write goes in bulk, and how many rows one bulk statement carries (a
+/// statement's JSON list stays well below D1's 1 MB value limit: PDUs are at most 64 KiB, and a
+/// state event is usually under 1 KiB).
+const BULK_FROM: usize = 8;
+const BULK_CHUNK: usize = 100;
+
+/// Outliers (a joined room's state and auth chain) in one statement: they are never in the
+/// timeline, carry no transaction and no relation that matters to clients.
+fn bulk_outliers(
+    db: &Db,
+    room_id: &str,
+    events: &[&EventWrite<'_>],
+) -> Result<worker::D1PreparedStatement, MatrixError> {
+    let rows: Vec<Value> = events
+        .iter()
+        .map(|w| {
+            let pdu = w.pdu;
+            let content: Value = serde_json::from_str(pdu.content().get()).unwrap_or(Value::Null);
+            let kind = pdu.kind().to_string();
+            serde_json::json!({
+                "id": pdu.event_id().as_str(),
+                "type": kind,
+                "state_key": pdu.state_key(),
+                "sender": pdu.sender().as_str(),
+                "ts": u64::from(ruma::state_res::Event::origin_server_ts(pdu).get()),
+                "depth": pdu.depth(),
+                "pdu": ruma::CanonicalJsonValue::Object(pdu.json().clone()).to_string(),
+                "membership": content.get("membership").and_then(Value::as_str)
+                    .filter(|_| kind == "m.room.member"),
+            })
+        })
+        .collect();
+    let rows = Value::Array(rows).to_string();
+    db.stmt(
+        "INSERT OR IGNORE INTO events (event_id, room_id, type, state_key, sender, origin_server_ts,
+            depth, pdu, history_visibility, membership, outlier)
+         SELECT json_extract(value, '$.id'), ?1, json_extract(value, '$.type'),
+            json_extract(value, '$.state_key'), json_extract(value, '$.sender'),
+            json_extract(value, '$.ts'), json_extract(value, '$.depth'), json_extract(value, '$.pdu'),
+            'shared', json_extract(value, '$.membership'), 1
+         FROM json_each(?2)",
+        args![room_id, &rows],
+    )
+}
+
+/// State slots set in bulk, with the membership rows of member slots (as
+/// `state_change_statements` does one by one).
+fn bulk_state(
+    db: &Db,
+    room_id: &str,
+    changes: &[&SlotChange],
+) -> Result<Vec<worker::D1PreparedStatement>, MatrixError> {
+    let rows: Vec<Value> = changes
+        .iter()
+        .filter_map(|((kind, key), id)| {
+            Some(serde_json::json!([
+                kind.to_string(),
+                key,
+                id.as_ref()?.as_str()
+            ]))
+        })
+        .collect();
+    let rows = Value::Array(rows).to_string();
+    Ok(vec![
+        db.stmt(
+            "INSERT INTO room_state (room_id, type, state_key, event_id)
+             SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+                json_extract(value, '$[2]')
+             FROM json_each(?2) WHERE true
+             ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id",
+            args![room_id, &rows],
+        )?,
+        db.stmt(
+            "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten)
+             SELECT room_id, state_key, membership, event_id, stream_ordering, 0 FROM events
+             WHERE event_id IN (SELECT json_extract(value, '$[2]') FROM json_each(?2)
+                                WHERE json_extract(value, '$[0]') = 'm.room.member')
+               AND membership IS NOT NULL AND room_id = ?1
+             ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
+               event_id = excluded.event_id, stream_ordering = excluded.stream_ordering,
+               forgotten = 0",
+            args![room_id, &rows],
+        )?,
+    ])
 }
 
 /// One slot of the current state, and the membership row of a member slot. Runs after the
