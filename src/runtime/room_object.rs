@@ -218,6 +218,34 @@ fn remote_invitee(pdu: &Pdu, us: &ServerName) -> Option<OwnedServerName> {
     (target.server_name() != us).then(|| target.server_name().to_owned())
 }
 
+/// Tries `attempt` with each server in turn (unparsable names skipped) until one succeeds; the
+/// last failure otherwise. `what` names the attempt in the log.
+async fn through_servers<T, F, Fut>(
+    servers: Vec<String>,
+    what: &str,
+    room_id: &RoomId,
+    mut attempt: F,
+) -> Result<T, MatrixError>
+where
+    F: FnMut(OwnedServerName) -> Fut,
+    Fut: std::future::Future<Output = Result<T, MatrixError>>,
+{
+    let mut last_error = MatrixError::not_found(format!("No server to {what} the room through"));
+    for server in servers {
+        let Ok(server) = ServerName::parse(&server) else {
+            continue;
+        };
+        match attempt(server.clone()).await {
+            Ok(done) => return Ok(done),
+            Err(e) => {
+                worker::console_warn!("{what} of {room_id} through {server} failed: {e}");
+                last_error = e;
+            }
+        }
+    }
+    Err(last_error)
+}
+
 /// A membership event of a room we do not hold (an invite from another server, the leave that
 /// rejects it): stored as an outlier, with the user's membership, which is all of that room's
 /// state we keep.
@@ -1101,23 +1129,12 @@ impl RoomObject {
                 "This server is in the room: join it locally",
             ));
         }
-        let mut last_error = MatrixError::not_found("No server to join the room through");
-        for server in servers {
-            let Ok(server) = ServerName::parse(&server) else {
-                continue;
-            };
-            match self
-                .join_through(&db, &room_id, user, &server, content.clone())
-                .await
-            {
-                Ok(answer) => return Ok(answer),
-                Err(e) => {
-                    worker::console_warn!("join of {room_id} through {server} failed: {e}");
-                    last_error = e;
-                }
-            }
-        }
-        Err(last_error)
+        let (db, room_id) = (&db, &room_id);
+        through_servers(servers, "join", room_id, |server| {
+            let content = content.clone();
+            async move { self.join_through(db, room_id, user, &server, content).await }
+        })
+        .await
     }
 
     async fn join_through(
@@ -1354,33 +1371,23 @@ impl RoomObject {
         content: Value,
     ) -> Result<Value, MatrixError> {
         let db = Db::new(&self.env)?;
-        let mut last_error = MatrixError::not_found("No server to leave the room through");
-        for server in servers {
-            let Ok(server) = ServerName::parse(&server) else {
-                continue;
-            };
-            let attempt = async {
+        let room_id = &room_id;
+        let leave = through_servers(servers, "leave", room_id, |server| {
+            let content = content.clone();
+            async move {
                 let (_, leave) = self
-                    .membership_handshake(&room_id, user, &server, "leave", content.clone())
+                    .membership_handshake(room_id, user, &server, "leave", content)
                     .await?;
-                self.send_membership(&room_id, &server, "leave", &leave)
+                self.send_membership(room_id, &server, "leave", &leave)
                     .await?;
-                Ok::<_, MatrixError>(leave)
-            };
-            match attempt.await {
-                Ok(leave) => {
-                    persist_outlier_membership(&db, &room_id, &leave, None).await?;
-                    *self.engine.borrow_mut() = None;
-                    super::notifier::notify(&self.env, vec![user.to_string()]).await;
-                    return Ok(json!({ "event_id": leave.event_id() }));
-                }
-                Err(e) => {
-                    worker::console_warn!("leave of {room_id} through {server} failed: {e}");
-                    last_error = e;
-                }
+                Ok(leave)
             }
-        }
-        Err(last_error)
+        })
+        .await?;
+        persist_outlier_membership(&db, room_id, &leave, None).await?;
+        *self.engine.borrow_mut() = None;
+        super::notifier::notify(&self.env, vec![user.to_string()]).await;
+        Ok(json!({ "event_id": leave.event_id() }))
     }
 
     /// A PDU of a join answer or a fetched auth chain with its signatures and hash checked,
