@@ -260,14 +260,7 @@ async fn persist_outlier_membership(
         (StateEventType::RoomMember, user),
         Some(pdu.event_id().to_owned()),
     );
-    let event = EventWrite {
-        pdu,
-        room_id,
-        history_visibility: "shared",
-        transaction: None,
-        stored_as: StoredAs::Outlier,
-        state_group: None,
-    };
+    let event = EventWrite::outlier(pdu, room_id);
     stored::persist(
         db,
         RoomWrite {
@@ -908,14 +901,7 @@ impl RoomObject {
         let fetched: Vec<Arc<Pdu>> = ordered.into_iter().map(|(p, _)| p).collect();
         let events = fetched
             .iter()
-            .map(|pdu| EventWrite {
-                pdu,
-                room_id,
-                history_visibility: "shared",
-                transaction: None,
-                stored_as: StoredAs::Outlier,
-                state_group: None,
-            })
+            .map(|pdu| EventWrite::outlier(pdu, room_id))
             .collect();
         stored::persist(
             db,
@@ -1205,14 +1191,7 @@ impl RoomObject {
             .unwrap_or_default();
         let mut events: Vec<EventWrite<'_>> = ordered
             .iter()
-            .map(|(pdu, _)| EventWrite {
-                pdu,
-                room_id,
-                history_visibility: "shared",
-                transaction: None,
-                stored_as: StoredAs::Outlier,
-                state_group: None,
-            })
+            .map(|(pdu, _)| EventWrite::outlier(pdu, room_id))
             .collect();
         events.push(event_write(&accepted, room_id, &visibility, None));
         // The whole state is new to us (or replaces what we knew before we left).

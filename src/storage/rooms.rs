@@ -184,6 +184,20 @@ pub struct EventWrite<'a> {
     pub state_group: Option<&'a str>,
 }
 
+impl<'a> EventWrite<'a> {
+    /// An event that is part of the room's graph but not of its timeline.
+    pub fn outlier(pdu: &'a Pdu, room_id: &'a OwnedRoomId) -> Self {
+        EventWrite {
+            pdu,
+            room_id,
+            history_visibility: "shared",
+            transaction: None,
+            stored_as: StoredAs::Outlier,
+            state_group: None,
+        }
+    }
+}
+
 /// How an event is part of its room (the values of `events.outlier`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoredAs {
