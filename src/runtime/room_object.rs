@@ -700,18 +700,29 @@ impl RoomObject {
         let Ok(server) = ServerName::parse(origin) else {
             return Vec::new();
         };
-        let (earliest, depth) = {
-            let engine = self.engine.borrow();
-            let Some(engine) = engine.as_ref() else {
-                return Vec::new();
-            };
-            (engine.forward_extremities(), engine.depth())
+        let Some(earliest) = self
+            .engine
+            .borrow()
+            .as_ref()
+            .map(|e| e.forward_extremities())
+        else {
+            return Vec::new();
         };
+        // Nothing older than our oldest forward extremity: history from before we joined is
+        // not a gap to fill (it is what backfill is for).
+        let tips: Vec<&str> = earliest.iter().map(|id| id.as_str()).collect();
+        let min_depth = crate::storage::events::by_ids(db, room_id.as_str(), &tips)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|row| serde_json::from_str::<Value>(&row.pdu).ok()?["depth"].as_u64())
+            .min()
+            .unwrap_or(0);
         let body = json!({
             "earliest_events": earliest,
             "latest_events": [event_id],
             "limit": MISSING_EVENTS_LIMIT,
-            "min_depth": depth.saturating_sub(MISSING_EVENTS_LIMIT as u64),
+            "min_depth": min_depth,
         });
         let path = format!(
             "/_matrix/federation/v1/get_missing_events/{}",
