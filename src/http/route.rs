@@ -61,6 +61,7 @@ pub enum Endpoint {
     CreateRoom,
     JoinByIdOrAlias,
     JoinRoom,
+    Knock,
     LeaveRoom,
     ForgetRoom,
     Invite,
@@ -102,6 +103,8 @@ pub enum Endpoint {
     FederationMakeLeave,
     FederationSendLeaveV1,
     FederationSendLeaveV2,
+    FederationMakeKnock,
+    FederationSendKnock,
     FederationSend,
     FederationQueryProfile,
     FederationQueryDirectory,
@@ -294,6 +297,7 @@ const ROUTES: &[Route] = &[
         E::JoinByIdOrAlias,
     ),
     post("/_matrix/client/v3/rooms/{roomId}/join", E::JoinRoom),
+    post("/_matrix/client/v3/knock/{roomIdOrAlias}", E::Knock),
     post("/_matrix/client/v3/rooms/{roomId}/leave", E::LeaveRoom),
     post("/_matrix/client/v3/rooms/{roomId}/forget", E::ForgetRoom),
     post("/_matrix/client/v3/rooms/{roomId}/invite", E::Invite),
@@ -417,6 +421,14 @@ const ROUTES: &[Route] = &[
     put(
         "/_matrix/federation/v2/send_leave/{roomId}/{eventId}",
         E::FederationSendLeaveV2,
+    ),
+    get(
+        "/_matrix/federation/v1/make_knock/{roomId}/{userId}",
+        E::FederationMakeKnock,
+    ),
+    put(
+        "/_matrix/federation/v1/send_knock/{roomId}/{eventId}",
+        E::FederationSendKnock,
     ),
     put("/_matrix/federation/v1/send/{txnId}", E::FederationSend),
     get(

@@ -149,6 +149,7 @@ async fn build(
 
     let mut joined: Vec<JoinedRoom<'_>> = Vec::new();
     let mut invite = Map::new();
+    let mut knock = Map::new();
     let mut leave = Map::new();
     for m in memberships
         .iter()
@@ -173,9 +174,17 @@ async fn build(
                 });
             }
             "invite" if new_membership || full_state => {
+                let events = stripped_room(db, m, me.user_id.as_str()).await?;
                 invite.insert(
                     m.room_id.clone(),
-                    invited_room(db, m, me.user_id.as_str()).await?,
+                    json!({ "invite_state": { "events": events } }),
+                );
+            }
+            "knock" if new_membership || full_state => {
+                let events = stripped_room(db, m, me.user_id.as_str()).await?;
+                knock.insert(
+                    m.room_id.clone(),
+                    json!({ "knock_state": { "events": events } }),
                 );
             }
             "leave" | "ban"
@@ -194,12 +203,13 @@ async fn build(
     let e2ee = encryption(db, me, since, now).await?;
     let news = !join.is_empty()
         || !invite.is_empty()
+        || !knock.is_empty()
         || !leave.is_empty()
         || !global_account_data.is_empty()
         || e2ee.is_news();
     let body = json!({
         "next_batch": e2ee.next.to_string(),
-        "rooms": { "join": join, "invite": invite, "leave": leave },
+        "rooms": { "join": join, "invite": invite, "knock": knock, "leave": leave },
         "account_data": { "events": global_account_data },
         "presence": { "events": [] },
         "to_device": { "events": e2ee.to_device },
@@ -556,9 +566,12 @@ fn receipt_content(receipts: Vec<batch::ReceiptRow>, me: &str) -> Map<String, Va
     content
 }
 
-async fn invited_room(db: &Db, m: &MembershipRow, me: &str) -> Result<Value, MatrixError> {
+/// What an invited or knocking user sees of a room (spec: stripped state), their own
+/// membership event included.
+async fn stripped_room(db: &Db, m: &MembershipRow, me: &str) -> Result<Vec<Value>, MatrixError> {
     let state = events::state_at(db, &m.room_id, m.stream_ordering as u64).await?;
-    // An invite from another server: what that server sent of the room, and the invite itself.
+    // A room another server holds: what that server sent of the room with its invite (or in
+    // answer to the knock), and the membership event itself.
     if let Some(mut events) = crate::storage::rooms::invite_state(db, &m.room_id, me).await? {
         events.extend(
             state
@@ -566,7 +579,7 @@ async fn invited_room(db: &Db, m: &MembershipRow, me: &str) -> Result<Value, Mat
                 .filter(|r| r.stream_ordering == m.stream_ordering)
                 .map(|r| stripped_state(&r.pdu)),
         );
-        return Ok(json!({ "invite_state": { "events": events } }));
+        return Ok(events);
     }
     let events: Vec<Value> = state
         .iter()
@@ -576,7 +589,7 @@ async fn invited_room(db: &Db, m: &MembershipRow, me: &str) -> Result<Value, Mat
         })
         .map(|r| stripped_state(&r.pdu))
         .collect();
-    Ok(json!({ "invite_state": { "events": events } }))
+    Ok(events)
 }
 
 async fn left_room(
