@@ -642,3 +642,35 @@ pub(crate) async fn event_auth(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         json!({ "auth_chain": chain.into_values().collect::<Vec<_>>() }),
     ))
 }
+
+/// `GET /hierarchy/{roomId}`: a space we hold and its children, for a server whose users may
+/// see it (the room is public, knockable or world-readable, or one of its users is in it).
+pub(crate) async fn hierarchy(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    /// Children summarised per request at most.
+    const MAX_CHILDREN: usize = 50;
+    let origin = ctx.origin().await?;
+    let room_id = room_param(ctx, 0)?;
+    let suggested_only = crate::client::hierarchy::suggested_only(ctx)?;
+    let db = ctx.db()?;
+    let unknown = || MatrixError::not_found("Unknown room, or not visible to your server");
+    let loaded =
+        crate::client::hierarchy::load_rooms(&db, &[room_id.to_string()], "", origin.as_str())
+            .await?;
+    let root = loaded
+        .get(room_id.as_str())
+        .cloned()
+        .flatten()
+        .filter(|r| r.accessible())
+        .ok_or_else(unknown)?;
+    require_acl(ctx, &room_id, &origin).await?;
+    let children: Vec<String> = root
+        .followed(suggested_only)
+        .take(MAX_CHILDREN)
+        .map(|c| c.room_id.clone())
+        .collect();
+    let children =
+        crate::client::hierarchy::load_rooms(&db, &children, "", origin.as_str()).await?;
+    Ok(JsonResponse::ok(
+        crate::rooms::hierarchy::federation_answer(&root, &children, suggested_only),
+    ))
+}

@@ -77,6 +77,7 @@ pub enum Endpoint {
     Members,
     JoinedMembers,
     Messages,
+    Hierarchy,
     Context,
     GetEvent,
     Redact,
@@ -105,6 +106,7 @@ pub enum Endpoint {
     FederationSendLeaveV2,
     FederationMakeKnock,
     FederationSendKnock,
+    FederationHierarchy,
     FederationSend,
     FederationQueryProfile,
     FederationQueryDirectory,
@@ -339,6 +341,7 @@ const ROUTES: &[Route] = &[
         E::JoinedMembers,
     ),
     get("/_matrix/client/v3/rooms/{roomId}/messages", E::Messages),
+    get("/_matrix/client/v1/rooms/{roomId}/hierarchy", E::Hierarchy),
     get(
         "/_matrix/client/v3/rooms/{roomId}/context/{eventId}",
         E::Context,
@@ -429,6 +432,10 @@ const ROUTES: &[Route] = &[
     put(
         "/_matrix/federation/v1/send_knock/{roomId}/{eventId}",
         E::FederationSendKnock,
+    ),
+    get(
+        "/_matrix/federation/v1/hierarchy/{roomId}",
+        E::FederationHierarchy,
     ),
     put("/_matrix/federation/v1/send/{txnId}", E::FederationSend),
     get(
