@@ -22,6 +22,8 @@ pub(crate) mod ephemeral;
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod filters;
 #[cfg(target_arch = "wasm32")]
+pub(crate) mod hierarchy;
+#[cfg(target_arch = "wasm32")]
 pub(crate) mod ids;
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod key_backup;

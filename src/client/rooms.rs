@@ -191,14 +191,21 @@ async fn remote_alias(
     Ok((room, servers))
 }
 
-async fn join(
+/// Joins or knocks (`membership`): through the room's object when a user of ours is in the
+/// room, else through the servers that hold it.
+async fn enter(
     ctx: &Ctx,
     room_id: &RoomId,
     servers: Vec<String>,
     me: &Requester,
+    membership: &str,
+    reason: Option<String>,
 ) -> Result<JsonResponse, MatrixError> {
     let db = ctx.db()?;
-    let profile = profile_content(&db, &me.user_id).await?;
+    let mut content = member_content(membership, profile_content(&db, &me.user_id).await?, false);
+    if let Some(reason) = reason {
+        content["reason"] = json!(reason);
+    }
     let known = stored::room_version(&db, room_id.as_str()).await?.is_some();
     let us = ctx.config.server_name.as_str();
     let resident =
@@ -210,32 +217,42 @@ async fn join(
             servers.extend(remote_servers_of(ctx, room_id, me).await?);
         }
         if servers.is_empty() && known {
-            return local_join(ctx, room_id, me, profile).await;
+            return local_membership(ctx, room_id, me, content).await;
         }
         if servers.is_empty() {
             return Err(MatrixError::not_found(
                 "Unknown room, and no server to ask for it",
             ));
         }
-        let command = RoomCommand::JoinRemote {
-            room_id: room_id.to_owned(),
-            user_id: me.user_id.clone(),
-            servers,
-            content: member_content("join", profile, false),
+        let command = if membership == "join" {
+            RoomCommand::JoinRemote {
+                room_id: room_id.to_owned(),
+                user_id: me.user_id.clone(),
+                servers,
+                content,
+            }
+        } else {
+            RoomCommand::RemoteMembership {
+                room_id: room_id.to_owned(),
+                user_id: me.user_id.clone(),
+                servers,
+                membership: membership.to_owned(),
+                content,
+            }
         };
         rooms::run(&ctx.env, room_id.as_str(), &command).await?;
         return Ok(JsonResponse::ok(json!({ "room_id": room_id })));
     }
-    local_join(ctx, room_id, me, profile).await
+    local_membership(ctx, room_id, me, content).await
 }
 
-async fn local_join(
+/// The user's own membership event (`content` names it) in a room this server holds.
+async fn local_membership(
     ctx: &Ctx,
     room_id: &RoomId,
     me: &Requester,
-    profile: serde_json::Value,
+    content: Value,
 ) -> Result<JsonResponse, MatrixError> {
-    let content = member_content("join", profile, false);
     rooms::send(
         &ctx.env,
         room_id,
@@ -247,16 +264,33 @@ async fn local_join(
     Ok(JsonResponse::ok(json!({ "room_id": room_id })))
 }
 
+/// The optional `reason` of a membership request's body.
+fn body_reason(ctx: &Ctx) -> Result<Option<String>, MatrixError> {
+    Ok(ctx
+        .json_value()?
+        .get("reason")
+        .and_then(Value::as_str)
+        .map(str::to_owned))
+}
+
 pub(crate) async fn join_by_id_or_alias(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let (room_id, servers) = resolve_room(ctx, ctx.param(0)).await?;
-    join(ctx, &room_id, servers, &me).await
+    enter(ctx, &room_id, servers, &me, "join", body_reason(ctx)?).await
 }
 
 pub(crate) async fn join_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let (room_id, servers) = resolve_room(ctx, ctx.param(0)).await?;
-    join(ctx, &room_id, servers, &me).await
+    enter(ctx, &room_id, servers, &me, "join", body_reason(ctx)?).await
+}
+
+/// `POST /knock/{roomIdOrAlias}`: asks to be let into a room whose join rule is `knock` (or
+/// `knock_restricted`); a member with the power to invite lets the user in with an invite.
+pub(crate) async fn knock(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let (room_id, servers) = resolve_room(ctx, ctx.param(0)).await?;
+    enter(ctx, &room_id, servers, &me, "knock", body_reason(ctx)?).await
 }
 
 #[derive(Deserialize)]
@@ -297,7 +331,7 @@ async fn membership_event(
 }
 
 /// The other servers that hold a room we are not resident in: those with members in our copy,
-/// and the server that invited the user.
+/// the server that invited the user, and those that sent the room's stripped state.
 async fn remote_servers_of(
     ctx: &Ctx,
     room_id: &RoomId,
@@ -312,8 +346,19 @@ async fn remote_servers_of(
             servers.insert(0, inviter.server_name().to_string());
         }
     }
+    // A knock (or an invite) to a room only other servers hold: the servers of whoever sent
+    // the stripped state we keep of it.
+    for event in stored::invite_state(&db, room_id.as_str(), me.user_id.as_str())
+        .await?
+        .unwrap_or_default()
+    {
+        if let Some(sender) = event["sender"].as_str().and_then(|s| UserId::parse(s).ok()) {
+            servers.push(sender.server_name().to_string());
+        }
+    }
     servers.retain(|s| s != us);
-    servers.dedup();
+    let mut seen = std::collections::HashSet::new();
+    servers.retain(|s| seen.insert(s.clone()));
     Ok(servers)
 }
 
@@ -335,10 +380,11 @@ async fn leave_room(
             if let Some(reason) = reason {
                 content["reason"] = json!(reason);
             }
-            let command = RoomCommand::LeaveRemote {
+            let command = RoomCommand::RemoteMembership {
                 room_id: room_id.to_owned(),
                 user_id: me.user_id.clone(),
                 servers,
+                membership: "leave".into(),
                 content,
             };
             return rooms::run(&ctx.env, room_id.as_str(), &command)
@@ -354,11 +400,7 @@ async fn leave_room(
 pub(crate) async fn leave(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let room_id = ids::room_id(ctx.param(0))?;
-    let reason = ctx
-        .json_value()?
-        .get("reason")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let reason = body_reason(ctx)?;
     let current = stored::membership(&ctx.db()?, room_id.as_str(), me.user_id.as_str()).await?;
     if !matches!(
         current.as_deref(),

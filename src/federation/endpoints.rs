@@ -10,7 +10,7 @@ use super::acl::ServerAcl;
 use super::e2ee_in;
 use crate::client::directory::{directory_page, directory_request};
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
-use crate::rooms::command::RoomCommand;
+use crate::rooms::command::{MembershipReply, RoomCommand};
 use crate::rooms::visibility::redacted_pdu;
 use crate::rooms::{Pdu, RoomVersion};
 use crate::runtime::notifier::notify;
@@ -77,15 +77,19 @@ pub(super) async fn require_acl(
     }
 }
 
-pub(crate) async fn make_join(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+/// `make_join`, `make_leave` and `make_knock`: a template of the user's membership event.
+pub(crate) async fn make_membership(
+    ctx: &Ctx,
+    membership: &str,
+) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
     let room_id = room_param(ctx, 0)?;
     let user = user_of_origin(ctx, 1, &origin)?;
     let version = known_room(ctx, &room_id).await?;
     require_acl(ctx, &room_id, &origin).await?;
-    // The joining server lists the versions it supports (`ver`, repeatable; none means v1).
-    let supported = ctx.query_all("ver");
-    if !supported.contains(&version.as_str()) {
+    // A joining or knocking server lists the versions it supports (`ver`, repeatable; none
+    // means v1).
+    if membership != "leave" && !ctx.query_all("ver").contains(&version.as_str()) {
         return Err(MatrixError::new(
             400,
             ErrorCode::IncompatibleRoomVersion,
@@ -96,30 +100,15 @@ pub(crate) async fn make_join(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let command = RoomCommand::MakeMembership {
         room_id: room_id.clone(),
         user_id: user,
-        membership: "join".into(),
+        membership: membership.into(),
     };
     rooms::run(&ctx.env, room_id.as_str(), &command)
         .await
         .map(JsonResponse::ok)
 }
 
-pub(crate) async fn make_leave(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
-    let origin = ctx.origin().await?;
-    let room_id = room_param(ctx, 0)?;
-    let user = user_of_origin(ctx, 1, &origin)?;
-    known_room(ctx, &room_id).await?;
-    require_acl(ctx, &room_id, &origin).await?;
-    let command = RoomCommand::MakeMembership {
-        room_id: room_id.clone(),
-        user_id: user,
-        membership: "leave".into(),
-    };
-    rooms::run(&ctx.env, room_id.as_str(), &command)
-        .await
-        .map(JsonResponse::ok)
-}
-
-/// `send_join` and `send_leave`, v1 (answers `[200, body]`) and v2 (answers `body`).
+/// `send_join` and `send_leave`, v1 (answers `[200, body]`) and v2 (answers `body`), and
+/// `send_knock` (v1, answers `body`: the room's stripped state).
 pub(crate) async fn send_membership(
     ctx: &Ctx,
     v1: bool,
@@ -143,7 +132,11 @@ pub(crate) async fn send_membership(
         room_id: room_id.clone(),
         origin: origin.to_string(),
         pdus: vec![event],
-        membership_reply: true,
+        membership_reply: Some(if membership == "knock" {
+            MembershipReply::StrippedState
+        } else {
+            MembershipReply::StateAndAuthChain
+        }),
     };
     let mut reply = rooms::run(&ctx.env, room_id.as_str(), &command).await?;
     if membership == "leave" {
@@ -206,7 +199,7 @@ pub(crate) async fn send_transaction(ctx: &Ctx) -> Result<JsonResponse, MatrixEr
                 room_id: room_id.clone(),
                 origin: origin.to_string(),
                 pdus,
-                membership_reply: false,
+                membership_reply: None,
             };
             rooms::run(&ctx.env, room.as_str(), &command)
                 .await
@@ -631,5 +624,37 @@ pub(crate) async fn event_auth(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let chain = auth_chain(&db, room_id.as_str(), &[event], version).await?;
     Ok(JsonResponse::ok(
         json!({ "auth_chain": chain.into_values().collect::<Vec<_>>() }),
+    ))
+}
+
+/// `GET /hierarchy/{roomId}`: a space we hold and its children, for a server whose users may
+/// see it (the room is public, knockable or world-readable, or one of its users is in it).
+pub(crate) async fn hierarchy(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    /// Children summarised per request at most.
+    const MAX_CHILDREN: usize = 50;
+    let origin = ctx.origin().await?;
+    let room_id = room_param(ctx, 0)?;
+    let suggested_only = crate::client::hierarchy::suggested_only(ctx)?;
+    let db = ctx.db()?;
+    let unknown = || MatrixError::not_found("Unknown room, or not visible to your server");
+    let loaded =
+        crate::client::hierarchy::load_rooms(&db, &[room_id.to_string()], "", origin.as_str())
+            .await?;
+    let root = loaded
+        .get(room_id.as_str())
+        .cloned()
+        .flatten()
+        .filter(|r| r.accessible())
+        .ok_or_else(unknown)?;
+    require_acl(ctx, &room_id, &origin).await?;
+    let children: Vec<String> = root
+        .followed(suggested_only)
+        .take(MAX_CHILDREN)
+        .map(|c| c.room_id.clone())
+        .collect();
+    let children =
+        crate::client::hierarchy::load_rooms(&db, &children, "", origin.as_str()).await?;
+    Ok(JsonResponse::ok(
+        crate::rooms::hierarchy::federation_answer(&root, &children, suggested_only),
     ))
 }

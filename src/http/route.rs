@@ -63,6 +63,7 @@ pub enum Endpoint {
     CreateRoom,
     JoinByIdOrAlias,
     JoinRoom,
+    Knock,
     LeaveRoom,
     ForgetRoom,
     Invite,
@@ -78,6 +79,7 @@ pub enum Endpoint {
     Members,
     JoinedMembers,
     Messages,
+    Hierarchy,
     Context,
     GetEvent,
     Redact,
@@ -104,6 +106,9 @@ pub enum Endpoint {
     FederationMakeLeave,
     FederationSendLeaveV1,
     FederationSendLeaveV2,
+    FederationMakeKnock,
+    FederationSendKnock,
+    FederationHierarchy,
     FederationSend,
     FederationQueryProfile,
     FederationQueryDirectory,
@@ -298,6 +303,7 @@ const ROUTES: &[Route] = &[
         E::JoinByIdOrAlias,
     ),
     post("/_matrix/client/v3/rooms/{roomId}/join", E::JoinRoom),
+    post("/_matrix/client/v3/knock/{roomIdOrAlias}", E::Knock),
     post("/_matrix/client/v3/rooms/{roomId}/leave", E::LeaveRoom),
     post("/_matrix/client/v3/rooms/{roomId}/forget", E::ForgetRoom),
     post("/_matrix/client/v3/rooms/{roomId}/invite", E::Invite),
@@ -339,6 +345,7 @@ const ROUTES: &[Route] = &[
         E::JoinedMembers,
     ),
     get("/_matrix/client/v3/rooms/{roomId}/messages", E::Messages),
+    get("/_matrix/client/v1/rooms/{roomId}/hierarchy", E::Hierarchy),
     get(
         "/_matrix/client/v3/rooms/{roomId}/context/{eventId}",
         E::Context,
@@ -421,6 +428,18 @@ const ROUTES: &[Route] = &[
     put(
         "/_matrix/federation/v2/send_leave/{roomId}/{eventId}",
         E::FederationSendLeaveV2,
+    ),
+    get(
+        "/_matrix/federation/v1/make_knock/{roomId}/{userId}",
+        E::FederationMakeKnock,
+    ),
+    put(
+        "/_matrix/federation/v1/send_knock/{roomId}/{eventId}",
+        E::FederationSendKnock,
+    ),
+    get(
+        "/_matrix/federation/v1/hierarchy/{roomId}",
+        E::FederationHierarchy,
     ),
     put("/_matrix/federation/v1/send/{txnId}", E::FederationSend),
     get(

@@ -43,12 +43,14 @@ pub enum RoomCommand {
         servers: Vec<String>,
         content: serde_json::Value,
     },
-    /// A local user leaves a room no local user is in, or rejects an invite from another
-    /// server (`make_leave`/`send_leave` against `servers` in turn).
-    LeaveRemote {
+    /// A local user's membership in a room no local user is in, through the servers that hold
+    /// it (`make_{membership}`/`send_{membership}` against `servers` in turn): `leave` (leaving,
+    /// rejecting an invite, withdrawing a knock) or `knock`.
+    RemoteMembership {
         room_id: OwnedRoomId,
         user_id: OwnedUserId,
         servers: Vec<String>,
+        membership: String,
         content: serde_json::Value,
     },
     /// An invite of a local user from another server (`PUT /v2/invite`), already checked and
@@ -59,14 +61,25 @@ pub enum RoomCommand {
         event: serde_json::Value,
         invite_state: Vec<serde_json::Value>,
     },
-    /// PDUs another server sent (a transaction, or the event of `send_join`/`send_leave`).
-    /// With `membership_reply`, answers with the room state and auth chain before the event.
+    /// PDUs another server sent (a transaction, or the event of `send_join`/`send_leave`/
+    /// `send_knock`). With `membership_reply`, the one PDU must be a membership event, and the
+    /// answer is what that endpoint returns.
     Remote {
         room_id: OwnedRoomId,
         origin: String,
         pdus: Vec<serde_json::Value>,
-        membership_reply: bool,
+        membership_reply: Option<MembershipReply>,
     },
+}
+
+/// What a `send_*` membership endpoint answers about the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MembershipReply {
+    /// `send_join`: the state before the event and its full auth chain.
+    StateAndAuthChain,
+    /// `send_knock`: stripped state that lets the knocking user recognise the room.
+    StrippedState,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

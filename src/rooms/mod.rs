@@ -9,6 +9,7 @@ pub mod client_event;
 pub mod command;
 pub mod create;
 pub mod engine;
+pub mod hierarchy;
 pub mod pdu;
 pub mod power;
 pub mod remote_join;

@@ -15,7 +15,7 @@ use crate::federation::keys::{verify_pdu_with, KeyMemo};
 use crate::http::route::percent_encode;
 use crate::http::{ErrorCode, MatrixError};
 use crate::rooms::builder::{BuildError, EventTemplate};
-use crate::rooms::command::{RoomCommand, SendResult};
+use crate::rooms::command::{MembershipReply, RoomCommand, SendResult};
 use crate::rooms::engine::{Accepted, EngineError, LocalServer, RoomEngine, Tip};
 use crate::rooms::power::PowerLevels;
 use crate::rooms::resolution::StateMap;
@@ -91,12 +91,16 @@ impl worker::DurableObject for RoomObject {
                 servers,
                 content,
             } => self.join_remote(room_id, &user_id, servers, content).await,
-            RoomCommand::LeaveRemote {
+            RoomCommand::RemoteMembership {
                 room_id,
                 user_id,
                 servers,
+                membership,
                 content,
-            } => self.leave_remote(room_id, &user_id, servers, content).await,
+            } => {
+                self.remote_membership(room_id, &user_id, servers, &membership, content)
+                    .await
+            }
             RoomCommand::ReceiveInvite {
                 room_id,
                 room_version,
@@ -247,14 +251,22 @@ where
 }
 
 /// A membership event of a room we do not hold (an invite from another server, the leave that
-/// rejects it): stored as an outlier, with the user's membership, which is all of that room's
-/// state we keep.
+/// rejects it, a knock): stored as an outlier, with the user's membership, which is all of that
+/// room's state we keep. A room new to us is recorded with its version.
 async fn persist_outlier_membership(
     db: &Db,
     room_id: &OwnedRoomId,
     pdu: &Pdu,
-    new_room: Option<NewRoom<'_>>,
+    version: RoomVersion,
 ) -> Result<(), MatrixError> {
+    let known = stored::room_version(db, room_id.as_str()).await?.is_some();
+    let creator = pdu.sender().to_string();
+    let new_room = (!known).then_some(NewRoom {
+        version,
+        creator: &creator,
+        alias: None,
+        publish: false,
+    });
     let user = pdu.state_key().unwrap_or_default().to_owned();
     let membership: SlotChange = (
         (StateEventType::RoomMember, user),
@@ -304,6 +316,21 @@ fn room_write<'a>(accepted: &'a [Accepted], events: Vec<EventWrite<'a>>) -> Room
         extremities: accepted.iter().rev().find_map(|a| a.extremities()),
         new_room: None,
     }
+}
+
+/// The room's current state that an invitee or a knocking user may see before joining
+/// (spec: stripped state), stripped.
+fn stripped_room_state(engine: &RoomEngine) -> Vec<Value> {
+    engine
+        .state()
+        .events()
+        .filter(|e| {
+            crate::rooms::client_event::INVITE_STATE.contains(&e.kind().to_string().as_str())
+        })
+        .map(|e| {
+            crate::rooms::client_event::stripped_state(&into_json(e.json().clone()).to_string())
+        })
+        .collect()
 }
 
 fn membership_of(pdu: &Pdu) -> Option<String> {
@@ -547,30 +574,34 @@ impl RoomObject {
         self.ensure_engine(&db, &room_id).await?;
         let engine = self.engine.borrow();
         let engine = engine.as_ref().expect("loaded above");
-        let mut content = json!({ "membership": membership });
-        if membership == "join" {
-            // Refuse early what the auth rules would refuse: the user's server would only
-            // learn it after signing and sending the event.
-            let join_rule = engine
-                .state()
-                .get(&StateEventType::RoomJoinRules, "")
-                .and_then(|p| serde_json::from_str::<Value>(p.content().get()).ok())
-                .and_then(|c| c["join_rule"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| "invite".into());
-            let current = engine
-                .state()
-                .get(&StateEventType::RoomMember, user.as_str())
-                .and_then(|p| membership_of(p));
-            let allowed = match current.as_deref() {
-                Some("ban") => false,
-                Some("join") | Some("invite") => true,
-                _ => join_rule == "public",
-            };
-            if !allowed {
-                return Err(MatrixError::forbidden("You are not invited to this room"));
+        // Refuse early what the auth rules would refuse: the user's server would only learn it
+        // after signing and sending the event.
+        let join_rule = engine
+            .state()
+            .get(&StateEventType::RoomJoinRules, "")
+            .and_then(|p| serde_json::from_str::<Value>(p.content().get()).ok())
+            .and_then(|c| c["join_rule"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "invite".into());
+        let current = engine
+            .state()
+            .get(&StateEventType::RoomMember, user.as_str())
+            .and_then(|p| membership_of(p));
+        let refusal = match (membership, current.as_deref()) {
+            ("join" | "knock", Some("ban")) => Some("You are banned from this room"),
+            ("join", Some("join" | "invite")) => None,
+            ("join", _) if join_rule != "public" => Some("You are not invited to this room"),
+            ("knock", Some("join" | "invite")) => {
+                Some("You are already in or invited to this room")
             }
-            content = json!({ "membership": "join" });
+            ("knock", _) if !matches!(join_rule.as_str(), "knock" | "knock_restricted") => {
+                Some("This room does not accept knocks")
+            }
+            _ => None,
+        };
+        if let Some(refusal) = refusal {
+            return Err(MatrixError::forbidden(refusal));
         }
+        let content = json!({ "membership": membership });
         let template = EventTemplate::state("m.room.member", user.as_str(), content);
         let event = engine
             .template_for(user, template, now_ms())
@@ -586,7 +617,7 @@ impl RoomObject {
         room_id: OwnedRoomId,
         origin: &str,
         pdus: Vec<Value>,
-        membership_reply: bool,
+        membership_reply: Option<MembershipReply>,
     ) -> Result<Value, MatrixError> {
         let db = Db::new(&self.env)?;
         self.ensure_engine(&db, &room_id).await?;
@@ -594,7 +625,7 @@ impl RoomObject {
         let mut results = serde_json::Map::new();
         let mut reply = Value::Null;
         for raw in pdus {
-            if !membership_reply {
+            if membership_reply.is_none() {
                 // Earlier events we lack come first, through the same pipeline; their own
                 // failures are recorded like any refused PDU and do not stop this one.
                 for missing in self.missing_before(&db, &room_id, origin, &raw).await {
@@ -610,28 +641,36 @@ impl RoomObject {
             }
             let text = raw.to_string();
             let outcome = self
-                .accept_remote(&db, &room_id, raw, membership_reply, origin)
+                .accept_remote(&db, &room_id, raw, membership_reply.is_some(), origin)
                 .await;
             match outcome {
                 Ok((event_id, state_before)) => {
-                    if membership_reply {
-                        reply = self
-                            .membership_reply(&db, state_before, &config.server_name)
-                            .await?;
+                    match membership_reply {
+                        Some(MembershipReply::StateAndAuthChain) => {
+                            reply = self
+                                .membership_reply(&db, state_before, &config.server_name)
+                                .await?;
+                        }
+                        Some(MembershipReply::StrippedState) => {
+                            let engine = self.engine.borrow();
+                            let engine = engine.as_ref().expect("loaded above");
+                            reply = json!({ "knock_room_state": stripped_room_state(engine) });
+                        }
+                        None => {}
                     }
                     results.insert(event_id, json!({}));
                 }
                 Err((event_id, reason)) => {
                     self.refused(&db, &room_id, origin, &event_id, &reason, &text)
                         .await?;
-                    if membership_reply {
+                    if membership_reply.is_some() {
                         return Err(MatrixError::forbidden(reason));
                     }
                     results.insert(event_id, json!({ "error": reason }));
                 }
             }
         }
-        if membership_reply {
+        if membership_reply.is_some() {
             return Ok(reply);
         }
         Ok(json!({ "pdus": results }))
@@ -965,20 +1004,7 @@ impl RoomObject {
         let (version, stripped) = {
             let engine = self.engine.borrow();
             let engine = engine.as_ref().expect("loaded by the caller");
-            let stripped: Vec<Value> = engine
-                .state()
-                .events()
-                .filter(|e| {
-                    crate::rooms::client_event::INVITE_STATE
-                        .contains(&e.kind().to_string().as_str())
-                })
-                .map(|e| {
-                    crate::rooms::client_event::stripped_state(
-                        &into_json(e.json().clone()).to_string(),
-                    )
-                })
-                .collect();
-            (engine.version(), stripped)
+            (engine.version(), stripped_room_state(engine))
         };
         let body = json!({
             "event": into_json(pdu.json().clone()),
@@ -1233,12 +1259,13 @@ impl RoomObject {
         membership: &str,
         content: Value,
     ) -> Result<(RoomVersion, Arc<Pdu>), MatrixError> {
-        // The joining server lists the room versions it supports; make_leave takes none.
+        // The joining or knocking server lists the room versions it supports; make_leave
+        // takes none.
         let versions: String = RoomVersion::ALL
             .iter()
             .map(|v| format!("&ver={}", v.as_str()))
             .collect();
-        let query = if membership == "join" {
+        let query = if membership == "join" || membership == "knock" {
             format!("?{}", &versions[1..])
         } else {
             String::new()
@@ -1307,7 +1334,8 @@ impl RoomObject {
         Ok((version, Arc::new(pdu)))
     }
 
-    /// `send_join`/`send_leave` (v2) of our signed membership event; the server's answer.
+    /// `send_join`/`send_leave` (v2) or `send_knock` (v1, the only one) of our signed
+    /// membership event; the server's answer.
     async fn send_membership(
         &self,
         room_id: &RoomId,
@@ -1315,8 +1343,9 @@ impl RoomObject {
         membership: &str,
         pdu: &Pdu,
     ) -> Result<Value, MatrixError> {
+        let api = if membership == "knock" { "v1" } else { "v2" };
         let path = format!(
-            "/_matrix/federation/v2/send_{membership}/{}/{}",
+            "/_matrix/federation/{api}/send_{membership}/{}/{}",
             percent_encode(room_id.as_str()),
             percent_encode(pdu.event_id().as_str())
         );
@@ -1350,34 +1379,49 @@ impl RoomObject {
         Ok(answer)
     }
 
-    /// Rejects an invite to a room no user of ours is in (or leaves such a room), through the
-    /// servers that hold it: `make_leave`, sign, `send_leave`. Our copy of the leave is kept as
-    /// an outlier with the user's membership, as the invite was.
-    async fn leave_remote(
+    /// A membership of a local user in a room no user of ours is in, through the servers that
+    /// hold it: `make_{membership}`, sign, `send_{membership}`. `leave` rejects an invite,
+    /// withdraws a knock or leaves; `knock` asks to be let in, and keeps the stripped state the
+    /// server answers for the user's sync. Our copy of the event is kept as an outlier with the
+    /// user's membership, as an invite is.
+    async fn remote_membership(
         &self,
         room_id: OwnedRoomId,
         user: &UserId,
         servers: Vec<String>,
+        membership: &str,
         content: Value,
     ) -> Result<Value, MatrixError> {
         let db = Db::new(&self.env)?;
         let room_id = &room_id;
-        let leave = through_servers(servers, "leave", room_id, |server| {
+        let (version, event, answer) = through_servers(servers, membership, room_id, |server| {
             let content = content.clone();
             async move {
-                let (_, leave) = self
-                    .membership_handshake(room_id, user, &server, "leave", content)
+                let (version, event) = self
+                    .membership_handshake(room_id, user, &server, membership, content)
                     .await?;
-                self.send_membership(room_id, &server, "leave", &leave)
+                let answer = self
+                    .send_membership(room_id, &server, membership, &event)
                     .await?;
-                Ok(leave)
+                Ok((version, event, answer))
             }
         })
         .await?;
-        persist_outlier_membership(&db, room_id, &leave, None).await?;
+        persist_outlier_membership(&db, room_id, &event, version).await?;
+        if membership == "knock" {
+            // `knock_state_events` is the name before the spec settled on one.
+            let state = answer
+                .get("knock_room_state")
+                .or_else(|| answer.get("knock_state_events"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let state = Value::Array(state).to_string();
+            stored::save_invite_state(&db, room_id.as_str(), user.as_str(), &state).await?;
+        }
         *self.engine.borrow_mut() = None;
         super::notifier::notify(&self.env, vec![user.to_string()]).await;
-        Ok(json!({ "event_id": leave.event_id() }))
+        Ok(json!({ "event_id": event.event_id() }))
     }
 
     /// A PDU of a join answer or a fetched auth chain with its signatures and hash checked,
@@ -1422,15 +1466,7 @@ impl RoomObject {
         let pdu =
             Pdu::from_json(object, version).map_err(|e| MatrixError::bad_json(e.to_string()))?;
         let invitee = pdu.state_key().unwrap_or_default().to_owned();
-        let known = stored::room_version(&db, room_id.as_str()).await?.is_some();
-        let creator = pdu.sender().to_string();
-        let new_room = (!known).then_some(NewRoom {
-            version,
-            creator: &creator,
-            alias: None,
-            publish: false,
-        });
-        persist_outlier_membership(&db, &room_id, &pdu, new_room).await?;
+        persist_outlier_membership(&db, &room_id, &pdu, version).await?;
         let state = serde_json::to_string(&invite_state).unwrap_or_else(|_| "[]".into());
         stored::save_invite_state(&db, room_id.as_str(), &invitee, &state).await?;
         *self.engine.borrow_mut() = None;

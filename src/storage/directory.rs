@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::Db;
+use super::{Arg, Db};
 use crate::args;
 use crate::http::MatrixError;
 
@@ -88,6 +88,25 @@ pub async fn set_published(db: &Db, room_id: &str, published: bool) -> Result<()
 
 /// One summary per published room, biggest first, as `/publicRooms` lists them.
 pub async fn public_room_summaries(db: &Db) -> Result<Vec<Value>, MatrixError> {
+    summaries(db, "r.published = 1", args![]).await
+}
+
+/// The summaries of the listed rooms this server holds (one query, whatever their number),
+/// with the fields `/publicRooms` and `/hierarchy` list.
+pub async fn room_summaries(db: &Db, rooms: &[&str]) -> Result<Vec<Value>, MatrixError> {
+    if rooms.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = json!(rooms).to_string();
+    summaries(
+        db,
+        "r.room_id IN (SELECT value FROM json_each(?1))",
+        args![&list],
+    )
+    .await
+}
+
+async fn summaries(db: &Db, filter: &str, args: &[Arg<'_>]) -> Result<Vec<Value>, MatrixError> {
     #[derive(Deserialize)]
     struct Row {
         room_id: String,
@@ -112,7 +131,7 @@ pub async fn public_room_summaries(db: &Db) -> Result<Vec<Value>, MatrixError> {
             (SELECT COUNT(*) FROM memberships m WHERE m.room_id = r.room_id AND m.membership = 'join') AS joined,
             {} AS name, {} AS topic, {} AS alias, {} AS avatar, {} AS join_rule, {} AS history, {} AS guest,
             {} AS room_type
-         FROM rooms r WHERE r.published = 1 ORDER BY joined DESC, r.room_id",
+         FROM rooms r WHERE {filter} ORDER BY joined DESC, r.room_id",
         state("m.room.name", "name"),
         state("m.room.topic", "topic"),
         state("m.room.canonical_alias", "alias"),
@@ -122,7 +141,7 @@ pub async fn public_room_summaries(db: &Db) -> Result<Vec<Value>, MatrixError> {
         state("m.room.guest_access", "guest_access"),
         state("m.room.create", "type"),
     );
-    let rows: Vec<Row> = db.rows(&sql, args![]).await?;
+    let rows: Vec<Row> = db.rows(&sql, args).await?;
     Ok(rows
         .into_iter()
         .map(|r| {

@@ -8,6 +8,7 @@ pub mod e2ee;
 pub mod e2ee_backup;
 pub mod e2ee_remote;
 pub mod events;
+pub mod hierarchy;
 pub mod remote_keys;
 pub mod rooms;
 pub mod signing_keys;

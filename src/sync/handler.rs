@@ -153,6 +153,7 @@ async fn build(
 
     let mut joined: Vec<JoinedRoom<'_>> = Vec::new();
     let mut invite = Map::new();
+    let mut knock = Map::new();
     let mut leave = Map::new();
     for m in memberships
         .iter()
@@ -177,9 +178,17 @@ async fn build(
                 });
             }
             "invite" if new_membership || full_state => {
+                let events = stripped_room(db, m, me.user_id.as_str()).await?;
                 invite.insert(
                     m.room_id.clone(),
-                    invited_room(db, m, me.user_id.as_str()).await?,
+                    json!({ "invite_state": { "events": events } }),
+                );
+            }
+            "knock" if new_membership || full_state => {
+                let events = stripped_room(db, m, me.user_id.as_str()).await?;
+                knock.insert(
+                    m.room_id.clone(),
+                    json!({ "knock_state": { "events": events } }),
                 );
             }
             "leave" | "ban"
@@ -198,10 +207,11 @@ async fn build(
     let e2ee = encryption(db, me, since, now).await?;
     let news = !join.is_empty()
         || !invite.is_empty()
+        || !knock.is_empty()
         || !leave.is_empty()
         || !global_account_data.is_empty()
         || e2ee.is_news();
-    let body = response(join, invite, leave, global_account_data, e2ee);
+    let body = response(join, invite, knock, leave, global_account_data, e2ee);
     Ok((body, news))
 }
 
@@ -209,13 +219,14 @@ async fn build(
 fn response(
     join: serde_json::Map<String, Value>,
     invite: serde_json::Map<String, Value>,
+    knock: serde_json::Map<String, Value>,
     leave: serde_json::Map<String, Value>,
     account_data: Vec<Value>,
     e2ee: Encryption,
 ) -> Value {
     json!({
         "next_batch": e2ee.next.to_string(),
-        "rooms": { "join": join, "invite": invite, "leave": leave },
+        "rooms": { "join": join, "invite": invite, "knock": knock, "leave": leave },
         "account_data": { "events": account_data },
         "presence": { "events": [] },
         "to_device": { "events": e2ee.to_device },
@@ -239,6 +250,7 @@ async fn quiet_body(db: &Db, me: &Requester, now: StreamPosition) -> Result<Valu
         next: now,
     };
     Ok(response(
+        Default::default(),
         Default::default(),
         Default::default(),
         Default::default(),
@@ -593,9 +605,12 @@ fn receipt_content(receipts: Vec<batch::ReceiptRow>, me: &str) -> Map<String, Va
     content
 }
 
-async fn invited_room(db: &Db, m: &MembershipRow, me: &str) -> Result<Value, MatrixError> {
+/// What an invited or knocking user sees of a room (spec: stripped state), their own
+/// membership event included.
+async fn stripped_room(db: &Db, m: &MembershipRow, me: &str) -> Result<Vec<Value>, MatrixError> {
     let state = events::state_at(db, &m.room_id, m.stream_ordering as u64).await?;
-    // An invite from another server: what that server sent of the room, and the invite itself.
+    // A room another server holds: what that server sent of the room with its invite (or in
+    // answer to the knock), and the membership event itself.
     if let Some(mut events) = crate::storage::rooms::invite_state(db, &m.room_id, me).await? {
         events.extend(
             state
@@ -603,7 +618,7 @@ async fn invited_room(db: &Db, m: &MembershipRow, me: &str) -> Result<Value, Mat
                 .filter(|r| r.stream_ordering == m.stream_ordering)
                 .map(|r| stripped_state(&r.pdu)),
         );
-        return Ok(json!({ "invite_state": { "events": events } }));
+        return Ok(events);
     }
     let events: Vec<Value> = state
         .iter()
@@ -613,7 +628,7 @@ async fn invited_room(db: &Db, m: &MembershipRow, me: &str) -> Result<Value, Mat
         })
         .map(|r| stripped_state(&r.pdu))
         .collect();
-    Ok(json!({ "invite_state": { "events": events } }))
+    Ok(events)
 }
 
 async fn left_room(

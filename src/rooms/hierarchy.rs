@@ -1,0 +1,440 @@
+//! Space hierarchies (spec: client-server "Spaces", `GET /hierarchy`; server-server
+//! `GET /hierarchy`): the rooms a space links with `m.space.child` state, walked depth first
+//! in the spec's order, as pages the caller fills batch by batch. Pure: the handlers load room
+//! summaries and child events for the rooms `Walk::needed` names, then let the walk go on.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// An `order` longer than this, or with characters outside printable ASCII, is ignored.
+const MAX_ORDER_LEN: usize = 50;
+
+/// One valid `m.space.child` link of a space.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Child {
+    pub room_id: String,
+    pub suggested: bool,
+    order: Option<String>,
+    origin_server_ts: u64,
+    /// The event as stripped state with its `origin_server_ts` (`children_state`).
+    pub stripped: Value,
+}
+
+/// The valid children among a space's `m.space.child` events (full PDUs), in the spec's
+/// order: by `order` (those with one first), then by the event's `origin_server_ts`, then by
+/// room id. A child event without a non-empty `via` list has been removed.
+pub fn children_of(events: &[Value]) -> Vec<Child> {
+    let mut children: Vec<Child> = events
+        .iter()
+        .filter(|e| e["type"] == "m.space.child")
+        .filter(|e| {
+            e["content"]["via"]
+                .as_array()
+                .is_some_and(|v| !v.is_empty())
+        })
+        .filter_map(|e| {
+            let room_id = e["state_key"].as_str().filter(|k| k.starts_with('!'))?;
+            let order = e["content"]["order"]
+                .as_str()
+                .filter(|o| {
+                    o.len() <= MAX_ORDER_LEN && o.bytes().all(|b| (0x20..=0x7e).contains(&b))
+                })
+                .map(str::to_owned);
+            let origin_server_ts = e["origin_server_ts"].as_u64().unwrap_or(0);
+            Some(Child {
+                room_id: room_id.to_owned(),
+                suggested: e["content"]["suggested"].as_bool().unwrap_or(false),
+                order,
+                origin_server_ts,
+                stripped: json!({
+                    "type": "m.space.child",
+                    "state_key": room_id,
+                    "content": e["content"],
+                    "sender": e["sender"],
+                    "origin_server_ts": origin_server_ts,
+                }),
+            })
+        })
+        .collect();
+    children.sort_by(|a, b| {
+        let by_order = match (&a.order, &b.order) {
+            (Some(x), Some(y)) => x.cmp(y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        };
+        by_order
+            .then(a.origin_server_ts.cmp(&b.origin_server_ts))
+            .then(a.room_id.cmp(&b.room_id))
+    });
+    children
+}
+
+/// What the walk needs to know of a room this server holds.
+#[derive(Clone, Debug)]
+pub struct Room {
+    /// The summary fields (`room_id`, `num_joined_members`, `join_rule`, `world_readable`, ...).
+    pub summary: Value,
+    /// Its valid children, in order; empty unless the room is a space.
+    pub children: Vec<Child>,
+    /// Whether the requester (a user, or a server for federation) is in the room or invited.
+    pub member: bool,
+}
+
+impl Room {
+    pub fn new(summary: Value, child_events: &[Value], member: bool) -> Self {
+        let is_space = summary["room_type"] == "m.space";
+        Self {
+            children: if is_space {
+                children_of(child_events)
+            } else {
+                Vec::new()
+            },
+            summary,
+            member,
+        }
+    }
+
+    /// Whether the requester may see the room: a member, or a room anyone may read, join or
+    /// knock on. (Restricted rooms, open to members of other rooms, are left out.)
+    pub fn accessible(&self) -> bool {
+        self.member
+            || self.summary["world_readable"] == true
+            || matches!(
+                self.summary["join_rule"].as_str(),
+                Some("public" | "knock" | "knock_restricted")
+            )
+    }
+
+    /// The children the request follows: all, or only the suggested ones.
+    pub fn followed(&self, suggested_only: bool) -> impl Iterator<Item = &Child> {
+        self.children
+            .iter()
+            .filter(move |c| !suggested_only || c.suggested)
+    }
+
+    /// The room as a hierarchy lists it: its summary and `children_state`.
+    pub fn entry(&self, suggested_only: bool) -> Value {
+        let mut entry = self.summary.clone();
+        entry["children_state"] = Value::Array(
+            self.followed(suggested_only)
+                .map(|c| c.stripped.clone())
+                .collect(),
+        );
+        entry
+    }
+}
+
+/// A depth-first walk of a space, resumable from a `next_batch` token: the rooms still to
+/// visit (top of the stack last) and the rooms already listed (each is listed once, so loops
+/// end).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Walk {
+    #[serde(rename = "s")]
+    stack: Vec<(String, u64)>,
+    #[serde(rename = "v")]
+    seen: BTreeSet<String>,
+    #[serde(rename = "o")]
+    pub suggested_only: bool,
+    #[serde(rename = "d")]
+    pub max_depth: Option<u64>,
+}
+
+/// Why a walk stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// These rooms must be loaded (`None` for those this server does not hold) before it goes on.
+    Need(Vec<String>),
+    /// The page is full, or the visit budget is spent: the walk continues in the next page.
+    Paused,
+    /// Every reachable room has been listed.
+    Done,
+}
+
+impl Walk {
+    pub fn new(root: &str, suggested_only: bool, max_depth: Option<u64>) -> Self {
+        Self {
+            stack: vec![(root.to_owned(), 0)],
+            seen: BTreeSet::new(),
+            suggested_only,
+            max_depth,
+        }
+    }
+
+    /// Goes on from where it stands, appending what the requester may see to `page` until
+    /// `page` holds `limit` rooms, `budget` rooms have been visited, or a room on top of the
+    /// stack has not been loaded yet (then up to `batch` of the next rooms to visit are
+    /// named, so that one read loads them all).
+    pub fn advance(
+        &mut self,
+        loaded: &HashMap<String, Option<Room>>,
+        page: &mut Vec<Value>,
+        limit: usize,
+        budget: &mut usize,
+        batch: usize,
+    ) -> Step {
+        loop {
+            let Some((room_id, depth)) = self.stack.last().cloned() else {
+                return Step::Done;
+            };
+            if self.seen.contains(&room_id) {
+                self.stack.pop();
+                continue;
+            }
+            if page.len() >= limit || *budget == 0 {
+                return Step::Paused;
+            }
+            let Some(known) = loaded.get(&room_id) else {
+                let need: Vec<String> = self
+                    .stack
+                    .iter()
+                    .rev()
+                    .map(|(id, _)| id)
+                    .filter(|id| !loaded.contains_key(*id) && !self.seen.contains(*id))
+                    .take(batch.max(1))
+                    .cloned()
+                    .collect();
+                return Step::Need(need);
+            };
+            self.stack.pop();
+            self.seen.insert(room_id);
+            *budget -= 1;
+            let Some(room) = known.as_ref().filter(|r| r.accessible()) else {
+                continue;
+            };
+            page.push(room.entry(self.suggested_only));
+            if self.max_depth.is_none_or(|max| depth < max) {
+                let children: Vec<&Child> = room.followed(self.suggested_only).collect();
+                // The first child ends on top of the stack: visited next.
+                for child in children.into_iter().rev() {
+                    if !self.seen.contains(&child.room_id) {
+                        self.stack.push((child.room_id.clone(), depth + 1));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether anything is left to visit.
+    pub fn finished(&self) -> bool {
+        self.stack.iter().all(|(id, _)| self.seen.contains(id))
+    }
+}
+
+/// The server-server answer for a space: the room, its children the requesting server may
+/// see (summaries without their own children), and the ids of those it may not. Children this
+/// server does not hold are left out.
+pub fn federation_answer(
+    root: &Room,
+    children: &HashMap<String, Option<Room>>,
+    suggested_only: bool,
+) -> Value {
+    let mut visible = Vec::new();
+    let mut inaccessible = Vec::new();
+    for child in root.followed(suggested_only) {
+        match children.get(&child.room_id) {
+            Some(Some(room)) if room.accessible() => visible.push(room.summary.clone()),
+            Some(Some(_)) => inaccessible.push(child.room_id.clone()),
+            _ => {}
+        }
+    }
+    json!({
+        "room": root.entry(suggested_only),
+        "children": visible,
+        "inaccessible_children": inaccessible,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn child(room: &str, content: Value, ts: u64) -> Value {
+        json!({ "type": "m.space.child", "state_key": room, "sender": "@a:x", "content": content,
+                "origin_server_ts": ts })
+    }
+
+    fn space(id: &str, children: &[(&str, bool)], join_rule: &str) -> Room {
+        let events: Vec<Value> = children
+            .iter()
+            .enumerate()
+            .map(|(i, (c, suggested))| {
+                child(c, json!({ "via": ["x"], "suggested": suggested }), i as u64)
+            })
+            .collect();
+        Room::new(
+            json!({ "room_id": id, "room_type": "m.space", "join_rule": join_rule,
+                    "world_readable": false }),
+            &events,
+            false,
+        )
+    }
+
+    fn room(id: &str, join_rule: &str) -> Room {
+        Room::new(
+            json!({ "room_id": id, "join_rule": join_rule, "world_readable": false }),
+            &[],
+            false,
+        )
+    }
+
+    fn ids(page: &[Value]) -> Vec<&str> {
+        page.iter()
+            .map(|r| r["room_id"].as_str().unwrap())
+            .collect()
+    }
+
+    /// Runs a walk to the end of one page, loading from `rooms`; returns the page and the
+    /// number of loads it asked for.
+    fn page(
+        walk: &mut Walk,
+        rooms: &HashMap<&str, Room>,
+        limit: usize,
+        budget: usize,
+    ) -> (Vec<Value>, usize) {
+        let mut loaded = HashMap::new();
+        let mut out = Vec::new();
+        let mut budget = budget;
+        let mut loads = 0;
+        while let Step::Need(ids) = walk.advance(&loaded, &mut out, limit, &mut budget, 10) {
+            loads += 1;
+            for id in ids {
+                loaded.insert(id.clone(), rooms.get(id.as_str()).cloned());
+            }
+        }
+        (out, loads)
+    }
+
+    fn tree() -> HashMap<&'static str, Room> {
+        HashMap::from([
+            (
+                "!root",
+                space(
+                    "!root",
+                    &[("!a", true), ("!sub", false), ("!gone", true)],
+                    "public",
+                ),
+            ),
+            ("!a", room("!a", "public")),
+            (
+                "!sub",
+                space(
+                    "!sub",
+                    &[("!b", true), ("!private", true), ("!root", true)],
+                    "public",
+                ),
+            ),
+            ("!b", room("!b", "knock")),
+            ("!private", room("!private", "invite")),
+        ])
+    }
+
+    #[test]
+    fn children_follow_the_spec_order_and_skip_removed_links() {
+        let events = vec![
+            child("!late", json!({ "via": ["x"] }), 5),
+            child("!early", json!({ "via": ["x"] }), 1),
+            child("!ordered-b", json!({ "via": ["x"], "order": "b" }), 9),
+            child("!ordered-a", json!({ "via": ["x"], "order": "a" }), 9),
+            child("!bad-order", json!({ "via": ["x"], "order": "\u{1}" }), 0),
+            child("!removed", json!({}), 0),
+            child("!empty-via", json!({ "via": [] }), 0),
+            child("not-a-room", json!({ "via": ["x"] }), 0),
+        ];
+        let order: Vec<String> = children_of(&events)
+            .into_iter()
+            .map(|c| c.room_id)
+            .collect();
+        assert_eq!(
+            order,
+            ["!ordered-a", "!ordered-b", "!bad-order", "!early", "!late"]
+        );
+        assert_eq!(children_of(&events)[0].stripped["origin_server_ts"], 9);
+    }
+
+    #[test]
+    fn a_walk_is_depth_first_lists_each_room_once_and_skips_what_the_requester_may_not_see() {
+        let mut walk = Walk::new("!root", false, None);
+        let (out, loads) = page(&mut walk, &tree(), 100, 100);
+        assert_eq!(ids(&out), ["!root", "!a", "!sub", "!b"]);
+        assert!(walk.finished());
+        // One load per level of the tree, not one per room.
+        assert_eq!(loads, 3);
+        assert_eq!(out[2]["children_state"].as_array().unwrap().len(), 3);
+        assert_eq!(out[1]["children_state"], json!([]));
+    }
+
+    #[test]
+    fn suggested_only_follows_and_lists_only_suggested_children() {
+        let mut walk = Walk::new("!root", true, None);
+        let (out, _) = page(&mut walk, &tree(), 100, 100);
+        assert_eq!(ids(&out), ["!root", "!a"]);
+        assert_eq!(out[0]["children_state"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn max_depth_stops_the_descent() {
+        let (out, _) = page(&mut Walk::new("!root", false, Some(1)), &tree(), 100, 100);
+        assert_eq!(ids(&out), ["!root", "!a", "!sub"]);
+        let (out, _) = page(&mut Walk::new("!root", false, Some(0)), &tree(), 100, 100);
+        assert_eq!(ids(&out), ["!root"]);
+    }
+
+    #[test]
+    fn pages_resume_from_the_token_and_the_budget_bounds_each_page() {
+        let rooms = tree();
+        let mut walk = Walk::new("!root", false, None);
+        let (first, _) = page(&mut walk, &rooms, 2, 100);
+        assert_eq!(ids(&first), ["!root", "!a"]);
+        assert!(!walk.finished());
+        let token = serde_json::to_string(&walk).unwrap();
+        let mut walk: Walk = serde_json::from_str(&token).unwrap();
+        let (second, _) = page(&mut walk, &rooms, 2, 100);
+        assert_eq!(ids(&second), ["!sub", "!b"]);
+        let (third, _) = page(&mut walk, &rooms, 2, 100);
+        assert!(third.is_empty());
+        assert!(walk.finished());
+        // A budget of two visits: the unknown and the private room count too.
+        let mut walk = Walk::new("!root", false, None);
+        let (out, _) = page(&mut walk, &rooms, 100, 2);
+        assert_eq!(ids(&out), ["!root", "!a"]);
+        assert!(!walk.finished());
+    }
+
+    #[test]
+    fn the_federation_answer_splits_children_by_access() {
+        let rooms = tree();
+        let root = &rooms["!sub"];
+        let loaded: HashMap<String, Option<Room>> = ["!b", "!private", "!root"]
+            .iter()
+            .map(|id| (id.to_string(), rooms.get(id).cloned()))
+            .collect();
+        let answer = federation_answer(root, &loaded, false);
+        assert_eq!(answer["room"]["room_id"], "!sub");
+        let children: Vec<&str> = answer["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["room_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(children, ["!b", "!root"]);
+        assert!(answer["children"][0].get("children_state").is_none());
+        assert_eq!(answer["inaccessible_children"], json!(["!private"]));
+    }
+
+    #[test]
+    fn members_and_world_readable_rooms_are_accessible() {
+        let mut private = room("!p", "invite");
+        assert!(!private.accessible());
+        private.member = true;
+        assert!(private.accessible());
+        let readable = Room::new(
+            json!({ "join_rule": "invite", "world_readable": true }),
+            &[],
+            false,
+        );
+        assert!(readable.accessible());
+    }
+}
