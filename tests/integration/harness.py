@@ -19,6 +19,13 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _default_interrupt() -> None:
+    """Ctrl-C handled as a terminal would: a test suite started in the background by a
+    non-interactive shell inherits SIGINT ignored, and bash cannot trap a signal ignored on entry,
+    so without this the Ctrl-C test of `make dev` would fail for how pytest was started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -72,7 +79,8 @@ class Homeserver:
         log = open(self.log_path, "ab")
         # A session of its own: the test can signal dev.sh alone, and still clean up its group.
         self.process = subprocess.Popen(self.command, cwd=ROOT, env=env, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+                                        stderr=subprocess.STDOUT, start_new_session=True,
+                                        preexec_fn=_default_interrupt)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
