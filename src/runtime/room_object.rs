@@ -814,6 +814,8 @@ impl RoomObject {
         server: &ServerName,
         content: Value,
     ) -> Result<Value, MatrixError> {
+        // Phase timings for the bench (bench/big_join.py), logged when EXPOSE_D1_USAGE is on.
+        let mut stamps = vec![("start", now_ms())];
         let versions: String = RoomVersion::ALL
             .iter()
             .map(|v| format!("&ver={}", v.as_str()))
@@ -836,6 +838,7 @@ impl RoomObject {
                 format!("{server}: {message}"),
             ));
         }
+        stamps.push(("make_join", now_ms()));
         let version = answer["room_version"]
             .as_str()
             .and_then(RoomVersion::parse)
@@ -897,6 +900,7 @@ impl RoomObject {
             let message = answer["error"].as_str().unwrap_or("send_join refused");
             return Err(MatrixError::forbidden(format!("{server}: {message}")));
         }
+        stamps.push(("send_join", now_ms()));
         let bad = |why: String| {
             MatrixError::new(
                 502,
@@ -920,6 +924,8 @@ impl RoomObject {
                     .map_err(bad)?,
             );
         }
+        stamps.push(("verify", now_ms()));
+        let counts = (state.len(), chain.len());
         let ordered = crate::rooms::remote_join::check_state_and_auth_chain(state.clone(), chain)
             .map_err(bad)?;
         let engine = RoomEngine::restore(
@@ -962,7 +968,21 @@ impl RoomObject {
             publish: false,
         };
         let known = stored::room_version(db, room_id.as_str()).await?.is_some();
+        // After an await: workerd's clock stands still during pure computation.
+        stamps.push(("auth_checks", now_ms()));
         stored::persist(db, &writes, (!known).then_some(new_room)).await?;
+        stamps.push(("d1_write", now_ms()));
+        if config.expose_d1_usage {
+            let phases: Vec<String> = (1..stamps.len())
+                .map(|i| format!("{}={}", stamps[i].0, stamps[i].1 - stamps[i - 1].1))
+                .collect();
+            worker::console_log!(
+                "remote join timing: {room_id} via {server} state={} auth_chain={} {}",
+                counts.0,
+                counts.1,
+                phases.join(" ")
+            );
+        }
         // Rebuilt from D1 on the next command, with the state just stored.
         *self.engine.borrow_mut() = None;
         super::notifier::notify(&self.env, vec![user.to_string()]).await;
