@@ -184,8 +184,10 @@ EXPLAIN.update({
                 " a D1 query for the signing key of each and writes them all in one D1 batch, after two federation"
                 " round trips that both sides share; Synapse caches keys in memory and asks for a partial-state"
                 " join (`omit_members`), which we do not.",
-    "fed_join_seen": "the join itself takes longer (row above) and its announcement to the peer is an outbound"
-                     " PDU: " + _OUTBOUND + ".",
+    "fed_join_seen": "the peer has the join once it has processed our send_join, so this row is our path up to"
+                     " there: the client request through the Worker to the room's Durable Object (sequential D1"
+                     " queries for profile, room version and residency) and two signed requests (make_join,"
+                     " send_join) built in wasm and sent with workerd's fetch.",
     "fed_out": _OUTBOUND + ".",
     "fed_in": _INBOUND + ".",
 })
@@ -244,7 +246,9 @@ def document(table_md: str, rows: dict, errors: dict, meter: dict, c: dict, wall
             " tests/integration/synapse_peer.py (TLS on loopback with a throwaway test CA, server names"
             f" `localhost:<port>`), alternated like the rows above. {c.get('FED_JOINS', '?')} joins per server, each of"
             " a fresh room created on the peer with 3 members; the time until the peer's users see the join is"
-            " measured from the start of the join request by a peer member parked in a long-polling /sync."
+            " measured from the start of the join request by a peer member parked in a long-polling /sync; it is"
+            " shorter than the join itself because the peer has the join as soon as it has answered send_join,"
+            " while the joining server still checks and stores the room's state."
             f" {c.get('FED_MESSAGES', '?')} messages each way per server. Our client API is HTTPS in these pairs"
             " (one keep-alive connection per user), Synapse's plain HTTP. Big rooms: `make bench-big-join`"
             " ([docs/big_join.md](big_join.md)).", ""]
