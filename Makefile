@@ -1,7 +1,7 @@
 # The two commands a new user needs are `make dev` and `make test` (see README.md).
 # Every target installs what it is missing first (scripts/setup.sh) and reuses what is there.
 
-.PHONY: dev test build setup deploy fmt export-signing-key clean bench bench-hotpaths
+.PHONY: dev test build setup deploy fmt export-signing-key clean bench bench-hotpaths bench-big-join
 
 dev:
 	@bash scripts/dev.sh
@@ -38,3 +38,8 @@ bench:
 # after the builds); writes docs/hotpaths.md.
 bench-hotpaths:
 	@bash scripts/setup.sh && bash -c 'source scripts/env.sh && python3 bench/hotpaths.py'
+
+# Not part of `make test` or `make bench`: our user joins a 500-member Synapse room, with the time
+# per phase, then a Synapse in our place does the same (a few minutes); writes docs/big_join.md.
+bench-big-join:
+	@bash scripts/setup.sh test && bash scripts/build.sh && MATRIX_EDGE_PREBUILT=1 bash -c 'source scripts/env.sh && "$$CACHE/venv/bin/python" bench/big_join.py'

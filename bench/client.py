@@ -25,6 +25,8 @@ class Client:
         self.token = token
         self.user_id = user_id
         self.http = requests.Session()
+        # Passed with every request: a session's own `verify` loses to REQUESTS_CA_BUNDLE.
+        self.verify: bool | str = True
 
     def call(self, method: str, path: str, *, body=None, params=None, timeout: float = 60,
              ok=(200,)) -> tuple[float, dict]:
@@ -32,7 +34,7 @@ class Client:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         start = time.perf_counter()
         r = self.http.request(method, self.base_url + path, json=body, params=params,
-                              headers=headers, timeout=timeout)
+                              headers=headers, timeout=timeout, verify=self.verify)
         elapsed = time.perf_counter() - start
         if r.status_code not in ok:
             self.errors[f"{method} {path.split('?')[0][:60]} -> {r.status_code}"] += 1

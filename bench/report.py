@@ -26,6 +26,10 @@ ROWS = [
     ("tp_16_rooms_lat", "  … latency per send", "ms", 1000, False),
     ("pagination_total", "/messages back-pagination of 1,000 events, total", "ms", 1000, False),
     ("pagination_page", "  … per page of 50 events", "ms", 1000, False),
+    ("fed_join", "Federation: join a 3-member room on the peer Synapse, until the join returns", "ms", 1000, False),
+    ("fed_join_seen", "  … until the peer's long-polling /sync shows the join", "ms", 1000, False),
+    ("fed_out", "Federation: send here → seen by the peer's long-polling /sync", "ms", 1000, False),
+    ("fed_in", "Federation: send on the peer → seen here by a long-polling /sync", "ms", 1000, False),
     ("cpu_send", "Server CPU per send (workerd / Synapse process)", "ms", 1000, False),
     ("cpu_sync_none", "Server CPU per empty incremental /sync", "ms", 1000, False),
     ("startup", "Start to first answered request", "s", 1, False),
@@ -168,6 +172,25 @@ EXPLAIN: dict[str, str] = {
            " isolates in one process, and wasm linear memory never shrinks; on the platform memory is per isolate"
            " (128 MB limit) and not billed, so this is a cost of local development only.",
 }
+_OUTBOUND = ("the event goes from the room's Durable Object to the destination's Durable Object, which stores it"
+             " in its queue and sets an alarm that sends the transaction (src/runtime/destination.rs), so every"
+             " outgoing PDU pays a storage write and an alarm turn before the HTTP request that Synapse makes at once")
+_INBOUND = ("an incoming /send verifies the X-Matrix signature and then each PDU's signatures with a D1 key lookup per"
+            " signing server, persists it through the room's Durable Object and one D1 batch, and wakes the"
+            " reader through the notifier and a fresh /sync with its sequential D1 queries (accept_remote in"
+            " src/runtime/room_object.rs), where Synapse serves keys and the stream from memory")
+EXPLAIN.update({
+    "fed_join": "join_through (src/runtime/room_object.rs) verifies every state and auth-chain event one by one with"
+                " a D1 query for the signing key of each and writes them all in one D1 batch, after two federation"
+                " round trips that both sides share; Synapse caches keys in memory and asks for a partial-state"
+                " join (`omit_members`), which we do not.",
+    "fed_join_seen": "the peer has the join once it has processed our send_join, so this row is our path up to"
+                     " there: the client request through the Worker to the room's Durable Object (sequential D1"
+                     " queries for profile, room version and residency) and two signed requests (make_join,"
+                     " send_join) built in wasm and sent with workerd's fetch.",
+    "fed_out": _OUTBOUND + ".",
+    "fed_in": _INBOUND + ".",
+})
 for _k in ("tp_4_room_lat", "tp_16_room", "tp_16_room_lat", "tp_16_rooms", "tp_16_rooms_lat"):
     EXPLAIN[_k] = EXPLAIN["tp_4_room"]
 
@@ -218,10 +241,17 @@ def document(table_md: str, rows: dict, errors: dict, meter: dict, c: dict, wall
     out += ["Errors and unexpected answers during the run: " +
             ("none." if not bad else "; ".join(f"{n}: " + ", ".join(f"{k} ×{v}" for k, v in e.items())
                                                 for n, e in bad.items())), ""]
-    out += ["Not measured: the federation rows (join of a room on the other server, message delivery latency"
-            " each way) and the cost per incoming federated PDU, because the bench does not drive a federated"
-            " pair yet (federation itself works: tests/integration/test_federation_peer.py runs it against"
-            " Synapse).", ""]
+    out += ["Federation rows (bench/federation.py): our Worker federating with a Synapse, next to a Synapse"
+            " federating with a Synapse (the Synapse column: a second Synapse stands in for ours), both pairs from"
+            " tests/integration/synapse_peer.py (TLS on loopback with a throwaway test CA, server names"
+            f" `localhost:<port>`), alternated like the rows above. {c.get('FED_JOINS', '?')} joins per server, each of"
+            " a fresh room created on the peer with 3 members; the time until the peer's users see the join is"
+            " measured from the start of the join request by a peer member parked in a long-polling /sync; it is"
+            " shorter than the join itself because the peer has the join as soon as it has answered send_join,"
+            " while the joining server still checks and stores the room's state."
+            f" {c.get('FED_MESSAGES', '?')} messages each way per server. Our client API is HTTPS in these pairs"
+            " (one keep-alive connection per user), Synapse's plain HTTP. Big rooms: `make bench-big-join`"
+            " ([docs/big_join.md](big_join.md)).", ""]
     out += cost_section(meter)
     out += duration_section(meter)
     out += cpu_section(meter, rows, hot is not None)
@@ -257,7 +287,8 @@ def cost_section(meter: dict) -> list[str]:
         m = meter[op]
         by = ", ".join(f"{k} {v:g}" for k, v in sorted(m["do_by_class"].items()))
         out.append(f"| {op} | {m['worker_requests']:g} | {m['d1_queries']:.1f} | {m['rows_read']:.1f} |"
-                   f" {m['rows_written']:.1f} | {m['do_requests']:.1f}{f' ({by})' if by and m['do_requests'] else ''} | {m['cpu_ms']:.1f} |")
+                   f" {m['rows_written']:.1f} | {m['do_requests']:.1f}{f' ({by})' if by and m['do_requests'] else ''} |"
+                   f" {'–' if m['cpu_ms'] is None else format(m['cpu_ms'], '.1f')} |")
     unmetered = sum(meter[op]["unmetered"] for op in ops)
     if unmetered:
         out.append(f"\n{unmetered} queries used `raw()` or `exec()`, which return no row counts.")
@@ -281,8 +312,24 @@ def cost_section(meter: dict) -> list[str]:
                 " (" + ", ".join(f"{k.replace('_', ' ')} ${v}/M" for k, v in PAID_PER_MILLION.items()) +
                 "), plus Durable Object duration (next section). The paid plan's included amounts (10 M Worker"
                 " requests, 1 M DO requests, 25 B rows read, 50 M rows written per month) cover the first ones.",
-                "- Per incoming federated PDU: not measured (no federation yet)."]
+                ]
+    pdu = meter.get(FED_PDU)
+    if pdu:
+        fits = {k: FREE_PER_DAY[k] / pdu[k] for k in FREE_PER_DAY if pdu.get(k)}
+        limit = min(fits, key=fits.get)
+        cost = sum(PAID_PER_MILLION[k] * pdu[k] for k in PAID_PER_MILLION)
+        out += [f"- Per incoming federated PDU (a Synapse user's message, one PDU per /send): {pdu['d1_queries']:.1f} D1"
+                f" queries, {pdu['rows_read']:.0f} rows read, {pdu['rows_written']:.0f} rows written,"
+                f" {pdu['do_requests']:.1f} Durable Object requests. The free plan takes about **{fits[limit]:,.0f}**"
+                f" such PDUs a day (limited by {limit.replace('_', ' ')}); a million cost about **${cost:.2f}** on the"
+                " paid plan. The rows measured in a pair with a Synapse (bench/federation.py) have no CPU figure:"
+                " the Synapse peer shares the machine."]
+    if "incoming federated PDU" not in " ".join(ops):
+        out += ["- Per incoming federated PDU: not measured in this run."]
     return out + [""]
+
+
+FED_PDU = "incoming federated PDU (one message per /send)"
 
 
 def duration_section(meter: dict) -> list[str]:
@@ -326,7 +373,8 @@ def duration_section(meter: dict) -> list[str]:
 def largest_request(meter: dict) -> tuple[str, float] | None:
     """The client request with the most CPU in the platform-cost pass: (label, ms)."""
     ops = {k: v["cpu_ms"] for k, v in meter.items()
-           if not k.startswith("_") and not k.startswith("nothing") and "long-poll" not in k}
+           if not k.startswith("_") and not k.startswith("nothing") and "long-poll" not in k
+           and v["cpu_ms"] is not None}
     worst = max(ops, key=ops.get) if ops else None
     return (worst, ops[worst]) if worst else None
 

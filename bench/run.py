@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import signal
 import sys
 import tempfile
@@ -21,10 +20,11 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import federation  # noqa: E402
 import hotpaths  # noqa: E402
 import report  # noqa: E402
 import workload as w  # noqa: E402
-from servers import ROOT, Ours, Synapse  # noqa: E402
+from servers import ROOT, Ours, Synapse, remove_workdir  # noqa: E402
 
 # -- repetition counts (the full run) -----------------------------------------------------------
 SEQUENTIAL_SENDS = 200          # latency per send, split into ROUNDS alternating chunks
@@ -42,10 +42,14 @@ PAGINATIONS = 6                 # full back-paginations per server
 ROUNDS = 4                      # each scenario alternates the servers over this many rounds
 PARK_S = 0.15                   # head start for the long-poll before the send
 METER_OPS = 20                  # operations per kind in the platform-cost pass
+FED_JOINS = 8                   # federated joins per server (a 3-member room on the peer each)
+FED_MESSAGES = 30               # federated deliveries per server and direction
+FED_METER_OPS = 20              # incoming PDUs (and outgoing messages) in the federation cost pass
 
 QUICK = dict(SEQUENTIAL_SENDS=8, SEND_TO_RECEIVE=4, INCREMENTAL_SYNCS=4, INITIAL_SYNC_ROOMS=3,
              INITIAL_SYNC_ROOM_MESSAGES=5, INITIAL_SYNCS=2, THROUGHPUT_MESSAGES=16, THROUGHPUT_ROUNDS=2,
-             PAGINATION_EVENTS=60, PAGINATIONS=2, ROUNDS=2, METER_OPS=3)
+             PAGINATION_EVENTS=60, PAGINATIONS=2, ROUNDS=2, METER_OPS=3, FED_JOINS=2, FED_MESSAGES=4,
+             FED_METER_OPS=3)
 
 
 def log(msg: str) -> None:
@@ -189,6 +193,15 @@ def subtract(both: dict, send: dict) -> dict:
     return out
 
 
+def federation_only(workdir: Path, c: dict) -> int:
+    rows, errors = federation.compare(workdir, c, alternate, chunks, log, PARK_S)
+    meter = federation.meter_pass(workdir, c["FED_METER_OPS"], log)
+    print(report.table(rows))
+    print("\n".join(report.cost_section(meter)))
+    print(json.dumps({"errors": errors}, indent=1))
+    return 0
+
+
 def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -197,6 +210,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny counts; prints the table, writes no doc")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
+    parser.add_argument("--federation-only", action="store_true",
+                        help="only the federation rows and their cost pass; prints them, writes no doc")
     args = parser.parse_args()
     c = {k: v for k, v in globals().items() if k.isupper()}
     if args.quick:
@@ -212,6 +227,8 @@ def main() -> int:
     servers = []
     try:
         log(f"work directory {workdir}")
+        if args.federation_only:
+            return federation_only(workdir, c)
         ours, synapse = Ours(workdir), Synapse(workdir)
         servers += [ours, synapse]
         log("starting our Worker (scripts/dev.sh, fresh local state)")
@@ -239,8 +256,15 @@ def main() -> int:
         errors = {t.name: dict(t.errors) for t in targets}
         for s in servers:
             s.stop()
+        fed_rows, fed_errors = federation.compare(workdir, c, alternate, chunks, log, PARK_S)
+        rows.update(fed_rows)
+        fed_meter = federation.meter_pass(workdir, c["FED_METER_OPS"], log)
+        fed_errors["ours"].update(fed_meter.pop("_errors"))
+        for name, errs in fed_errors.items():
+            errors.setdefault(name, {}).update(errs)
         log("platform-cost pass (our Worker behind bench/meter.mjs)")
         meter = meter_pass(workdir, c["METER_OPS"])
+        meter.update(fed_meter)
         # Last, with both servers stopped: the microbenchmarks want a quiet machine.
         log("hot paths: wasm in Node/V8 and native (bench/hotpaths.py)")
         try:
@@ -268,10 +292,7 @@ def main() -> int:
     finally:
         for s in servers:
             s.stop()
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        remove_workdir(workdir, args.keep, log)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Both always stop their processes: `stop()` is idempotent and the runner calls it
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +17,14 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from harness import Homeserver, processes_mentioning  # noqa: E402
+
+
+def remove_workdir(workdir: Path, keep: bool, log) -> None:
+    """The runners' last step: the work directory goes, unless asked to keep it."""
+    if keep:
+        log(f"kept {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def cpu_seconds(pids: list[int]) -> float:

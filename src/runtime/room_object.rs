@@ -1168,10 +1168,14 @@ impl RoomObject {
         server: &ServerName,
         content: Value,
     ) -> Result<Value, MatrixError> {
+        // Phase timings for the bench (bench/big_join.py), logged when EXPOSE_D1_USAGE is on.
+        let mut stamps = vec![("start", now_ms())];
         let (version, join) = self
             .membership_handshake(room_id, user, server, "join", content)
             .await?;
+        stamps.push(("make_join", now_ms()));
         let answer = self.send_membership(room_id, server, "join", &join).await?;
+        stamps.push(("send_join", now_ms()));
         let bad = |why: String| {
             MatrixError::new(
                 502,
@@ -1196,6 +1200,8 @@ impl RoomObject {
                     .map_err(bad)?,
             );
         }
+        stamps.push(("verify", now_ms()));
+        let counts = (state.len(), chain.len());
         let ordered = crate::rooms::remote_join::check_state_and_auth_chain(state.clone(), chain)
             .map_err(bad)?;
         // The state the resident server gave us is the state before our join.
@@ -1242,7 +1248,21 @@ impl RoomObject {
             alias: None,
             publish: false,
         });
+        stamps.push(("auth_checks", now_ms()));
         stored::persist(db, write).await?;
+        stamps.push(("d1_write", now_ms()));
+        if super::config(&self.env)?.expose_d1_usage {
+            let phases: Vec<String> = stamps
+                .windows(2)
+                .map(|w| format!("{}={}", w[1].0, w[1].1 - w[0].1))
+                .collect();
+            worker::console_log!(
+                "remote join timing: {room_id} via {server} state={} auth_chain={} {}",
+                counts.0,
+                counts.1,
+                phases.join(" ")
+            );
+        }
         // Rebuilt from D1 on the next command, with the state just stored.
         *self.engine.borrow_mut() = None;
         super::notifier::notify(&self.env, vec![user.to_string()]).await;

@@ -325,9 +325,12 @@ class FederationPair:
         return self.ours.server_name
 
 
-def our_worker(directory: Path, ca: Path, cert: Path, key: Path, env: dict | None = None) -> Homeserver:
-    """Our Worker over HTTPS with the test CA's leaf, trusting that CA for its outbound fetch."""
-    hs = Homeserver(directory, tls=(cert, key), ca=ca)
+def our_worker(directory: Path, ca: Path, cert: Path, key: Path, env: dict | None = None,
+               entry: str | None = None) -> Homeserver:
+    """Our Worker over HTTPS with the test CA's leaf, trusting that CA for its outbound fetch.
+    `entry`: another entry module for `wrangler dev` (the benchmark's bench/meter.mjs)."""
+    hs = Homeserver(directory, tls=(cert, key), ca=ca,
+                    command=["bash", "scripts/dev.sh", entry] if entry else None)
     hs.extra_env.update({
         "SERVER_NAME": f"localhost:{hs.port}",
         "PUBLIC_BASEURL": f"https://localhost:{hs.port}",
@@ -340,7 +343,7 @@ def our_worker(directory: Path, ca: Path, cert: Path, key: Path, env: dict | Non
 
 @contextlib.contextmanager
 def federation_pair(directory: Path, *, our_env: dict | None = None, synapse_config: dict | None = None,
-                    reference: bool | None = None) -> Iterator[FederationPair]:
+                    reference: bool | None = None, our_entry: str | None = None) -> Iterator[FederationPair]:
     """Starts a Synapse and our Worker, yields them, and stops both whatever happens. With `reference` (default: the
     environment variable MATRIX_EDGE_FEDERATION_REFERENCE=synapse) a second Synapse stands in
     for our Worker."""
@@ -350,7 +353,7 @@ def federation_pair(directory: Path, *, our_env: dict | None = None, synapse_con
     if reference:
         ours = SynapseStandIn(directory / "ours", ca=ca, cert=cert, key=key, config=synapse_config)
     else:
-        ours = our_worker(directory / "ours", ca, cert, key, our_env)
+        ours = our_worker(directory / "ours", ca, cert, key, our_env, our_entry)
     synapse = Synapse(directory / "synapse", ca=ca, cert=cert, key=key, config=synapse_config)
     try:
         # Side by side: neither needs the other to start (about 3 s for Synapse, 6-8 s for us).
