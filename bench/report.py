@@ -145,8 +145,11 @@ EXPLAIN: dict[str, str] = {
                     " again with its sequential D1 queries; reading the independent streams in one D1 `batch()`"
                     " (and letting the notifier hand over the new position) would remove most of those round trips.",
     "sync_one": _SYNC + "; putting the independent reads into one D1 `batch()` would make it two or three round trips.",
-    "sync_none": _SYNC + ", and it builds the full response before it compares stream positions; answering an"
-                 " empty response when no stream moved past `since` (one query) would make it a single round trip.",
+    "sync_none": "when no stream moved past `since` our /sync already answers without reading any room, but"
+                 " still makes four D1 queries one after another (access token, typing expiry, stream"
+                 " positions, the device's key counts), each a round trip through local workerd's D1, where"
+                 " Synapse answers from in-memory stream caches; one `batch()` for the last three would make"
+                 " it two round trips.",
     "initial_sync": "the initial /sync reads each of the 20 rooms with its own sequence of D1 queries (state,"
                     " timeline, counts); one `batch()` per stage covering all rooms would make it a handful of round"
                     " trips.",
@@ -160,13 +163,13 @@ EXPLAIN: dict[str, str] = {
                  " measures the local setup (fewer queries per send would still help).",
     "cpu_send": "workerd's CPU includes the local D1 (SQLite behind Miniflare's JavaScript D1 object, in the same"
                 " process) and a JSON round trip per query; fewer, batched queries cut both.",
-    "cpu_sync_none": "most of it is the local D1 serving the queries of an empty /sync (see the row above);"
-                     " the early answer when no stream moved would cut it to one query.",
+    "cpu_sync_none": "most of it is the local D1 (SQLite behind Miniflare's JavaScript D1 object, in the same"
+                     " process) serving the four queries of an empty /sync and a JSON round trip per query.",
     "startup": "`scripts/dev.sh` first applies the D1 migrations with a separate wrangler process (about 3 s)"
                " before `wrangler dev` starts; a deployed Worker has no such step, and a prebuilt `--persist-to`"
                " state would skip it locally.",
     "first_request": "the first request after start pays workerd's and V8's warm-up (lazy compilation of the"
-                     " 1.6 MB wasm's functions among it); a smaller wasm (`strip`, wasm-opt) shortens it, and on"
+                     " 2.4 MB wasm's functions among it); a smaller wasm (`strip`, wasm-opt) shortens it, and on"
                      " the platform it is a per-isolate cost, not per request.",
     "rss": "workerd holds the Worker, every Durable Object, and Miniflare's local D1 and proxy workers in V8"
            " isolates in one process, and wasm linear memory never shrinks; on the platform memory is per isolate"
