@@ -711,12 +711,23 @@ impl RoomObject {
         raw: &Value,
     ) -> Vec<Value> {
         const MISSING_EVENTS_LIMIT: usize = 50;
-        let prevs: Vec<&str> = raw["prev_events"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+        // Predecessors that are forward extremities are held: the common, linear case costs
+        // no query at all.
+        let prevs: Vec<&str> = {
+            let engine = self.engine.borrow();
+            raw["prev_events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter(|id| {
+                    let tip = ruma::EventId::parse(*id)
+                        .ok()
+                        .and_then(|id| engine.as_ref()?.tip_state(&id).map(|_| ()));
+                    tip.is_none()
+                })
+                .collect()
+        };
         let (Some(event_id), false) = (
             crate::signing::to_canonical_object(raw.clone())
                 .ok()
