@@ -17,6 +17,7 @@ import pytest
 
 from harness import ROOT
 from test_js_sdk import run_node_script
+from nio_steps import ok, settle
 
 PASSWORD = "correct horse battery staple"
 
@@ -382,21 +383,6 @@ async def _nio_exchange(base_url: str, store: str) -> None:
         config = AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False, max_timeouts=2,
                                    max_limit_exceeded=0, request_timeout=30)
         return AsyncClient(base_url, "", store_path=store, config=config)
-
-    def ok(response, kind, what):
-        assert isinstance(response, kind), f"{what}: {type(response).__name__} {getattr(response, 'message', '')}"
-        return response
-
-    async def settle(c):
-        """A sync, then whatever key traffic nio says is due (as its sync_forever would)."""
-        ok(await c.sync(timeout=1000, full_state=c.next_batch is None), SyncResponse, f"{c.user_id} sync")
-        if c.should_upload_keys:
-            await c.keys_upload()
-        if c.should_query_keys:
-            await c.keys_query()
-        if c.should_claim_keys:
-            await c.keys_claim(c.get_users_for_key_claiming())
-        await c.send_to_device_messages()
 
     alice, bob = client(), client()
     try:

@@ -14,6 +14,8 @@ import time
 import pytest
 import requests
 
+from nio_steps import ok, settle
+
 PASSWORD = "federation e2ee test password"
 V3 = "/_matrix/client/v3"
 # How long anything crossing federation may take to show up; only reached when broken.
@@ -43,21 +45,6 @@ async def _exchange(pair) -> None:
         config = AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False, max_timeouts=2,
                                    max_limit_exceeded=0, request_timeout=30)
         return AsyncClient(base_url, user_id, store_path=store, config=config, ssl=ca if secure else None)
-
-    def ok(response, kind, what):
-        assert isinstance(response, kind), f"{what}: {type(response).__name__} {getattr(response, 'message', '')}"
-        return response
-
-    async def settle(c):
-        """A sync, then whatever key traffic nio says is due (as its sync_forever would)."""
-        ok(await c.sync(timeout=1000, full_state=c.next_batch is None), SyncResponse, f"{c.user_id} sync")
-        if c.should_upload_keys:
-            await c.keys_upload()
-        if c.should_query_keys:
-            await c.keys_query()
-        if c.should_claim_keys:
-            await c.keys_claim(c.get_users_for_key_claiming())
-        await c.send_to_device_messages()
 
     a_id = _register(ours_url, "fe2e-a", str(pair.ca))
     b_id = _register(theirs_url, "fe2e-b", True)
