@@ -21,8 +21,8 @@ def server(tmp_path_factory):
 def federation_pair(tmp_path_factory):
     """Our Worker over HTTPS and a real Synapse, federating with each other over TLS from one
     test CA (tests/integration/synapse_peer.py). Shared by the session: tests use fresh users and
-    rooms. A test may stop and restart `pair.ours` (same port, state and key) but must leave it
-    running."""
+    rooms. A test may stop and restart `pair.ours` or `pair.synapse` (same port, state and key) but
+    must leave both running."""
     from synapse_peer import federation_pair as start_pair
     with start_pair(tmp_path_factory.mktemp("federation")) as pair:
         yield pair

@@ -499,6 +499,10 @@ def test_forked_state_resolves_the_same_on_both_servers(federation_pair):
     his are checked against bob at level 0). Dave's rename passes every check, so our server must
     merge two forks with state resolution: the power levels, carol's membership and the name are
     conflicted, and alice's rename wins because its power-level mainline position is later.
+
+    Synapse retries a down destination every second or two (see synapse_peer.py), so restarting
+    our server alone would race its retry against alice's demotion. Synapse is therefore down
+    while alice acts: each side has made its changes before it can see the other's.
     """
     require_our_federation_endpoints(federation_pair, SEND, MAKE_JOIN, SEND_JOIN, GET_MISSING)
     pair = federation_pair
@@ -520,10 +524,12 @@ def test_forked_state_resolves_the_same_on_both_servers(federation_pair):
     assert bob.ok("POST", f"{V3}/rooms/{q(room_id)}/ban", {"user_id": carol.user_id, "reason": "fork"}) == {}
     bob.set_state(room_id, "m.room.topic", {"topic": "bob was here"})
     dave_rename = dave.set_state(room_id, "m.room.name", {"name": "named on synapse"})
+    pair.synapse.stop()
     pair.ours.start()
     levels["users"][bob.user_id] = 0
     demotion = alice.set_state(room_id, "m.room.power_levels", levels)
     alice_rename = alice.set_state(room_id, "m.room.name", {"name": "named on ours"})
+    pair.synapse.start()
 
     # Our server has Synapse's side of the fork (dave's accepted rename), or else the states
     # below would agree without any merging on our side.
