@@ -42,7 +42,9 @@ PHASES = [
     ("make_join", "make_join round trip (request signing, Synapse builds the template)"),
     ("send_join", "build and sign our join; send_join round trip (Synapse checks and persists it, answers"
                   " state + auth chain); JSON parse of the answer"),
-    ("verify", "verify every state and auth-chain event: hashes, signatures (each signing key looked up once)"),
+    ("stash", "stash the answer in the room object's own storage, in chunks of one step each"),
+    ("verify", "verify every state and auth-chain event, one chunk per step: hashes, signatures (each signing"
+               " key looked up once per step)"),
     ("auth_checks", "order and authorise state + auth chain, restore the room, check our join"),
     ("d1_write", "one D1 batch: every event as an outlier, our join, room state, memberships"),
 ]
@@ -193,8 +195,9 @@ def document(results: list[dict], load: tuple[str, str]) -> str:
     ph = ours.get("phases")
     if ph:
         total = ours["join_s"] * 1000
-        out += [f"From the phase log of join_through (state {ph.get('state', '?')} events, auth chain"
-                f" {ph.get('auth_chain', '?')} events):", "",
+        out += [f"From the phase log of the remote join (state {ph.get('state', '?')} events, auth chain"
+                f" {ph.get('auth_chain', '?')} events, {ph.get('steps', '?')} steps, each its own Durable Object"
+                " request):", "",
                 "| phase | ms | share of the join request |", "|---|---:|---:|"]
         accounted = 0
         for key, label in PHASES:
@@ -223,14 +226,15 @@ def document(results: list[dict], load: tuple[str, str]) -> str:
             wasm = hotpath_verify_us()
             out += [f"- Verification takes {ph['verify'] / events:.2f} ms per event"
                     + (f"; the wasm work of verifying one PDU is about {wasm:.0f} µs (docs/hotpaths.md), and each"
-                       " signing key is read from D1 once per join (`KeyMemo` in src/federation/keys.rs)."
-                       if wasm else "; each signing key is read from D1 once per join.")]
-        out += ["", "What would shorten it further (not done here): a partial-state join (`omit_members`, as"
-                " Synapse does) would make the answer a few KB instead of the full member list, and let the"
-                " join return before the member list is checked. The join still runs in one Durable Object"
-                " request rather than in resumable steps (DESIGN.md invariant 5): its D1 statements grow by about"
-                " three per hundred members (outliers and state are written 100 rows per statement), its CPU by"
-                " the verification of each event."]
+                       " signing key is read from D1 once per step (`KeyMemo` in src/federation/keys.rs)."
+                       if wasm else "; each signing key is read from D1 once per step.")]
+        out += ["", "The join runs in resumable steps (DESIGN.md invariant 5, src/rooms/join_job.rs): the"
+                " answer is stashed in the room object's storage, each step verifies one chunk"
+                " (JOIN_STEP_EVENTS events), and the last step checks auth and writes one D1 batch (its"
+                " statements grow by about three per hundred members: outliers and state are written 100 rows"
+                " per statement). What would shorten it further (not done here): a partial-state join"
+                " (`omit_members`, as Synapse does) would make the answer a few KB instead of the full member"
+                " list, and let the join return before the member list is checked."]
     else:
         out.append("The phase log line was not found in our Worker's output (EXPOSE_D1_USAGE off?).")
     errs = {r["name"]: r["errors"] for r in results if r["errors"]}

@@ -117,6 +117,9 @@ pub struct Config {
     /// Notaries asked for a server's keys when its own key server cannot be reached or answers
     /// wrongly (spec: "Querying keys through another server"). Empty: none.
     pub trusted_key_servers: Vec<OwnedServerName>,
+    /// Events of a remote room's `send_join` answer checked per step of the join
+    /// (`rooms::join_job`).
+    pub join_step_events: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -210,6 +213,15 @@ impl Config {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
+        let join_step_events = match get("JOIN_STEP_EVENTS") {
+            Some(raw) => raw
+                .parse()
+                .ok()
+                .filter(|n| (1..=10_000).contains(n))
+                .ok_or_else(|| ConfigError::Invalid("JOIN_STEP_EVENTS", raw.clone()))?,
+            None => crate::rooms::join_job::DEFAULT_STEP_EVENTS,
+        };
+
         Ok(Self {
             server_name,
             public_baseurl,
@@ -220,6 +232,7 @@ impl Config {
             password_iterations,
             expose_d1_usage: get("EXPOSE_D1_USAGE").as_deref() == Some("true"),
             trusted_key_servers,
+            join_step_events,
         })
     }
 }
@@ -295,6 +308,23 @@ mod tests {
             config(&[("SERVER_NAME", "x.org"), ("SUPPORT_MXID", "admin")]),
             Err(ConfigError::Invalid("SUPPORT_MXID", _))
         ));
+        for steps in ["0", "-3", "many", "10001"] {
+            assert!(matches!(
+                config(&[("SERVER_NAME", "x.org"), ("JOIN_STEP_EVENTS", steps)]),
+                Err(ConfigError::Invalid("JOIN_STEP_EVENTS", _))
+            ));
+        }
+    }
+
+    #[test]
+    fn join_steps_default_and_can_be_made_small() {
+        let c = config(&[("SERVER_NAME", "x.org")]).unwrap();
+        assert_eq!(
+            c.join_step_events,
+            crate::rooms::join_job::DEFAULT_STEP_EVENTS
+        );
+        let c = config(&[("SERVER_NAME", "x.org"), ("JOIN_STEP_EVENTS", "3")]).unwrap();
+        assert_eq!(c.join_step_events, 3);
     }
 
     #[test]

@@ -225,12 +225,7 @@ async fn enter(
             ));
         }
         let command = if membership == "join" {
-            RoomCommand::JoinRemote {
-                room_id: room_id.to_owned(),
-                user_id: me.user_id.clone(),
-                servers,
-                content,
-            }
+            return join_remote(ctx, room_id, me, servers, content).await;
         } else {
             RoomCommand::RemoteMembership {
                 room_id: room_id.to_owned(),
@@ -244,6 +239,62 @@ async fn enter(
         return Ok(JsonResponse::ok(json!({ "room_id": room_id })));
     }
     local_membership(ctx, room_id, me, content).await
+}
+
+/// Steps of a remote join one client request asks for. Each is a Durable Object request, and
+/// the free plan allows 50 subrequests per request: a room too big to be stored within this
+/// many steps (16,000 events at the default step size) is finished by the room object's alarm.
+const JOIN_STEPS_PER_REQUEST: usize = 32;
+
+/// Joins a room another server holds. The room's object checks and stores the resident
+/// server's answer in steps (`rooms::join_job`); this request asks for one step after another
+/// until the room is stored, so the client sees the join complete or fail. Should this request
+/// end early, the object's alarm finishes the join, and a retried `/join` carries it on.
+///
+/// A room that needs more steps is left to the alarm once the resident server has accepted
+/// our join and its answer has passed the steps so far, and the client is told it joined, as
+/// Synapse answers a partial-state join: the room shows up in its sync when the last step has
+/// stored it.
+async fn join_remote(
+    ctx: &Ctx,
+    room_id: &RoomId,
+    me: &Requester,
+    servers: Vec<String>,
+    content: Value,
+) -> Result<JsonResponse, MatrixError> {
+    let start = RoomCommand::JoinRemote {
+        room_id: room_id.to_owned(),
+        user_id: me.user_id.clone(),
+        servers,
+        content: content.clone(),
+    };
+    let mut answer = rooms::run(&ctx.env, room_id.as_str(), &start).await?;
+    let next = |in_background| RoomCommand::ContinueJoin {
+        room_id: room_id.to_owned(),
+        in_background,
+    };
+    let mut steps = 0;
+    while answer["pending"] == json!(true) {
+        if steps == JOIN_STEPS_PER_REQUEST {
+            rooms::run(&ctx.env, room_id.as_str(), &next(true)).await?;
+            if answer["user_id"] != json!(me.user_id) {
+                return Err(MatrixError::new(
+                    429,
+                    ErrorCode::LimitExceeded,
+                    "Another user's join of this room is under way; try again shortly",
+                ));
+            }
+            return Ok(JsonResponse::ok(json!({ "room_id": room_id })));
+        }
+        answer = rooms::run(&ctx.env, room_id.as_str(), &next(false)).await?;
+        steps += 1;
+    }
+    if answer["user_id"] != json!(me.user_id) {
+        // Another local user's join was under way and is now done: this server is in the
+        // room, so this user joins it here.
+        return local_membership(ctx, room_id, me, content).await;
+    }
+    Ok(JsonResponse::ok(json!({ "room_id": room_id })))
 }
 
 /// The user's own membership event (`content` names it) in a room this server holds.

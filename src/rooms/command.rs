@@ -36,12 +36,22 @@ pub enum RoomCommand {
         membership: String,
     },
     /// Joins a local user to a room another server holds (`make_join`/`send_join` against
-    /// `servers` in turn), storing the room's state and auth chain once every event checks out.
+    /// `servers` in turn). Answers `{"pending": true}`: the answer is then checked and stored
+    /// in steps (`ContinueJoin`). With a join already under way, it carries that one on.
     JoinRemote {
         room_id: OwnedRoomId,
         user_id: OwnedUserId,
         servers: Vec<String>,
         content: serde_json::Value,
+    },
+    /// The next step of the remote join under way in this room (`rooms::join_job`). Answers
+    /// `{"pending": true}` while steps remain, and `{"room_id", "user_id"}` (whose join it
+    /// was) once the room is stored. With `in_background`, no step now: the object's alarm
+    /// runs the rest, one step after another.
+    ContinueJoin {
+        room_id: OwnedRoomId,
+        #[serde(default)]
+        in_background: bool,
     },
     /// A local user's membership in a room no local user is in, through the servers that hold
     /// it (`make_{membership}`/`send_{membership}` against `servers` in turn): `leave` (leaving,

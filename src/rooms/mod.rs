@@ -10,6 +10,7 @@ pub mod command;
 pub mod create;
 pub mod engine;
 pub mod hierarchy;
+pub mod join_job;
 pub mod pdu;
 pub mod power;
 pub mod remote_join;

@@ -18,8 +18,7 @@ use crate::rooms::builder::{BuildError, EventTemplate};
 use crate::rooms::command::{MembershipReply, RoomCommand, SendResult};
 use crate::rooms::engine::{Accepted, EngineError, LocalServer, RoomEngine, Tip};
 use crate::rooms::power::PowerLevels;
-use crate::rooms::resolution::StateMap;
-use crate::rooms::state_groups::{changed_slots, GroupRef, SlotChange};
+use crate::rooms::state_groups::{GroupRef, SlotChange};
 use crate::rooms::{Pdu, RoomVersion};
 use crate::signing::event::into_json;
 use crate::storage::rooms::{self as stored, EventWrite, NewRoom, RoomWrite, StoredAs};
@@ -27,8 +26,13 @@ use crate::storage::state_groups::{self, At};
 use crate::storage::{signing_keys, Db};
 use crate::time::now_ms;
 
+mod remote_join;
+
 #[durable_object]
 pub struct RoomObject {
+    /// This object's own storage holds a remote join under way (`remote_join`), and nothing
+    /// else: D1 is the truth.
+    state: State,
     env: Env,
     engine: RefCell<Option<RoomEngine>>,
     /// Commands run one at a time: D1 calls are awaited, and without this a second command
@@ -37,8 +41,9 @@ pub struct RoomObject {
 }
 
 impl worker::DurableObject for RoomObject {
-    fn new(_state: State, env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         Self {
+            state,
             env,
             engine: RefCell::new(None),
             writer: Mutex::new(()),
@@ -91,6 +96,16 @@ impl worker::DurableObject for RoomObject {
                 servers,
                 content,
             } => self.join_remote(room_id, &user_id, servers, content).await,
+            RoomCommand::ContinueJoin {
+                room_id,
+                in_background,
+            } => {
+                if in_background {
+                    self.join_in_background().await
+                } else {
+                    self.continue_join(room_id).await
+                }
+            }
             RoomCommand::RemoteMembership {
                 room_id,
                 user_id,
@@ -121,6 +136,12 @@ impl worker::DurableObject for RoomObject {
             Ok(value) => Response::from_json(&value),
             Err(error) => error_response(error),
         }
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        let _turn = self.writer.lock().await;
+        self.join_alarm().await?;
+        Response::ok("")
     }
 }
 
@@ -619,6 +640,15 @@ impl RoomObject {
         pdus: Vec<Value>,
         membership_reply: Option<MembershipReply>,
     ) -> Result<Value, MatrixError> {
+        if self.joining().await? {
+            // Until the join's last step stores the room there is no state to check these
+            // against; the events are fetched as missing ones once the next one arrives.
+            return Err(MatrixError::new(
+                503,
+                ErrorCode::Unknown,
+                "This server is still joining the room",
+            ));
+        }
         let db = Db::new(&self.env)?;
         self.ensure_engine(&db, &room_id).await?;
         let config = super::config(&self.env)?;
@@ -1146,140 +1176,6 @@ impl RoomObject {
 // --- Joining rooms of other servers -----------------------------------------------------------
 
 impl RoomObject {
-    async fn join_remote(
-        &self,
-        room_id: OwnedRoomId,
-        user: &UserId,
-        servers: Vec<String>,
-        content: Value,
-    ) -> Result<Value, MatrixError> {
-        let db = Db::new(&self.env)?;
-        let config = super::config(&self.env)?;
-        let us = config.server_name.as_str();
-        if crate::storage::sync::members_of_server(&db, room_id.as_str(), us).await? > 0 {
-            return Err(MatrixError::new(
-                409,
-                ErrorCode::Unknown,
-                "This server is in the room: join it locally",
-            ));
-        }
-        let (db, room_id) = (&db, &room_id);
-        through_servers(servers, "join", room_id, |server| {
-            let content = content.clone();
-            async move { self.join_through(db, room_id, user, &server, content).await }
-        })
-        .await
-    }
-
-    async fn join_through(
-        &self,
-        db: &Db,
-        room_id: &OwnedRoomId,
-        user: &UserId,
-        server: &ServerName,
-        content: Value,
-    ) -> Result<Value, MatrixError> {
-        // Phase timings for the bench (bench/big_join.py), logged when EXPOSE_D1_USAGE is on.
-        let mut stamps = vec![("start", now_ms())];
-        let (version, join) = self
-            .membership_handshake(room_id, user, server, "join", content)
-            .await?;
-        stamps.push(("make_join", now_ms()));
-        let answer = self.send_membership(room_id, server, "join", &join).await?;
-        stamps.push(("send_join", now_ms()));
-        let bad = |why: String| {
-            MatrixError::new(
-                502,
-                ErrorCode::Unknown,
-                format!("{server} sent a bad join answer: {why}"),
-            )
-        };
-        let mut memo = (now_ms(), KeyMemo::default());
-        let mut state = Vec::new();
-        for raw in answer["state"].as_array().cloned().unwrap_or_default() {
-            state.push(
-                self.verified_remote_pdu(db, raw, version, &mut memo)
-                    .await
-                    .map_err(bad)?,
-            );
-        }
-        let mut chain = Vec::new();
-        for raw in answer["auth_chain"].as_array().cloned().unwrap_or_default() {
-            chain.push(
-                self.verified_remote_pdu(db, raw, version, &mut memo)
-                    .await
-                    .map_err(bad)?,
-            );
-        }
-        stamps.push(("verify", now_ms()));
-        let counts = (state.len(), chain.len());
-        let ordered = crate::rooms::remote_join::check_state_and_auth_chain(state.clone(), chain)
-            .map_err(bad)?;
-        // The state the resident server gave us is the state before our join.
-        let before: StateMap = state
-            .iter()
-            .filter_map(|p| {
-                let key = p.state_key()?.to_owned();
-                Some(((p.kind().to_string().into(), key), p.event_id().to_owned()))
-            })
-            .collect();
-        let before = Arc::new(before);
-        let engine = RoomEngine::restore(
-            version,
-            room_id.clone(),
-            ordered.iter().map(|(p, _)| p.clone()).collect(),
-            (*before).clone(),
-            Vec::new(),
-            join.depth() - 1,
-        );
-        let accepted = engine
-            .accept_remote(join.clone(), vec![GroupRef::unstored(before)])
-            .map_err(|e| {
-                MatrixError::forbidden(format!("our join does not pass the room's rules: {e:?}"))
-            })?;
-        let visibility = history_visibility(&engine);
-        let creator = ordered
-            .iter()
-            .find(|(p, _)| p.kind().to_string() == "m.room.create")
-            .map(|(p, _)| p.sender().to_string())
-            .unwrap_or_default();
-        let mut events: Vec<EventWrite<'_>> = ordered
-            .iter()
-            .map(|(pdu, _)| EventWrite::outlier(pdu, room_id))
-            .collect();
-        events.push(event_write(&accepted, room_id, &visibility, None));
-        // The whole state is new to us (or replaces what we knew before we left).
-        let all_slots = changed_slots(&StateMap::new(), &accepted.placement.after.state);
-        let mut write = room_write(std::slice::from_ref(&accepted), events);
-        write.state_changes = all_slots.iter().collect();
-        let known = stored::room_version(db, room_id.as_str()).await?.is_some();
-        write.new_room = (!known).then_some(NewRoom {
-            version,
-            creator: &creator,
-            alias: None,
-            publish: false,
-        });
-        stamps.push(("auth_checks", now_ms()));
-        stored::persist(db, write).await?;
-        stamps.push(("d1_write", now_ms()));
-        if super::config(&self.env)?.expose_d1_usage {
-            let phases: Vec<String> = stamps
-                .windows(2)
-                .map(|w| format!("{}={}", w[1].0, w[1].1 - w[0].1))
-                .collect();
-            worker::console_log!(
-                "remote join timing: {room_id} via {server} state={} auth_chain={} {}",
-                counts.0,
-                counts.1,
-                phases.join(" ")
-            );
-        }
-        // Rebuilt from D1 on the next command, with the state just stored.
-        *self.engine.borrow_mut() = None;
-        super::notifier::notify(&self.env, vec![user.to_string()]).await;
-        Ok(json!({ "room_id": room_id }))
-    }
-
     /// `make_join`/`make_leave` against `server`: the template it offers, checked to be the
     /// user's own membership, completed with `content`, hashed and signed by us.
     async fn membership_handshake(

@@ -24,5 +24,7 @@ def federation_pair(tmp_path_factory):
     rooms. A test may stop and restart `pair.ours` or `pair.synapse` (same port, state and key) but
     must leave both running."""
     from synapse_peer import federation_pair as start_pair
-    with start_pair(tmp_path_factory.mktemp("federation")) as pair:
+    # Two events per step: every join of a Synapse room then takes several steps of the
+    # resumable join (src/rooms/join_job.rs), as only a big room would with the default.
+    with start_pair(tmp_path_factory.mktemp("federation"), our_env={"JOIN_STEP_EVENTS": "2"}) as pair:
         yield pair

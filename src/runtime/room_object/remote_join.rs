@@ -1,0 +1,443 @@
+//! Joining a room another server holds, in resumable steps (`rooms::join_job` has the plan):
+//! `make_join`/`send_join` and the stash of the answer; then one step per chunk of events to
+//! check; then the step that stores the room. Every step leaves the job in this object's
+//! storage, so a step lost with an evicted object is simply asked for again.
+
+use std::sync::Arc;
+
+use ruma::{OwnedRoomId, RoomId, ServerName, UserId};
+use serde_json::{json, Value};
+
+use super::{event_write, history_visibility, room_write, through_servers, RoomObject};
+use crate::federation::keys::KeyMemo;
+use crate::http::{ErrorCode, MatrixError};
+use crate::rooms::engine::RoomEngine;
+use crate::rooms::join_job::{
+    chunk_events, JoinJob, Step, JOB_KEY, MAX_CHUNK_BYTES, MAX_STEP_FAILURES, WATCHDOG_MS,
+};
+use crate::rooms::remote_join::check_state_and_auth_chain;
+use crate::rooms::resolution::StateMap;
+use crate::rooms::state_groups::{changed_slots, GroupRef};
+use crate::rooms::{Pdu, RoomVersion};
+use crate::storage::rooms::{self as stored, EventWrite, NewRoom};
+use crate::storage::Db;
+use crate::time::now_ms;
+
+/// Why a step failed: a verdict on the answer (try the next server, or give up), or trouble
+/// here (keep the job; the step is asked for again).
+enum StepError {
+    Verdict(MatrixError),
+    Trouble(MatrixError),
+}
+
+impl From<worker::Error> for StepError {
+    fn from(e: worker::Error) -> Self {
+        StepError::Trouble(MatrixError::internal(format!("room object storage: {e}")))
+    }
+}
+
+/// The answer while steps remain: whose join it is, for a `/join` that finds another user's.
+fn pending(job: &JoinJob) -> Value {
+    json!({ "pending": true, "user_id": job.user_id })
+}
+
+fn storage_error(e: worker::Error) -> MatrixError {
+    MatrixError::internal(format!("room object storage: {e}"))
+}
+
+impl RoomObject {
+    /// `JoinRemote`: starts a join, or carries on the one under way (a retried `/join`, or a
+    /// second user's: their `/join` finishes the first one's, then joins locally).
+    pub(super) async fn join_remote(
+        &self,
+        room_id: OwnedRoomId,
+        user: &UserId,
+        servers: Vec<String>,
+        content: Value,
+    ) -> Result<Value, MatrixError> {
+        if let Some(job) = self.join_job().await? {
+            return Ok(pending(&job));
+        }
+        let db = Db::new(&self.env)?;
+        let config = super::super::config(&self.env)?;
+        let us = config.server_name.as_str();
+        if crate::storage::sync::members_of_server(&db, room_id.as_str(), us).await? > 0 {
+            return Err(MatrixError::new(
+                409,
+                ErrorCode::Unknown,
+                "This server is in the room: join it locally",
+            ));
+        }
+        let job = self.start_join(&room_id, user, servers, content).await?;
+        Ok(pending(&job))
+    }
+
+    /// `ContinueJoin`, and the alarm: runs the next step of the join under way.
+    pub(super) async fn continue_join(&self, room_id: OwnedRoomId) -> Result<Value, MatrixError> {
+        let Some(mut job) = self.join_job().await? else {
+            return Err(MatrixError::not_found("No join of this room is under way"));
+        };
+        let db = Db::new(&self.env)?;
+        let outcome = match job.next_step() {
+            Step::Verify(index) => self.verify_chunk(&db, &mut job, index).await,
+            Step::Finish => self.finish_join(&db, &room_id, &mut job).await,
+        };
+        match outcome {
+            Ok(Some(done)) => {
+                self.clear_job(&job).await.map_err(storage_error)?;
+                Ok(done)
+            }
+            Ok(None) => {
+                job.failures = 0;
+                self.save_job(&job).await.map_err(storage_error)?;
+                Ok(pending(&job))
+            }
+            Err(StepError::Trouble(e)) => {
+                job.failures += 1;
+                worker::console_warn!(
+                    "join of {room_id}: step failed ({} of {MAX_STEP_FAILURES}): {e}",
+                    job.failures
+                );
+                if job.failures >= MAX_STEP_FAILURES {
+                    self.clear_job(&job).await.map_err(storage_error)?;
+                } else {
+                    self.save_job(&job).await.map_err(storage_error)?;
+                }
+                Err(e)
+            }
+            Err(StepError::Verdict(e)) => {
+                worker::console_warn!("join of {room_id} through {}: {e}", job.server);
+                self.clear_job(&job).await.map_err(storage_error)?;
+                if job.fallback.is_empty() {
+                    return Err(e);
+                }
+                let user = job.user_id.clone();
+                let job = self
+                    .start_join(&room_id, &user, job.fallback, job.content)
+                    .await?;
+                Ok(pending(&job))
+            }
+        }
+    }
+
+    /// Leaves the rest of the join to the alarm, which starts at once.
+    pub(super) async fn join_in_background(&self) -> Result<Value, MatrixError> {
+        let Some(job) = self.join_job().await? else {
+            return Err(MatrixError::not_found("No join of this room is under way"));
+        };
+        self.state
+            .storage()
+            .set_alarm(0i64)
+            .await
+            .map_err(storage_error)?;
+        Ok(pending(&job))
+    }
+
+    /// Carries a join on when nobody has asked for its next step for `WATCHDOG_MS`: the client
+    /// gave up waiting, or the Worker's request ended. Steps then follow one another here.
+    pub(super) async fn join_alarm(&self) -> worker::Result<()> {
+        let Some(job) = self
+            .join_job()
+            .await
+            .map_err(|e| worker::Error::RustError(e.message))?
+        else {
+            return Ok(());
+        };
+        let room_id = job.join_event["room_id"]
+            .as_str()
+            .and_then(|r| RoomId::parse(r).ok());
+        let Some(room_id) = room_id else {
+            self.clear_job(&job).await?;
+            return Ok(());
+        };
+        match self.continue_join(room_id).await {
+            Ok(answer) if answer["pending"] == json!(true) => {
+                self.state.storage().set_alarm(0i64).await
+            }
+            Ok(_) => Ok(()),
+            // Kept jobs are tried again after a pause; dropped ones have nothing left to do.
+            Err(_) if self.join_job().await.ok().flatten().is_some() => {
+                self.state.storage().set_alarm(WATCHDOG_MS).await
+            }
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Whether a join of this room is under way.
+    pub(super) async fn joining(&self) -> Result<bool, MatrixError> {
+        Ok(self.join_job().await?.is_some())
+    }
+
+    async fn join_job(&self) -> Result<Option<JoinJob>, MatrixError> {
+        let stored: Option<String> = self
+            .state
+            .storage()
+            .get(JOB_KEY)
+            .await
+            .map_err(storage_error)?;
+        Ok(stored.and_then(|text| serde_json::from_str(&text).ok()))
+    }
+
+    /// Saves the job and pushes the watchdog back: the next step is expected soon.
+    async fn save_job(&self, job: &JoinJob) -> worker::Result<()> {
+        let text = serde_json::to_string(job)?;
+        let storage = self.state.storage();
+        storage.put(JOB_KEY, text).await?;
+        storage.set_alarm(WATCHDOG_MS).await
+    }
+
+    async fn clear_job(&self, job: &JoinJob) -> worker::Result<()> {
+        let storage = self.state.storage();
+        let mut keys = job.chunk_keys();
+        keys.push(JOB_KEY.to_owned());
+        storage.delete_multiple(keys).await?;
+        storage.delete_alarm().await
+    }
+
+    /// `make_join` and `send_join` against each server in turn; the first answer is stashed
+    /// in chunks, unchecked, as a new job.
+    async fn start_join(
+        &self,
+        room_id: &OwnedRoomId,
+        user: &UserId,
+        servers: Vec<String>,
+        content: Value,
+    ) -> Result<JoinJob, MatrixError> {
+        let started = now_ms();
+        let (server, version, join, answer, made) =
+            through_servers(servers.clone(), "join", room_id, |server| {
+                let content = content.clone();
+                async move {
+                    let (version, join) = self
+                        .membership_handshake(room_id, user, &server, "join", content)
+                        .await?;
+                    let made = now_ms();
+                    let answer = self
+                        .send_membership(room_id, &server, "join", &join)
+                        .await?;
+                    Ok((server, version, join, answer, made))
+                }
+            })
+            .await?;
+        let sent = now_ms();
+        let fallback = servers
+            .iter()
+            .position(|s| s.as_str() == server.as_str())
+            .map(|at| servers[at + 1..].to_vec())
+            .unwrap_or_default();
+        let config = super::super::config(&self.env)?;
+        let list = |field: &str| answer[field].as_array().cloned().unwrap_or_default();
+        let (state, chain) = (list("state"), list("auth_chain"));
+        let state_chunks = chunk_events(&state, config.join_step_events, MAX_CHUNK_BYTES);
+        let chain_chunks = chunk_events(&chain, config.join_step_events, MAX_CHUNK_BYTES);
+        let mut job = JoinJob {
+            user_id: user.to_owned(),
+            server,
+            fallback,
+            content,
+            room_version: version.as_str().to_owned(),
+            join_event: crate::signing::event::into_json(join.json().clone()),
+            state_chunks: state_chunks.len() as u32,
+            chunks: (state_chunks.len() + chain_chunks.len()) as u32,
+            verified: 0,
+            at_ts: sent,
+            counts: (state.len(), chain.len()),
+            phases: Vec::new(),
+            failures: 0,
+        };
+        job.add_phase("make_join", made - started);
+        job.add_phase("send_join", sent - made);
+        let storage = self.state.storage();
+        for (index, chunk) in state_chunks.into_iter().chain(chain_chunks).enumerate() {
+            storage
+                .put(&JoinJob::chunk_key(index as u32), chunk)
+                .await
+                .map_err(storage_error)?;
+        }
+        job.add_phase("stash", now_ms() - sent);
+        self.save_job(&job).await.map_err(storage_error)?;
+        Ok(job)
+    }
+
+    /// Checks the signatures and hash of every event of one chunk, and stores the chunk back
+    /// in the form to accept (redacted where only the hash failed).
+    async fn verify_chunk(
+        &self,
+        db: &Db,
+        job: &mut JoinJob,
+        index: u32,
+    ) -> Result<Option<Value>, StepError> {
+        let started = now_ms();
+        let version = job_version(job)?;
+        let raw = self.chunk(index).await?;
+        let mut memo = (job.at_ts, KeyMemo::default());
+        let mut checked = Vec::with_capacity(raw.len());
+        for event in raw {
+            let pdu = self
+                .verified_remote_pdu(db, event, version, &mut memo)
+                .await
+                .map_err(|why| StepError::Verdict(bad_answer(&job.server, why)))?;
+            checked.push(crate::signing::event::into_json(pdu.json().clone()));
+        }
+        let text = Value::Array(checked).to_string();
+        self.state
+            .storage()
+            .put(&JoinJob::chunk_key(index), text)
+            .await?;
+        job.verified = index + 1;
+        job.add_phase("verify", now_ms() - started);
+        Ok(None)
+    }
+
+    /// Checks every event against its own auth events, and our join against the state the
+    /// resident server gave; then stores the room in one D1 batch.
+    async fn finish_join(
+        &self,
+        db: &Db,
+        room_id: &OwnedRoomId,
+        job: &mut JoinJob,
+    ) -> Result<Option<Value>, StepError> {
+        let started = now_ms();
+        let version = job_version(job)?;
+        let parse = |event: Value| {
+            let object = crate::signing::to_canonical_object(event).map_err(|e| e.to_string())?;
+            Pdu::from_json(object, version)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        };
+        let (mut state, mut chain) = (Vec::new(), Vec::new());
+        for index in 0..job.chunks {
+            for event in self.chunk(index).await? {
+                let pdu =
+                    parse(event).map_err(|why| StepError::Verdict(bad_answer(&job.server, why)))?;
+                if job.is_state_chunk(index) {
+                    state.push(pdu);
+                } else {
+                    chain.push(pdu);
+                }
+            }
+        }
+        let join = parse(job.join_event.clone())
+            .map_err(|why| StepError::Trouble(MatrixError::internal(why)))?;
+        let done = json!({ "room_id": room_id, "user_id": job.user_id });
+        // This step stored the room once already and was cut off before it could say so.
+        if crate::storage::events::event(db, join.event_id().as_str())
+            .await
+            .map_err(StepError::Trouble)?
+            .is_some()
+        {
+            return Ok(Some(done));
+        }
+        let ordered = check_state_and_auth_chain(state.clone(), chain)
+            .map_err(|why| StepError::Verdict(bad_answer(&job.server, why)))?;
+        // The state the resident server gave us is the state before our join.
+        let before: StateMap = state
+            .iter()
+            .filter_map(|p| {
+                let key = p.state_key()?.to_owned();
+                Some(((p.kind().to_string().into(), key), p.event_id().to_owned()))
+            })
+            .collect();
+        let before = Arc::new(before);
+        let engine = RoomEngine::restore(
+            version,
+            room_id.clone(),
+            ordered.iter().map(|(p, _)| p.clone()).collect(),
+            (*before).clone(),
+            Vec::new(),
+            join.depth() - 1,
+        );
+        let accepted = engine
+            .accept_remote(join.clone(), vec![GroupRef::unstored(before)])
+            .map_err(|e| {
+                StepError::Verdict(MatrixError::forbidden(format!(
+                    "our join does not pass the room's rules: {e:?}"
+                )))
+            })?;
+        let visibility = history_visibility(&engine);
+        let creator = ordered
+            .iter()
+            .find(|(p, _)| p.kind().to_string() == "m.room.create")
+            .map(|(p, _)| p.sender().to_string())
+            .unwrap_or_default();
+        let mut events: Vec<EventWrite<'_>> = ordered
+            .iter()
+            .map(|(pdu, _)| EventWrite::outlier(pdu, room_id))
+            .collect();
+        events.push(event_write(&accepted, room_id, &visibility, None));
+        // The whole state is new to us (or replaces what we knew before we left).
+        let all_slots = changed_slots(&StateMap::new(), &accepted.placement.after.state);
+        let mut write = room_write(std::slice::from_ref(&accepted), events);
+        write.state_changes = all_slots.iter().collect();
+        let known = stored::room_version(db, room_id.as_str())
+            .await
+            .map_err(StepError::Trouble)?
+            .is_some();
+        write.new_room = (!known).then_some(NewRoom {
+            version,
+            creator: &creator,
+            alias: None,
+            publish: false,
+        });
+        let checked = now_ms();
+        job.add_phase("auth_checks", checked - started);
+        stored::persist(db, write)
+            .await
+            .map_err(StepError::Trouble)?;
+        job.add_phase("d1_write", now_ms() - checked);
+        self.log_join_timing(room_id, job)?;
+        // Rebuilt from D1 on the next command, with the state just stored.
+        *self.engine.borrow_mut() = None;
+        super::super::notifier::notify(&self.env, vec![job.user_id.to_string()]).await;
+        Ok(Some(done))
+    }
+
+    /// Phase timings for the bench (bench/big_join.py), logged when EXPOSE_D1_USAGE is on.
+    fn log_join_timing(&self, room_id: &RoomId, job: &JoinJob) -> Result<(), StepError> {
+        let config = super::super::config(&self.env).map_err(StepError::Trouble)?;
+        if config.expose_d1_usage {
+            let phases: Vec<String> = job
+                .phases
+                .iter()
+                .map(|(n, ms)| format!("{n}={ms}"))
+                .collect();
+            worker::console_log!(
+                "remote join timing: {room_id} via {} state={} auth_chain={} steps={} {}",
+                job.server,
+                job.counts.0,
+                job.counts.1,
+                job.chunks + 2,
+                phases.join(" ")
+            );
+        }
+        Ok(())
+    }
+
+    async fn chunk(&self, index: u32) -> Result<Vec<Value>, StepError> {
+        let text: Option<String> = self.state.storage().get(&JoinJob::chunk_key(index)).await?;
+        let text = text.ok_or_else(|| {
+            StepError::Trouble(MatrixError::internal(format!(
+                "join chunk {index} is missing"
+            )))
+        })?;
+        serde_json::from_str(&text)
+            .map_err(|e| StepError::Trouble(MatrixError::internal(e.to_string())))
+    }
+}
+
+fn job_version(job: &JoinJob) -> Result<RoomVersion, StepError> {
+    RoomVersion::parse(&job.room_version).ok_or_else(|| {
+        StepError::Trouble(MatrixError::internal(format!(
+            "a join job of unknown room version {}",
+            job.room_version
+        )))
+    })
+}
+
+fn bad_answer(server: &ServerName, why: String) -> MatrixError {
+    MatrixError::new(
+        502,
+        ErrorCode::Unknown,
+        format!("{server} sent a bad join answer: {why}"),
+    )
+}
