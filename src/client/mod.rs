@@ -10,6 +10,8 @@ pub(crate) mod account;
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod account_data;
 #[cfg(target_arch = "wasm32")]
+pub(crate) mod backfill;
+#[cfg(target_arch = "wasm32")]
 pub(crate) mod capabilities;
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod cross_signing;

@@ -4,7 +4,7 @@
 use ruma::RoomId;
 use serde_json::{json, Map, Value};
 
-use super::ids;
+use super::{backfill, ids};
 use crate::http::{JsonResponse, MatrixError};
 use crate::rooms::visibility::MembershipHistory;
 use crate::rooms::RoomVersion;
@@ -105,16 +105,18 @@ pub(crate) async fn state_event(ctx: &Ctx, state_key: &str) -> Result<JsonRespon
 
 /// A pagination token: ours are `t<position>`; sync tokens (`s...`) are accepted too, since
 /// clients paginate from `prev_batch` and `next_batch`.
-pub(crate) fn parse_position(token: &str) -> Result<u64, MatrixError> {
+/// A pagination token's position: `t<n>`, or a sync token's event position. Below zero are
+/// events backfilled from other servers (`t-12`).
+pub(crate) fn parse_position(token: &str) -> Result<i64, MatrixError> {
     if let Some(n) = token.strip_prefix('t').and_then(|n| n.parse().ok()) {
         return Ok(n);
     }
     StreamPosition::parse(token)
-        .map(|p| p.events)
+        .map(|p| p.events as i64)
         .ok_or_else(|| MatrixError::invalid_param("unknown pagination token"))
 }
 
-pub(crate) fn position_token(position: u64) -> String {
+pub(crate) fn position_token(position: i64) -> String {
     format!("t{position}")
 }
 
@@ -129,11 +131,11 @@ fn backwards(ctx: &Ctx) -> Result<bool, MatrixError> {
 
 /// Tokens sit between events (`t<n>` is just after the event at n): the position of the token
 /// just past `row` when paging in the given direction.
-fn position_past(row: &EventRow, backwards: bool) -> u64 {
+fn position_past(row: &EventRow, backwards: bool) -> i64 {
     if backwards {
-        row.position() - 1
+        row.signed_position() - 1
     } else {
-        row.position()
+        row.signed_position()
     }
 }
 
@@ -144,7 +146,7 @@ pub(crate) async fn members(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let access = access(&db, &room_id, &me).await?;
     let rows = match ctx.query("at") {
         Some(at) => {
-            let at = parse_position(at)?;
+            let at = parse_position(at)?.max(0) as u64;
             let limit = access.state_position()?.unwrap_or(u64::MAX).min(at);
             events::state_at(&db, room_id.as_str(), limit).await?
         }
@@ -230,22 +232,28 @@ pub(crate) async fn messages(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let to = ctx.query("to").map(parse_position).transpose()?;
     let from = match ctx.query("from") {
         Some(token) => parse_position(token)?,
-        None if backwards => crate::storage::sync::current_position(&db).await?.events,
+        None if backwards => crate::storage::sync::current_position(&db).await?.events as i64,
         None => 0,
     };
     // Tokens sit between events: `t<n>` is just after the event at position n.
-    let rows = if backwards {
-        events::timeline_backwards(&db, room_id.as_str(), to.unwrap_or(0), from, limit).await?
-    } else {
-        events::timeline_forwards(
-            &db,
-            room_id.as_str(),
-            from + 1,
-            to.map_or(u64::MAX, |t| t + 1),
-            limit,
-        )
-        .await?
+    let page = || async {
+        if backwards {
+            events::timeline_backwards(&db, room_id.as_str(), to.unwrap_or(i64::MIN), from, limit)
+                .await
+        } else {
+            let before = to.map_or(i64::MAX, |t| t + 1);
+            events::timeline_forwards(&db, room_id.as_str(), from + 1, before, limit).await
+        }
     };
+    let mut rows = page().await?;
+    // Paging back past the oldest event we hold of a room joined over federation: ask the
+    // room's other servers for the history before it, then read the page again.
+    if backwards && (rows.len() as u64) < limit && to.is_none() {
+        let fetched = backfill::fill(&ctx.env, &db, &room_id, limit).await?;
+        if fetched > 0 {
+            rows = page().await?;
+        }
+    }
     // A short page means the start (or end) of the room was reached: then `end` is omitted.
     let end = rows
         .last()
@@ -341,11 +349,12 @@ pub(crate) async fn context(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let row = visible_event(ctx, &db, &room_id, &access).await?;
     let limit = ctx.query_u64("limit")?.unwrap_or(10).min(MAX_PAGE);
     let (before_n, after_n) = (limit / 2 + limit % 2, limit / 2);
-    let at = row.position();
+    let at = row.signed_position();
     let before =
-        events::timeline_backwards(&db, room_id.as_str(), 0, at - 1, before_n.max(1)).await?;
+        events::timeline_backwards(&db, room_id.as_str(), i64::MIN, at - 1, before_n.max(1))
+            .await?;
     let after =
-        events::timeline_forwards(&db, room_id.as_str(), at + 1, u64::MAX, after_n.max(1)).await?;
+        events::timeline_forwards(&db, room_id.as_str(), at + 1, i64::MAX, after_n.max(1)).await?;
     let keep = |rows: &[EventRow], n: u64| -> Vec<Value> {
         rows.iter()
             .take(n as usize)
@@ -355,12 +364,15 @@ pub(crate) async fn context(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     };
     let start = before[..before.len().min(before_n as usize)]
         .last()
-        .map_or(at - 1, |r| r.position() - 1);
+        .map_or(at - 1, |r| r.signed_position() - 1);
     let end = after[..after.len().min(after_n as usize)]
         .last()
-        .map_or(at, |r| r.position());
+        .map_or(at, |r| r.signed_position());
     // A reader who has left sees the state as it was when they left, not later.
-    let state_end = access.state_position()?.map_or(end, |left| left.min(end));
+    let state_end = end.max(0) as u64;
+    let state_end = access
+        .state_position()?
+        .map_or(state_end, |left| left.min(state_end));
     let state_rows = events::state_at(&db, room_id.as_str(), state_end).await?;
     Ok(JsonResponse::ok(json!({
         "event": row.to_client(access.version, me.user_id.as_str(), &me.device_id),
@@ -389,9 +401,9 @@ pub(crate) async fn relations(
     let from = ctx.query("from").map(parse_position).transpose()?;
     let to = ctx.query("to").map(parse_position).transpose()?;
     let (after, up_to) = if backwards {
-        (to.unwrap_or(0), from.unwrap_or(u64::MAX))
+        (to.unwrap_or(i64::MIN), from.unwrap_or(i64::MAX))
     } else {
-        (from.unwrap_or(0), to.unwrap_or(u64::MAX))
+        (from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX))
     };
     let page = events::RelationsPage {
         rel_type,

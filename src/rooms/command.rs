@@ -53,6 +53,10 @@ pub enum RoomCommand {
         #[serde(default)]
         in_background: bool,
     },
+    /// History from before this server joined the room, asked of the room's other servers
+    /// (`/backfill`) when a client pages back past the oldest event held: at most `limit`
+    /// events, checked and stored below the oldest. Answers `{"fetched": n}`.
+    Backfill { room_id: OwnedRoomId, limit: u64 },
     /// A local user's membership in a room no local user is in, through the servers that hold
     /// it (`make_{membership}`/`send_{membership}` against `servers` in turn): `leave` (leaving,
     /// rejecting an invite, withdrawing a knock) or `knock`.

@@ -52,7 +52,7 @@ pub fn check_state_and_auth_chain(
 
 /// Authorises an event against its own auth events only: the state they describe stands in for
 /// the state before the event.
-fn check_by_own_auth_events(
+pub(crate) fn check_by_own_auth_events(
     pdu: &Pdu,
     by_id: &HashMap<OwnedEventId, Arc<Pdu>>,
 ) -> Result<(), String> {

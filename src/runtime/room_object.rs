@@ -26,6 +26,7 @@ use crate::storage::state_groups::{self, At};
 use crate::storage::{signing_keys, Db};
 use crate::time::now_ms;
 
+mod backfill;
 mod remote_join;
 
 #[durable_object]
@@ -96,6 +97,7 @@ impl worker::DurableObject for RoomObject {
                 servers,
                 content,
             } => self.join_remote(room_id, &user_id, servers, content).await,
+            RoomCommand::Backfill { room_id, limit } => self.backfill(room_id, limit).await,
             RoomCommand::ContinueJoin {
                 room_id,
                 in_background,

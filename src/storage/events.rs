@@ -51,17 +51,25 @@ impl EventRow {
         )
     }
 
+    /// The position of an event this server saw arrive (backfilled ones count as 0: before
+    /// anything the stream has shown).
     pub fn position(&self) -> u64 {
-        self.stream_ordering as u64
+        self.stream_ordering.max(0) as u64
+    }
+
+    /// The position as pagination tokens carry it: below zero for backfilled events.
+    pub fn signed_position(&self) -> i64 {
+        self.stream_ordering
     }
 }
 
-/// Events of a room in `(after, up_to]`, newest first, at most `limit`.
+/// Events of a room in `(after, up_to]`, newest first, at most `limit`. Positions below zero
+/// are events backfilled from other servers, older than anything this server saw arrive.
 pub async fn timeline_backwards(
     db: &Db,
     room_id: &str,
-    after: u64,
-    up_to: u64,
+    after: i64,
+    up_to: i64,
     limit: u64,
 ) -> Result<Vec<EventRow>, MatrixError> {
     db.rows(
@@ -78,8 +86,8 @@ pub async fn timeline_backwards(
 pub async fn timeline_forwards(
     db: &Db,
     room_id: &str,
-    from: u64,
-    before: u64,
+    from: i64,
+    before: i64,
     limit: u64,
 ) -> Result<Vec<EventRow>, MatrixError> {
     db.rows(
@@ -297,8 +305,8 @@ pub async fn closest_to_timestamp(
 pub struct RelationsPage<'a> {
     pub rel_type: Option<&'a str>,
     pub event_type: Option<&'a str>,
-    pub after: u64,
-    pub up_to: u64,
+    pub after: i64,
+    pub up_to: i64,
     pub backwards: bool,
     pub limit: u64,
 }

@@ -2,6 +2,7 @@
 //! modules here keep the SQL in one place per concept.
 
 pub mod accounts;
+pub mod backfill;
 pub mod directory;
 pub mod discovery;
 pub mod e2ee;

@@ -423,6 +423,17 @@ fn state_change_statements(
     Ok(statements)
 }
 
+/// What the events table indexes of an event's content: `membership` (kept for member events
+/// only), and the event it relates to with the relation's type.
+pub(super) fn indexed_content(content: &Value) -> (Option<&str>, Option<&str>, Option<&str>) {
+    let field = |pointer: &str| content.pointer(pointer).and_then(Value::as_str);
+    (
+        field("/membership"),
+        field("/m.relates_to/event_id"),
+        field("/m.relates_to/rel_type"),
+    )
+}
+
 fn event_statements(
     db: &Db,
     w: &EventWrite<'_>,
@@ -431,13 +442,7 @@ fn event_statements(
     let event_id = pdu.event_id().as_str();
     let room_id = w.room_id.as_str();
     let content: Value = serde_json::from_str(pdu.content().get()).unwrap_or(Value::Null);
-    let membership = content.get("membership").and_then(Value::as_str);
-    let relates_to = content
-        .pointer("/m.relates_to/event_id")
-        .and_then(Value::as_str);
-    let rel_type = content
-        .pointer("/m.relates_to/rel_type")
-        .and_then(Value::as_str);
+    let (membership, relates_to, rel_type) = indexed_content(&content);
     let (txn_user, txn_device, txn_id) = match w.transaction {
         Some((u, d, t)) => (Some(u), Some(d), Some(t)),
         None => (None, None, None),

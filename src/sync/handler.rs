@@ -349,7 +349,8 @@ async fn timeline(
         .room
         .timeline
         .limit_or(DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT);
-    let mut rows = events::timeline_backwards(db, room_id, after, up_to, limit + 1).await?;
+    let mut rows =
+        events::timeline_backwards(db, room_id, after as i64, up_to as i64, limit + 1).await?;
     let limited = rows.len() as u64 > limit;
     rows.truncate(limit as usize);
     rows.reverse();
@@ -697,7 +698,7 @@ fn room_json(
         "timeline": {
             "events": to_client(timeline, version, me),
             "limited": limited,
-            "prev_batch": position_token(start),
+            "prev_batch": position_token(start as i64),
         },
     });
     room[state_field] = json!({ "events": to_client(state, version, me) });

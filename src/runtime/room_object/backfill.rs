@@ -1,0 +1,235 @@
+//! History from before this server joined a room, fetched from the room's other servers with
+//! `/backfill` when a client pages back past the oldest event we hold (server-server spec,
+//! "Backfilling and retrieving missing events"). Every event is checked as any PDU is
+//! (signatures, hash, its own auth events) before it is stored below the oldest; none of them
+//! changes the room's current state.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ruma::events::StateEventType;
+use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, ServerName, UserId};
+use serde_json::{json, Value};
+
+use super::{history_visibility, membership_of, through_servers, RoomObject};
+use crate::federation::keys::{verify_pdu_with, KeyMemo};
+use crate::http::route::percent_encode;
+use crate::http::MatrixError;
+use crate::rooms::remote_join::check_by_own_auth_events;
+use crate::rooms::{Pdu, RoomVersion};
+use crate::storage::backfill as stored;
+use crate::storage::Db;
+
+/// Events asked for per backfill: one bounded request, whatever the client's page size.
+const MAX_BACKFILL: u64 = 100;
+/// Auth chains fetched (`event_auth`) per backfill for events citing auth events we lack.
+const MAX_AUTH_FETCHES: usize = 5;
+
+impl RoomObject {
+    pub(super) async fn backfill(
+        &self,
+        room_id: OwnedRoomId,
+        limit: u64,
+    ) -> Result<Value, MatrixError> {
+        let none = || Ok(json!({ "fetched": 0 }));
+        let db = Db::new(&self.env)?;
+        self.ensure_engine(&db, &room_id).await?;
+        let Some(oldest) = stored::oldest_timeline_event(&db, room_id.as_str()).await? else {
+            return none();
+        };
+        let oldest: Value = serde_json::from_str(&oldest.pdu).unwrap_or(Value::Null);
+        let prevs: Vec<&str> = oldest["prev_events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let held = stored::in_timeline(&db, room_id.as_str(), &prevs).await?;
+        let missing: Vec<&str> = prevs
+            .into_iter()
+            .filter(|id| !held.iter().any(|h| h == id))
+            .collect();
+        if missing.is_empty() {
+            return none();
+        }
+        let config = super::super::config(&self.env)?;
+        let (version, servers, visibility) = {
+            let engine = self.engine.borrow();
+            let engine = engine.as_ref().expect("loaded above");
+            (
+                engine.version(),
+                joined_servers(engine.state().events(), &config.server_name),
+                history_visibility(engine),
+            )
+        };
+        let query: Vec<String> = missing
+            .iter()
+            .map(|id| format!("v={}", percent_encode(id)))
+            .collect();
+        let limit = limit.clamp(1, MAX_BACKFILL);
+        let path = format!(
+            "/_matrix/federation/v1/backfill/{}?{}&limit={limit}",
+            percent_encode(room_id.as_str()),
+            query.join("&")
+        );
+        let servers: Vec<String> = servers.iter().map(|s| s.to_string()).collect();
+        let answer = through_servers(servers, "backfill", &room_id, |server| {
+            let path = path.clone();
+            async move {
+                let (status, answer) = crate::federation::client::signed(
+                    &self.env,
+                    &server,
+                    worker::Method::Get,
+                    &path,
+                    None,
+                )
+                .await?;
+                if status != 200 {
+                    return Err(MatrixError::internal(format!("HTTP {status}")));
+                }
+                Ok((server, answer))
+            }
+        })
+        .await;
+        let (server, answer) = match answer {
+            Ok(done) => done,
+            // The history stays out of reach for now; the page the client gets ends here.
+            Err(_) => return none(),
+        };
+        let raw = answer["pdus"].as_array().cloned().unwrap_or_default();
+        let checked = self
+            .checked_history(&db, &room_id, &server, version, raw, limit as usize)
+            .await?;
+        let newest_first: Vec<&Pdu> = checked.iter().map(|p| p.as_ref()).collect();
+        stored::store(&db, room_id.as_str(), &newest_first, &visibility).await?;
+        worker::console_log!(
+            "{room_id}: backfilled {} events from {server}",
+            newest_first.len()
+        );
+        Ok(json!({ "fetched": newest_first.len() }))
+    }
+
+    /// The events of a `/backfill` answer that pass every check and are not yet in the
+    /// timeline, newest first. Refused ones are logged and left out, and so is any event that
+    /// relies on one of them.
+    async fn checked_history(
+        &self,
+        db: &Db,
+        room_id: &OwnedRoomId,
+        server: &ServerName,
+        version: RoomVersion,
+        raw: Vec<Value>,
+        limit: usize,
+    ) -> Result<Vec<Arc<Pdu>>, MatrixError> {
+        let mut memo = KeyMemo::default();
+        let mut verified: Vec<Arc<Pdu>> = Vec::new();
+        for event in raw.into_iter().take(limit) {
+            match self
+                .verified_history_event(db, room_id, version, event, &mut memo)
+                .await
+            {
+                Ok(pdu) => verified.push(pdu),
+                Err(why) => worker::console_warn!("backfill of {room_id} from {server}: {why}"),
+            }
+        }
+        let ids: Vec<&str> = verified.iter().map(|p| p.event_id().as_str()).collect();
+        let held = stored::in_timeline(db, room_id.as_str(), &ids).await?;
+        verified.retain(|p| !held.iter().any(|h| h == p.event_id().as_str()));
+        verified.sort_by_key(|p| p.depth());
+
+        let mut by_id: HashMap<OwnedEventId, Arc<Pdu>> = verified
+            .iter()
+            .map(|p| (p.event_id().to_owned(), p.clone()))
+            .collect();
+        let mut fetches = 0;
+        let mut accepted = Vec::new();
+        for pdu in verified {
+            if !self.gather_auth_events(&pdu, &mut by_id) && fetches < MAX_AUTH_FETCHES {
+                fetches += 1;
+                if let Err(why) = self
+                    .fetch_missing_auth_events(db, room_id, server.as_str(), &pdu)
+                    .await
+                {
+                    worker::console_warn!("backfill of {room_id}: {why}");
+                }
+                self.gather_auth_events(&pdu, &mut by_id);
+            }
+            match check_by_own_auth_events(&pdu, &by_id) {
+                Ok(()) => accepted.push(pdu),
+                Err(why) => {
+                    worker::console_warn!("backfill of {room_id} from {server}: refused {why}");
+                    // Nothing that cites it passes either.
+                    by_id.remove(pdu.event_id());
+                }
+            }
+        }
+        accepted.reverse();
+        Ok(accepted)
+    }
+
+    /// Signatures and hash of one event of the answer, with keys valid when it was sent.
+    async fn verified_history_event(
+        &self,
+        db: &Db,
+        room_id: &OwnedRoomId,
+        version: RoomVersion,
+        event: Value,
+        memo: &mut KeyMemo,
+    ) -> Result<Arc<Pdu>, String> {
+        let object = crate::signing::to_canonical_object(event).map_err(|e| e.to_string())?;
+        let unchecked = Pdu::from_json(object.clone(), version).map_err(|e| e.to_string())?;
+        if unchecked.room_id() != *room_id {
+            return Err(format!("{} belongs to another room", unchecked.event_id()));
+        }
+        let ts = u64::from(ruma::state_res::Event::origin_server_ts(&unchecked).get());
+        let object = verify_pdu_with(&self.env, db, object, version, ts, memo).await?;
+        Pdu::from_json(object, version)
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Adds the event's auth events (and the create event) that the room's engine holds to
+    /// `by_id`; whether every one it cites is there.
+    fn gather_auth_events(&self, pdu: &Pdu, by_id: &mut HashMap<OwnedEventId, Arc<Pdu>>) -> bool {
+        let engine = self.engine.borrow();
+        let Some(engine) = engine.as_ref() else {
+            return false;
+        };
+        if let Some(create) = engine.state().get(&StateEventType::RoomCreate, "") {
+            by_id
+                .entry(create.event_id().to_owned())
+                .or_insert_with(|| create.clone());
+        }
+        let mut all = true;
+        for id in pdu.auth_events() {
+            if by_id.contains_key(id) {
+                continue;
+            }
+            match engine.known(id) {
+                Some(known) => {
+                    by_id.insert(id.clone(), known.clone());
+                }
+                None => all = false,
+            }
+        }
+        all
+    }
+}
+
+/// The servers of the room's joined members, other than us.
+fn joined_servers<'a>(
+    state: impl Iterator<Item = &'a Arc<Pdu>>,
+    us: &ServerName,
+) -> Vec<OwnedServerName> {
+    let mut servers: Vec<OwnedServerName> = state
+        .filter(|e| {
+            e.kind().to_string() == "m.room.member" && membership_of(e).as_deref() == Some("join")
+        })
+        .filter_map(|e| e.state_key().and_then(|k| UserId::parse(k).ok()))
+        .map(|u| u.server_name().to_owned())
+        .filter(|s| s != us)
+        .collect();
+    servers.sort();
+    servers.dedup();
+    servers
+}
