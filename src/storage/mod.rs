@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod directory;
+pub mod destinations;
 pub mod discovery;
 pub mod e2ee;
 pub mod e2ee_backup;
