@@ -555,10 +555,9 @@ def test_synapse_back_from_an_outage_is_caught_up_as_soon_as_it_contacts_us(fede
     # about 62 s.
     time.sleep(32)
     pair.synapse.start()
-    back = time.monotonic()
     bob.send(room_id, "synapse is back")
+    # Well before our queue's own next try.
     bob.wait(lambda c: "sent while synapse was down" in c.bodies(room_id), "alice's message", deadline=15)
-    assert time.monotonic() - back < 20
     assert "woken: a server we were backing off from contacted us" in pair.ours.log_path.read_text(errors="replace")
 
 
