@@ -155,7 +155,11 @@ pub(crate) async fn send_transaction(ctx: &Ctx) -> Result<JsonResponse, MatrixEr
     let origin = ctx.origin().await?;
     let db = ctx.db()?;
     let txn = ctx.param(0);
-    if let Some(previous) = remote_keys::transaction_response(&db, origin.as_str(), txn).await? {
+    let (previous, ()) = futures::join!(
+        remote_keys::transaction_response(&db, origin.as_str(), txn),
+        crate::runtime::destination::wake_if_backing_off(&ctx.env, &db, &origin),
+    );
+    if let Some(previous) = previous? {
         return Ok(JsonResponse::ok(
             serde_json::from_str(&previous).unwrap_or(json!({"pdus": {}})),
         ));

@@ -45,6 +45,9 @@ impl worker::DurableObject for Destination {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        if req.path() == "/wake" {
+            return self.wake().await;
+        }
         let item: Enqueue = req.json().await?;
         let storage = self.state.storage();
         let mut queue: Queue = storage.get("queue").await?.unwrap_or_default();
@@ -91,6 +94,9 @@ impl worker::DurableObject for Destination {
                 // Object takes other events during a fetch); writing back the copy read before
                 // would lose them. New items only ever go to the end, so the sent ones are first.
                 let mut queue: Queue = storage.get("queue").await?.unwrap_or_default();
+                if queue.failures > 0 {
+                    self.record_backoff(&server, None).await;
+                }
                 queue.pdus.drain(..pdus.len().min(queue.pdus.len()));
                 queue.edus.drain(..edus.len().min(queue.edus.len()));
                 queue.failures = 0;
@@ -114,9 +120,67 @@ impl worker::DurableObject for Destination {
                 );
                 storage.put("queue", &queue).await?;
                 storage.set_alarm(backoff as i64).await?;
+                self.record_backoff(&server, Some((queue.failures, now_ms() + backoff)))
+                    .await;
             }
         }
         Response::ok("sent")
+    }
+}
+
+impl Destination {
+    /// The server reached us, so it is likely up again: a queue waiting out a backoff tries
+    /// now (as Synapse does when a server it gave up on contacts it).
+    async fn wake(&self) -> worker::Result<Response> {
+        let storage = self.state.storage();
+        let queue: Option<Queue> = storage.get("queue").await?;
+        let waiting = queue.is_some_and(|q| !q.pdus.is_empty() || !q.edus.is_empty());
+        if waiting && storage.get_alarm().await?.is_some_and(|at| at > now_ms() as i64) {
+            worker::console_log!("woken: a server we were backing off from contacted us");
+            storage.set_alarm(0i64).await?;
+        }
+        Response::ok("woken")
+    }
+
+    /// Mirrors the backoff into D1 (`Some((failures, retry_ts))`), or clears it, for the
+    /// Worker to see when the server contacts us. A failure here only costs the early wake.
+    async fn record_backoff(&self, server: &ServerName, backoff: Option<(u32, u64)>) {
+        let result = match crate::storage::Db::new(&self.env) {
+            Ok(db) => match backoff {
+                Some((failures, retry_ts)) => {
+                    crate::storage::destinations::set_backoff(&db, server.as_str(), failures, retry_ts)
+                        .await
+                }
+                None => crate::storage::destinations::clear_backoff(&db, server.as_str()).await,
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            worker::console_warn!("could not record the backoff for {server}: {e}");
+        }
+    }
+}
+
+/// Wakes the queue to `server` if it is waiting out a backoff (see `Destination::wake`). Called
+/// for every authenticated inbound transaction; costs one D1 read, and a Durable Object request
+/// only while the server is backed off.
+pub(crate) async fn wake_if_backing_off(env: &Env, db: &crate::storage::Db, server: &ServerName) {
+    match crate::storage::destinations::backing_off(db, server.as_str()).await {
+        Ok(Some(retry_ts)) if retry_ts > now_ms() => {}
+        Ok(_) => return,
+        Err(e) => {
+            worker::console_warn!("backoff of {server}: {e}");
+            return;
+        }
+    }
+    let result = async {
+        let namespace = env.durable_object("DESTINATIONS")?;
+        let stub = namespace.id_from_name(server.as_str())?.get_stub()?;
+        stub.fetch_with_str("https://destination/wake").await
+    }
+    .await;
+    if let Err(e) = result {
+        worker::console_warn!("could not wake the queue to {server}: {e}");
     }
 }
 

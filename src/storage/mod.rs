@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod backfill;
 pub mod directory;
+pub mod destinations;
 pub mod discovery;
 pub mod e2ee;
 pub mod e2ee_backup;

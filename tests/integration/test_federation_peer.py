@@ -542,6 +542,25 @@ def test_forked_state_resolves_the_same_on_both_servers(federation_pair):
     assert state[("m.room.name", "")]["event_id"] == alice_rename
 
 
+def test_synapse_back_from_an_outage_is_caught_up_as_soon_as_it_contacts_us(federation_pair):
+    """Our queue to a server that is down backs off (2, 4, 8, 16, 32 s...). When that server
+    sends us a transaction it is evidently back, and the queue tries at once instead of
+    waiting out the backoff (src/runtime/destination.rs `wake`)."""
+    require_our_federation_endpoints(federation_pair, SEND)
+    pair = federation_pair
+    room_id, alice, bob = shared_room_on_ours(pair, preset="public_chat")
+    pair.synapse.stop()
+    alice.send(room_id, "sent while synapse was down")
+    # Four failed tries (after 0, 2, 6 and 14 s) and a fifth at 30 s put the next one at
+    # about 62 s.
+    time.sleep(32)
+    pair.synapse.start()
+    bob.send(room_id, "synapse is back")
+    # Well before our queue's own next try.
+    bob.wait(lambda c: "sent while synapse was down" in c.bodies(room_id), "alice's message", deadline=15)
+    assert "woken: a server we were backing off from contacted us" in pair.ours.log_path.read_text(errors="replace")
+
+
 def test_messages_sent_while_we_were_down_fill_the_gap(federation_pair):
     """Must show 3: our server stopped, 30 messages on Synapse, our server back, one more message:
     our /messages has all 31, in order."""
