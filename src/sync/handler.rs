@@ -124,17 +124,22 @@ async fn build(
     state_after: bool,
 ) -> Result<(Value, bool), MatrixError> {
     let from = since.unwrap_or_default();
-    let memberships = stored::memberships(db, me.user_id.as_str()).await?;
-    let changed: HashSet<String> = match since {
-        Some(since) => stored::changed_rooms(db, me.user_id.as_str(), &since, &now)
-            .await?
-            .into_iter()
-            .collect(),
-        None => HashSet::new(),
+    let user = me.user_id.as_str();
+    // Independent reads go out together: each D1 query is a round trip, and a sync waits for
+    // the slowest of a group rather than for their sum.
+    let changed = async {
+        match since {
+            Some(since) => stored::changed_rooms(db, user, &since, &now).await,
+            None => Ok(Vec::new()),
+        }
     };
-    let account_data =
-        user_data::account_data_since(db, me.user_id.as_str(), from.account_data, now.account_data)
-            .await?;
+    let (memberships, changed, account_data) = futures::join!(
+        stored::memberships(db, user),
+        changed,
+        user_data::account_data_since(db, user, from.account_data, now.account_data),
+    );
+    let (memberships, account_data) = (memberships?, account_data?);
+    let changed: HashSet<String> = changed?.into_iter().collect();
     let mut room_account_data: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut global_account_data = Vec::new();
     for row in &account_data {
@@ -203,8 +208,11 @@ async fn build(
             _ => {}
         }
     }
-    let join = joined_rooms(db, me, filter, joined, from, now, state_after).await?;
-    let e2ee = encryption(db, me, since, now).await?;
+    let (join, e2ee) = futures::join!(
+        joined_rooms(db, me, filter, joined, from, now, state_after),
+        encryption(db, me, since, now),
+    );
+    let (join, e2ee) = (join?, e2ee?);
     let news = !join.is_empty()
         || !invite.is_empty()
         || !knock.is_empty()
@@ -423,7 +431,6 @@ async fn joined_rooms(
     }
     let user = me.user_id.as_str();
     let ids: Vec<&str> = rooms.iter().map(|r| r.room_id).collect();
-    let mut histories = batch::membership_histories(db, user, &ids).await?;
     let limit = filter
         .room
         .timeline
@@ -432,7 +439,36 @@ async fn joined_rooms(
         .iter()
         .map(|r| window(r, from.events, now.events))
         .collect();
-    let mut timelines = batch::timelines(db, &timeline_windows, limit + 1).await?;
+    let ephemeral_rooms: Vec<&JoinedRoom<'_>> = rooms
+        .iter()
+        .filter(|r| filter.room.ephemeral.allows_room(r.room_id))
+        .collect();
+    let typing_windows: Vec<Window<'_>> = ephemeral_rooms
+        .iter()
+        .map(|r| window(r, from.typing, now.typing))
+        .collect();
+    let receipt_windows: Vec<Window<'_>> = ephemeral_rooms
+        .iter()
+        .map(|r| window(r, from.receipts, now.receipts))
+        .collect();
+    // Two rounds of reads, each sent together: what needs nothing else first, then what
+    // depends on the timelines.
+    let (histories, timelines, typing, receipt_rows, read) = futures::join!(
+        batch::membership_histories(db, user, &ids),
+        batch::timelines(db, &timeline_windows, limit + 1),
+        batch::typing(db, &typing_windows, now_ms()),
+        batch::receipts(db, &receipt_windows),
+        // Messages from before the user joined never notified them, receipt or not.
+        batch::read_positions(db, user, &ids),
+    );
+    let (mut histories, mut timelines, mut typing, read) = (histories?, timelines?, typing?, read?);
+    let mut receipts: HashMap<String, Vec<batch::ReceiptRow>> = HashMap::new();
+    for receipt in receipt_rows? {
+        receipts
+            .entry(receipt.room_id.clone())
+            .or_default()
+            .push(receipt);
+    }
 
     // Per room: the visible timeline, whether it was cut, and where it starts.
     struct Part {
@@ -477,7 +513,7 @@ async fn joined_rooms(
         .filter(|(r, p)| r.full || p.limited || state_after)
         .map(|(r, p)| window(r, from.events, state_end(p)))
         .collect();
-    let mut states = batch::states(db, &state_windows).await?;
+
     // Lazy loading without a record of what each client was already sent: an incremental sync
     // carries the membership of every timeline sender (the spec allows redundant ones), so a
     // client always has the member event of whoever just spoke.
@@ -495,31 +531,6 @@ async fn joined_rooms(
     } else {
         Vec::new()
     };
-    let mut sender_members = batch::members_at(db, &lazy_wanted).await?;
-
-    let ephemeral_rooms: Vec<&JoinedRoom<'_>> = rooms
-        .iter()
-        .filter(|r| filter.room.ephemeral.allows_room(r.room_id))
-        .collect();
-    let typing_windows: Vec<Window<'_>> = ephemeral_rooms
-        .iter()
-        .map(|r| window(r, from.typing, now.typing))
-        .collect();
-    let mut typing = batch::typing(db, &typing_windows, now_ms()).await?;
-    let receipt_windows: Vec<Window<'_>> = ephemeral_rooms
-        .iter()
-        .map(|r| window(r, from.receipts, now.receipts))
-        .collect();
-    let mut receipts: HashMap<String, Vec<batch::ReceiptRow>> = HashMap::new();
-    for receipt in batch::receipts(db, &receipt_windows).await? {
-        receipts
-            .entry(receipt.room_id.clone())
-            .or_default()
-            .push(receipt);
-    }
-
-    // Messages from before the user joined never notified them, receipt or not.
-    let read = batch::read_positions(db, user, &ids).await?;
     let unread_windows: Vec<Window<'_>> = rooms
         .iter()
         .zip(&parts)
@@ -533,7 +544,6 @@ async fn joined_rooms(
             up_to: now.events,
         })
         .collect();
-    let unread = batch::unread_counts(db, user, &unread_windows).await?;
     let summary_rooms: Vec<&str> = rooms
         .iter()
         .zip(&parts)
@@ -542,7 +552,14 @@ async fn joined_rooms(
         })
         .map(|(r, _)| r.room_id)
         .collect();
-    let mut summaries = batch::summaries(db, user, &summary_rooms).await?;
+    let (states, sender_members, unread, summaries) = futures::join!(
+        batch::states(db, &state_windows),
+        batch::members_at(db, &lazy_wanted),
+        batch::unread_counts(db, user, &unread_windows),
+        batch::summaries(db, user, &summary_rooms),
+    );
+    let (mut states, mut sender_members, unread, mut summaries) =
+        (states?, sender_members?, unread?, summaries?);
 
     let mut out = Map::new();
     for (r, p) in rooms.into_iter().zip(parts) {
