@@ -134,22 +134,23 @@ LONG_POLL_S = 30
 # Why ours is slower on a row, and what would fix it. Printed for the rows where it is.
 # (Query counts: the platform-cost table below; the code paths: src/sync/handler.rs,
 # src/client/room_read.rs, src/runtime/room_object.rs.)
-_SYNC = ("an incremental /sync makes six to twelve D1 queries one after another (access token, typing expiry,"
-         " stream position, memberships, changed rooms, account data, receipts, timeline), each a round trip to"
-         " D1, where Synapse answers most of them from in-memory stream caches")
+_SYNC = ("an incremental /sync waits for about five D1 round trips (the access token; the typing expiry and"
+         " stream positions together; then three rounds of reads sent together: memberships, changed rooms and"
+         " account data; timelines, histories, typing, receipts and read markers; state, unread counts and"
+         " summaries), where Synapse answers most of them from in-memory stream caches")
 EXPLAIN: dict[str, str] = {
     "seq_send": "a send crosses the Worker, the room's Durable Object, one D1 batch and a notifier request, all"
                 " awaited before the answer; answering once the batch commits and notifying in `waitUntil`"
                 " would take the notifier hop off the path.",
     "send_receive": "the woken long-poll goes back from the notifier to the Worker and then builds the whole /sync"
-                    " again with its sequential D1 queries; reading the independent streams in one D1 `batch()`"
-                    " (and letting the notifier hand over the new position) would remove most of those round trips.",
-    "sync_one": _SYNC + "; putting the independent reads into one D1 `batch()` would make it two or three round trips.",
-    "sync_none": "when no stream moved past `since` our /sync already answers without reading any room, but"
-                 " still makes four D1 queries one after another (access token, typing expiry, stream"
-                 " positions, the device's key counts), each a round trip through local workerd's D1, where"
-                 " Synapse answers from in-memory stream caches; one `batch()` for the last three would make"
-                 " it two round trips.",
+                    " again, about five D1 round trips; letting the notifier hand over the new positions and"
+                    " caching the access token per isolate would remove two of them.",
+    "sync_one": _SYNC + "; caching the access token per isolate and reading the memberships with the first"
+                        " round would take two round trips off.",
+    "sync_none": "when no stream moved past `since` our /sync answers without reading any room, in three D1 round"
+                 " trips (access token; typing expiry and stream positions together; the device's key counts),"
+                 " each through local workerd's D1, where Synapse answers from in-memory stream caches; reading"
+                 " the key counts with the positions would make it two.",
     "initial_sync": "the initial /sync reads each of the 20 rooms with its own sequence of D1 queries (state,"
                     " timeline, counts); one `batch()` per stage covering all rooms would make it a handful of round"
                     " trips.",

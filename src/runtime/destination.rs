@@ -135,7 +135,12 @@ impl Destination {
         let storage = self.state.storage();
         let queue: Option<Queue> = storage.get("queue").await?;
         let waiting = queue.is_some_and(|q| !q.pdus.is_empty() || !q.edus.is_empty());
-        if waiting && storage.get_alarm().await?.is_some_and(|at| at > now_ms() as i64) {
+        if waiting
+            && storage
+                .get_alarm()
+                .await?
+                .is_some_and(|at| at > now_ms() as i64)
+        {
             worker::console_log!("woken: a server we were backing off from contacted us");
             storage.set_alarm(0i64).await?;
         }
@@ -148,8 +153,13 @@ impl Destination {
         let result = match crate::storage::Db::new(&self.env) {
             Ok(db) => match backoff {
                 Some((failures, retry_ts)) => {
-                    crate::storage::destinations::set_backoff(&db, server.as_str(), failures, retry_ts)
-                        .await
+                    crate::storage::destinations::set_backoff(
+                        &db,
+                        server.as_str(),
+                        failures,
+                        retry_ts,
+                    )
+                    .await
                 }
                 None => crate::storage::destinations::clear_backoff(&db, server.as_str()).await,
             },

@@ -3,8 +3,8 @@
 
 pub mod accounts;
 pub mod backfill;
-pub mod directory;
 pub mod destinations;
+pub mod directory;
 pub mod discovery;
 pub mod e2ee;
 pub mod e2ee_backup;

@@ -68,8 +68,7 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let timeout = ctx.query_u64("timeout")?.unwrap_or(0).min(MAX_TIMEOUT_MS);
     let deadline = now_ms() + timeout;
     loop {
-        let typing_ends = end_expired_typing(&db, &me).await?;
-        let now = position(&db, since).await?;
+        let (typing_ends, now) = typing_and_position(&db, &me, since).await?;
         let remaining = deadline.saturating_sub(now_ms());
         // Every stream is global: when none has moved since the client's token, nothing can be
         // new for this user, and the whole per-room read is skipped (a sync that finds nothing
@@ -102,15 +101,24 @@ async fn position(db: &Db, since: Option<StreamPosition>) -> Result<StreamPositi
     Ok(now)
 }
 
-/// Ends the typing notifications that ran out in the user's rooms, and returns when the next
-/// one will: no writer wakes a long poll then, so it has to wake itself.
-async fn end_expired_typing(db: &Db, me: &Requester) -> Result<Option<u64>, MatrixError> {
-    let next = user_data::next_typing_expiry(db, me.user_id.as_str()).await?;
+/// When the next typing notification in the user's rooms runs out (no writer wakes a long
+/// poll then, so it has to wake itself), and the stream positions. Both are read at once; only
+/// when a notification has already run out is it ended first, which moves the typing stream,
+/// and both are read again.
+async fn typing_and_position(
+    db: &Db,
+    me: &Requester,
+    since: Option<StreamPosition>,
+) -> Result<(Option<u64>, StreamPosition), MatrixError> {
+    let user = me.user_id.as_str();
+    let (next, now) = futures::join!(user_data::next_typing_expiry(db, user), position(db, since));
+    let next = next?;
     if next.is_none_or(|t| t > now_ms()) {
-        return Ok(next);
+        return Ok((next, now?));
     }
     user_data::expire_typing(db, now_ms()).await?;
-    user_data::next_typing_expiry(db, me.user_id.as_str()).await
+    let (next, now) = futures::join!(user_data::next_typing_expiry(db, user), position(db, since));
+    Ok((next?, now?))
 }
 
 #[allow(clippy::too_many_arguments)]
