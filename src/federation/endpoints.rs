@@ -462,7 +462,7 @@ pub(crate) async fn state(ctx: &Ctx, ids_only: bool) -> Result<JsonResponse, Mat
     let origin = ctx.origin().await?;
     let room_id = room_param(ctx, 0)?;
     let db = ctx.db()?;
-    let version = room_reader(ctx, &room_id, &origin).await?;
+    room_reader(ctx, &room_id, &origin).await?;
     let event_id = ctx
         .query("event_id")
         .ok_or_else(|| MatrixError::missing_param("event_id is required"))?;
@@ -481,7 +481,7 @@ pub(crate) async fn state(ctx: &Ctx, ids_only: bool) -> Result<JsonResponse, Mat
         // previous position.
         None => events::state_at(&db, room_id.as_str(), at.position() - 1).await?,
     };
-    let chain = auth_chain(&db, room_id.as_str(), &state, version).await?;
+    let chain = auth_chain(&db, room_id.as_str(), &state).await?;
     if ids_only {
         return Ok(JsonResponse::ok(json!({
             "pdu_ids": state.iter().map(|r| r.event_id.clone()).collect::<Vec<_>>(),
@@ -494,42 +494,21 @@ pub(crate) async fn state(ctx: &Ctx, ids_only: bool) -> Result<JsonResponse, Mat
     })))
 }
 
-/// The auth chain of some events: every auth event, recursively, one query per generation, at
-/// most `MAX_CHAIN_GENERATIONS` generations (auth chains are shallow: each event cites the
-/// latest power levels, membership and join rules, which cite theirs).
+/// The auth chain of some events, as the federation answers carry it: event id to PDU.
 async fn auth_chain(
     db: &Db,
     room_id: &str,
     events: &[events::EventRow],
-    version: RoomVersion,
 ) -> Result<BTreeMap<String, Value>, MatrixError> {
-    const MAX_CHAIN_GENERATIONS: usize = 64;
-    let mut chain: BTreeMap<String, Value> = BTreeMap::new();
-    let mut next: Vec<String> = Vec::new();
-    for row in events {
-        let pdu = stored::parse_pdu(&row.pdu, version)?;
-        next.extend(pdu.auth_events().iter().map(|e| e.to_string()));
-    }
-    for _ in 0..MAX_CHAIN_GENERATIONS {
-        next.retain(|id| !chain.contains_key(id));
-        next.sort();
-        next.dedup();
-        if next.is_empty() {
-            break;
-        }
-        let ids: Vec<&str> = next.iter().map(String::as_str).collect();
-        let rows = events::by_ids(db, room_id, &ids).await?;
-        next = Vec::new();
-        for row in rows {
-            let pdu = stored::parse_pdu(&row.pdu, version)?;
-            next.extend(pdu.auth_events().iter().map(|e| e.to_string()));
-            chain.insert(
-                row.event_id,
-                serde_json::from_str(&row.pdu).unwrap_or(Value::Null),
-            );
-        }
-    }
-    Ok(chain)
+    let from: Vec<&str> = events.iter().map(|r| r.event_id.as_str()).collect();
+    Ok(events::auth_chain(db, room_id, &from)
+        .await?
+        .into_iter()
+        .map(|row| {
+            let pdu = serde_json::from_str(&row.pdu).unwrap_or(Value::Null);
+            (row.event_id, pdu)
+        })
+        .collect())
 }
 
 /// An event by id from a room, for walking the graph (`None` for unknown ones or other rooms').
@@ -619,13 +598,13 @@ pub(crate) async fn backfill(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 pub(crate) async fn event_auth(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
     let room_id = room_param(ctx, 0)?;
-    let version = room_reader(ctx, &room_id, &origin).await?;
+    room_reader(ctx, &room_id, &origin).await?;
     let db = ctx.db()?;
     let event = events::event(&db, ctx.param(1))
         .await?
         .filter(|row| row.room_id == room_id.as_str())
         .ok_or_else(|| MatrixError::not_found("Event not found"))?;
-    let chain = auth_chain(&db, room_id.as_str(), &[event], version).await?;
+    let chain = auth_chain(&db, room_id.as_str(), &[event]).await?;
     Ok(JsonResponse::ok(
         json!({ "auth_chain": chain.into_values().collect::<Vec<_>>() }),
     ))

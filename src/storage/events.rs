@@ -200,6 +200,29 @@ pub async fn walk_back(
     .await
 }
 
+/// The auth chain of `from`: every event its `auth_events` cite, recursively, in one query
+/// (a room's auth graph has no cycles, and `UNION` would stop one anyway).
+pub async fn auth_chain(
+    db: &Db,
+    room_id: &str,
+    from: &[&str],
+) -> Result<Vec<EventRow>, MatrixError> {
+    let from = serde_json::to_string(from).unwrap_or_else(|_| "[]".into());
+    db.rows(
+        &format!(
+            "WITH RECURSIVE chain(event_id) AS (
+               SELECT a.value FROM events x, json_each(json_extract(x.pdu, '$.auth_events')) a
+               WHERE x.room_id = ?1 AND x.event_id IN (SELECT value FROM json_each(?2))
+               UNION
+               SELECT a.value FROM chain c JOIN events x ON x.event_id = c.event_id AND x.room_id = ?1,
+                    json_each(json_extract(x.pdu, '$.auth_events')) a)
+             {SELECT} WHERE e.room_id = ?1 AND e.event_id IN (SELECT event_id FROM chain)"
+        ),
+        args![room_id, &from],
+    )
+    .await
+}
+
 pub async fn membership_history(
     db: &Db,
     room_id: &str,
