@@ -32,6 +32,21 @@ pub async fn request(
     body: Option<&Value>,
     signed: bool,
 ) -> Result<(u16, Value), FederationError> {
+    let (status, text) =
+        request_text(env, destination, method, path_and_query, body, signed).await?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+/// Sends a request and returns the status and the body as text, for an answer too big to
+/// hold as a JSON tree (a big room's `send_join`).
+pub async fn request_text(
+    env: &Env,
+    destination: &ServerName,
+    method: Method,
+    path_and_query: &str,
+    body: Option<&Value>,
+    signed: bool,
+) -> Result<(u16, String), FederationError> {
     let headers = Headers::new();
     if signed {
         let config = crate::runtime::config(env).map_err(|e| err(e.message))?;
@@ -88,7 +103,7 @@ pub async fn request(
     };
     let status = response.status_code();
     let text = response.text().await.map_err(err)?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    Ok((status, text))
 }
 
 /// The same request over a TLS socket checked against the delegated name.
@@ -98,7 +113,7 @@ async fn over_socket(
     path_and_query: &str,
     headers: &Headers,
     body: Option<&Value>,
-) -> Result<(u16, Value), FederationError> {
+) -> Result<(u16, String), FederationError> {
     let authorization = headers.get("Authorization").ok().flatten();
     let mut extra: Vec<(&str, &str)> = Vec::new();
     if let Some(value) = authorization.as_deref() {
@@ -124,7 +139,7 @@ async fn over_socket(
     .map_err(|e| err(format!("{}: {e}", target.authority())))?;
     Ok((
         response.status,
-        serde_json::from_slice(&response.body).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&response.body).into_owned(),
     ))
 }
 
@@ -137,7 +152,19 @@ pub async fn signed(
     path_and_query: &str,
     body: Option<&Value>,
 ) -> Result<(u16, Value), crate::http::MatrixError> {
-    request(env, destination, method, path_and_query, body, true)
+    let (status, text) = signed_text(env, destination, method, path_and_query, body).await?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+/// `signed`, with the body as text (see `request_text`).
+pub async fn signed_text(
+    env: &Env,
+    destination: &ServerName,
+    method: Method,
+    path_and_query: &str,
+    body: Option<&Value>,
+) -> Result<(u16, String), crate::http::MatrixError> {
+    request_text(env, destination, method, path_and_query, body, true)
         .await
         .map_err(|e| {
             crate::http::MatrixError::new(

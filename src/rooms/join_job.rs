@@ -11,6 +11,7 @@
 
 use ruma::{OwnedServerName, OwnedUserId};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// Events checked per step unless `JOIN_STEP_EVENTS` says otherwise: about 200 ms of CPU in
@@ -98,16 +99,30 @@ impl JoinJob {
     }
 }
 
-/// Splits events into JSON arrays of at most `max_events` events and `max_bytes` bytes (an
-/// event bigger than that alone still gets its own chunk).
-pub fn chunk_events(events: &[Value], max_events: usize, max_bytes: usize) -> Vec<String> {
+/// The two lists of a `send_join` answer, each event kept as the text it arrived as: a big
+/// room's answer is tens of megabytes, several times that as a JSON tree, and a Durable Object
+/// has 128 MB.
+#[derive(Deserialize)]
+pub struct SendJoinAnswer {
+    #[serde(default)]
+    pub state: Vec<Box<RawValue>>,
+    #[serde(default)]
+    pub auth_chain: Vec<Box<RawValue>>,
+}
+
+/// Splits events (JSON texts) into JSON arrays of at most `max_events` events and `max_bytes`
+/// bytes (an event bigger than that alone still gets its own chunk).
+pub fn chunk_events<'a>(
+    events: impl IntoIterator<Item = &'a str>,
+    max_events: usize,
+    max_bytes: usize,
+) -> Vec<String> {
     let max_events = max_events.max(1);
     let mut chunks = Vec::new();
-    let mut current: Vec<String> = Vec::new();
+    let mut current: Vec<&str> = Vec::new();
     // The length of `[a,b,c]` so far.
     let mut bytes = 2;
-    for event in events {
-        let text = event.to_string();
+    for text in events {
         let full = current.len() >= max_events || bytes + 1 + text.len() > max_bytes;
         if full && !current.is_empty() {
             chunks.push(format!("[{}]", current.join(",")));
@@ -134,6 +149,18 @@ mod tests {
             .collect()
     }
 
+    fn texts(events: &[Value]) -> Vec<String> {
+        events.iter().map(Value::to_string).collect()
+    }
+
+    fn chunk(events: &[Value], max_events: usize, max_bytes: usize) -> Vec<String> {
+        chunk_events(
+            texts(events).iter().map(String::as_str),
+            max_events,
+            max_bytes,
+        )
+    }
+
     fn unchunk(chunks: &[String]) -> Vec<Value> {
         chunks
             .iter()
@@ -144,13 +171,13 @@ mod tests {
     #[test]
     fn chunks_keep_every_event_in_order_within_both_bounds() {
         let all = events(23, 10);
-        let chunks = chunk_events(&all, 5, MAX_CHUNK_BYTES);
+        let chunks = chunk(&all, 5, MAX_CHUNK_BYTES);
         assert_eq!(chunks.len(), 5);
         assert_eq!(unchunk(&chunks), all);
 
         let one = json!({"n": 0, "body": "x".repeat(100)}).to_string().len();
         let bound = 3 * one + 4;
-        let chunks = chunk_events(&events(10, 100), 100, bound);
+        let chunks = chunk(&events(10, 100), 100, bound);
         assert_eq!(chunks.len(), 4, "three events fit per chunk by size");
         assert!(chunks.iter().all(|c| c.len() <= bound));
         assert_eq!(unchunk(&chunks), events(10, 100));
@@ -159,10 +186,10 @@ mod tests {
     #[test]
     fn an_event_bigger_than_the_bound_still_gets_a_chunk_and_nothing_is_empty() {
         let all = events(3, 500);
-        let chunks = chunk_events(&all, 10, 100);
+        let chunks = chunk(&all, 10, 100);
         assert_eq!(chunks.len(), 3);
         assert_eq!(unchunk(&chunks), all);
-        assert!(chunk_events(&[], 10, 100).is_empty());
+        assert!(chunk(&[], 10, 100).is_empty());
     }
 
     #[test]

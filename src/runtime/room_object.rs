@@ -1272,6 +1272,21 @@ impl RoomObject {
         membership: &str,
         pdu: &Pdu,
     ) -> Result<Value, MatrixError> {
+        let text = self
+            .send_membership_text(room_id, server, membership, pdu)
+            .await?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// `send_membership` with the answer as text: a big room's `send_join` answer is parsed
+    /// without building a JSON tree of it (`remote_join`).
+    async fn send_membership_text(
+        &self,
+        room_id: &RoomId,
+        server: &ServerName,
+        membership: &str,
+        pdu: &Pdu,
+    ) -> Result<String, MatrixError> {
         let api = if membership == "knock" { "v1" } else { "v2" };
         let path = format!(
             "/_matrix/federation/{api}/send_{membership}/{}/{}",
@@ -1279,7 +1294,7 @@ impl RoomObject {
             percent_encode(pdu.event_id().as_str())
         );
         let body = into_json(pdu.json().clone());
-        self.put_to(server, &path, &body, &format!("send_{membership}"))
+        self.put_to_text(server, &path, &body, &format!("send_{membership}"))
             .await
     }
 
@@ -1291,7 +1306,18 @@ impl RoomObject {
         body: &Value,
         what: &str,
     ) -> Result<Value, MatrixError> {
-        let (status, answer) = crate::federation::client::signed(
+        let text = self.put_to_text(server, path, body, what).await?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn put_to_text(
+        &self,
+        server: &ServerName,
+        path: &str,
+        body: &Value,
+        what: &str,
+    ) -> Result<String, MatrixError> {
+        let (status, text) = crate::federation::client::signed_text(
             &self.env,
             server,
             worker::Method::Put,
@@ -1300,12 +1326,13 @@ impl RoomObject {
         )
         .await?;
         if status != 200 {
+            let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             let reason = answer["error"].as_str().unwrap_or("refused");
             return Err(MatrixError::forbidden(format!(
                 "{server} refused {what}: {reason}"
             )));
         }
-        Ok(answer)
+        Ok(text)
     }
 
     /// A membership of a local user in a room no user of ours is in, through the servers that

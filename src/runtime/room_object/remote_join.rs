@@ -13,7 +13,8 @@ use crate::federation::keys::KeyMemo;
 use crate::http::{ErrorCode, MatrixError};
 use crate::rooms::engine::RoomEngine;
 use crate::rooms::join_job::{
-    chunk_events, JoinJob, Step, JOB_KEY, MAX_CHUNK_BYTES, MAX_STEP_FAILURES, WATCHDOG_MS,
+    chunk_events, JoinJob, SendJoinAnswer, Step, JOB_KEY, MAX_CHUNK_BYTES, MAX_STEP_FAILURES,
+    WATCHDOG_MS,
 };
 use crate::rooms::remote_join::check_state_and_auth_chain;
 use crate::rooms::resolution::StateMap;
@@ -213,8 +214,10 @@ impl RoomObject {
                         .await?;
                     let made = now_ms();
                     let answer = self
-                        .send_membership(room_id, &server, "join", &join)
+                        .send_membership_text(room_id, &server, "join", &join)
                         .await?;
+                    let answer: SendJoinAnswer = serde_json::from_str(&answer)
+                        .map_err(|e| bad_answer(&server, format!("not a send_join answer: {e}")))?;
                     Ok((server, version, join, answer, made))
                 }
             })
@@ -226,10 +229,15 @@ impl RoomObject {
             .map(|at| servers[at + 1..].to_vec())
             .unwrap_or_default();
         let config = super::super::config(&self.env)?;
-        let list = |field: &str| answer[field].as_array().cloned().unwrap_or_default();
-        let (state, chain) = (list("state"), list("auth_chain"));
-        let state_chunks = chunk_events(&state, config.join_step_events, MAX_CHUNK_BYTES);
-        let chain_chunks = chunk_events(&chain, config.join_step_events, MAX_CHUNK_BYTES);
+        let (state, chain) = (&answer.state, &answer.auth_chain);
+        let chunks = |events: &[Box<serde_json::value::RawValue>]| {
+            chunk_events(
+                events.iter().map(|e| e.get()),
+                config.join_step_events,
+                MAX_CHUNK_BYTES,
+            )
+        };
+        let (state_chunks, chain_chunks) = (chunks(state), chunks(chain));
         let mut job = JoinJob {
             user_id: user.to_owned(),
             server,
