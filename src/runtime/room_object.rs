@@ -27,6 +27,7 @@ use crate::storage::{signing_keys, Db};
 use crate::time::now_ms;
 
 mod backfill;
+mod missing_state;
 mod remote_join;
 
 #[durable_object]
@@ -893,7 +894,7 @@ impl RoomObject {
             .await
             .map_err(fail)?;
         let prevs = self
-            .prev_states(db, &pdu)
+            .prev_states(db, room_id, origin, &pdu)
             .await
             .map_err(|e| fail(e.message))?;
         let (visibility, accepted) = {
@@ -1016,11 +1017,19 @@ impl RoomObject {
         Ok(())
     }
 
-    /// The states after those of the event's `prev_events` we hold: from the forward
-    /// extremities in memory, else from their state groups in D1. Predecessors we do not hold
-    /// are left out (the engine falls back to the current state when none is held).
-    async fn prev_states(&self, db: &Db, pdu: &Pdu) -> Result<Vec<GroupRef>, MatrixError> {
+    /// The states after the event's `prev_events`: from the forward extremities in memory, else
+    /// from their state groups in D1, else (a gap `get_missing_events` did not close) from the
+    /// sending server (`missing_state`). Predecessors whose state cannot be had are left out
+    /// (the engine falls back to the current state when none is left).
+    async fn prev_states(
+        &self,
+        db: &Db,
+        room_id: &OwnedRoomId,
+        origin: &str,
+        pdu: &Pdu,
+    ) -> Result<Vec<GroupRef>, MatrixError> {
         let mut states = Vec::new();
+        let mut asked = 0;
         for prev in pdu.prev_events() {
             let tip = self
                 .engine
@@ -1030,6 +1039,21 @@ impl RoomObject {
             let state = match tip {
                 Some(state) => Some(state),
                 None => state_groups::state_at(db, prev.as_str(), At::After).await?,
+            };
+            let state = match (state, ServerName::parse(origin)) {
+                (Some(state), _) => Some(state),
+                (None, Ok(origin)) if asked < missing_state::MAX_UNKNOWN_PREVS => {
+                    asked += 1;
+                    self.remote_state_after(db, room_id, &origin, prev)
+                        .await
+                        .inspect_err(|why| {
+                            worker::console_warn!(
+                                "{room_id}: no state after {prev} from {origin}: {why}"
+                            )
+                        })
+                        .ok()
+                }
+                (None, _) => None,
             };
             states.extend(state);
         }

@@ -1,6 +1,7 @@
 """A minimal federation server the test controls, for what no real server can be made to do on
 cue: hold events our server has not seen, so that our server must fetch them (missing prev
-events with `get_missing_events`, missing auth events with `event_auth`).
+events with `get_missing_events`, missing auth events with `event_auth`, the state at an event
+past a gap with `/event` and `/state`).
 
 It is a real server as far as our Worker can tell: its own name (`localhost:<port>`), its own
 ed25519 key served and self-signed at `/_matrix/key/v2/server`, TLS with the test CA's leaf, and
@@ -15,7 +16,7 @@ import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from signedjson.key import encode_verify_key_base64, generate_signing_key, get_verify_key
 from signedjson.sign import sign_json
@@ -35,6 +36,10 @@ class FakeOrigin:
         # by the test.
         self.missing_events: list[dict] = []
         self.auth_chains: dict[str, list[dict]] = {}
+        # `/event/{id}` answers from `events`; `/state?event_id=` from `states` (state before the
+        # event, auth chain).
+        self.events: dict[str, dict] = {}
+        self.states: dict[str, tuple[list[dict], list[dict]]] = {}
         self.requests: list[tuple[str, str, dict | None]] = []
         fake = self
 
@@ -53,9 +58,9 @@ class FakeOrigin:
             def _handle(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
-                path = urlsplit(self.path).path
+                path, query = urlsplit(self.path).path, parse_qs(urlsplit(self.path).query)
                 fake.requests.append((method, path, body))
-                status, answer = fake.answer(method, path, body)
+                status, answer = fake.answer(method, path, body, query)
                 self._answer(status, answer)
 
             def do_GET(self):
@@ -82,7 +87,7 @@ class FakeOrigin:
         self.httpd.server_close()
         self.thread.join(5)
 
-    def answer(self, method: str, path: str, body: dict | None) -> tuple[int, dict]:
+    def answer(self, method: str, path: str, body: dict | None, query: dict | None = None) -> tuple[int, dict]:
         if path == "/_matrix/key/v2/server":
             keys = {"server_name": self.server_name, "old_verify_keys": {},
                     "valid_until_ts": int(time.time() * 1000) + 3_600_000,
@@ -97,6 +102,18 @@ class FakeOrigin:
             wanted = unquote(path.rsplit("/", 1)[1])
             if wanted in self.auth_chains:
                 return 200, {"auth_chain": self.auth_chains[wanted]}
+            return 404, {"errcode": "M_NOT_FOUND", "error": "unknown event"}
+        if path.startswith("/_matrix/federation/v1/event/"):
+            wanted = unquote(path.rsplit("/", 1)[1])
+            if wanted in self.events:
+                return 200, {"origin": self.server_name, "origin_server_ts": int(time.time() * 1000),
+                             "pdus": [self.events[wanted]]}
+            return 404, {"errcode": "M_NOT_FOUND", "error": "unknown event"}
+        if path.startswith("/_matrix/federation/v1/state/"):
+            wanted = (query or {}).get("event_id", [""])[0]
+            if wanted in self.states:
+                pdus, chain = self.states[wanted]
+                return 200, {"pdus": pdus, "auth_chain": chain}
             return 404, {"errcode": "M_NOT_FOUND", "error": "unknown event"}
         if path.startswith("/_matrix/federation/v1/send/"):
             return 200, {"pdus": {}}

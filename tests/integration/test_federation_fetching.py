@@ -1,5 +1,7 @@
 """Our server fetches what an incoming PDU refers to and it lacks, from the server that sent it:
-the events missing before it (`get_missing_events`) and its missing auth events (`event_auth`).
+the events missing before it (`get_missing_events`), its missing auth events (`event_auth`), and
+past a gap that get_missing_events does not close, the state at the missing predecessor
+(`/event` and `/state`).
 The sending server is tests/integration/fake_origin.py, which holds events on cue; everything it
 sends is signed and verified like any server's."""
 
@@ -78,3 +80,57 @@ def test_auth_events_missing_from_an_incoming_pdu_are_fetched_and_checked(federa
         assert answer.json()["pdus"] == {message_id: {}}, answer.text
         assert len(fake.asked(f"/_matrix/federation/v1/event_auth/{q(room_id)}/")) >= 2
         assert "cites" in bodies(alice, room_id)
+
+
+def gap_with_a_rename(pair, fake):
+    """Alice lets Eve rename the room; Eve's server then renames it and sends two messages, but
+    only the last one reaches us, and its get_missing_events finds nothing: a gap. The fake
+    serves the missing predecessor and the state before it (ours, the new power levels, the
+    rename) for `/event` and `/state`. Returns what the tests check, and the pieces to spoil."""
+    alice, room_id, eve, version, join, _ = room_with_eve(pair, fake)
+    join_id = event_id(version, join)
+    levels = alice.ok("GET", f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.power_levels/")
+    levels.setdefault("users", {})[eve] = 50
+    levels_id = alice.set_state(room_id, "m.room.power_levels", levels)
+    ours = fake.signed.request("GET", f"/_matrix/federation/v1/state/{q(room_id)}?event_id={q(levels_id)}")
+    assert ours.status_code == 200, ours.text
+    levels_pdu = fake.signed.request("GET", f"/_matrix/federation/v1/event/{q(levels_id)}").json()["pdus"][0]
+    depth = levels_pdu["depth"]
+    rename_id, rename = fake.event(version, room_id=room_id, sender=eve, type="m.room.name", state_key="",
+                                   content={"name": "named past a gap"}, prev_events=[levels_id],
+                                   auth_events=[levels_id, join_id], depth=depth + 1)
+    first_id, first = fake.event(version, room_id=room_id, sender=eve, type=MESSAGE, content=text("in the gap"),
+                                 prev_events=[rename_id], auth_events=[levels_id, join_id], depth=depth + 2)
+    last_id, last = fake.event(version, room_id=room_id, sender=eve, type=MESSAGE, content=text("after the gap"),
+                               prev_events=[first_id], auth_events=[levels_id, join_id], depth=depth + 3)
+    state_before_first = [e for e in ours.json()["pdus"] if e["type"] != "m.room.power_levels"]
+    fake.events[first_id] = first
+    fake.states[first_id] = ([*state_before_first, levels_pdu, rename], ours.json()["auth_chain"])
+    fake.missing_events = []
+    return alice, room_id, (rename_id, rename), (first_id, last_id, last)
+
+
+def test_past_a_gap_the_state_comes_from_the_sender(federation_pair):
+    with FakeOrigin(federation_pair) as fake:
+        alice, room_id, (rename_id, _), (first_id, last_id, last) = gap_with_a_rename(federation_pair, fake)
+        answer = fake.signed.send_transaction(secrets.token_hex(6), [last])
+        assert answer.json()["pdus"] == {last_id: {}}, answer.text
+        assert len(fake.asked("/_matrix/federation/v1/state/")) == 1
+        # The room's state has the rename the gap held; the timeline has the gap.
+        assert alice.state(room_id)[("m.room.name", "")]["event_id"] == rename_id
+        assert "after the gap" in bodies(alice, room_id) and "in the gap" not in bodies(alice, room_id)
+
+
+def test_past_a_gap_a_state_with_a_forged_event_is_refused(federation_pair):
+    with FakeOrigin(federation_pair) as fake:
+        alice, room_id, (rename_id, rename), (first_id, last_id, last) = gap_with_a_rename(federation_pair, fake)
+        # The rename in the state answer carries a signature that is not the fake's.
+        pdus, chain = fake.states[first_id]
+        forged = {**rename, "signatures": {fake.server_name: {
+            k: "A" * 86 for k in rename["signatures"][fake.server_name]}}}
+        fake.states[first_id] = ([p for p in pdus if p is not rename] + [forged], chain)
+        answer = fake.signed.send_transaction(secrets.token_hex(6), [last])
+        assert answer.status_code == 200, answer.text
+        # Checked against the state we hold instead: Eve may speak, but the name never came.
+        assert ("m.room.name", "") not in alice.state(room_id)
+        alice.call("GET", f"/_matrix/client/v3/rooms/{q(room_id)}/event/{q(rename_id)}", expect=404)
