@@ -119,6 +119,7 @@ pub enum Endpoint {
     FederationBackfill,
     FederationEventAuth,
     FederationInvite,
+    FederationInviteV1,
     FederationUserKeysQuery,
     FederationUserKeysClaim,
     FederationUserDevices,
@@ -471,6 +472,10 @@ const ROUTES: &[Route] = &[
     put(
         "/_matrix/federation/v2/invite/{roomId}/{eventId}",
         E::FederationInvite,
+    ),
+    put(
+        "/_matrix/federation/v1/invite/{roomId}/{eventId}",
+        E::FederationInviteV1,
     ),
     post(
         "/_matrix/federation/v1/user/keys/query",

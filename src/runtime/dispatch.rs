@@ -154,6 +154,7 @@ async fn handle(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         E::FederationBackfill => fed::backfill(ctx).await,
         E::FederationEventAuth => fed::event_auth(ctx).await,
         E::FederationInvite => crate::federation::invites::invite(ctx).await,
+        E::FederationInviteV1 => crate::federation::invites::invite_v1(ctx).await,
         E::FederationUserKeysQuery => federation::e2ee_in::user_keys_query(ctx).await,
         E::FederationUserKeysClaim => federation::e2ee_in::user_keys_claim(ctx).await,
         E::FederationUserDevices => federation::e2ee_in::user_devices(ctx).await,

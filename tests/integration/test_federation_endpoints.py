@@ -251,3 +251,54 @@ def test_timestamp_to_event_over_federation_and_for_clients(federation_pair):
     bob.leave(room_id)
     alice.wait(lambda c: last_membership(c, room_id, bob.user_id) == "leave", "bob's leave")
     forbidden(peer.request("GET", f"{path}?ts={ts}&dir=f"))
+
+
+# -- invites --------------------------------------------------------------------------------------
+
+def invite_pdu(signed: SignedAs, room_id: str, sender: str, invitee: str, membership: str = "invite") -> dict:
+    """An invite event as the inviting server builds it, for a room only it holds (the ids it
+    cites need not exist here: the invitee's server checks the event, not the room)."""
+    return signed.pdu("12", {"room_id": room_id, "sender": sender, "type": "m.room.member",
+                             "state_key": invitee, "content": {"membership": membership},
+                             "prev_events": [f"$prev{secrets.token_hex(4)}"],
+                             "auth_events": [f"$auth{secrets.token_hex(4)}"], "depth": 5})
+
+
+def test_an_invite_that_fails_the_invite_checks_is_an_invalid_param(federation_pair):
+    """Spec (PUT /v2/invite): servers SHOULD answer M_INVALID_PARAM to an invite whose signature
+    fails, that is no invite, whose sender is not on the origin, or whose invitee is not ours."""
+    pair = federation_pair
+    signed = SignedAs(pair)
+    ours = our_user(pair, "invitee")
+    room_id = f"!invite{secrets.token_hex(6)}:{pair.synapse.server_name}"
+    inviter = f"@boss:{pair.synapse.server_name}"
+    good = invite_pdu(signed, room_id, inviter, ours.user_id)
+    bad = {
+        "no invite": invite_pdu(signed, room_id, inviter, ours.user_id, membership="join"),
+        "sender on another server": invite_pdu(signed, room_id, "@boss:elsewhere.example", ours.user_id),
+        "invitee not ours": invite_pdu(signed, room_id, inviter, "@someone:elsewhere.example"),
+        "forged signature": {**good, "signatures": {pair.synapse.server_name: {
+            k: "A" * 86 for k in good["signatures"][pair.synapse.server_name]}}},
+    }
+    for why, pdu in bad.items():
+        response = signed.request("PUT", f"/_matrix/federation/v2/invite/{q(room_id)}/{q(event_id('12', pdu))}",
+                                  {"room_version": "12", "event": pdu, "invite_room_state": []})
+        assert response.status_code == 400, (why, response.text)
+        assert response.json()["errcode"] == "M_INVALID_PARAM", (why, response.text)
+    assert room_id not in ours.sync_once(0).get("rooms", {}).get("invite", {})
+
+
+def test_a_v1_invite_is_for_room_versions_we_do_not_speak(federation_pair):
+    """Spec (PUT /v1/invite): the receiver must assume room version 1 or 2, which this server
+    does not support; unsigned, the request is refused before that."""
+    pair = federation_pair
+    signed = SignedAs(pair)
+    ours = our_user(pair, "v1-invitee")
+    room_id = f"!v1{secrets.token_hex(6)}:{pair.synapse.server_name}"
+    pdu = invite_pdu(signed, room_id, f"@boss:{pair.synapse.server_name}", ours.user_id)
+    path = f"/_matrix/federation/v1/invite/{q(room_id)}/{q(event_id('12', pdu))}"
+    response = signed.request("PUT", path, pdu)
+    assert response.status_code == 400, response.text
+    assert response.json()["errcode"] == "M_INCOMPATIBLE_ROOM_VERSION", response.text
+    unsigned = pair.ours.request("PUT", path, json=pdu)
+    assert unsigned.status_code == 401, unsigned.text
