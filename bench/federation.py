@@ -35,7 +35,7 @@ from client import Client  # noqa: E402
 from harness import d1_database  # noqa: E402
 from synapse_peer import FederationPair, federation_pair  # noqa: E402
 
-OUR_ENV = {"AUTH_REQUESTS_PER_MINUTE": "1000000"}
+OUR_ENV = {"AUTH_REQUESTS_PER_MINUTE": "1000000", "PRESENCE": "false"}
 WAIT_S = 60
 
 

@@ -214,7 +214,7 @@ def document(table_md: str, rows: dict, errors: dict, meter: dict, c: dict, wall
         "- Ours: `scripts/dev.sh` (what `make dev` runs): the built release wasm in local workerd (`wrangler dev`),"
         " local D1 and Durable Objects, fresh state, `AUTH_REQUESTS_PER_MINUTE` raised.",
         "- Synapse: from PyPI, SQLite, one process, a plain-HTTP client listener on 127.0.0.1, fresh data directory,"
-        " every `rc_*` rate limit relaxed, open registration, presence off (we have none, and presence changes"
+        " every `rc_*` rate limit relaxed, open registration, presence off on both (ours with `PRESENCE=false`; presence changes"
         " would wake long-polls), `caches.sync_response_cache_duration: 0` (its default 2-minute /sync answer cache"
         " would otherwise answer the repeated identical syncs).",
         "- Both run side by side on this machine and both are measured by the same Python client (`requests`,"

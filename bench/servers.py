@@ -97,7 +97,7 @@ class Ours:
         # A bench-only entry (bench/meter.mjs) is passed through dev.sh to `wrangler dev`.
         command = ["bash", "scripts/dev.sh"] + ([entry] if entry else [])
         self.hs = Homeserver(workdir / ("state-meter" if entry else "state"), command=command,
-                             env={"AUTH_REQUESTS_PER_MINUTE": "1000000"})
+                             env={"AUTH_REQUESTS_PER_MINUTE": "1000000", "PRESENCE": "false"})
         self.hs.log_path = workdir / ("ours-meter.log" if entry else "ours.log")
         self.base_url = f"http://127.0.0.1:{self.hs.port}"
         self.startup_s = self.first_request_s = None
@@ -145,7 +145,7 @@ enable_registration: true
 enable_registration_without_verification: true
 report_stats: false
 trusted_key_servers: []
-# Our server has no presence yet; without this, presence changes would wake /sync long-polls.
+# Presence is off on both servers (our PRESENCE=false): presence changes would wake /sync long-polls.
 presence:
   enabled: false
 # Synapse caches a /sync answer for 2 minutes by default; repeated identical requests (an empty

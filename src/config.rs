@@ -120,6 +120,10 @@ pub struct Config {
     /// Events of a remote room's `send_join` answer checked per step of the join
     /// (`rooms::join_job`).
     pub join_step_events: usize,
+    /// Presence (`PRESENCE`, default on): syncing marks users online, and presence is shared
+    /// with the users and servers they share rooms with. Off, neither happens, as with
+    /// Synapse's `presence.enabled: false`; a user's own `PUT /presence` still works.
+    pub presence: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -222,6 +226,12 @@ impl Config {
             None => crate::rooms::join_job::DEFAULT_STEP_EVENTS,
         };
 
+        let presence = match get("PRESENCE").as_deref() {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => return Err(ConfigError::Invalid("PRESENCE", other.to_owned())),
+        };
+
         Ok(Self {
             server_name,
             public_baseurl,
@@ -233,6 +243,7 @@ impl Config {
             expose_d1_usage: get("EXPOSE_D1_USAGE").as_deref() == Some("true"),
             trusted_key_servers,
             join_step_events,
+            presence,
         })
     }
 }
@@ -314,6 +325,17 @@ mod tests {
                 Err(ConfigError::Invalid("JOIN_STEP_EVENTS", _))
             ));
         }
+    }
+
+    #[test]
+    fn presence_is_on_unless_turned_off() {
+        assert!(config(&[("SERVER_NAME", "x.org")]).unwrap().presence);
+        let off = config(&[("SERVER_NAME", "x.org"), ("PRESENCE", "false")]).unwrap();
+        assert!(!off.presence);
+        assert!(matches!(
+            config(&[("SERVER_NAME", "x.org"), ("PRESENCE", "maybe")]),
+            Err(ConfigError::Invalid("PRESENCE", _))
+        ));
     }
 
     #[test]

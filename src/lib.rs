@@ -16,6 +16,7 @@ pub mod glob;
 pub mod hotpaths;
 pub mod http;
 pub mod keys;
+pub mod presence;
 pub mod rooms;
 pub mod signing;
 pub mod sync;

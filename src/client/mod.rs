@@ -34,6 +34,8 @@ pub(crate) mod keys;
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod password;
 #[cfg(target_arch = "wasm32")]
+pub(crate) mod presence;
+#[cfg(target_arch = "wasm32")]
 pub(crate) mod profile;
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod push;

@@ -317,7 +317,7 @@ async fn receive_edu(ctx: &Ctx, origin: &ruma::ServerName, edu: &Value) -> Resul
         Some("m.device_list_update") => e2ee_in::device_list_update(ctx, origin, content).await?,
         Some("m.signing_key_update") => e2ee_in::signing_key_update(ctx, origin, content).await?,
         Some("m.direct_to_device") => e2ee_in::direct_to_device(ctx, origin, content).await?,
-        // Presence arrives with the presence work.
+        Some("m.presence") => crate::client::presence::receive(ctx, origin, content).await?,
         _ => {}
     }
     Ok(())

@@ -42,7 +42,9 @@ pub(crate) async fn invite(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let pdu = Pdu::from_json(object.clone(), version)
         .map_err(|e| MatrixError::bad_json(e.to_string()))?;
     if pdu.event_id().as_str() != ctx.param(1) || pdu.room_id() != room_id {
-        return Err(MatrixError::invalid_param("the event does not match the path"));
+        return Err(MatrixError::invalid_param(
+            "the event does not match the path",
+        ));
     }
     let invitee = pdu.state_key().and_then(|k| UserId::parse(k).ok());
     let is_invite = pdu.kind().to_string() == "m.room.member"

@@ -41,6 +41,8 @@ pub enum Endpoint {
     Capabilities,
     GetProfile,
     GetProfileField,
+    GetPresence,
+    SetPresence,
     SetProfileField,
     PushRules,
     PushRulesScope,
@@ -231,6 +233,14 @@ const ROUTES: &[Route] = &[
     // Per-user settings
     get("/_matrix/client/v3/capabilities", E::Capabilities),
     get("/_matrix/client/v3/profile/{userId}", E::GetProfile),
+    get(
+        "/_matrix/client/v3/presence/{userId}/status",
+        E::GetPresence,
+    ),
+    put(
+        "/_matrix/client/v3/presence/{userId}/status",
+        E::SetPresence,
+    ),
     get(
         "/_matrix/client/v3/profile/{userId}/{keyName}",
         E::GetProfileField,

@@ -77,6 +77,8 @@ async fn handle(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         E::Capabilities => capabilities::capabilities(ctx).await,
         E::GetProfile => profile::get_profile(ctx).await,
         E::GetProfileField => profile::get_field(ctx).await,
+        E::GetPresence => crate::client::presence::get_status(ctx).await,
+        E::SetPresence => crate::client::presence::set_status(ctx).await,
         E::SetProfileField => profile::set_field(ctx).await,
         E::PushRules | E::PushRulesScope => push::get_all(ctx).await,
         E::GetPushRule => push::get_rule(ctx).await,

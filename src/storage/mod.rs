@@ -11,6 +11,7 @@ pub mod e2ee_backup;
 pub mod e2ee_remote;
 pub mod events;
 pub mod hierarchy;
+pub mod presence;
 pub mod remote_keys;
 pub mod rooms;
 pub mod signing_keys;

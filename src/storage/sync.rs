@@ -19,6 +19,7 @@ pub async fn current_position(db: &Db) -> Result<StreamPosition, MatrixError> {
         t: Option<i64>,
         d: Option<i64>,
         l: Option<i64>,
+        p: Option<i64>,
     }
     let row: Option<Row> = db
         .row(
@@ -27,7 +28,8 @@ pub async fn current_position(db: &Db) -> Result<StreamPosition, MatrixError> {
                     (SELECT MAX(stream_id) FROM receipts) AS r,
                     (SELECT MAX(stream_id) FROM typing) AS t,
                     (SELECT MAX(stream_id) FROM e2e_to_device) AS d,
-                    (SELECT MAX(stream_id) FROM e2e_device_list_changes) AS l",
+                    (SELECT MAX(stream_id) FROM e2e_device_list_changes) AS l,
+                    (SELECT MAX(stream_id) FROM presence) AS p",
             args![],
         )
         .await?;
@@ -40,6 +42,7 @@ pub async fn current_position(db: &Db) -> Result<StreamPosition, MatrixError> {
             typing: n(r.t),
             to_device: n(r.d),
             device_lists: n(r.l),
+            presence: n(r.p),
         }),
     )
 }

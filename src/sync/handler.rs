@@ -21,7 +21,7 @@ use crate::runtime::request::{Ctx, Requester};
 use crate::storage::events::{self, EventRow};
 use crate::storage::sync::{self as stored, MembershipRow};
 use crate::storage::sync_rooms::{self as batch, Window};
-use crate::storage::{e2ee, user_data, Db};
+use crate::storage::{e2ee, presence as stored_presence, user_data, Db};
 use crate::time::now_ms;
 
 /// Longest a sync may wait: clients ask for 30 s; more only holds resources for nothing.
@@ -55,7 +55,11 @@ async fn load_filter(ctx: &Ctx, db: &Db, me: &Requester) -> Result<Filter, Matri
 pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let db = ctx.db()?;
-    let filter = load_filter(ctx, &db, &me).await?;
+    let (filter, ()) = futures::join!(
+        load_filter(ctx, &db, &me),
+        crate::client::presence::on_sync(ctx, &db, me.user_id.as_str()),
+    );
+    let filter = filter?;
     let since = ctx
         .query("since")
         .map(|s| {
@@ -141,12 +145,19 @@ async fn build(
             None => Ok(Vec::new()),
         }
     };
-    let (memberships, changed, account_data) = futures::join!(
+    let (memberships, changed, account_data, presence) = futures::join!(
         stored::memberships(db, user),
         changed,
         user_data::account_data_since(db, user, from.account_data, now.account_data),
+        stored_presence::changed_for(db, user, from.presence, now.presence),
     );
     let (memberships, account_data) = (memberships?, account_data?);
+    let at = now_ms();
+    let presence: Vec<Value> = presence?
+        .into_iter()
+        .filter(|(sender, _)| filter.presence.allows("m.presence", sender))
+        .map(|(sender, p)| json!({ "type": "m.presence", "sender": sender, "content": p.content(at) }))
+        .collect();
     let changed: HashSet<String> = changed?.into_iter().collect();
     let mut room_account_data: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut global_account_data = Vec::new();
@@ -226,8 +237,17 @@ async fn build(
         || !knock.is_empty()
         || !leave.is_empty()
         || !global_account_data.is_empty()
+        || !presence.is_empty()
         || e2ee.is_news();
-    let body = response(join, invite, knock, leave, global_account_data, e2ee);
+    let body = response(
+        join,
+        invite,
+        knock,
+        leave,
+        global_account_data,
+        presence,
+        e2ee,
+    );
     Ok((body, news))
 }
 
@@ -238,13 +258,14 @@ fn response(
     knock: serde_json::Map<String, Value>,
     leave: serde_json::Map<String, Value>,
     account_data: Vec<Value>,
+    presence: Vec<Value>,
     e2ee: Encryption,
 ) -> Value {
     json!({
         "next_batch": e2ee.next.to_string(),
         "rooms": { "join": join, "invite": invite, "knock": knock, "leave": leave },
         "account_data": { "events": account_data },
-        "presence": { "events": [] },
+        "presence": { "events": presence },
         "to_device": { "events": e2ee.to_device },
         "device_lists": { "changed": e2ee.changed, "left": e2ee.left },
         "device_one_time_keys_count": e2ee.one_time_key_counts,
@@ -270,6 +291,7 @@ async fn quiet_body(db: &Db, me: &Requester, now: StreamPosition) -> Result<Valu
         Default::default(),
         Default::default(),
         Default::default(),
+        Vec::new(),
         Vec::new(),
         e2ee,
     ))

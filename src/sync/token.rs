@@ -14,6 +14,7 @@ pub struct StreamPosition {
     /// The to-device inbox: messages at or below it are acknowledged (and deleted).
     pub to_device: u64,
     pub device_lists: u64,
+    pub presence: u64,
 }
 
 impl StreamPosition {
@@ -30,6 +31,7 @@ impl StreamPosition {
             typing: next()?,
             to_device: next()?,
             device_lists: next()?,
+            presence: next()?,
         };
         Some(position)
     }
@@ -42,6 +44,7 @@ impl StreamPosition {
             || self.typing > other.typing
             || self.to_device > other.to_device
             || self.device_lists > other.device_lists
+            || self.presence > other.presence
     }
 }
 
@@ -49,13 +52,14 @@ impl fmt::Display for StreamPosition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "s{}_{}_{}_{}_{}_{}",
+            "s{}_{}_{}_{}_{}_{}_{}",
             self.events,
             self.account_data,
             self.receipts,
             self.typing,
             self.to_device,
-            self.device_lists
+            self.device_lists,
+            self.presence
         )
     }
 }
@@ -73,6 +77,7 @@ mod tests {
             typing: 5,
             to_device: 6,
             device_lists: 7,
+            presence: 8,
         };
         assert_eq!(StreamPosition::parse(&p.to_string()), Some(p));
         assert_eq!(StreamPosition::parse("s7").unwrap().events, 7);
@@ -84,6 +89,7 @@ mod tests {
             device_lists: 6,
             ..p
         }));
+        assert!(p.is_after(&StreamPosition { presence: 7, ..p }));
     }
 
     #[test]
@@ -91,5 +97,10 @@ mod tests {
         let old = StreamPosition::parse("s12_3_4_5").unwrap();
         assert_eq!((old.events, old.typing), (12, 5));
         assert_eq!((old.to_device, old.device_lists), (0, 0));
+        let before_presence = StreamPosition::parse("s12_3_4_5_6_7").unwrap();
+        assert_eq!(
+            (before_presence.device_lists, before_presence.presence),
+            (7, 0)
+        );
     }
 }

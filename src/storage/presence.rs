@@ -1,0 +1,140 @@
+//! Presence rows (migration 0011): ours and remote users', and who sees whose changes.
+
+use serde::Deserialize;
+
+use super::Db;
+use crate::args;
+use crate::http::MatrixError;
+use crate::presence::{Presence, State};
+
+#[derive(Deserialize)]
+struct Row {
+    user_id: String,
+    presence: String,
+    status_msg: Option<String>,
+    last_active_ts: i64,
+    currently_active: i64,
+}
+
+impl Row {
+    fn into_presence(self) -> (String, Presence) {
+        let presence = Presence {
+            state: State::parse(&self.presence).unwrap_or(State::Offline),
+            status_msg: self.status_msg,
+            last_active_ts: self.last_active_ts.max(0) as u64,
+            currently_active: self.currently_active != 0,
+        };
+        (self.user_id, presence)
+    }
+}
+
+const COLUMNS: &str = "p.user_id, p.presence, p.status_msg, p.last_active_ts, p.currently_active";
+
+pub async fn get(db: &Db, user_id: &str) -> Result<Option<Presence>, MatrixError> {
+    let row: Option<Row> = db
+        .row(
+            &format!("SELECT {COLUMNS} FROM presence p WHERE p.user_id = ?1"),
+            args![user_id],
+        )
+        .await?;
+    Ok(row.map(|r| r.into_presence().1))
+}
+
+/// Stores a user's presence. With `moves_stream` the row takes the next presence stream
+/// position (others will see the change); without, only its fields are refreshed.
+pub async fn set(
+    db: &Db,
+    user_id: &str,
+    presence: &Presence,
+    moves_stream: bool,
+) -> Result<(), MatrixError> {
+    let stream = if moves_stream {
+        "(SELECT COALESCE(MAX(stream_id), 0) + 1 FROM presence)"
+    } else {
+        "COALESCE((SELECT stream_id FROM presence WHERE user_id = ?1), 0)"
+    };
+    db.run(
+        &format!(
+            "INSERT INTO presence (user_id, presence, status_msg, last_active_ts, currently_active, stream_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, {stream})
+             ON CONFLICT (user_id) DO UPDATE SET presence = excluded.presence,
+               status_msg = excluded.status_msg, last_active_ts = excluded.last_active_ts,
+               currently_active = excluded.currently_active, stream_id = excluded.stream_id"
+        ),
+        args![
+            user_id,
+            presence.state.as_str(),
+            presence.status_msg.as_deref(),
+            presence.last_active_ts,
+            presence.currently_active
+        ],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Whether `viewer` may see `user`'s presence: themselves, or someone they share a room with
+/// (both joined, or one invited).
+pub async fn may_see(db: &Db, viewer: &str, user: &str) -> Result<bool, MatrixError> {
+    if viewer == user {
+        return Ok(true);
+    }
+    #[derive(Deserialize)]
+    struct One {
+        #[allow(dead_code)]
+        one: i64,
+    }
+    Ok(db
+        .row::<One>(
+            "SELECT 1 AS one FROM memberships a JOIN memberships b ON a.room_id = b.room_id
+             WHERE a.user_id = ?1 AND b.user_id = ?2
+               AND a.membership IN ('join', 'invite') AND b.membership IN ('join', 'invite')
+             LIMIT 1",
+            args![viewer, user],
+        )
+        .await?
+        .is_some())
+}
+
+/// The presence of the viewer and of everyone sharing a joined room with them, changed in
+/// `(after, up_to]` of the presence stream.
+pub async fn changed_for(
+    db: &Db,
+    viewer: &str,
+    after: u64,
+    up_to: u64,
+) -> Result<Vec<(String, Presence)>, MatrixError> {
+    let rows: Vec<Row> = db
+        .rows(
+            &format!(
+                "SELECT {COLUMNS} FROM presence p
+                 WHERE p.stream_id > ?2 AND p.stream_id <= ?3
+                   AND (p.user_id = ?1 OR p.user_id IN (
+                     SELECT b.user_id FROM memberships a JOIN memberships b ON a.room_id = b.room_id
+                     WHERE a.user_id = ?1 AND a.membership = 'join' AND b.membership = 'join'))"
+            ),
+            args![viewer, after, up_to],
+        )
+        .await?;
+    Ok(rows.into_iter().map(Row::into_presence).collect())
+}
+
+/// Our users who share a joined room with `user` (and `user`, if ours): whom a change wakes.
+pub async fn local_watchers(db: &Db, user: &str) -> Result<Vec<String>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Watcher {
+        user_id: String,
+    }
+    Ok(db
+        .rows::<Watcher>(
+            "SELECT DISTINCT b.user_id FROM memberships a JOIN memberships b ON a.room_id = b.room_id
+             JOIN users u ON u.user_id = b.user_id
+             WHERE a.user_id = ?1 AND a.membership = 'join' AND b.membership = 'join'
+             UNION SELECT user_id FROM users WHERE user_id = ?1",
+            args![user],
+        )
+        .await?
+        .into_iter()
+        .map(|w| w.user_id)
+        .collect())
+}
