@@ -3,7 +3,7 @@
 //! Clients use this list to decide what to call. We list the versions whose accounts, rooms,
 //! sync and messaging endpoints we serve, and stop before v1.11, which moves clients to
 //! authenticated media that we do not serve yet. Still missing from these versions: media,
-//! presence, third-party ids, knocking, search, room upgrades and end-to-end keys (issue 5).
+//! third-party ids, search and room upgrades.
 
 use serde_json::{json, Value};
 
