@@ -184,10 +184,11 @@ _INBOUND = ("an incoming /send verifies the X-Matrix signature and then each PDU
             " reader through the notifier and a fresh /sync with its sequential D1 queries (accept_remote in"
             " src/runtime/room_object.rs), where Synapse serves keys and the stream from memory")
 EXPLAIN.update({
-    "fed_join": "join_through (src/runtime/room_object.rs) verifies every state and auth-chain event one by one with"
-                " a D1 query for the signing key of each and writes them all in one D1 batch, after two federation"
-                " round trips that both sides share; Synapse caches keys in memory and asks for a partial-state"
-                " join (`omit_members`), which we do not.",
+    "fed_join": "the join runs in resumable steps (src/rooms/join_job.rs): make_join and send_join, then one"
+                " Durable Object request per chunk of events verified and one that stores the room, each"
+                " reading the signing keys it needs from D1, where Synapse does it in one process with keys"
+                " cached in memory and asks for a partial-state join (`omit_members`), which we do not;"
+                " folding the checks of a small answer into the first step would save the extra requests.",
     "fed_join_seen": "the peer has the join once it has processed our send_join, so this row is our path up to"
                      " there: the client request through the Worker to the room's Durable Object (sequential D1"
                      " queries for profile, room version and residency) and two signed requests (make_join,"
