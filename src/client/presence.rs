@@ -62,7 +62,7 @@ pub(crate) async fn get_status(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 }
 
 /// `/sync?set_presence=`: marks the user online (or unavailable) as they sync, writing at most
-/// once a minute unless what others see changes. Failures only cost the update.
+/// once per `presence::REFRESH_MS` unless what others see changes. Failures only cost the update.
 pub(crate) async fn on_sync(ctx: &Ctx, db: &Db, user: &str) {
     if !ctx.config.presence {
         return;
