@@ -290,9 +290,14 @@ async fn join_remote(
         steps += 1;
     }
     if answer["user_id"] != json!(me.user_id) {
-        // Another local user's join was under way and is now done: this server is in the
-        // room, so this user joins it here.
-        return local_membership(ctx, room_id, me, content).await;
+        // The join that finished was another local user's, or this user's own finished by the
+        // room object's alarm between two steps: this server is in the room now, and the user
+        // joins it here unless already joined.
+        let db = ctx.db()?;
+        let now = stored::membership(&db, room_id.as_str(), me.user_id.as_str()).await?;
+        if now.as_deref() != Some("join") {
+            return local_membership(ctx, room_id, me, content).await;
+        }
     }
     Ok(JsonResponse::ok(json!({ "room_id": room_id })))
 }

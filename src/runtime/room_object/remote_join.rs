@@ -75,10 +75,18 @@ impl RoomObject {
 
     /// `ContinueJoin`, and the alarm: runs the next step of the join under way.
     pub(super) async fn continue_join(&self, room_id: OwnedRoomId) -> Result<Value, MatrixError> {
+        let db = Db::new(&self.env)?;
         let Some(mut job) = self.join_job().await? else {
+            // Finished by the other driver (the alarm, or another user's request) since the
+            // caller last asked: done, whose join it was no longer known.
+            let us = super::super::config(&self.env)?.server_name;
+            if crate::storage::sync::members_of_server(&db, room_id.as_str(), us.as_str()).await?
+                > 0
+            {
+                return Ok(json!({ "room_id": room_id, "user_id": Value::Null }));
+            }
             return Err(MatrixError::not_found("No join of this room is under way"));
         };
-        let db = Db::new(&self.env)?;
         let outcome = match job.next_step() {
             Step::Verify(index) => self.verify_chunk(&db, &mut job, index).await,
             Step::Finish => self.finish_join(&db, &room_id, &mut job).await,
