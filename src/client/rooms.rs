@@ -268,7 +268,11 @@ async fn join_remote(
         servers,
         content: content.clone(),
     };
-    let mut answer = rooms::run(&ctx.env, room_id.as_str(), &start).await?;
+    let mut answer = match rooms::run(&ctx.env, room_id.as_str(), &start).await {
+        // A join finished between our residency check and the room object: join here.
+        Err(e) if e.status == 409 => json!({ "room_id": room_id, "user_id": Value::Null }),
+        other => other?,
+    };
     let next = |in_background| RoomCommand::ContinueJoin {
         room_id: room_id.to_owned(),
         in_background,
