@@ -94,6 +94,22 @@ impl RoomObject {
         let mut chain = self
             .held_or_verified_all(db, room_id, version, chain, &mut memo)
             .await?;
+        // A room has one create event: another one (possible before v12, where the room id is
+        // not its hash) would replace ours in the state it claims.
+        let ours = create.as_ref().map(|c| c.event_id().to_owned());
+        if let Some(other) = state
+            .iter()
+            .chain(&chain)
+            .chain(std::iter::once(&prev_event))
+            .find(|p| {
+                p.kind().to_string() == "m.room.create" && Some(p.event_id()) != ours.as_deref()
+            })
+        {
+            return Err(format!(
+                "{} is a create event that is not this room's",
+                other.event_id()
+            ));
+        }
         // The prev event is checked against its own auth events like the rest; from v12 the
         // create event is not cited, so the chain may lack it.
         chain.push(prev_event.clone());
