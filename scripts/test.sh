@@ -6,6 +6,11 @@ source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 
 bash scripts/setup.sh test
+log "dependency rule: only src/runtime/ names worker:: or crate::runtime (docs/design.md)"
+if grep -rn -e 'worker::' -e 'crate::runtime' src | grep -v '^src/runtime/'; then
+  echo "the lines above break the dependency rule" >&2
+  exit 1
+fi
 log "native unit tests (cargo test)"
 cargo test --quiet
 log "building the Worker"

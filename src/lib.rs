@@ -1,10 +1,14 @@
 //! A Matrix homeserver that runs as one Cloudflare Worker.
 //!
-//! Everything outside `runtime/` and `storage/` is pure protocol logic with no `worker` type in
-//! it, so `cargo test` builds and tests it natively. `runtime/` binds that logic to the Workers
-//! runtime (fetch handler, bindings); `storage/` is the only place that speaks SQL to D1.
+//! One direction of dependencies (docs/design.md, "Layers"): `runtime/` binds the server to the
+//! Workers runtime and is the only module that names a `worker` type; it implements the ports of
+//! `platform/` and calls `api::respond`. Everything else compiles natively and is tested with
+//! `cargo test`: the handlers with fake ports, `storage/`'s SQL against SQLite with the
+//! migrations applied. `runtime/` exists only for wasm32, so naming the `worker` crate or the
+//! runtime module anywhere else fails the native build.
 
 pub mod accounts;
+pub mod api;
 pub mod client;
 pub mod config;
 pub mod discovery;
@@ -16,6 +20,7 @@ pub mod glob;
 pub mod hotpaths;
 pub mod http;
 pub mod keys;
+pub mod platform;
 pub mod presence;
 pub mod rooms;
 pub mod signing;
@@ -25,8 +30,9 @@ pub mod wellknown;
 
 #[cfg(target_arch = "wasm32")]
 mod runtime;
-#[cfg(target_arch = "wasm32")]
-mod storage;
+pub(crate) mod storage;
+#[cfg(test)]
+mod testing;
 // Their wasm entry points, for bench/hotpaths.mjs only (see Cargo.toml's `bench-exports`).
 #[cfg(all(target_arch = "wasm32", feature = "bench-exports"))]
 mod bench_exports;

@@ -3,12 +3,12 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::keys::announce_device_change;
+use super::device_keys::announce_device_change;
 use super::password::hash_password;
 use super::uia::authenticate;
 use crate::accounts::uia::Purpose;
+use crate::api::request::Ctx;
 use crate::http::{JsonResponse, MatrixError};
-use crate::runtime::request::Ctx;
 use crate::storage::accounts;
 
 pub(crate) async fn change_password(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
@@ -35,7 +35,12 @@ pub(crate) async fn change_password(ctx: &Ctx) -> Result<JsonResponse, MatrixErr
     accounts::set_password(
         &db,
         me.user_id.as_str(),
-        &hash_password(&body.new_password, ctx.config.password_iterations).await?,
+        &hash_password(
+            &ctx.platform,
+            &body.new_password,
+            ctx.config.password_iterations,
+        )
+        .await?,
     )
     .await?;
     // The spec's default: every other session ends, the one that changed the password stays.
@@ -64,9 +69,9 @@ pub(crate) async fn deactivate(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     // Wake those who shared a room before leaving them, so they drop the devices.
     let db = ctx.db()?;
     let sharing = crate::storage::e2ee::users_sharing_rooms(&db, &[me.user_id.as_str()]).await?;
-    super::rooms::leave_all_rooms(ctx, &me).await?;
+    super::membership::leave_all_rooms(ctx, &me).await?;
     accounts::deactivate(&db, me.user_id.as_str()).await?;
-    crate::runtime::notifier::notify(&ctx.env, sharing).await;
+    ctx.platform.wakeups.notify(sharing).await;
     Ok(JsonResponse::ok(
         json!({ "id_server_unbind_result": "no-support" }),
     ))

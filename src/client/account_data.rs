@@ -3,19 +3,18 @@
 use serde_json::{json, Map, Value};
 
 use super::ids;
+use crate::api::request::{Ctx, Requester};
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
-use crate::runtime::notifier::notify;
-use crate::runtime::request::{Ctx, Requester};
 use crate::storage::user_data;
 
 /// (room id or "", type) from the path, after checking it names the requester.
 fn target(ctx: &Ctx, me: &Requester, per_room: bool) -> Result<(String, String), MatrixError> {
-    ctx.own_user_param(0, me)?;
+    ctx.own_user_param("userId", me)?;
     if per_room {
-        let room = ids::room_id(ctx.param(1))?;
-        Ok((room.to_string(), ctx.param(2).to_owned()))
+        let room = ids::room_id(ctx.param("roomId"))?;
+        Ok((room.to_string(), ctx.param("type").to_owned()))
     } else {
-        Ok((String::new(), ctx.param(1).to_owned()))
+        Ok((String::new(), ctx.param("type").to_owned()))
     }
 }
 
@@ -52,7 +51,10 @@ pub(crate) async fn store(
     content: &Value,
 ) -> Result<(), MatrixError> {
     user_data::set_account_data(&ctx.db()?, me.user_id.as_str(), room, kind, content).await?;
-    notify(&ctx.env, vec![me.user_id.to_string()]).await;
+    ctx.platform
+        .wakeups
+        .notify(vec![me.user_id.to_string()])
+        .await;
     Ok(())
 }
 
@@ -67,8 +69,8 @@ async fn tags(ctx: &Ctx, me: &Requester, room: &str) -> Result<Map<String, Value
 
 pub(crate) async fn get_tags(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    ctx.own_user_param(0, &me)?;
-    let room = ids::room_id(ctx.param(1))?;
+    ctx.own_user_param("userId", &me)?;
+    let room = ids::room_id(ctx.param("roomId"))?;
     Ok(JsonResponse::ok(
         json!({ "tags": tags(ctx, &me, room.as_str()).await? }),
     ))
@@ -76,24 +78,24 @@ pub(crate) async fn get_tags(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 
 pub(crate) async fn put_tag(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    ctx.own_user_param(0, &me)?;
-    let room = ids::room_id(ctx.param(1))?;
+    ctx.own_user_param("userId", &me)?;
+    let room = ids::room_id(ctx.param("roomId"))?;
     let body = ctx.json_object()?;
     if body.get("order").is_some_and(|o| !o.is_number()) {
         return Err(MatrixError::bad_json("order must be a number"));
     }
     let mut all = tags(ctx, &me, room.as_str()).await?;
-    all.insert(ctx.param(2).to_owned(), Value::Object(body));
+    all.insert(ctx.param("tag").to_owned(), Value::Object(body));
     store(ctx, &me, room.as_str(), "m.tag", &json!({ "tags": all })).await?;
     Ok(JsonResponse::ok(json!({})))
 }
 
 pub(crate) async fn delete_tag(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    ctx.own_user_param(0, &me)?;
-    let room = ids::room_id(ctx.param(1))?;
+    ctx.own_user_param("userId", &me)?;
+    let room = ids::room_id(ctx.param("roomId"))?;
     let mut all = tags(ctx, &me, room.as_str()).await?;
-    all.remove(ctx.param(2));
+    all.remove(ctx.param("tag"));
     store(ctx, &me, room.as_str(), "m.tag", &json!({ "tags": all })).await?;
     Ok(JsonResponse::ok(json!({})))
 }

@@ -1,12 +1,12 @@
 //! When a client pages back past the oldest event we hold of a room joined over federation,
 //! the room's object fetches the history before it from the room's other servers.
 
+use crate::platform::Platform;
 use ruma::RoomId;
-use worker::Env;
 
 use crate::http::MatrixError;
+use crate::rooms::command as rooms;
 use crate::rooms::command::RoomCommand;
-use crate::runtime::rooms;
 use crate::storage::backfill::oldest_timeline_event;
 use crate::storage::Db;
 
@@ -14,7 +14,7 @@ use crate::storage::Db;
 /// create event has no history to fetch and costs one query; a failed fetch is logged and
 /// counts as none, since the page the client asked for can still be answered.
 pub(crate) async fn fill(
-    env: &Env,
+    platform: &Platform,
     db: &Db,
     room_id: &RoomId,
     limit: u64,
@@ -29,10 +29,10 @@ pub(crate) async fn fill(
         room_id: room_id.to_owned(),
         limit,
     };
-    match rooms::run(env, room_id.as_str(), &command).await {
+    match rooms::run(platform, room_id.as_str(), &command).await {
         Ok(answer) => Ok(answer["fetched"].as_u64().unwrap_or(0) as usize),
         Err(e) => {
-            worker::console_warn!("backfill of {room_id}: {e}");
+            crate::log_warn!("backfill of {room_id}: {e}");
             Ok(0)
         }
     }

@@ -2,9 +2,9 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::api::request::Ctx;
 use crate::http::{JsonResponse, MatrixError};
 use crate::rooms::RoomVersion;
-use crate::runtime::request::Ctx;
 
 pub(crate) async fn capabilities(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     ctx.requester().await?;

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
-use super::keys::{announce_device_change, server_of, unreachable_server};
+use super::device_keys::{announce_device_change, server_of, unreachable_server};
 use super::uia::authenticate;
 use crate::accounts::uia::Purpose;
+use crate::api::request::Ctx;
 use crate::e2ee::cross_signing::{check_key, signed_by_master, upload_needs_auth, KeyType};
 use crate::e2ee::signatures::verify_detached;
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
-use crate::runtime::request::Ctx;
 use crate::storage::e2ee::{self as stored, SignatureRow};
 
 pub(crate) async fn upload_device_signing(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {

@@ -3,11 +3,11 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::keys::announce_device_change;
+use super::device_keys::announce_device_change;
 use super::uia::authenticate;
 use crate::accounts::uia::Purpose;
+use crate::api::request::{Ctx, Requester};
 use crate::http::{JsonResponse, MatrixError};
-use crate::runtime::request::{Ctx, Requester};
 use crate::storage::accounts::{self, DeviceRow};
 
 /// The spec's `Device`: a field we do not know (no name set, never seen from an address) is
@@ -39,7 +39,7 @@ pub(crate) async fn get(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let devices = accounts::devices(&ctx.db()?, me.user_id.as_str()).await?;
     devices
         .iter()
-        .find(|d| d.device_id == ctx.param(0))
+        .find(|d| d.device_id == ctx.param("deviceId"))
         .map(|d| JsonResponse::ok(device_json(d)))
         .ok_or_else(|| MatrixError::not_found("No such device"))
 }
@@ -54,7 +54,7 @@ pub(crate) async fn update(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     if !accounts::rename_device(
         &ctx.db()?,
         me.user_id.as_str(),
-        ctx.param(0),
+        ctx.param("deviceId"),
         body.display_name.as_deref(),
     )
     .await?
@@ -66,7 +66,7 @@ pub(crate) async fn update(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 
 pub(crate) async fn delete_one(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    delete(ctx, me, vec![ctx.param(0).to_owned()], true).await
+    delete(ctx, me, vec![ctx.param("deviceId").to_owned()], true).await
 }
 
 pub(crate) async fn delete_many(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {

@@ -5,15 +5,15 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::ids;
+use crate::api::request::{Ctx, Requester};
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
 use crate::rooms::power::PowerLevels;
 use crate::rooms::state::RoomState;
-use crate::runtime::request::{Ctx, Requester};
 use crate::storage::{directory as stored_dir, rooms as stored, Db};
 use crate::time::now_ms;
 
 fn local_alias(ctx: &Ctx) -> Result<ruma::OwnedRoomAliasId, MatrixError> {
-    let alias = ids::alias(ctx.param(0))?;
+    let alias = ids::alias(ctx.param("roomAlias"))?;
     if alias.server_name() != ctx.config.server_name {
         return Err(MatrixError::invalid_param(
             "Aliases of other servers cannot be managed here",
@@ -79,7 +79,7 @@ pub(crate) async fn put_alias(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 }
 
 pub(crate) async fn get_alias(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
-    let alias = ids::alias(ctx.param(0))?;
+    let alias = ids::alias(ctx.param("roomAlias"))?;
     let room = stored::alias_room(&ctx.db()?, alias.as_str())
         .await?
         .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
@@ -104,7 +104,7 @@ pub(crate) async fn delete_alias(ctx: &Ctx) -> Result<JsonResponse, MatrixError>
 
 pub(crate) async fn room_aliases(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let room_id = ids::room_id(ctx.param(0))?;
+    let room_id = ids::room_id(ctx.param("roomId"))?;
     let db = ctx.db()?;
     super::room_read::access(&db, &room_id, &me).await?;
     let aliases = stored_dir::aliases_of(&db, room_id.as_str()).await?;
@@ -112,7 +112,7 @@ pub(crate) async fn room_aliases(ctx: &Ctx) -> Result<JsonResponse, MatrixError>
 }
 
 pub(crate) async fn get_visibility(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
-    let room_id = ids::room_id(ctx.param(0))?;
+    let room_id = ids::room_id(ctx.param("roomId"))?;
     let published = stored_dir::published(&ctx.db()?, room_id.as_str())
         .await?
         .ok_or_else(|| MatrixError::not_found("Unknown room"))?;
@@ -123,7 +123,7 @@ pub(crate) async fn get_visibility(ctx: &Ctx) -> Result<JsonResponse, MatrixErro
 
 pub(crate) async fn set_visibility(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let room_id = ids::room_id(ctx.param(0))?;
+    let room_id = ids::room_id(ctx.param("roomId"))?;
     #[derive(Deserialize)]
     struct Body {
         visibility: String,
@@ -154,8 +154,8 @@ pub(crate) async fn set_visibility(ctx: &Ctx) -> Result<JsonResponse, MatrixErro
     Ok(JsonResponse::ok(json!({})))
 }
 
-pub(crate) async fn public_rooms(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
-    let post = ctx.endpoint == crate::http::route::Endpoint::PublicRoomsFiltered;
+/// `GET /publicRooms`, or with `post` the filtered `POST /publicRooms`.
+pub(crate) async fn public_rooms(ctx: &Ctx, post: bool) -> Result<JsonResponse, MatrixError> {
     if post {
         ctx.requester().await?;
     }

@@ -5,9 +5,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::ids;
+use crate::api::request::{Ctx, Requester};
 use crate::http::{JsonResponse, MatrixError};
-use crate::runtime::notifier::notify;
-use crate::runtime::request::{Ctx, Requester};
 use crate::storage::{events, rooms as stored, user_data, Db};
 use crate::time::now_ms;
 
@@ -15,7 +14,7 @@ use crate::time::now_ms;
 const MAX_TYPING_MS: u64 = 120_000;
 
 async fn joined_room(ctx: &Ctx, db: &Db, me: &Requester) -> Result<ruma::OwnedRoomId, MatrixError> {
-    let room_id = ids::room_id(ctx.param(0))?;
+    let room_id = ids::room_id(ctx.param("roomId"))?;
     if stored::membership(db, room_id.as_str(), me.user_id.as_str())
         .await?
         .as_deref()
@@ -28,7 +27,7 @@ async fn joined_room(ctx: &Ctx, db: &Db, me: &Requester) -> Result<ruma::OwnedRo
 
 async fn wake_room(ctx: &Ctx, db: &Db, room_id: &str) -> Result<(), MatrixError> {
     let members = crate::storage::sync::local_members(db, room_id).await?;
-    notify(&ctx.env, members).await;
+    ctx.platform.wakeups.notify(members).await;
     Ok(())
 }
 
@@ -42,7 +41,9 @@ async fn tell_other_servers(
     let us = ctx.config.server_name.as_str();
     for server in crate::storage::sync::remote_servers(db, room_id, us).await? {
         if let Ok(server) = ruma::ServerName::parse(&server) {
-            crate::runtime::destination::enqueue(&ctx.env, &server, vec![], vec![edu.clone()])
+            ctx.platform
+                .queue
+                .enqueue(&server, vec![], vec![edu.clone()])
                 .await;
         }
     }
@@ -51,7 +52,7 @@ async fn tell_other_servers(
 
 pub(crate) async fn typing(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    if ctx.param(1) != me.user_id.as_str() {
+    if ctx.param("userId") != me.user_id.as_str() {
         return Err(MatrixError::forbidden(
             "You can only set your own typing state",
         ));
@@ -113,7 +114,10 @@ async fn set_receipt(
                     me.user_id.as_str(): { "event_ids": [event_id], "data": data } } } } });
                 tell_other_servers(ctx, db, room_id, edu).await?;
             } else {
-                notify(&ctx.env, vec![me.user_id.to_string()]).await;
+                ctx.platform
+                    .wakeups
+                    .notify(vec![me.user_id.to_string()])
+                    .await;
             }
         }
         "m.fully_read" => {
@@ -142,7 +146,7 @@ pub(crate) async fn receipt(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let body = ctx.json_object()?;
     let thread_id = match body.get("thread_id") {
         None => "",
-        Some(Value::String(t)) if ctx.param(1) != "m.fully_read" => t.as_str(),
+        Some(Value::String(t)) if ctx.param("receiptType") != "m.fully_read" => t.as_str(),
         Some(_) => {
             return Err(MatrixError::invalid_param(
                 "thread_id must be a string, and not for m.fully_read",
@@ -154,8 +158,8 @@ pub(crate) async fn receipt(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         &db,
         &me,
         room_id.as_str(),
-        ctx.param(1),
-        ctx.param(2),
+        ctx.param("receiptType"),
+        ctx.param("eventId"),
         thread_id,
     )
     .await?;

@@ -2,14 +2,14 @@
 
 use serde_json::{json, Value};
 
+use crate::api::request::Ctx;
 use crate::http::{JsonResponse, MatrixError};
-use crate::runtime::request::Ctx;
 use crate::storage::user_data;
 use crate::sync::filter::Filter;
 
 pub(crate) async fn create(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    ctx.own_user_param(0, &me)?;
+    ctx.own_user_param("userId", &me)?;
     let body = Value::Object(ctx.json_object()?);
     serde_json::from_value::<Filter>(body.clone())
         .map_err(|e| MatrixError::bad_json(format!("invalid filter: {e}")))?;
@@ -19,9 +19,9 @@ pub(crate) async fn create(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 
 pub(crate) async fn get(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    ctx.own_user_param(0, &me)?;
+    ctx.own_user_param("userId", &me)?;
     let not_found = || MatrixError::not_found("No such filter");
-    let id: i64 = ctx.param(1).parse().map_err(|_| not_found())?;
+    let id: i64 = ctx.param("filterId").parse().map_err(|_| not_found())?;
     user_data::filter(&ctx.db()?, me.user_id.as_str(), id)
         .await?
         .map(JsonResponse::ok)

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use super::ids;
+use crate::api::request::Ctx;
 use crate::http::{JsonResponse, MatrixError};
 use crate::rooms::hierarchy::{Room, Step, Walk};
-use crate::runtime::request::Ctx;
 use crate::storage::{directory, hierarchy as stored, Db};
 
 type UrlSafe = ruma::serde::Base64<ruma::serde::base64::UrlSafe>;
@@ -70,7 +70,7 @@ fn decode_token(token: &str) -> Option<Walk> {
 
 pub(crate) async fn hierarchy(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let room_id = ids::room_id(ctx.param(0))?;
+    let room_id = ids::room_id(ctx.param("roomId"))?;
     let suggested_only = suggested_only(ctx)?;
     let max_depth = ctx.query_u64("max_depth")?;
     let limit = match ctx.query_u64("limit")? {

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
+use crate::api::request::{Ctx, Requester};
 use crate::e2ee::backup::{flatten_rooms, session_key};
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
-use crate::runtime::request::{Ctx, Requester};
 use crate::storage::e2ee_backup::{self as stored, KeyRow, VersionRow};
 use crate::storage::Db;
 
@@ -76,11 +76,11 @@ pub(crate) async fn get_version(
 
 pub(crate) async fn update_version(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let version = parse_version(ctx.param(0))?;
+    let version = parse_version(ctx.param("version"))?;
     let body = ctx.json_object()?;
     let (algorithm, auth_data) = version_body(&body)?;
     if let Some(named) = body.get("version") {
-        if named.as_str() != Some(ctx.param(0)) {
+        if named.as_str() != Some(ctx.param("version")) {
             return Err(MatrixError::invalid_param(
                 "version in the body does not match the path",
             ));
@@ -101,7 +101,7 @@ pub(crate) async fn update_version(ctx: &Ctx) -> Result<JsonResponse, MatrixErro
 
 pub(crate) async fn delete_version(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let version = parse_version(ctx.param(0))?;
+    let version = parse_version(ctx.param("version"))?;
     if !stored::delete_version(&ctx.db()?, me.user_id.as_str(), version).await? {
         return Err(unknown_version());
     }
@@ -124,8 +124,8 @@ fn etag_and_count(row: &VersionRow) -> Value {
 
 /// Which keys a path names: all, one room's, or one session's.
 fn scope(ctx: &Ctx) -> (Option<&str>, Option<&str>) {
-    let room = Some(ctx.param(0)).filter(|p| !p.is_empty());
-    let session = Some(ctx.param(1)).filter(|p| !p.is_empty());
+    let room = Some(ctx.param("roomId")).filter(|p| !p.is_empty());
+    let session = Some(ctx.param("sessionId")).filter(|p| !p.is_empty());
     (room, session)
 }
 

@@ -5,15 +5,15 @@
 use serde_json::{json, Value};
 
 use super::ids;
+use crate::api::request::Ctx;
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
 use crate::presence::{self, Presence, State};
-use crate::runtime::request::Ctx;
 use crate::storage::{e2ee_remote, presence as stored, Db};
 use crate::time::now_ms;
 
 pub(crate) async fn set_status(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    ctx.own_user_param(0, &me)?;
+    ctx.own_user_param("userId", &me)?;
     let body = ctx.json_object()?;
     let state = body
         .get("presence")
@@ -48,7 +48,7 @@ pub(crate) async fn set_status(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 
 pub(crate) async fn get_status(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let user = ids::user_id(ctx.param(0))?;
+    let user = ids::user_id(ctx.param("userId"))?;
     let db = ctx.db()?;
     if !stored::may_see(&db, me.user_id.as_str(), user.as_str()).await? {
         return Err(MatrixError::forbidden(
@@ -77,7 +77,7 @@ pub(crate) async fn on_sync(ctx: &Ctx, db: &Db, user: &str) {
     }
     .await;
     if let Err(e) = result {
-        worker::console_warn!("presence of {user} on sync: {e}");
+        crate::log_warn!("presence of {user} on sync: {e}");
     }
 }
 
@@ -95,7 +95,10 @@ async fn publish(
     if !visible || !ctx.config.presence {
         return Ok(());
     }
-    crate::runtime::notifier::notify(&ctx.env, stored::local_watchers(db, user).await?).await;
+    ctx.platform
+        .wakeups
+        .notify(stored::local_watchers(db, user).await?)
+        .await;
     let us = ctx.config.server_name.as_str();
     let servers = e2ee_remote::servers_sharing_rooms(db, user, us).await?;
     if servers.is_empty() {
@@ -106,7 +109,9 @@ async fn publish(
     let edu = json!({ "edu_type": "m.presence", "content": { "push": [entry] } });
     for server in servers {
         if let Ok(server) = ruma::ServerName::parse(&server) {
-            crate::runtime::destination::enqueue(&ctx.env, &server, vec![], vec![edu.clone()])
+            ctx.platform
+                .queue
+                .enqueue(&server, vec![], vec![edu.clone()])
                 .await;
         }
     }
@@ -133,7 +138,7 @@ pub(crate) async fn receive(
             continue;
         };
         if user.server_name() != origin {
-            worker::console_warn!("m.presence from {origin} about {user}, not one of its users");
+            crate::log_warn!("m.presence from {origin} about {user}, not one of its users");
             continue;
         }
         let Some(state) = entry["presence"].as_str().and_then(State::parse) else {
@@ -158,7 +163,7 @@ pub(crate) async fn receive(
         let visible = current.as_ref().is_none_or(|c| c.differs_for_others(&next));
         stored::set(&db, user.as_str(), &next, visible).await?;
         if visible {
-            crate::runtime::notifier::notify(&ctx.env, watchers).await;
+            ctx.platform.wakeups.notify(watchers).await;
         }
     }
     Ok(())

@@ -4,12 +4,13 @@
 use serde_json::{json, Map, Value};
 
 use super::ids;
-use super::rooms::profile_content;
+use super::membership::profile_content;
+use crate::api::request::Ctx;
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
+use crate::platform::Method;
 use crate::rooms::builder::EventTemplate;
+use crate::rooms::command as rooms;
 use crate::rooms::create::member_content;
-use crate::runtime::request::Ctx;
-use crate::runtime::rooms;
 use crate::storage::{rooms as stored, user_data};
 
 const FIELDS: [&str; 2] = ["displayname", "avatar_url"];
@@ -38,10 +39,10 @@ async fn remote_profile(ctx: &Ctx, user: &ruma::UserId) -> Result<Map<String, Va
         "/_matrix/federation/v1/query/profile?user_id={}",
         crate::http::route::percent_encode(user.as_str())
     );
-    let (status, body) = crate::federation::client::signed(
-        &ctx.env,
+    let (status, body) = crate::federation::outgoing::signed(
+        &ctx.platform,
         user.server_name(),
-        worker::Method::Get,
+        Method::Get,
         &path,
         None,
     )
@@ -62,13 +63,13 @@ async fn remote_profile(ctx: &Ctx, user: &ruma::UserId) -> Result<Map<String, Va
 
 pub(crate) async fn get_profile(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     Ok(JsonResponse::ok(Value::Object(
-        profile_of(ctx, ctx.param(0)).await?,
+        profile_of(ctx, ctx.param("userId")).await?,
     )))
 }
 
 pub(crate) async fn get_field(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
-    let field = ctx.param(1);
-    let profile = profile_of(ctx, ctx.param(0)).await?;
+    let field = ctx.param("keyName");
+    let profile = profile_of(ctx, ctx.param("userId")).await?;
     let value = profile
         .get(field)
         .ok_or_else(|| MatrixError::not_found(format!("No {field} is set")))?;
@@ -77,8 +78,8 @@ pub(crate) async fn get_field(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 
 pub(crate) async fn set_field(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    ctx.own_user_param(0, &me)?;
-    let field = ctx.param(1);
+    ctx.own_user_param("userId", &me)?;
+    let field = ctx.param("keyName");
     if !FIELDS.contains(&field) {
         return Err(MatrixError::new(
             400,
@@ -106,8 +107,8 @@ pub(crate) async fn set_field(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         let room_id = ids::room_id(&room)?;
         let event = EventTemplate::state("m.room.member", me.user_id.as_str(), content.clone());
         // A room where the update is refused (e.g. power levels forbid it) keeps the old name.
-        if let Err(e) = rooms::send(&ctx.env, &room_id, &me.user_id, event, None).await {
-            worker::console_warn!("profile update not sent to {room}: {e}");
+        if let Err(e) = rooms::send(&ctx.platform, &room_id, &me.user_id, event, None).await {
+            crate::log_warn!("profile update not sent to {room}: {e}");
         }
     }
     Ok(JsonResponse::ok(json!({})))

@@ -4,9 +4,8 @@
 use serde_json::{json, Value};
 
 use super::push_rules::{PushRuleError, RuleKind, StoredPushRules, UserPushRules};
+use crate::api::request::{Ctx, Requester};
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
-use crate::runtime::notifier::notify;
-use crate::runtime::request::{Ctx, Requester};
 use crate::storage::user_data;
 
 fn push_error(e: PushRuleError) -> MatrixError {
@@ -34,19 +33,23 @@ async fn save(ctx: &Ctx, me: &Requester, rules: &UserPushRules) -> Result<(), Ma
         &rules.get_all(),
     )
     .await?;
-    notify(&ctx.env, vec![me.user_id.to_string()]).await;
+    ctx.platform
+        .wakeups
+        .notify(vec![me.user_id.to_string()])
+        .await;
     Ok(())
 }
 
 fn kind(ctx: &Ctx) -> Result<RuleKind, MatrixError> {
-    RuleKind::from_path(ctx.param(0), ctx.param(1)).map_err(push_error)
+    RuleKind::from_path(ctx.param("scope"), ctx.param("kind")).map_err(push_error)
 }
 
 pub(crate) async fn get_all(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let all = load(ctx, &me).await?.get_all();
-    if ctx.endpoint == crate::http::route::Endpoint::PushRulesScope {
-        if ctx.param(0) != "global" {
+    // The rows with a `{scope}` answer that scope alone (a parameter is never empty).
+    if !ctx.param("scope").is_empty() {
+        if ctx.param("scope") != "global" {
             return Err(MatrixError::new(
                 404,
                 ErrorCode::Unrecognized,
@@ -62,7 +65,7 @@ pub(crate) async fn get_rule(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let rules = load(ctx, &me).await?;
     rules
-        .get(kind(ctx)?, ctx.param(2))
+        .get(kind(ctx)?, ctx.param("ruleId"))
         .map(JsonResponse::ok)
         .map_err(push_error)
 }
@@ -75,7 +78,7 @@ pub(crate) async fn put_rule(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     rules
         .put(
             kind,
-            ctx.param(2),
+            ctx.param("ruleId"),
             &body,
             ctx.query("before"),
             ctx.query("after"),
@@ -89,7 +92,9 @@ pub(crate) async fn delete_rule(ctx: &Ctx) -> Result<JsonResponse, MatrixError> 
     let me = ctx.requester().await?;
     let kind = kind(ctx)?;
     let mut rules = load(ctx, &me).await?;
-    rules.delete(kind, ctx.param(2)).map_err(push_error)?;
+    rules
+        .delete(kind, ctx.param("ruleId"))
+        .map_err(push_error)?;
     save(ctx, &me, &rules).await?;
     Ok(JsonResponse::ok(json!({})))
 }
@@ -98,8 +103,8 @@ pub(crate) async fn get_attribute(ctx: &Ctx) -> Result<JsonResponse, MatrixError
     let me = ctx.requester().await?;
     let kind = kind(ctx)?;
     let rules = load(ctx, &me).await?;
-    let rule_id = ctx.param(2);
-    match ctx.param(3) {
+    let rule_id = ctx.param("ruleId");
+    match ctx.param("attribute") {
         "enabled" => rules.enabled(kind, rule_id),
         "actions" => rules.actions(kind, rule_id),
         _ => return Err(MatrixError::unrecognized_path()),
@@ -113,8 +118,8 @@ pub(crate) async fn put_attribute(ctx: &Ctx) -> Result<JsonResponse, MatrixError
     let kind = kind(ctx)?;
     let body = Value::Object(ctx.json_object()?);
     let mut rules = load(ctx, &me).await?;
-    let rule_id = ctx.param(2);
-    match ctx.param(3) {
+    let rule_id = ctx.param("ruleId");
+    match ctx.param("attribute") {
         "enabled" => rules.set_enabled(kind, rule_id, &body),
         "actions" => rules.set_actions(kind, rule_id, &body),
         _ => return Err(MatrixError::unrecognized_path()),

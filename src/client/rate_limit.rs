@@ -1,8 +1,8 @@
 //! Rate limits on the endpoints that guess passwords or create accounts, per client IP and
 //! per targeted user, counted in D1 so every isolate sees the same counts.
 
+use crate::api::request::Ctx;
 use crate::http::MatrixError;
-use crate::runtime::request::Ctx;
 use crate::storage::accounts::over_limit;
 
 const WINDOW_MS: u64 = 60_000;

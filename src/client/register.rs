@@ -10,11 +10,9 @@ use super::uia::authenticate;
 use crate::accounts::localpart::new_user_id;
 use crate::accounts::tokens::{new_opaque_id, random_bytes};
 use crate::accounts::uia::Purpose;
+use crate::api::request::Ctx;
 use crate::config::RegistrationMode;
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
-use crate::runtime::crypto::hmac_sha1;
-use crate::runtime::request::Ctx;
-use crate::runtime::secret;
 use crate::storage::accounts;
 
 #[derive(Deserialize)]
@@ -64,7 +62,9 @@ pub(crate) async fn register(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         return Ok(challenge);
     }
     let password_hash = match &body.password {
-        Some(password) => Some(hash_password(password, ctx.config.password_iterations).await?),
+        Some(password) => {
+            Some(hash_password(&ctx.platform, password, ctx.config.password_iterations).await?)
+        }
         None => None,
     };
     create_account(
@@ -132,7 +132,7 @@ pub(crate) async fn token_validity(ctx: &Ctx) -> Result<JsonResponse, MatrixErro
         .query("token")
         .ok_or_else(|| MatrixError::missing_param("token is required"))?;
     let valid = ctx.config.registration == RegistrationMode::Token
-        && secret(&ctx.env, "REGISTRATION_TOKEN").as_deref() == Some(token);
+        && ctx.platform.secret("REGISTRATION_TOKEN").as_deref() == Some(token);
     Ok(JsonResponse::ok(json!({ "valid": valid })))
 }
 
@@ -142,7 +142,8 @@ pub(crate) async fn token_validity(ctx: &Ctx) -> Result<JsonResponse, MatrixErro
 const NONCE_LIFETIME_MS: u64 = 60_000;
 
 fn shared_secret(ctx: &Ctx) -> Result<String, MatrixError> {
-    secret(&ctx.env, "REGISTRATION_SHARED_SECRET")
+    ctx.platform
+        .secret("REGISTRATION_SHARED_SECRET")
         .ok_or_else(|| MatrixError::bad_json("Shared secret registration is not enabled"))
 }
 
@@ -180,7 +181,11 @@ pub(crate) async fn admin_register(ctx: &Ctx) -> Result<JsonResponse, MatrixErro
         message.push('\0');
         message.push_str(user_type);
     }
-    let mac = hmac_sha1(secret.as_bytes(), message.as_bytes()).await?;
+    let mac = ctx
+        .platform
+        .crypto
+        .hmac_sha1(secret.as_bytes(), message.as_bytes())
+        .await?;
     let expected: String = mac.iter().map(|b| format!("{b:02x}")).collect();
     if !accounts::take_nonce(&ctx.db()?, &body.nonce, NONCE_LIFETIME_MS).await? {
         return Err(MatrixError::new(
@@ -197,7 +202,12 @@ pub(crate) async fn admin_register(ctx: &Ctx) -> Result<JsonResponse, MatrixErro
     }
     let user_id = new_user_id(&body.username.to_lowercase(), &ctx.config.server_name)
         .map_err(invalid_username)?;
-    let hash = hash_password(&body.password, ctx.config.password_iterations).await?;
+    let hash = hash_password(
+        &ctx.platform,
+        &body.password,
+        ctx.config.password_iterations,
+    )
+    .await?;
     let session = SessionRequest::default();
     let mut response = create_account(
         ctx,

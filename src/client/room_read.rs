@@ -5,10 +5,10 @@ use ruma::RoomId;
 use serde_json::{json, Map, Value};
 
 use super::{backfill, ids};
+use crate::api::request::{Ctx, Requester};
 use crate::http::{JsonResponse, MatrixError};
 use crate::rooms::visibility::MembershipHistory;
 use crate::rooms::RoomVersion;
-use crate::runtime::request::{Ctx, Requester};
 use crate::storage::events::{self, EventRow};
 use crate::storage::{rooms as stored, Db};
 use crate::sync::filter::EventFilter;
@@ -76,7 +76,7 @@ fn client_events(rows: &[EventRow], access: &Access, me: &Requester) -> Vec<Valu
 
 pub(crate) async fn state(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let room_id = ids::room_id(ctx.param(0))?;
+    let room_id = ids::room_id(ctx.param("roomId"))?;
     let db = ctx.db()?;
     let access = access(&db, &room_id, &me).await?;
     let rows = visible_state(&db, &room_id, &access).await?;
@@ -87,8 +87,8 @@ pub(crate) async fn state(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 
 pub(crate) async fn state_event(ctx: &Ctx, state_key: &str) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let room_id = ids::room_id(ctx.param(0))?;
-    let kind = ctx.param(1);
+    let room_id = ids::room_id(ctx.param("roomId"))?;
+    let kind = ctx.param("eventType");
     let db = ctx.db()?;
     let access = access(&db, &room_id, &me).await?;
     let rows = visible_state(&db, &room_id, &access).await?;
@@ -141,7 +141,7 @@ fn position_past(row: &EventRow, backwards: bool) -> i64 {
 
 pub(crate) async fn members(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let room_id = ids::room_id(ctx.param(0))?;
+    let room_id = ids::room_id(ctx.param("roomId"))?;
     let db = ctx.db()?;
     let access = access(&db, &room_id, &me).await?;
     let rows = match ctx.query("at") {
@@ -167,7 +167,7 @@ pub(crate) async fn members(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 
 pub(crate) async fn joined_members(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let room_id = ids::room_id(ctx.param(0))?;
+    let room_id = ids::room_id(ctx.param("roomId"))?;
     let db = ctx.db()?;
     let access = access(&db, &room_id, &me).await?;
     let rows = visible_state(&db, &room_id, &access).await?;
@@ -223,7 +223,7 @@ async fn members_of(
 
 pub(crate) async fn messages(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let room_id = ids::room_id(ctx.param(0))?;
+    let room_id = ids::room_id(ctx.param("roomId"))?;
     let db = ctx.db()?;
     let access = access(&db, &room_id, &me).await?;
     let filter = event_filter(ctx)?;
@@ -249,7 +249,7 @@ pub(crate) async fn messages(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     // Paging back past the oldest event we hold of a room joined over federation: ask the
     // room's other servers for the history before it, then read the page again.
     if backwards && (rows.len() as u64) < limit && to.is_none() {
-        let fetched = backfill::fill(&ctx.env, &db, &room_id, limit).await?;
+        let fetched = backfill::fill(&ctx.platform, &db, &room_id, limit).await?;
         if fetched > 0 {
             rows = page().await?;
         }
@@ -284,7 +284,7 @@ async fn visible_event(
     access: &Access,
 ) -> Result<EventRow, MatrixError> {
     let not_found = || MatrixError::not_found("Event not found");
-    let row = events::event(db, ctx.param(1))
+    let row = events::event(db, ctx.param("eventId"))
         .await?
         .ok_or_else(not_found)?;
     if row.room_id != room_id.as_str() || !access.can_see(&row) {
@@ -296,7 +296,7 @@ async fn visible_event(
 /// `GET /v1/rooms/{roomId}/timestamp_to_event?ts=..&dir=f|b`, for members.
 pub(crate) async fn timestamp_to_event(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let room_id = ids::room_id(ctx.param(0))?;
+    let room_id = ids::room_id(ctx.param("roomId"))?;
     let db = ctx.db()?;
     access(&db, &room_id, &me).await?;
     event_at_timestamp(ctx, &db, &room_id).await
@@ -329,7 +329,7 @@ pub(crate) async fn event_at_timestamp(
 
 pub(crate) async fn event(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let room_id = ids::room_id(ctx.param(0))?;
+    let room_id = ids::room_id(ctx.param("roomId"))?;
     let db = ctx.db()?;
     let access = access(&db, &room_id, &me).await?;
     let row = visible_event(ctx, &db, &room_id, &access).await?;
@@ -342,7 +342,7 @@ pub(crate) async fn event(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 
 pub(crate) async fn context(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let room_id = ids::room_id(ctx.param(0))?;
+    let room_id = ids::room_id(ctx.param("roomId"))?;
     let db = ctx.db()?;
     let access = access(&db, &room_id, &me).await?;
     let filter = event_filter(ctx)?;
@@ -390,7 +390,7 @@ pub(crate) async fn relations(
     event_type: Option<&str>,
 ) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let room_id = ids::room_id(ctx.param(0))?;
+    let room_id = ids::room_id(ctx.param("roomId"))?;
     let db = ctx.db()?;
     let access = access(&db, &room_id, &me).await?;
     visible_event(ctx, &db, &room_id, &access).await?;
@@ -413,7 +413,7 @@ pub(crate) async fn relations(
         backwards,
         limit,
     };
-    let rows = events::relations(&db, room_id.as_str(), ctx.param(1), &page).await?;
+    let rows = events::relations(&db, room_id.as_str(), ctx.param("eventId"), &page).await?;
     let next = rows
         .last()
         .filter(|_| rows.len() as u64 == limit)

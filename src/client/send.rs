@@ -3,10 +3,10 @@
 use serde_json::{json, Value};
 
 use super::ids;
+use crate::api::request::Ctx;
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
 use crate::rooms::builder::EventTemplate;
-use crate::runtime::request::Ctx;
-use crate::runtime::rooms;
+use crate::rooms::command as rooms;
 
 /// A room that does not exist and a room the user is not in look the same to the client.
 fn not_in_room(e: MatrixError) -> MatrixError {
@@ -19,11 +19,11 @@ fn not_in_room(e: MatrixError) -> MatrixError {
 
 pub(crate) async fn send_message(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let room_id = ids::room_id(ctx.param(0))?;
+    let room_id = ids::room_id(ctx.param("roomId"))?;
     let content = Value::Object(ctx.json_object()?);
-    let template = EventTemplate::message(ctx.param(1), content);
-    let transaction = Some((me.device_id.clone(), ctx.param(2).to_owned()));
-    let event_id = rooms::send(&ctx.env, &room_id, &me.user_id, template, transaction)
+    let template = EventTemplate::message(ctx.param("eventType"), content);
+    let transaction = Some((me.device_id.clone(), ctx.param("txnId").to_owned()));
+    let event_id = rooms::send(&ctx.platform, &room_id, &me.user_id, template, transaction)
         .await
         .map_err(not_in_room)?;
     Ok(JsonResponse::ok(json!({ "event_id": event_id })))
@@ -31,10 +31,10 @@ pub(crate) async fn send_message(ctx: &Ctx) -> Result<JsonResponse, MatrixError>
 
 pub(crate) async fn put_state(ctx: &Ctx, state_key: &str) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let room_id = ids::room_id(ctx.param(0))?;
+    let room_id = ids::room_id(ctx.param("roomId"))?;
     let content = Value::Object(ctx.json_object()?);
-    let template = EventTemplate::state(ctx.param(1), state_key, content);
-    let event_id = rooms::send(&ctx.env, &room_id, &me.user_id, template, None)
+    let template = EventTemplate::state(ctx.param("eventType"), state_key, content);
+    let event_id = rooms::send(&ctx.platform, &room_id, &me.user_id, template, None)
         .await
         .map_err(not_in_room)?;
     Ok(JsonResponse::ok(json!({ "event_id": event_id })))
@@ -42,16 +42,19 @@ pub(crate) async fn put_state(ctx: &Ctx, state_key: &str) -> Result<JsonResponse
 
 pub(crate) async fn redact(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let room_id = ids::room_id(ctx.param(0))?;
-    let target = ctx.param(1);
+    let room_id = ids::room_id(ctx.param("roomId"))?;
+    let target = ctx.param("eventId");
     let body = ctx.json_object()?;
     let mut content = json!({ "redacts": target });
     if let Some(reason) = body.get("reason") {
         content["reason"] = reason.clone();
     }
     let template = EventTemplate::message("m.room.redaction", content);
-    let transaction = Some((me.device_id.clone(), format!("redact:{}", ctx.param(2))));
-    let event_id = rooms::send(&ctx.env, &room_id, &me.user_id, template, transaction)
+    let transaction = Some((
+        me.device_id.clone(),
+        format!("redact:{}", ctx.param("txnId")),
+    ));
+    let event_id = rooms::send(&ctx.platform, &room_id, &me.user_id, template, transaction)
         .await
         .map_err(not_in_room)?;
     Ok(JsonResponse::ok(json!({ "event_id": event_id })))

@@ -3,12 +3,12 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::keys::announce_device_change;
+use super::device_keys::announce_device_change;
 use super::password::verify_password;
 use crate::accounts::localpart::login_user_id;
 use crate::accounts::tokens::{new_access_token, new_device_id, new_refresh_token, token_hash};
+use crate::api::request::Ctx;
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
-use crate::runtime::request::Ctx;
 use crate::storage::accounts::{self, Session};
 use crate::time::now_ms;
 
@@ -144,6 +144,7 @@ pub(crate) async fn login(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let db = ctx.db()?;
     let password = body.password.as_deref().unwrap_or_default();
     if !verify_password(
+        &ctx.platform,
         &db,
         user_id.as_str(),
         password,

@@ -6,16 +6,15 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::keys::server_of;
+use super::device_keys::server_of;
+use crate::api::request::Ctx;
 use crate::federation::e2ee_out;
 use crate::http::{JsonResponse, MatrixError};
-use crate::runtime::notifier;
-use crate::runtime::request::Ctx;
 use crate::storage::e2ee as stored;
 
 pub(crate) async fn send(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let (event_type, txn_id) = (ctx.param(0), ctx.param(1));
+    let (event_type, txn_id) = (ctx.param("eventType"), ctx.param("txnId"));
     let body = ctx.json_object()?;
     let messages = body
         .get("messages")
@@ -62,12 +61,12 @@ pub(crate) async fn send(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     )
     .await?;
     if queued > 0 {
-        notifier::notify(&ctx.env, recipients).await;
+        ctx.platform.wakeups.notify(recipients).await;
     }
     if new_txn && !remote.is_empty() {
         let message_id = format!("{}/{}", me.device_id, txn_id);
         e2ee_out::send_to_device(
-            &ctx.env,
+            &ctx.platform,
             me.user_id.as_str(),
             event_type,
             &message_id,

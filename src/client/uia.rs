@@ -7,9 +7,8 @@ use super::password::verify_password;
 use crate::accounts::localpart::login_user_id;
 use crate::accounts::tokens::new_opaque_id;
 use crate::accounts::uia::{challenge, flows, is_complete, Purpose, Stage};
+use crate::api::request::Ctx;
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
-use crate::runtime::request::Ctx;
-use crate::runtime::secret;
 use crate::storage::accounts;
 
 /// `Ok(None)`: authenticated, go on. `Ok(Some(response))`: answer with this 401.
@@ -102,7 +101,7 @@ async fn check_stage(
         Stage::Dummy => None,
         Stage::RegistrationToken => {
             let given = auth.get("token").and_then(Value::as_str);
-            match secret(&ctx.env, "REGISTRATION_TOKEN") {
+            match ctx.platform.secret("REGISTRATION_TOKEN") {
                 Some(expected) if given == Some(expected.as_str()) => None,
                 _ => Some((ErrorCode::Unauthorized, "Invalid registration token")),
             }
@@ -120,6 +119,7 @@ async fn check_stage(
             let ok = match (claimed, user_id) {
                 (Some(claimed), Some(user_id)) if claimed.as_str() == user_id => {
                     verify_password(
+                        &ctx.platform,
                         &ctx.db()?,
                         user_id,
                         password,

@@ -1,18 +1,20 @@
 //! Server discovery: from a server name to where and how to connect, exactly as the
 //! server-server spec's "Resolving server names" section says.
 //!
-//! This module is pure. [`Resolution`] is a state machine that the runtime drives: it asks
-//! for the lookups it needs ([`Step::NeedWellKnown`], [`Step::NeedSrv`]), the runtime performs
-//! them (HTTPS `fetch`, DNS-over-HTTPS) and feeds the parsed answers back, until the machine
-//! yields a [`Destination`]. Parsing of the answers ([`well_known`], [`srv`]) and their cache
-//! lifetimes live here too, so every branch is unit-tested natively.
+//! This module is pure. [`Resolution`] is a state machine that `resolver` drives: it asks
+//! for the lookups it needs ([`Step::NeedWellKnown`], [`Step::NeedSrv`]), `resolver` performs
+//! them through the platform's HTTP port (HTTPS `fetch`, DNS-over-HTTPS), caches the outcome,
+//! and feeds the parsed answers back, until the machine yields a [`Destination`]. Parsing of the
+//! answers ([`well_known`], [`srv`]) and their cache lifetimes live here too, so every branch is
+//! unit-tested natively.
 //!
-//! Plain A/AAAA resolution is not done here: the runtime connects to a hostname and the
-//! platform resolves it.
+//! Plain A/AAAA resolution is not done here: the platform connects to a hostname and resolves
+//! it.
 
 pub mod http1;
 pub mod http_date;
 mod resolution;
+pub(crate) mod resolver;
 pub mod srv;
 pub mod well_known;
 

@@ -6,17 +6,16 @@
 
 use ruma::{ServerName, UserId};
 use serde_json::{json, Value};
-use worker::Method;
 
-use super::client::request;
-use crate::client::keys::{
+use super::outgoing::request;
+use crate::api::request::Ctx;
+use crate::client::device_keys::{
     claim_stored, requested_claims, requested_devices, server_of, stored_keys, wake_room_members,
 };
 use crate::e2ee::cross_signing::{check_key, KeyType};
 use crate::http::route::percent_encode;
 use crate::http::{JsonResponse, MatrixError};
-use crate::runtime::notifier::notify;
-use crate::runtime::request::Ctx;
+use crate::platform::Method;
 use crate::storage::{accounts, e2ee as stored, e2ee_remote, Db};
 
 /// Most devices we keep for one remote user (Synapse refuses more than 1000 too).
@@ -72,7 +71,7 @@ pub(crate) async fn user_keys_claim(ctx: &Ctx) -> Result<JsonResponse, MatrixErr
 /// later update's prev_id names).
 pub(crate) async fn user_devices(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     ctx.origin().await?;
-    let user = ctx.param(0);
+    let user = ctx.param("userId");
     if UserId::parse(user).is_err() || !ours(ctx, user) {
         return Err(MatrixError::invalid_param(
             "That user is not on this server",
@@ -208,7 +207,7 @@ pub(crate) async fn resync(
         "/_matrix/federation/v1/user/devices/{}",
         percent_encode(user)
     );
-    let answer = match request(&ctx.env, origin, Method::Get, &path, None, true).await {
+    let answer = match request(&ctx.platform, origin, Method::Get, &path, None, true).await {
         Ok((200, answer)) => answer,
         Ok((status, _)) => {
             return Err(MatrixError::forbidden(format!(
@@ -325,7 +324,7 @@ pub(crate) async fn direct_to_device(
     }
     let db = ctx.db()?;
     if e2ee_remote::deliver_to_device(&db, sender, event_type, &queue).await? > 0 {
-        notify(&ctx.env, recipients).await;
+        ctx.platform.wakeups.notify(recipients).await;
     }
     Ok(())
 }

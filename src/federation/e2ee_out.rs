@@ -8,12 +8,11 @@ use std::collections::BTreeMap;
 use futures::future::join_all;
 use ruma::ServerName;
 use serde_json::{json, Map, Value};
-use worker::{Env, Method};
 
-use super::client::request;
-use crate::client::keys::{server_of, stored_keys};
-use crate::runtime::destination::enqueue;
-use crate::runtime::request::Ctx;
+use super::outgoing::request;
+use crate::api::request::Ctx;
+use crate::client::device_keys::{server_of, stored_keys};
+use crate::platform::{Method, Platform};
 use crate::storage::{accounts, e2ee_remote, Db};
 
 fn failure(status: u16, message: impl Into<String>) -> Value {
@@ -23,7 +22,7 @@ fn failure(status: u16, message: impl Into<String>) -> Value {
 /// Posts `{field: users}` to every server at once; a server that cannot be reached or refuses
 /// gets a `failures` entry, as the client API reports it.
 async fn ask_servers(
-    env: &Env,
+    platform: &Platform,
     path: &str,
     field: &str,
     ask: BTreeMap<&str, Map<String, Value>>,
@@ -35,19 +34,22 @@ async fn ask_servers(
         let body = Value::Object(body);
         let result = match ServerName::parse(server) {
             Err(_) => Err(failure(400, "Not a valid server name")),
-            Ok(name) => match request(env, &name, Method::Post, path, Some(&body), true).await {
-                Ok((200, answer)) if answer.is_object() => Ok(answer),
-                Ok((status, answer)) => Err(failure(
-                    status,
-                    answer["error"]
-                        .as_str()
-                        .unwrap_or("The server refused the request"),
-                )),
-                Err(e) => {
-                    worker::console_warn!("{path} to {server} failed: {e}");
-                    Err(failure(503, e.to_string()))
+            Ok(name) => {
+                let sent = request(platform, &name, Method::Post, path, Some(&body), true).await;
+                match sent {
+                    Ok((200, answer)) if answer.is_object() => Ok(answer),
+                    Ok((status, answer)) => Err(failure(
+                        status,
+                        answer["error"]
+                            .as_str()
+                            .unwrap_or("The server refused the request"),
+                    )),
+                    Err(e) => {
+                        crate::log_warn!("{path} to {server} failed: {e}");
+                        Err(failure(503, e.to_string()))
+                    }
                 }
-            },
+            }
         };
         (server.to_owned(), names, result)
     });
@@ -73,13 +75,13 @@ fn merge_users(into: &mut Value, answer: &Value, field: &str, server: &str, aske
 
 /// Remote users' keys for a client's `/keys/query`, merged into its answer; returns `failures`.
 pub(crate) async fn query_servers(
-    env: &Env,
+    platform: &Platform,
     ask: BTreeMap<&str, Map<String, Value>>,
     answer: &mut Value,
 ) -> Map<String, Value> {
     let mut failures = Map::new();
     let path = "/_matrix/federation/v1/user/keys/query";
-    for (server, asked, result) in ask_servers(env, path, "device_keys", ask).await {
+    for (server, asked, result) in ask_servers(platform, path, "device_keys", ask).await {
         match result {
             Ok(reply) => {
                 for field in ["device_keys", "master_keys", "self_signing_keys"] {
@@ -97,14 +99,14 @@ pub(crate) async fn query_servers(
 /// Remote users' one-time keys for a client's `/keys/claim`, merged into `keys` (the answer's
 /// `one_time_keys`); returns `failures`.
 pub(crate) async fn claim_servers(
-    env: &Env,
+    platform: &Platform,
     ask: BTreeMap<&str, Map<String, Value>>,
     keys: &mut Value,
 ) -> Map<String, Value> {
     let mut failures = Map::new();
     let path = "/_matrix/federation/v1/user/keys/claim";
     let mut wrapped = json!({ "one_time_keys": keys.take() });
-    for (server, asked, result) in ask_servers(env, path, "one_time_keys", ask).await {
+    for (server, asked, result) in ask_servers(platform, path, "one_time_keys", ask).await {
         match result {
             Ok(reply) => merge_users(&mut wrapped, &reply, "one_time_keys", &server, &asked),
             Err(why) => {
@@ -116,11 +118,16 @@ pub(crate) async fn claim_servers(
     failures
 }
 
-async fn enqueue_everywhere(env: &Env, servers: &[String], edu: Value) {
+async fn enqueue_everywhere(platform: &Platform, servers: &[String], edu: Value) {
     for server in servers {
         match ServerName::parse(server) {
-            Ok(name) => enqueue(env, &name, Vec::new(), vec![edu.clone()]).await,
-            Err(_) => worker::console_warn!("not announcing to bad server name {server}"),
+            Ok(name) => {
+                platform
+                    .queue
+                    .enqueue(&name, Vec::new(), vec![edu.clone()])
+                    .await
+            }
+            Err(_) => crate::log_warn!("not announcing to bad server name {server}"),
         }
     }
 }
@@ -131,7 +138,7 @@ async fn enqueue_everywhere(env: &Env, servers: &[String], edu: Value) {
 /// signatures, deletions) it names no prev_id, and the receiver resyncs with `user/devices`.
 pub(crate) async fn announce_device_list(ctx: &Ctx, db: &Db, user: &str, device: Option<&str>) {
     if let Err(e) = try_announce_device_list(ctx, db, user, device).await {
-        worker::console_error!("device list update for {user} not sent: {e}");
+        crate::log_error!("device list update for {user} not sent: {e}");
     }
 }
 
@@ -179,7 +186,7 @@ async fn try_announce_device_list(
         }
     }
     let edu = json!({ "edu_type": "m.device_list_update", "content": content });
-    enqueue_everywhere(&ctx.env, &servers, edu).await;
+    enqueue_everywhere(&ctx.platform, &servers, edu).await;
     Ok(())
 }
 
@@ -202,19 +209,19 @@ pub(crate) async fn announce_signing_keys(ctx: &Ctx, db: &Db, user: &str) {
             }
         }
         let edu = json!({ "edu_type": "m.signing_key_update", "content": content });
-        enqueue_everywhere(&ctx.env, &servers, edu).await;
+        enqueue_everywhere(&ctx.platform, &servers, edu).await;
         Ok(())
     }
     .await;
     if let Err(e) = result {
-        worker::console_error!("signing key update for {user} not sent: {e}");
+        crate::log_error!("signing key update for {user} not sent: {e}");
     }
 }
 
 /// To-device messages for other servers' users: one `m.direct_to_device` EDU per server.
 /// `by_server` maps a server to `{user: {device: content}}`.
 pub(crate) async fn send_to_device(
-    env: &Env,
+    platform: &Platform,
     sender: &str,
     event_type: &str,
     message_id: &str,
@@ -230,6 +237,6 @@ pub(crate) async fn send_to_device(
                 "messages": messages,
             },
         });
-        enqueue_everywhere(env, &[server], edu).await;
+        enqueue_everywhere(platform, &[server], edu).await;
     }
 }

@@ -1,5 +1,5 @@
 //! The federation endpoints other servers call. Every one is authenticated with X-Matrix; room
-//! events go to the room's Durable Object, which alone decides what enters the room.
+//! events go to the room's object (`platform.rooms`), which alone decides what enters the room.
 
 use std::collections::BTreeMap;
 
@@ -8,31 +8,28 @@ use serde_json::{json, Value};
 
 use super::acl::ServerAcl;
 use super::e2ee_in;
+use crate::api::request::Ctx;
 use crate::client::directory::{directory_page, directory_request};
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
+use crate::rooms::command as rooms;
 use crate::rooms::command::{MembershipReply, RoomCommand};
 use crate::rooms::visibility::redacted_pdu;
 use crate::rooms::{Pdu, RoomVersion};
-use crate::runtime::notifier::notify;
-use crate::runtime::request::Ctx;
-use crate::runtime::rooms;
 use crate::storage::events::{self, EventRow};
 use crate::storage::state_groups::{self, At};
 use crate::storage::{remote_keys, rooms as stored, sync as stored_sync, user_data, Db};
 use crate::time::now_ms;
 
-fn room_param(ctx: &Ctx, i: usize) -> Result<OwnedRoomId, MatrixError> {
-    RoomId::parse(ctx.param(i)).map_err(|_| MatrixError::invalid_param("not a room id"))
+/// The route's `{roomId}`.
+fn room_param(ctx: &Ctx) -> Result<OwnedRoomId, MatrixError> {
+    RoomId::parse(ctx.param("roomId")).map_err(|_| MatrixError::invalid_param("not a room id"))
 }
 
-/// Membership requests must come from the server of the user they are about.
-fn user_of_origin(
-    ctx: &Ctx,
-    i: usize,
-    origin: &ruma::ServerName,
-) -> Result<ruma::OwnedUserId, MatrixError> {
-    let user =
-        UserId::parse(ctx.param(i)).map_err(|_| MatrixError::invalid_param("not a user id"))?;
+/// Membership requests must come from the server of the user they are about (the route's
+/// `{userId}`).
+fn user_of_origin(ctx: &Ctx, origin: &ruma::ServerName) -> Result<ruma::OwnedUserId, MatrixError> {
+    let user = UserId::parse(ctx.param("userId"))
+        .map_err(|_| MatrixError::invalid_param("not a user id"))?;
     if user.server_name() != origin {
         return Err(MatrixError::forbidden(
             "The user does not belong to the requesting server",
@@ -83,8 +80,8 @@ pub(crate) async fn make_membership(
     membership: &str,
 ) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
-    let room_id = room_param(ctx, 0)?;
-    let user = user_of_origin(ctx, 1, &origin)?;
+    let room_id = room_param(ctx)?;
+    let user = user_of_origin(ctx, &origin)?;
     let version = known_room(ctx, &room_id).await?;
     require_acl(ctx, &room_id, &origin).await?;
     // A joining or knocking server lists the versions it supports (`ver`, repeatable; none
@@ -102,7 +99,7 @@ pub(crate) async fn make_membership(
         user_id: user,
         membership: membership.into(),
     };
-    rooms::run(&ctx.env, room_id.as_str(), &command)
+    rooms::run(&ctx.platform, room_id.as_str(), &command)
         .await
         .map(JsonResponse::ok)
 }
@@ -115,7 +112,7 @@ pub(crate) async fn send_membership(
     membership: &str,
 ) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
-    let room_id = room_param(ctx, 0)?;
+    let room_id = room_param(ctx)?;
     known_room(ctx, &room_id).await?;
     require_acl(ctx, &room_id, &origin).await?;
     let event = ctx.json_value()?;
@@ -138,7 +135,7 @@ pub(crate) async fn send_membership(
             MembershipReply::StateAndAuthChain
         }),
     };
-    let mut reply = rooms::run(&ctx.env, room_id.as_str(), &command).await?;
+    let mut reply = rooms::run(&ctx.platform, room_id.as_str(), &command).await?;
     if membership == "leave" {
         reply = json!({});
     }
@@ -154,10 +151,10 @@ pub(crate) async fn send_membership(
 pub(crate) async fn send_transaction(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
     let db = ctx.db()?;
-    let txn = ctx.param(0);
+    let txn = ctx.param("txnId");
     let (previous, ()) = futures::join!(
         remote_keys::transaction_response(&db, origin.as_str(), txn),
-        crate::runtime::destination::wake_if_backing_off(&ctx.env, &db, &origin),
+        super::outgoing::wake_if_backing_off(&ctx.platform, &db, &origin),
     );
     if let Some(previous) = previous? {
         return Ok(JsonResponse::ok(
@@ -186,14 +183,14 @@ pub(crate) async fn send_transaction(ctx: &Ctx) -> Result<JsonResponse, MatrixEr
         match pdu["room_id"].as_str() {
             Some(room) => by_room.entry(room.to_owned()).or_default().push(pdu),
             None => {
-                worker::console_warn!("PDU without room_id from {origin}");
+                crate::log_warn!("PDU without room_id from {origin}");
             }
         }
     }
     for (room, pdus) in by_room {
         // PDUs of rooms we do not know are ignored: without the room version they have no id.
         let Some((room_id, version)) = known_room_and_version(ctx, &room).await? else {
-            worker::console_warn!("{} PDUs for unknown room {room} from {origin}", pdus.len());
+            crate::log_warn!("{} PDUs for unknown room {room} from {origin}", pdus.len());
             continue;
         };
         // A PDU from a server the room's ACL denies is ignored, with an error for it.
@@ -205,7 +202,7 @@ pub(crate) async fn send_transaction(ctx: &Ctx) -> Result<JsonResponse, MatrixEr
                 pdus,
                 membership_reply: None,
             };
-            rooms::run(&ctx.env, room.as_str(), &command)
+            rooms::run(&ctx.platform, room.as_str(), &command)
                 .await
                 .map_err(|e| (e, ids))
         } else {
@@ -226,7 +223,7 @@ pub(crate) async fn send_transaction(ctx: &Ctx) -> Result<JsonResponse, MatrixEr
     }
     for edu in edus {
         if let Err(e) = receive_edu(ctx, &origin, &edu).await {
-            worker::console_warn!("EDU from {origin} refused: {e}");
+            crate::log_warn!("EDU from {origin} refused: {e}");
         }
     }
     let response = json!({ "pdus": results });
@@ -284,7 +281,10 @@ async fn receive_edu(ctx: &Ctx, origin: &ruma::ServerName, edu: &Value) -> Resul
             let typing = content["typing"].as_bool().unwrap_or(false);
             let expires = if typing { now_ms() + 30_000 } else { 0 };
             user_data::set_typing(&db, room, user, expires).await?;
-            notify(&ctx.env, stored_sync::local_members(&db, room).await?).await;
+            ctx.platform
+                .wakeups
+                .notify(stored_sync::local_members(&db, room).await?)
+                .await;
         }
         Some("m.receipt") => {
             let Some(rooms) = content.as_object() else {
@@ -311,7 +311,10 @@ async fn receive_edu(ctx: &Ctx, origin: &ruma::ServerName, edu: &Value) -> Resul
                         user_data::set_receipt(&db, room, user, "m.read", thread, event_id).await?;
                     }
                 }
-                notify(&ctx.env, stored_sync::local_members(&db, room).await?).await;
+                ctx.platform
+                    .wakeups
+                    .notify(stored_sync::local_members(&db, room).await?)
+                    .await;
             }
         }
         Some("m.device_list_update") => e2ee_in::device_list_update(ctx, origin, content).await?,
@@ -374,7 +377,7 @@ pub(crate) async fn public_rooms(ctx: &Ctx, post: bool) -> Result<JsonResponse, 
 /// `GET /timestamp_to_event/{roomId}?ts=..&dir=f|b`: for servers in the room the ACL admits.
 pub(crate) async fn timestamp_to_event(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
-    let room_id = room_param(ctx, 0)?;
+    let room_id = room_param(ctx)?;
     room_reader(ctx, &room_id, &origin).await?;
     crate::client::room_read::event_at_timestamp(ctx, &ctx.db()?, &room_id).await
 }
@@ -439,7 +442,7 @@ async fn as_seen_by(
 pub(crate) async fn event(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
     let db = ctx.db()?;
-    let row = events::event(&db, ctx.param(0))
+    let row = events::event(&db, ctx.param("eventId"))
         .await?
         .ok_or_else(|| MatrixError::not_found("Event not found"))?;
     let room_id = row.room_id.clone();
@@ -460,7 +463,7 @@ pub(crate) async fn event(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 /// `/state` and `/state_ids` at an event: the room's state after the event's predecessors.
 pub(crate) async fn state(ctx: &Ctx, ids_only: bool) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
-    let room_id = room_param(ctx, 0)?;
+    let room_id = room_param(ctx)?;
     let db = ctx.db()?;
     room_reader(ctx, &room_id, &origin).await?;
     let event_id = ctx
@@ -555,7 +558,7 @@ async fn walk_back(
 /// where history visibility hides them from the asking server.
 pub(crate) async fn get_missing_events(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
-    let room_id = room_param(ctx, 0)?;
+    let room_id = room_param(ctx)?;
     let version = room_reader(ctx, &room_id, &origin).await?;
     let body = ctx.json_value()?;
     let latest = ids_of(&body, "latest_events");
@@ -580,7 +583,7 @@ pub(crate) async fn get_missing_events(ctx: &Ctx) -> Result<JsonResponse, Matrix
 /// redacted where history visibility hides them from the asking server.
 pub(crate) async fn backfill(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
-    let room_id = room_param(ctx, 0)?;
+    let room_id = room_param(ctx)?;
     let version = room_reader(ctx, &room_id, &origin).await?;
     let from: Vec<String> = ctx.query_all("v").into_iter().map(str::to_owned).collect();
     let limit = ctx.query_u64("limit")?.unwrap_or(10) as usize;
@@ -597,10 +600,10 @@ pub(crate) async fn backfill(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 /// `GET /event_auth/{roomId}/{eventId}`: the event's full auth chain.
 pub(crate) async fn event_auth(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
-    let room_id = room_param(ctx, 0)?;
+    let room_id = room_param(ctx)?;
     room_reader(ctx, &room_id, &origin).await?;
     let db = ctx.db()?;
-    let event = events::event(&db, ctx.param(1))
+    let event = events::event(&db, ctx.param("eventId"))
         .await?
         .filter(|row| row.room_id == room_id.as_str())
         .ok_or_else(|| MatrixError::not_found("Event not found"))?;
@@ -616,7 +619,7 @@ pub(crate) async fn hierarchy(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     /// Children summarised per request at most.
     const MAX_CHILDREN: usize = 50;
     let origin = ctx.origin().await?;
-    let room_id = room_param(ctx, 0)?;
+    let room_id = room_param(ctx)?;
     let suggested_only = crate::client::hierarchy::suggested_only(ctx)?;
     let db = ctx.db()?;
     let unknown = || MatrixError::not_found("Unknown room, or not visible to your server");

@@ -7,18 +7,17 @@
 use ruma::{RoomId, UserId};
 use serde_json::{json, Value};
 
+use crate::api::request::Ctx;
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
-use crate::rooms::command::RoomCommand;
+use crate::rooms::command::{self as rooms, RoomCommand};
 use crate::rooms::{Pdu, RoomVersion};
-use crate::runtime::request::Ctx;
-use crate::runtime::rooms;
 use crate::storage::{accounts, signing_keys};
 use crate::time::now_ms;
 
 pub(crate) async fn invite(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
-    let room_id =
-        RoomId::parse(ctx.param(0)).map_err(|_| MatrixError::invalid_param("not a room id"))?;
+    let room_id = RoomId::parse(ctx.param("roomId"))
+        .map_err(|_| MatrixError::invalid_param("not a room id"))?;
     // A room we know may deny the inviting server (an unknown room has no ACL here yet).
     super::endpoints::require_acl(ctx, &room_id, &origin).await?;
     let body = ctx.json_object()?;
@@ -41,7 +40,7 @@ pub(crate) async fn invite(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         .map_err(|e| MatrixError::bad_json(e.to_string()))?;
     let pdu = Pdu::from_json(object.clone(), version)
         .map_err(|e| MatrixError::bad_json(e.to_string()))?;
-    if pdu.event_id().as_str() != ctx.param(1) || pdu.room_id() != room_id {
+    if pdu.event_id().as_str() != ctx.param("eventId") || pdu.room_id() != room_id {
         return Err(MatrixError::invalid_param(
             "the event does not match the path",
         ));
@@ -69,10 +68,10 @@ pub(crate) async fn invite(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         return Err(MatrixError::not_found("Unknown user"));
     }
     // The inviting server's signature (and hash) must hold before we add ours.
-    let object = crate::federation::keys::verify_pdu(&ctx.env, &db, object, version, now_ms())
+    let object = super::key_server::verify_pdu(&ctx.platform, &db, object, version, now_ms())
         .await
         .map_err(|e| MatrixError::invalid_param(format!("bad signature on the invite: {e}")))?;
-    let ours = signing_keys::server_keys(&ctx.env).await?;
+    let ours = signing_keys::server_keys(&ctx.platform).await?;
     let signed = crate::signing::event::hash_and_sign(
         ctx.config.server_name.as_str(),
         &ours.current,
@@ -92,7 +91,7 @@ pub(crate) async fn invite(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         event: signed.clone(),
         invite_state,
     };
-    rooms::run(&ctx.env, room_id.as_str(), &command).await?;
+    rooms::run(&ctx.platform, room_id.as_str(), &command).await?;
     Ok(JsonResponse::ok(json!({ "event": signed })))
 }
 

@@ -1,19 +1,14 @@
-//! The server-server (federation) API: request signing (pure), and in the Worker the client
-//! that talks to other servers, their keys, and the endpoints they call.
+//! The server-server (federation) API: request signing, the requests we send to other servers
+//! (`outgoing`), their keys and this server as a notary (`key_server`), and the endpoints they
+//! call. All of it is pure: the network, D1 and the queues are the platform's ports.
 
 pub mod acl;
 pub mod version;
 pub mod xmatrix;
 
-#[cfg(target_arch = "wasm32")]
-pub(crate) mod client;
-#[cfg(target_arch = "wasm32")]
 pub(crate) mod e2ee_in;
-#[cfg(target_arch = "wasm32")]
 pub(crate) mod e2ee_out;
-#[cfg(target_arch = "wasm32")]
 pub(crate) mod endpoints;
-#[cfg(target_arch = "wasm32")]
 pub(crate) mod invites;
-#[cfg(target_arch = "wasm32")]
-pub(crate) mod keys;
+pub(crate) mod key_server;
+pub(crate) mod outgoing;

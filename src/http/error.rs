@@ -101,6 +101,9 @@ impl ErrorCode {
     }
 }
 
+/// The extra fields (next to `errcode` and `error`) that errors of this server carry.
+const EXTRA_FIELDS: [&str; 4] = ["retry_after_ms", "soft_logout", "room_version", "current_version"];
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MatrixError {
     pub status: u16,
@@ -176,6 +179,22 @@ impl MatrixError {
         Self::new(500, ErrorCode::Unknown, message)
     }
 
+    /// The error an answer's body describes, for errors that crossed a Durable Object boundary:
+    /// the status, the code, the message and every extra field this server emits survive.
+    pub fn from_response(status: u16, body: &Value) -> Self {
+        let mut error = Self::new(
+            status,
+            ErrorCode::parse(body["errcode"].as_str().unwrap_or_default()),
+            body["error"].as_str().unwrap_or_default(),
+        );
+        for field in EXTRA_FIELDS {
+            if let Some(value) = body.get(field) {
+                error = error.with(field, value.clone());
+            }
+        }
+        error
+    }
+
     pub fn into_response(self) -> JsonResponse {
         let mut body = json!({ "errcode": self.code.as_str(), "error": self.message });
         for (field, value) in self.extra {
@@ -200,6 +219,13 @@ impl std::fmt::Display for MatrixError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_survives_its_own_response_body() {
+        let error = MatrixError::limit_exceeded(1500).with("soft_logout", json!(true));
+        let body = error.clone().into_response().body;
+        assert_eq!(MatrixError::from_response(429, &body), error);
+    }
 
     #[test]
     fn every_code_parses_back() {

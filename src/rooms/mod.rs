@@ -9,6 +9,7 @@ pub mod client_event;
 pub mod command;
 pub mod create;
 pub mod engine;
+pub(crate) mod object;
 pub mod hierarchy;
 pub mod join_job;
 pub mod pdu;

@@ -36,7 +36,7 @@ fn object(fields: &[(&str, JsValue)]) -> Result<Object, MatrixError> {
     Ok(object)
 }
 
-pub async fn pbkdf2_sha256(
+pub(crate) async fn pbkdf2_sha256(
     password: &str,
     salt: &[u8],
     iterations: u32,
@@ -71,7 +71,7 @@ pub async fn pbkdf2_sha256(
     Ok(Uint8Array::new(&bits).to_vec())
 }
 
-pub async fn hmac_sha1(key: &[u8], message: &[u8]) -> Result<Vec<u8>, MatrixError> {
+pub(crate) async fn hmac_sha1(key: &[u8], message: &[u8]) -> Result<Vec<u8>, MatrixError> {
     let subtle = subtle()?;
     let algorithm = object(&[("name", "HMAC".into()), ("hash", "SHA-1".into())])?;
     let key = call(

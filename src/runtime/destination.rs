@@ -7,9 +7,10 @@
 use ruma::ServerName;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use worker::{durable_object, Env, Method, Request, RequestInit, Response, State};
+use worker::{durable_object, Env, Request, Response, State};
 
-use crate::federation::client::request;
+use crate::federation::outgoing::request;
+use crate::platform::Method;
 use crate::time::now_ms;
 
 const MAX_PDUS: usize = 50;
@@ -41,6 +42,7 @@ pub struct Destination {
 
 impl worker::DurableObject for Destination {
     fn new(state: State, env: Env) -> Self {
+        super::install_logging();
         Self { state, env }
     }
 
@@ -79,7 +81,8 @@ impl worker::DurableObject for Destination {
         };
         let pdus: Vec<Value> = queue.pdus.iter().take(MAX_PDUS).cloned().collect();
         let edus: Vec<Value> = queue.edus.iter().take(MAX_EDUS).cloned().collect();
-        let config = super::config(&self.env).map_err(|e| worker::Error::RustError(e.message))?;
+        let platform = super::platform(&self.env);
+        let config = platform.config().map_err(|e| worker::Error::RustError(e.message))?;
         let txn = format!("{}-{}", now_ms(), queue.next_txn);
         let body = json!({
             "origin": config.server_name,
@@ -88,7 +91,7 @@ impl worker::DurableObject for Destination {
             "edus": edus,
         });
         let path = format!("/_matrix/federation/v1/send/{txn}");
-        match request(&self.env, &server, Method::Put, &path, Some(&body), true).await {
+        match request(&platform, &server, Method::Put, &path, Some(&body), true).await {
             Ok((200, _)) => {
                 // Re-read: `fetch` may have queued more while the request was out (a Durable
                 // Object takes other events during a fetch); writing back the copy read before
@@ -111,7 +114,7 @@ impl worker::DurableObject for Destination {
                 let mut queue: Queue = storage.get("queue").await?.unwrap_or_default();
                 queue.failures += 1;
                 let backoff = (1000u64 << queue.failures.min(22)).min(MAX_BACKOFF_MS);
-                worker::console_warn!(
+                crate::log_warn!(
                     "sending to {server} failed ({}), retrying in {backoff} ms",
                     match outcome {
                         Ok((status, body)) => format!("status {status}: {body}"),
@@ -150,7 +153,7 @@ impl Destination {
     /// Mirrors the backoff into D1 (`Some((failures, retry_ts))`), or clears it, for the
     /// Worker to see when the server contacts us. A failure here only costs the early wake.
     async fn record_backoff(&self, server: &ServerName, backoff: Option<(u32, u64)>) {
-        let result = match crate::storage::Db::new(&self.env) {
+        let result = match crate::storage::Db::new(&super::platform(&self.env)) {
             Ok(db) => match backoff {
                 Some((failures, retry_ts)) => {
                     crate::storage::destinations::set_backoff(
@@ -166,54 +169,7 @@ impl Destination {
             Err(e) => Err(e),
         };
         if let Err(e) = result {
-            worker::console_warn!("could not record the backoff for {server}: {e}");
+            crate::log_warn!("could not record the backoff for {server}: {e}");
         }
-    }
-}
-
-/// Wakes the queue to `server` if it is waiting out a backoff (see `Destination::wake`). Called
-/// for every authenticated inbound transaction; costs one D1 read, and a Durable Object request
-/// only while the server is backed off.
-pub(crate) async fn wake_if_backing_off(env: &Env, db: &crate::storage::Db, server: &ServerName) {
-    match crate::storage::destinations::backing_off(db, server.as_str()).await {
-        Ok(Some(retry_ts)) if retry_ts > now_ms() => {}
-        Ok(_) => return,
-        Err(e) => {
-            worker::console_warn!("backoff of {server}: {e}");
-            return;
-        }
-    }
-    let result = async {
-        let namespace = env.durable_object("DESTINATIONS")?;
-        let stub = namespace.id_from_name(server.as_str())?.get_stub()?;
-        stub.fetch_with_str("https://destination/wake").await
-    }
-    .await;
-    if let Err(e) = result {
-        worker::console_warn!("could not wake the queue to {server}: {e}");
-    }
-}
-
-/// Queues PDUs and EDUs for a server. Failures are logged: the caller's write already happened.
-pub(crate) async fn enqueue(env: &Env, server: &ServerName, pdus: Vec<Value>, edus: Vec<Value>) {
-    let result = async {
-        let namespace = env.durable_object("DESTINATIONS")?;
-        let stub = namespace.id_from_name(server.as_str())?.get_stub()?;
-        let body = serde_json::to_string(&Enqueue {
-            server: server.to_string(),
-            pdus,
-            edus,
-        })?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_body(Some(body.into()));
-        stub.fetch_with_request(Request::new_with_init(
-            "https://destination/enqueue",
-            &init,
-        )?)
-        .await
-    }
-    .await;
-    if let Err(e) = result {
-        worker::console_error!("could not queue for {server}: {e}");
     }
 }

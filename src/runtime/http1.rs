@@ -7,8 +7,6 @@
 //! JS socket here. Framing lives in the pure [`crate::discovery::http1`]. Sockets cannot reach
 //! Cloudflare's own IP ranges, so callers use `fetch` whenever `needs_socket()` is false.
 
-// The outbound federation sender (written on another branch) is the caller of `send`; until
-// it is merged nothing in this crate calls it.
 
 use std::time::Duration;
 

@@ -1,54 +1,76 @@
-//! The binding to the Workers runtime: the fetch handler, configuration from `env`, and the
-//! conversion of pure `JsonResponse`s into `worker::Response`s with CORS and JSON headers.
+//! The binding to the Workers runtime, and the only module that names a `worker` type: the fetch
+//! handler, the Durable Object classes, and the ports of `platform/` implemented with D1,
+//! Durable Objects, `fetch`, sockets and WebCrypto. It converts requests and answers and calls
+//! `api::respond`; everything it binds compiles and is tested natively (docs/design.md).
 
-pub(crate) mod crypto;
-pub(crate) mod destination;
-pub(crate) mod discovery;
-mod dispatch;
-pub(crate) mod http1;
-pub(crate) mod notifier;
-pub(crate) mod request;
+mod crypto;
+mod d1;
+mod destination;
+mod http1;
+mod notifier;
+mod ports;
 mod room_object;
-pub(crate) mod rooms;
-
-// Path segments in federation URLs (room, event and user ids).
 
 use worker::{event, Context, Env, Headers, Request, Response};
 
-use crate::config::Config;
+use crate::api::{IncomingRequest, Reply};
 use crate::http::cors::CORS_HEADERS;
-use crate::http::{JsonResponse, MatrixError};
-use crate::storage::Usage;
+use crate::platform::log::{self, Level};
 
-/// What a handler produced: a JSON body, or the empty answer to a CORS preflight.
-pub(crate) enum Reply {
-    Json(JsonResponse),
-    Preflight,
+pub(crate) use ports::platform;
+
+fn console(level: Level, message: &str) {
+    match level {
+        Level::Info => worker::console_log!("{message}"),
+        Level::Warn => worker::console_warn!("{message}"),
+        Level::Error => worker::console_error!("{message}"),
+    }
+}
+
+/// Log lines go to the Workers console; installed by every entry point (fetch, objects).
+pub(crate) fn install_logging() {
+    log::install(console);
 }
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
-    let (reply, usage) = dispatch::dispatch(req, &env).await;
-    let reply = match reply {
-        Ok(reply) => reply,
-        Err(error) => {
-            if error.status >= 500 {
-                worker::console_error!("{error}");
-            }
-            Reply::Json(error.into_response())
-        }
+    install_logging();
+    let request = match incoming(req).await {
+        Ok(request) => request,
+        Err(error) => return into_worker_response(Reply::Json(error.into_response()), None),
     };
+    let (reply, usage) = crate::api::respond(platform(&env), request).await;
     into_worker_response(reply, usage)
 }
 
-fn into_worker_response(reply: Reply, usage: Option<Usage>) -> worker::Result<Response> {
+/// The request in plain values. Only a malformed URL fails here.
+async fn incoming(mut req: Request) -> Result<IncomingRequest, crate::http::MatrixError> {
+    let url = req
+        .url()
+        .map_err(|_| crate::http::MatrixError::bad_json("malformed URL"))?;
+    let headers = req.headers();
+    Ok(IncomingRequest {
+        method: req.method().to_string(),
+        path: req.path(),
+        uri: url[worker::url::Position::BeforePath..].to_owned(),
+        query: url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect(),
+        authorization: headers.get("Authorization").ok().flatten(),
+        ip: headers.get("CF-Connecting-IP").ok().flatten(),
+        body: req.bytes().await.unwrap_or_default(),
+    })
+}
+
+fn into_worker_response(reply: Reply, usage: Option<(u64, u64, u64)>) -> worker::Result<Response> {
     let headers = Headers::new();
-    if let Some(usage) = usage {
+    if let Some((queries, rows_read, rows_written)) = usage {
         // For benchmarks and operators: the Worker's own D1 cost (room objects' writes are
         // their own invocations and not included).
-        headers.set("X-D1-Queries", &usage.queries.to_string())?;
-        headers.set("X-D1-Rows-Read", &usage.rows_read.to_string())?;
-        headers.set("X-D1-Rows-Written", &usage.rows_written.to_string())?;
+        headers.set("X-D1-Queries", &queries.to_string())?;
+        headers.set("X-D1-Rows-Read", &rows_read.to_string())?;
+        headers.set("X-D1-Rows-Written", &rows_written.to_string())?;
     }
     for (name, value) in CORS_HEADERS {
         headers.set(name, value)?;
@@ -64,18 +86,4 @@ fn into_worker_response(reply: Reply, usage: Option<Usage>) -> worker::Result<Re
         }
     };
     Ok(response.with_headers(headers))
-}
-
-/// Reads the deployment settings. A bad setting is the operator's fault: a 500 that names it.
-pub(crate) fn config(env: &Env) -> Result<Config, MatrixError> {
-    Config::from_lookup(|name| env.var(name).ok().map(|value| value.to_string()))
-        .map_err(|e| MatrixError::internal(format!("server misconfigured: {e}")))
-}
-
-/// A secret's value, `None` when unset or empty.
-pub(crate) fn secret(env: &Env, name: &str) -> Option<String> {
-    env.secret(name)
-        .ok()
-        .map(|value| value.to_string())
-        .filter(|value| !value.trim().is_empty())
 }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use futures::channel::oneshot;
 use futures::future::{select, Either};
 use serde::{Deserialize, Serialize};
-use worker::{durable_object, Delay, Env, Method, Request, RequestInit, Response, State};
+use worker::{durable_object, Delay, Env, Request, Response, State};
 
 use crate::storage::Db;
 use crate::sync::token::StreamPosition;
@@ -37,6 +37,7 @@ pub(crate) struct NotifyRequest {
 
 impl worker::DurableObject for Notifier {
     fn new(_state: State, env: Env) -> Self {
+        super::install_logging();
         Self {
             env,
             waiters: RefCell::new(HashMap::new()),
@@ -64,7 +65,7 @@ impl worker::DurableObject for Notifier {
                     .or_default()
                     .push(sender);
                 let seen = StreamPosition::parse(&body.seen).unwrap_or_default();
-                let current = match Db::new(&self.env) {
+                let current = match Db::new(&super::platform(&self.env)) {
                     Ok(db) => crate::storage::sync::current_position(&db).await.ok(),
                     Err(_) => None,
                 };
@@ -95,51 +96,5 @@ impl Notifier {
                 waiters.remove(user_id);
             }
         }
-    }
-}
-
-fn stub(env: &Env) -> worker::Result<worker::Stub> {
-    let namespace = env.durable_object("NOTIFIER")?;
-    let stub = namespace.id_from_name("server")?.get_stub();
-    stub
-}
-
-fn post(path: &str, body: String) -> worker::Result<Request> {
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.into()));
-    Request::new_with_init(&format!("https://notifier{path}"), &init)
-}
-
-/// Wakes these users' parked syncs. Failures are logged, not raised: the write they follow has
-/// already succeeded, and a sync that is not woken still returns at its timeout.
-pub(crate) async fn notify(env: &Env, users: Vec<String>) {
-    if users.is_empty() {
-        return;
-    }
-    let body = serde_json::to_string(&NotifyRequest { users }).unwrap_or_default();
-    let result = match (stub(env), post("/notify", body)) {
-        (Ok(stub), Ok(req)) => stub.fetch_with_request(req).await.map(|_| ()),
-        (Err(e), _) | (_, Err(e)) => Err(e),
-    };
-    if let Err(e) = result {
-        worker::console_error!("notify failed: {e}");
-    }
-}
-
-/// Parks until one of the user's streams moves past `seen`, or the timeout.
-pub(crate) async fn wait(env: &Env, user_id: &str, seen: &StreamPosition, timeout_ms: u64) {
-    let body = serde_json::to_string(&WaitRequest {
-        user_id: user_id.to_owned(),
-        seen: seen.to_string(),
-        timeout_ms,
-    })
-    .unwrap_or_default();
-    let result = match (stub(env), post("/wait", body)) {
-        (Ok(stub), Ok(req)) => stub.fetch_with_request(req).await.map(|_| ()),
-        (Err(e), _) | (_, Err(e)) => Err(e),
-    };
-    if let Err(e) = result {
-        // Evicted or unreachable: the client retries its sync, which is what it does anyway.
-        worker::console_error!("sync wait failed: {e}");
     }
 }

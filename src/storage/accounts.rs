@@ -66,7 +66,7 @@ pub struct Session<'a> {
 fn session_statements(
     db: &Db,
     s: &Session<'_>,
-) -> Result<Vec<worker::D1PreparedStatement>, MatrixError> {
+) -> Result<Vec<crate::platform::Statement>, MatrixError> {
     let now = now_ms();
     let mut statements = vec![
         // Logging in again with a known device id replaces that device's tokens (spec).

@@ -20,6 +20,8 @@ pub async fn backing_off(db: &Db, server: &str) -> Result<Option<u64>, MatrixErr
     Ok(row.map(|r| r.retry_ts.max(0) as u64))
 }
 
+// The destination queue (a Durable Object in runtime/) is the only caller: natively unused.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub async fn set_backoff(
     db: &Db,
     server: &str,
@@ -36,6 +38,7 @@ pub async fn set_backoff(
     .map(|_| ())
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub async fn clear_backoff(db: &Db, server: &str) -> Result<(), MatrixError> {
     db.run(
         "DELETE FROM destination_backoff WHERE server_name = ?1",

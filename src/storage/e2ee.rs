@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use worker::D1PreparedStatement;
+use crate::platform::Statement;
 
-use super::{changes, storage_error, Db};
+use super::{changes, Db};
 use crate::args;
 use crate::e2ee::device_keys::UploadedKey;
 use crate::http::MatrixError;
@@ -391,7 +391,7 @@ pub fn forget_device(
     db: &Db,
     user_id: &str,
     device_id: &str,
-) -> Result<Vec<D1PreparedStatement>, MatrixError> {
+) -> Result<Vec<Statement>, MatrixError> {
     let mut statements = Vec::new();
     for sql in [
         "DELETE FROM e2e_device_keys WHERE user_id = ?1 AND device_id = ?2",
@@ -408,7 +408,7 @@ pub fn forget_device(
 
 /// Statements that forget all of a user's device keys and inboxes (deactivation). Cross-signing
 /// keys go too: nobody should trust new devices signed in a dead account's name.
-pub fn forget_user(db: &Db, user_id: &str) -> Result<Vec<D1PreparedStatement>, MatrixError> {
+pub fn forget_user(db: &Db, user_id: &str) -> Result<Vec<Statement>, MatrixError> {
     let mut statements = Vec::new();
     for sql in [
         "DELETE FROM e2e_device_keys WHERE user_id = ?1",
@@ -502,7 +502,7 @@ pub async fn to_device_inbox(
     ];
     let results = db.batch(statements).await?;
     match results.get(1) {
-        Some(result) => result.results().map_err(storage_error),
+        Some(result) => result.rows(),
         None => Ok(Vec::new()),
     }
 }

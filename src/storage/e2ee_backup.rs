@@ -145,7 +145,7 @@ pub async fn put_keys(db: &Db, version: i64, keys: &[SessionKey]) -> Result<(), 
 
 /// Moves a version's etag: in the batch of every change to its keys, so clients that compare
 /// etags notice.
-fn bump_etag(db: &Db, version: i64) -> Result<worker::D1PreparedStatement, MatrixError> {
+fn bump_etag(db: &Db, version: i64) -> Result<crate::platform::Statement, MatrixError> {
     db.stmt(
         "UPDATE e2e_backup_versions SET etag = etag + 1 WHERE version = ?1",
         args![version],

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::e2ee::DEVICE_LIST_CHANGED;
-use super::{changes, storage_error, Db};
+use super::{changes, Db};
 use crate::args;
 use crate::http::MatrixError;
 
@@ -182,8 +182,7 @@ pub async fn take_sent_position(
     let position = |i: usize| -> Result<Option<i64>, MatrixError> {
         Ok(match results.get(i) {
             Some(r) => r
-                .results::<StreamRow>()
-                .map_err(storage_error)?
+                .rows::<StreamRow>()?
                 .into_iter()
                 .next()
                 .and_then(|r| r.stream_id),

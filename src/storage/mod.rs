@@ -1,5 +1,6 @@
-//! Everything that reads or writes D1. D1 is the only source of truth (see DESIGN.md); the
-//! modules here keep the SQL in one place per concept.
+//! Everything that reads or writes D1. D1 is the only source of truth (docs/design.md); the
+//! modules here keep the SQL in one place per concept, as statements any SQLite runs: D1 in
+//! the Worker, SQLite with `migrations/` applied in `cargo test` (`storage/tests/`).
 
 pub mod accounts;
 pub mod backfill;
@@ -20,26 +21,23 @@ pub mod sync;
 pub mod sync_rooms;
 pub mod user_data;
 
+#[cfg(test)]
+mod tests;
+
 use std::cell::Cell;
 use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
-use worker::wasm_bindgen::JsValue;
-use worker::{D1Database, D1PreparedStatement, D1Result, Env};
 
 use crate::http::MatrixError;
-
-pub(crate) fn database(env: &Env) -> Result<D1Database, MatrixError> {
-    env.d1("DB")
-        .map_err(|e| MatrixError::internal(format!("D1 binding DB is missing: {e}")))
-}
+use crate::platform::{Platform, QueryResult, SqlExecutor, SqlValue, Statement};
 
 /// Storage failures are ours, never the client's: a 500 with the cause logged.
-pub(crate) fn storage_error(e: worker::Error) -> MatrixError {
+pub(crate) fn storage_error(e: impl std::fmt::Display) -> MatrixError {
     MatrixError::internal(format!("storage error: {e}"))
 }
 
-/// A bound SQL parameter.
+/// A bound SQL parameter, borrowed while a statement is built.
 pub(crate) enum Arg<'a> {
     Text(&'a str),
     Int(i64),
@@ -80,12 +78,11 @@ impl From<bool> for Arg<'_> {
 }
 
 impl Arg<'_> {
-    fn js(&self) -> JsValue {
+    fn value(&self) -> SqlValue {
         match self {
-            Arg::Text(s) => JsValue::from_str(s),
-            // D1 numbers are JS numbers; our integers (timestamps, stream ids) stay below 2^53.
-            Arg::Int(i) => JsValue::from_f64(*i as f64),
-            Arg::Null => JsValue::NULL,
+            Arg::Text(s) => SqlValue::Text((*s).to_owned()),
+            Arg::Int(i) => SqlValue::Int(*i),
+            Arg::Null => SqlValue::Null,
         }
     }
 }
@@ -108,37 +105,49 @@ pub(crate) struct Usage {
 /// The database with the few operations the storage modules need, errors already mapped, and
 /// a running count of what the queries cost.
 pub(crate) struct Db {
-    db: D1Database,
+    sql: Rc<dyn SqlExecutor>,
     usage: Rc<Cell<Usage>>,
 }
 
 impl Db {
-    pub fn new(env: &Env) -> Result<Self, MatrixError> {
-        Self::counting(env, Rc::default())
+    pub fn new(platform: &Platform) -> Result<Self, MatrixError> {
+        Self::counting(platform, Rc::default())
     }
 
     /// A handle that adds its queries' cost to `usage`, shared by one request's handles.
-    pub fn counting(env: &Env, usage: Rc<Cell<Usage>>) -> Result<Self, MatrixError> {
+    pub fn counting(platform: &Platform, usage: Rc<Cell<Usage>>) -> Result<Self, MatrixError> {
         Ok(Db {
-            db: database(env)?,
+            sql: platform.sql.clone(),
             usage,
         })
     }
 
-    fn count(&self, results: &[&D1Result]) {
+    fn count(&self, results: &[QueryResult]) {
         let mut usage = self.usage.get();
         for result in results {
-            let meta = result.meta().ok().flatten();
             usage.queries += 1;
-            usage.rows_read += meta.as_ref().and_then(|m| m.rows_read).unwrap_or(0) as u64;
-            usage.rows_written += meta.as_ref().and_then(|m| m.rows_written).unwrap_or(0) as u64;
+            usage.rows_read += result.rows_read;
+            usage.rows_written += result.rows_written;
         }
         self.usage.set(usage);
     }
 
-    pub fn stmt(&self, sql: &str, args: &[Arg<'_>]) -> Result<D1PreparedStatement, MatrixError> {
-        let values: Vec<JsValue> = args.iter().map(Arg::js).collect();
-        self.db.prepare(sql).bind(&values).map_err(storage_error)
+    /// A statement as a value, to run now or in a batch.
+    pub fn stmt(&self, sql: &str, args: &[Arg<'_>]) -> Result<Statement, MatrixError> {
+        Ok(Statement {
+            sql: sql.to_owned(),
+            args: args.iter().map(Arg::value).collect(),
+        })
+    }
+
+    async fn query(&self, sql: &str, args: &[Arg<'_>]) -> Result<QueryResult, MatrixError> {
+        let result = self
+            .sql
+            .query(self.stmt(sql, args)?)
+            .await
+            .map_err(storage_error)?;
+        self.count(std::slice::from_ref(&result));
+        Ok(result)
     }
 
     pub async fn rows<T: DeserializeOwned>(
@@ -146,9 +155,7 @@ impl Db {
         sql: &str,
         args: &[Arg<'_>],
     ) -> Result<Vec<T>, MatrixError> {
-        let result = self.stmt(sql, args)?.all().await.map_err(storage_error)?;
-        self.count(&[&result]);
-        result.results().map_err(storage_error)
+        self.query(sql, args).await?.rows()
     }
 
     pub async fn row<T: DeserializeOwned>(
@@ -161,29 +168,29 @@ impl Db {
 
     /// Runs a write; returns how many rows it changed.
     pub async fn run(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64, MatrixError> {
-        let result = self.stmt(sql, args)?.run().await.map_err(storage_error)?;
-        self.count(&[&result]);
-        Ok(changes(&result))
+        Ok(self.query(sql, args).await?.changes)
     }
 
     /// Runs statements as one transaction: all of them or none.
-    pub async fn batch(
-        &self,
-        statements: Vec<D1PreparedStatement>,
-    ) -> Result<Vec<D1Result>, MatrixError> {
-        let results = self.db.batch(statements).await.map_err(storage_error)?;
-        self.count(&results.iter().collect::<Vec<_>>());
+    pub async fn batch(&self, statements: Vec<Statement>) -> Result<Vec<QueryResult>, MatrixError> {
+        let results = self.sql.batch(statements).await.map_err(storage_error)?;
+        self.count(&results);
         Ok(results)
     }
 }
 
-pub(crate) fn changes(result: &D1Result) -> u64 {
-    result
-        .meta()
-        .ok()
-        .flatten()
-        .and_then(|meta| meta.changes)
-        .unwrap_or(0) as u64
+impl QueryResult {
+    /// The rows as typed values; a row of the wrong shape is a storage error.
+    pub(crate) fn rows<T: DeserializeOwned>(&self) -> Result<Vec<T>, MatrixError> {
+        self.rows
+            .iter()
+            .map(|row| T::deserialize(row).map_err(storage_error))
+            .collect()
+    }
+}
+
+pub(crate) fn changes(result: &QueryResult) -> u64 {
+    result.changes
 }
 
 /// A row with one integer column named `n`, for counts and maxima.

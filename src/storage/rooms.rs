@@ -311,7 +311,7 @@ fn bulk_outliers(
     db: &Db,
     room_id: &str,
     events: &[&EventWrite<'_>],
-) -> Result<worker::D1PreparedStatement, MatrixError> {
+) -> Result<crate::platform::Statement, MatrixError> {
     let rows: Vec<Value> = events
         .iter()
         .map(|w| {
@@ -350,7 +350,7 @@ fn bulk_state(
     db: &Db,
     room_id: &str,
     changes: &[&SlotChange],
-) -> Result<Vec<worker::D1PreparedStatement>, MatrixError> {
+) -> Result<Vec<crate::platform::Statement>, MatrixError> {
     let rows: Vec<Value> = changes
         .iter()
         .filter_map(|((kind, key), id)| {
@@ -391,7 +391,7 @@ fn state_change_statements(
     db: &Db,
     room_id: &str,
     ((kind, state_key), event_id): &SlotChange,
-) -> Result<Vec<worker::D1PreparedStatement>, MatrixError> {
+) -> Result<Vec<crate::platform::Statement>, MatrixError> {
     let kind = kind.to_string();
     let Some(event_id) = event_id else {
         return Ok(vec![db.stmt(
@@ -437,7 +437,7 @@ pub(super) fn indexed_content(content: &Value) -> (Option<&str>, Option<&str>, O
 fn event_statements(
     db: &Db,
     w: &EventWrite<'_>,
-) -> Result<Vec<worker::D1PreparedStatement>, MatrixError> {
+) -> Result<Vec<crate::platform::Statement>, MatrixError> {
     let pdu = w.pdu;
     let event_id = pdu.event_id().as_str();
     let room_id = w.room_id.as_str();

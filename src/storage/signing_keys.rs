@@ -9,15 +9,14 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use serde::Deserialize;
-use worker::wasm_bindgen::JsValue;
-use worker::{D1Database, Env};
 
-use super::{database, storage_error};
+use super::Db;
+use crate::args;
 use crate::http::MatrixError;
 use crate::keys::server_keys::OldVerifyKey;
 use crate::keys::signing_key::decode_seed;
 use crate::keys::SigningKey;
-use crate::runtime::secret;
+use crate::platform::Platform;
 use crate::time::now_ms;
 
 pub struct ServerKeys {
@@ -31,12 +30,12 @@ thread_local! {
     static CACHE: RefCell<Option<Rc<ServerKeys>>> = const { RefCell::new(None) };
 }
 
-pub async fn server_keys(env: &Env) -> Result<Rc<ServerKeys>, MatrixError> {
+pub async fn server_keys(platform: &Platform) -> Result<Rc<ServerKeys>, MatrixError> {
     if let Some(keys) = CACHE.with(|cache| cache.borrow().clone()) {
         return Ok(keys);
     }
-    let db = database(env)?;
-    let current = match secret(env, "SIGNING_KEY") {
+    let db = Db::new(platform)?;
+    let current = match platform.secret("SIGNING_KEY") {
         Some(text) => {
             let key = SigningKey::parse_key_file(&text).map_err(|e| {
                 MatrixError::internal(format!("the SIGNING_KEY secret is malformed: {e}"))
@@ -55,34 +54,21 @@ pub async fn server_keys(env: &Env) -> Result<Rc<ServerKeys>, MatrixError> {
 }
 
 /// Marks `key` as the one in use (inserting it if new) and retires every other key, atomically.
-async fn record_key(
-    db: &D1Database,
-    key: &SigningKey,
-    seed: Option<String>,
-) -> Result<(), MatrixError> {
-    let now = JsValue::from_f64(now_ms() as f64);
-    let key_id = JsValue::from_str(&key.key_id());
-    let insert = db
-        .prepare(
-            "INSERT INTO server_signing_keys (key_id, public_key, seed, generated, created_ts, expired_ts)
-             VALUES (?1, ?2, ?3, ?4, ?5, NULL)
-             ON CONFLICT (key_id) DO UPDATE SET expired_ts = NULL, public_key = excluded.public_key",
-        )
-        .bind(&[
-            key_id.clone(),
-            key.public_key_base64().into(),
-            seed.as_deref().map(JsValue::from_str).unwrap_or(JsValue::NULL),
-            JsValue::from_f64(if seed.is_some() { 1.0 } else { 0.0 }),
-            now.clone(),
-        ])
-        .map_err(storage_error)?;
-    let retire = db
-        .prepare("UPDATE server_signing_keys SET expired_ts = ?2 WHERE key_id != ?1 AND expired_ts IS NULL")
-        .bind(&[key_id, now])
-        .map_err(storage_error)?;
-    db.batch(vec![insert, retire])
-        .await
-        .map_err(storage_error)?;
+async fn record_key(db: &Db, key: &SigningKey, seed: Option<String>) -> Result<(), MatrixError> {
+    let now = now_ms();
+    let key_id = key.key_id();
+    let public_key = key.public_key_base64();
+    let insert = db.stmt(
+        "INSERT INTO server_signing_keys (key_id, public_key, seed, generated, created_ts, expired_ts)
+         VALUES (?1, ?2, ?3, ?4, ?5, NULL)
+         ON CONFLICT (key_id) DO UPDATE SET expired_ts = NULL, public_key = excluded.public_key",
+        args![&key_id, &public_key, seed.as_deref(), seed.is_some(), now],
+    )?;
+    let retire = db.stmt(
+        "UPDATE server_signing_keys SET expired_ts = ?2 WHERE key_id != ?1 AND expired_ts IS NULL",
+        args![&key_id, now],
+    )?;
+    db.batch(vec![insert, retire]).await?;
     Ok(())
 }
 
@@ -92,12 +78,13 @@ struct GeneratedRow {
     seed: String,
 }
 
-async fn stored_generated_key(db: &D1Database) -> Result<Option<SigningKey>, MatrixError> {
+async fn stored_generated_key(db: &Db) -> Result<Option<SigningKey>, MatrixError> {
     let row: Option<GeneratedRow> = db
-        .prepare("SELECT key_id, seed FROM server_signing_keys WHERE generated = 1")
-        .first(None)
-        .await
-        .map_err(storage_error)?;
+        .row(
+            "SELECT key_id, seed FROM server_signing_keys WHERE generated = 1",
+            args![],
+        )
+        .await?;
     let Some(row) = row else { return Ok(None) };
     let corrupt = |what: &str| {
         MatrixError::internal(format!(
@@ -115,7 +102,7 @@ async fn stored_generated_key(db: &D1Database) -> Result<Option<SigningKey>, Mat
         .map_err(|_| corrupt("version"))
 }
 
-async fn generated_key(db: &D1Database) -> Result<SigningKey, MatrixError> {
+async fn generated_key(db: &Db) -> Result<SigningKey, MatrixError> {
     if let Some(key) = stored_generated_key(db).await? {
         // Re-activate it in case a SIGNING_KEY secret was used meanwhile and then removed.
         record_key(db, &key, Some(key.seed_base64())).await?;
@@ -124,20 +111,17 @@ async fn generated_key(db: &D1Database) -> Result<SigningKey, MatrixError> {
     let candidate = SigningKey::generate();
     // The unique index on `generated` makes a concurrent second insert fail; DO NOTHING turns
     // that into a no-op and the read below returns whichever key won.
-    db.prepare(
+    db.run(
         "INSERT INTO server_signing_keys (key_id, public_key, seed, generated, created_ts, expired_ts)
          VALUES (?1, ?2, ?3, 1, ?4, NULL) ON CONFLICT DO NOTHING",
+        args![
+            &candidate.key_id(),
+            &candidate.public_key_base64(),
+            &candidate.seed_base64(),
+            now_ms()
+        ],
     )
-    .bind(&[
-        candidate.key_id().into(),
-        candidate.public_key_base64().into(),
-        candidate.seed_base64().into(),
-        JsValue::from_f64(now_ms() as f64),
-    ])
-    .map_err(storage_error)?
-    .run()
-    .await
-    .map_err(storage_error)?;
+    .await?;
     let key = stored_generated_key(db)
         .await?
         .ok_or_else(|| MatrixError::internal("the generated signing key was not stored"))?;
@@ -152,19 +136,14 @@ struct OldRow {
     expired_ts: f64,
 }
 
-async fn old_keys(db: &D1Database, current: &SigningKey) -> Result<Vec<OldVerifyKey>, MatrixError> {
-    let rows = db
-        .prepare(
+async fn old_keys(db: &Db, current: &SigningKey) -> Result<Vec<OldVerifyKey>, MatrixError> {
+    let rows: Vec<OldRow> = db
+        .rows(
             "SELECT key_id, public_key, expired_ts FROM server_signing_keys
              WHERE key_id != ?1 AND expired_ts IS NOT NULL ORDER BY expired_ts",
+            args![&current.key_id()],
         )
-        .bind(&[current.key_id().into()])
-        .map_err(storage_error)?
-        .all()
-        .await
-        .map_err(storage_error)?
-        .results::<OldRow>()
-        .map_err(storage_error)?;
+        .await?;
     Ok(rows
         .into_iter()
         .map(|row| OldVerifyKey {

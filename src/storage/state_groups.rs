@@ -15,7 +15,7 @@ pub fn insert(
     db: &Db,
     room_id: &str,
     group: &NewGroup,
-) -> Result<worker::D1PreparedStatement, MatrixError> {
+) -> Result<crate::platform::Statement, MatrixError> {
     let entries = serde_json::to_string(&group.entries).unwrap_or_else(|_| "[]".into());
     db.stmt(
         "INSERT OR IGNORE INTO state_groups (id, room_id, parent, full, entries, chain)

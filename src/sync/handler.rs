@@ -1,5 +1,5 @@
 //! `GET /sync`: assembles the response from D1 and, when there is nothing new and the client
-//! gave a timeout, parks on the notifier until something for this user is written.
+//! gave a timeout, waits on the platform's wake-ups until something for this user is written.
 //!
 //! Per joined room: a full room (initial sync, `full_state`, or joined since the token) gets
 //! the state before its timeline; an incremental one gets new events, and the state that
@@ -11,13 +11,12 @@ use serde_json::{json, Map, Value};
 
 use super::filter::Filter;
 use super::token::StreamPosition;
+use crate::api::request::{Ctx, Requester};
 use crate::client::room_read::{position_token, Access};
 use crate::http::{JsonResponse, MatrixError};
 use crate::rooms::client_event::stripped_state;
 use crate::rooms::visibility::MembershipHistory;
 use crate::rooms::RoomVersion;
-use crate::runtime::notifier;
-use crate::runtime::request::{Ctx, Requester};
 use crate::storage::events::{self, EventRow};
 use crate::storage::sync::{self as stored, MembershipRow};
 use crate::storage::sync_rooms::{self as batch, Window};
@@ -90,7 +89,10 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         let until_typing_ends = typing_ends.map_or(u64::MAX, |t| t.saturating_sub(now_ms()));
         let wait = remaining.min(until_typing_ends.max(1));
         // After the wait, one more look; past the deadline it answers whatever it finds.
-        notifier::wait(&ctx.env, me.user_id.as_str(), &now, wait).await;
+        ctx.platform
+            .wakeups
+            .wait(me.user_id.as_str(), &now, wait)
+            .await;
     }
 }
 

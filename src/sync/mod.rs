@@ -4,5 +4,7 @@
 pub mod filter;
 pub mod token;
 
-#[cfg(target_arch = "wasm32")]
 pub(crate) mod handler;
+
+#[cfg(test)]
+mod tests;

@@ -6,14 +6,14 @@
 use ruma::signatures::{PublicKeyMap, PublicKeySet};
 use ruma::ServerName;
 use serde_json::{json, Value};
-use worker::{Env, Method};
 
-use super::client::request;
+use super::outgoing::request;
 use super::xmatrix::{verify, XMatrix};
+use crate::api::request::Ctx;
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
 use crate::keys::notary::{self, VerifiedKeys};
 use crate::keys::server_keys::server_keys_document;
-use crate::runtime::request::Ctx;
+use crate::platform::{Method, Platform};
 use crate::signing::sign_json;
 use crate::storage::remote_keys;
 use crate::storage::{signing_keys, Db};
@@ -25,19 +25,19 @@ fn unauthorized(message: impl Into<String>) -> MatrixError {
 
 /// The public key `key_id` of `server`, usable for a signature made at `at_ts`.
 pub async fn public_key(
-    env: &Env,
+    platform: &Platform,
     db: &Db,
     server: &ServerName,
     key_id: &str,
     at_ts: u64,
 ) -> Result<Option<String>, MatrixError> {
-    key_of(env, db, server, key_id, at_ts, true).await
+    key_of(platform, db, server, key_id, at_ts, true).await
 }
 
 /// `public_key`, asking notaries when the server itself fails us only if `via_notaries` (not
 /// when looking up a notary's own key: a notary is trusted for others, not for itself).
 async fn key_of(
-    env: &Env,
+    platform: &Platform,
     db: &Db,
     server: &ServerName,
     key_id: &str,
@@ -53,7 +53,7 @@ async fn key_of(
             return Ok(Some(key));
         }
     }
-    fetch_keys(env, db, server, Some(key_id), via_notaries).await?;
+    fetch_keys(platform, db, server, Some(key_id), via_notaries).await?;
     Ok(remote_keys::public_key(db, server.as_str(), key_id)
         .await?
         .and_then(|found| usable(&found)))
@@ -63,31 +63,31 @@ async fn key_of(
 /// `via_notaries`) from each trusted notary in turn, and stores the keys and the document the
 /// origin's signature vouches for. Failures leave the cache as it was.
 async fn fetch_keys(
-    env: &Env,
+    platform: &Platform,
     db: &Db,
     server: &ServerName,
     key_id: Option<&str>,
     via_notaries: bool,
 ) -> Result<(), MatrixError> {
-    let mut found = match direct(env, server).await {
+    let mut found = match direct(platform, server).await {
         Ok(found) => Some(found),
         Err(why) => {
-            worker::console_warn!("key fetch from {server} failed: {why}");
+            crate::log_warn!("key fetch from {server} failed: {why}");
             None
         }
     };
     if found.is_none() && via_notaries {
-        let config = crate::runtime::config(env)?;
+        let config = platform.config()?;
         for by in &config.trusted_key_servers {
             if by == server || *by == config.server_name {
                 continue;
             }
-            match through_notary(env, db, server, key_id, by).await {
+            match through_notary(platform, db, server, key_id, by).await {
                 Ok(relayed) => {
                     found = Some(relayed);
                     break;
                 }
-                Err(why) => worker::console_warn!("keys of {server} through {by}: {why}"),
+                Err(why) => crate::log_warn!("keys of {server} through {by}: {why}"),
             }
         }
     }
@@ -105,9 +105,9 @@ async fn fetch_keys(
 }
 
 /// The server's own key document, checked against its own signature.
-async fn direct(env: &Env, server: &ServerName) -> Result<(Value, VerifiedKeys), String> {
+async fn direct(platform: &Platform, server: &ServerName) -> Result<(Value, VerifiedKeys), String> {
     let (status, body) = request(
-        env,
+        platform,
         server,
         Method::Get,
         "/_matrix/key/v2/server",
@@ -126,7 +126,7 @@ async fn direct(env: &Env, server: &ServerName) -> Result<(Value, VerifiedKeys),
 /// The server's key document as the notary `by` relays it: the origin's own signature and the
 /// notary's, checked with the notary's key as the notary itself serves it.
 async fn through_notary(
-    env: &Env,
+    platform: &Platform,
     db: &Db,
     server: &ServerName,
     key_id: Option<&str>,
@@ -134,7 +134,7 @@ async fn through_notary(
 ) -> Result<(Value, VerifiedKeys), String> {
     let body = notary::notary_request(server, key_id);
     let (status, answer) = request(
-        env,
+        platform,
         by,
         Method::Post,
         "/_matrix/key/v2/query",
@@ -157,7 +157,7 @@ async fn through_notary(
             .cloned()
             .unwrap_or_default();
         for id in signed_with.keys() {
-            let key = Box::pin(key_of(env, db, by, id, now_ms(), false))
+            let key = Box::pin(key_of(platform, db, by, id, now_ms(), false))
                 .await
                 .map_err(|e| e.message)?;
             if let Some(key) = key.and_then(|k| ruma::serde::Base64::parse(k).ok()) {
@@ -180,10 +180,10 @@ const MAX_FETCHES_PER_QUERY: usize = 10;
 
 /// This server's own key document (`GET /_matrix/key/v2/server`).
 pub(crate) async fn own_document(
-    env: &Env,
+    platform: &Platform,
     server_name: &ServerName,
 ) -> Result<Value, MatrixError> {
-    let keys = signing_keys::server_keys(env).await?;
+    let keys = signing_keys::server_keys(platform).await?;
     server_keys_document(server_name.as_str(), &keys.current, &keys.old, now_ms())
         .map_err(|e| MatrixError::internal(e.to_string()))
 }
@@ -199,7 +199,7 @@ async fn notarised(
 ) -> Result<Option<Value>, MatrixError> {
     let us = &ctx.config.server_name;
     if server == us {
-        return own_document(&ctx.env, us).await.map(Some);
+        return own_document(&ctx.platform, us).await.map(Some);
     }
     let db = ctx.db()?;
     let mut cached = remote_keys::document(&db, server.as_str()).await?;
@@ -208,7 +208,7 @@ async fn notarised(
             .as_ref()
             .is_none_or(|(_, until)| !notary::fresh_enough(*until, minimum))
     {
-        fetch_keys(&ctx.env, &db, server, None, true).await?;
+        fetch_keys(&ctx.platform, &db, server, None, true).await?;
         cached = remote_keys::document(&db, server.as_str())
             .await?
             .or(cached);
@@ -217,7 +217,7 @@ async fn notarised(
     else {
         return Ok(None);
     };
-    let keys = signing_keys::server_keys(&ctx.env).await?;
+    let keys = signing_keys::server_keys(&ctx.platform).await?;
     sign_json(us.as_str(), keys.current.key_pair(), document)
         .map(Some)
         .map_err(|e| MatrixError::internal(e.to_string()))
@@ -225,7 +225,7 @@ async fn notarised(
 
 /// `GET /_matrix/key/v2/query/{serverName}`: every key of one server we have or can get.
 pub(crate) async fn query_server(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
-    let server = ServerName::parse(ctx.param(0))
+    let server = ServerName::parse(ctx.param("serverName"))
         .map_err(|_| MatrixError::invalid_param("not a server name"))?;
     let minimum = ctx
         .query_u64("minimum_valid_until_ts")?
@@ -252,7 +252,7 @@ pub(crate) async fn query_servers(ctx: &Ctx) -> Result<JsonResponse, MatrixError
 
 /// Authenticates an inbound federation request; returns the origin server.
 pub async fn authenticate(
-    env: &Env,
+    platform: &Platform,
     db: &Db,
     us: &ServerName,
     authorization: Option<&str>,
@@ -262,7 +262,7 @@ pub async fn authenticate(
 ) -> Result<ruma::OwnedServerName, MatrixError> {
     let header = authorization.ok_or_else(|| unauthorized("Missing X-Matrix authorization"))?;
     let header = XMatrix::parse(header).map_err(|e| unauthorized(e.0))?;
-    let key = public_key(env, db, &header.origin, &header.key_id, now_ms())
+    let key = public_key(platform, db, &header.origin, &header.key_id, now_ms())
         .await?
         .ok_or_else(|| {
             unauthorized(format!(
@@ -271,7 +271,7 @@ pub async fn authenticate(
             ))
         })?;
     verify(&header, us, method, uri, content, &key).map_err(|e| {
-        worker::console_warn!("refused request from {}: {e}", header.origin);
+        crate::log_warn!("refused request from {}: {e}", header.origin);
         unauthorized(e.0)
     })?;
     Ok(header.origin)
@@ -287,18 +287,26 @@ pub struct KeyMemo(std::collections::HashMap<(String, String, u64), Option<Strin
 /// with their keys valid at `at_ts`, and its content hash. Returns the form to accept (redacted
 /// when only the hash failed), or why it is refused.
 pub async fn verify_pdu(
-    env: &Env,
+    platform: &Platform,
     db: &Db,
     object: ruma::CanonicalJsonObject,
     version: crate::rooms::RoomVersion,
     at_ts: u64,
 ) -> Result<ruma::CanonicalJsonObject, String> {
-    verify_pdu_with(env, db, object, version, at_ts, &mut KeyMemo::default()).await
+    verify_pdu_with(
+        platform,
+        db,
+        object,
+        version,
+        at_ts,
+        &mut KeyMemo::default(),
+    )
+    .await
 }
 
 /// `verify_pdu`, reusing (and filling) `memo`.
 pub async fn verify_pdu_with(
-    env: &Env,
+    platform: &Platform,
     db: &Db,
     object: ruma::CanonicalJsonObject,
     version: crate::rooms::RoomVersion,
@@ -313,7 +321,7 @@ pub async fn verify_pdu_with(
             let key = match memo.0.get(&slot) {
                 Some(key) => key.clone(),
                 None => {
-                    let key = public_key(env, db, &server, &key_id, at_ts)
+                    let key = public_key(platform, db, &server, &key_id, at_ts)
                         .await
                         .map_err(|e| e.message)?;
                     memo.0.insert(slot, key.clone());

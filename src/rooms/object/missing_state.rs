@@ -11,8 +11,9 @@ use ruma::{EventId, OwnedRoomId, ServerName};
 use serde_json::Value;
 
 use super::RoomObject;
-use crate::federation::keys::KeyMemo;
+use crate::federation::key_server::KeyMemo;
 use crate::http::route::percent_encode;
+use crate::platform::Method;
 use crate::rooms::remote_join::check_state_and_auth_chain;
 use crate::rooms::resolution::StateMap;
 use crate::rooms::state_groups::GroupRef;
@@ -47,10 +48,10 @@ impl RoomObject {
             )
         };
         let get = |path: String| async move {
-            match crate::federation::client::signed(
-                &self.env,
+            match crate::federation::outgoing::signed(
+                &self.platform,
                 origin,
-                worker::Method::Get,
+                Method::Get,
                 &path,
                 None,
             )
@@ -144,7 +145,7 @@ impl RoomObject {
                 prev.to_owned(),
             );
         }
-        worker::console_log!(
+        crate::log_info!(
             "{room_id}: the state after {prev} ({} events) came from {origin}",
             after.len()
         );

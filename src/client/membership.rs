@@ -7,14 +7,15 @@ use serde_json::{json, Value};
 
 use super::ids;
 use crate::accounts::tokens::new_opaque_id;
+use crate::api::request::{Ctx, Requester};
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
+use crate::platform::Method;
 use crate::rooms::builder::EventTemplate;
+use crate::rooms::command as rooms;
 use crate::rooms::command::RoomCommand;
 use crate::rooms::create::{member_content, plan, CreateRoomRequest};
 use crate::rooms::engine::{LocalServer, RoomEngine};
 use crate::rooms::RoomVersion;
-use crate::runtime::request::{Ctx, Requester};
-use crate::runtime::rooms;
 use crate::storage::rooms as stored;
 use crate::storage::{signing_keys, user_data, Db};
 use crate::time::now_ms;
@@ -90,14 +91,14 @@ pub(crate) async fn create_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> 
         alias,
         publish: request.is_public(),
     };
-    rooms::run(&ctx.env, room_id.as_str(), &command).await?;
+    rooms::run(&ctx.platform, room_id.as_str(), &command).await?;
     // Invites to other servers need their server's signature: each is its own round trip,
     // after the room exists. A refused one does not undo the room.
     for invitee in remote_invitees {
         let content = member_content("invite", json!({}), request.is_direct);
         let event = EventTemplate::state("m.room.member", invitee.as_str(), content);
-        if let Err(e) = rooms::send(&ctx.env, &room_id, &me.user_id, event, None).await {
-            worker::console_warn!("invite of {invitee} to {room_id} failed: {e}");
+        if let Err(e) = rooms::send(&ctx.platform, &room_id, &me.user_id, event, None).await {
+            crate::log_warn!("invite of {invitee} to {room_id} failed: {e}");
         }
     }
     Ok(JsonResponse::ok(json!({ "room_id": room_id })))
@@ -116,7 +117,7 @@ async fn new_room_id(
     if !version.room_id_from_create_event() {
         return ids::room_id(&format!("!{}:{}", new_opaque_id(), ctx.config.server_name));
     }
-    let keys = signing_keys::server_keys(&ctx.env).await?;
+    let keys = signing_keys::server_keys(&ctx.platform).await?;
     let server = LocalServer {
         name: &ctx.config.server_name,
         key: &keys.current,
@@ -170,10 +171,10 @@ async fn remote_alias(
 ) -> Result<(OwnedRoomId, Vec<String>), MatrixError> {
     let encoded = crate::http::route::percent_encode(alias.as_str());
     let path = format!("/_matrix/federation/v1/query/directory?room_alias={encoded}");
-    let (status, body) = crate::federation::client::signed(
-        &ctx.env,
+    let (status, body) = crate::federation::outgoing::signed(
+        &ctx.platform,
         alias.server_name(),
-        worker::Method::Get,
+        Method::Get,
         &path,
         None,
     )
@@ -235,7 +236,7 @@ async fn enter(
                 content,
             }
         };
-        rooms::run(&ctx.env, room_id.as_str(), &command).await?;
+        rooms::run(&ctx.platform, room_id.as_str(), &command).await?;
         return Ok(JsonResponse::ok(json!({ "room_id": room_id })));
     }
     local_membership(ctx, room_id, me, content).await
@@ -268,7 +269,7 @@ async fn join_remote(
         servers,
         content: content.clone(),
     };
-    let mut answer = match rooms::run(&ctx.env, room_id.as_str(), &start).await {
+    let mut answer = match rooms::run(&ctx.platform, room_id.as_str(), &start).await {
         // A join finished between our residency check and the room object: join here.
         Err(e) if e.status == 409 => json!({ "room_id": room_id, "user_id": Value::Null }),
         other => other?,
@@ -280,7 +281,7 @@ async fn join_remote(
     let mut steps = 0;
     while answer["pending"] == json!(true) {
         if steps == JOIN_STEPS_PER_REQUEST {
-            rooms::run(&ctx.env, room_id.as_str(), &next(true)).await?;
+            rooms::run(&ctx.platform, room_id.as_str(), &next(true)).await?;
             if answer["user_id"] != json!(me.user_id) {
                 return Err(MatrixError::new(
                     429,
@@ -290,7 +291,7 @@ async fn join_remote(
             }
             return Ok(JsonResponse::ok(json!({ "room_id": room_id })));
         }
-        answer = rooms::run(&ctx.env, room_id.as_str(), &next(false)).await?;
+        answer = rooms::run(&ctx.platform, room_id.as_str(), &next(false)).await?;
         steps += 1;
     }
     if answer["user_id"] != json!(me.user_id) {
@@ -314,7 +315,7 @@ async fn local_membership(
     content: Value,
 ) -> Result<JsonResponse, MatrixError> {
     rooms::send(
-        &ctx.env,
+        &ctx.platform,
         room_id,
         &me.user_id,
         EventTemplate::state("m.room.member", me.user_id.as_str(), content),
@@ -335,13 +336,13 @@ fn body_reason(ctx: &Ctx) -> Result<Option<String>, MatrixError> {
 
 pub(crate) async fn join_by_id_or_alias(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let (room_id, servers) = resolve_room(ctx, ctx.param(0)).await?;
+    let (room_id, servers) = resolve_room(ctx, ctx.param("roomIdOrAlias")).await?;
     enter(ctx, &room_id, servers, &me, "join", body_reason(ctx)?).await
 }
 
 pub(crate) async fn join_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let (room_id, servers) = resolve_room(ctx, ctx.param(0)).await?;
+    let (room_id, servers) = resolve_room(ctx, ctx.param("roomId")).await?;
     enter(ctx, &room_id, servers, &me, "join", body_reason(ctx)?).await
 }
 
@@ -349,7 +350,7 @@ pub(crate) async fn join_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 /// `knock_restricted`); a member with the power to invite lets the user in with an invite.
 pub(crate) async fn knock(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let (room_id, servers) = resolve_room(ctx, ctx.param(0)).await?;
+    let (room_id, servers) = resolve_room(ctx, ctx.param("roomIdOrAlias")).await?;
     enter(ctx, &room_id, servers, &me, "knock", body_reason(ctx)?).await
 }
 
@@ -374,7 +375,7 @@ async fn membership_event(
         content["reason"] = json!(reason);
     }
     rooms::send(
-        &ctx.env,
+        &ctx.platform,
         room_id,
         sender,
         EventTemplate::state("m.room.member", target.as_str(), content),
@@ -447,7 +448,7 @@ async fn leave_room(
                 membership: "leave".into(),
                 content,
             };
-            return rooms::run(&ctx.env, room_id.as_str(), &command)
+            return rooms::run(&ctx.platform, room_id.as_str(), &command)
                 .await
                 .map(|_| ());
         }
@@ -459,7 +460,7 @@ async fn leave_room(
 
 pub(crate) async fn leave(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let room_id = ids::room_id(ctx.param(0))?;
+    let room_id = ids::room_id(ctx.param("roomId"))?;
     let reason = body_reason(ctx)?;
     let current = stored::membership(&ctx.db()?, room_id.as_str(), me.user_id.as_str()).await?;
     if !matches!(
@@ -472,13 +473,34 @@ pub(crate) async fn leave(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     Ok(JsonResponse::ok(json!({})))
 }
 
+/// What `POST /rooms/{roomId}/{invite,kick,ban,unban}` does to the user named in the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MemberAction {
+    Invite,
+    Kick,
+    Ban,
+    Unban,
+}
+
+impl MemberAction {
+    /// The membership the event gives the target: kick and unban both make it `leave`.
+    fn membership(self) -> &'static str {
+        match self {
+            MemberAction::Invite => "invite",
+            MemberAction::Kick | MemberAction::Unban => "leave",
+            MemberAction::Ban => "ban",
+        }
+    }
+}
+
 /// invite, kick, ban and unban: a membership event about the user named in the body.
 pub(crate) async fn act_on_member(
     ctx: &Ctx,
-    membership: &str,
+    action: MemberAction,
 ) -> Result<JsonResponse, MatrixError> {
+    let membership = action.membership();
     let me = ctx.requester().await?;
-    let room_id = ids::room_id(ctx.param(0))?;
+    let room_id = ids::room_id(ctx.param("roomId"))?;
     let body: TargetBody = ctx.json()?;
     let target = ids::user_id(&body.user_id)?;
     let db = ctx.db()?;
@@ -492,7 +514,7 @@ pub(crate) async fn act_on_member(
         // Unban must target a banned user and kick a present one; the auth rules alone would
         // let a "kick" of an absent user through as a no-op leave.
         let current = stored::membership(&db, room_id.as_str(), target.as_str()).await?;
-        let expected: &[&str] = if ctx.endpoint == crate::http::route::Endpoint::Unban {
+        let expected: &[&str] = if action == MemberAction::Unban {
             &["ban"]
         } else {
             &["join", "invite", "knock"]
@@ -510,7 +532,7 @@ pub(crate) async fn act_on_member(
 
 pub(crate) async fn forget(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let room_id = ids::room_id(ctx.param(0))?;
+    let room_id = ids::room_id(ctx.param("roomId"))?;
     let db = ctx.db()?;
     match stored::membership(&db, room_id.as_str(), me.user_id.as_str())
         .await?

@@ -1,27 +1,23 @@
-//! Drives the pure resolution machine ([`crate::discovery::Resolution`]) with the Workers
-//! runtime: the well-known file through `fetch`, SRV records through a DNS-over-HTTPS resolver
-//! (`DOH_RESOLVER`, default Cloudflare's JSON API), and a two-level cache: a map in this isolate
-//! in front of the D1 table `server_discovery`, shared by all isolates.
+//! Drives the pure resolution machine ([`crate::discovery::Resolution`]) through the platform's
+//! ports: the well-known file with the HTTP port's `fetch`, SRV records through a DNS-over-HTTPS
+//! resolver (`DOH_RESOLVER`, default Cloudflare's JSON API), and a two-level cache: a map in
+//! this isolate in front of the D1 table `server_discovery`, shared by all isolates.
 //!
 //! Successful resolutions are cached for the shortest lifetime of the answers they used (the
 //! well-known's cache headers within the spec's bounds, DNS TTLs). Failures are cached with
 //! exponential back-off, one minute doubling up to the spec's hour. A D1 failure never fails a
 //! resolution: the cache is an optimisation, so it is logged and skipped.
 
-// The outbound federation sender (written on another branch) is the caller of `resolve`;
-// until it is merged nothing in this crate calls it.
-
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use futures::future::{select, Either};
 use ruma::ServerName;
-use worker::{AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit};
 
 use crate::discovery::srv::{self, SrvAnswer};
 use crate::discovery::well_known::{self, WellKnown};
 use crate::discovery::{backoff_secs, Destination, DiscoveryError, Resolution, Step};
+use crate::platform::{HttpRequest, HttpResponse, Method, Platform};
 use crate::storage::discovery::{self as store, CachedResolution};
 use crate::storage::Db;
 use crate::time::now_ms;
@@ -41,7 +37,7 @@ thread_local! {
 
 /// Where to send federation requests for `server_name`.
 pub(crate) async fn resolve(
-    env: &Env,
+    platform: &Platform,
     server_name: &ServerName,
 ) -> Result<Destination, DiscoveryError> {
     let mut resolution = Resolution::new(server_name);
@@ -54,12 +50,12 @@ pub(crate) async fn resolve(
     if let Some(entry) = remembered(&key, now) {
         return entry.outcome;
     }
-    let db = Db::new(env)
-        .map_err(|e| worker::console_warn!("discovery cache unavailable: {}", e.message))
+    let db = Db::new(platform)
+        .map_err(|e| crate::log_warn!("discovery cache unavailable: {}", e.message))
         .ok();
     let stored = match &db {
         Some(db) => store::get(db, &key).await.unwrap_or_else(|e| {
-            worker::console_warn!("discovery cache read failed: {}", e.message);
+            crate::log_warn!("discovery cache read failed: {}", e.message);
             None
         }),
         None => None,
@@ -69,7 +65,7 @@ pub(crate) async fn resolve(
         return entry.outcome.clone();
     }
 
-    let outcome = drive(env, &mut resolution).await;
+    let outcome = drive(platform, &mut resolution).await;
     let entry = match outcome {
         Ok((destination, valid_for_secs)) => CachedResolution {
             outcome: Ok(destination),
@@ -77,7 +73,7 @@ pub(crate) async fn resolve(
             expires_ts: now + valid_for_secs * 1000,
         },
         Err(error) => {
-            worker::console_warn!("cannot resolve {server_name}: {error}");
+            crate::log_warn!("cannot resolve {server_name}: {error}");
             let failures = stored.map_or(0, |s| s.failures).saturating_add(1);
             CachedResolution {
                 outcome: Err(error),
@@ -88,7 +84,7 @@ pub(crate) async fn resolve(
     };
     if let Some(db) = &db {
         if let Err(e) = store::put(db, &key, &entry).await {
-            worker::console_warn!("discovery cache write failed: {}", e.message);
+            crate::log_warn!("discovery cache write failed: {}", e.message);
         }
     }
     remember(&key, entry.clone());
@@ -97,10 +93,10 @@ pub(crate) async fn resolve(
 
 /// Runs the lookups the machine asks for; returns the destination and its cache lifetime.
 async fn drive(
-    env: &Env,
+    platform: &Platform,
     resolution: &mut Resolution,
 ) -> Result<(Destination, u64), DiscoveryError> {
-    let resolver = doh_resolver(env);
+    let resolver = doh_resolver(platform);
     loop {
         match resolution.step() {
             Step::Done {
@@ -111,11 +107,11 @@ async fn drive(
                 return Ok((destination, secs));
             }
             Step::NeedWellKnown(hostname) => {
-                let answer = fetch_well_known(&hostname, now_ms() / 1000).await;
+                let answer = fetch_well_known(platform, &hostname, now_ms() / 1000).await;
                 resolution.well_known(&answer);
             }
             Step::NeedSrv(name) => {
-                let answer = lookup_srv(&resolver, &name).await?;
+                let answer = lookup_srv(platform, &resolver, &name).await?;
                 resolution.srv(&answer, random_u32())?;
             }
         }
@@ -124,28 +120,29 @@ async fn drive(
 
 /// `DOH_RESOLVER`, or Cloudflare's resolver. Read here rather than in `Config` because only
 /// discovery uses it.
-fn doh_resolver(env: &Env) -> String {
-    env.var("DOH_RESOLVER")
-        .ok()
-        .map(|value| value.to_string().trim().to_owned())
+fn doh_resolver(platform: &Platform) -> String {
+    platform
+        .settings
+        .var("DOH_RESOLVER")
+        .map(|value| value.trim().to_owned())
         .filter(|value| value.starts_with("https://") || value.starts_with("http://"))
         .unwrap_or_else(|| DEFAULT_DOH_RESOLVER.to_owned())
 }
 
 /// Step 3's request. `fetch` follows redirects itself (at most 20, so loops end in an error),
 /// as the spec asks. Any failure is "no delegation", cached as an error.
-async fn fetch_well_known(hostname: &str, now_secs: u64) -> WellKnown {
+async fn fetch_well_known(platform: &Platform, hostname: &str, now_secs: u64) -> WellKnown {
     let url = format!("https://{hostname}/.well-known/matrix/server");
-    match get_with_timeout(&url, &[]).await {
-        Ok((status, headers, body)) => WellKnown::from_response(
-            status,
-            &body,
-            headers.get("cache-control").ok().flatten().as_deref(),
-            headers.get("expires").ok().flatten().as_deref(),
+    match get_with_timeout(platform, &url, &[]).await {
+        Ok(response) => WellKnown::from_response(
+            response.status,
+            &response.body,
+            response.header("cache-control"),
+            response.header("expires"),
             now_secs,
         ),
         Err(cause) => {
-            worker::console_log!("no well-known for {hostname}: {cause}");
+            crate::log_info!("no well-known for {hostname}: {cause}");
             WellKnown::failed()
         }
     }
@@ -153,58 +150,47 @@ async fn fetch_well_known(hostname: &str, now_secs: u64) -> WellKnown {
 
 /// One SRV question to the DoH resolver. Unlike the well-known, a failure here is an error:
 /// "no record" must come from DNS, not from a broken resolver.
-async fn lookup_srv(resolver: &str, name: &str) -> Result<SrvAnswer, DiscoveryError> {
+async fn lookup_srv(
+    platform: &Platform,
+    resolver: &str,
+    name: &str,
+) -> Result<SrvAnswer, DiscoveryError> {
     let url = srv::doh_query_url(resolver, name);
-    let (status, _, body) = get_with_timeout(&url, &[("accept", "application/dns-json")])
+    let response = get_with_timeout(platform, &url, &[("Accept", "application/dns-json")])
         .await
         .map_err(|cause| DiscoveryError::Dns(format!("{name}: {cause}")))?;
+    let status = response.status;
     if status != 200 {
         return Err(DiscoveryError::Dns(format!(
             "{name}: resolver answered HTTP {status}"
         )));
     }
-    srv::parse_doh_json(&body)
+    srv::parse_doh_json(&response.body)
 }
 
-/// A GET whose response, body included, must arrive within [`LOOKUP_TIMEOUT`]. Bodies longer
-/// than the well-known limit are refused from `Content-Length` before being read.
+/// A GET whose response, body included, must arrive within [`LOOKUP_TIMEOUT`] (the port
+/// enforces it). Bodies longer than the well-known limit by their `Content-Length` are refused.
 async fn get_with_timeout(
+    platform: &Platform,
     url: &str,
     headers: &[(&str, &str)],
-) -> Result<(u16, Headers, Vec<u8>), String> {
-    let request_headers = Headers::new();
-    for (name, value) in headers {
-        request_headers
-            .set(name, value)
-            .map_err(|e| e.to_string())?;
-    }
-    let mut init = RequestInit::new();
-    init.with_method(Method::Get).with_headers(request_headers);
-    let request = Request::new_with_init(url, &init).map_err(|e| e.to_string())?;
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let exchange = async {
-        let mut response = Fetch::Request(request)
-            .send_with_signal(&signal)
-            .await
-            .map_err(|e| e.to_string())?;
-        let headers = response.headers().clone();
-        let length = headers.get("content-length").ok().flatten();
-        if length.and_then(|l| l.parse::<usize>().ok()) > Some(well_known::MAX_BODY_BYTES) {
-            return Err("response too large".to_owned());
-        }
-        let body = response.bytes().await.map_err(|e| e.to_string())?;
-        Ok((response.status_code(), headers, body))
+) -> Result<HttpResponse, String> {
+    let request = HttpRequest {
+        method: Method::Get,
+        url: url.to_owned(),
+        headers: headers
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect(),
+        body: None,
+        timeout: LOOKUP_TIMEOUT,
     };
-    let timeout = Delay::from(LOOKUP_TIMEOUT);
-    futures::pin_mut!(exchange);
-    match select(exchange, timeout).await {
-        Either::Left((result, _)) => result,
-        Either::Right(((), _)) => {
-            controller.abort();
-            Err(format!("no answer within {} s", LOOKUP_TIMEOUT.as_secs()))
-        }
+    let response = platform.http.fetch(request).await?;
+    let length = response.header("content-length");
+    if length.and_then(|l| l.parse::<usize>().ok()) > Some(well_known::MAX_BODY_BYTES) {
+        return Err("response too large".to_owned());
     }
+    Ok(response)
 }
 
 /// Randomness for the weighted SRV choice; its quality barely matters, so a failure of the

@@ -6,13 +6,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
 
+use crate::api::request::Ctx;
 use crate::e2ee::cross_signing::KeyType;
 use crate::e2ee::device_keys::{check_device_keys, uploaded_keys, DeviceKeysError};
 use crate::e2ee::signatures::add_signature;
 use crate::federation::e2ee_out;
 use crate::http::{JsonResponse, MatrixError};
-use crate::runtime::notifier;
-use crate::runtime::request::Ctx;
 use crate::storage::e2ee::{self as stored, SignatureRow};
 use crate::storage::e2ee_remote;
 use crate::storage::Db;
@@ -42,8 +41,8 @@ pub(crate) async fn wake_room_members(ctx: &Ctx, db: &Db, users: &[&str]) {
         return;
     }
     match stored::users_sharing_rooms(db, users).await {
-        Ok(users) => notifier::notify(&ctx.env, users).await,
-        Err(e) => worker::console_error!("device list wake-up failed: {e}"),
+        Ok(users) => ctx.platform.wakeups.notify(users).await,
+        Err(e) => crate::log_error!("device list wake-up failed: {e}"),
     }
 }
 
@@ -251,7 +250,7 @@ pub(crate) async fn query(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         }
     }
     let mut answer = stored_keys(&db, &wanted, &users, me.user_id.as_str()).await?;
-    let failures = e2ee_out::query_servers(&ctx.env, ask, &mut answer).await;
+    let failures = e2ee_out::query_servers(&ctx.platform, ask, &mut answer).await;
     answer["failures"] = Value::Object(failures);
     Ok(JsonResponse::ok(answer))
 }
@@ -333,7 +332,7 @@ pub(crate) async fn claim(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         }
     }
     let mut keys = claim_stored(&ctx.db()?, &wanted).await?;
-    let failures = e2ee_out::claim_servers(&ctx.env, ask, &mut keys).await;
+    let failures = e2ee_out::claim_servers(&ctx.platform, ask, &mut keys).await;
     Ok(JsonResponse::ok(
         json!({ "one_time_keys": keys, "failures": failures }),
     ))

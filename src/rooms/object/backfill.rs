@@ -12,9 +12,10 @@ use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, ServerName, UserId};
 use serde_json::{json, Value};
 
 use super::{history_visibility, membership_of, through_servers, RoomObject};
-use crate::federation::keys::{verify_pdu_with, KeyMemo};
+use crate::federation::key_server::{verify_pdu_with, KeyMemo};
 use crate::http::route::percent_encode;
 use crate::http::MatrixError;
+use crate::platform::Method;
 use crate::rooms::remote_join::check_by_own_auth_events;
 use crate::rooms::{Pdu, RoomVersion};
 use crate::storage::backfill as stored;
@@ -32,7 +33,7 @@ impl RoomObject {
         limit: u64,
     ) -> Result<Value, MatrixError> {
         let none = || Ok(json!({ "fetched": 0 }));
-        let db = Db::new(&self.env)?;
+        let db = Db::new(&self.platform)?;
         self.ensure_engine(&db, &room_id).await?;
         let Some(oldest) = stored::oldest_timeline_event(&db, room_id.as_str()).await? else {
             return none();
@@ -52,7 +53,7 @@ impl RoomObject {
         if missing.is_empty() {
             return none();
         }
-        let config = super::super::config(&self.env)?;
+        let config = self.platform.config()?;
         let (version, servers, visibility) = {
             let engine = self.engine.borrow();
             let engine = engine.as_ref().expect("loaded above");
@@ -76,10 +77,10 @@ impl RoomObject {
         let answer = through_servers(servers, "backfill", &room_id, |server| {
             let path = path.clone();
             async move {
-                let (status, answer) = crate::federation::client::signed(
-                    &self.env,
+                let (status, answer) = crate::federation::outgoing::signed(
+                    &self.platform,
                     &server,
-                    worker::Method::Get,
+                    Method::Get,
                     &path,
                     None,
                 )
@@ -102,7 +103,7 @@ impl RoomObject {
             .await?;
         let newest_first: Vec<&Pdu> = checked.iter().map(|p| p.as_ref()).collect();
         stored::store(&db, room_id.as_str(), &newest_first, &visibility).await?;
-        worker::console_log!(
+        crate::log_info!(
             "{room_id}: backfilled {} events from {server}",
             newest_first.len()
         );
@@ -129,7 +130,7 @@ impl RoomObject {
                 .await
             {
                 Ok(pdu) => verified.push(pdu),
-                Err(why) => worker::console_warn!("backfill of {room_id} from {server}: {why}"),
+                Err(why) => crate::log_warn!("backfill of {room_id} from {server}: {why}"),
             }
         }
         let ids: Vec<&str> = verified.iter().map(|p| p.event_id().as_str()).collect();
@@ -150,14 +151,14 @@ impl RoomObject {
                     .fetch_missing_auth_events(db, room_id, server.as_str(), &pdu)
                     .await
                 {
-                    worker::console_warn!("backfill of {room_id}: {why}");
+                    crate::log_warn!("backfill of {room_id}: {why}");
                 }
                 self.gather_auth_events(&pdu, &mut by_id);
             }
             match check_by_own_auth_events(&pdu, &by_id) {
                 Ok(()) => accepted.push(pdu),
                 Err(why) => {
-                    worker::console_warn!("backfill of {room_id} from {server}: refused {why}");
+                    crate::log_warn!("backfill of {room_id} from {server}: refused {why}");
                     // Nothing that cites it passes either.
                     by_id.remove(pdu.event_id());
                 }
@@ -182,7 +183,7 @@ impl RoomObject {
             return Err(format!("{} belongs to another room", unchecked.event_id()));
         }
         let ts = u64::from(ruma::state_res::Event::origin_server_ts(&unchecked).get());
-        let object = verify_pdu_with(&self.env, db, object, version, ts, memo).await?;
+        let object = verify_pdu_with(&self.platform, db, object, version, ts, memo).await?;
         Pdu::from_json(object, version)
             .map(Arc::new)
             .map_err(|e| e.to_string())

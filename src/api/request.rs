@@ -1,5 +1,6 @@
-//! One request as the handlers see it: routed parameters, query, body, and the requester once
-//! authenticated. Parsing failures become the spec's errors here, so handlers never see bad input.
+//! One request as the handlers see it: named path parameters, query, body, the platform's
+//! ports, and the requester once authenticated. Parsing failures become the spec's errors here,
+//! so handlers never see bad input.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -7,20 +8,34 @@ use std::rc::Rc;
 use ruma::{OwnedUserId, UserId};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use worker::{Env, Request};
 
 use crate::accounts::tokens::token_hash;
 use crate::config::Config;
-use crate::http::route::Endpoint;
+use crate::http::route::Params;
 use crate::http::{ErrorCode, MatrixError};
+use crate::platform::Platform;
 use crate::storage::{accounts, Db, Usage};
 use crate::time::now_ms;
 
+/// A request as it arrived, in plain values: what the runtime hands over.
+#[derive(Clone, Debug, Default)]
+pub struct IncomingRequest {
+    pub method: String,
+    /// The path, still percent-encoded.
+    pub path: String,
+    /// The path and query exactly as sent: what an X-Matrix signature covers.
+    pub uri: String,
+    pub query: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub authorization: Option<String>,
+    /// The client's address (`CF-Connecting-IP`), for rate limits.
+    pub ip: Option<String>,
+}
+
 pub(crate) struct Ctx {
-    pub env: Env,
+    pub platform: Platform,
     pub config: Config,
-    pub endpoint: Endpoint,
-    params: Vec<String>,
+    params: Params,
     query: Vec<(String, String)>,
     body: Vec<u8>,
     authorization: Option<String>,
@@ -28,7 +43,6 @@ pub(crate) struct Ctx {
     /// What this request's D1 queries cost so far.
     pub usage: Rc<Cell<Usage>>,
     method: String,
-    /// The path and query exactly as sent: what an X-Matrix signature covers.
     uri: String,
 }
 
@@ -41,46 +55,34 @@ pub(crate) struct Requester {
 }
 
 impl Ctx {
-    pub async fn new(
-        mut req: Request,
-        env: &Env,
+    pub fn new(
+        request: IncomingRequest,
+        platform: Platform,
         config: Config,
-        endpoint: Endpoint,
-        params: Vec<String>,
-    ) -> Result<Self, MatrixError> {
-        let url = req
-            .url()
-            .map_err(|_| MatrixError::bad_json("malformed URL"))?;
-        let uri = url[worker::url::Position::BeforePath..].to_owned();
-        let method = req.method().to_string();
-        let query = url
-            .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        let body = req.bytes().await.unwrap_or_default();
-        let headers = req.headers();
-        Ok(Self {
-            env: env.clone(),
+        params: Params,
+    ) -> Self {
+        Self {
+            platform,
             config,
-            endpoint,
             params,
-            query,
-            body,
-            authorization: headers.get("Authorization").ok().flatten(),
-            ip: headers.get("CF-Connecting-IP").ok().flatten(),
+            query: request.query,
+            body: request.body,
+            authorization: request.authorization,
+            ip: request.ip,
             usage: Rc::default(),
-            method,
-            uri,
-        })
+            method: request.method,
+            uri: request.uri,
+        }
     }
 
     pub fn db(&self) -> Result<Db, MatrixError> {
-        Db::counting(&self.env, self.usage.clone())
+        Db::counting(&self.platform, self.usage.clone())
     }
 
-    /// The `i`th path parameter, in the order of the route's pattern.
-    pub fn param(&self, i: usize) -> &str {
-        self.params.get(i).map(String::as_str).unwrap_or_default()
+    /// The path parameter named `{name}` in the route's pattern (percent-decoded); empty when
+    /// the route has none of that name.
+    pub fn param(&self, name: &str) -> &str {
+        self.params.get(name)
     }
 
     pub fn query(&self, name: &str) -> Option<&str> {
@@ -179,8 +181,8 @@ impl Ctx {
     pub async fn origin(&self) -> Result<ruma::OwnedServerName, MatrixError> {
         let body = self.json_value()?;
         let content = (!self.body.is_empty()).then_some(&body);
-        crate::federation::keys::authenticate(
-            &self.env,
+        crate::federation::key_server::authenticate(
+            &self.platform,
             &self.db()?,
             &self.config.server_name,
             self.authorization.as_deref(),
@@ -192,8 +194,8 @@ impl Ctx {
     }
 
     /// Path user ids must name the requester (account data, filters, typing...).
-    pub fn own_user_param(&self, i: usize, requester: &Requester) -> Result<(), MatrixError> {
-        if self.param(i) != requester.user_id.as_str() {
+    pub fn own_user_param(&self, name: &str, requester: &Requester) -> Result<(), MatrixError> {
+        if self.param(name) != requester.user_id.as_str() {
             return Err(MatrixError::forbidden(
                 "You cannot act on behalf of another user",
             ));

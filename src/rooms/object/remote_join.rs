@@ -9,7 +9,7 @@ use ruma::{OwnedRoomId, RoomId, ServerName, UserId};
 use serde_json::{json, Value};
 
 use super::{event_write, history_visibility, room_write, through_servers, RoomObject};
-use crate::federation::keys::KeyMemo;
+use crate::federation::key_server::KeyMemo;
 use crate::http::{ErrorCode, MatrixError};
 use crate::rooms::engine::RoomEngine;
 use crate::rooms::join_job::{
@@ -31,9 +31,10 @@ enum StepError {
     Trouble(MatrixError),
 }
 
-impl From<worker::Error> for StepError {
-    fn from(e: worker::Error) -> Self {
-        StepError::Trouble(MatrixError::internal(format!("room object storage: {e}")))
+impl From<String> for StepError {
+    /// A failure of the object's storage.
+    fn from(e: String) -> Self {
+        StepError::Trouble(storage_error(e))
     }
 }
 
@@ -42,9 +43,12 @@ fn pending(job: &JoinJob) -> Value {
     json!({ "pending": true, "user_id": job.user_id })
 }
 
-fn storage_error(e: worker::Error) -> MatrixError {
+fn storage_error(e: String) -> MatrixError {
     MatrixError::internal(format!("room object storage: {e}"))
 }
+
+/// `WATCHDOG_MS` as the storage's alarm takes it.
+const WATCHDOG: u64 = WATCHDOG_MS.unsigned_abs();
 
 impl RoomObject {
     /// `JoinRemote`: starts a join, or carries on the one under way (a retried `/join`, or a
@@ -59,8 +63,8 @@ impl RoomObject {
         if let Some(job) = self.join_job().await? {
             return Ok(pending(&job));
         }
-        let db = Db::new(&self.env)?;
-        let config = super::super::config(&self.env)?;
+        let db = Db::new(&self.platform)?;
+        let config = self.platform.config()?;
         let us = config.server_name.as_str();
         if crate::storage::sync::members_of_server(&db, room_id.as_str(), us).await? > 0 {
             return Err(MatrixError::new(
@@ -75,11 +79,11 @@ impl RoomObject {
 
     /// `ContinueJoin`, and the alarm: runs the next step of the join under way.
     pub(super) async fn continue_join(&self, room_id: OwnedRoomId) -> Result<Value, MatrixError> {
-        let db = Db::new(&self.env)?;
+        let db = Db::new(&self.platform)?;
         let Some(mut job) = self.join_job().await? else {
             // Finished by the other driver (the alarm, or another user's request) since the
             // caller last asked: done, whose join it was no longer known.
-            let us = super::super::config(&self.env)?.server_name;
+            let us = self.platform.config()?.server_name;
             if crate::storage::sync::members_of_server(&db, room_id.as_str(), us.as_str()).await?
                 > 0
             {
@@ -103,7 +107,7 @@ impl RoomObject {
             }
             Err(StepError::Trouble(e)) => {
                 job.failures += 1;
-                worker::console_warn!(
+                crate::log_warn!(
                     "join of {room_id}: step failed ({} of {MAX_STEP_FAILURES}): {e}",
                     job.failures
                 );
@@ -115,7 +119,7 @@ impl RoomObject {
                 Err(e)
             }
             Err(StepError::Verdict(e)) => {
-                worker::console_warn!("join of {room_id} through {}: {e}", job.server);
+                crate::log_warn!("join of {room_id} through {}: {e}", job.server);
                 self.clear_job(&job).await.map_err(storage_error)?;
                 if job.fallback.is_empty() {
                     return Err(e);
@@ -134,40 +138,34 @@ impl RoomObject {
         let Some(job) = self.join_job().await? else {
             return Err(MatrixError::not_found("No join of this room is under way"));
         };
-        self.state
-            .storage()
-            .set_alarm(0i64)
-            .await
-            .map_err(storage_error)?;
+        self.storage.set_alarm(0).await.map_err(storage_error)?;
         Ok(pending(&job))
     }
 
     /// Carries a join on when nobody has asked for its next step for `WATCHDOG_MS`: the client
     /// gave up waiting, or the Worker's request ended. Steps then follow one another here.
-    pub(super) async fn join_alarm(&self) -> worker::Result<()> {
-        let Some(job) = self
-            .join_job()
-            .await
-            .map_err(|e| worker::Error::RustError(e.message))?
-        else {
+    pub(super) async fn join_alarm(&self) -> Result<(), MatrixError> {
+        let Some(job) = self.join_job().await? else {
             return Ok(());
         };
         let room_id = job.join_event["room_id"]
             .as_str()
             .and_then(|r| RoomId::parse(r).ok());
         let Some(room_id) = room_id else {
-            self.clear_job(&job).await?;
+            self.clear_job(&job).await.map_err(storage_error)?;
             return Ok(());
         };
         match self.continue_join(room_id).await {
             Ok(answer) if answer["pending"] == json!(true) => {
-                self.state.storage().set_alarm(0i64).await
+                self.storage.set_alarm(0).await.map_err(storage_error)
             }
             Ok(_) => Ok(()),
             // Kept jobs are tried again after a pause; dropped ones have nothing left to do.
-            Err(_) if self.join_job().await.ok().flatten().is_some() => {
-                self.state.storage().set_alarm(WATCHDOG_MS).await
-            }
+            Err(_) if self.join_job().await.ok().flatten().is_some() => self
+                .storage
+                .set_alarm(WATCHDOG)
+                .await
+                .map_err(storage_error),
             Err(_) => Ok(()),
         }
     }
@@ -178,29 +176,22 @@ impl RoomObject {
     }
 
     async fn join_job(&self) -> Result<Option<JoinJob>, MatrixError> {
-        let stored: Option<String> = self
-            .state
-            .storage()
-            .get(JOB_KEY)
-            .await
-            .map_err(storage_error)?;
+        let stored = self.storage.get(JOB_KEY).await.map_err(storage_error)?;
         Ok(stored.and_then(|text| serde_json::from_str(&text).ok()))
     }
 
     /// Saves the job and pushes the watchdog back: the next step is expected soon.
-    async fn save_job(&self, job: &JoinJob) -> worker::Result<()> {
-        let text = serde_json::to_string(job)?;
-        let storage = self.state.storage();
-        storage.put(JOB_KEY, text).await?;
-        storage.set_alarm(WATCHDOG_MS).await
+    async fn save_job(&self, job: &JoinJob) -> Result<(), String> {
+        let text = serde_json::to_string(job).map_err(|e| e.to_string())?;
+        self.storage.put(JOB_KEY, text).await?;
+        self.storage.set_alarm(WATCHDOG).await
     }
 
-    async fn clear_job(&self, job: &JoinJob) -> worker::Result<()> {
-        let storage = self.state.storage();
+    async fn clear_job(&self, job: &JoinJob) -> Result<(), String> {
         let mut keys = job.chunk_keys();
         keys.push(JOB_KEY.to_owned());
-        storage.delete_multiple(keys).await?;
-        storage.delete_alarm().await
+        self.storage.delete(keys).await?;
+        self.storage.delete_alarm().await
     }
 
     /// `make_join` and `send_join` against each server in turn; the first answer is stashed
@@ -236,7 +227,7 @@ impl RoomObject {
             .position(|s| s.as_str() == server.as_str())
             .map(|at| servers[at + 1..].to_vec())
             .unwrap_or_default();
-        let config = super::super::config(&self.env)?;
+        let config = self.platform.config()?;
         let (state, chain) = (&answer.state, &answer.auth_chain);
         let chunks = |events: &[Box<serde_json::value::RawValue>]| {
             chunk_events(
@@ -263,9 +254,8 @@ impl RoomObject {
         };
         job.add_phase("make_join", made - started);
         job.add_phase("send_join", sent - made);
-        let storage = self.state.storage();
         for (index, chunk) in state_chunks.into_iter().chain(chain_chunks).enumerate() {
-            storage
+            self.storage
                 .put(&JoinJob::chunk_key(index as u32), chunk)
                 .await
                 .map_err(storage_error)?;
@@ -296,10 +286,7 @@ impl RoomObject {
             checked.push(crate::signing::event::into_json(pdu.json().clone()));
         }
         let text = Value::Array(checked).to_string();
-        self.state
-            .storage()
-            .put(&JoinJob::chunk_key(index), text)
-            .await?;
+        self.storage.put(&JoinJob::chunk_key(index), text).await?;
         job.verified = index + 1;
         job.add_phase("verify", now_ms() - started);
         Ok(None)
@@ -404,20 +391,23 @@ impl RoomObject {
         self.log_join_timing(room_id, job)?;
         // Rebuilt from D1 on the next command, with the state just stored.
         *self.engine.borrow_mut() = None;
-        super::super::notifier::notify(&self.env, vec![job.user_id.to_string()]).await;
+        self.platform
+            .wakeups
+            .notify(vec![job.user_id.to_string()])
+            .await;
         Ok(Some(done))
     }
 
     /// Phase timings for the bench (bench/big_join.py), logged when EXPOSE_D1_USAGE is on.
     fn log_join_timing(&self, room_id: &RoomId, job: &JoinJob) -> Result<(), StepError> {
-        let config = super::super::config(&self.env).map_err(StepError::Trouble)?;
+        let config = self.platform.config().map_err(StepError::Trouble)?;
         if config.expose_d1_usage {
             let phases: Vec<String> = job
                 .phases
                 .iter()
                 .map(|(n, ms)| format!("{n}={ms}"))
                 .collect();
-            worker::console_log!(
+            crate::log_info!(
                 "remote join timing: {room_id} via {} state={} auth_chain={} steps={} {}",
                 job.server,
                 job.counts.0,
@@ -430,7 +420,7 @@ impl RoomObject {
     }
 
     async fn chunk(&self, index: u32) -> Result<Vec<Value>, StepError> {
-        let text: Option<String> = self.state.storage().get(&JoinJob::chunk_key(index)).await?;
+        let text = self.storage.get(&JoinJob::chunk_key(index)).await?;
         let text = text.ok_or_else(|| {
             StepError::Trouble(MatrixError::internal(format!(
                 "join chunk {index} is missing"

@@ -1,0 +1,60 @@
+//! The server's one entry point above the runtime: a request in plain values goes in, is routed
+//! to its row in `routes.rs`, and a JSON answer or a Matrix error comes out. The runtime only
+//! converts to and from the platform's request and response types.
+
+pub(crate) mod request;
+pub(crate) mod routes;
+
+use crate::http::route::{route, Routed};
+use crate::http::{JsonResponse, MatrixError};
+use crate::platform::Platform;
+use crate::storage::Usage;
+
+pub use request::IncomingRequest;
+
+/// What a handler produced: a JSON body, or the empty answer to a CORS preflight.
+pub enum Reply {
+    Json(JsonResponse),
+    Preflight,
+}
+
+/// The answer to one request, and what it cost in D1 when the deployment asks for it to be shown.
+pub(crate) async fn handle(
+    platform: Platform,
+    request: IncomingRequest,
+) -> (Result<Reply, MatrixError>, Option<Usage>) {
+    let (handler, params) = match route(routes::ROUTES, &request.method, &request.path) {
+        Ok(Routed::Preflight) => return (Ok(Reply::Preflight), None),
+        Ok(Routed::Endpoint { target, params }) => (target, params),
+        Err(e) => return (Err(e), None),
+    };
+    let config = match platform.config() {
+        Ok(config) => config,
+        Err(e) => return (Err(e), None),
+    };
+    let show_usage = config.expose_d1_usage;
+    let ctx = request::Ctx::new(request, platform, config, params);
+    let reply = handler(&ctx).await.map(Reply::Json);
+    (reply, show_usage.then(|| ctx.usage.get()))
+}
+
+/// The answer as the runtime sends it: errors become their Matrix JSON body (5xx logged).
+pub async fn respond(
+    platform: Platform,
+    request: IncomingRequest,
+) -> (Reply, Option<(u64, u64, u64)>) {
+    let (reply, usage) = handle(platform, request).await;
+    let reply = match reply {
+        Ok(reply) => reply,
+        Err(error) => {
+            if error.status >= 500 {
+                crate::log_error!("{error}");
+            }
+            Reply::Json(error.into_response())
+        }
+    };
+    (
+        reply,
+        usage.map(|u| (u.queries, u.rows_read, u.rows_written)),
+    )
+}

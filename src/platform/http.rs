@@ -1,0 +1,79 @@
+//! Outbound HTTP as values: what `discovery/` and `federation/outgoing.rs` ask the platform to
+//! send, and what comes back.
+
+use std::time::Duration;
+
+use super::Fut;
+use crate::discovery::Destination;
+
+/// The methods this server sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+impl AsRef<str> for Method {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+/// One outbound request. `url` is absolute for `fetch`; for a socket it is the path and query.
+#[derive(Clone, Debug)]
+pub struct HttpRequest {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    /// Past this the request is abandoned (and aborted where the platform can).
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first header of this name, compared without case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// The network. Errors are text naming what failed; callers decide whose fault it is.
+pub trait Http {
+    /// A request through the platform's `fetch`: it connects to, and checks the certificate
+    /// of, the URL's host.
+    fn fetch(&self, request: HttpRequest) -> Fut<'_, Result<HttpResponse, String>>;
+    /// A request over a TLS socket to `target`, with the certificate checked against the
+    /// delegated name (SRV delegation, where `fetch` cannot split the two; see docs/design.md).
+    fn over_socket<'a>(
+        &'a self,
+        target: &'a Destination,
+        request: HttpRequest,
+    ) -> Fut<'a, Result<HttpResponse, String>>;
+}

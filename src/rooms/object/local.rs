@@ -1,0 +1,333 @@
+//! Events of our own users: a room's creation (its first events in one write) and one event
+//! at the tip of the room, with the checks the auth rules leave to the server (who may redact)
+//! and the invitee's co-signature when a local user invites a user of another server. Each is
+//! written to D1 before it becomes the tip, then sent to the room's other servers.
+
+use std::sync::Arc;
+
+use ruma::{OwnedRoomId, OwnedServerName, RoomId, ServerName, UserId};
+use serde_json::{json, Value};
+
+use super::{
+    engine_error, event_write, history_visibility, local_audience, membership_of, room_write,
+    stripped_room_state, RoomObject,
+};
+use crate::http::route::percent_encode;
+use crate::http::{ErrorCode, MatrixError};
+use crate::rooms::builder::EventTemplate;
+use crate::rooms::command::SendResult;
+use crate::rooms::engine::{Accepted, LocalServer, RoomEngine};
+use crate::rooms::power::PowerLevels;
+use crate::rooms::{Pdu, RoomVersion};
+use crate::signing::event::into_json;
+use crate::storage::rooms::{self as stored, NewRoom};
+use crate::storage::{signing_keys, Db};
+use crate::time::now_ms;
+
+impl RoomObject {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn create(
+        &self,
+        version: &str,
+        room_id: OwnedRoomId,
+        creator: &UserId,
+        origin_server_ts: u64,
+        events: Vec<EventTemplate>,
+        alias: Option<String>,
+        publish: bool,
+    ) -> Result<Value, MatrixError> {
+        let version = RoomVersion::parse(version).ok_or_else(|| {
+            MatrixError::new(
+                400,
+                ErrorCode::UnsupportedRoomVersion,
+                "Unsupported room version",
+            )
+        })?;
+        let db = Db::new(&self.platform)?;
+        if stored::room_version(&db, room_id.as_str()).await?.is_some() {
+            return Err(MatrixError::new(
+                400,
+                ErrorCode::RoomInUse,
+                "The room already exists",
+            ));
+        }
+        let config = self.platform.config()?;
+        let keys = signing_keys::server_keys(&self.platform).await?;
+        let server = LocalServer {
+            name: &config.server_name,
+            key: &keys.current,
+        };
+        let mut engine = RoomEngine::new(
+            version,
+            (!version.room_id_from_create_event()).then(|| room_id.clone()),
+        );
+        let mut accepted: Vec<Accepted> = Vec::new();
+        let mut visibilities: Vec<String> = Vec::new();
+        for template in events {
+            visibilities.push(history_visibility(&engine));
+            accepted.push(
+                engine
+                    .create_local(creator, template, origin_server_ts, &server)
+                    .map_err(engine_error)?,
+            );
+        }
+        if engine.room_id() != Some(&room_id) {
+            return Err(MatrixError::internal(
+                "the create event does not derive the expected room id",
+            ));
+        }
+        let events = accepted
+            .iter()
+            .zip(&visibilities)
+            .map(|(a, visibility)| event_write(a, &room_id, visibility, None))
+            .collect();
+        let mut write = room_write(&accepted, events);
+        write.new_room = Some(NewRoom {
+            version,
+            creator: creator.as_str(),
+            alias: alias.as_deref(),
+            publish,
+        });
+        stored::persist(&db, write).await.map_err(|e| {
+            if alias.is_some() && e.message.contains("UNIQUE") {
+                MatrixError::new(400, ErrorCode::RoomInUse, "The room alias is already taken")
+            } else {
+                e
+            }
+        })?;
+        let audience = accepted
+            .iter()
+            .flat_map(|a| local_audience(&engine, &a.pdu, &config.server_name))
+            .collect::<std::collections::BTreeSet<_>>();
+        *self.engine.borrow_mut() = Some(engine);
+        self.platform
+            .wakeups
+            .notify(audience.into_iter().collect())
+            .await;
+        Ok(json!({ "room_id": room_id }))
+    }
+
+    pub(super) async fn send(
+        &self,
+        room_id: OwnedRoomId,
+        sender: &UserId,
+        event: EventTemplate,
+        transaction: Option<(String, String)>,
+    ) -> Result<Value, MatrixError> {
+        let db = Db::new(&self.platform)?;
+        if let Some((device, txn)) = &transaction {
+            if let Some(event_id) =
+                stored::transaction_result(&db, sender.as_str(), device, room_id.as_str(), txn)
+                    .await?
+            {
+                return Ok(json!({ "event_id": event_id }));
+            }
+        }
+        self.ensure_engine(&db, &room_id).await?;
+        if event.kind == "m.room.redaction" {
+            self.check_redaction(&db, &room_id, sender, &event).await?;
+        }
+        let config = self.platform.config()?;
+        let keys = signing_keys::server_keys(&self.platform).await?;
+        let server = LocalServer {
+            name: &config.server_name,
+            key: &keys.current,
+        };
+        let (pdu, visibility) = {
+            let engine = self.engine.borrow();
+            let engine = engine.as_ref().expect("loaded above");
+            let pdu = engine
+                .prepare_local(sender, event, now_ms(), &server)
+                .map_err(engine_error)?;
+            (pdu, history_visibility(engine))
+        };
+        let pdu = match remote_invitee(&pdu, &config.server_name) {
+            Some(server) => self.invite_over_federation(&db, &server, pdu).await?,
+            None => pdu,
+        };
+        let accepted = self
+            .engine
+            .borrow()
+            .as_ref()
+            .expect("loaded above")
+            .accept_local(pdu.clone());
+        let transaction = transaction
+            .as_ref()
+            .map(|(device, txn)| (sender.as_str(), device.as_str(), txn.as_str()));
+        let event = event_write(&accepted, &room_id, &visibility, transaction);
+        let write = room_write(std::slice::from_ref(&accepted), vec![event]);
+        if let Err(e) = stored::persist(&db, write).await {
+            // D1 may or may not have it: forget the in-memory tip and rebuild from D1.
+            *self.engine.borrow_mut() = None;
+            return Err(e);
+        }
+        let (audience, servers) = {
+            let mut engine = self.engine.borrow_mut();
+            let engine = engine.as_mut().expect("loaded above");
+            engine.commit(&accepted);
+            (
+                local_audience(engine, &pdu, &config.server_name),
+                remote_servers(engine, &pdu, &config.server_name),
+            )
+        };
+        self.platform.wakeups.notify(audience).await;
+        for server in servers {
+            self.platform
+                .queue
+                .enqueue(&server, vec![into_json(pdu.json().clone())], vec![])
+                .await;
+        }
+        Ok(serde_json::to_value(SendResult {
+            event_id: pdu.event_id().to_owned(),
+        })
+        .unwrap_or_default())
+    }
+
+    /// Only the original sender, or someone with the room's redact level, may redact an event
+    /// (the auth rules leave this to the server that applies the redaction).
+    async fn check_redaction(
+        &self,
+        db: &Db,
+        room_id: &RoomId,
+        sender: &UserId,
+        event: &EventTemplate,
+    ) -> Result<(), MatrixError> {
+        let target = event
+            .content
+            .get("redacts")
+            .and_then(Value::as_str)
+            .ok_or_else(|| MatrixError::bad_json("redacts is required"))?;
+        let original = stored::event_sender(db, room_id.as_str(), target)
+            .await?
+            .ok_or_else(|| MatrixError::not_found("No such event in this room"))?;
+        if original == sender.as_str() {
+            return Ok(());
+        }
+        let engine = self.engine.borrow();
+        let engine = engine.as_ref().expect("loaded by the caller");
+        let levels = PowerLevels::from_state(engine.state(), engine.version());
+        if levels.user_level(sender) >= levels.redact {
+            Ok(())
+        } else {
+            Err(MatrixError::forbidden(
+                "You may only redact your own events",
+            ))
+        }
+    }
+
+    /// Sends an invite to the invitee's server (`PUT /v2/invite`) and returns the event it
+    /// co-signed, after checking that it is the same event with a valid signature of theirs.
+    async fn invite_over_federation(
+        &self,
+        db: &Db,
+        server: &ServerName,
+        pdu: Arc<Pdu>,
+    ) -> Result<Arc<Pdu>, MatrixError> {
+        let (version, stripped) = {
+            let engine = self.engine.borrow();
+            let engine = engine.as_ref().expect("loaded by the caller");
+            (engine.version(), stripped_room_state(engine))
+        };
+        let body = json!({
+            "event": into_json(pdu.json().clone()),
+            "room_version": version.as_str(),
+            "invite_room_state": stripped,
+        });
+        let path = format!(
+            "/_matrix/federation/v2/invite/{}/{}",
+            percent_encode(pdu.room_id().as_str()),
+            percent_encode(pdu.event_id().as_str())
+        );
+        let answer = self.put_to(server, &path, &body, "the invite").await?;
+        let object = crate::signing::to_canonical_object(answer["event"].clone()).map_err(|e| {
+            MatrixError::new(502, ErrorCode::Unknown, format!("bad invite answer: {e}"))
+        })?;
+        let signed = Pdu::from_json(object.clone(), version).map_err(|e| {
+            MatrixError::new(502, ErrorCode::Unknown, format!("bad invite answer: {e}"))
+        })?;
+        if signed.event_id() != pdu.event_id() {
+            return Err(MatrixError::new(
+                502,
+                ErrorCode::Unknown,
+                "the invitee's server changed the invite",
+            ));
+        }
+        let key_ids: Vec<String> = match object.get("signatures") {
+            Some(ruma::CanonicalJsonValue::Object(by_server)) => match by_server
+                .get(server.as_str())
+            {
+                Some(ruma::CanonicalJsonValue::Object(by_key)) => by_key.keys().cloned().collect(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        let mut set = ruma::signatures::PublicKeySet::new();
+        for key_id in key_ids {
+            if let Some(key) = crate::federation::key_server::public_key(
+                &self.platform,
+                db,
+                server,
+                &key_id,
+                now_ms(),
+            )
+            .await?
+            {
+                if let Ok(key) = ruma::serde::Base64::parse(key) {
+                    set.insert(key_id, key);
+                }
+            }
+        }
+        let mut map = ruma::signatures::PublicKeyMap::new();
+        map.insert(server.to_string(), set);
+        // Every signature on the object is checked, ours included.
+        let ours = signing_keys::server_keys(&self.platform).await?;
+        let config = self.platform.config()?;
+        let mut own = ruma::signatures::PublicKeySet::new();
+        if let Ok(key) = ruma::serde::Base64::parse(ours.current.public_key_base64()) {
+            own.insert(ours.current.key_id(), key);
+        }
+        map.insert(config.server_name.to_string(), own);
+        ruma::signatures::verify_json(&map, &object).map_err(|e| {
+            MatrixError::new(
+                502,
+                ErrorCode::Unknown,
+                format!("the invitee's server did not sign the invite: {e}"),
+            )
+        })?;
+        Ok(Arc::new(signed))
+    }
+}
+
+/// The other servers with members in the room (and the server of a membership event's target),
+/// which must receive a new local event.
+fn remote_servers(engine: &RoomEngine, pdu: &Pdu, us: &ServerName) -> Vec<OwnedServerName> {
+    let mut servers: Vec<OwnedServerName> = engine
+        .state()
+        .events()
+        .filter(|e| {
+            e.kind().to_string() == "m.room.member" && membership_of(e).as_deref() == Some("join")
+        })
+        .filter_map(|e| e.state_key().and_then(|k| UserId::parse(k).ok()))
+        .map(|u| u.server_name().to_owned())
+        .collect();
+    if pdu.kind().to_string() == "m.room.member" {
+        if let Some(target) = pdu.state_key().and_then(|k| UserId::parse(k).ok()) {
+            servers.push(target.server_name().to_owned());
+        }
+    }
+    servers.sort();
+    servers.dedup();
+    servers.retain(|s| s != us);
+    servers
+}
+
+/// The server of the user an invite is for, when that is not us: the invitee's server must
+/// co-sign the invite before it enters the room.
+fn remote_invitee(pdu: &Pdu, us: &ServerName) -> Option<OwnedServerName> {
+    if pdu.kind().to_string() != "m.room.member" || membership_of(pdu).as_deref() != Some("invite")
+    {
+        return None;
+    }
+    let target = UserId::parse(pdu.state_key()?).ok()?;
+    (target.server_name() != us).then(|| target.server_name().to_owned())
+}

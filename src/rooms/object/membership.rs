@@ -1,0 +1,336 @@
+//! Membership handshakes with other servers: the template we offer a user of another server
+//! (`make_join`/`make_leave`/`make_knock`), the ones we ask of another server for our users
+//! (`make_*` then `send_*`, for a leave or a knock in a room we do not hold; `remote_join`
+//! uses the same handshake for joins), and invites of our users from other servers.
+
+use std::sync::Arc;
+
+use ruma::events::StateEventType;
+use ruma::{OwnedRoomId, RoomId, ServerName, UserId};
+use serde_json::{json, Value};
+
+use super::{engine_error, membership_of, through_servers, RoomObject};
+use crate::http::route::percent_encode;
+use crate::http::{ErrorCode, MatrixError};
+use crate::platform::Method;
+use crate::rooms::builder::EventTemplate;
+use crate::rooms::state_groups::SlotChange;
+use crate::rooms::{Pdu, RoomVersion};
+use crate::signing::event::into_json;
+use crate::storage::rooms::{self as stored, EventWrite, NewRoom, RoomWrite};
+use crate::storage::{signing_keys, Db};
+use crate::time::now_ms;
+
+impl RoomObject {
+    pub(super) async fn make_membership(
+        &self,
+        room_id: OwnedRoomId,
+        user: &UserId,
+        membership: &str,
+    ) -> Result<Value, MatrixError> {
+        let db = Db::new(&self.platform)?;
+        self.ensure_engine(&db, &room_id).await?;
+        let engine = self.engine.borrow();
+        let engine = engine.as_ref().expect("loaded above");
+        // Refuse early what the auth rules would refuse: the user's server would only learn it
+        // after signing and sending the event.
+        let join_rule = engine
+            .state()
+            .get(&StateEventType::RoomJoinRules, "")
+            .and_then(|p| serde_json::from_str::<Value>(p.content().get()).ok())
+            .and_then(|c| c["join_rule"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "invite".into());
+        let current = engine
+            .state()
+            .get(&StateEventType::RoomMember, user.as_str())
+            .and_then(|p| membership_of(p));
+        let refusal = match (membership, current.as_deref()) {
+            ("join" | "knock", Some("ban")) => Some("You are banned from this room"),
+            ("join", Some("join" | "invite")) => None,
+            ("join", _) if join_rule != "public" => Some("You are not invited to this room"),
+            ("knock", Some("join" | "invite")) => {
+                Some("You are already in or invited to this room")
+            }
+            ("knock", _) if !matches!(join_rule.as_str(), "knock" | "knock_restricted") => {
+                Some("This room does not accept knocks")
+            }
+            _ => None,
+        };
+        if let Some(refusal) = refusal {
+            return Err(MatrixError::forbidden(refusal));
+        }
+        let content = json!({ "membership": membership });
+        let template = EventTemplate::state("m.room.member", user.as_str(), content);
+        let event = engine
+            .template_for(user, template, now_ms())
+            .map_err(engine_error)?;
+        Ok(json!({ "event": event, "room_version": engine.version().as_str() }))
+    }
+
+    /// `make_join`/`make_leave` against `server`: the template it offers, checked to be the
+    /// user's own membership, completed with `content`, hashed and signed by us.
+    pub(super) async fn membership_handshake(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+        server: &ServerName,
+        membership: &str,
+        content: Value,
+    ) -> Result<(RoomVersion, Arc<Pdu>), MatrixError> {
+        // The joining or knocking server lists the room versions it supports; make_leave
+        // takes none.
+        let versions: String = RoomVersion::ALL
+            .iter()
+            .map(|v| format!("&ver={}", v.as_str()))
+            .collect();
+        let query = if membership == "join" || membership == "knock" {
+            format!("?{}", &versions[1..])
+        } else {
+            String::new()
+        };
+        let path = format!(
+            "/_matrix/federation/v1/make_{membership}/{}/{}{query}",
+            percent_encode(room_id.as_str()),
+            percent_encode(user.as_str()),
+        );
+        let (status, answer) =
+            crate::federation::outgoing::signed(&self.platform, server, Method::Get, &path, None)
+                .await?;
+        if status != 200 {
+            let code = ErrorCode::parse(answer["errcode"].as_str().unwrap_or_default());
+            let message = answer["error"].as_str().unwrap_or("refused");
+            return Err(MatrixError::new(
+                if status == 404 { 404 } else { 403 },
+                code,
+                format!("{server}: make_{membership}: {message}"),
+            ));
+        }
+        let version = answer["room_version"]
+            .as_str()
+            .and_then(RoomVersion::parse)
+            .ok_or_else(|| {
+                MatrixError::new(
+                    400,
+                    ErrorCode::IncompatibleRoomVersion,
+                    "The room's version is not supported here",
+                )
+            })?;
+        let mut event = answer["event"].clone();
+        if event["type"] != "m.room.member"
+            || event["state_key"] != json!(user)
+            || event["sender"] != json!(user)
+            || event["room_id"]
+                .as_str()
+                .is_some_and(|r| r != room_id.as_str())
+        {
+            return Err(MatrixError::new(
+                502,
+                ErrorCode::Unknown,
+                format!("{server} sent a wrong {membership} template"),
+            ));
+        }
+        let mut content = content;
+        content["membership"] = json!(membership);
+        event["content"] = content;
+        event["origin_server_ts"] = json!(now_ms());
+        if let Some(object) = event.as_object_mut() {
+            for field in ["hashes", "signatures", "unsigned", "event_id"] {
+                object.remove(field);
+            }
+        }
+        let config = self.platform.config()?;
+        let keys = signing_keys::server_keys(&self.platform).await?;
+        let signed = crate::signing::event::hash_and_sign(
+            config.server_name.as_str(),
+            &keys.current,
+            event,
+            &version.rules(),
+        )
+        .map_err(|e| MatrixError::internal(e.to_string()))?;
+        let pdu =
+            Pdu::from_json(signed, version).map_err(|e| MatrixError::internal(e.to_string()))?;
+        Ok((version, Arc::new(pdu)))
+    }
+
+    /// `send_join`/`send_leave` (v2) or `send_knock` (v1, the only one) of our signed
+    /// membership event; the server's answer.
+    async fn send_membership(
+        &self,
+        room_id: &RoomId,
+        server: &ServerName,
+        membership: &str,
+        pdu: &Pdu,
+    ) -> Result<Value, MatrixError> {
+        let text = self
+            .send_membership_text(room_id, server, membership, pdu)
+            .await?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// `send_membership` with the answer as text: a big room's `send_join` answer is parsed
+    /// without building a JSON tree of it (`remote_join`).
+    pub(super) async fn send_membership_text(
+        &self,
+        room_id: &RoomId,
+        server: &ServerName,
+        membership: &str,
+        pdu: &Pdu,
+    ) -> Result<String, MatrixError> {
+        let api = if membership == "knock" { "v1" } else { "v2" };
+        let path = format!(
+            "/_matrix/federation/{api}/send_{membership}/{}/{}",
+            percent_encode(room_id.as_str()),
+            percent_encode(pdu.event_id().as_str())
+        );
+        let body = into_json(pdu.json().clone());
+        self.put_to_text(server, &path, &body, &format!("send_{membership}"))
+            .await
+    }
+
+    /// A signed `PUT` of one of our events to another server; a refusal is a 403 naming it.
+    pub(super) async fn put_to(
+        &self,
+        server: &ServerName,
+        path: &str,
+        body: &Value,
+        what: &str,
+    ) -> Result<Value, MatrixError> {
+        let text = self.put_to_text(server, path, body, what).await?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn put_to_text(
+        &self,
+        server: &ServerName,
+        path: &str,
+        body: &Value,
+        what: &str,
+    ) -> Result<String, MatrixError> {
+        let (status, text) = crate::federation::outgoing::signed_text(
+            &self.platform,
+            server,
+            Method::Put,
+            path,
+            Some(body),
+        )
+        .await?;
+        if status != 200 {
+            let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let reason = answer["error"].as_str().unwrap_or("refused");
+            return Err(MatrixError::forbidden(format!(
+                "{server} refused {what}: {reason}"
+            )));
+        }
+        Ok(text)
+    }
+
+    /// A membership of a local user in a room no user of ours is in, through the servers that
+    /// hold it: `make_{membership}`, sign, `send_{membership}`. `leave` rejects an invite,
+    /// withdraws a knock or leaves; `knock` asks to be let in, and keeps the stripped state the
+    /// server answers for the user's sync. Our copy of the event is kept as an outlier with the
+    /// user's membership, as an invite is.
+    pub(super) async fn remote_membership(
+        &self,
+        room_id: OwnedRoomId,
+        user: &UserId,
+        servers: Vec<String>,
+        membership: &str,
+        content: Value,
+    ) -> Result<Value, MatrixError> {
+        let db = Db::new(&self.platform)?;
+        let room_id = &room_id;
+        let (version, event, answer) = through_servers(servers, membership, room_id, |server| {
+            let content = content.clone();
+            async move {
+                let (version, event) = self
+                    .membership_handshake(room_id, user, &server, membership, content)
+                    .await?;
+                let answer = self
+                    .send_membership(room_id, &server, membership, &event)
+                    .await?;
+                Ok((version, event, answer))
+            }
+        })
+        .await?;
+        persist_outlier_membership(&db, room_id, &event, version).await?;
+        if membership == "knock" {
+            // `knock_state_events` is the name before the spec settled on one.
+            let state = answer
+                .get("knock_room_state")
+                .or_else(|| answer.get("knock_state_events"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let state = Value::Array(state).to_string();
+            stored::save_invite_state(&db, room_id.as_str(), user.as_str(), &state).await?;
+        }
+        *self.engine.borrow_mut() = None;
+        self.platform.wakeups.notify(vec![user.to_string()]).await;
+        Ok(json!({ "event_id": event.event_id() }))
+    }
+
+    /// Stores an invite for a room we may not hold: the event as an outlier (never in a
+    /// timeline), the invitee's membership, and the stripped state for their sync.
+    pub(super) async fn receive_invite(
+        &self,
+        room_id: OwnedRoomId,
+        room_version: &str,
+        event: Value,
+        invite_state: Vec<Value>,
+    ) -> Result<Value, MatrixError> {
+        let version = RoomVersion::parse(room_version).ok_or_else(|| {
+            MatrixError::new(
+                400,
+                ErrorCode::IncompatibleRoomVersion,
+                "Unsupported room version",
+            )
+        })?;
+        let db = Db::new(&self.platform)?;
+        let object = crate::signing::to_canonical_object(event)
+            .map_err(|e| MatrixError::bad_json(e.to_string()))?;
+        let pdu =
+            Pdu::from_json(object, version).map_err(|e| MatrixError::bad_json(e.to_string()))?;
+        let invitee = pdu.state_key().unwrap_or_default().to_owned();
+        persist_outlier_membership(&db, &room_id, &pdu, version).await?;
+        let state = serde_json::to_string(&invite_state).unwrap_or_else(|_| "[]".into());
+        stored::save_invite_state(&db, room_id.as_str(), &invitee, &state).await?;
+        *self.engine.borrow_mut() = None;
+        self.platform.wakeups.notify(vec![invitee]).await;
+        Ok(json!({}))
+    }
+}
+
+/// A membership event of a room we do not hold (an invite from another server, the leave that
+/// rejects it, a knock): stored as an outlier, with the user's membership, which is all of that
+/// room's state we keep. A room new to us is recorded with its version.
+async fn persist_outlier_membership(
+    db: &Db,
+    room_id: &OwnedRoomId,
+    pdu: &Pdu,
+    version: RoomVersion,
+) -> Result<(), MatrixError> {
+    let known = stored::room_version(db, room_id.as_str()).await?.is_some();
+    let creator = pdu.sender().to_string();
+    let new_room = (!known).then_some(NewRoom {
+        version,
+        creator: &creator,
+        alias: None,
+        publish: false,
+    });
+    let user = pdu.state_key().unwrap_or_default().to_owned();
+    let membership: SlotChange = (
+        (StateEventType::RoomMember, user),
+        Some(pdu.event_id().to_owned()),
+    );
+    let event = EventWrite::outlier(pdu, room_id);
+    stored::persist(
+        db,
+        RoomWrite {
+            events: vec![event],
+            state_changes: vec![&membership],
+            new_room,
+            ..RoomWrite::default()
+        },
+    )
+    .await
+}

@@ -1,0 +1,265 @@
+//! The platform's ports implemented with the Workers runtime: `[vars]` and secrets, the room and
+//! notifier and destination Durable Objects, `fetch` and TLS sockets, WebCrypto.
+
+use std::rc::Rc;
+
+use futures::future::{select, Either};
+use ruma::ServerName;
+use serde_json::Value;
+use worker::{AbortController, Delay, Env, Fetch, Headers, Method, Request, RequestInit, Stub};
+
+use super::d1::D1;
+use super::destination::Enqueue;
+use super::notifier::{NotifyRequest, WaitRequest};
+use crate::discovery::Destination;
+use crate::http::MatrixError;
+use crate::platform::{
+    Crypto, FederationQueue, Fut, Http, HttpRequest, HttpResponse, Platform, RoomObjects,
+    Settings, Wakeups,
+};
+use crate::rooms::command::RoomCommand;
+use crate::sync::token::StreamPosition;
+
+/// The platform of one invocation (a request to the Worker or to a Durable Object).
+pub(crate) fn platform(env: &Env) -> Platform {
+    let bindings = Rc::new(Bindings(env.clone()));
+    Platform {
+        sql: Rc::new(D1::new(env)),
+        settings: bindings.clone(),
+        rooms: bindings.clone(),
+        wakeups: bindings.clone(),
+        queue: bindings.clone(),
+        http: bindings.clone(),
+        crypto: bindings,
+    }
+}
+
+struct Bindings(Env);
+
+impl Bindings {
+    fn stub(&self, namespace: &str, name: &str) -> worker::Result<Stub> {
+        self.0.durable_object(namespace)?.id_from_name(name)?.get_stub()
+    }
+
+    /// One request to the server's single notifier object.
+    async fn to_notifier(&self, path: &str, body: String) -> worker::Result<()> {
+        let stub = self.stub("NOTIFIER", "server")?;
+        let request = post(&format!("https://notifier{path}"), body)?;
+        stub.fetch_with_request(request).await.map(|_| ())
+    }
+}
+
+fn post(url: &str, body: String) -> worker::Result<Request> {
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(body.into()));
+    Request::new_with_init(url, &init)
+}
+
+impl Settings for Bindings {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.var(name).ok().map(|value| value.to_string())
+    }
+
+    fn secret(&self, name: &str) -> Option<String> {
+        self.0.secret(name).ok().map(|value| value.to_string())
+    }
+}
+
+impl RoomObjects for Bindings {
+    fn command<'a>(
+        &'a self,
+        room_id: &'a str,
+        command: &'a RoomCommand,
+    ) -> Fut<'a, Result<Value, MatrixError>> {
+        Box::pin(async move {
+            let unreachable = |e: worker::Error| {
+                MatrixError::internal(format!("room object unreachable: {e}"))
+            };
+            let body =
+                serde_json::to_string(command).map_err(|e| MatrixError::internal(e.to_string()))?;
+            let stub = self.stub("ROOMS", room_id).map_err(unreachable)?;
+            let request = post("https://room/command", body).map_err(unreachable)?;
+            let mut response = stub
+                .fetch_with_request(request)
+                .await
+                .map_err(unreachable)?;
+            let status = response.status_code();
+            let body: Value = response.json().await.map_err(unreachable)?;
+            if status >= 400 {
+                return Err(MatrixError::from_response(status, &body));
+            }
+            Ok(body)
+        })
+    }
+}
+
+impl Wakeups for Bindings {
+    fn notify(&self, users: Vec<String>) -> Fut<'_, ()> {
+        Box::pin(async move {
+            if users.is_empty() {
+                return;
+            }
+            let body = serde_json::to_string(&NotifyRequest { users }).unwrap_or_default();
+            if let Err(e) = self.to_notifier("/notify", body).await {
+                crate::log_error!("notify failed: {e}");
+            }
+        })
+    }
+
+    fn wait<'a>(
+        &'a self,
+        user_id: &'a str,
+        seen: &'a StreamPosition,
+        timeout_ms: u64,
+    ) -> Fut<'a, ()> {
+        Box::pin(async move {
+            let body = serde_json::to_string(&WaitRequest {
+                user_id: user_id.to_owned(),
+                seen: seen.to_string(),
+                timeout_ms,
+            })
+            .unwrap_or_default();
+            if let Err(e) = self.to_notifier("/wait", body).await {
+                // Evicted or unreachable: the client retries its sync, which it does anyway.
+                crate::log_error!("sync wait failed: {e}");
+            }
+        })
+    }
+}
+
+impl FederationQueue for Bindings {
+    fn enqueue<'a>(
+        &'a self,
+        server: &'a ServerName,
+        pdus: Vec<Value>,
+        edus: Vec<Value>,
+    ) -> Fut<'a, ()> {
+        Box::pin(async move {
+            let result = async {
+                let stub = self.stub("DESTINATIONS", server.as_str())?;
+                let body = serde_json::to_string(&Enqueue {
+                    server: server.to_string(),
+                    pdus,
+                    edus,
+                })?;
+                stub.fetch_with_request(post("https://destination/enqueue", body)?)
+                    .await
+            }
+            .await;
+            if let Err(e) = result {
+                crate::log_error!("could not queue for {server}: {e}");
+            }
+        })
+    }
+
+    fn wake<'a>(&'a self, server: &'a ServerName) -> Fut<'a, ()> {
+        Box::pin(async move {
+            let result = async {
+                let stub = self.stub("DESTINATIONS", server.as_str())?;
+                stub.fetch_with_str("https://destination/wake").await
+            }
+            .await;
+            if let Err(e) = result {
+                crate::log_warn!("could not wake the queue to {server}: {e}");
+            }
+        })
+    }
+}
+
+fn method(method: crate::platform::Method) -> Method {
+    match method {
+        crate::platform::Method::Get => Method::Get,
+        crate::platform::Method::Post => Method::Post,
+        crate::platform::Method::Put => Method::Put,
+        crate::platform::Method::Delete => Method::Delete,
+    }
+}
+
+impl Http for Bindings {
+    fn fetch(&self, request: HttpRequest) -> Fut<'_, Result<HttpResponse, String>> {
+        Box::pin(async move {
+            // Callers name the URL in their own messages.
+            let err = |e: worker::Error| e.to_string();
+            let headers = Headers::new();
+            for (name, value) in &request.headers {
+                headers.set(name, value).map_err(err)?;
+            }
+            let mut init = RequestInit::new();
+            init.with_method(method(request.method)).with_headers(headers);
+            if let Some(body) = &request.body {
+                init.with_body(Some(worker::js_sys::Uint8Array::from(body.as_slice()).into()));
+            }
+            let outgoing = Request::new_with_init(&request.url, &init).map_err(err)?;
+            let controller = AbortController::default();
+            let signal = controller.signal();
+            let fetch = Fetch::Request(outgoing);
+            let send = fetch.send_with_signal(&signal);
+            futures::pin_mut!(send);
+            let mut response = match select(send, Delay::from(request.timeout)).await {
+                Either::Left((result, _)) => result.map_err(err)?,
+                Either::Right(_) => {
+                    controller.abort();
+                    return Err(format!(
+                        "no answer within {} ms",
+                        request.timeout.as_millis()
+                    ));
+                }
+            };
+            let headers = response.headers().entries().collect();
+            Ok(HttpResponse {
+                status: response.status_code(),
+                headers,
+                body: response.bytes().await.map_err(err)?,
+            })
+        })
+    }
+
+    fn over_socket<'a>(
+        &'a self,
+        target: &'a Destination,
+        request: HttpRequest,
+    ) -> Fut<'a, Result<HttpResponse, String>> {
+        Box::pin(async move {
+            let headers: Vec<(&str, &str)> = request
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let framed = crate::discovery::http1::Request {
+                method: request.method.as_str(),
+                path: &request.url,
+                host: &target.host_header,
+                headers: &headers,
+                body: request.body.as_deref().unwrap_or_default(),
+            };
+            let response = super::http1::send(target, &framed, request.timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(HttpResponse {
+                status: response.status,
+                headers: response.headers,
+                body: response.body,
+            })
+        })
+    }
+}
+
+impl Crypto for Bindings {
+    fn pbkdf2_sha256<'a>(
+        &'a self,
+        password: &'a str,
+        salt: &'a [u8],
+        iterations: u32,
+        bytes: usize,
+    ) -> Fut<'a, Result<Vec<u8>, MatrixError>> {
+        Box::pin(super::crypto::pbkdf2_sha256(password, salt, iterations, bytes))
+    }
+
+    fn hmac_sha1<'a>(
+        &'a self,
+        key: &'a [u8],
+        message: &'a [u8],
+    ) -> Fut<'a, Result<Vec<u8>, MatrixError>> {
+        Box::pin(super::crypto::hmac_sha1(key, message))
+    }
+}
