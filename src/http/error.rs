@@ -102,7 +102,12 @@ impl ErrorCode {
 }
 
 /// The extra fields (next to `errcode` and `error`) that errors of this server carry.
-const EXTRA_FIELDS: [&str; 4] = ["retry_after_ms", "soft_logout", "room_version", "current_version"];
+const EXTRA_FIELDS: [&str; 4] = [
+    "retry_after_ms",
+    "soft_logout",
+    "room_version",
+    "current_version",
+];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MatrixError {

@@ -42,7 +42,10 @@ impl Params {
 pub enum Routed<T> {
     /// A CORS preflight: answered with the CORS headers and no body, whatever the path.
     Preflight,
-    Endpoint { target: T, params: Params },
+    Endpoint {
+        target: T,
+        params: Params,
+    },
 }
 
 /// Routes `method` (as sent, any case) and `path` (the URL path, still percent-encoded).
@@ -160,8 +163,16 @@ mod tests {
         row(Method::Get, "/_matrix/key/v2/server", 1),
         row(Method::Get, "/_matrix/client/versions", 2),
         row(Method::Post, "/_matrix/client/v3/login", 3),
-        row(Method::Get, "/_matrix/client/v3/rooms/{roomId}/state/{eventType}/", 4),
-        row(Method::Get, "/_matrix/client/v3/rooms/{roomId}/state/{eventType}", 4),
+        row(
+            Method::Get,
+            "/_matrix/client/v3/rooms/{roomId}/state/{eventType}/",
+            4,
+        ),
+        row(
+            Method::Get,
+            "/_matrix/client/v3/rooms/{roomId}/state/{eventType}",
+            4,
+        ),
     ];
 
     fn target(method: &str, path: &str) -> (u8, Params) {

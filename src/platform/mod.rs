@@ -45,15 +45,23 @@ pub trait RoomObjects {
 pub trait Wakeups {
     fn notify(&self, users: Vec<String>) -> Fut<'_, ()>;
     /// Parks until one of the user's streams moves past `seen`, or the timeout.
-    fn wait<'a>(&'a self, user_id: &'a str, seen: &'a StreamPosition, timeout_ms: u64)
-        -> Fut<'a, ()>;
+    fn wait<'a>(
+        &'a self,
+        user_id: &'a str,
+        seen: &'a StreamPosition,
+        timeout_ms: u64,
+    ) -> Fut<'a, ()>;
 }
 
 /// The outbound federation queues, one per destination server.
 pub trait FederationQueue {
     /// Queues PDUs and EDUs for a server. Failures are logged by the port.
-    fn enqueue<'a>(&'a self, server: &'a ServerName, pdus: Vec<Value>, edus: Vec<Value>)
-        -> Fut<'a, ()>;
+    fn enqueue<'a>(
+        &'a self,
+        server: &'a ServerName,
+        pdus: Vec<Value>,
+        edus: Vec<Value>,
+    ) -> Fut<'a, ()>;
     /// Asks a queue that waits out a backoff to try now.
     fn wake<'a>(&'a self, server: &'a ServerName) -> Fut<'a, ()>;
 }
@@ -68,8 +76,11 @@ pub trait Crypto {
         iterations: u32,
         bytes: usize,
     ) -> Fut<'a, Result<Vec<u8>, MatrixError>>;
-    fn hmac_sha1<'a>(&'a self, key: &'a [u8], message: &'a [u8])
-        -> Fut<'a, Result<Vec<u8>, MatrixError>>;
+    fn hmac_sha1<'a>(
+        &'a self,
+        key: &'a [u8],
+        message: &'a [u8],
+    ) -> Fut<'a, Result<Vec<u8>, MatrixError>>;
 }
 
 /// A room object's own durable storage: it holds a remote join under way and nothing else (D1

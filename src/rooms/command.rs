@@ -129,5 +129,7 @@ pub(crate) async fn send(
     answer["event_id"]
         .as_str()
         .map(str::to_owned)
-        .ok_or_else(|| crate::http::MatrixError::internal("room object answered without an event id"))
+        .ok_or_else(|| {
+            crate::http::MatrixError::internal("room object answered without an event id")
+        })
 }

@@ -67,7 +67,11 @@ impl SqlExecutor for D1 {
                 .iter()
                 .map(|s| self.prepare(s))
                 .collect::<Result<Vec<_>, _>>()?;
-            let answers = self.db()?.batch(prepared).await.map_err(|e| e.to_string())?;
+            let answers = self
+                .db()?
+                .batch(prepared)
+                .await
+                .map_err(|e| e.to_string())?;
             answers.iter().map(result).collect()
         })
     }

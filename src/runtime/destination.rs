@@ -82,7 +82,9 @@ impl worker::DurableObject for Destination {
         let pdus: Vec<Value> = queue.pdus.iter().take(MAX_PDUS).cloned().collect();
         let edus: Vec<Value> = queue.edus.iter().take(MAX_EDUS).cloned().collect();
         let platform = super::platform(&self.env);
-        let config = platform.config().map_err(|e| worker::Error::RustError(e.message))?;
+        let config = platform
+            .config()
+            .map_err(|e| worker::Error::RustError(e.message))?;
         let txn = format!("{}-{}", now_ms(), queue.next_txn);
         let body = json!({
             "origin": config.server_name,

@@ -7,7 +7,6 @@
 //! JS socket here. Framing lives in the pure [`crate::discovery::http1`]. Sockets cannot reach
 //! Cloudflare's own IP ranges, so callers use `fetch` whenever `needs_socket()` is false.
 
-
 use std::time::Duration;
 
 use futures::future::{select, Either};

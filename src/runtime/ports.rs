@@ -14,8 +14,8 @@ use super::notifier::{NotifyRequest, WaitRequest};
 use crate::discovery::Destination;
 use crate::http::MatrixError;
 use crate::platform::{
-    Crypto, FederationQueue, Fut, Http, HttpRequest, HttpResponse, Platform, RoomObjects,
-    Settings, Wakeups,
+    Crypto, FederationQueue, Fut, Http, HttpRequest, HttpResponse, Platform, RoomObjects, Settings,
+    Wakeups,
 };
 use crate::rooms::command::RoomCommand;
 use crate::sync::token::StreamPosition;
@@ -38,7 +38,10 @@ struct Bindings(Env);
 
 impl Bindings {
     fn stub(&self, namespace: &str, name: &str) -> worker::Result<Stub> {
-        self.0.durable_object(namespace)?.id_from_name(name)?.get_stub()
+        self.0
+            .durable_object(namespace)?
+            .id_from_name(name)?
+            .get_stub()
     }
 
     /// One request to the server's single notifier object.
@@ -72,9 +75,8 @@ impl RoomObjects for Bindings {
         command: &'a RoomCommand,
     ) -> Fut<'a, Result<Value, MatrixError>> {
         Box::pin(async move {
-            let unreachable = |e: worker::Error| {
-                MatrixError::internal(format!("room object unreachable: {e}"))
-            };
+            let unreachable =
+                |e: worker::Error| MatrixError::internal(format!("room object unreachable: {e}"));
             let body =
                 serde_json::to_string(command).map_err(|e| MatrixError::internal(e.to_string()))?;
             let stub = self.stub("ROOMS", room_id).map_err(unreachable)?;
@@ -185,9 +187,12 @@ impl Http for Bindings {
                 headers.set(name, value).map_err(err)?;
             }
             let mut init = RequestInit::new();
-            init.with_method(method(request.method)).with_headers(headers);
+            init.with_method(method(request.method))
+                .with_headers(headers);
             if let Some(body) = &request.body {
-                init.with_body(Some(worker::js_sys::Uint8Array::from(body.as_slice()).into()));
+                init.with_body(Some(
+                    worker::js_sys::Uint8Array::from(body.as_slice()).into(),
+                ));
             }
             let outgoing = Request::new_with_init(&request.url, &init).map_err(err)?;
             let controller = AbortController::default();
@@ -252,7 +257,9 @@ impl Crypto for Bindings {
         iterations: u32,
         bytes: usize,
     ) -> Fut<'a, Result<Vec<u8>, MatrixError>> {
-        Box::pin(super::crypto::pbkdf2_sha256(password, salt, iterations, bytes))
+        Box::pin(super::crypto::pbkdf2_sha256(
+            password, salt, iterations, bytes,
+        ))
     }
 
     fn hmac_sha1<'a>(

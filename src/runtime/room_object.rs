@@ -82,13 +82,7 @@ impl ObjectStorage for Storage {
 
     fn set_alarm(&self, in_ms: u64) -> Fut<'_, Result<(), String>> {
         // An integer alarm time is an offset from now in workers-rs, not a timestamp.
-        Box::pin(async move {
-            self.0
-                .storage()
-                .set_alarm(in_ms as i64)
-                .await
-                .map_err(text)
-        })
+        Box::pin(async move { self.0.storage().set_alarm(in_ms as i64).await.map_err(text) })
     }
 
     fn delete_alarm(&self) -> Fut<'_, Result<(), String>> {

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::platform::Statement;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use crate::platform::Statement;
 
 use super::{changes, Db};
 use crate::args;

@@ -221,7 +221,10 @@ impl RoomObjects for Fakes {
                 Ok(answer) => Ok(answer),
                 Err(error) => {
                     let status = error.status;
-                    Err(MatrixError::from_response(status, &error.into_response().body))
+                    Err(MatrixError::from_response(
+                        status,
+                        &error.into_response().body,
+                    ))
                 }
             }
         })
@@ -241,8 +244,12 @@ impl Wakeups for Fakes {
 }
 
 impl FederationQueue for Fakes {
-    fn enqueue<'a>(&'a self, server: &'a ServerName, pdus: Vec<Value>, edus: Vec<Value>)
-        -> Fut<'a, ()> {
+    fn enqueue<'a>(
+        &'a self,
+        server: &'a ServerName,
+        pdus: Vec<Value>,
+        edus: Vec<Value>,
+    ) -> Fut<'a, ()> {
         self.recorded
             .queued
             .borrow_mut()
@@ -291,8 +298,11 @@ impl Crypto for Fakes {
         Box::pin(async move { Ok(out) })
     }
 
-    fn hmac_sha1<'a>(&'a self, key: &'a [u8], message: &'a [u8])
-        -> Fut<'a, Result<Vec<u8>, MatrixError>> {
+    fn hmac_sha1<'a>(
+        &'a self,
+        key: &'a [u8],
+        message: &'a [u8],
+    ) -> Fut<'a, Result<Vec<u8>, MatrixError>> {
         use hmac::{KeyInit, Mac};
         let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(key).expect("any key length");
         mac.update(message);

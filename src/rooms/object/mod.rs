@@ -273,7 +273,10 @@ pub(crate) fn event_write<'a>(
 
 /// Everything a run of accepted events writes besides their event rows: state groups, current
 /// state changes (in order, later ones win) and the forward extremities after the last.
-pub(crate) fn room_write<'a>(accepted: &'a [Accepted], events: Vec<EventWrite<'a>>) -> RoomWrite<'a> {
+pub(crate) fn room_write<'a>(
+    accepted: &'a [Accepted],
+    events: Vec<EventWrite<'a>>,
+) -> RoomWrite<'a> {
     RoomWrite {
         events,
         groups: accepted.iter().flat_map(|a| &a.placement.groups).collect(),
