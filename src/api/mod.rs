@@ -19,7 +19,7 @@ pub enum Reply {
 }
 
 /// The answer to one request, and what it cost in D1 when the deployment asks for it to be shown.
-pub(crate) async fn handle(
+async fn handle(
     platform: Platform,
     request: IncomingRequest,
 ) -> (Result<Reply, MatrixError>, Option<Usage>) {
@@ -39,10 +39,12 @@ pub(crate) async fn handle(
 }
 
 /// The answer as the runtime sends it: errors become their Matrix JSON body (5xx logged).
-pub async fn respond(
+// Natively only the tests call it (runtime/ is wasm32 only).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) async fn respond(
     platform: Platform,
     request: IncomingRequest,
-) -> (Reply, Option<(u64, u64, u64)>) {
+) -> (Reply, Option<Usage>) {
     let (reply, usage) = handle(platform, request).await;
     let reply = match reply {
         Ok(reply) => reply,
@@ -53,8 +55,5 @@ pub async fn respond(
             Reply::Json(error.into_response())
         }
     };
-    (
-        reply,
-        usage.map(|u| (u.queries, u.rows_read, u.rows_written)),
-    )
+    (reply, usage)
 }

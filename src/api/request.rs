@@ -75,7 +75,7 @@ impl Ctx {
         }
     }
 
-    pub fn db(&self) -> Result<Db, MatrixError> {
+    pub fn db(&self) -> Db {
         Db::counting(&self.platform, self.usage.clone())
     }
 
@@ -153,14 +153,14 @@ impl Ctx {
             MatrixError::new(401, ErrorCode::MissingToken, "Missing access token")
         })?;
         let unknown = || MatrixError::new(401, ErrorCode::UnknownToken, "Unknown access token");
-        let owner = accounts::token_owner(&self.db()?, &token_hash(token))
+        let owner = accounts::token_owner(&self.db(), &token_hash(token))
             .await?
             .ok_or_else(unknown)?;
         if owner.deactivated != 0 {
             return Err(unknown());
         }
         if let Some(old) = owner.revokes_refresh.as_deref() {
-            accounts::first_use(&self.db()?, old).await?;
+            accounts::first_use(&self.db(), old).await?;
         }
         if owner.expires_ts.is_some_and(|ts| ts as u64 <= now_ms()) {
             // Expired, not revoked: the client should refresh, keeping its local state.
@@ -183,7 +183,7 @@ impl Ctx {
         let content = (!self.body.is_empty()).then_some(&body);
         crate::federation::key_server::authenticate(
             &self.platform,
-            &self.db()?,
+            &self.db(),
             &self.config.server_name,
             self.authorization.as_deref(),
             &self.method,

@@ -237,11 +237,11 @@ pub(crate) const ROUTES: &[Route<Handler>] = &[
     ),
     post(
         "/_matrix/client/v3/join/{roomIdOrAlias}",
-        to!(membership::join_by_id_or_alias),
+        to!(|ctx| membership::join(ctx, ctx.param("roomIdOrAlias")).await),
     ),
     post(
         "/_matrix/client/v3/rooms/{roomId}/join",
-        to!(membership::join_room),
+        to!(|ctx| membership::join(ctx, ctx.param("roomId")).await),
     ),
     post(
         "/_matrix/client/v3/knock/{roomIdOrAlias}",

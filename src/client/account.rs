@@ -31,7 +31,7 @@ pub(crate) async fn change_password(ctx: &Ctx) -> Result<JsonResponse, MatrixErr
     {
         return Ok(challenge);
     }
-    let db = ctx.db()?;
+    let db = ctx.db();
     accounts::set_password(
         &db,
         me.user_id.as_str(),
@@ -67,7 +67,7 @@ pub(crate) async fn deactivate(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     }
     // Leave every room first, while the account can still send its leave events.
     // Wake those who shared a room before leaving them, so they drop the devices.
-    let db = ctx.db()?;
+    let db = ctx.db();
     let sharing = crate::storage::e2ee::users_sharing_rooms(&db, &[me.user_id.as_str()]).await?;
     super::membership::leave_all_rooms(ctx, &me).await?;
     accounts::deactivate(&db, me.user_id.as_str()).await?;

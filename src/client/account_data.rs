@@ -21,7 +21,7 @@ fn target(ctx: &Ctx, me: &Requester, per_room: bool) -> Result<(String, String),
 pub(crate) async fn get(ctx: &Ctx, per_room: bool) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let (room, kind) = target(ctx, &me, per_room)?;
-    user_data::account_data(&ctx.db()?, me.user_id.as_str(), &room, &kind)
+    user_data::account_data(&ctx.db(), me.user_id.as_str(), &room, &kind)
         .await?
         .map(JsonResponse::ok)
         .ok_or_else(|| MatrixError::not_found("No account data of that type"))
@@ -50,7 +50,7 @@ pub(crate) async fn store(
     kind: &str,
     content: &Value,
 ) -> Result<(), MatrixError> {
-    user_data::set_account_data(&ctx.db()?, me.user_id.as_str(), room, kind, content).await?;
+    user_data::set_account_data(&ctx.db(), me.user_id.as_str(), room, kind, content).await?;
     ctx.platform
         .wakeups
         .notify(vec![me.user_id.to_string()])
@@ -60,7 +60,7 @@ pub(crate) async fn store(
 
 async fn tags(ctx: &Ctx, me: &Requester, room: &str) -> Result<Map<String, Value>, MatrixError> {
     Ok(
-        user_data::account_data(&ctx.db()?, me.user_id.as_str(), room, "m.tag")
+        user_data::account_data(&ctx.db(), me.user_id.as_str(), room, "m.tag")
             .await?
             .and_then(|v| v.get("tags").and_then(Value::as_object).cloned())
             .unwrap_or_default(),

@@ -5,7 +5,6 @@ use crate::platform::Platform;
 use ruma::RoomId;
 
 use crate::http::MatrixError;
-use crate::rooms::command as rooms;
 use crate::rooms::command::RoomCommand;
 use crate::storage::backfill::oldest_timeline_event;
 use crate::storage::Db;
@@ -29,7 +28,7 @@ pub(crate) async fn fill(
         room_id: room_id.to_owned(),
         limit,
     };
-    match rooms::run(platform, room_id.as_str(), &command).await {
+    match platform.rooms.command(room_id.as_str(), &command).await {
         Ok(answer) => Ok(answer["fetched"].as_u64().unwrap_or(0) as usize),
         Err(e) => {
             crate::log_warn!("backfill of {room_id}: {e}");

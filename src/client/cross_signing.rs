@@ -34,7 +34,7 @@ pub(crate) async fn upload_device_signing(ctx: &Ctx) -> Result<JsonResponse, Mat
             }
         }
     }
-    let db = ctx.db()?;
+    let db = ctx.db();
     let stored_keys: Vec<(KeyType, Value)> = stored::cross_signing_keys(&db, &[user])
         .await?
         .into_iter()
@@ -117,7 +117,7 @@ pub(crate) async fn upload_signatures(ctx: &Ctx) -> Result<JsonResponse, MatrixE
             targets.push(user);
         }
     }
-    let db = ctx.db()?;
+    let db = ctx.db();
     let wanted: Vec<(&str, &str)> = targets.iter().map(|u| (*u, "")).collect();
     let devices = stored::device_keys(&db, &wanted).await?;
     let cross = stored::cross_signing_keys(&db, &targets).await?;

@@ -93,7 +93,7 @@ pub(crate) async fn upload(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         Some(map) => uploaded_keys(map).map_err(MatrixError::bad_json)?,
         None => Vec::new(),
     };
-    let db = ctx.db()?;
+    let db = ctx.db();
     let (counts, changed) = stored::upload(
         &db,
         user,
@@ -233,7 +233,7 @@ pub(crate) async fn query(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             None => {}
         }
     }
-    let db = ctx.db()?;
+    let db = ctx.db();
     // Remote users whose device lists we keep up to date are answered from the cache, like ours;
     // the others' servers are asked.
     let remote_users: Vec<&str> = remote.iter().map(|(_, user, _)| *user).collect();
@@ -331,7 +331,7 @@ pub(crate) async fn claim(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             None => {}
         }
     }
-    let mut keys = claim_stored(&ctx.db()?, &wanted).await?;
+    let mut keys = claim_stored(&ctx.db(), &wanted).await?;
     let failures = e2ee_out::claim_servers(&ctx.platform, ask, &mut keys).await;
     Ok(JsonResponse::ok(
         json!({ "one_time_keys": keys, "failures": failures }),
@@ -349,7 +349,7 @@ pub(crate) async fn changes(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     };
     let (from, to) = (token("from")?, token("to")?);
     let (changed, left) =
-        stored::device_list_delta(&ctx.db()?, me.user_id.as_str(), &from, &to).await?;
+        stored::device_list_delta(&ctx.db(), me.user_id.as_str(), &from, &to).await?;
     Ok(JsonResponse::ok(
         json!({ "changed": changed, "left": left }),
     ))

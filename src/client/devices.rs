@@ -28,7 +28,7 @@ fn device_json(d: &DeviceRow) -> Value {
 
 pub(crate) async fn list(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let devices = accounts::devices(&ctx.db()?, me.user_id.as_str()).await?;
+    let devices = accounts::devices(&ctx.db(), me.user_id.as_str()).await?;
     Ok(JsonResponse::ok(
         json!({ "devices": devices.iter().map(device_json).collect::<Vec<_>>() }),
     ))
@@ -36,7 +36,7 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 
 pub(crate) async fn get(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let devices = accounts::devices(&ctx.db()?, me.user_id.as_str()).await?;
+    let devices = accounts::devices(&ctx.db(), me.user_id.as_str()).await?;
     devices
         .iter()
         .find(|d| d.device_id == ctx.param("deviceId"))
@@ -52,7 +52,7 @@ pub(crate) async fn update(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     }
     let body: Body = ctx.json()?;
     if !accounts::rename_device(
-        &ctx.db()?,
+        &ctx.db(),
         me.user_id.as_str(),
         ctx.param("deviceId"),
         body.display_name.as_deref(),
@@ -86,7 +86,7 @@ async fn delete(
     devices: Vec<String>,
     must_exist: bool,
 ) -> Result<JsonResponse, MatrixError> {
-    let db = ctx.db()?;
+    let db = ctx.db();
     if must_exist
         && !accounts::devices(&db, me.user_id.as_str())
             .await?

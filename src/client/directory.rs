@@ -52,7 +52,7 @@ pub(crate) async fn put_alias(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     }
     let body: Body = ctx.json()?;
     let room_id = ids::room_id(&body.room_id)?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     if stored::membership(&db, room_id.as_str(), me.user_id.as_str())
         .await?
         .as_deref()
@@ -80,7 +80,7 @@ pub(crate) async fn put_alias(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 
 pub(crate) async fn get_alias(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let alias = ids::alias(ctx.param("roomAlias"))?;
-    let room = stored::alias_room(&ctx.db()?, alias.as_str())
+    let room = stored::alias_room(&ctx.db(), alias.as_str())
         .await?
         .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
     Ok(JsonResponse::ok(
@@ -91,7 +91,7 @@ pub(crate) async fn get_alias(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 pub(crate) async fn delete_alias(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let alias = local_alias(ctx)?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let (room_id, creator) = stored_dir::alias_owner(&db, alias.as_str())
         .await?
         .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
@@ -105,7 +105,7 @@ pub(crate) async fn delete_alias(ctx: &Ctx) -> Result<JsonResponse, MatrixError>
 pub(crate) async fn room_aliases(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     super::room_read::access(&db, &room_id, &me).await?;
     let aliases = stored_dir::aliases_of(&db, room_id.as_str()).await?;
     Ok(JsonResponse::ok(json!({ "aliases": aliases })))
@@ -113,7 +113,7 @@ pub(crate) async fn room_aliases(ctx: &Ctx) -> Result<JsonResponse, MatrixError>
 
 pub(crate) async fn get_visibility(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let room_id = ids::room_id(ctx.param("roomId"))?;
-    let published = stored_dir::published(&ctx.db()?, room_id.as_str())
+    let published = stored_dir::published(&ctx.db(), room_id.as_str())
         .await?
         .ok_or_else(|| MatrixError::not_found("Unknown room"))?;
     Ok(JsonResponse::ok(
@@ -138,7 +138,7 @@ pub(crate) async fn set_visibility(ctx: &Ctx) -> Result<JsonResponse, MatrixErro
             ))
         }
     };
-    let db = ctx.db()?;
+    let db = ctx.db();
     if stored_dir::published(&db, room_id.as_str())
         .await?
         .is_none()
@@ -196,7 +196,7 @@ pub(crate) async fn directory_page(
     ctx: &Ctx,
     request: &Value,
 ) -> Result<JsonResponse, MatrixError> {
-    let rooms = stored_dir::public_room_summaries(&ctx.db()?).await?;
+    let rooms = stored_dir::public_room_summaries(&ctx.db()).await?;
     crate::client::public_rooms::page(rooms, request).map(JsonResponse::ok)
 }
 
@@ -209,13 +209,9 @@ pub(crate) async fn search_users(ctx: &Ctx) -> Result<JsonResponse, MatrixError>
     }
     let body: Body = ctx.json()?;
     let limit = body.limit.unwrap_or(10).clamp(1, 100);
-    let mut results = stored_dir::search_users(
-        &ctx.db()?,
-        me.user_id.as_str(),
-        &body.search_term,
-        limit + 1,
-    )
-    .await?;
+    let mut results =
+        stored_dir::search_users(&ctx.db(), me.user_id.as_str(), &body.search_term, limit + 1)
+            .await?;
     let limited = results.len() as u64 > limit;
     results.truncate(limit as usize);
     Ok(JsonResponse::ok(

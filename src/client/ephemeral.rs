@@ -63,7 +63,7 @@ pub(crate) async fn typing(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         timeout: Option<u64>,
     }
     let body: Body = ctx.json()?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let room_id = joined_room(ctx, &db, &me).await?;
     let expires = if body.typing {
         now_ms() + body.timeout.unwrap_or(30_000).min(MAX_TYPING_MS)
@@ -141,7 +141,7 @@ async fn set_receipt(
 
 pub(crate) async fn receipt(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let room_id = joined_room(ctx, &db, &me).await?;
     let body = ctx.json_object()?;
     let thread_id = match body.get("thread_id") {
@@ -168,7 +168,7 @@ pub(crate) async fn receipt(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 
 pub(crate) async fn read_markers(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let room_id = joined_room(ctx, &db, &me).await?;
     let body = ctx.json_object()?;
     for kind in ["m.fully_read", "m.read", "m.read.private"] {

@@ -77,7 +77,7 @@ pub(crate) async fn hierarchy(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         Some(0) => return Err(MatrixError::invalid_param("limit must be positive")),
         limit => limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT) as usize,
     };
-    let db = ctx.db()?;
+    let db = ctx.db();
     let user = me.user_id.as_str();
     let mut loaded = HashMap::new();
     let mut walk = match ctx.query("from") {

@@ -52,7 +52,7 @@ pub(crate) async fn create_version(ctx: &Ctx) -> Result<JsonResponse, MatrixErro
     let me = ctx.requester().await?;
     let (algorithm, auth_data) = version_body(&ctx.json_object()?)?;
     let version =
-        stored::create_version(&ctx.db()?, me.user_id.as_str(), &algorithm, &auth_data).await?;
+        stored::create_version(&ctx.db(), me.user_id.as_str(), &algorithm, &auth_data).await?;
     Ok(JsonResponse::ok(json!({ "version": version.to_string() })))
 }
 
@@ -62,7 +62,7 @@ pub(crate) async fn get_version(
 ) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let version = which.map(parse_version).transpose()?;
-    stored::version(&ctx.db()?, me.user_id.as_str(), version)
+    stored::version(&ctx.db(), me.user_id.as_str(), version)
         .await?
         .map(|row| JsonResponse::ok(version_json(&row)))
         .ok_or_else(|| {
@@ -86,7 +86,7 @@ pub(crate) async fn update_version(ctx: &Ctx) -> Result<JsonResponse, MatrixErro
             ));
         }
     }
-    let db = ctx.db()?;
+    let db = ctx.db();
     let current = stored::version(&db, me.user_id.as_str(), Some(version))
         .await?
         .ok_or_else(unknown_version)?;
@@ -102,7 +102,7 @@ pub(crate) async fn update_version(ctx: &Ctx) -> Result<JsonResponse, MatrixErro
 pub(crate) async fn delete_version(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let version = parse_version(ctx.param("version"))?;
-    if !stored::delete_version(&ctx.db()?, me.user_id.as_str(), version).await? {
+    if !stored::delete_version(&ctx.db(), me.user_id.as_str(), version).await? {
         return Err(unknown_version());
     }
     Ok(JsonResponse::ok(json!({})))
@@ -155,7 +155,7 @@ pub(crate) async fn put_keys(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         }
     }
     .map_err(MatrixError::bad_json)?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let version = requested_version(ctx, &db, &me).await?;
     // Uploads go to the current version only: a client still writing to an old one must learn
     // that another device replaced the backup.
@@ -188,7 +188,7 @@ fn key_json(row: &KeyRow) -> Value {
 
 pub(crate) async fn get_keys(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let version = requested_version(ctx, &db, &me).await?;
     let (room, session) = scope(ctx);
     let rows = stored::keys(&db, version.version, room, session).await?;
@@ -219,7 +219,7 @@ pub(crate) async fn get_keys(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 
 pub(crate) async fn delete_keys(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let version = requested_version(ctx, &db, &me).await?;
     let (room, session) = scope(ctx);
     stored::delete_keys(&db, version.version, room, session).await?;

@@ -11,7 +11,7 @@ use crate::api::request::{Ctx, Requester};
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
 use crate::platform::Method;
 use crate::rooms::builder::EventTemplate;
-use crate::rooms::command as rooms;
+use crate::rooms::command::send_event;
 use crate::rooms::command::RoomCommand;
 use crate::rooms::create::{member_content, plan, CreateRoomRequest};
 use crate::rooms::engine::{LocalServer, RoomEngine};
@@ -31,7 +31,7 @@ pub(crate) async fn profile_content(db: &Db, user_id: &UserId) -> Result<Value, 
 pub(crate) async fn create_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let request: CreateRoomRequest = ctx.json()?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let version = match &request.room_version {
         Some(v) => RoomVersion::parse(v).ok_or_else(|| {
             MatrixError::new(
@@ -91,13 +91,16 @@ pub(crate) async fn create_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> 
         alias,
         publish: request.is_public(),
     };
-    rooms::run(&ctx.platform, room_id.as_str(), &command).await?;
+    ctx.platform
+        .rooms
+        .command(room_id.as_str(), &command)
+        .await?;
     // Invites to other servers need their server's signature: each is its own round trip,
     // after the room exists. A refused one does not undo the room.
     for invitee in remote_invitees {
         let content = member_content("invite", json!({}), request.is_direct);
         let event = EventTemplate::state("m.room.member", invitee.as_str(), content);
-        if let Err(e) = rooms::send(&ctx.platform, &room_id, &me.user_id, event, None).await {
+        if let Err(e) = send_event(&ctx.platform, &room_id, &me.user_id, event, None).await {
             crate::log_warn!("invite of {invitee} to {room_id} failed: {e}");
         }
     }
@@ -144,7 +147,7 @@ async fn resolve_room(
     let room_id = if id_or_alias.starts_with('#') {
         let alias = ids::alias(id_or_alias)?;
         if alias.server_name() == ctx.config.server_name {
-            let room = stored::alias_room(&ctx.db()?, alias.as_str())
+            let room = stored::alias_room(&ctx.db(), alias.as_str())
                 .await?
                 .ok_or_else(|| MatrixError::not_found("Unknown room alias"))?;
             ids::room_id(&room)?
@@ -202,7 +205,7 @@ async fn enter(
     membership: &str,
     reason: Option<String>,
 ) -> Result<JsonResponse, MatrixError> {
-    let db = ctx.db()?;
+    let db = ctx.db();
     let mut content = member_content(membership, profile_content(&db, &me.user_id).await?, false);
     if let Some(reason) = reason {
         content["reason"] = json!(reason);
@@ -236,7 +239,10 @@ async fn enter(
                 content,
             }
         };
-        rooms::run(&ctx.platform, room_id.as_str(), &command).await?;
+        ctx.platform
+            .rooms
+            .command(room_id.as_str(), &command)
+            .await?;
         return Ok(JsonResponse::ok(json!({ "room_id": room_id })));
     }
     local_membership(ctx, room_id, me, content).await
@@ -269,7 +275,7 @@ async fn join_remote(
         servers,
         content: content.clone(),
     };
-    let mut answer = match rooms::run(&ctx.platform, room_id.as_str(), &start).await {
+    let mut answer = match ctx.platform.rooms.command(room_id.as_str(), &start).await {
         // A join finished between our residency check and the room object: join here.
         Err(e) if e.status == 409 => json!({ "room_id": room_id, "user_id": Value::Null }),
         other => other?,
@@ -281,7 +287,10 @@ async fn join_remote(
     let mut steps = 0;
     while answer["pending"] == json!(true) {
         if steps == JOIN_STEPS_PER_REQUEST {
-            rooms::run(&ctx.platform, room_id.as_str(), &next(true)).await?;
+            ctx.platform
+                .rooms
+                .command(room_id.as_str(), &next(true))
+                .await?;
             if answer["user_id"] != json!(me.user_id) {
                 return Err(MatrixError::new(
                     429,
@@ -291,14 +300,18 @@ async fn join_remote(
             }
             return Ok(JsonResponse::ok(json!({ "room_id": room_id })));
         }
-        answer = rooms::run(&ctx.platform, room_id.as_str(), &next(false)).await?;
+        answer = ctx
+            .platform
+            .rooms
+            .command(room_id.as_str(), &next(false))
+            .await?;
         steps += 1;
     }
     if answer["user_id"] != json!(me.user_id) {
         // The join that finished was another local user's, or this user's own finished by the
         // room object's alarm between two steps: this server is in the room now, and the user
         // joins it here unless already joined.
-        let db = ctx.db()?;
+        let db = ctx.db();
         let now = stored::membership(&db, room_id.as_str(), me.user_id.as_str()).await?;
         if now.as_deref() != Some("join") {
             return local_membership(ctx, room_id, me, content).await;
@@ -314,7 +327,7 @@ async fn local_membership(
     me: &Requester,
     content: Value,
 ) -> Result<JsonResponse, MatrixError> {
-    rooms::send(
+    send_event(
         &ctx.platform,
         room_id,
         &me.user_id,
@@ -334,15 +347,11 @@ fn body_reason(ctx: &Ctx) -> Result<Option<String>, MatrixError> {
         .map(str::to_owned))
 }
 
-pub(crate) async fn join_by_id_or_alias(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+/// `POST /join/{roomIdOrAlias}` and `POST /rooms/{roomId}/join`: the route row names which
+/// parameter holds the room.
+pub(crate) async fn join(ctx: &Ctx, room_id_or_alias: &str) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let (room_id, servers) = resolve_room(ctx, ctx.param("roomIdOrAlias")).await?;
-    enter(ctx, &room_id, servers, &me, "join", body_reason(ctx)?).await
-}
-
-pub(crate) async fn join_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
-    let me = ctx.requester().await?;
-    let (room_id, servers) = resolve_room(ctx, ctx.param("roomId")).await?;
+    let (room_id, servers) = resolve_room(ctx, room_id_or_alias).await?;
     enter(ctx, &room_id, servers, &me, "join", body_reason(ctx)?).await
 }
 
@@ -374,7 +383,7 @@ async fn membership_event(
     if let Some(reason) = reason {
         content["reason"] = json!(reason);
     }
-    rooms::send(
+    send_event(
         &ctx.platform,
         room_id,
         sender,
@@ -398,7 +407,7 @@ async fn remote_servers_of(
     room_id: &RoomId,
     me: &Requester,
 ) -> Result<Vec<String>, MatrixError> {
-    let db = ctx.db()?;
+    let db = ctx.db();
     let us = ctx.config.server_name.as_str();
     let mut servers = crate::storage::sync::remote_servers(&db, room_id.as_str(), us).await?;
     if let Some(inviter) = stored::inviter(&db, room_id.as_str(), me.user_id.as_str()).await? {
@@ -431,7 +440,7 @@ async fn leave_room(
     me: &Requester,
     reason: Option<String>,
 ) -> Result<(), MatrixError> {
-    let db = ctx.db()?;
+    let db = ctx.db();
     let us = ctx.config.server_name.as_str();
     let resident = crate::storage::sync::members_of_server(&db, room_id.as_str(), us).await? > 0;
     if !resident {
@@ -448,7 +457,10 @@ async fn leave_room(
                 membership: "leave".into(),
                 content,
             };
-            return rooms::run(&ctx.platform, room_id.as_str(), &command)
+            return ctx
+                .platform
+                .rooms
+                .command(room_id.as_str(), &command)
                 .await
                 .map(|_| ());
         }
@@ -462,7 +474,7 @@ pub(crate) async fn leave(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
     let reason = body_reason(ctx)?;
-    let current = stored::membership(&ctx.db()?, room_id.as_str(), me.user_id.as_str()).await?;
+    let current = stored::membership(&ctx.db(), room_id.as_str(), me.user_id.as_str()).await?;
     if !matches!(
         current.as_deref(),
         Some("join") | Some("invite") | Some("knock")
@@ -503,14 +515,14 @@ pub(crate) async fn act_on_member(
     let room_id = ids::room_id(ctx.param("roomId"))?;
     let body: TargetBody = ctx.json()?;
     let target = ids::user_id(&body.user_id)?;
-    let db = ctx.db()?;
-    if membership == "invite"
+    let db = ctx.db();
+    if action == MemberAction::Invite
         && target.server_name() == ctx.config.server_name
         && !crate::storage::accounts::user_exists(&db, target.as_str()).await?
     {
         return Err(MatrixError::not_found(format!("Unknown user {target}")));
     }
-    if membership == "leave" {
+    if matches!(action, MemberAction::Kick | MemberAction::Unban) {
         // Unban must target a banned user and kick a present one; the auth rules alone would
         // let a "kick" of an absent user through as a no-op leave.
         let current = stored::membership(&db, room_id.as_str(), target.as_str()).await?;
@@ -533,7 +545,7 @@ pub(crate) async fn act_on_member(
 pub(crate) async fn forget(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     match stored::membership(&db, room_id.as_str(), me.user_id.as_str())
         .await?
         .as_deref()
@@ -553,7 +565,7 @@ pub(crate) async fn forget(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 
 /// Deactivation leaves every joined room and rejects every invite.
 pub(crate) async fn leave_all_rooms(ctx: &Ctx, me: &Requester) -> Result<(), MatrixError> {
-    let db = ctx.db()?;
+    let db = ctx.db();
     for membership in ["join", "invite"] {
         for room in stored::rooms_with_membership(&db, me.user_id.as_str(), membership).await? {
             let room_id = ids::room_id(&room)?;

@@ -34,7 +34,7 @@ pub(crate) async fn set_status(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         Some(Value::Null) | None => None,
         Some(_) => return Err(MatrixError::bad_json("status_msg must be a string")),
     };
-    let db = ctx.db()?;
+    let db = ctx.db();
     let next = Presence {
         state,
         status_msg,
@@ -49,7 +49,7 @@ pub(crate) async fn set_status(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 pub(crate) async fn get_status(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let user = ids::user_id(ctx.param("userId"))?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     if !stored::may_see(&db, me.user_id.as_str(), user.as_str()).await? {
         return Err(MatrixError::forbidden(
             "You do not share a room with this user",
@@ -128,7 +128,7 @@ pub(crate) async fn receive(
     if !ctx.config.presence {
         return Ok(());
     }
-    let db = ctx.db()?;
+    let db = ctx.db();
     let now = now_ms();
     for entry in content["push"].as_array().into_iter().flatten() {
         let Some(user) = entry["user_id"]

@@ -9,7 +9,7 @@ use crate::api::request::Ctx;
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
 use crate::platform::Method;
 use crate::rooms::builder::EventTemplate;
-use crate::rooms::command as rooms;
+use crate::rooms::command::send_event;
 use crate::rooms::create::member_content;
 use crate::storage::{rooms as stored, user_data};
 
@@ -20,7 +20,7 @@ async fn profile_of(ctx: &Ctx, user: &str) -> Result<Map<String, Value>, MatrixE
     if user_id.server_name() != ctx.config.server_name {
         return remote_profile(ctx, &user_id).await;
     }
-    let profile = user_data::profile(&ctx.db()?, user_id.as_str())
+    let profile = user_data::profile(&ctx.db(), user_id.as_str())
         .await?
         .ok_or_else(|| MatrixError::not_found("Unknown user"))?;
     let mut out = Map::new();
@@ -100,14 +100,14 @@ pub(crate) async fn set_field(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             format!("{field} is too long"),
         ));
     }
-    let db = ctx.db()?;
+    let db = ctx.db();
     user_data::set_profile_field(&db, me.user_id.as_str(), field, value).await?;
     let content = member_content("join", profile_content(&db, &me.user_id).await?, false);
     for room in stored::rooms_with_membership(&db, me.user_id.as_str(), "join").await? {
         let room_id = ids::room_id(&room)?;
         let event = EventTemplate::state("m.room.member", me.user_id.as_str(), content.clone());
         // A room where the update is refused (e.g. power levels forbid it) keeps the old name.
-        if let Err(e) = rooms::send(&ctx.platform, &room_id, &me.user_id, event, None).await {
+        if let Err(e) = send_event(&ctx.platform, &room_id, &me.user_id, event, None).await {
             crate::log_warn!("profile update not sent to {room}: {e}");
         }
     }

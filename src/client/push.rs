@@ -13,7 +13,7 @@ fn push_error(e: PushRuleError) -> MatrixError {
 }
 
 async fn load(ctx: &Ctx, me: &Requester) -> Result<UserPushRules, MatrixError> {
-    let stored = user_data::push_rules(&ctx.db()?, me.user_id.as_str())
+    let stored = user_data::push_rules(&ctx.db(), me.user_id.as_str())
         .await?
         .and_then(|text| serde_json::from_str::<StoredPushRules>(&text).ok())
         .unwrap_or_default();
@@ -23,10 +23,10 @@ async fn load(ctx: &Ctx, me: &Requester) -> Result<UserPushRules, MatrixError> {
 async fn save(ctx: &Ctx, me: &Requester, rules: &UserPushRules) -> Result<(), MatrixError> {
     let text =
         serde_json::to_string(rules.stored()).map_err(|e| MatrixError::internal(e.to_string()))?;
-    user_data::set_push_rules(&ctx.db()?, me.user_id.as_str(), &text).await?;
+    user_data::set_push_rules(&ctx.db(), me.user_id.as_str(), &text).await?;
     // Clients learn of rule changes through the m.push_rules account data in /sync.
     user_data::set_account_data(
-        &ctx.db()?,
+        &ctx.db(),
         me.user_id.as_str(),
         "",
         "m.push_rules",
@@ -48,17 +48,15 @@ pub(crate) async fn get_all(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let all = load(ctx, &me).await?.get_all();
     // The rows with a `{scope}` answer that scope alone (a parameter is never empty).
-    if !ctx.param("scope").is_empty() {
-        if ctx.param("scope") != "global" {
-            return Err(MatrixError::new(
-                404,
-                ErrorCode::Unrecognized,
-                "Unknown push rule scope",
-            ));
-        }
-        return Ok(JsonResponse::ok(all["global"].clone()));
+    match ctx.param("scope") {
+        "" => Ok(JsonResponse::ok(all)),
+        "global" => Ok(JsonResponse::ok(all["global"].clone())),
+        _ => Err(MatrixError::new(
+            404,
+            ErrorCode::Unrecognized,
+            "Unknown push rule scope",
+        )),
     }
-    Ok(JsonResponse::ok(all))
 }
 
 pub(crate) async fn get_rule(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {

@@ -9,7 +9,7 @@ const WINDOW_MS: u64 = 60_000;
 
 async fn check(ctx: &Ctx, key: String) -> Result<(), MatrixError> {
     match over_limit(
-        &ctx.db()?,
+        &ctx.db(),
         &key,
         WINDOW_MS,
         ctx.config.auth_requests_per_minute,

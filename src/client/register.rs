@@ -41,7 +41,7 @@ pub(crate) async fn register(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let raw = ctx.json_value()?;
     let body: RegisterBody =
         serde_json::from_value(raw.clone()).map_err(|e| MatrixError::bad_json(e.to_string()))?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     // Refuse a bad or taken name before the client goes through UIA stages for nothing.
     let user_id = match &body.username {
         Some(name) => new_user_id(name, &ctx.config.server_name).map_err(invalid_username)?,
@@ -86,7 +86,7 @@ async fn create_account(
     admin: bool,
     session: Option<&SessionRequest>,
 ) -> Result<JsonResponse, MatrixError> {
-    let db = ctx.db()?;
+    let db = ctx.db();
     let Some(request) = session else {
         accounts::register(&db, user_id, password_hash, admin, None).await?;
         return Ok(JsonResponse::ok(json!({ "user_id": user_id })));
@@ -109,7 +109,7 @@ pub(crate) async fn available(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         .query("username")
         .ok_or_else(|| MatrixError::missing_param("username is required"))?;
     let user_id = new_user_id(username, &ctx.config.server_name).map_err(invalid_username)?;
-    if accounts::user_exists(&ctx.db()?, user_id.as_str()).await? {
+    if accounts::user_exists(&ctx.db(), user_id.as_str()).await? {
         return Err(MatrixError::new(
             400,
             ErrorCode::UserInUse,
@@ -150,7 +150,7 @@ fn shared_secret(ctx: &Ctx) -> Result<String, MatrixError> {
 pub(crate) async fn admin_nonce(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     shared_secret(ctx)?;
     let nonce = new_opaque_id();
-    accounts::save_nonce(&ctx.db()?, &nonce).await?;
+    accounts::save_nonce(&ctx.db(), &nonce).await?;
     Ok(JsonResponse::ok(json!({ "nonce": nonce })))
 }
 
@@ -187,7 +187,7 @@ pub(crate) async fn admin_register(ctx: &Ctx) -> Result<JsonResponse, MatrixErro
         .hmac_sha1(secret.as_bytes(), message.as_bytes())
         .await?;
     let expected: String = mac.iter().map(|b| format!("{b:02x}")).collect();
-    if !accounts::take_nonce(&ctx.db()?, &body.nonce, NONCE_LIFETIME_MS).await? {
+    if !accounts::take_nonce(&ctx.db(), &body.nonce, NONCE_LIFETIME_MS).await? {
         return Err(MatrixError::new(
             400,
             ErrorCode::Unknown,
@@ -219,7 +219,7 @@ pub(crate) async fn admin_register(ctx: &Ctx) -> Result<JsonResponse, MatrixErro
     .await?;
     if let Some(name) = body.displayname {
         crate::storage::user_data::set_profile_field(
-            &ctx.db()?,
+            &ctx.db(),
             user_id.as_str(),
             "displayname",
             Some(&name),

@@ -77,7 +77,7 @@ fn client_events(rows: &[EventRow], access: &Access, me: &Requester) -> Vec<Valu
 pub(crate) async fn state(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let access = access(&db, &room_id, &me).await?;
     let rows = visible_state(&db, &room_id, &access).await?;
     Ok(JsonResponse::ok(Value::Array(client_events(
@@ -89,7 +89,7 @@ pub(crate) async fn state_event(ctx: &Ctx, state_key: &str) -> Result<JsonRespon
     let me = ctx.requester().await?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
     let kind = ctx.param("eventType");
-    let db = ctx.db()?;
+    let db = ctx.db();
     let access = access(&db, &room_id, &me).await?;
     let rows = visible_state(&db, &room_id, &access).await?;
     let row = rows
@@ -142,7 +142,7 @@ fn position_past(row: &EventRow, backwards: bool) -> i64 {
 pub(crate) async fn members(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let access = access(&db, &room_id, &me).await?;
     let rows = match ctx.query("at") {
         Some(at) => {
@@ -168,7 +168,7 @@ pub(crate) async fn members(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 pub(crate) async fn joined_members(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let access = access(&db, &room_id, &me).await?;
     let rows = visible_state(&db, &room_id, &access).await?;
     let mut joined = Map::new();
@@ -190,7 +190,7 @@ pub(crate) async fn joined_members(ctx: &Ctx) -> Result<JsonResponse, MatrixErro
 
 pub(crate) async fn joined_rooms(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let rooms = stored::rooms_with_membership(&ctx.db()?, me.user_id.as_str(), "join").await?;
+    let rooms = stored::rooms_with_membership(&ctx.db(), me.user_id.as_str(), "join").await?;
     Ok(JsonResponse::ok(json!({ "joined_rooms": rooms })))
 }
 
@@ -224,7 +224,7 @@ async fn members_of(
 pub(crate) async fn messages(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let access = access(&db, &room_id, &me).await?;
     let filter = event_filter(ctx)?;
     let limit = ctx.query_u64("limit")?.unwrap_or(10).clamp(1, MAX_PAGE);
@@ -297,7 +297,7 @@ async fn visible_event(
 pub(crate) async fn timestamp_to_event(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     access(&db, &room_id, &me).await?;
     event_at_timestamp(ctx, &db, &room_id).await
 }
@@ -330,7 +330,7 @@ pub(crate) async fn event_at_timestamp(
 pub(crate) async fn event(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let access = access(&db, &room_id, &me).await?;
     let row = visible_event(ctx, &db, &room_id, &access).await?;
     Ok(JsonResponse::ok(row.to_client(
@@ -343,7 +343,7 @@ pub(crate) async fn event(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 pub(crate) async fn context(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let access = access(&db, &room_id, &me).await?;
     let filter = event_filter(ctx)?;
     let row = visible_event(ctx, &db, &room_id, &access).await?;
@@ -391,7 +391,7 @@ pub(crate) async fn relations(
 ) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let access = access(&db, &room_id, &me).await?;
     visible_event(ctx, &db, &room_id, &access).await?;
     let limit = ctx.query_u64("limit")?.unwrap_or(50).clamp(1, MAX_PAGE);

@@ -6,7 +6,7 @@ use super::ids;
 use crate::api::request::Ctx;
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
 use crate::rooms::builder::EventTemplate;
-use crate::rooms::command as rooms;
+use crate::rooms::command::send_event;
 
 /// A room that does not exist and a room the user is not in look the same to the client.
 fn not_in_room(e: MatrixError) -> MatrixError {
@@ -23,7 +23,7 @@ pub(crate) async fn send_message(ctx: &Ctx) -> Result<JsonResponse, MatrixError>
     let content = Value::Object(ctx.json_object()?);
     let template = EventTemplate::message(ctx.param("eventType"), content);
     let transaction = Some((me.device_id.clone(), ctx.param("txnId").to_owned()));
-    let event_id = rooms::send(&ctx.platform, &room_id, &me.user_id, template, transaction)
+    let event_id = send_event(&ctx.platform, &room_id, &me.user_id, template, transaction)
         .await
         .map_err(not_in_room)?;
     Ok(JsonResponse::ok(json!({ "event_id": event_id })))
@@ -34,7 +34,7 @@ pub(crate) async fn put_state(ctx: &Ctx, state_key: &str) -> Result<JsonResponse
     let room_id = ids::room_id(ctx.param("roomId"))?;
     let content = Value::Object(ctx.json_object()?);
     let template = EventTemplate::state(ctx.param("eventType"), state_key, content);
-    let event_id = rooms::send(&ctx.platform, &room_id, &me.user_id, template, None)
+    let event_id = send_event(&ctx.platform, &room_id, &me.user_id, template, None)
         .await
         .map_err(not_in_room)?;
     Ok(JsonResponse::ok(json!({ "event_id": event_id })))
@@ -54,7 +54,7 @@ pub(crate) async fn redact(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         me.device_id.clone(),
         format!("redact:{}", ctx.param("txnId")),
     ));
-    let event_id = rooms::send(&ctx.platform, &room_id, &me.user_id, template, transaction)
+    let event_id = send_event(&ctx.platform, &room_id, &me.user_id, template, transaction)
         .await
         .map_err(not_in_room)?;
     Ok(JsonResponse::ok(json!({ "event_id": event_id })))

@@ -141,7 +141,7 @@ pub(crate) async fn login(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let forbidden = || MatrixError::forbidden("Invalid username or password");
     let user_id = login_user_id(&user, &ctx.config.server_name).ok_or_else(forbidden)?;
     super::rate_limit::check_user(ctx, "login", user_id.as_str()).await?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let password = body.password.as_deref().unwrap_or_default();
     if !verify_password(
         &ctx.platform,
@@ -179,7 +179,7 @@ pub(crate) async fn refresh(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let refresh = new_refresh_token();
     let expires = now_ms() + REFRESHABLE_TOKEN_LIFETIME_MS;
     accounts::refresh(
-        &ctx.db()?,
+        &ctx.db(),
         &token_hash(&body.refresh_token),
         &token_hash(&access),
         &token_hash(&refresh),
@@ -196,7 +196,7 @@ pub(crate) async fn refresh(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 
 pub(crate) async fn logout(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     accounts::delete_devices(&db, me.user_id.as_str(), &[me.device_id]).await?;
     announce_device_change(ctx, &db, &[me.user_id.as_str()]).await;
     Ok(JsonResponse::ok(json!({})))
@@ -204,7 +204,7 @@ pub(crate) async fn logout(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 
 pub(crate) async fn logout_all(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let devices: Vec<String> = accounts::devices(&db, me.user_id.as_str())
         .await?
         .into_iter()

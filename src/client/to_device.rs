@@ -52,7 +52,7 @@ pub(crate) async fn send(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     }
     // Run even with nothing local: it records the transaction, so a retry sends no EDU twice.
     let (queued, new_txn) = stored::send_to_device(
-        &ctx.db()?,
+        &ctx.db(),
         me.user_id.as_str(),
         &me.device_id,
         event_type,

@@ -24,7 +24,7 @@ pub(crate) async fn authenticate(
             "Registration is disabled on this server",
         ));
     }
-    let db = ctx.db()?;
+    let db = ctx.db();
     let Some(auth) = body.get("auth").filter(|a| a.is_object()) else {
         let session = new_opaque_id();
         accounts::save_uia_session(&db, &session, purpose.as_str(), user_id, "[]").await?;
@@ -120,7 +120,7 @@ async fn check_stage(
                 (Some(claimed), Some(user_id)) if claimed.as_str() == user_id => {
                     verify_password(
                         &ctx.platform,
-                        &ctx.db()?,
+                        &ctx.db(),
                         user_id,
                         password,
                         ctx.config.password_iterations,

@@ -50,16 +50,11 @@ pub(crate) async fn resolve(
     if let Some(entry) = remembered(&key, now) {
         return entry.outcome;
     }
-    let db = Db::new(platform)
-        .map_err(|e| crate::log_warn!("discovery cache unavailable: {}", e.message))
-        .ok();
-    let stored = match &db {
-        Some(db) => store::get(db, &key).await.unwrap_or_else(|e| {
-            crate::log_warn!("discovery cache read failed: {}", e.message);
-            None
-        }),
-        None => None,
-    };
+    let db = Db::new(platform);
+    let stored = store::get(&db, &key).await.unwrap_or_else(|e| {
+        crate::log_warn!("discovery cache read failed: {}", e.message);
+        None
+    });
     if let Some(entry) = stored.as_ref().filter(|entry| entry.expires_ts > now) {
         remember(&key, entry.clone());
         return entry.outcome.clone();
@@ -82,10 +77,8 @@ pub(crate) async fn resolve(
             }
         }
     };
-    if let Some(db) = &db {
-        if let Err(e) = store::put(db, &key, &entry).await {
-            crate::log_warn!("discovery cache write failed: {}", e.message);
-        }
+    if let Err(e) = store::put(&db, &key, &entry).await {
+        crate::log_warn!("discovery cache write failed: {}", e.message);
     }
     remember(&key, entry.clone());
     entry.outcome
@@ -168,8 +161,9 @@ async fn lookup_srv(
     srv::parse_doh_json(&response.body)
 }
 
-/// A GET whose response, body included, must arrive within [`LOOKUP_TIMEOUT`] (the port
-/// enforces it). Bodies longer than the well-known limit by their `Content-Length` are refused.
+/// A GET whose response, body included, must arrive within [`LOOKUP_TIMEOUT`]. Bodies longer
+/// than the well-known limit are refused from `Content-Length` before being read (the port
+/// does both, see `HttpRequest::max_body`).
 async fn get_with_timeout(
     platform: &Platform,
     url: &str,
@@ -184,13 +178,9 @@ async fn get_with_timeout(
             .collect(),
         body: None,
         timeout: LOOKUP_TIMEOUT,
+        max_body: Some(well_known::MAX_BODY_BYTES),
     };
-    let response = platform.http.fetch(request).await?;
-    let length = response.header("content-length");
-    if length.and_then(|l| l.parse::<usize>().ok()) > Some(well_known::MAX_BODY_BYTES) {
-        return Err("response too large".to_owned());
-    }
-    Ok(response)
+    platform.http.fetch(request).await
 }
 
 /// Randomness for the weighted SRV choice; its quality barely matters, so a failure of the

@@ -43,7 +43,7 @@ pub(crate) async fn user_keys_query(ctx: &Ctx) -> Result<JsonResponse, MatrixErr
         requested_devices(user, devices, &mut wanted)?;
         users.push(user.as_str());
     }
-    let mut answer = stored_keys(&ctx.db()?, &wanted, &users, "").await?;
+    let mut answer = stored_keys(&ctx.db(), &wanted, &users, "").await?;
     if let Some(fields) = answer.as_object_mut() {
         fields.remove("user_signing_keys");
     }
@@ -62,7 +62,7 @@ pub(crate) async fn user_keys_claim(ctx: &Ctx) -> Result<JsonResponse, MatrixErr
     for (user, devices) in requested.iter().filter(|(user, _)| ours(ctx, user)) {
         requested_claims(user, devices, &mut wanted)?;
     }
-    let keys = claim_stored(&ctx.db()?, &wanted).await?;
+    let keys = claim_stored(&ctx.db(), &wanted).await?;
     Ok(JsonResponse::ok(json!({ "one_time_keys": keys })))
 }
 
@@ -77,7 +77,7 @@ pub(crate) async fn user_devices(ctx: &Ctx) -> Result<JsonResponse, MatrixError>
             "That user is not on this server",
         ));
     }
-    let db = ctx.db()?;
+    let db = ctx.db();
     // The position first: a change racing this answer then shows up as a newer update.
     let stream_id = e2ee_remote::local_stream_id(&db, user).await?;
     let answer = stored_keys(&db, &[(user, "")], &[user], "").await?;
@@ -159,7 +159,7 @@ pub(crate) async fn device_list_update(
             "m.device_list_update needs device_id and stream_id",
         ));
     };
-    let db = ctx.db()?;
+    let db = ctx.db();
     if !e2ee_remote::shares_room_with_local(&db, user, ctx.config.server_name.as_str()).await? {
         // Nobody here shares a room with the user: nothing to keep up to date.
         return Ok(());
@@ -274,7 +274,7 @@ pub(crate) async fn signing_key_update(
     content: &Value,
 ) -> Result<(), MatrixError> {
     let user = origin_user(content, "user_id", origin)?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     if !e2ee_remote::shares_room_with_local(&db, user, ctx.config.server_name.as_str()).await? {
         return Ok(());
     }
@@ -322,7 +322,7 @@ pub(crate) async fn direct_to_device(
     if queue.len() > MAX_TO_DEVICE {
         return Err(MatrixError::bad_json("too many to-device messages"));
     }
-    let db = ctx.db()?;
+    let db = ctx.db();
     if e2ee_remote::deliver_to_device(&db, sender, event_type, &queue).await? > 0 {
         ctx.platform.wakeups.notify(recipients).await;
     }

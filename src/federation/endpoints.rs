@@ -11,7 +11,6 @@ use super::e2ee_in;
 use crate::api::request::Ctx;
 use crate::client::directory::{directory_page, directory_request};
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
-use crate::rooms::command as rooms;
 use crate::rooms::command::{MembershipReply, RoomCommand};
 use crate::rooms::visibility::redacted_pdu;
 use crate::rooms::{Pdu, RoomVersion};
@@ -39,7 +38,7 @@ fn user_of_origin(ctx: &Ctx, origin: &ruma::ServerName) -> Result<ruma::OwnedUse
 }
 
 async fn known_room(ctx: &Ctx, room_id: &RoomId) -> Result<crate::rooms::RoomVersion, MatrixError> {
-    stored::room_version(&ctx.db()?, room_id.as_str())
+    stored::room_version(&ctx.db(), room_id.as_str())
         .await?
         .ok_or_else(|| MatrixError::not_found("Unknown room"))
 }
@@ -67,7 +66,7 @@ pub(super) async fn require_acl(
     room_id: &RoomId,
     origin: &ruma::ServerName,
 ) -> Result<(), MatrixError> {
-    if acl_allows(&ctx.db()?, room_id.as_str(), origin).await? {
+    if acl_allows(&ctx.db(), room_id.as_str(), origin).await? {
         Ok(())
     } else {
         Err(banned())
@@ -99,7 +98,9 @@ pub(crate) async fn make_membership(
         user_id: user,
         membership: membership.into(),
     };
-    rooms::run(&ctx.platform, room_id.as_str(), &command)
+    ctx.platform
+        .rooms
+        .command(room_id.as_str(), &command)
         .await
         .map(JsonResponse::ok)
 }
@@ -135,7 +136,11 @@ pub(crate) async fn send_membership(
             MembershipReply::StateAndAuthChain
         }),
     };
-    let mut reply = rooms::run(&ctx.platform, room_id.as_str(), &command).await?;
+    let mut reply = ctx
+        .platform
+        .rooms
+        .command(room_id.as_str(), &command)
+        .await?;
     if membership == "leave" {
         reply = json!({});
     }
@@ -150,7 +155,7 @@ pub(crate) async fn send_membership(
 /// seen before from the same origin gets the first answer again.
 pub(crate) async fn send_transaction(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let txn = ctx.param("txnId");
     let (previous, ()) = futures::join!(
         remote_keys::transaction_response(&db, origin.as_str(), txn),
@@ -202,7 +207,9 @@ pub(crate) async fn send_transaction(ctx: &Ctx) -> Result<JsonResponse, MatrixEr
                 pdus,
                 membership_reply: None,
             };
-            rooms::run(&ctx.platform, room.as_str(), &command)
+            ctx.platform
+                .rooms
+                .command(room.as_str(), &command)
                 .await
                 .map_err(|e| (e, ids))
         } else {
@@ -238,7 +245,7 @@ async fn known_room_and_version(
     let Ok(room_id) = RoomId::parse(room) else {
         return Ok(None);
     };
-    let version = stored::room_version(&ctx.db()?, room).await?;
+    let version = stored::room_version(&ctx.db(), room).await?;
     Ok(version.map(|v| (room_id, v)))
 }
 
@@ -259,11 +266,11 @@ async fn remote_member(
     user: &str,
 ) -> Result<bool, MatrixError> {
     let from_origin = UserId::parse(user).is_ok_and(|u| u.server_name() == origin);
-    Ok(from_origin && stored::membership(&ctx.db()?, room, user).await?.as_deref() == Some("join"))
+    Ok(from_origin && stored::membership(&ctx.db(), room, user).await?.as_deref() == Some("join"))
 }
 
 async fn receive_edu(ctx: &Ctx, origin: &ruma::ServerName, edu: &Value) -> Result<(), MatrixError> {
-    let db = ctx.db()?;
+    let db = ctx.db();
     let content = &edu["content"];
     match edu["edu_type"].as_str() {
         Some("m.typing") => {
@@ -337,7 +344,7 @@ pub(crate) async fn query_profile(ctx: &Ctx) -> Result<JsonResponse, MatrixError
             "That user is not on this server",
         ));
     }
-    let profile = user_data::profile(&ctx.db()?, user.as_str())
+    let profile = user_data::profile(&ctx.db(), user.as_str())
         .await?
         .ok_or_else(|| MatrixError::not_found("Unknown user"))?;
     let mut out = serde_json::Map::new();
@@ -359,7 +366,7 @@ pub(crate) async fn query_directory(ctx: &Ctx) -> Result<JsonResponse, MatrixErr
     let alias = ctx
         .query("room_alias")
         .ok_or_else(|| MatrixError::invalid_param("room_alias is required"))?;
-    let room = stored::alias_room(&ctx.db()?, alias)
+    let room = stored::alias_room(&ctx.db(), alias)
         .await?
         .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
     Ok(JsonResponse::ok(
@@ -379,7 +386,7 @@ pub(crate) async fn timestamp_to_event(ctx: &Ctx) -> Result<JsonResponse, Matrix
     let origin = ctx.origin().await?;
     let room_id = room_param(ctx)?;
     room_reader(ctx, &room_id, &origin).await?;
-    crate::client::room_read::event_at_timestamp(ctx, &ctx.db()?, &room_id).await
+    crate::client::room_read::event_at_timestamp(ctx, &ctx.db(), &room_id).await
 }
 
 /// Whether the server shares the room: only servers with a joined member may read its events.
@@ -388,7 +395,7 @@ async fn server_in_room(
     room_id: &str,
     server: &ruma::ServerName,
 ) -> Result<bool, MatrixError> {
-    let members = stored_sync::members_of_server(&ctx.db()?, room_id, server.as_str()).await?;
+    let members = stored_sync::members_of_server(&ctx.db(), room_id, server.as_str()).await?;
     Ok(members > 0)
 }
 
@@ -441,7 +448,7 @@ async fn as_seen_by(
 /// event, redacted if history visibility hides it from them.
 pub(crate) async fn event(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let row = events::event(&db, ctx.param("eventId"))
         .await?
         .ok_or_else(|| MatrixError::not_found("Event not found"))?;
@@ -464,7 +471,7 @@ pub(crate) async fn event(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 pub(crate) async fn state(ctx: &Ctx, ids_only: bool) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
     let room_id = room_param(ctx)?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     room_reader(ctx, &room_id, &origin).await?;
     let event_id = ctx
         .query("event_id")
@@ -565,7 +572,7 @@ pub(crate) async fn get_missing_events(ctx: &Ctx) -> Result<JsonResponse, Matrix
     let earliest = ids_of(&body, "earliest_events");
     let limit = body["limit"].as_u64().unwrap_or(10) as usize;
     let min_depth = body["min_depth"].as_u64().unwrap_or(0);
-    let db = ctx.db()?;
+    let db = ctx.db();
     // The latest events themselves are known to the asker; what it misses are their ancestors.
     let mut start = Vec::new();
     for id in &latest {
@@ -587,7 +594,7 @@ pub(crate) async fn backfill(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let version = room_reader(ctx, &room_id, &origin).await?;
     let from: Vec<String> = ctx.query_all("v").into_iter().map(str::to_owned).collect();
     let limit = ctx.query_u64("limit")?.unwrap_or(10) as usize;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let rows = walk_back(&db, room_id.as_str(), from, &[], limit, 0).await?;
     let pdus = as_seen_by(&db, room_id.as_str(), version, &origin, rows).await?;
     Ok(JsonResponse::ok(json!({
@@ -602,7 +609,7 @@ pub(crate) async fn event_auth(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
     let room_id = room_param(ctx)?;
     room_reader(ctx, &room_id, &origin).await?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let event = events::event(&db, ctx.param("eventId"))
         .await?
         .filter(|row| row.room_id == room_id.as_str())
@@ -621,7 +628,7 @@ pub(crate) async fn hierarchy(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
     let room_id = room_param(ctx)?;
     let suggested_only = crate::client::hierarchy::suggested_only(ctx)?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let unknown = || MatrixError::not_found("Unknown room, or not visible to your server");
     let loaded =
         crate::client::hierarchy::load_rooms(&db, &[room_id.to_string()], "", origin.as_str())

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::api::request::Ctx;
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
-use crate::rooms::command::{self as rooms, RoomCommand};
+use crate::rooms::command::RoomCommand;
 use crate::rooms::{Pdu, RoomVersion};
 use crate::storage::{accounts, signing_keys};
 use crate::time::now_ms;
@@ -63,7 +63,7 @@ pub(crate) async fn invite(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             "The inviter is not on the requesting server",
         ));
     }
-    let db = ctx.db()?;
+    let db = ctx.db();
     if !accounts::user_exists(&db, invitee.as_str()).await? {
         return Err(MatrixError::not_found("Unknown user"));
     }
@@ -91,7 +91,10 @@ pub(crate) async fn invite(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         event: signed.clone(),
         invite_state,
     };
-    rooms::run(&ctx.platform, room_id.as_str(), &command).await?;
+    ctx.platform
+        .rooms
+        .command(room_id.as_str(), &command)
+        .await?;
     Ok(JsonResponse::ok(json!({ "event": signed })))
 }
 

@@ -201,7 +201,7 @@ async fn notarised(
     if server == us {
         return own_document(&ctx.platform, us).await.map(Some);
     }
-    let db = ctx.db()?;
+    let db = ctx.db();
     let mut cached = remote_keys::document(&db, server.as_str()).await?;
     if may_fetch
         && cached

@@ -87,6 +87,7 @@ pub async fn request_text(
             headers,
             body,
             timeout: REQUEST_TIMEOUT,
+            max_body: None,
         };
         platform
             .http
@@ -101,6 +102,7 @@ pub async fn request_text(
             headers,
             body,
             timeout: REQUEST_TIMEOUT,
+            max_body: None,
         };
         platform
             .http

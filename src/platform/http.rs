@@ -26,12 +26,6 @@ impl Method {
     }
 }
 
-impl AsRef<str> for Method {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
 /// One outbound request. `url` is absolute for `fetch`; for a socket it is the path and query.
 #[derive(Clone, Debug)]
 pub struct HttpRequest {
@@ -41,6 +35,10 @@ pub struct HttpRequest {
     pub body: Option<Vec<u8>>,
     /// Past this the request is abandoned (and aborted where the platform can).
     pub timeout: Duration,
+    /// For a small answer (discovery): refused when its `Content-Length` is larger, before the
+    /// body is read, and `timeout` then covers the body too. Without it, `timeout` ends when
+    /// the headers arrive and the body takes as long as it takes (a big room's `send_join`).
+    pub max_body: Option<usize>,
 }
 
 #[derive(Clone, Debug)]

@@ -101,18 +101,8 @@ pub struct SendResult {
     pub event_id: OwnedEventId,
 }
 
-/// Sends a command to the room's object (one writer per room, docs/design.md) and returns its
-/// answer; an error comes back with its status, code and extra fields.
-pub(crate) async fn run(
-    platform: &crate::platform::Platform,
-    room_id: &str,
-    command: &RoomCommand,
-) -> Result<serde_json::Value, crate::http::MatrixError> {
-    platform.rooms.command(room_id, command).await
-}
-
 /// Creates one event in a room as `sender`; returns its event id.
-pub(crate) async fn send(
+pub(crate) async fn send_event(
     platform: &crate::platform::Platform,
     room_id: &ruma::RoomId,
     sender: &ruma::UserId,
@@ -125,7 +115,7 @@ pub(crate) async fn send(
         event,
         transaction,
     };
-    let answer = run(platform, room_id.as_str(), &command).await?;
+    let answer = platform.rooms.command(room_id.as_str(), &command).await?;
     answer["event_id"]
         .as_str()
         .map(str::to_owned)

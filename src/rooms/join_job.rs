@@ -31,7 +31,7 @@ pub const MAX_STEP_FAILURES: u32 = 3;
 
 /// How long the room object waits for the next step to be asked for before its alarm carries
 /// the join on by itself.
-pub const WATCHDOG_MS: i64 = 30_000;
+pub const WATCHDOG_MS: u64 = 30_000;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JoinJob {

@@ -11,6 +11,7 @@ use worker::{durable_object, Env, Request, Response, State};
 
 use crate::federation::outgoing::request;
 use crate::platform::Method;
+use crate::platform::Platform;
 use crate::time::now_ms;
 
 const MAX_PDUS: usize = 50;
@@ -37,13 +38,16 @@ pub(crate) struct Enqueue {
 #[durable_object]
 pub struct Destination {
     state: State,
-    env: Env,
+    platform: Platform,
 }
 
 impl worker::DurableObject for Destination {
     fn new(state: State, env: Env) -> Self {
         super::install_logging();
-        Self { state, env }
+        Self {
+            state,
+            platform: super::platform(&env),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
@@ -81,7 +85,7 @@ impl worker::DurableObject for Destination {
         };
         let pdus: Vec<Value> = queue.pdus.iter().take(MAX_PDUS).cloned().collect();
         let edus: Vec<Value> = queue.edus.iter().take(MAX_EDUS).cloned().collect();
-        let platform = super::platform(&self.env);
+        let platform = &self.platform;
         let config = platform
             .config()
             .map_err(|e| worker::Error::RustError(e.message))?;
@@ -93,7 +97,7 @@ impl worker::DurableObject for Destination {
             "edus": edus,
         });
         let path = format!("/_matrix/federation/v1/send/{txn}");
-        match request(&platform, &server, Method::Put, &path, Some(&body), true).await {
+        match request(platform, &server, Method::Put, &path, Some(&body), true).await {
             Ok((200, _)) => {
                 // Re-read: `fetch` may have queued more while the request was out (a Durable
                 // Object takes other events during a fetch); writing back the copy read before
@@ -155,20 +159,13 @@ impl Destination {
     /// Mirrors the backoff into D1 (`Some((failures, retry_ts))`), or clears it, for the
     /// Worker to see when the server contacts us. A failure here only costs the early wake.
     async fn record_backoff(&self, server: &ServerName, backoff: Option<(u32, u64)>) {
-        let result = match crate::storage::Db::new(&super::platform(&self.env)) {
-            Ok(db) => match backoff {
-                Some((failures, retry_ts)) => {
-                    crate::storage::destinations::set_backoff(
-                        &db,
-                        server.as_str(),
-                        failures,
-                        retry_ts,
-                    )
+        let db = crate::storage::Db::new(&self.platform);
+        let result = match backoff {
+            Some((failures, retry_ts)) => {
+                crate::storage::destinations::set_backoff(&db, server.as_str(), failures, retry_ts)
                     .await
-                }
-                None => crate::storage::destinations::clear_backoff(&db, server.as_str()).await,
-            },
-            Err(e) => Err(e),
+            }
+            None => crate::storage::destinations::clear_backoff(&db, server.as_str()).await,
         };
         if let Err(e) = result {
             crate::log_warn!("could not record the backoff for {server}: {e}");

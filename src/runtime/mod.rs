@@ -16,6 +16,7 @@ use worker::{event, Context, Env, Headers, Request, Response};
 use crate::api::{IncomingRequest, Reply};
 use crate::http::cors::CORS_HEADERS;
 use crate::platform::log::{self, Level};
+use crate::storage::Usage;
 
 pub(crate) use ports::platform;
 
@@ -63,14 +64,14 @@ async fn incoming(mut req: Request) -> Result<IncomingRequest, crate::http::Matr
     })
 }
 
-fn into_worker_response(reply: Reply, usage: Option<(u64, u64, u64)>) -> worker::Result<Response> {
+fn into_worker_response(reply: Reply, usage: Option<Usage>) -> worker::Result<Response> {
     let headers = Headers::new();
-    if let Some((queries, rows_read, rows_written)) = usage {
+    if let Some(usage) = usage {
         // For benchmarks and operators: the Worker's own D1 cost (room objects' writes are
         // their own invocations and not included).
-        headers.set("X-D1-Queries", &queries.to_string())?;
-        headers.set("X-D1-Rows-Read", &rows_read.to_string())?;
-        headers.set("X-D1-Rows-Written", &rows_written.to_string())?;
+        headers.set("X-D1-Queries", &usage.queries.to_string())?;
+        headers.set("X-D1-Rows-Read", &usage.rows_read.to_string())?;
+        headers.set("X-D1-Rows-Written", &usage.rows_written.to_string())?;
     }
     for (name, value) in CORS_HEADERS {
         headers.set(name, value)?;

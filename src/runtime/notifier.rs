@@ -19,7 +19,8 @@ use crate::sync::token::StreamPosition;
 
 #[durable_object]
 pub struct Notifier {
-    env: Env,
+    /// For the race check against D1's positions (`/wait`).
+    db: Db,
     waiters: RefCell<HashMap<String, Vec<oneshot::Sender<()>>>>,
 }
 
@@ -39,7 +40,7 @@ impl worker::DurableObject for Notifier {
     fn new(_state: State, env: Env) -> Self {
         super::install_logging();
         Self {
-            env,
+            db: Db::new(&super::platform(&env)),
             waiters: RefCell::new(HashMap::new()),
         }
     }
@@ -65,10 +66,7 @@ impl worker::DurableObject for Notifier {
                     .or_default()
                     .push(sender);
                 let seen = StreamPosition::parse(&body.seen).unwrap_or_default();
-                let current = match Db::new(&super::platform(&self.env)) {
-                    Ok(db) => crate::storage::sync::current_position(&db).await.ok(),
-                    Err(_) => None,
-                };
+                let current = crate::storage::sync::current_position(&self.db).await.ok();
                 if current.is_some_and(|now| now.is_after(&seen)) {
                     self.drop_closed(&body.user_id);
                     return Response::ok("changed");

@@ -197,11 +197,26 @@ impl Http for Bindings {
             let outgoing = Request::new_with_init(&request.url, &init).map_err(err)?;
             let controller = AbortController::default();
             let signal = controller.signal();
-            let fetch = Fetch::Request(outgoing);
-            let send = fetch.send_with_signal(&signal);
-            futures::pin_mut!(send);
-            let mut response = match select(send, Delay::from(request.timeout)).await {
-                Either::Left((result, _)) => result.map_err(err)?,
+            let exchange = async {
+                let mut response = Fetch::Request(outgoing)
+                    .send_with_signal(&signal)
+                    .await
+                    .map_err(err)?;
+                let length = response.headers().get("content-length").ok().flatten();
+                let limit = request.max_body;
+                if limit.is_some() && length.and_then(|l| l.parse::<usize>().ok()) > limit {
+                    return Err("response too large".to_owned());
+                }
+                // A small answer is read within the time limit; a big one after it.
+                let body = match limit {
+                    Some(_) => Some(response.bytes().await.map_err(err)?),
+                    None => None,
+                };
+                Ok((response, body))
+            };
+            futures::pin_mut!(exchange);
+            let (mut response, body) = match select(exchange, Delay::from(request.timeout)).await {
+                Either::Left((result, _)) => result?,
                 Either::Right(_) => {
                     controller.abort();
                     return Err(format!(
@@ -210,11 +225,14 @@ impl Http for Bindings {
                     ));
                 }
             };
-            let headers = response.headers().entries().collect();
+            let body = match body {
+                Some(body) => body,
+                None => response.bytes().await.map_err(err)?,
+            };
             Ok(HttpResponse {
                 status: response.status_code(),
-                headers,
-                body: response.bytes().await.map_err(err)?,
+                headers: response.headers().entries().collect(),
+                body,
             })
         })
     }

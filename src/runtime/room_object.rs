@@ -41,7 +41,7 @@ impl worker::DurableObject for RoomObject {
         self.writer
             .alarm()
             .await
-            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+            .map_err(|e| worker::Error::RustError(e.message))?;
         Response::ok("")
     }
 }

@@ -63,21 +63,18 @@ pub struct Session<'a> {
     pub expires_ts: Option<i64>,
 }
 
-fn session_statements(
-    db: &Db,
-    s: &Session<'_>,
-) -> Result<Vec<crate::platform::Statement>, MatrixError> {
+fn session_statements(db: &Db, s: &Session<'_>) -> Vec<crate::platform::Statement> {
     let now = now_ms();
     let mut statements = vec![
         // Logging in again with a known device id replaces that device's tokens (spec).
         db.stmt(
             "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
             args![s.user_id, s.device_id],
-        )?,
+        ),
         db.stmt(
             "DELETE FROM refresh_tokens WHERE user_id = ?1 AND device_id = ?2",
             args![s.user_id, s.device_id],
-        )?,
+        ),
         db.stmt(
             "INSERT INTO devices (user_id, device_id, display_name, created_ts, last_seen_ts)
              VALUES (?1, ?2, ?3, ?4, ?4)
@@ -85,7 +82,7 @@ fn session_statements(
                display_name = COALESCE(excluded.display_name, devices.display_name),
                last_seen_ts = excluded.last_seen_ts",
             args![s.user_id, s.device_id, s.device_display_name, now],
-        )?,
+        ),
         db.stmt(
             "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, expires_ts)
              VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -96,16 +93,16 @@ fn session_statements(
                 now,
                 s.expires_ts
             ],
-        )?,
+        ),
     ];
     if let Some(refresh) = s.refresh_token_hash {
         statements.push(db.stmt(
             "INSERT INTO refresh_tokens (token_hash, user_id, device_id, created_ts)
              VALUES (?1, ?2, ?3, ?4)",
             args![refresh, s.user_id, s.device_id, now],
-        )?);
+        ));
     }
-    Ok(statements)
+    statements
 }
 
 impl From<Option<i64>> for super::Arg<'_> {
@@ -133,9 +130,9 @@ pub async fn register(
             admin,
             user_id.trim_start_matches('@').split(':').next()
         ],
-    )?];
+    )];
     if let Some(session) = session {
-        statements.extend(session_statements(db, session)?);
+        statements.extend(session_statements(db, session));
     }
     match db.batch(statements).await {
         Ok(_) => Ok(()),
@@ -149,7 +146,7 @@ pub async fn register(
 }
 
 pub async fn start_session(db: &Db, session: &Session<'_>) -> Result<(), MatrixError> {
-    db.batch(session_statements(db, session)?).await.map(|_| ())
+    db.batch(session_statements(db, session)).await.map(|_| ())
 }
 
 /// Exchanges a refresh token for new tokens: the old pair stops working in the same batch.
@@ -198,12 +195,12 @@ pub async fn refresh(
             "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, expires_ts, revokes_refresh)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             args![new_access_hash, &row.user_id, &row.device_id, now, expires_ts, refresh_hash],
-        )?,
+        ),
         db.stmt(
             "INSERT INTO refresh_tokens (token_hash, user_id, device_id, created_ts, revokes_refresh)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             args![new_refresh_hash, &row.user_id, &row.device_id, now, refresh_hash],
-        )?,
+        ),
     ];
     db.batch(statements).await?;
     Ok(Some((row.user_id, row.device_id)))
@@ -216,15 +213,15 @@ pub async fn first_use(db: &Db, revoked_refresh: &str) -> Result<(), MatrixError
         db.stmt(
             "DELETE FROM refresh_tokens WHERE token_hash = ?1",
             args![revoked_refresh],
-        )?,
+        ),
         db.stmt(
             "UPDATE access_tokens SET revokes_refresh = NULL WHERE revokes_refresh = ?1",
             args![revoked_refresh],
-        )?,
+        ),
         db.stmt(
             "UPDATE refresh_tokens SET revokes_refresh = NULL WHERE revokes_refresh = ?1",
             args![revoked_refresh],
-        )?,
+        ),
     ];
     db.batch(statements).await.map(|_| ())
 }
@@ -249,9 +246,9 @@ pub async fn delete_devices(db: &Db, user_id: &str, devices: &[String]) -> Resul
             "DELETE FROM refresh_tokens WHERE user_id = ?1 AND device_id = ?2",
             "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
         ] {
-            statements.push(db.stmt(sql, args![user_id, device])?);
+            statements.push(db.stmt(sql, args![user_id, device]));
         }
-        statements.extend(super::e2ee::forget_device(db, user_id, device)?);
+        statements.extend(super::e2ee::forget_device(db, user_id, device));
     }
     if statements.is_empty() {
         return Ok(());
@@ -299,12 +296,12 @@ pub async fn deactivate(db: &Db, user_id: &str) -> Result<(), MatrixError> {
             "UPDATE users SET deactivated = 1, password_hash = NULL, displayname = NULL, avatar_url = NULL
              WHERE user_id = ?1",
             args![user_id],
-        )?,
-        db.stmt("DELETE FROM access_tokens WHERE user_id = ?1", args![user_id])?,
-        db.stmt("DELETE FROM refresh_tokens WHERE user_id = ?1", args![user_id])?,
-        db.stmt("DELETE FROM devices WHERE user_id = ?1", args![user_id])?,
+        ),
+        db.stmt("DELETE FROM access_tokens WHERE user_id = ?1", args![user_id]),
+        db.stmt("DELETE FROM refresh_tokens WHERE user_id = ?1", args![user_id]),
+        db.stmt("DELETE FROM devices WHERE user_id = ?1", args![user_id]),
     ];
-    statements.extend(super::e2ee::forget_user(db, user_id)?);
+    statements.extend(super::e2ee::forget_user(db, user_id));
     db.batch(statements).await.map(|_| ())
 }
 

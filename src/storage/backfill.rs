@@ -94,13 +94,13 @@ pub async fn store(
                 relates_to,
                 rel_type,
             ],
-        )?);
+        ));
         if let Some(redacts) = pdu.redacts() {
             statements.push(db.stmt(
                 "UPDATE events SET redacted_by = ?1
                  WHERE event_id = ?2 AND room_id = ?3 AND redacted_by IS NULL",
                 args![event_id, redacts.as_str(), room_id],
-            )?);
+            ));
         }
     }
     db.batch(statements).await.map(|_| ())

@@ -8,7 +8,7 @@ use crate::platform::Statement;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{changes, Db};
+use super::Db;
 use crate::args;
 use crate::e2ee::device_keys::UploadedKey;
 use crate::http::MatrixError;
@@ -45,12 +45,12 @@ pub async fn upload(
             "INSERT OR REPLACE INTO e2e_device_list_changes (user_id) SELECT ?1 WHERE NOT EXISTS
                (SELECT 1 FROM e2e_device_keys WHERE user_id = ?1 AND device_id = ?2 AND key_json = ?3)",
             args![user_id, device_id, keys],
-        )?);
+        ));
         statements.push(db.stmt(
             "INSERT INTO e2e_device_keys (user_id, device_id, key_json) VALUES (?1, ?2, ?3)
              ON CONFLICT (user_id, device_id) DO UPDATE SET key_json = excluded.key_json",
             args![user_id, device_id, keys],
-        )?);
+        ));
     }
     if !one_time_keys.is_empty() {
         // A key id already stored keeps its first key: a retried upload changes nothing.
@@ -59,7 +59,7 @@ pub async fn upload(
              SELECT ?1, ?2, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]')
              FROM json_each(?3)",
             args![user_id, device_id, &keys_json(one_time_keys)],
-        )?);
+        ));
     }
     if !fallback_keys.is_empty() {
         // A new fallback key replaces the old one and is unused; the same key again keeps its state.
@@ -71,13 +71,13 @@ pub async fn upload(
                key_id = excluded.key_id, key_json = excluded.key_json, used = 0
              WHERE e2e_fallback_keys.key_id != excluded.key_id",
             args![user_id, device_id, &keys_json(fallback_keys)],
-        )?);
+        ));
     }
     let changed = if statements.is_empty() {
         false
     } else {
         let results = db.batch(statements).await?;
-        device_keys.is_some() && results.first().map(changes).unwrap_or(0) > 0
+        device_keys.is_some() && results.first().map(|r| r.changes).unwrap_or(0) > 0
     };
     let (counts, _) = key_counts(db, user_id, device_id).await?;
     Ok((counts, changed))
@@ -182,9 +182,9 @@ pub async fn store_cross_signing_keys(
             "INSERT OR REPLACE INTO e2e_cross_signing_keys (user_id, key_type, public_key, key_json)
              VALUES (?1, ?2, ?3, ?4)",
             args![user_id, *kind, public, key],
-        )?);
+        ));
     }
-    statements.push(db.stmt(DEVICE_LIST_CHANGED, args![user_id])?);
+    statements.push(db.stmt(DEVICE_LIST_CHANGED, args![user_id]));
     db.batch(statements).await.map(|_| ())
 }
 
@@ -241,12 +241,12 @@ pub async fn store_signatures(db: &Db, rows: &[SignatureRow]) -> Result<(), Matr
              SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
                     json_extract(value, '$[3]'), json_extract(value, '$[4]') FROM json_each(?1)",
             args![&list],
-        )?,
+        ),
         db.stmt(
             "INSERT OR REPLACE INTO e2e_device_list_changes (user_id)
              SELECT DISTINCT json_extract(value, '$[0]') FROM json_each(?1)",
             args![&list],
-        )?,
+        ),
     ];
     db.batch(statements).await.map(|_| ())
 }
@@ -387,11 +387,7 @@ pub async fn users_sharing_rooms(db: &Db, users: &[&str]) -> Result<Vec<String>,
 
 /// Statements that forget a device's keys and inbox and record the change, to run in the
 /// batch that deletes the device.
-pub fn forget_device(
-    db: &Db,
-    user_id: &str,
-    device_id: &str,
-) -> Result<Vec<Statement>, MatrixError> {
+pub fn forget_device(db: &Db, user_id: &str, device_id: &str) -> Vec<Statement> {
     let mut statements = Vec::new();
     for sql in [
         "DELETE FROM e2e_device_keys WHERE user_id = ?1 AND device_id = ?2",
@@ -400,15 +396,15 @@ pub fn forget_device(
         "DELETE FROM e2e_to_device WHERE user_id = ?1 AND device_id = ?2",
         "DELETE FROM e2e_signatures WHERE target_user_id = ?1 AND target_key_id = ?2",
     ] {
-        statements.push(db.stmt(sql, args![user_id, device_id])?);
+        statements.push(db.stmt(sql, args![user_id, device_id]));
     }
-    statements.push(db.stmt(DEVICE_LIST_CHANGED, args![user_id])?);
-    Ok(statements)
+    statements.push(db.stmt(DEVICE_LIST_CHANGED, args![user_id]));
+    statements
 }
 
 /// Statements that forget all of a user's device keys and inboxes (deactivation). Cross-signing
 /// keys go too: nobody should trust new devices signed in a dead account's name.
-pub fn forget_user(db: &Db, user_id: &str) -> Result<Vec<Statement>, MatrixError> {
+pub fn forget_user(db: &Db, user_id: &str) -> Vec<Statement> {
     let mut statements = Vec::new();
     for sql in [
         "DELETE FROM e2e_device_keys WHERE user_id = ?1",
@@ -419,9 +415,9 @@ pub fn forget_user(db: &Db, user_id: &str) -> Result<Vec<Statement>, MatrixError
         "DELETE FROM e2e_signatures WHERE target_user_id = ?1",
         DEVICE_LIST_CHANGED,
     ] {
-        statements.push(db.stmt(sql, args![user_id])?);
+        statements.push(db.stmt(sql, args![user_id]));
     }
-    Ok(statements)
+    statements
 }
 
 /// Queues to-device messages `[user, device or "*", content]` from `sender` once per
@@ -454,17 +450,17 @@ pub async fn send_to_device(
                 &scope,
                 txn_id
             ],
-        )?,
+        ),
         db.stmt(
             "INSERT OR IGNORE INTO client_transactions (user_id, device_id, scope, txn_id, result, created_ts)
              VALUES (?1, ?2, ?3, ?4, '{}', ?5)",
             args![sender, sender_device, &scope, txn_id, now_ms()],
-        )?,
+        ),
     ];
     let results = db.batch(statements).await?;
     Ok((
-        results.first().map(changes).unwrap_or(0),
-        results.get(1).map(changes).unwrap_or(0) > 0,
+        results.first().map(|r| r.changes).unwrap_or(0),
+        results.get(1).map(|r| r.changes).unwrap_or(0) > 0,
     ))
 }
 
@@ -492,13 +488,13 @@ pub async fn to_device_inbox(
         db.stmt(
             "DELETE FROM e2e_to_device WHERE user_id = ?1 AND device_id = ?2 AND stream_id <= ?3",
             args![user_id, device_id, acknowledged],
-        )?,
+        ),
         db.stmt(
             "SELECT stream_id, sender, type, content FROM e2e_to_device
              WHERE user_id = ?1 AND device_id = ?2 AND stream_id > ?3 AND stream_id <= ?4
              ORDER BY stream_id LIMIT ?5",
             args![user_id, device_id, acknowledged, up_to, limit],
-        )?,
+        ),
     ];
     let results = db.batch(statements).await?;
     match results.get(1) {

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{changes, Db};
+use super::Db;
 use crate::args;
 use crate::e2ee::backup::SessionKey;
 use crate::http::MatrixError;
@@ -92,15 +92,15 @@ pub async fn delete_version(db: &Db, user_id: &str, version: i64) -> Result<bool
                 "UPDATE e2e_backup_versions SET deleted = 1
                  WHERE user_id = ?1 AND version = ?2 AND deleted = 0",
                 args![user_id, version],
-            )?,
+            ),
             db.stmt(
                 "DELETE FROM e2e_backup_keys WHERE version = ?1 AND EXISTS
                    (SELECT 1 FROM e2e_backup_versions WHERE version = ?1 AND user_id = ?2)",
                 args![version, user_id],
-            )?,
+            ),
         ])
         .await?;
-    Ok(results.first().map(changes).unwrap_or(0) > 0)
+    Ok(results.first().map(|r| r.changes).unwrap_or(0) > 0)
 }
 
 /// Stores keys in a version, keeping for each session the better of the stored and the new key
@@ -136,8 +136,8 @@ pub async fn put_keys(db: &Db, version: i64, keys: &[SessionKey]) -> Result<(), 
                          OR (excluded.first_message_index = e2e_backup_keys.first_message_index
                              AND excluded.forwarded_count < e2e_backup_keys.forwarded_count)))",
             args![version, &Value::Array(list).to_string()],
-        )?,
-        bump_etag(db, version)?,
+        ),
+        bump_etag(db, version),
     ])
     .await
     .map(|_| ())
@@ -145,7 +145,7 @@ pub async fn put_keys(db: &Db, version: i64, keys: &[SessionKey]) -> Result<(), 
 
 /// Moves a version's etag: in the batch of every change to its keys, so clients that compare
 /// etags notice.
-fn bump_etag(db: &Db, version: i64) -> Result<crate::platform::Statement, MatrixError> {
+fn bump_etag(db: &Db, version: i64) -> crate::platform::Statement {
     db.stmt(
         "UPDATE e2e_backup_versions SET etag = etag + 1 WHERE version = ?1",
         args![version],
@@ -189,8 +189,8 @@ pub async fn delete_keys(
             "DELETE FROM e2e_backup_keys WHERE version = ?1 AND (?2 IS NULL OR room_id = ?2)
                AND (?3 IS NULL OR session_id = ?3)",
             args![version, room_id, session_id],
-        )?,
-        bump_etag(db, version)?,
+        ),
+        bump_etag(db, version),
     ])
     .await
     .map(|_| ())

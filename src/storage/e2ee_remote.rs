@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::e2ee::DEVICE_LIST_CHANGED;
-use super::{changes, Db};
+use super::Db;
 use crate::args;
 use crate::http::MatrixError;
 
@@ -61,29 +61,29 @@ pub async fn replace_remote_devices(
 ) -> Result<(), MatrixError> {
     let list = json!(devices).to_string();
     let mut statements = vec![
-        db.stmt("DELETE FROM e2e_device_keys WHERE user_id = ?1", args![user_id])?,
+        db.stmt("DELETE FROM e2e_device_keys WHERE user_id = ?1", args![user_id]),
         db.stmt(
             "INSERT OR REPLACE INTO e2e_device_keys (user_id, device_id, key_json)
              SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?2)",
             args![user_id, &list],
-        )?,
+        ),
         db.stmt(
             "DELETE FROM e2e_cross_signing_keys WHERE user_id = ?1 AND key_type != 'user_signing'",
             args![user_id],
-        )?,
+        ),
     ];
     for (kind, public, key) in cross {
         statements.push(db.stmt(
             "INSERT OR REPLACE INTO e2e_cross_signing_keys (user_id, key_type, public_key, key_json)
              VALUES (?1, ?2, ?3, ?4)",
             args![user_id, *kind, public, key],
-        )?);
+        ));
     }
     statements.push(db.stmt(
         "INSERT OR REPLACE INTO e2e_remote_device_lists (user_id, stream_id) VALUES (?1, ?2)",
         args![user_id, stream_id],
-    )?);
-    statements.push(db.stmt(DEVICE_LIST_CHANGED, args![user_id])?);
+    ));
+    statements.push(db.stmt(DEVICE_LIST_CHANGED, args![user_id]));
     db.batch(statements).await.map(|_| ())
 }
 
@@ -101,19 +101,19 @@ pub async fn apply_remote_device_update(
             "INSERT INTO e2e_device_keys (user_id, device_id, key_json) VALUES (?1, ?2, ?3)
              ON CONFLICT (user_id, device_id) DO UPDATE SET key_json = excluded.key_json",
             args![user_id, device_id, keys],
-        )?,
+        ),
         None => db.stmt(
             "DELETE FROM e2e_device_keys WHERE user_id = ?1 AND device_id = ?2",
             args![user_id, device_id],
-        )?,
+        ),
     };
     let statements = vec![
         device,
         db.stmt(
             "UPDATE e2e_remote_device_lists SET stream_id = ?2 WHERE user_id = ?1",
             args![user_id, stream_id],
-        )?,
-        db.stmt(DEVICE_LIST_CHANGED, args![user_id])?,
+        ),
+        db.stmt(DEVICE_LIST_CHANGED, args![user_id]),
     ];
     db.batch(statements).await.map(|_| ())
 }
@@ -167,16 +167,16 @@ pub async fn take_sent_position(
         db.stmt(
             "SELECT stream_id FROM e2e_device_list_changes WHERE user_id = ?1",
             args![user_id],
-        )?,
+        ),
         db.stmt(
             "SELECT stream_id FROM e2e_device_list_sent WHERE user_id = ?1",
             args![user_id],
-        )?,
+        ),
         db.stmt(
             "INSERT OR REPLACE INTO e2e_device_list_sent (user_id, stream_id)
              SELECT user_id, stream_id FROM e2e_device_list_changes WHERE user_id = ?1",
             args![user_id],
-        )?,
+        ),
     ];
     let results = db.batch(statements).await?;
     let position = |i: usize| -> Result<Option<i64>, MatrixError> {
@@ -222,7 +222,7 @@ pub async fn deliver_to_device(
          FROM json_each(?3) w JOIN devices d ON d.user_id = json_extract(w.value, '$[0]')
            AND (json_extract(w.value, '$[1]') = '*' OR d.device_id = json_extract(w.value, '$[1]'))",
         args![sender, event_type, &Value::Array(messages.to_vec()).to_string()],
-    )?;
+    );
     let results = db.batch(vec![statement]).await?;
-    Ok(results.first().map(changes).unwrap_or(0))
+    Ok(results.first().map(|r| r.changes).unwrap_or(0))
 }

@@ -110,16 +110,16 @@ pub(crate) struct Db {
 }
 
 impl Db {
-    pub fn new(platform: &Platform) -> Result<Self, MatrixError> {
+    pub fn new(platform: &Platform) -> Self {
         Self::counting(platform, Rc::default())
     }
 
     /// A handle that adds its queries' cost to `usage`, shared by one request's handles.
-    pub fn counting(platform: &Platform, usage: Rc<Cell<Usage>>) -> Result<Self, MatrixError> {
-        Ok(Db {
+    pub fn counting(platform: &Platform, usage: Rc<Cell<Usage>>) -> Self {
+        Db {
             sql: platform.sql.clone(),
             usage,
-        })
+        }
     }
 
     fn count(&self, results: &[QueryResult]) {
@@ -133,17 +133,17 @@ impl Db {
     }
 
     /// A statement as a value, to run now or in a batch.
-    pub fn stmt(&self, sql: &str, args: &[Arg<'_>]) -> Result<Statement, MatrixError> {
-        Ok(Statement {
+    pub fn stmt(&self, sql: &str, args: &[Arg<'_>]) -> Statement {
+        Statement {
             sql: sql.to_owned(),
             args: args.iter().map(Arg::value).collect(),
-        })
+        }
     }
 
     async fn query(&self, sql: &str, args: &[Arg<'_>]) -> Result<QueryResult, MatrixError> {
         let result = self
             .sql
-            .query(self.stmt(sql, args)?)
+            .query(self.stmt(sql, args))
             .await
             .map_err(storage_error)?;
         self.count(std::slice::from_ref(&result));
@@ -163,7 +163,12 @@ impl Db {
         sql: &str,
         args: &[Arg<'_>],
     ) -> Result<Option<T>, MatrixError> {
-        Ok(self.rows(sql, args).await?.into_iter().next())
+        let result = self.query(sql, args).await?;
+        result
+            .rows
+            .first()
+            .map(|row| T::deserialize(row).map_err(storage_error))
+            .transpose()
     }
 
     /// Runs a write; returns how many rows it changed.
@@ -187,10 +192,6 @@ impl QueryResult {
             .map(|row| T::deserialize(row).map_err(storage_error))
             .collect()
     }
-}
-
-pub(crate) fn changes(result: &QueryResult) -> u64 {
-    result.changes
 }
 
 /// A row with one integer column named `n`, for counts and maxima.

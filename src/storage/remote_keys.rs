@@ -54,7 +54,7 @@ pub async fn store(
            valid_until_ts = excluded.valid_until_ts, fetched_ts = excluded.fetched_ts
          WHERE excluded.valid_until_ts >= remote_server_key_documents.valid_until_ts",
         args![server, document, valid_until_ts, now_ms()],
-    )?];
+    )];
     for key in keys {
         statements.push(db.stmt(
             "INSERT INTO remote_server_keys (server_name, key_id, public_key, valid_until_ts, expired_ts, fetched_ts)
@@ -63,7 +63,7 @@ pub async fn store(
                valid_until_ts = MAX(remote_server_keys.valid_until_ts, excluded.valid_until_ts),
                expired_ts = excluded.expired_ts, fetched_ts = excluded.fetched_ts",
             args![server, &key.key_id, &key.public_key, key.valid_until_ts, key.expired_ts.map(|t| t as i64), now_ms()],
-        )?);
+        ));
     }
     db.batch(statements).await.map(|_| ())
 }

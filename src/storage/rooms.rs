@@ -250,12 +250,12 @@ pub async fn persist(db: &Db, write: RoomWrite<'_>) -> Result<(), MatrixError> {
                 now_ms(),
                 room.publish
             ],
-        )?);
+        ));
         if let Some(alias) = room.alias {
             statements.push(db.stmt(
                 "INSERT INTO room_aliases (alias, room_id, creator, created_ts) VALUES (?1, ?2, ?3, ?4)",
                 args![alias, room_id, room.creator, now_ms()],
-            )?);
+            ));
         }
     }
     // A join of a big room writes hundreds of outliers and state slots: those go as a few
@@ -266,34 +266,34 @@ pub async fn persist(db: &Db, write: RoomWrite<'_>) -> Result<(), MatrixError> {
         .iter()
         .partition(|e| e.stored_as == StoredAs::Outlier && write.events.len() > BULK_FROM);
     for chunk in outliers.chunks(BULK_CHUNK) {
-        statements.push(bulk_outliers(db, room_id, chunk)?);
+        statements.push(bulk_outliers(db, room_id, chunk));
     }
     for event in events {
-        statements.extend(event_statements(db, event)?);
+        statements.extend(event_statements(db, event));
     }
     for group in &write.groups {
-        statements.push(state_groups::insert(db, room_id, group)?);
+        statements.push(state_groups::insert(db, room_id, group));
     }
     let (set, other): (Vec<&SlotChange>, Vec<&SlotChange>) = write
         .state_changes
         .iter()
         .partition(|(_, id)| id.is_some() && write.state_changes.len() > BULK_FROM);
     for chunk in set.chunks(BULK_CHUNK) {
-        statements.extend(bulk_state(db, room_id, chunk)?);
+        statements.extend(bulk_state(db, room_id, chunk));
     }
     for change in other {
-        statements.extend(state_change_statements(db, room_id, change)?);
+        statements.extend(state_change_statements(db, room_id, change));
     }
     if let Some(extremities) = &write.extremities {
         statements.push(db.stmt(
             "DELETE FROM forward_extremities WHERE room_id = ?1",
             args![room_id],
-        )?);
+        ));
         for id in extremities {
             statements.push(db.stmt(
                 "INSERT INTO forward_extremities (room_id, event_id) VALUES (?1, ?2)",
                 args![room_id, id.as_str()],
-            )?);
+            ));
         }
     }
     db.batch(statements).await.map(|_| ())
@@ -307,11 +307,7 @@ const BULK_CHUNK: usize = 100;
 
 /// Outliers (a joined room's state and auth chain) in one statement: they are never in the
 /// timeline, carry no transaction and no relation that matters to clients.
-fn bulk_outliers(
-    db: &Db,
-    room_id: &str,
-    events: &[&EventWrite<'_>],
-) -> Result<crate::platform::Statement, MatrixError> {
+fn bulk_outliers(db: &Db, room_id: &str, events: &[&EventWrite<'_>]) -> crate::platform::Statement {
     let rows: Vec<Value> = events
         .iter()
         .map(|w| {
@@ -346,11 +342,7 @@ fn bulk_outliers(
 
 /// State slots set in bulk, with the membership rows of member slots (as
 /// `state_change_statements` does one by one).
-fn bulk_state(
-    db: &Db,
-    room_id: &str,
-    changes: &[&SlotChange],
-) -> Result<Vec<crate::platform::Statement>, MatrixError> {
+fn bulk_state(db: &Db, room_id: &str, changes: &[&SlotChange]) -> Vec<crate::platform::Statement> {
     let rows: Vec<Value> = changes
         .iter()
         .filter_map(|((kind, key), id)| {
@@ -362,7 +354,7 @@ fn bulk_state(
         })
         .collect();
     let rows = Value::Array(rows).to_string();
-    Ok(vec![
+    vec![
         db.stmt(
             "INSERT INTO room_state (room_id, type, state_key, event_id)
              SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'),
@@ -370,7 +362,7 @@ fn bulk_state(
              FROM json_each(?2) WHERE true
              ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id",
             args![room_id, &rows],
-        )?,
+        ),
         db.stmt(
             "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten)
              SELECT room_id, state_key, membership, event_id, stream_ordering, 0 FROM events
@@ -381,8 +373,8 @@ fn bulk_state(
                event_id = excluded.event_id, stream_ordering = excluded.stream_ordering,
                forgotten = 0",
             args![room_id, &rows],
-        )?,
-    ])
+        ),
+    ]
 }
 
 /// One slot of the current state, and the membership row of a member slot. Runs after the
@@ -391,13 +383,13 @@ fn state_change_statements(
     db: &Db,
     room_id: &str,
     ((kind, state_key), event_id): &SlotChange,
-) -> Result<Vec<crate::platform::Statement>, MatrixError> {
+) -> Vec<crate::platform::Statement> {
     let kind = kind.to_string();
     let Some(event_id) = event_id else {
-        return Ok(vec![db.stmt(
+        return vec![db.stmt(
             "DELETE FROM room_state WHERE room_id = ?1 AND type = ?2 AND state_key = ?3",
             args![room_id, kind.as_str(), state_key.as_str()],
-        )?]);
+        )];
     };
     let mut statements = vec![db.stmt(
         "INSERT INTO room_state (room_id, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)
@@ -408,7 +400,7 @@ fn state_change_statements(
             state_key.as_str(),
             event_id.as_str()
         ],
-    )?];
+    )];
     if kind == "m.room.member" {
         statements.push(db.stmt(
             "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten)
@@ -418,9 +410,9 @@ fn state_change_statements(
                event_id = excluded.event_id, stream_ordering = excluded.stream_ordering,
                forgotten = 0",
             args![event_id.as_str()],
-        )?);
+        ));
     }
-    Ok(statements)
+    statements
 }
 
 /// What the events table indexes of an event's content: `membership` (kept for member events
@@ -434,10 +426,7 @@ pub(super) fn indexed_content(content: &Value) -> (Option<&str>, Option<&str>, O
     )
 }
 
-fn event_statements(
-    db: &Db,
-    w: &EventWrite<'_>,
-) -> Result<Vec<crate::platform::Statement>, MatrixError> {
+fn event_statements(db: &Db, w: &EventWrite<'_>) -> Vec<crate::platform::Statement> {
     let pdu = w.pdu;
     let event_id = pdu.event_id().as_str();
     let room_id = w.room_id.as_str();
@@ -479,22 +468,22 @@ fn event_statements(
             w.stored_as as i64,
             w.state_group,
         ],
-    )?];
+    )];
     // Only an accepted redaction redacts; a soft-failed one is not part of the room's history.
     if let Some(redacts) = pdu.redacts().filter(|_| w.stored_as == StoredAs::Timeline) {
         statements.push(db.stmt(
             "UPDATE events SET redacted_by = ?1 WHERE event_id = ?2 AND room_id = ?3 AND redacted_by IS NULL",
             args![event_id, redacts.as_str(), room_id],
-        )?);
+        ));
     }
     if let Some((user, device, txn)) = w.transaction {
         statements.push(db.stmt(
             "INSERT INTO client_transactions (user_id, device_id, scope, txn_id, result, created_ts)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             args![user, device, room_id, txn, event_id, now_ms()],
-        )?);
+        ));
     }
-    Ok(statements)
+    statements
 }
 
 pub async fn transaction_result(

@@ -34,7 +34,7 @@ pub async fn server_keys(platform: &Platform) -> Result<Rc<ServerKeys>, MatrixEr
     if let Some(keys) = CACHE.with(|cache| cache.borrow().clone()) {
         return Ok(keys);
     }
-    let db = Db::new(platform)?;
+    let db = Db::new(platform);
     let current = match platform.secret("SIGNING_KEY") {
         Some(text) => {
             let key = SigningKey::parse_key_file(&text).map_err(|e| {
@@ -63,11 +63,11 @@ async fn record_key(db: &Db, key: &SigningKey, seed: Option<String>) -> Result<(
          VALUES (?1, ?2, ?3, ?4, ?5, NULL)
          ON CONFLICT (key_id) DO UPDATE SET expired_ts = NULL, public_key = excluded.public_key",
         args![&key_id, &public_key, seed.as_deref(), seed.is_some(), now],
-    )?;
+    );
     let retire = db.stmt(
         "UPDATE server_signing_keys SET expired_ts = ?2 WHERE key_id != ?1 AND expired_ts IS NULL",
         args![&key_id, now],
-    )?;
+    );
     db.batch(vec![insert, retire]).await?;
     Ok(())
 }

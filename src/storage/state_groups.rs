@@ -11,11 +11,7 @@ use crate::http::MatrixError;
 use crate::rooms::resolution::StateMap;
 use crate::rooms::state_groups::{apply_entries, Entry, GroupRef, NewGroup};
 
-pub fn insert(
-    db: &Db,
-    room_id: &str,
-    group: &NewGroup,
-) -> Result<crate::platform::Statement, MatrixError> {
+pub fn insert(db: &Db, room_id: &str, group: &NewGroup) -> crate::platform::Statement {
     let entries = serde_json::to_string(&group.entries).unwrap_or_else(|_| "[]".into());
     db.stmt(
         "INSERT OR IGNORE INTO state_groups (id, room_id, parent, full, entries, chain)

@@ -15,7 +15,6 @@ mod streams;
 
 use std::future::Future;
 
-use ruma::events::StateEventType;
 use ruma::{server_name, OwnedEventId, OwnedRoomId, UserId};
 use serde_json::{json, Value};
 
@@ -26,7 +25,7 @@ use crate::http::MatrixError;
 use crate::keys::SigningKey;
 use crate::rooms::builder::EventTemplate;
 use crate::rooms::engine::{LocalServer, RoomEngine};
-use crate::rooms::object::{event_write, room_write};
+use crate::rooms::object::{event_write, history_visibility as visibility, room_write};
 use crate::rooms::RoomVersion;
 use crate::testing::TestServer;
 
@@ -44,7 +43,7 @@ fn run<T>(test: impl Future<Output = T>) -> T {
 /// A fresh server (SQLite with the migrations applied) and a database handle on it.
 fn setup() -> (TestServer, Db) {
     let server = TestServer::new();
-    let db = Db::new(&server.platform).expect("a database handle");
+    let db = Db::new(&server.platform);
     (server, db)
 }
 
@@ -170,6 +169,19 @@ impl Room {
         Ok(room)
     }
 
+    /// Room "one" of local users alice (creator), bob (joined) and carol (invited), and of
+    /// remote dave (joined).
+    async fn shared(db: &Db) -> Room {
+        for local in [ALICE, BOB, CAROL] {
+            user(db, local).await;
+        }
+        let mut room = Room::create(db, "one", ALICE, None).await;
+        room.join(db, BOB).await;
+        room.join(db, DAVE).await;
+        room.member(db, ALICE, CAROL, "invite").await;
+        room
+    }
+
     /// Sends one event at the tip as `RoomObject::send` does: prepared, persisted, committed.
     async fn send(&mut self, db: &Db, sender: &str, template: EventTemplate) -> OwnedEventId {
         self.try_send(db, sender, template, None)
@@ -239,16 +251,6 @@ impl Room {
         self.send(db, sender, EventTemplate::state(kind, "", content))
             .await
     }
-}
-
-/// As `rooms::object`: the history visibility in force at the next event.
-fn visibility(engine: &RoomEngine) -> String {
-    engine
-        .state()
-        .get(&StateEventType::RoomHistoryVisibility, "")
-        .and_then(|pdu| serde_json::from_str::<Value>(pdu.content().get()).ok())
-        .and_then(|c| c["history_visibility"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| "shared".to_owned())
 }
 
 /// The event ids of rows, in their order.

@@ -53,7 +53,7 @@ async fn load_filter(ctx: &Ctx, db: &Db, me: &Requester) -> Result<Filter, Matri
 
 pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    let db = ctx.db()?;
+    let db = ctx.db();
     let (filter, ()) = futures::join!(
         load_filter(ctx, &db, &me),
         crate::client::presence::on_sync(ctx, &db, me.user_id.as_str()),

@@ -151,14 +151,10 @@ impl TestServer {
             authorization: authorization.map(str::to_owned),
             ip: Some("127.0.0.1".to_owned()),
         };
-        let (reply, _usage) = crate::api::handle(self.platform.clone(), request).await;
-        match reply {
-            Ok(Reply::Json(json)) => (json.status, json.body),
-            Ok(Reply::Preflight) => (204, Value::Null),
-            Err(error) => {
-                let response = error.into_response();
-                (response.status, response.body)
-            }
+        // The same answer the runtime turns into a response.
+        match crate::api::respond(self.platform.clone(), request).await.0 {
+            Reply::Json(json) => (json.status, json.body),
+            Reply::Preflight => (204, Value::Null),
         }
     }
 

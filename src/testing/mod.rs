@@ -2,7 +2,7 @@
 //! `migrations/` applied in place of D1 (D1 is SQLite), room objects run in-process (the same
 //! `rooms::object::RoomObject` the Durable Object wraps), and recording fakes for wake-ups, the
 //! federation queue and the network. A test builds a `TestServer`, drives handlers through
-//! `api::handle` with real requests, and reads the database or the recordings.
+//! `api::respond` with real requests, and reads the database or the recordings.
 
 mod fakes;
 mod remote;

@@ -79,6 +79,8 @@ impl Sqlite {
         } else {
             connection.changes()
         };
+        // SQLite has no billing meter: rows returned and rows changed stand in for D1's
+        // rows read and written (nothing asserts on them).
         Ok(QueryResult {
             rows_read: rows.len() as u64,
             rows_written: changes,

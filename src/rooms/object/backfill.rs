@@ -33,7 +33,7 @@ impl RoomObject {
         limit: u64,
     ) -> Result<Value, MatrixError> {
         let none = || Ok(json!({ "fetched": 0 }));
-        let db = Db::new(&self.platform)?;
+        let db = Db::new(&self.platform);
         self.ensure_engine(&db, &room_id).await?;
         let Some(oldest) = stored::oldest_timeline_event(&db, room_id.as_str()).await? else {
             return none();

@@ -67,7 +67,7 @@ impl RoomObject {
                 "This server is still joining the room",
             ));
         }
-        let db = Db::new(&self.platform)?;
+        let db = Db::new(&self.platform);
         self.ensure_engine(&db, &room_id).await?;
         let config = self.platform.config()?;
         let mut results = serde_json::Map::new();

@@ -43,7 +43,7 @@ impl RoomObject {
                 "Unsupported room version",
             )
         })?;
-        let db = Db::new(&self.platform)?;
+        let db = Db::new(&self.platform);
         if stored::room_version(&db, room_id.as_str()).await?.is_some() {
             return Err(MatrixError::new(
                 400,
@@ -114,7 +114,7 @@ impl RoomObject {
         event: EventTemplate,
         transaction: Option<(String, String)>,
     ) -> Result<Value, MatrixError> {
-        let db = Db::new(&self.platform)?;
+        let db = Db::new(&self.platform);
         if let Some((device, txn)) = &transaction {
             if let Some(event_id) =
                 stored::transaction_result(&db, sender.as_str(), device, room_id.as_str(), txn)

@@ -28,7 +28,7 @@ impl RoomObject {
         user: &UserId,
         membership: &str,
     ) -> Result<Value, MatrixError> {
-        let db = Db::new(&self.platform)?;
+        let db = Db::new(&self.platform);
         self.ensure_engine(&db, &room_id).await?;
         let engine = self.engine.borrow();
         let engine = engine.as_ref().expect("loaded above");
@@ -237,7 +237,7 @@ impl RoomObject {
         membership: &str,
         content: Value,
     ) -> Result<Value, MatrixError> {
-        let db = Db::new(&self.platform)?;
+        let db = Db::new(&self.platform);
         let room_id = &room_id;
         let (version, event, answer) = through_servers(servers, membership, room_id, |server| {
             let content = content.clone();
@@ -285,7 +285,7 @@ impl RoomObject {
                 "Unsupported room version",
             )
         })?;
-        let db = Db::new(&self.platform)?;
+        let db = Db::new(&self.platform);
         let object = crate::signing::to_canonical_object(event)
             .map_err(|e| MatrixError::bad_json(e.to_string()))?;
         let pdu =

@@ -16,10 +16,6 @@
 //! (joining a room another server holds, in steps), `missing_state` (the state across a gap),
 //! `backfill` (history from before we joined).
 
-// Only the runtime (wasm32 only) and the native test fakes host the object: a native build of
-// the library alone never constructs it.
-#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -51,6 +47,9 @@ mod tests;
 
 /// The writer of one room, with what it needs of the platform. Plain Rust: the runtime turns
 /// its requests into `RoomCommand`s and its answers (or errors) back into responses.
+// Only the runtime (wasm32 only) and the native test fakes host the object: a native build of
+// the library alone never constructs it.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub(crate) struct RoomObject {
     platform: Platform,
     /// This object's own storage holds a remote join under way (`remote_join`), and nothing
@@ -64,6 +63,7 @@ pub(crate) struct RoomObject {
     writer: Mutex<()>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 impl RoomObject {
     pub(crate) fn new(platform: Platform, storage: Rc<dyn ObjectStorage>) -> Self {
         Self {
@@ -179,7 +179,7 @@ fn engine_error(e: EngineError) -> MatrixError {
 }
 
 /// The history visibility in force at the next event: the current state's, `shared` by default.
-fn history_visibility(engine: &RoomEngine) -> String {
+pub(crate) fn history_visibility(engine: &RoomEngine) -> String {
     engine
         .state()
         .get(&StateEventType::RoomHistoryVisibility, "")

@@ -47,9 +47,6 @@ fn storage_error(e: String) -> MatrixError {
     MatrixError::internal(format!("room object storage: {e}"))
 }
 
-/// `WATCHDOG_MS` as the storage's alarm takes it.
-const WATCHDOG: u64 = WATCHDOG_MS.unsigned_abs();
-
 impl RoomObject {
     /// `JoinRemote`: starts a join, or carries on the one under way (a retried `/join`, or a
     /// second user's: their `/join` finishes the first one's, then joins locally).
@@ -63,7 +60,7 @@ impl RoomObject {
         if let Some(job) = self.join_job().await? {
             return Ok(pending(&job));
         }
-        let db = Db::new(&self.platform)?;
+        let db = Db::new(&self.platform);
         let config = self.platform.config()?;
         let us = config.server_name.as_str();
         if crate::storage::sync::members_of_server(&db, room_id.as_str(), us).await? > 0 {
@@ -79,7 +76,7 @@ impl RoomObject {
 
     /// `ContinueJoin`, and the alarm: runs the next step of the join under way.
     pub(super) async fn continue_join(&self, room_id: OwnedRoomId) -> Result<Value, MatrixError> {
-        let db = Db::new(&self.platform)?;
+        let db = Db::new(&self.platform);
         let Some(mut job) = self.join_job().await? else {
             // Finished by the other driver (the alarm, or another user's request) since the
             // caller last asked: done, whose join it was no longer known.
@@ -163,7 +160,7 @@ impl RoomObject {
             // Kept jobs are tried again after a pause; dropped ones have nothing left to do.
             Err(_) if self.join_job().await.ok().flatten().is_some() => self
                 .storage
-                .set_alarm(WATCHDOG)
+                .set_alarm(WATCHDOG_MS)
                 .await
                 .map_err(storage_error),
             Err(_) => Ok(()),
@@ -184,7 +181,7 @@ impl RoomObject {
     async fn save_job(&self, job: &JoinJob) -> Result<(), String> {
         let text = serde_json::to_string(job).map_err(|e| e.to_string())?;
         self.storage.put(JOB_KEY, text).await?;
-        self.storage.set_alarm(WATCHDOG).await
+        self.storage.set_alarm(WATCHDOG_MS).await
     }
 
     async fn clear_job(&self, job: &JoinJob) -> Result<(), String> {

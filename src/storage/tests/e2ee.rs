@@ -452,13 +452,7 @@ fn device_list_changes_reach_those_sharing_a_room_and_leavers_are_reported() {
 fn users_sharing_rooms_are_local_joined_room_mates_and_the_users_themselves() {
     run(async {
         let (_server, db) = setup();
-        user(&db, ALICE).await;
-        user(&db, BOB).await;
-        user(&db, CAROL).await;
-        let mut room = Room::create(&db, "one", ALICE, None).await;
-        room.join(&db, BOB).await;
-        room.join(&db, DAVE).await;
-        room.member(&db, ALICE, CAROL, "invite").await;
+        Room::shared(&db).await;
         let mut sharing = e2ee::users_sharing_rooms(&db, &[DAVE]).await.unwrap();
         sharing.sort();
         assert_eq!(sharing, [ALICE, BOB, DAVE]);

@@ -4,6 +4,7 @@
 //! the room object's own `RoomWrite` batch.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use ruma::events::StateEventType;
 use ruma::{server_name, OwnedRoomId, UserId};
@@ -14,7 +15,7 @@ use super::{ALICE, BOB, CAROL, DAVE};
 use crate::rooms::builder::EventTemplate;
 use crate::rooms::engine::{LocalServer, RoomEngine};
 use crate::rooms::state_groups::SlotChange;
-use crate::rooms::RoomVersion;
+use crate::rooms::{Pdu, RoomVersion};
 use crate::storage::events::{self, RelationsPage};
 use crate::storage::rooms::{self as stored, EventWrite, NewRoom, RoomWrite};
 use crate::storage::state_groups::{self, At};
@@ -696,13 +697,6 @@ fn a_big_remote_join_is_written_in_bulk_as_outliers_with_its_state() {
         // Another server's room as its state arrives with a join: more events than the bulk
         // threshold, written as outliers with every slot of the state.
         let room_id = OwnedRoomId::try_from("!big:remote.example").unwrap();
-        let mut engine = RoomEngine::new(RoomVersion::V11, Some(room_id.clone()));
-        let key = signing_key();
-        let local = LocalServer {
-            name: server_name!("remote.example"),
-            key: &key,
-        };
-        let dave = UserId::parse(DAVE).unwrap();
         let mut templates = vec![
             EventTemplate::state("m.room.create", "", json!({ "room_version": "11" })),
             EventTemplate::state("m.room.member", DAVE, json!({ "membership": "join" })),
@@ -716,13 +710,7 @@ fn a_big_remote_join_is_written_in_bulk_as_outliers_with_its_state() {
                 json!({ "i": i }),
             ));
         }
-        let mut pdus = Vec::new();
-        for (i, template) in templates.into_iter().enumerate() {
-            let accepted = engine
-                .create_local(&dave, template, 1 + i as u64, &local)
-                .unwrap();
-            pdus.push(accepted.pdu.clone());
-        }
+        let (engine, pdus) = remote_room(&room_id, templates);
         let slots: Vec<SlotChange> = engine
             .current()
             .iter()
@@ -737,17 +725,9 @@ fn a_big_remote_join_is_written_in_bulk_as_outliers_with_its_state() {
             new_room,
             ..RoomWrite::default()
         };
-        stored::persist(
-            &db,
-            write(Some(NewRoom {
-                version: RoomVersion::V11,
-                creator: DAVE,
-                alias: None,
-                publish: false,
-            })),
-        )
-        .await
-        .unwrap();
+        stored::persist(&db, write(Some(remote_new_room())))
+            .await
+            .unwrap();
         let count = |sql: &'static str| scalar(&server, sql);
         assert_eq!(
             count("SELECT COUNT(*) FROM events WHERE outlier = 1").await,
@@ -805,13 +785,6 @@ fn backfilled_events_go_below_zero_in_order_and_outliers_move_into_the_timeline(
         // A room's history as another server holds it; we hold its create event as an outlier
         // and backfill the rest, newest first.
         let room_id = OwnedRoomId::try_from("!old:remote.example").unwrap();
-        let mut engine = RoomEngine::new(RoomVersion::V11, Some(room_id.clone()));
-        let key = signing_key();
-        let local = LocalServer {
-            name: server_name!("remote.example"),
-            key: &key,
-        };
-        let dave = UserId::parse(DAVE).unwrap();
         let templates = vec![
             EventTemplate::state("m.room.create", "", json!({ "room_version": "11" })),
             EventTemplate::state("m.room.member", DAVE, json!({ "membership": "join" })),
@@ -820,24 +793,11 @@ fn backfilled_events_go_below_zero_in_order_and_outliers_move_into_the_timeline(
                 json!({ "body": "old", "msgtype": "m.text" }),
             ),
         ];
-        let mut pdus = Vec::new();
-        for (i, template) in templates.into_iter().enumerate() {
-            pdus.push(
-                engine
-                    .create_local(&dave, template, 1 + i as u64, &local)
-                    .unwrap()
-                    .pdu,
-            );
-        }
+        let (_, pdus) = remote_room(&room_id, templates);
         let create = pdus[0].clone();
         let outlier = RoomWrite {
             events: vec![EventWrite::outlier(&create, &room_id)],
-            new_room: Some(NewRoom {
-                version: RoomVersion::V11,
-                creator: DAVE,
-                alias: None,
-                publish: false,
-            }),
+            new_room: Some(remote_new_room()),
             ..RoomWrite::default()
         };
         stored::persist(&db, outlier).await.unwrap();
@@ -896,4 +856,40 @@ fn every_event_of_a_linear_room_has_a_state_group_and_the_room_one_extremity() {
             .await;
         assert_eq!(tips, [json!({ "event_id": last.as_str() })]);
     })
+}
+
+/// Another server's room: `templates` built and signed in order by its user dave, as its
+/// server would hold them (nothing stored).
+fn remote_room(
+    room_id: &OwnedRoomId,
+    templates: Vec<EventTemplate>,
+) -> (RoomEngine, Vec<Arc<Pdu>>) {
+    let mut engine = RoomEngine::new(RoomVersion::V11, Some(room_id.clone()));
+    let key = signing_key();
+    let remote = LocalServer {
+        name: server_name!("remote.example"),
+        key: &key,
+    };
+    let dave = UserId::parse(DAVE).unwrap();
+    let pdus = templates
+        .into_iter()
+        .enumerate()
+        .map(|(i, template)| {
+            engine
+                .create_local(&dave, template, 1 + i as u64, &remote)
+                .unwrap()
+                .pdu
+        })
+        .collect();
+    (engine, pdus)
+}
+
+/// The `rooms` row of a remote room dave created.
+fn remote_new_room() -> NewRoom<'static> {
+    NewRoom {
+        version: RoomVersion::V11,
+        creator: DAVE,
+        alias: None,
+        publish: false,
+    }
 }

@@ -643,13 +643,7 @@ fn presence_round_trips_and_only_moves_the_stream_when_asked() {
 fn presence_is_seen_by_those_who_share_a_room() {
     run(async {
         let (_server, db) = setup();
-        user(&db, ALICE).await;
-        user(&db, BOB).await;
-        user(&db, CAROL).await;
-        let mut room = Room::create(&db, "one", ALICE, None).await;
-        room.join(&db, BOB).await;
-        room.join(&db, DAVE).await;
-        room.member(&db, ALICE, CAROL, "invite").await;
+        Room::shared(&db).await;
         assert!(presence::may_see(&db, ALICE, ALICE).await.unwrap());
         assert!(presence::may_see(&db, ALICE, BOB).await.unwrap());
         assert!(presence::may_see(&db, CAROL, ALICE).await.unwrap());
