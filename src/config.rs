@@ -124,6 +124,8 @@ pub struct Config {
     /// with the users and servers they share rooms with. Off, neither happens, as with
     /// Synapse's `presence.enabled: false`; a user's own `PUT /presence` still works.
     pub presence: bool,
+    /// The content repository's settings (`media::config`).
+    pub media: crate::media::config::MediaConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -244,6 +246,7 @@ impl Config {
             trusted_key_servers,
             join_step_events,
             presence,
+            media: crate::media::config::MediaConfig::from_lookup(get)?,
         })
     }
 }

@@ -20,6 +20,7 @@ pub mod glob;
 pub mod hotpaths;
 pub mod http;
 pub mod keys;
+pub mod media;
 pub mod platform;
 pub mod presence;
 pub mod rooms;

@@ -11,7 +11,7 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
 
 /// A random string over `alphabet`, uniform because 256 is a multiple of none of ours that
 /// matters here: rejection sampling keeps it exact anyway.
-fn random_string(alphabet: &[u8], len: usize) -> String {
+pub(crate) fn random_string(alphabet: &[u8], len: usize) -> String {
     let limit = 256 - 256 % alphabet.len();
     let mut out = String::with_capacity(len);
     while out.len() < len {
@@ -24,7 +24,8 @@ fn random_string(alphabet: &[u8], len: usize) -> String {
     out
 }
 
-const TOKEN_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+pub(crate) const TOKEN_ALPHABET: &[u8] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// An access token: a recognisable prefix (helps secret scanners) and 190 bits of randomness.
 pub fn new_access_token() -> String {

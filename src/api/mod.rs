@@ -6,16 +6,29 @@ pub(crate) mod request;
 pub(crate) mod routes;
 
 use crate::http::route::{route, Routed};
-use crate::http::{JsonResponse, MatrixError};
+use crate::http::{JsonResponse, MatrixError, MediaResponse};
 use crate::platform::Platform;
 use crate::storage::Usage;
 
 pub use request::IncomingRequest;
 
-/// What a handler produced: a JSON body, or the empty answer to a CORS preflight.
+/// What a handler produced: a JSON body, media bytes, or the empty answer to a CORS preflight.
 pub enum Reply {
     Json(JsonResponse),
+    Media(MediaResponse),
     Preflight,
+}
+
+impl From<JsonResponse> for Reply {
+    fn from(json: JsonResponse) -> Self {
+        Reply::Json(json)
+    }
+}
+
+impl From<MediaResponse> for Reply {
+    fn from(media: MediaResponse) -> Self {
+        Reply::Media(media)
+    }
 }
 
 /// The answer to one request, and what it cost in D1 when the deployment asks for it to be shown.
@@ -34,7 +47,7 @@ async fn handle(
     };
     let show_usage = config.expose_d1_usage;
     let ctx = request::Ctx::new(request, platform, config, params);
-    let reply = handler(&ctx).await.map(Reply::Json);
+    let reply = handler(&ctx).await;
     (reply, show_usage.then(|| ctx.usage.get()))
 }
 

@@ -13,7 +13,7 @@ use crate::accounts::tokens::token_hash;
 use crate::config::Config;
 use crate::http::route::Params;
 use crate::http::{ErrorCode, MatrixError};
-use crate::platform::Platform;
+use crate::platform::{Body, Opaque, Platform};
 use crate::storage::{accounts, Db, Usage};
 use crate::time::now_ms;
 
@@ -27,6 +27,11 @@ pub struct IncomingRequest {
     pub uri: String,
     pub query: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The body left unread as a platform stream (uploads only; `body` is then empty), so a
+    /// big file goes to the object store without passing through the Worker's memory.
+    pub body_stream: Option<Opaque>,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
     pub authorization: Option<String>,
     /// The client's address (`CF-Connecting-IP`), for rate limits.
     pub ip: Option<String>,
@@ -38,6 +43,8 @@ pub(crate) struct Ctx {
     params: Params,
     query: Vec<(String, String)>,
     body: Vec<u8>,
+    body_stream: Option<Opaque>,
+    headers: Vec<(String, String)>,
     authorization: Option<String>,
     pub ip: Option<String>,
     /// What this request's D1 queries cost so far.
@@ -67,6 +74,8 @@ impl Ctx {
             params,
             query: request.query,
             body: request.body,
+            body_stream: request.body_stream,
+            headers: request.headers,
             authorization: request.authorization,
             ip: request.ip,
             usage: Rc::default(),
@@ -83,6 +92,29 @@ impl Ctx {
     /// the route has none of that name.
     pub fn param(&self, name: &str) -> &str {
         self.params.get(name)
+    }
+
+    /// A request header (the name in lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as the object store takes it: the platform's stream when the runtime left it
+    /// unread, else the bytes read.
+    pub fn raw_body(&self) -> (Body, u64) {
+        match self.body_stream.as_ref() {
+            Some(stream) => {
+                let length = self
+                    .header("content-length")
+                    .and_then(|l| l.parse().ok())
+                    .unwrap_or(0);
+                (Body::Stream(stream.clone()), length)
+            }
+            None => (Body::Bytes(self.body.clone()), self.body.len() as u64),
+        }
     }
 
     pub fn query(&self, name: &str) -> Option<&str> {

@@ -4,26 +4,27 @@
 //! "Adding an endpoint".
 
 use super::request::Ctx;
+use super::Reply;
 use crate::client::{
     self, account, account_data, capabilities, cross_signing, device_keys, devices, directory,
-    ephemeral, filters, key_backup, membership, profile, push, register, room_read, send, session,
-    to_device,
+    ephemeral, filters, key_backup, media, membership, profile, push, register, room_read, send,
+    session, to_device,
 };
-use crate::federation::{self, endpoints as fed};
+use crate::federation::{self, endpoints as fed, media as fed_media};
 use crate::http::route::{Method, Route};
 use crate::http::{JsonResponse, MatrixError};
 use crate::platform::Fut;
 use crate::{sync, wellknown};
 
-/// What every handler is: a request in, a JSON answer or a Matrix error out.
-pub(crate) type Handler = for<'a> fn(&'a Ctx) -> Fut<'a, Result<JsonResponse, MatrixError>>;
+/// What every handler is: a request in, an answer (JSON or media) or a Matrix error out.
+pub(crate) type Handler = for<'a> fn(&'a Ctx) -> Fut<'a, Result<Reply, MatrixError>>;
 
 /// A handler from a function of the request (`to!(module::function)`), or from an expression
 /// of `ctx` that awaits (`to!(|ctx| module::function(ctx, "x").await)`).
 macro_rules! to {
     (|$ctx:ident| $body:expr) => {{
-        fn handler($ctx: &Ctx) -> Fut<'_, Result<JsonResponse, MatrixError>> {
-            Box::pin(async move { $body })
+        fn handler($ctx: &Ctx) -> Fut<'_, Result<Reply, MatrixError>> {
+            Box::pin(async move { $body.map(Reply::from) })
         }
         handler as Handler
     }};
@@ -397,6 +398,53 @@ pub(crate) const ROUTES: &[Route<Handler>] = &[
         to!(directory::search_users),
     ),
     get("/_matrix/client/v3/sync", to!(sync::handler::sync)),
+    // The content repository (client/media.rs, federation/media.rs).
+    post("/_matrix/media/v3/upload", to!(media::upload)),
+    post("/_matrix/media/r0/upload", to!(media::upload)),
+    put(
+        "/_matrix/media/v3/upload/{serverName}/{mediaId}",
+        to!(media::upload_to),
+    ),
+    post("/_matrix/media/v1/create", to!(media::create)),
+    get("/_matrix/client/v1/media/config", to!(media::config)),
+    get("/_matrix/media/v3/config", to!(media::config)),
+    get(
+        "/_matrix/client/v1/media/download/{serverName}/{mediaId}",
+        to!(media::download),
+    ),
+    get(
+        "/_matrix/client/v1/media/download/{serverName}/{mediaId}/{fileName}",
+        to!(media::download),
+    ),
+    get(
+        "/_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}",
+        to!(media::thumbnail),
+    ),
+    get(
+        "/_matrix/client/v1/media/preview_url",
+        to!(media::preview_url),
+    ),
+    get("/_matrix/media/v3/preview_url", to!(media::preview_url)),
+    get(
+        "/_matrix/media/v3/download/{serverName}/{mediaId}",
+        to!(media::download_unauthenticated),
+    ),
+    get(
+        "/_matrix/media/v3/download/{serverName}/{mediaId}/{fileName}",
+        to!(media::download_unauthenticated),
+    ),
+    get(
+        "/_matrix/media/v3/thumbnail/{serverName}/{mediaId}",
+        to!(media::thumbnail_unauthenticated),
+    ),
+    get(
+        "/_matrix/federation/v1/media/download/{mediaId}",
+        to!(fed_media::download),
+    ),
+    get(
+        "/_matrix/federation/v1/media/thumbnail/{mediaId}",
+        to!(fed_media::thumbnail),
+    ),
     get(
         "/_matrix/federation/v1/make_join/{roomId}/{userId}",
         to!(|ctx| fed::make_membership(ctx, "join").await),

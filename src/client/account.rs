@@ -71,6 +71,9 @@ pub(crate) async fn deactivate(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let sharing = crate::storage::e2ee::users_sharing_rooms(&db, &[me.user_id.as_str()]).await?;
     super::membership::leave_all_rooms(ctx, &me).await?;
     accounts::deactivate(&db, me.user_id.as_str()).await?;
+    let erase = raw.get("erase").and_then(serde_json::Value::as_bool) == Some(true);
+    crate::media::repository::on_deactivation(&db, &ctx.platform, me.user_id.as_str(), erase)
+        .await?;
     ctx.platform.wakeups.notify(sharing).await;
     Ok(JsonResponse::ok(
         json!({ "id_server_unbind_result": "no-support" }),

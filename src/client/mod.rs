@@ -19,6 +19,7 @@ pub(crate) mod filters;
 pub(crate) mod hierarchy;
 pub(crate) mod ids;
 pub(crate) mod key_backup;
+pub(crate) mod media;
 pub(crate) mod membership;
 pub(crate) mod password;
 pub(crate) mod presence;

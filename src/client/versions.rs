@@ -1,8 +1,8 @@
 //! `GET /_matrix/client/versions`.
 //!
 //! Clients use this list to decide what to call. We list the versions whose accounts, rooms,
-//! sync and messaging endpoints we serve, and stop before v1.11, which moves clients to
-//! authenticated media that we do not serve yet. Still missing from these versions: media,
+//! sync, messaging and media endpoints we serve, up to v1.11 (authenticated media, served by
+//! `client/media.rs`). v1.12 and later are not listed yet. Still missing from these versions:
 //! third-party ids, search and room upgrades.
 
 use serde_json::{json, Value};
@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 /// Spec versions whose core client-server API this server serves (see the module comment).
 pub const SUPPORTED_VERSIONS: &[&str] = &[
     "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10",
+    "v1.11",
 ];
 
 /// Unstable features this server really serves, each with `true`.

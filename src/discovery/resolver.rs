@@ -170,6 +170,7 @@ async fn get_with_timeout(
     headers: &[(&str, &str)],
 ) -> Result<HttpResponse, String> {
     let request = HttpRequest {
+        follow_redirects: true,
         method: Method::Get,
         url: url.to_owned(),
         headers: headers

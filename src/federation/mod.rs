@@ -11,4 +11,5 @@ pub(crate) mod e2ee_out;
 pub(crate) mod endpoints;
 pub(crate) mod invites;
 pub(crate) mod key_server;
+pub(crate) mod media;
 pub(crate) mod outgoing;

@@ -8,7 +8,7 @@ use ruma::ServerName;
 use serde_json::Value;
 
 use super::xmatrix::authorization;
-use crate::platform::{HttpRequest, Method, Platform};
+use crate::platform::{HttpRequest, HttpResponse, Method, Platform};
 use crate::storage::{signing_keys, Db};
 use crate::time::now_ms;
 
@@ -52,6 +52,41 @@ pub async fn request_text(
     body: Option<&Value>,
     signed: bool,
 ) -> Result<(u16, String), FederationError> {
+    let limits = Limits {
+        timeout: REQUEST_TIMEOUT,
+        max_body: None,
+    };
+    let response = request_raw(
+        platform,
+        destination,
+        method,
+        path_and_query,
+        body,
+        signed,
+        limits,
+    )
+    .await?;
+    Ok((response.status, response.text()))
+}
+
+/// How long a request may take and how big its answer may be (media: `max_body` refuses a
+/// file over the limit from its `Content-Length`, and the timeout then covers the body too).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub max_body: Option<usize>,
+}
+
+/// Sends a request and returns the whole answer, headers and bytes.
+pub async fn request_raw(
+    platform: &Platform,
+    destination: &ServerName,
+    method: Method,
+    path_and_query: &str,
+    body: Option<&Value>,
+    signed: bool,
+    limits: Limits,
+) -> Result<HttpResponse, FederationError> {
     let mut headers = Vec::new();
     if signed {
         let config = platform.config().map_err(|e| err(e.message))?;
@@ -79,21 +114,22 @@ pub async fn request_text(
         .await
         .map_err(|e| err(format!("{destination} cannot be resolved: {e}")))?;
     let body = body.map(|body| body.to_string().into_bytes());
-    let response = if target.needs_socket() {
+    if target.needs_socket() {
         // The port adds the Host header (`target.host_header`).
         let request = HttpRequest {
             method,
             url: path_and_query.to_owned(),
             headers,
             body,
-            timeout: REQUEST_TIMEOUT,
-            max_body: None,
+            timeout: limits.timeout,
+            max_body: limits.max_body,
+            follow_redirects: true,
         };
         platform
             .http
             .over_socket(&target, request)
             .await
-            .map_err(|e| err(format!("{}: {e}", target.authority())))?
+            .map_err(|e| err(format!("{}: {e}", target.authority())))
     } else {
         let url = target.https_url(path_and_query);
         let request = HttpRequest {
@@ -101,16 +137,16 @@ pub async fn request_text(
             url: url.clone(),
             headers,
             body,
-            timeout: REQUEST_TIMEOUT,
-            max_body: None,
+            timeout: limits.timeout,
+            max_body: limits.max_body,
+            follow_redirects: true,
         };
         platform
             .http
             .fetch(request)
             .await
-            .map_err(|e| err(format!("{url}: {e}")))?
-    };
-    Ok((response.status, response.text()))
+            .map_err(|e| err(format!("{url}: {e}")))
+    }
 }
 
 /// A signed request on behalf of a client or a room: an unreachable server is the client's

@@ -10,6 +10,7 @@ use super::JsonResponse;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
     BadJson,
+    CannotOverwriteMedia,
     Exclusive,
     Forbidden,
     GuestAccessForbidden,
@@ -23,6 +24,7 @@ pub enum ErrorCode {
     MissingToken,
     NotFound,
     NotJson,
+    NotYetUploaded,
     RoomInUse,
     TooLarge,
     Unauthorized,
@@ -36,8 +38,9 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::BadJson,
+        ErrorCode::CannotOverwriteMedia,
         ErrorCode::Exclusive,
         ErrorCode::Forbidden,
         ErrorCode::GuestAccessForbidden,
@@ -51,6 +54,7 @@ impl ErrorCode {
         ErrorCode::MissingToken,
         ErrorCode::NotFound,
         ErrorCode::NotJson,
+        ErrorCode::NotYetUploaded,
         ErrorCode::RoomInUse,
         ErrorCode::TooLarge,
         ErrorCode::Unauthorized,
@@ -74,6 +78,7 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadJson => "M_BAD_JSON",
+            ErrorCode::CannotOverwriteMedia => "M_CANNOT_OVERWRITE_MEDIA",
             ErrorCode::Exclusive => "M_EXCLUSIVE",
             ErrorCode::Forbidden => "M_FORBIDDEN",
             ErrorCode::GuestAccessForbidden => "M_GUEST_ACCESS_FORBIDDEN",
@@ -87,6 +92,7 @@ impl ErrorCode {
             ErrorCode::MissingToken => "M_MISSING_TOKEN",
             ErrorCode::NotFound => "M_NOT_FOUND",
             ErrorCode::NotJson => "M_NOT_JSON",
+            ErrorCode::NotYetUploaded => "M_NOT_YET_UPLOADED",
             ErrorCode::RoomInUse => "M_ROOM_IN_USE",
             ErrorCode::TooLarge => "M_TOO_LARGE",
             ErrorCode::Unauthorized => "M_UNAUTHORIZED",

@@ -7,4 +7,4 @@ pub mod response;
 pub mod route;
 
 pub use error::{ErrorCode, MatrixError};
-pub use response::JsonResponse;
+pub use response::{JsonResponse, MediaResponse};

@@ -1,6 +1,17 @@
-//! A JSON response before it is handed to the runtime.
+//! A response before it is handed to the runtime: JSON, or media bytes with their headers.
 
 use serde_json::Value;
+
+use crate::platform::Body;
+
+/// Media bytes (a download, a thumbnail, a federation `multipart/mixed` answer) with the
+/// headers that describe them.
+#[derive(Debug)]
+pub struct MediaResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Body,
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct JsonResponse {

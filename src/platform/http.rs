@@ -39,6 +39,9 @@ pub struct HttpRequest {
     /// body is read, and `timeout` then covers the body too. Without it, `timeout` ends when
     /// the headers arrive and the body takes as long as it takes (a big room's `send_join`).
     pub max_body: Option<usize>,
+    /// Whether `fetch` follows redirects itself. URL previews follow them by hand, checking
+    /// each hop's address.
+    pub follow_redirects: bool,
 }
 
 #[derive(Clone, Debug)]

@@ -3,6 +3,7 @@
 //! WebCrypto); native tests implement them with SQLite and in-memory fakes. Nothing here names
 //! a `worker` type, and nothing outside `runtime/` may either (docs/design.md, "Layers").
 
+pub mod blob;
 pub mod http;
 pub mod log;
 pub mod sql;
@@ -18,6 +19,7 @@ use crate::http::MatrixError;
 use crate::rooms::command::RoomCommand;
 use crate::sync::token::StreamPosition;
 
+pub use self::blob::{BlobStore, Body, Opaque, Slice};
 pub use self::http::{Http, HttpRequest, HttpResponse, Method};
 pub use self::sql::{QueryResult, SqlExecutor, SqlValue, Statement};
 
@@ -104,6 +106,8 @@ pub struct Platform {
     pub queue: Rc<dyn FederationQueue>,
     pub http: Rc<dyn Http>,
     pub crypto: Rc<dyn Crypto>,
+    /// Media bytes (R2 in the Worker).
+    pub blobs: Rc<dyn BlobStore>,
 }
 
 impl Platform {

@@ -7,6 +7,7 @@ mod crypto;
 mod d1;
 mod destination;
 mod http1;
+mod media;
 mod notifier;
 mod ports;
 mod room_object;
@@ -49,18 +50,37 @@ async fn incoming(mut req: Request) -> Result<IncomingRequest, crate::http::Matr
     let url = req
         .url()
         .map_err(|_| crate::http::MatrixError::bad_json("malformed URL"))?;
-    let headers = req.headers();
+    let header_list: Vec<(String, String)> = req.headers().entries().collect();
+    let header = |name: &str| {
+        header_list
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let (authorization, ip) = (header("authorization"), header("cf-connecting-ip"));
+    let method = req.method().to_string();
+    let path = req.path();
+    // An upload with a declared length goes to R2 as the stream it arrived as (R2 needs the
+    // length up front); everything else is read here.
+    let streamed = crate::media::is_upload(&method, &path) && header("content-length").is_some();
+    let body_stream = if streamed { req.inner().body() } else { None };
+    let (body, body_stream) = match body_stream {
+        Some(stream) => (Vec::new(), Some(media::opaque_stream(stream))),
+        _ => (req.bytes().await.unwrap_or_default(), None),
+    };
     Ok(IncomingRequest {
-        method: req.method().to_string(),
-        path: req.path(),
+        method,
+        path,
         uri: url[worker::url::Position::BeforePath..].to_owned(),
         query: url
             .query_pairs()
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect(),
-        authorization: headers.get("Authorization").ok().flatten(),
-        ip: headers.get("CF-Connecting-IP").ok().flatten(),
-        body: req.bytes().await.unwrap_or_default(),
+        authorization,
+        ip,
+        body,
+        body_stream,
+        headers: header_list,
     })
 }
 
@@ -84,6 +104,12 @@ fn into_worker_response(reply: Reply, usage: Option<Usage>) -> worker::Result<Re
                 headers.set("Retry-After", &seconds.to_string())?;
             }
             Response::from_bytes(json.body.to_string().into_bytes())?.with_status(json.status)
+        }
+        Reply::Media(media) => {
+            for (name, value) in &media.headers {
+                headers.set(name, value)?;
+            }
+            media::response(media.body)?.with_status(media.status)
         }
     };
     Ok(response.with_headers(headers))

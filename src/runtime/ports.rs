@@ -31,6 +31,7 @@ pub(crate) fn platform(env: &Env) -> Platform {
         queue: bindings.clone(),
         http: bindings.clone(),
         crypto: bindings,
+        blobs: Rc::new(super::media::R2(env.clone())),
     }
 }
 
@@ -189,6 +190,9 @@ impl Http for Bindings {
             let mut init = RequestInit::new();
             init.with_method(method(request.method))
                 .with_headers(headers);
+            if !request.follow_redirects {
+                init.with_redirect(worker::RequestRedirect::Manual);
+            }
             if let Some(body) = &request.body {
                 init.with_body(Some(
                     worker::js_sys::Uint8Array::from(body.as_slice()).into(),

@@ -12,6 +12,7 @@ pub mod e2ee_backup;
 pub mod e2ee_remote;
 pub mod events;
 pub mod hierarchy;
+pub mod media;
 pub mod presence;
 pub mod remote_keys;
 pub mod rooms;

@@ -14,8 +14,8 @@ use crate::api::{IncomingRequest, Reply};
 use crate::http::route::percent_decode;
 use crate::http::MatrixError;
 use crate::platform::{
-    Crypto, FederationQueue, Fut, Http, HttpRequest, HttpResponse, ObjectStorage, Platform,
-    RoomObjects, Settings, Wakeups,
+    BlobStore, Body, Crypto, FederationQueue, Fut, Http, HttpRequest, HttpResponse, ObjectStorage,
+    Opaque, Platform, RoomObjects, Settings, Slice, Wakeups,
 };
 use crate::rooms::command::RoomCommand;
 use crate::rooms::object::RoomObject;
@@ -34,6 +34,8 @@ pub(crate) struct Recorded {
     pub requests: RefCell<Vec<HttpRequest>>,
     /// Users whose syncs parked (the fake answers at once, as a timeout).
     pub waits: RefCell<Vec<String>>,
+    /// The object store's contents: key -> (content type, bytes).
+    pub blobs: RefCell<HashMap<String, (String, Vec<u8>)>>,
 }
 
 struct Fakes {
@@ -82,6 +84,7 @@ impl TestServer {
             queue: fakes.clone(),
             http: fakes.clone(),
             crypto: fakes.clone(),
+            blobs: fakes.clone(),
         };
         // The room objects need the platform they are part of (a cycle a test can afford).
         let _ = fakes.platform.set(platform.clone());
@@ -132,6 +135,27 @@ impl TestServer {
         authorization: Option<&str>,
         body: Vec<u8>,
     ) -> (u16, Value) {
+        let (status, _, body) = self
+            .request_with_headers(method, path, authorization, &[], body)
+            .await;
+        let body = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body).unwrap_or_else(|_| json!({ "bytes": body.len() }))
+        };
+        (status, body)
+    }
+
+    /// A request with headers (names in lower case); the answer's status, headers and body
+    /// bytes, for media. A JSON answer comes back as its text, with `content-type` set.
+    pub async fn request_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        authorization: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (u16, Vec<(String, String)>, Vec<u8>) {
         let (route, query) = path.split_once('?').unwrap_or((path, ""));
         let query = query
             .split('&')
@@ -148,13 +172,23 @@ impl TestServer {
             uri: path.to_owned(),
             query,
             body,
+            body_stream: None,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             authorization: authorization.map(str::to_owned),
             ip: Some("127.0.0.1".to_owned()),
         };
         // The same answer the runtime turns into a response.
         match crate::api::respond(self.platform.clone(), request).await.0 {
-            Reply::Json(json) => (json.status, json.body),
-            Reply::Preflight => (204, Value::Null),
+            Reply::Json(json) => (
+                json.status,
+                vec![("content-type".into(), "application/json".into())],
+                json.body.to_string().into_bytes(),
+            ),
+            Reply::Media(media) => (media.status, media.headers, flatten(media.body)),
+            Reply::Preflight => (204, Vec::new(), Vec::new()),
         }
     }
 
@@ -304,6 +338,82 @@ impl Crypto for Fakes {
         mac.update(message);
         let out = mac.finalize().into_bytes().to_vec();
         Box::pin(async move { Ok(out) })
+    }
+}
+
+/// The bytes of a body the fakes made (streams hold a `Vec<u8>`).
+fn flatten(body: Body) -> Vec<u8> {
+    let bytes_of = |opaque: Opaque| {
+        *opaque
+            .take()
+            .expect("a stream is read once")
+            .downcast::<Vec<u8>>()
+            .expect("fake streams hold bytes")
+    };
+    match body {
+        Body::Bytes(bytes) => bytes,
+        Body::Stream(inner) => bytes_of(inner),
+        Body::Framed { head, inner, tail } => [head, bytes_of(inner), tail].concat(),
+    }
+}
+
+impl BlobStore for Fakes {
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        body: Body,
+        length: u64,
+        content_type: &'a str,
+    ) -> Fut<'a, Result<(), String>> {
+        let bytes = flatten(body);
+        let result = if bytes.len() as u64 == length {
+            self.recorded
+                .blobs
+                .borrow_mut()
+                .insert(key.to_owned(), (content_type.to_owned(), bytes));
+            Ok(())
+        } else {
+            Err(format!(
+                "{} bytes where {length} were declared",
+                bytes.len()
+            ))
+        };
+        Box::pin(async move { result })
+    }
+
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+        slice: Option<Slice>,
+    ) -> Fut<'a, Result<Option<Body>, String>> {
+        let found = self.recorded.blobs.borrow().get(key).map(|(_, bytes)| {
+            let bytes = match slice {
+                Some(Slice { offset, length }) => {
+                    bytes[offset as usize..(offset + length) as usize].to_vec()
+                }
+                None => bytes.clone(),
+            };
+            Body::Stream(Opaque::new(Box::new(bytes)))
+        });
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn read<'a>(&'a self, key: &'a str) -> Fut<'a, Result<Option<Vec<u8>>, String>> {
+        let found = self
+            .recorded
+            .blobs
+            .borrow()
+            .get(key)
+            .map(|(_, b)| b.clone());
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn delete(&self, keys: Vec<String>) -> Fut<'_, Result<(), String>> {
+        let mut blobs = self.recorded.blobs.borrow_mut();
+        for key in keys {
+            blobs.remove(&key);
+        }
+        Box::pin(async { Ok(()) })
     }
 }
 
