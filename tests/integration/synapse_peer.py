@@ -110,7 +110,7 @@ class Synapse:
                 {"port": self.fed_port, "type": "http", "tls": True, "bind_addresses": ["127.0.0.1"],
                  "x_forwarded": False, "resources": [{"names": ["federation", "keys"], "compress": False}]},
                 {"port": self.client_port, "type": "http", "tls": False, "bind_addresses": ["127.0.0.1"],
-                 "x_forwarded": False, "resources": [{"names": ["client"], "compress": False}]},
+                 "x_forwarded": False, "resources": [{"names": ["client", "media"], "compress": False}]},
             ],
             "tls_certificate_path": str(self.cert),
             "tls_private_key_path": str(self.key),
