@@ -9,7 +9,7 @@ import Worker, { RoomObject as Room, Notifier as Notif, Destination as Dest } fr
 let counts = fresh();
 function fresh() {
   return { worker_requests: 0, d1_queries: 0, d1_batches: 0, rows_read: 0, rows_written: 0,
-           unmetered_queries: 0, do_requests: {} };
+           unmetered_queries: 0, do_requests: {}, r2_class_a: 0, r2_class_b: 0 };
 }
 
 function bound(target, prop) {
@@ -87,10 +87,27 @@ function namespace(real, name) {
   });
 }
 
+// R2 bills writes and lists as class A operations, reads as class B.
+const R2_CLASS_A = new Set(["put", "delete", "list", "createMultipartUpload", "resumeMultipartUpload"]);
+const R2_CLASS_B = new Set(["get", "head"]);
+
+function bucket(real) {
+  return new Proxy(real, {
+    get(target, prop) {
+      const value = bound(target, prop);
+      if (typeof value !== "function") return value;
+      if (R2_CLASS_A.has(prop)) return (...args) => { counts.r2_class_a++; return value(...args); };
+      if (R2_CLASS_B.has(prop)) return (...args) => { counts.r2_class_b++; return value(...args); };
+      return value;
+    },
+  });
+}
+
 function meterEnv(env) {
   return new Proxy(env, {
     get(target, prop) {
       if (prop === "DB") return database(target.DB);
+      if (prop === "MEDIA") return bucket(target.MEDIA);
       if (prop === "ROOMS" || prop === "NOTIFIER" || prop === "DESTINATIONS") return namespace(target[prop], prop);
       return Reflect.get(target, prop);
     },

@@ -133,7 +133,7 @@ listeners:
     tls: false
     x_forwarded: false
     resources:
-      - names: [client]
+      - names: [client, media]
         compress: false
 database:
   name: sqlite3

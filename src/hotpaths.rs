@@ -21,7 +21,7 @@ use crate::rooms::verify::verified_form;
 use crate::rooms::{Pdu, RoomVersion};
 
 /// Every operation, with what one run of it does (the doc quotes these).
-pub const OPS: [(&str, &str); 7] = [
+pub const OPS: [(&str, &str); 9] = [
     (
         "build_event",
         "create and sign a local m.room.message: `rooms::builder::build_event` (PDU fields, \
@@ -58,6 +58,16 @@ pub const OPS: [(&str, &str); 7] = [
         "`ruma::state_res::resolve` of two forks whose states differ in 500 slots each \
          (conflicted state set of 1,000 events)",
     ),
+    (
+        "thumbnail_jpeg_12mp",
+        "`media::thumbnail::make` of a 4000x3000 photo-like JPEG (quality 85) at the spec's \
+         320x240 `scale` size: header, DCT-scaled decode, resize, JPEG encode",
+    ),
+    (
+        "thumbnail_png_4mp",
+        "`media::thumbnail::make` of a 2000x2000 photo-like PNG at the spec's 320x240 `scale` \
+         size: header, full decode, resize, PNG encode",
+    ),
 ];
 
 const VERSION: RoomVersion = RoomVersion::DEFAULT;
@@ -75,6 +85,8 @@ pub fn prepare(name: &str) -> Option<Box<dyn FnMut()>> {
         "state_res_10" => state_res_op(5),
         "state_res_100" => state_res_op(50),
         "state_res_1000" => state_res_op(500),
+        "thumbnail_jpeg_12mp" => thumbnail_op(4000, 3000, image::ImageFormat::Jpeg),
+        "thumbnail_png_4mp" => thumbnail_op(2000, 2000, image::ImageFormat::Png),
         _ => return None,
     })
 }
@@ -397,4 +409,34 @@ mod tests {
         assert_eq!(resolved[&slot], forks.maps[1][&slot]);
         assert_ne!(resolved[&slot], forks.maps[0][&slot]);
     }
+}
+
+/// A thumbnail of a picture with detail everywhere (noise over gradients: a flat colour would
+/// decode unrealistically fast).
+fn thumbnail_op(width: u32, height: u32, format: image::ImageFormat) -> Box<dyn FnMut()> {
+    use crate::media::thumbnail::{make, Method};
+    let mut seed = 0x2545_f491_u32;
+    let picture = image::RgbImage::from_fn(width, height, |x, y| {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let noise = (seed & 63) as u8;
+        image::Rgb([
+            (x % 256) as u8 / 2 + noise,
+            (y % 256) as u8 / 2 + noise,
+            128 + noise,
+        ])
+    });
+    let mut bytes = Vec::new();
+    let encoded = match format {
+        image::ImageFormat::Jpeg => picture.write_with_encoder(
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 85),
+        ),
+        _ => picture.write_with_encoder(image::codecs::png::PngEncoder::new(&mut bytes)),
+    };
+    encoded.expect("the fixture encodes");
+    Box::new(move || {
+        let made = make(&bytes, format, (320, 240), Method::Scale, u64::MAX);
+        black_box(made.expect("the thumbnail is made"));
+    })
 }

@@ -109,12 +109,24 @@ pub fn make(
     if width <= target_w && height <= target_h {
         return Ok(Thumbnail::Original);
     }
-    let mut reader = reader();
-    // A header that lies about its size cannot make the decoder allocate more than the budget.
-    let mut limits = Limits::default();
-    limits.max_alloc = Some(max_pixels.saturating_mul(8));
-    reader.limits(limits);
-    let image = reader.decode().map_err(unsupported)?;
+    // The size the thumbnail is cut from: the image scaled (aspect kept) to fit the size, or to
+    // cover it for a crop.
+    let needed = match method {
+        Method::Scale => fit((width, height), size),
+        Method::Crop => cover((width, height), (target_w.min(width), target_h.min(height))),
+    };
+    let image = match format {
+        ImageFormat::Jpeg => decode_jpeg_scaled(bytes, needed)?,
+        _ => {
+            let mut reader = reader();
+            // A header that lies about its size cannot make the decoder allocate more than the
+            // budget.
+            let mut limits = Limits::default();
+            limits.max_alloc = Some(max_pixels.saturating_mul(8));
+            reader.limits(limits);
+            reader.decode().map_err(unsupported)?
+        }
+    };
     let thumbnail = match method {
         Method::Scale => image.thumbnail(target_w, target_h),
         Method::Crop => crop(&image, target_w.min(width), target_h.min(height)),
@@ -122,15 +134,78 @@ pub fn make(
     encode(thumbnail, format)
 }
 
-/// Scales `image` down until it covers `width`x`height`, then cuts the middle out.
-fn crop(image: &DynamicImage, width: u32, height: u32) -> DynamicImage {
-    let (w, h) = (u64::from(image.width()), u64::from(image.height()));
-    // The cover size: the side that is relatively shorter reaches the target exactly.
-    let (cover_w, cover_h) = if w * u64::from(height) > h * u64::from(width) {
+/// `(w, h)` scaled, aspect kept, to fit inside `(width, height)`.
+fn fit((w, h): (u32, u32), (width, height): (u32, u32)) -> (u32, u32) {
+    let (w, h) = (u64::from(w), u64::from(h));
+    if w * u64::from(height) > h * u64::from(width) {
+        (width, ((h * u64::from(width)) / w).max(1) as u32)
+    } else {
+        (((w * u64::from(height)) / h).max(1) as u32, height)
+    }
+}
+
+/// `(w, h)` scaled, aspect kept, to cover `(width, height)`: the side that is relatively shorter
+/// reaches the target exactly.
+fn cover((w, h): (u32, u32), (width, height): (u32, u32)) -> (u32, u32) {
+    let (w, h) = (u64::from(w), u64::from(h));
+    if w * u64::from(height) > h * u64::from(width) {
         ((w * u64::from(height)).div_ceil(h) as u32, height)
     } else {
         (width, (h * u64::from(width)).div_ceil(w) as u32)
-    };
+    }
+}
+
+/// A JPEG decoded at the smallest of the DCT's scales (1/8, 1/4, 1/2, 1) that is still at least
+/// `needed`: a 12-megapixel photo for a 320x240 thumbnail is decoded at 500x375, so most of
+/// its pixels are never computed.
+fn decode_jpeg_scaled(bytes: &[u8], needed: (u32, u32)) -> Result<DynamicImage, ThumbnailError> {
+    use jpeg_decoder::{Decoder, PixelFormat};
+    let failed = |e: jpeg_decoder::Error| ThumbnailError::Unsupported(e.to_string());
+    let mut decoder = Decoder::new(Cursor::new(bytes));
+    let clamp = |n: u32| n.min(u32::from(u16::MAX)) as u16;
+    let (width, height) = decoder
+        .scale(clamp(needed.0), clamp(needed.1))
+        .map_err(failed)?;
+    let pixels = decoder.decode().map_err(failed)?;
+    let format = decoder.info().map(|info| info.pixel_format);
+    let (width, height) = (u32::from(width), u32::from(height));
+    let short = || ThumbnailError::Unsupported("the JPEG's pixels are incomplete".into());
+    Ok(match format {
+        Some(PixelFormat::RGB24) => DynamicImage::ImageRgb8(
+            image::RgbImage::from_raw(width, height, pixels).ok_or_else(short)?,
+        ),
+        Some(PixelFormat::L8) => DynamicImage::ImageLuma8(
+            image::GrayImage::from_raw(width, height, pixels).ok_or_else(short)?,
+        ),
+        Some(PixelFormat::L16) => {
+            let wide = pixels
+                .chunks_exact(2)
+                .map(|p| u16::from_be_bytes([p[0], p[1]]))
+                .collect();
+            DynamicImage::ImageLuma16(
+                image::ImageBuffer::from_raw(width, height, wide).ok_or_else(short)?,
+            )
+        }
+        Some(PixelFormat::CMYK32) => {
+            // Adobe's CMYK JPEGs store the inks inverted: white is 255 in every channel.
+            let rgb = pixels
+                .chunks_exact(4)
+                .flat_map(|p| {
+                    let k = u16::from(p[3]);
+                    [0, 1, 2].map(|i| (u16::from(p[i]) * k / 255) as u8)
+                })
+                .collect();
+            DynamicImage::ImageRgb8(
+                image::RgbImage::from_raw(width, height, rgb).ok_or_else(short)?,
+            )
+        }
+        None => return Err(short()),
+    })
+}
+
+/// Scales `image` down until it covers `width`x`height`, then cuts the middle out.
+fn crop(image: &DynamicImage, width: u32, height: u32) -> DynamicImage {
+    let (cover_w, cover_h) = cover((image.width(), image.height()), (width, height));
     let scaled = image.thumbnail_exact(cover_w.max(width), cover_h.max(height));
     let x = (scaled.width() - width) / 2;
     let y = (scaled.height() - height) / 2;
@@ -187,6 +262,31 @@ mod tests {
             .write_with_encoder(JpegEncoder::new_with_quality(&mut bytes, 90))
             .unwrap();
         bytes
+    }
+
+    #[test]
+    fn a_big_jpeg_is_decoded_at_a_reduced_scale_and_still_fits() {
+        let made = make(
+            &jpeg(1600, 1200),
+            ImageFormat::Jpeg,
+            (320, 240),
+            Method::Scale,
+            1 << 30,
+        );
+        let Ok(Thumbnail::Made {
+            bytes,
+            width,
+            height,
+            ..
+        }) = made
+        else {
+            panic!("{made:?}");
+        };
+        assert_eq!((width, height), (320, 240));
+        assert_eq!(dimensions(&bytes), (320, 240));
+        let image = decode_jpeg_scaled(&jpeg(1600, 1200), (320, 240)).unwrap();
+        // 1/4 is the smallest scale still at least 320 wide: 400x300.
+        assert_eq!((image.width(), image.height()), (400, 300));
     }
 
     fn dimensions(bytes: &[u8]) -> (u32, u32) {

@@ -53,7 +53,7 @@ impl BlobStore for R2 {
         &'a self,
         key: &'a str,
         body: Body,
-        length: u64,
+        _length: u64,
         content_type: &'a str,
     ) -> Fut<'a, Result<(), String>> {
         Box::pin(async move {
@@ -61,11 +61,9 @@ impl BlobStore for R2 {
             let data = match body {
                 Body::Bytes(bytes) => worker::Data::Bytes(bytes),
                 Body::Stream(opaque) => {
-                    let stream = take_stream(&opaque).map_err(|e| e.to_string())?;
-                    // R2 needs the length of a stream up front: a fixed-length stream tells it,
-                    // and refuses a body that turns out longer or shorter than declared.
-                    let bytes = ByteStream::from(stream);
-                    worker::Data::Stream(worker::FixedLengthStream::wrap(bytes, length))
+                    // A request body with a Content-Length is a stream of known length, which
+                    // R2 takes as it is: the bytes never pass through wasm.
+                    worker::Data::ReadableStream(take_stream(&opaque).map_err(|e| e.to_string())?)
                 }
                 Body::Framed { .. } => return Err("a framed body cannot be stored".into()),
             };

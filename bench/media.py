@@ -1,0 +1,190 @@
+"""`make bench`'s media rows: uploads, downloads and thumbnails on our Worker (behind
+bench/meter.mjs, which also counts R2 operations) and on Synapse, side by side, with latency,
+the server processes' CPU, and our platform cost per operation (D1 queries and rows, R2 class A
+and class B operations).
+
+  python bench/media.py [--quick]     prints the section; without --quick also writes it into
+                                      docs/benchmarks.md (run.py adds it to the whole report)
+
+The thumbnail rows upload a fresh picture per request so every request makes its thumbnail
+(the first request's cost); "thumbnail again" asks for one already made.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+
+import requests  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from client import Client  # noqa: E402
+from servers import Ours, Synapse, cpu_seconds, remove_workdir  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MARK = "<!-- media rows (bench/media.py) -->"
+
+
+def photo(width: int, height: int, fmt: str) -> bytes:
+    """A picture with detail everywhere (a flat colour would decode unrealistically fast)."""
+    noise = Image.effect_noise((width, height), 64).convert("L")
+    image = Image.merge("RGB", (noise, noise.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+                                Image.linear_gradient("L").resize((width, height))))
+    out = io.BytesIO()
+    image.save(out, format=fmt, **({"quality": 85} if fmt == "JPEG" else {}))
+    return out.getvalue()
+
+
+def upload(base: str, token: str, data: bytes, content_type: str) -> str:
+    answer = requests.post(f"{base}/_matrix/media/v3/upload", data=data, timeout=300,
+                           headers={"Authorization": f"Bearer {token}", "Content-Type": content_type})
+    answer.raise_for_status()
+    return answer.json()["content_uri"].removeprefix("mxc://")
+
+
+def get(base: str, token: str, path: str) -> int:
+    answer = requests.get(base + path, headers={"Authorization": f"Bearer {token}"}, timeout=300)
+    answer.raise_for_status()
+    return len(answer.content)
+
+
+def operations(quick: bool) -> list[tuple[str, int, object]]:
+    """(label, repetitions, op) in order: op is run(base, token, state), or (key, picture, type,
+    run) for a thumbnail of a fresh upload of the picture; `state` carries the uploads."""
+    mb1, mb50 = os.urandom(1024 * 1024), os.urandom((5 if quick else 50) * 1024 * 1024)
+    jpeg12, png4 = photo(4000, 3000, "JPEG"), photo(2000, 2000, "PNG")
+    thumb = "/_matrix/client/v1/media/thumbnail/{}?width=320&height=240&method=scale"
+    big = "5 MB" if quick else "50 MB"
+
+    def up(key, data, ctype):
+        return lambda b, t, s: s.setdefault(key, []).append(upload(b, t, data, ctype))
+
+    def down(key):
+        return lambda b, t, s: get(b, t, f"/_matrix/client/v1/media/download/{s[key][-1]}")
+
+    def first_thumb(key):
+        # Its picture is uploaded just before, outside the clock (see measure()).
+        return lambda b, t, s: get(b, t, thumb.format(s[key].pop()))
+
+    return [
+        ("upload 1 MB", 3 if quick else 10, up("mb1", mb1, "application/octet-stream")),
+        ("download 1 MB", 3 if quick else 10, down("mb1")),
+        (f"upload {big}", 1 if quick else 2, up("mb50", mb50, "application/octet-stream")),
+        (f"download {big}", 1 if quick else 2, down("mb50")),
+        ("thumbnail of a 12 MP JPEG, first request", 1 if quick else 3,
+         ("jpeg12", jpeg12, "image/jpeg", first_thumb("jpeg12"))),
+        ("thumbnail of a 4 MP PNG, first request", 1 if quick else 3,
+         ("png4", png4, "image/png", first_thumb("png4"))),
+        ("thumbnail again (made before)", 3 if quick else 10,
+         lambda b, t, s: get(b, t, thumb.format(s["again"]))),
+    ]
+
+
+def measure(workdir: Path, quick: bool = False, log=print) -> dict:
+    """{label: {"ours": {...}, "synapse": {...}}} with median ms, CPU ms and (ours) the meter."""
+    results: dict = {}
+    for server in (Ours(workdir, entry="bench/meter.mjs"), Synapse(workdir)):
+        log(f"media: {server.name}")
+        server.start()
+        try:
+            base = server.base_url
+            token = Client(base, Counter()).register(f"media{int(time.time())}").token
+            meter = (lambda: requests.get(base + "/_bench/meter", timeout=10).json()) if server.name == "ours" else dict
+            state: dict = {}
+            # One picture made once, for "again".
+            state["again"] = upload(base, token, photo(1600, 1200, "JPEG"), "image/jpeg")
+            get(base, token, "/_matrix/client/v1/media/thumbnail/" + state["again"] + "?width=320&height=240&method=scale")
+            for label, n, op in operations(quick):
+                times, cpu_ms = [], 0.0
+                meter()
+                for _ in range(n):
+                    if isinstance(op, tuple):  # a thumbnail of a fresh upload: upload first, untimed
+                        key, data, ctype, run = op
+                        state.setdefault(key, []).append(upload(base, token, data, ctype))
+                    else:
+                        run = op
+                    cpu0, t0 = cpu_seconds(server.pids()), time.perf_counter()
+                    run(base, token, state)
+                    times.append((time.perf_counter() - t0) * 1000)
+                    cpu_ms += (cpu_seconds(server.pids()) - cpu0) * 1000
+                counts = meter()
+                row = {"ms": statistics.median(times), "cpu_ms": cpu_ms / n, "n": n}
+                if server.name == "ours":
+                    row.update({k: counts[k] / n for k in ("d1_queries", "rows_read", "rows_written",
+                                                           "r2_class_a", "r2_class_b")})
+                    # The counts of the thumbnail rows include their pictures' uploads.
+                    row["includes_upload"] = isinstance(op, tuple)
+                results.setdefault(label, {})[server.name] = row
+        finally:
+            server.stop()
+    return results
+
+
+def section(results: dict) -> list[str]:
+    out = [MARK, "## Media", "",
+           "`bench/media.py`: each server alone on the machine, our Worker behind `bench/meter.mjs` (which also"
+           " counts R2 operations: class A = put/delete/list, class B = get/head). Median latency of the client's"
+           " request; CPU is the server processes' CPU time per request (workerd for us, so it includes the"
+           " runtime's own copying of streamed bytes, which the platform does not bill as Worker CPU).",
+           "",
+           "| operation | ours ms | Synapse ms | ratio | ours CPU ms | Synapse CPU ms | D1 queries | rows read |"
+           " rows written | R2 A | R2 B |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for label, row in results.items():
+        ours, syn = row.get("ours"), row.get("synapse")
+        if not ours or not syn:
+            continue
+        note = " ¹" if ours.get("includes_upload") else ""
+        out.append(f"| {label} | {ours['ms']:.1f} | {syn['ms']:.1f} | {ours['ms'] / syn['ms']:.2f} |"
+                   f" {ours['cpu_ms']:.1f} | {syn['cpu_ms']:.1f} | {ours['d1_queries']:.1f}{note} |"
+                   f" {ours['rows_read']:.1f}{note} | {ours['rows_written']:.1f}{note} | {ours['r2_class_a']:.1f}{note} |"
+                   f" {ours['r2_class_b']:.1f}{note} |")
+    out += ["", "¹ The platform counts include the (untimed) upload of the picture each thumbnail request is"
+            " made from: one upload is 1 R2 class A operation, 1 D1 query and 1 row written (see \"upload 1 MB\").", ""]
+    return out
+
+
+def write_into_report(lines: list[str]) -> None:
+    """Replaces the media section of docs/benchmarks.md (or appends it)."""
+    doc_path = ROOT / "docs" / "benchmarks.md"
+    doc = doc_path.read_text() if doc_path.exists() else ""
+    text = "\n".join(lines)
+    if MARK in doc:
+        head, _, rest = doc.partition(MARK)
+        # The section runs to the next top-level "## " heading that is not ours.
+        tail = rest.split("\n## ", 2)
+        rest = ("\n## " + tail[2]) if len(tail) > 2 else ""
+        doc = head + text + rest
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
+    doc_path.write_text(doc)
+
+
+def main() -> int:
+    quick = "--quick" in sys.argv
+    workdir = Path(tempfile.mkdtemp(prefix="matrix-edge-media-bench-"))
+    try:
+        results = measure(workdir, quick, log=lambda m: print(f"[media] {m}", file=sys.stderr, flush=True))
+    finally:
+        remove_workdir(workdir, False, print)
+    lines = section(results)
+    print("\n".join(lines))
+    if quick:
+        print(json.dumps(results, indent=1))
+    else:
+        write_into_report(lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
