@@ -156,9 +156,13 @@ fn attribute(tag: &str, name: &str) -> Option<String> {
         let value = tag[value_start..].trim_start();
         let text = match value.chars().next()? {
             quote @ ('"' | '\'') => value[1..].split(quote).next()?,
-            _ => value.split(|c: char| c.is_ascii_whitespace()).next()?,
+            // Unquoted: up to the space, or the slash of a self-closing tag.
+            _ => value
+                .split(|c: char| c.is_ascii_whitespace())
+                .next()?
+                .trim_end_matches('/'),
         };
-        return Some(decode_entities(text.trim_end_matches('/')));
+        return Some(decode_entities(text));
     }
     None
 }
@@ -220,6 +224,8 @@ mod tests {
             <meta property='og:type' content='video.movie'>
             <meta property="og:image" content="test.png" />
             <meta property="og:image:width" content="279" />
+            <meta property="og:url" content="http://www.imdb.com/title/tt0117500/" />
+            <meta property=og:site_name content=IMDb/>
             <meta name="description" content="A &quot;film&quot;">
             </head></html>"#;
         let og = open_graph(
@@ -230,6 +236,8 @@ mod tests {
         assert_eq!(og["og:type"], "video.movie");
         assert_eq!(og["og:image"], "http://example.org/dir/test.png");
         assert_eq!(og["og:image:width"], 279);
+        assert_eq!(og["og:url"], "http://www.imdb.com/title/tt0117500/");
+        assert_eq!(og["og:site_name"], "IMDb");
         assert_eq!(og["og:description"], "A \"film\"");
     }
 
