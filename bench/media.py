@@ -150,7 +150,19 @@ def section(results: dict) -> list[str]:
                    f" {ours['rows_read']:.1f}{note} | {ours['rows_written']:.1f}{note} | {ours['r2_class_a']:.1f}{note} |"
                    f" {ours['r2_class_b']:.1f}{note} |")
     out += ["", "¹ The platform counts include the (untimed) upload of the picture each thumbnail request is"
-            " made from: one upload is 1 R2 class A operation, 1 D1 query and 1 row written (see \"upload 1 MB\").", ""]
+            " made from (see \"upload 1 MB\").", "",
+            "Reading it:", "",
+            "- Synapse makes its thumbnails when a picture is uploaded, so its \"first request\" rows serve a stored"
+            " thumbnail (that work is in its upload); we make a thumbnail at its first request and store it, and our"
+            " uploads do no image work. \"thumbnail again\" compares like with like.",
+            "- The image work itself, wasm in V8 against native, is in the hot-path section (`thumbnail_jpeg_12mp`,"
+            " `thumbnail_png_4mp`): it is what decides whether a thumbnail fits a request's CPU limit (10 ms on the"
+            " free plan, hence `MAX_THUMBNAIL_PIXELS` = 1000000 in wrangler.toml).",
+            "- Downloads hand R2's stream to the response and uploads hand the request's stream to R2: the bytes"
+            " never enter wasm, so the Worker's own CPU does not grow with the file. The CPU column is workerd's,"
+            " and locally that includes Miniflare's simulation of R2 (it hashes and writes the object in"
+            " JavaScript), which is why a local upload costs CPU in proportion to its size; on the platform R2"
+            " is a separate service.", ""]
     return out
 
 

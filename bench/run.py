@@ -22,6 +22,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import federation  # noqa: E402
 import hotpaths  # noqa: E402
+import media  # noqa: E402
 import report  # noqa: E402
 import workload as w  # noqa: E402
 from servers import ROOT, Ours, Synapse, remove_workdir  # noqa: E402
@@ -265,6 +266,8 @@ def main() -> int:
         log("platform-cost pass (our Worker behind bench/meter.mjs)")
         meter = meter_pass(workdir, c["METER_OPS"])
         meter.update(fed_meter)
+        log("media rows: uploads, downloads, thumbnails (bench/media.py)")
+        media_rows = media.measure(workdir, args.quick, log)
         # Last, with both servers stopped: the microbenchmarks want a quiet machine.
         log("hot paths: wasm in Node/V8 and native (bench/hotpaths.py)")
         try:
@@ -277,12 +280,14 @@ def main() -> int:
         print(table)
         print(f"\nwall time {wall / 60:.1f} min", flush=True)
         if args.quick:
+            print("\n".join(media.section(media_rows)))
             print(json.dumps({"errors": errors, "meter": meter, "hotpaths": hot}, indent=1))
         else:
             hot_section = hotpaths.section(hot, report.largest_request(meter)) if hot else None
             doc = report.document(table, rows, errors, meter, c, wall, report.wasm_sizes(ROOT),
                                   (load_at_start, loadavg()), hot_section)
             (ROOT / "docs").mkdir(exist_ok=True)
+            doc = doc.rstrip("\n") + "\n\n" + "\n".join(media.section(media_rows)) + "\n"
             (ROOT / "docs" / "benchmarks.md").write_text(doc)
             log("wrote docs/benchmarks.md")
         return 0

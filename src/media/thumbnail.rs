@@ -349,6 +349,32 @@ mod tests {
     }
 
     #[test]
+    fn webp_and_gif_sources_are_thumbnailed_as_png() {
+        let picture = RgbaImage::from_fn(300, 200, |x, y| Rgba([x as u8, y as u8, 9, 255]));
+        let mut webp = Vec::new();
+        picture
+            .write_with_encoder(image::codecs::webp::WebPEncoder::new_lossless(&mut webp))
+            .unwrap();
+        let mut gif = Vec::new();
+        picture
+            .write_with_encoder(image::codecs::gif::GifEncoder::new(&mut gif))
+            .unwrap();
+        for (bytes, format) in [(webp, ImageFormat::WebP), (gif, ImageFormat::Gif)] {
+            let made = make(&bytes, format, (96, 96), Method::Crop, 1 << 30);
+            let Ok(Thumbnail::Made {
+                bytes,
+                content_type,
+                ..
+            }) = made
+            else {
+                panic!("{format:?}: {made:?}");
+            };
+            assert_eq!(content_type, "image/png");
+            assert_eq!(dimensions(&bytes), (96, 96), "{format:?}");
+        }
+    }
+
+    #[test]
     fn small_sources_are_served_as_they_are() {
         let made = make(
             &png(20, 20),
