@@ -223,10 +223,12 @@ async fn thumbnail_of(
 }
 
 /// The freeze (spec v1.11, "Client behaviour"): the deprecated endpoints serve only media stored
-/// before `MEDIA_FREEZE_TS`, and never fetch remote media (newly cached media counts as new).
+/// before `MEDIA_FREEZE_TS`. Remote media cached counts as stored when cached, so they fetch
+/// remote media only while the freeze has not begun.
 async fn frozen_locate(ctx: &Ctx) -> Result<Media, MatrixError> {
-    let media = locate(ctx, false).await?;
-    if media.created_ts >= ctx.config.media.freeze_ts {
+    let freeze_ts = ctx.config.media.freeze_ts;
+    let media = locate(ctx, (now_ms() as i64) < freeze_ts).await?;
+    if media.created_ts >= freeze_ts {
         return Err(repository::not_found());
     }
     Ok(media)
