@@ -27,6 +27,7 @@ pub enum ErrorCode {
     TooLarge,
     Unauthorized,
     Unknown,
+    UnknownPos,
     UnknownToken,
     Unrecognized,
     UnsupportedRoomVersion,
@@ -36,7 +37,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::BadJson,
         ErrorCode::Exclusive,
         ErrorCode::Forbidden,
@@ -55,6 +56,7 @@ impl ErrorCode {
         ErrorCode::TooLarge,
         ErrorCode::Unauthorized,
         ErrorCode::Unknown,
+        ErrorCode::UnknownPos,
         ErrorCode::UnknownToken,
         ErrorCode::Unrecognized,
         ErrorCode::UnsupportedRoomVersion,
@@ -91,6 +93,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => "M_TOO_LARGE",
             ErrorCode::Unauthorized => "M_UNAUTHORIZED",
             ErrorCode::Unknown => "M_UNKNOWN",
+            ErrorCode::UnknownPos => "M_UNKNOWN_POS",
             ErrorCode::UnknownToken => "M_UNKNOWN_TOKEN",
             ErrorCode::Unrecognized => "M_UNRECOGNIZED",
             ErrorCode::UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
