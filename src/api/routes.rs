@@ -397,6 +397,10 @@ pub(crate) const ROUTES: &[Route<Handler>] = &[
         to!(directory::search_users),
     ),
     get("/_matrix/client/v3/sync", to!(sync::handler::sync)),
+    post(
+        "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync",
+        to!(sync::sliding::handler::sync),
+    ),
     get(
         "/_matrix/federation/v1/make_join/{roomId}/{userId}",
         to!(|ctx| fed::make_membership(ctx, "join").await),
