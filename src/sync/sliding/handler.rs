@@ -107,13 +107,20 @@ async fn build(
 ) -> Result<Answer, MatrixError> {
     let user = me.user_id.as_str();
     let from = pos.map(|p| p.stream);
-    let (rows, direct) = futures::join!(
-        stored::room_entries(db, user),
-        stored::direct_rooms(db, user)
-    );
-    let entries = list::build(rows?, user, &direct?, |room_id| {
-        connection.rooms.contains_key(room_id)
-    });
+    // A connection for extensions only (matrix-rust-sdk's encryption sync has no lists and no
+    // subscriptions) reads no room at all.
+    let wants_rooms = !request.lists.is_empty() || !request.subscriptions.is_empty();
+    let entries = if wants_rooms {
+        let (rows, direct) = futures::join!(
+            stored::room_entries(db, user),
+            stored::direct_rooms(db, user)
+        );
+        list::build(rows?, user, &direct?, |room_id| {
+            connection.rooms.contains_key(room_id)
+        })
+    } else {
+        Vec::new()
+    };
     let spaces: Vec<String> = request
         .lists
         .values()
