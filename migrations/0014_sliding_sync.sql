@@ -1,8 +1,8 @@
 -- Simplified sliding sync (MSC4186): what each connection's client holds. One row per `pos` the
 -- server handed out that changed it (which rooms were sent, up to where, with which
 -- required_state); a `pos` that changed nothing reuses its predecessor's row, so a quiet or
--- steady connection writes nothing. When a client comes back with a `pos`, the rows before it
--- are deleted: the client can only retry that one (see src/sync/sliding/connection.rs).
+-- steady connection writes nothing. When a client comes back with a `pos`, the other rows of its
+-- connection are deleted: the client can only retry that one (see src/sync/sliding/connection.rs).
 CREATE TABLE sliding_sync_positions (
   pos_id INTEGER PRIMARY KEY AUTOINCREMENT,
   user_id TEXT NOT NULL,

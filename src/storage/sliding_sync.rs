@@ -178,8 +178,9 @@ pub async fn position(
 }
 
 /// Stores a new connection state and returns its id, in one batch that also deletes what the
-/// client can no longer come back with: the rows before `kept` (the `pos` it just used), or
-/// every row of the connection when it starts afresh (`kept` is `None`).
+/// client can no longer come back with: every other row of the connection but `kept` (the
+/// `pos` it just used; older ones are acknowledged, newer ones are answers to requests it
+/// cancelled), or every row when it starts afresh (`kept` is `None`).
 pub async fn save_position(
     db: &Db,
     user_id: &str,
@@ -195,8 +196,8 @@ pub async fn save_position(
     let statements = vec![
         db.stmt(
             "DELETE FROM sliding_sync_positions
-             WHERE user_id = ?1 AND device_id = ?2 AND conn_id = ?3 AND pos_id < ?4",
-            args![user_id, device_id, conn_id, kept.unwrap_or(u64::MAX)],
+             WHERE user_id = ?1 AND device_id = ?2 AND conn_id = ?3 AND pos_id <> ?4",
+            args![user_id, device_id, conn_id, kept.map_or(-1, |k| k as i64)],
         ),
         db.stmt(
             "INSERT INTO sliding_sync_positions (user_id, device_id, conn_id, rooms, created_ts)

@@ -269,13 +269,17 @@ pub async fn build(
                 .filter(|r| r.position() > f.events)
                 .count()
         });
-        room.insert("timeline".into(), Value::Array(timeline));
-        room.insert("limited".into(), json!(part.limited));
-        room.insert(
-            "prev_batch".into(),
-            json!(position_token(part.start as i64)),
-        );
-        room.insert("num_live".into(), json!(live));
+        // An incremental answer with no new events (a changed config) carries no timeline
+        // part: a `prev_batch` there would point at a gap that is not one.
+        if send.due == Due::Initial || !timeline.is_empty() || part.limited {
+            room.insert("timeline".into(), Value::Array(timeline));
+            room.insert("limited".into(), json!(part.limited));
+            room.insert(
+                "prev_batch".into(),
+                json!(position_token(part.start as i64)),
+            );
+            room.insert("num_live".into(), json!(live));
+        }
 
         // Summary fields: in full on a full answer; otherwise only what the window changed.
         let summary_source: &[EventRow] = if joined && send.full_state() {

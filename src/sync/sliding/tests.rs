@@ -186,10 +186,11 @@ fn lists_ranges_ordering_and_incremental_answers() {
         )
         .await;
         assert_eq!(bodies(&retry["rooms"][&newer]), ["new two"]);
+        // The client goes on from the retried answer (the one it processed).
         let _ = slide(
             &server,
             &token,
-            &format!("?pos={}", pos(&back)),
+            &format!("?pos={}", pos(&retry)),
             list_body((0, 1), 5),
         )
         .await;
@@ -541,5 +542,100 @@ fn a_quiet_connection_parks_and_writes_nothing() {
         // The same row, a new stream position.
         let row_of = |p: &str| p.split('s').next().unwrap().to_owned();
         assert_eq!(row_of(&pos(&quiet)), row_of(&pos(&first)));
+    });
+}
+
+#[test]
+fn a_wider_config_resends_state_but_not_the_timeline() {
+    block_on(async {
+        let server = TestServer::new();
+        let (_, token) = server.register("alice").await;
+        let room = create_room(
+            &server,
+            &token,
+            json!({ "name": "Room", "topic": "a topic" }),
+        )
+        .await;
+        send(&server, &token, &room, "a", "only").await;
+        let first = slide(&server, &token, "", list_body((0, 9), 1)).await;
+        assert!(!first["rooms"][&room]["required_state"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.room.topic"));
+        // Opening the room: a subscription asking for everything. The room comes again with
+        // the state it now matches, and no timeline (nothing new happened).
+        let mut body = list_body((0, 9), 1);
+        body["room_subscriptions"] =
+            json!({ room.clone(): { "timeline_limit": 20, "required_state": [["*", "*"]] } });
+        let wider = slide(
+            &server,
+            &token,
+            &format!("?pos={}", pos(&first)),
+            body.clone(),
+        )
+        .await;
+        let again = &wider["rooms"][&room];
+        assert!(again.get("initial").is_none(), "{wider}");
+        assert!(
+            again.get("timeline").is_none() && again.get("prev_batch").is_none(),
+            "{again}"
+        );
+        assert!(again["required_state"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.room.topic" && e["content"]["topic"] == "a topic"));
+        // The same config again: nothing to send.
+        let same = slide(&server, &token, &format!("?pos={}", pos(&wider)), body).await;
+        assert!(same["rooms"].as_object().unwrap().is_empty(), "{same}");
+    });
+}
+
+#[test]
+fn only_the_pos_in_use_is_kept() {
+    block_on(async {
+        let server = TestServer::new();
+        let (_, token) = server.register("alice").await;
+        let room = create_room(&server, &token, json!({})).await;
+        let first = slide(&server, &token, "", list_body((0, 0), 1)).await;
+        // Two answers to the same pos (the client cancelled the first request and resent).
+        let mut wider = list_body((0, 0), 1);
+        wider["room_subscriptions"] = json!({ room.clone(): { "timeline_limit": 5 } });
+        let cancelled = slide(
+            &server,
+            &token,
+            &format!("?pos={}", pos(&first)),
+            wider.clone(),
+        )
+        .await;
+        let kept = slide(&server, &token, &format!("?pos={}", pos(&first)), wider).await;
+        assert_ne!(pos(&cancelled), pos(&kept));
+        // Answering the same pos again dropped the first answer's row: the client cancelled it.
+        let rows = server
+            .rows("SELECT pos_id FROM sliding_sync_positions")
+            .await;
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        // Coming back with the answer it processed drops every other row.
+        let _ = slide(
+            &server,
+            &token,
+            &format!("?pos={}", pos(&kept)),
+            list_body((0, 1), 1),
+        )
+        .await;
+        let rows = server
+            .rows("SELECT pos_id FROM sliding_sync_positions")
+            .await;
+        assert_eq!(rows.len(), 2, "the one in use and the new one: {rows:?}");
+        let (status, _) = server
+            .request(
+                "POST",
+                &format!("{PATH}?pos={}", pos(&cancelled)),
+                Some(&token),
+                Some(list_body((0, 1), 1)),
+            )
+            .await;
+        assert_eq!(status, 400);
     });
 }
