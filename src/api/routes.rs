@@ -397,6 +397,10 @@ pub(crate) const ROUTES: &[Route<Handler>] = &[
         to!(directory::search_users),
     ),
     get("/_matrix/client/v3/sync", to!(sync::handler::sync)),
+    get(
+        "/_matrix/client/v1/room_summary/{roomIdOrAlias}",
+        to!(client::room_summary::room_summary),
+    ),
     post(
         "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync",
         to!(sync::sliding::handler::sync),
