@@ -214,3 +214,28 @@ pub async fn save_position(
         .ok_or_else(|| MatrixError::internal("no position stored"))?;
     Ok(row.pos_id as u64)
 }
+
+/// Rooms where the user's own receipts moved in `(after, up_to]`: their notification counts
+/// changed (read on another device) even when no event arrived.
+pub async fn rooms_with_own_receipts(
+    db: &Db,
+    user_id: &str,
+    after: u64,
+    up_to: u64,
+) -> Result<HashSet<String>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        room_id: String,
+    }
+    if up_to <= after {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<Row> = db
+        .rows(
+            "SELECT DISTINCT room_id FROM receipts
+             WHERE user_id = ?1 AND stream_id > ?2 AND stream_id <= ?3",
+            args![user_id, after, up_to],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| r.room_id).collect())
+}

@@ -127,7 +127,16 @@ async fn build(
         .filter_map(|l| l.filters.spaces.clone())
         .flatten()
         .collect();
-    let children = stored::space_children(db, &spaces).await?;
+    let (children, read_elsewhere) = futures::join!(
+        stored::space_children(db, &spaces),
+        stored::rooms_with_own_receipts(
+            db,
+            user,
+            from.map_or(now.receipts, |f| f.receipts),
+            now.receipts
+        ),
+    );
+    let (children, read_elsewhere) = (children?, read_elsewhere?);
 
     // Which rooms are in view, under which rules.
     let mut view: BTreeMap<usize, Rule> = BTreeMap::new();
@@ -177,7 +186,8 @@ async fn build(
                     Held::Live => from.map_or(0, |f| f.events),
                     Held::Until(n) => n,
                 };
-                let changed = entry.latest > after && entry.visible_up_to(now.events) > after;
+                let changed = (entry.latest > after && entry.visible_up_to(now.events) > after)
+                    || (sent.held == Held::Live && read_elsewhere.contains(&entry.room_id));
                 let full_state = sent.required_state != fingerprint;
                 (changed || full_state).then_some(Due::Since { after, full_state })
             }

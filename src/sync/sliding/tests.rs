@@ -639,3 +639,45 @@ fn only_the_pos_in_use_is_kept() {
         assert_eq!(status, 400);
     });
 }
+
+#[test]
+fn reading_a_room_elsewhere_updates_its_count() {
+    block_on(async {
+        let server = TestServer::new();
+        let (_, token) = server.register("alice").await;
+        let (bob_id, bob) = server.register("bob").await;
+        let room = create_room(&server, &token, json!({ "invite": [bob_id] })).await;
+        let (status, _) = server
+            .request(
+                "POST",
+                &format!("/_matrix/client/v3/join/{room}"),
+                Some(&bob),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let event = send(&server, &bob, &room, "b", "unread").await;
+        let first = slide(&server, &token, "", list_body((0, 9), 1)).await;
+        assert_eq!(first["rooms"][&room]["notification_count"], 1, "{first}");
+        // Alice reads it on another device: the room comes again with the new count only.
+        let (status, _) = server
+            .request(
+                "POST",
+                &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event}"),
+                Some(&token),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let next = slide(
+            &server,
+            &token,
+            &format!("?pos={}", pos(&first)),
+            list_body((0, 9), 1),
+        )
+        .await;
+        let again = &next["rooms"][&room];
+        assert_eq!(again["notification_count"], 0, "{next}");
+        assert!(again.get("timeline").is_none(), "{again}");
+    });
+}
