@@ -1,7 +1,7 @@
 # The two commands a new user needs are `make dev` and `make test` (see README.md).
 # Every target installs what it is missing first (scripts/setup.sh) and reuses what is there.
 
-.PHONY: dev test build setup deploy fmt export-signing-key clean bench bench-hotpaths bench-big-join
+.PHONY: dev test build setup deploy fmt export-signing-key clean bench bench-hotpaths bench-big-join test-element-x
 
 dev:
 	@bash scripts/dev.sh
@@ -43,3 +43,9 @@ bench-hotpaths:
 # per phase, then a Synapse in our place does the same (a few minutes); writes docs/big_join.md.
 bench-big-join:
 	@bash scripts/setup.sh test && bash scripts/build.sh && MATRIX_EDGE_PREBUILT=1 bash -c 'source scripts/env.sh && "$$CACHE/venv/bin/python" bench/big_join.py'
+
+# Not part of `make test`: matrix-rust-sdk (Element X's client library) logs in, runs its sync
+# service over simplified sliding sync, pages a timeline, messages and decrypts, against a
+# Synapse and then our Worker. The first run compiles the SDK (long on 2 cores).
+test-element-x:
+	@bash scripts/test_element_x.sh

@@ -446,6 +446,14 @@ pub(crate) const ROUTES: &[Route<Handler>] = &[
         to!(fed_media::thumbnail),
     ),
     get(
+        "/_matrix/client/v1/room_summary/{roomIdOrAlias}",
+        to!(client::room_summary::room_summary),
+    ),
+    post(
+        "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync",
+        to!(sync::sliding::handler::sync),
+    ),
+    get(
         "/_matrix/federation/v1/make_join/{roomId}/{userId}",
         to!(|ctx| fed::make_membership(ctx, "join").await),
     ),

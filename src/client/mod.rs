@@ -28,6 +28,7 @@ pub(crate) mod push;
 pub(crate) mod rate_limit;
 pub(crate) mod register;
 pub(crate) mod room_read;
+pub(crate) mod room_summary;
 pub(crate) mod send;
 pub(crate) mod session;
 pub(crate) mod to_device;

@@ -17,6 +17,8 @@ pub const SUPPORTED_VERSIONS: &[&str] = &[
 pub const UNSTABLE_FEATURES: &[&str] = &[
     // `use_state_after` in /sync.
     "org.matrix.msc4222",
+    // Simplified sliding sync (MSC4186), at its unstable path: src/sync/sliding/.
+    "org.matrix.simplified_msc3575",
 ];
 
 pub fn versions() -> Value {

@@ -29,6 +29,7 @@ pub enum ErrorCode {
     TooLarge,
     Unauthorized,
     Unknown,
+    UnknownPos,
     UnknownToken,
     Unrecognized,
     UnsupportedRoomVersion,
@@ -38,7 +39,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::BadJson,
         ErrorCode::CannotOverwriteMedia,
         ErrorCode::Exclusive,
@@ -59,6 +60,7 @@ impl ErrorCode {
         ErrorCode::TooLarge,
         ErrorCode::Unauthorized,
         ErrorCode::Unknown,
+        ErrorCode::UnknownPos,
         ErrorCode::UnknownToken,
         ErrorCode::Unrecognized,
         ErrorCode::UnsupportedRoomVersion,
@@ -97,6 +99,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => "M_TOO_LARGE",
             ErrorCode::Unauthorized => "M_UNAUTHORIZED",
             ErrorCode::Unknown => "M_UNKNOWN",
+            ErrorCode::UnknownPos => "M_UNKNOWN_POS",
             ErrorCode::UnknownToken => "M_UNKNOWN_TOKEN",
             ErrorCode::Unrecognized => "M_UNRECOGNIZED",
             ErrorCode::UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",

@@ -473,6 +473,18 @@ pub struct ToDeviceRow {
     pub content: String,
 }
 
+impl ToDeviceRow {
+    /// The message as a client receives it in a sync.
+    pub fn to_client(&self) -> serde_json::Value {
+        serde_json::json!({
+            "sender": self.sender,
+            "type": self.kind,
+            "content": serde_json::from_str::<serde_json::Value>(&self.content)
+                .unwrap_or_else(|_| serde_json::json!({})),
+        })
+    }
+}
+
 /// The device's inbox for one sync, in one batch: deletes what the client acknowledged (at or
 /// below `acknowledged`, the position of the token it came back with), then reads up to
 /// `limit` messages above it and at or below `up_to`.

@@ -17,6 +17,7 @@ pub mod presence;
 pub mod remote_keys;
 pub mod rooms;
 pub mod signing_keys;
+pub mod sliding_sync;
 pub mod state_groups;
 pub mod sync;
 pub mod sync_rooms;

@@ -111,7 +111,7 @@ async fn position(db: &Db, since: Option<StreamPosition>) -> Result<StreamPositi
 /// poll then, so it has to wake itself), and the stream positions. Both are read at once; only
 /// when a notification has already run out is it ended first, which moves the typing stream,
 /// and both are read again.
-async fn typing_and_position(
+pub(crate) async fn typing_and_position(
     db: &Db,
     me: &Requester,
     since: Option<StreamPosition>,
@@ -342,16 +342,7 @@ async fn encryption(
         // More are waiting: the token stops after the last one delivered.
         next.to_device = inbox.last().map_or(now.to_device, |m| m.stream_id as u64);
     }
-    let to_device = inbox
-        .iter()
-        .map(|m| {
-            json!({
-                "sender": m.sender,
-                "type": m.kind,
-                "content": serde_json::from_str::<Value>(&m.content).unwrap_or(json!({})),
-            })
-        })
-        .collect();
+    let to_device = inbox.iter().map(e2ee::ToDeviceRow::to_client).collect();
     // An initial sync has no "since" to compare with: the client queries every key it needs.
     let (changed, left) = match since {
         Some(since) => e2ee::device_list_delta(db, user, &since, &now).await?,
@@ -637,7 +628,7 @@ async fn joined_rooms(
 
 /// The `m.receipt` content: event id → receipt type → user → receipt. Private receipts only
 /// reach their owner.
-fn receipt_content(receipts: Vec<batch::ReceiptRow>, me: &str) -> Map<String, Value> {
+pub(crate) fn receipt_content(receipts: Vec<batch::ReceiptRow>, me: &str) -> Map<String, Value> {
     let mut content = Map::new();
     for r in receipts
         .iter()
@@ -657,7 +648,11 @@ fn receipt_content(receipts: Vec<batch::ReceiptRow>, me: &str) -> Map<String, Va
 
 /// What an invited or knocking user sees of a room (spec: stripped state), their own
 /// membership event included.
-async fn stripped_room(db: &Db, m: &MembershipRow, me: &str) -> Result<Vec<Value>, MatrixError> {
+pub(crate) async fn stripped_room(
+    db: &Db,
+    m: &MembershipRow,
+    me: &str,
+) -> Result<Vec<Value>, MatrixError> {
     let state = events::state_at(db, &m.room_id, m.stream_ordering as u64).await?;
     // A room another server holds: what that server sent of the room with its invite (or in
     // answer to the knock), and the membership event itself.

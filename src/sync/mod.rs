@@ -5,6 +5,7 @@ pub mod filter;
 pub mod token;
 
 pub(crate) mod handler;
+pub(crate) mod sliding;
 
 #[cfg(test)]
 mod tests;

@@ -34,9 +34,10 @@ def test_well_known_support_lists_the_configured_contact(server):
 def test_versions_stop_before_authenticated_media_and_federation_version_names_us(server):
     versions = assert_json_with_cors(server.get("/_matrix/client/versions"))
     assert "v1.1" in versions["versions"] and "v1.10" in versions["versions"]
-    # v1.11 moves clients to authenticated media, which is not served yet.
-    assert "v1.11" not in versions["versions"]
-    assert versions["unstable_features"] == {"org.matrix.msc4222": True}
+    # v1.11 (authenticated media) is served; v1.12 and later are not listed yet.
+    assert "v1.11" in versions["versions"] and "v1.12" not in versions["versions"]
+    assert versions["unstable_features"] == {"org.matrix.msc4222": True,
+                                             "org.matrix.simplified_msc3575": True}
     fed = assert_json_with_cors(server.get("/_matrix/federation/v1/version"))
     assert fed["server"]["name"] == "matrix-edge"
     assert fed["server"]["version"]

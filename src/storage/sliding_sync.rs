@@ -1,0 +1,241 @@
+//! The reads and writes of simplified sliding sync (`sync/sliding/`): every room of a user with
+//! what its list position needs, the current state a client asked for, and the per-connection
+//! rows of `sliding_sync_positions`.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::events::{EventRow, SELECT};
+use super::Db;
+use crate::args;
+use crate::http::MatrixError;
+use crate::time::now_ms;
+
+/// Event types whose arrival moves a room up the list (MSC4186 `bump_stamp`).
+pub const BUMP_TYPES: &[&str] = &[
+    "m.room.create",
+    "m.room.message",
+    "m.room.encrypted",
+    "m.sticker",
+    "m.call.invite",
+    "m.poll.start",
+    "org.matrix.msc3381.poll.start",
+    "m.beacon_info",
+];
+
+/// One room of the user, with what ordering and filtering it needs.
+#[derive(Clone, Debug, Deserialize)]
+pub struct RoomEntryRow {
+    pub room_id: String,
+    pub membership: String,
+    /// Position of the user's membership event.
+    pub membership_at: i64,
+    pub membership_sender: Option<String>,
+    pub room_version: String,
+    /// Position of the newest event of a `BUMP_TYPES` type.
+    pub bump: Option<i64>,
+    /// Position of the room's newest event of any type.
+    pub latest: Option<i64>,
+    pub room_type: Option<String>,
+    pub encrypted: i64,
+}
+
+/// Every room the user has a membership in (forgotten ones excluded), in one query. Each
+/// room's two positions walk its `(room_id, stream_ordering)` index from the newest event and
+/// stop at the first match: no room's timeline is read.
+pub async fn room_entries(db: &Db, user_id: &str) -> Result<Vec<RoomEntryRow>, MatrixError> {
+    let bump_types = json!(BUMP_TYPES).to_string();
+    db.rows(
+        "SELECT m.room_id, m.membership, m.stream_ordering AS membership_at, r.room_version,
+           (SELECT sender FROM events WHERE event_id = m.event_id) AS membership_sender,
+           (SELECT b.stream_ordering FROM events b WHERE b.room_id = m.room_id AND b.outlier = 0
+              AND b.stream_ordering > 0 AND b.type IN (SELECT value FROM json_each(?2))
+              ORDER BY b.stream_ordering DESC LIMIT 1) AS bump,
+           (SELECT MAX(l.stream_ordering) FROM events l WHERE l.room_id = m.room_id) AS latest,
+           (SELECT json_extract(c.pdu, '$.content.type') FROM room_state s JOIN events c ON c.event_id = s.event_id
+              WHERE s.room_id = m.room_id AND s.type = 'm.room.create' AND s.state_key = '') AS room_type,
+           EXISTS (SELECT 1 FROM room_state s WHERE s.room_id = m.room_id
+              AND s.type = 'm.room.encryption' AND s.state_key = '') AS encrypted
+         FROM memberships m JOIN rooms r ON r.room_id = m.room_id
+         WHERE m.user_id = ?1 AND m.forgotten = 0",
+        args![user_id, &bump_types],
+    )
+    .await
+}
+
+/// The rooms the user's `m.direct` account data names: its DMs.
+pub async fn direct_rooms(db: &Db, user_id: &str) -> Result<HashSet<String>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        content: String,
+    }
+    let row: Option<Row> = db
+        .row(
+            "SELECT content FROM account_data WHERE user_id = ?1 AND room_id = '' AND type = 'm.direct'",
+            args![user_id],
+        )
+        .await?;
+    let content: Value = row
+        .and_then(|r| serde_json::from_str(&r.content).ok())
+        .unwrap_or(Value::Null);
+    Ok(content
+        .as_object()
+        .into_iter()
+        .flat_map(|users| users.values())
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter_map(|r| r.as_str().map(str::to_owned))
+        .collect())
+}
+
+/// The rooms the given spaces name in their current `m.space.child` state (with a `via`, as the
+/// spec says a child without one is not a child).
+pub async fn space_children(db: &Db, spaces: &[String]) -> Result<HashSet<String>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        state_key: String,
+    }
+    if spaces.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<Row> = db
+        .rows(
+            "SELECT s.state_key FROM room_state s JOIN events e ON e.event_id = s.event_id
+             WHERE s.room_id IN (SELECT value FROM json_each(?1)) AND s.type = 'm.space.child'
+               AND json_type(e.pdu, '$.content.via') = 'array'",
+            args![&json!(spaces).to_string()],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| r.state_key).collect())
+}
+
+/// A slot of current state wanted for a room: `None` matches any type or any state key.
+pub struct StateWanted<'a> {
+    pub room_id: &'a str,
+    pub kind: Option<&'a str>,
+    pub state_key: Option<&'a str>,
+}
+
+/// The current state events matching any of the wanted slots, per room, in one query. Exact
+/// slots use `room_state`'s primary key; only wildcards scan a room's state.
+pub async fn current_state_matching(
+    db: &Db,
+    wanted: &[StateWanted<'_>],
+) -> Result<HashMap<String, Vec<EventRow>>, MatrixError> {
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let list: Vec<Value> = wanted
+        .iter()
+        .map(|w| json!([w.room_id, w.kind, w.state_key]))
+        .collect();
+    let rows: Vec<EventRow> = db
+        .rows(
+            &format!(
+                "WITH wanted AS (SELECT json_extract(value, '$[0]') AS room_id,
+                    json_extract(value, '$[1]') AS type, json_extract(value, '$[2]') AS state_key
+                    FROM json_each(?1))
+                 {SELECT} WHERE e.event_id IN (
+                    SELECT s.event_id FROM wanted w JOIN room_state s ON s.room_id = w.room_id
+                      AND s.type = w.type AND s.state_key = w.state_key
+                    UNION SELECT s.event_id FROM wanted w JOIN room_state s ON s.room_id = w.room_id
+                      AND s.type = w.type WHERE w.state_key IS NULL
+                    UNION SELECT s.event_id FROM wanted w JOIN room_state s ON s.room_id = w.room_id
+                      WHERE w.type IS NULL AND (w.state_key IS NULL OR s.state_key = w.state_key))"
+            ),
+            args![&Value::Array(list).to_string()],
+        )
+        .await?;
+    let mut out: HashMap<String, Vec<EventRow>> = HashMap::new();
+    for row in rows {
+        out.entry(row.room_id.clone()).or_default().push(row);
+    }
+    Ok(out)
+}
+
+/// The connection state a `pos` points at, if it is this device's and still kept.
+pub async fn position(
+    db: &Db,
+    pos_id: u64,
+    user_id: &str,
+    device_id: &str,
+    conn_id: &str,
+) -> Result<Option<String>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        rooms: String,
+    }
+    Ok(db
+        .row::<Row>(
+            "SELECT rooms FROM sliding_sync_positions
+             WHERE pos_id = ?1 AND user_id = ?2 AND device_id = ?3 AND conn_id = ?4",
+            args![pos_id, user_id, device_id, conn_id],
+        )
+        .await?
+        .map(|r| r.rooms))
+}
+
+/// Stores a new connection state and returns its id, in one batch that also deletes what the
+/// client can no longer come back with: every other row of the connection but `kept` (the
+/// `pos` it just used; older ones are acknowledged, newer ones are answers to requests it
+/// cancelled), or every row when it starts afresh (`kept` is `None`).
+pub async fn save_position(
+    db: &Db,
+    user_id: &str,
+    device_id: &str,
+    conn_id: &str,
+    rooms: &str,
+    kept: Option<u64>,
+) -> Result<u64, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        pos_id: i64,
+    }
+    let statements = vec![
+        db.stmt(
+            "DELETE FROM sliding_sync_positions
+             WHERE user_id = ?1 AND device_id = ?2 AND conn_id = ?3 AND pos_id <> ?4",
+            args![user_id, device_id, conn_id, kept.map_or(-1, |k| k as i64)],
+        ),
+        db.stmt(
+            "INSERT INTO sliding_sync_positions (user_id, device_id, conn_id, rooms, created_ts)
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING pos_id",
+            args![user_id, device_id, conn_id, rooms, now_ms()],
+        ),
+    ];
+    let results = db.batch(statements).await?;
+    let row = results
+        .get(1)
+        .map(|r| r.rows::<Row>())
+        .transpose()?
+        .and_then(|rows| rows.into_iter().next())
+        .ok_or_else(|| MatrixError::internal("no position stored"))?;
+    Ok(row.pos_id as u64)
+}
+
+/// Rooms where the user's own receipts moved in `(after, up_to]`: their notification counts
+/// changed (read on another device) even when no event arrived.
+pub async fn rooms_with_own_receipts(
+    db: &Db,
+    user_id: &str,
+    after: u64,
+    up_to: u64,
+) -> Result<HashSet<String>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        room_id: String,
+    }
+    if up_to <= after {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<Row> = db
+        .rows(
+            "SELECT DISTINCT room_id FROM receipts
+             WHERE user_id = ?1 AND stream_id > ?2 AND stream_id <= ?3",
+            args![user_id, after, up_to],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| r.room_id).collect())
+}

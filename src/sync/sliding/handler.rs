@@ -1,0 +1,245 @@
+//! `POST /_matrix/client/unstable/org.matrix.simplified_msc3575/sync`: one answer of a sliding
+//! sync connection, waiting for news (on the same wake-ups as `/v3/sync`) when the client gave
+//! a `pos` and a `timeout` and nothing is due.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{json, Map, Value};
+
+use super::connection::{unknown_pos, Connection, Held, Pos};
+use super::extensions::{self, InView};
+use super::list::{self, Membership};
+use super::request::{self, Request};
+use super::required_state::RequiredState;
+use super::room::{self, Delivery, Due};
+use crate::api::request::{Ctx, Requester};
+use crate::http::{JsonResponse, MatrixError};
+use crate::storage::{sliding_sync as stored, Db};
+use crate::sync::handler::typing_and_position;
+use crate::sync::token::StreamPosition;
+use crate::time::now_ms;
+
+/// Longest an answer may wait (as `/v3/sync`).
+const MAX_TIMEOUT_MS: u64 = 60_000;
+
+pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let db = ctx.db();
+    let body = Value::Object(ctx.json_object()?);
+    let request = request::parse(&body, ctx.query("pos"), ctx.query_u64("timeout")?)?;
+    crate::client::presence::on_sync(ctx, &db, me.user_id.as_str()).await;
+    let user = me.user_id.as_str();
+    let (connection, pos) = match &request.pos {
+        None => (Connection::default(), None),
+        Some(text) => {
+            let pos = Pos::parse(text).ok_or_else(unknown_pos)?;
+            let stored = stored::position(&db, pos.row, user, &me.device_id, &request.conn_id)
+                .await?
+                .ok_or_else(unknown_pos)?;
+            (Connection::from_json(&stored)?, Some(pos))
+        }
+    };
+    // A first request answers at once (MSC4186: the timeout is ignored without a pos).
+    let timeout = pos.map_or(0, |_| request.timeout_ms.unwrap_or(0).min(MAX_TIMEOUT_MS));
+    let deadline = now_ms() + timeout;
+    loop {
+        let (typing_ends, now) = typing_and_position(&db, &me, pos.map(|p| p.stream)).await?;
+        let answer = build(&db, &me, &request, &connection, pos.as_ref(), &now).await?;
+        let remaining = deadline.saturating_sub(now_ms());
+        if answer.news || remaining == 0 {
+            let row = match pos {
+                Some(pos) if answer.connection == connection => pos.row,
+                _ => {
+                    stored::save_position(
+                        &db,
+                        user,
+                        &me.device_id,
+                        &request.conn_id,
+                        &answer.connection.to_json(),
+                        pos.map(|p| p.row),
+                    )
+                    .await?
+                }
+            };
+            let mut body = answer.body;
+            body["pos"] = json!(Pos::format(row, &now));
+            if let Some(txn_id) = &request.txn_id {
+                body["txn_id"] = json!(txn_id);
+            }
+            return Ok(JsonResponse::ok(body));
+        }
+        let until_typing_ends = typing_ends.map_or(u64::MAX, |t| t.saturating_sub(now_ms()));
+        let wait = remaining.min(until_typing_ends.max(1));
+        ctx.platform.wakeups.wait(user, &now, wait).await;
+    }
+}
+
+/// One answer, and the connection state after it.
+struct Answer {
+    body: Value,
+    news: bool,
+    connection: Connection,
+}
+
+/// What the rules of the request ask of one room in view.
+#[derive(Default)]
+struct Rule {
+    timeline_limit: u64,
+    required_state: RequiredState,
+    lists: Vec<String>,
+    subscribed: bool,
+}
+
+impl Rule {
+    fn add(&mut self, config: &request::RoomConfig) {
+        self.timeline_limit = self.timeline_limit.max(config.timeline_limit);
+        self.required_state.add(&config.required_state);
+    }
+}
+
+async fn build(
+    db: &Db,
+    me: &Requester,
+    request: &Request,
+    connection: &Connection,
+    pos: Option<&Pos>,
+    now: &StreamPosition,
+) -> Result<Answer, MatrixError> {
+    let user = me.user_id.as_str();
+    let from = pos.map(|p| p.stream);
+    // A connection for extensions only (matrix-rust-sdk's encryption sync has no lists and no
+    // subscriptions) reads no room at all.
+    let wants_rooms = !request.lists.is_empty() || !request.subscriptions.is_empty();
+    let entries = if wants_rooms {
+        let (rows, direct) = futures::join!(
+            stored::room_entries(db, user),
+            stored::direct_rooms(db, user)
+        );
+        list::build(rows?, user, &direct?, |room_id| {
+            connection.rooms.contains_key(room_id)
+        })
+    } else {
+        Vec::new()
+    };
+    let spaces: Vec<String> = request
+        .lists
+        .values()
+        .filter_map(|l| l.filters.spaces.clone())
+        .flatten()
+        .collect();
+    let (children, read_elsewhere) = futures::join!(
+        stored::space_children(db, &spaces),
+        stored::rooms_with_own_receipts(
+            db,
+            user,
+            from.map_or(now.receipts, |f| f.receipts),
+            now.receipts
+        ),
+    );
+    let (children, read_elsewhere) = (children?, read_elsewhere?);
+
+    // Which rooms are in view, under which rules.
+    let mut view: BTreeMap<usize, Rule> = BTreeMap::new();
+    let mut lists = Map::new();
+    for (name, config) in &request.lists {
+        let (count, picked) = list::window(&entries, config, &children);
+        lists.insert(name.clone(), json!({ "count": count }));
+        for i in picked {
+            let rule = view.entry(i).or_default();
+            rule.add(&config.room);
+            rule.lists.push(name.clone());
+        }
+    }
+    let index: HashMap<&str, usize> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.room_id.as_str(), i))
+        .collect();
+    // Subscriptions to rooms the user has no membership in are ignored (MSC4186).
+    for (room_id, config) in &request.subscriptions {
+        if let Some(&i) = index.get(room_id.as_str()) {
+            let rule = view.entry(i).or_default();
+            rule.add(config);
+            rule.subscribed = true;
+        }
+    }
+
+    // Which of them are due, and why.
+    let mut sends: Vec<Delivery<'_>> = Vec::new();
+    let mut in_view: BTreeMap<String, String> = BTreeMap::new();
+    for (&i, rule) in &view {
+        let entry = &entries[i];
+        let fingerprint = rule.required_state.fingerprint();
+        in_view.insert(entry.room_id.clone(), fingerprint.clone());
+        let new_membership = from.is_some_and(|f| entry.membership_at > f.events);
+        let due = match connection.rooms.get(&entry.room_id) {
+            None => Some(Due::Initial),
+            Some(_)
+                if new_membership
+                    && (entry.membership == Membership::Join || entry.membership.is_pending()) =>
+            {
+                Some(Due::Initial)
+            }
+            Some(_) if entry.membership.is_pending() => None,
+            Some(sent) => {
+                let after = match sent.held {
+                    Held::Live => from.map_or(0, |f| f.events),
+                    Held::Until(n) => n,
+                };
+                let changed = (entry.latest > after && entry.visible_up_to(now.events) > after)
+                    || (sent.held == Held::Live && read_elsewhere.contains(&entry.room_id));
+                let full_state = sent.required_state != fingerprint;
+                (changed || full_state).then_some(Due::Since { after, full_state })
+            }
+        };
+        if let Some(due) = due {
+            sends.push(Delivery {
+                entry,
+                due,
+                timeline_limit: rule.timeline_limit,
+                required_state: rule.required_state.clone(),
+                lists: rule.lists.clone(),
+            });
+        }
+    }
+    let sent: BTreeMap<String, String> = sends
+        .iter()
+        .map(|s| (s.entry.room_id.clone(), s.required_state.fingerprint()))
+        .collect();
+
+    let in_view_joined: Vec<InView<'_>> = view
+        .iter()
+        .filter(|(&i, _)| entries[i].membership == Membership::Join)
+        .map(|(&i, rule)| InView {
+            room_id: &entries[i].room_id,
+            lists: rule.lists.iter().map(String::as_str).collect(),
+            subscribed: rule.subscribed,
+            initial: sends
+                .iter()
+                .any(|s| s.entry.room_id == entries[i].room_id && s.due == Due::Initial),
+        })
+        .collect();
+    let (rooms, extensions) = futures::join!(
+        room::build(db, me, &sends, from.as_ref(), now),
+        extensions::build(
+            db,
+            me,
+            &request.extensions,
+            from.as_ref(),
+            now,
+            &in_view_joined
+        ),
+    );
+    let (rooms, extensions) = (rooms?, extensions?);
+    let news = !rooms.is_empty() || extensions.news;
+    let body = json!({
+        "lists": lists,
+        "rooms": rooms,
+        "extensions": extensions.body,
+    });
+    Ok(Answer {
+        body,
+        news,
+        connection: connection.advance(from.map_or(0, |f| f.events), &in_view, &sent),
+    })
+}

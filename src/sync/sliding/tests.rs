@@ -1,0 +1,683 @@
+//! Simplified sliding sync end to end through `TestServer`: lists, ordering, ranges, the
+//! connection state across `pos` tokens, subscriptions, invites and the extensions.
+
+use futures::executor::block_on;
+use serde_json::{json, Value};
+
+use crate::testing::TestServer;
+
+const PATH: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
+
+async fn slide(server: &TestServer, token: &str, query: &str, body: Value) -> Value {
+    let (status, answer) = server
+        .request("POST", &format!("{PATH}{query}"), Some(token), Some(body))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+async fn create_room(server: &TestServer, token: &str, body: Value) -> String {
+    let (status, created) = server
+        .request(
+            "POST",
+            "/_matrix/client/v3/createRoom",
+            Some(token),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    created["room_id"].as_str().unwrap().to_owned()
+}
+
+async fn send(server: &TestServer, token: &str, room_id: &str, txn: &str, text: &str) -> String {
+    let path = format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/{txn}");
+    let content = json!({ "msgtype": "m.text", "body": text });
+    let (status, answer) = server
+        .request("PUT", &path, Some(token), Some(content))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    answer["event_id"].as_str().unwrap().to_owned()
+}
+
+fn list_body(range: (u64, u64), timeline_limit: u64) -> Value {
+    json!({
+        "conn_id": "room-list",
+        "lists": { "all": {
+            "ranges": [[range.0, range.1]],
+            "timeline_limit": timeline_limit,
+            "required_state": [["m.room.name", ""], ["m.room.member", "$ME"], ["m.room.member", "$LAZY"]],
+        } }
+    })
+}
+
+fn bodies(room: &Value) -> Vec<String> {
+    room["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .map(|e| e["content"]["body"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn pos(answer: &Value) -> String {
+    answer["pos"].as_str().expect("a pos").to_owned()
+}
+
+#[test]
+fn lists_ranges_ordering_and_incremental_answers() {
+    block_on(async {
+        let server = TestServer::new();
+        let (alice, token) = server.register("alice").await;
+        let older = create_room(&server, &token, json!({ "name": "Older" })).await;
+        send(&server, &token, &older, "o1", "old one").await;
+        send(&server, &token, &older, "o2", "old two").await;
+        let newer = create_room(&server, &token, json!({})).await;
+        send(&server, &token, &newer, "n1", "new one").await;
+
+        // First answer: only the top room of the window, with its newest event.
+        let first = slide(&server, &token, "", list_body((0, 0), 1)).await;
+        assert_eq!(first["lists"]["all"]["count"], 2, "{first}");
+        let rooms = first["rooms"].as_object().unwrap();
+        assert_eq!(rooms.len(), 1, "{first}");
+        let room = &rooms[&newer];
+        assert_eq!(room["initial"], true);
+        assert_eq!(room["membership"], "join");
+        assert_eq!(room["lists"], json!(["all"]));
+        assert_eq!(bodies(room), ["new one"]);
+        assert_eq!(room["limited"], true, "the room has older events");
+        assert_eq!(room["joined_count"], 1);
+        assert!(room["prev_batch"].as_str().unwrap().starts_with('t'));
+        assert!(room.get("name").is_none(), "the room has no name: {room}");
+        let heroes = room["heroes"].as_array().unwrap();
+        assert!(heroes.is_empty(), "alice is alone: {room}");
+        let state = room["required_state"].as_array().unwrap();
+        assert!(
+            state
+                .iter()
+                .any(|e| e["type"] == "m.room.member" && e["state_key"] == alice),
+            "$ME: {room}"
+        );
+        assert!(
+            !state.iter().any(|e| e["type"] == "m.room.create"),
+            "not asked for"
+        );
+        let newer_bump = room["bump_stamp"].as_u64().unwrap();
+
+        // The range grows: only the room not sent yet comes, the other is not repeated.
+        let second = slide(
+            &server,
+            &token,
+            &format!("?pos={}&timeout=0", pos(&first)),
+            list_body((0, 1), 1),
+        )
+        .await;
+        let rooms = second["rooms"].as_object().unwrap();
+        assert_eq!(rooms.keys().collect::<Vec<_>>(), [&older], "{second}");
+        let room = &rooms[&older];
+        assert_eq!(room["name"], "Older");
+        assert_eq!(bodies(room), ["old two"]);
+        assert!(room["bump_stamp"].as_u64().unwrap() < newer_bump);
+        assert!(room["required_state"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Older"));
+
+        // Nothing new: an empty answer, at once without a timeout.
+        let quiet = slide(
+            &server,
+            &token,
+            &format!("?pos={}", pos(&second)),
+            list_body((0, 1), 1),
+        )
+        .await;
+        assert!(quiet["rooms"].as_object().unwrap().is_empty(), "{quiet}");
+
+        // A new message in the older room: it alone comes, with just that event, live.
+        send(&server, &token, &older, "o3", "old three").await;
+        let third = slide(
+            &server,
+            &token,
+            &format!("?pos={}&timeout=0", pos(&quiet)),
+            list_body((0, 1), 5),
+        )
+        .await;
+        let rooms = third["rooms"].as_object().unwrap();
+        assert_eq!(rooms.len(), 1, "{third}");
+        let room = &rooms[&older];
+        assert!(room.get("initial").is_none(), "{room}");
+        assert_eq!(bodies(room), ["old three"]);
+        assert_eq!(room["num_live"], 1);
+        assert_eq!(room["limited"], false);
+        assert!(
+            room["bump_stamp"].as_u64().unwrap() > newer_bump,
+            "moved to the top"
+        );
+
+        // With a window of one, the room that dropped out is not sent again; once back in
+        // view it comes with what it missed, not as new.
+        let narrow = slide(
+            &server,
+            &token,
+            &format!("?pos={}", pos(&third)),
+            list_body((0, 0), 5),
+        )
+        .await;
+        assert!(narrow["rooms"].as_object().unwrap().is_empty(), "{narrow}");
+        send(&server, &token, &newer, "n2", "new two").await;
+        let back = slide(
+            &server,
+            &token,
+            &format!("?pos={}", pos(&narrow)),
+            list_body((0, 0), 5),
+        )
+        .await;
+        let room = &back["rooms"][&newer];
+        assert!(room.get("initial").is_none(), "{back}");
+        assert_eq!(bodies(room), ["new two"]);
+
+        // Retrying the last pos works (a lost answer); the one before it is gone.
+        let retry = slide(
+            &server,
+            &token,
+            &format!("?pos={}", pos(&narrow)),
+            list_body((0, 0), 5),
+        )
+        .await;
+        assert_eq!(bodies(&retry["rooms"][&newer]), ["new two"]);
+        // The client goes on from the retried answer (the one it processed).
+        let _ = slide(
+            &server,
+            &token,
+            &format!("?pos={}", pos(&retry)),
+            list_body((0, 1), 5),
+        )
+        .await;
+        let (status, gone) = server
+            .request(
+                "POST",
+                &format!("{PATH}?pos={}", pos(&first)),
+                Some(&token),
+                Some(list_body((0, 1), 1)),
+            )
+            .await;
+        assert_eq!(status, 400, "{gone}");
+        assert_eq!(gone["errcode"], "M_UNKNOWN_POS");
+    });
+}
+
+#[test]
+fn unknown_pos_other_connections_and_bad_bodies() {
+    block_on(async {
+        let server = TestServer::new();
+        let (_, token) = server.register("alice").await;
+        let (_, bob_token) = server.register("bob").await;
+        let first = slide(&server, &token, "", list_body((0, 9), 1)).await;
+        for bad in ["garbage", "99999s1_0_0_0_0_0_0", ""] {
+            let (status, answer) = server
+                .request(
+                    "POST",
+                    &format!("{PATH}?pos={bad}"),
+                    Some(&token),
+                    Some(json!({})),
+                )
+                .await;
+            assert_eq!(
+                (status, answer["errcode"].as_str()),
+                (400, Some("M_UNKNOWN_POS")),
+                "{bad}"
+            );
+        }
+        // A pos belongs to its connection and its device.
+        let mut other_conn = list_body((0, 9), 1);
+        other_conn["conn_id"] = json!("encryption");
+        let (status, answer) = server
+            .request(
+                "POST",
+                &format!("{PATH}?pos={}", pos(&first)),
+                Some(&token),
+                Some(other_conn),
+            )
+            .await;
+        assert_eq!(
+            (status, answer["errcode"].as_str()),
+            (400, Some("M_UNKNOWN_POS"))
+        );
+        let (status, _) = server
+            .request(
+                "POST",
+                &format!("{PATH}?pos={}", pos(&first)),
+                Some(&bob_token),
+                Some(list_body((0, 9), 1)),
+            )
+            .await;
+        assert_eq!(status, 400);
+        let (status, answer) = server
+            .request(
+                "POST",
+                PATH,
+                Some(&token),
+                Some(json!({ "lists": { "a": { "ranges": [[3, 1]] } } })),
+            )
+            .await;
+        assert_eq!(
+            (status, answer["errcode"].as_str()),
+            (400, Some("M_INVALID_PARAM"))
+        );
+        let (status, answer) = server.request("POST", PATH, None, Some(json!({}))).await;
+        assert_eq!(
+            (status, answer["errcode"].as_str()),
+            (401, Some("M_MISSING_TOKEN"))
+        );
+    });
+}
+
+#[test]
+fn subscriptions_invites_filters_and_wildcard_state() {
+    block_on(async {
+        let server = TestServer::new();
+        let (alice, token) = server.register("alice").await;
+        let (bob, bob_token) = server.register("bob").await;
+        let quiet_room = create_room(&server, &token, json!({ "name": "Quiet" })).await;
+        let busy = create_room(&server, &token, json!({ "name": "Busy" })).await;
+        send(&server, &token, &busy, "b1", "hello").await;
+        let invited = create_room(
+            &server,
+            &bob_token,
+            json!({ "name": "Bob's", "invite": [alice.clone()] }),
+        )
+        .await;
+
+        // A window of one (the invite is newest) plus a subscription to the quiet room, with
+        // all of its state; a subscription to a room alice is not in is ignored.
+        let body = json!({
+            "lists": { "all": { "ranges": [[0, 0]], "timeline_limit": 1, "required_state": [] } },
+            "room_subscriptions": {
+                quiet_room.clone(): { "timeline_limit": 20, "required_state": [["*", "*"]] },
+                "!nowhere:localhost": { "timeline_limit": 1 }
+            }
+        });
+        let first = slide(&server, &token, "", body).await;
+        let rooms = first["rooms"].as_object().unwrap();
+        assert_eq!(rooms.len(), 2, "{first}");
+        let invite = &rooms[&invited];
+        assert_eq!(invite["membership"], "invite");
+        assert_eq!(invite["name"], "Bob's");
+        let stripped = invite["invite_state"].as_array().unwrap();
+        assert!(stripped
+            .iter()
+            .any(|e| e["type"] == "m.room.member" && e["state_key"] == alice));
+        assert!(
+            invite.get("timeline").is_none(),
+            "an invitee sees no timeline"
+        );
+        let quiet = &rooms[&quiet_room];
+        assert!(quiet.get("lists").is_none(), "only subscribed: {quiet}");
+        let types: Vec<&str> = quiet["required_state"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap())
+            .collect();
+        for kind in [
+            "m.room.create",
+            "m.room.power_levels",
+            "m.room.join_rules",
+            "m.room.name",
+        ] {
+            assert!(types.contains(&kind), "{kind} in {types:?}");
+        }
+        assert!(
+            quiet["timeline"].as_array().unwrap().len() > 1,
+            "up to 20 events"
+        );
+
+        // Filters: invites only, and rooms without a type.
+        let body = json!({
+            "conn_id": "filters",
+            "lists": {
+                "invites": { "ranges": [[0, 9]], "timeline_limit": 0, "filters": { "is_invite": true } },
+                "rooms": { "ranges": [[0, 9]], "timeline_limit": 0, "filters": { "is_invite": false, "not_room_types": ["m.space"] } },
+                "dms": { "ranges": [[0, 9]], "timeline_limit": 0, "filters": { "is_dm": true } }
+            }
+        });
+        let filtered = slide(&server, &token, "", body).await;
+        assert_eq!(filtered["lists"]["invites"]["count"], 1, "{filtered}");
+        assert_eq!(filtered["lists"]["rooms"]["count"], 2);
+        assert_eq!(filtered["lists"]["dms"]["count"], 0);
+        assert_eq!(filtered["rooms"][&invited]["lists"], json!(["invites"]));
+
+        // Joining the invited room: it comes again, now in full (a new membership).
+        let pos = pos(&first);
+        let (status, joined) = server
+            .request(
+                "POST",
+                &format!("/_matrix/client/v3/join/{invited}"),
+                Some(&token),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, 200, "{joined}");
+        let body = json!({
+            "lists": { "all": { "ranges": [[0, 0]], "timeline_limit": 1, "required_state": [["m.room.member", "*"]] } }
+        });
+        let after = slide(&server, &token, &format!("?pos={pos}"), body).await;
+        let room = &after["rooms"][&invited];
+        assert_eq!(room["initial"], true, "{after}");
+        assert_eq!(room["membership"], "join");
+        assert_eq!(room["joined_count"], 2);
+        let members: Vec<&str> = room["required_state"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["state_key"].as_str().unwrap())
+            .collect();
+        assert!(
+            members.contains(&bob.as_str()) && members.contains(&alice.as_str()),
+            "{members:?}"
+        );
+    });
+}
+
+#[test]
+fn extensions_to_device_e2ee_account_data_receipts_typing() {
+    block_on(async {
+        let server = TestServer::new();
+        let (alice, token) = server.register("alice").await;
+        let (bob, bob_token) = server.register("bob").await;
+        let room = create_room(&server, &token, json!({ "invite": [bob.clone()] })).await;
+        let (status, _) = server
+            .request(
+                "POST",
+                &format!("/_matrix/client/v3/join/{room}"),
+                Some(&bob_token),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let event = send(&server, &bob_token, &room, "m1", "hi").await;
+
+        let extensions = |since: Option<&str>| {
+            json!({
+                "lists": { "all": { "ranges": [[0, 9]], "timeline_limit": 1 } },
+                "extensions": {
+                    "to_device": { "enabled": true, "since": since },
+                    "e2ee": { "enabled": true },
+                    "account_data": { "enabled": true },
+                    "receipts": { "enabled": true },
+                    "typing": { "enabled": true }
+                }
+            })
+        };
+        let first = slide(&server, &token, "", extensions(None)).await;
+        let ext = &first["extensions"];
+        assert!(
+            ext["e2ee"]["device_one_time_keys_count"].is_object(),
+            "{ext}"
+        );
+        assert!(
+            ext["e2ee"]["device_unused_fallback_key_types"].is_array(),
+            "{ext}"
+        );
+        assert!(ext["to_device"]["events"].as_array().unwrap().is_empty());
+        let since = ext["to_device"]["next_batch"].as_str().unwrap().to_owned();
+        assert!(ext["account_data"]["global"].is_array(), "{ext}");
+
+        // Bob sends alice a to-device message, a read receipt, starts typing; alice sets
+        // account data.
+        let (status, _) = server
+            .request(
+                "PUT",
+                "/_matrix/client/v3/sendToDevice/m.test/t1",
+                Some(&bob_token),
+                Some(json!({ "messages": { alice.clone(): { "*": { "secret": 1 } } } })),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let (status, _) = server
+            .request(
+                "POST",
+                &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event}"),
+                Some(&bob_token),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let (status, _) = server
+            .request(
+                "PUT",
+                &format!("/_matrix/client/v3/rooms/{room}/typing/{bob}"),
+                Some(&bob_token),
+                Some(json!({ "typing": true, "timeout": 30000 })),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let (status, _) = server
+            .request(
+                "PUT",
+                &format!("/_matrix/client/v3/user/{alice}/account_data/org.example.test"),
+                Some(&token),
+                Some(json!({ "hello": "world" })),
+            )
+            .await;
+        assert_eq!(status, 200);
+
+        let next = slide(
+            &server,
+            &token,
+            &format!("?pos={}&timeout=0", pos(&first)),
+            extensions(Some(&since)),
+        )
+        .await;
+        let ext = &next["extensions"];
+        let to_device = ext["to_device"]["events"].as_array().unwrap();
+        assert_eq!(to_device.len(), 1, "{ext}");
+        assert_eq!(to_device[0]["content"]["secret"], 1);
+        assert_eq!(to_device[0]["sender"], bob);
+        let receipt = &ext["receipts"]["rooms"][&room];
+        assert_eq!(receipt["type"], "m.receipt");
+        assert!(
+            receipt["content"][&event]["m.read"][&bob].is_object(),
+            "{ext}"
+        );
+        assert_eq!(
+            ext["typing"]["rooms"][&room]["content"]["user_ids"],
+            json!([bob])
+        );
+        let global = ext["account_data"]["global"].as_array().unwrap();
+        assert!(
+            global
+                .iter()
+                .any(|e| e["type"] == "org.example.test" && e["content"]["hello"] == "world"),
+            "{ext}"
+        );
+        // Acknowledging the message: it is not delivered again.
+        let acked = ext["to_device"]["next_batch"].as_str().unwrap().to_owned();
+        let again = slide(
+            &server,
+            &token,
+            &format!("?pos={}", pos(&next)),
+            extensions(Some(&acked)),
+        )
+        .await;
+        assert!(
+            again["extensions"]["to_device"]["events"]
+                .as_array()
+                .unwrap()
+                .is_empty(),
+            "{again}"
+        );
+    });
+}
+
+#[test]
+fn a_quiet_connection_parks_and_writes_nothing() {
+    block_on(async {
+        let server = TestServer::new();
+        let (alice, token) = server.register("alice").await;
+        let room = create_room(&server, &token, json!({})).await;
+        send(&server, &token, &room, "x", "x").await;
+        let first = slide(&server, &token, "", list_body((0, 9), 1)).await;
+        let rows_before = server
+            .rows("SELECT pos_id FROM sliding_sync_positions")
+            .await;
+        server.recorded.waits.borrow_mut().clear();
+        let quiet = slide(
+            &server,
+            &token,
+            &format!("?pos={}&timeout=20", pos(&first)),
+            list_body((0, 9), 1),
+        )
+        .await;
+        assert!(server.recorded.waits.borrow().iter().any(|u| *u == alice));
+        assert!(quiet["rooms"].as_object().unwrap().is_empty());
+        let rows_after = server
+            .rows("SELECT pos_id FROM sliding_sync_positions")
+            .await;
+        assert_eq!(
+            rows_before, rows_after,
+            "no new connection row for a quiet answer"
+        );
+        // The same row, a new stream position.
+        let row_of = |p: &str| p.split('s').next().unwrap().to_owned();
+        assert_eq!(row_of(&pos(&quiet)), row_of(&pos(&first)));
+    });
+}
+
+#[test]
+fn a_wider_config_resends_state_but_not_the_timeline() {
+    block_on(async {
+        let server = TestServer::new();
+        let (_, token) = server.register("alice").await;
+        let room = create_room(
+            &server,
+            &token,
+            json!({ "name": "Room", "topic": "a topic" }),
+        )
+        .await;
+        send(&server, &token, &room, "a", "only").await;
+        let first = slide(&server, &token, "", list_body((0, 9), 1)).await;
+        assert!(!first["rooms"][&room]["required_state"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.room.topic"));
+        // Opening the room: a subscription asking for everything. The room comes again with
+        // the state it now matches, and no timeline (nothing new happened).
+        let mut body = list_body((0, 9), 1);
+        body["room_subscriptions"] =
+            json!({ room.clone(): { "timeline_limit": 20, "required_state": [["*", "*"]] } });
+        let wider = slide(
+            &server,
+            &token,
+            &format!("?pos={}", pos(&first)),
+            body.clone(),
+        )
+        .await;
+        let again = &wider["rooms"][&room];
+        assert!(again.get("initial").is_none(), "{wider}");
+        assert!(
+            again.get("timeline").is_none() && again.get("prev_batch").is_none(),
+            "{again}"
+        );
+        assert!(again["required_state"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "m.room.topic" && e["content"]["topic"] == "a topic"));
+        // The same config again: nothing to send.
+        let same = slide(&server, &token, &format!("?pos={}", pos(&wider)), body).await;
+        assert!(same["rooms"].as_object().unwrap().is_empty(), "{same}");
+    });
+}
+
+#[test]
+fn only_the_pos_in_use_is_kept() {
+    block_on(async {
+        let server = TestServer::new();
+        let (_, token) = server.register("alice").await;
+        let room = create_room(&server, &token, json!({})).await;
+        let first = slide(&server, &token, "", list_body((0, 0), 1)).await;
+        // Two answers to the same pos (the client cancelled the first request and resent).
+        let mut wider = list_body((0, 0), 1);
+        wider["room_subscriptions"] = json!({ room.clone(): { "timeline_limit": 5 } });
+        let cancelled = slide(
+            &server,
+            &token,
+            &format!("?pos={}", pos(&first)),
+            wider.clone(),
+        )
+        .await;
+        let kept = slide(&server, &token, &format!("?pos={}", pos(&first)), wider).await;
+        assert_ne!(pos(&cancelled), pos(&kept));
+        // Answering the same pos again dropped the first answer's row: the client cancelled it.
+        let rows = server
+            .rows("SELECT pos_id FROM sliding_sync_positions")
+            .await;
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        // Coming back with the answer it processed drops every other row.
+        let _ = slide(
+            &server,
+            &token,
+            &format!("?pos={}", pos(&kept)),
+            list_body((0, 1), 1),
+        )
+        .await;
+        let rows = server
+            .rows("SELECT pos_id FROM sliding_sync_positions")
+            .await;
+        assert_eq!(rows.len(), 2, "the one in use and the new one: {rows:?}");
+        let (status, _) = server
+            .request(
+                "POST",
+                &format!("{PATH}?pos={}", pos(&cancelled)),
+                Some(&token),
+                Some(list_body((0, 1), 1)),
+            )
+            .await;
+        assert_eq!(status, 400);
+    });
+}
+
+#[test]
+fn reading_a_room_elsewhere_updates_its_count() {
+    block_on(async {
+        let server = TestServer::new();
+        let (_, token) = server.register("alice").await;
+        let (bob_id, bob) = server.register("bob").await;
+        let room = create_room(&server, &token, json!({ "invite": [bob_id] })).await;
+        let (status, _) = server
+            .request(
+                "POST",
+                &format!("/_matrix/client/v3/join/{room}"),
+                Some(&bob),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let event = send(&server, &bob, &room, "b", "unread").await;
+        let first = slide(&server, &token, "", list_body((0, 9), 1)).await;
+        assert_eq!(first["rooms"][&room]["notification_count"], 1, "{first}");
+        // Alice reads it on another device: the room comes again with the new count only.
+        let (status, _) = server
+            .request(
+                "POST",
+                &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event}"),
+                Some(&token),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let next = slide(
+            &server,
+            &token,
+            &format!("?pos={}", pos(&first)),
+            list_body((0, 9), 1),
+        )
+        .await;
+        let again = &next["rooms"][&room];
+        assert_eq!(again["notification_count"], 0, "{next}");
+        assert!(again.get("timeline").is_none(), "{again}");
+    });
+}
