@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import federation  # noqa: E402
 import hotpaths  # noqa: E402
 import report  # noqa: E402
+import sliding  # noqa: E402
 import workload as w  # noqa: E402
 from servers import ROOT, Ours, Synapse, remove_workdir  # noqa: E402
 
@@ -265,6 +266,8 @@ def main() -> int:
         log("platform-cost pass (our Worker behind bench/meter.mjs)")
         meter = meter_pass(workdir, c["METER_OPS"])
         meter.update(fed_meter)
+        log("sliding sync rows: first and incremental answers (bench/sliding.py)")
+        sliding_rows = sliding.measure(workdir, args.quick, log)
         # Last, with both servers stopped: the microbenchmarks want a quiet machine.
         log("hot paths: wasm in Node/V8 and native (bench/hotpaths.py)")
         try:
@@ -275,6 +278,7 @@ def main() -> int:
         wall = time.time() - started
         table = report.table(rows)
         print(table)
+        print("\n".join(sliding.section(sliding_rows)))
         print(f"\nwall time {wall / 60:.1f} min", flush=True)
         if args.quick:
             print(json.dumps({"errors": errors, "meter": meter, "hotpaths": hot}, indent=1))
@@ -282,6 +286,7 @@ def main() -> int:
             hot_section = hotpaths.section(hot, report.largest_request(meter)) if hot else None
             doc = report.document(table, rows, errors, meter, c, wall, report.wasm_sizes(ROOT),
                                   (load_at_start, loadavg()), hot_section)
+            doc = doc.rstrip("\n") + "\n\n" + "\n".join(sliding.section(sliding_rows)) + "\n"
             (ROOT / "docs").mkdir(exist_ok=True)
             (ROOT / "docs" / "benchmarks.md").write_text(doc)
             log("wrote docs/benchmarks.md")
