@@ -93,6 +93,9 @@ def operations(quick: bool) -> list[tuple[str, int, object]]:
 def measure(workdir: Path, quick: bool = False, log=print) -> dict:
     """{label: {"ours": {...}, "synapse": {...}}} with median ms, CPU ms and (ours) the meter."""
     results: dict = {}
+    # A folder of its own: under run.py the earlier passes' state is in workdir.
+    workdir = workdir / "media"
+    workdir.mkdir(parents=True, exist_ok=True)
     for server in (Ours(workdir, entry="bench/meter.mjs"), Synapse(workdir)):
         log(f"media: {server.name}")
         server.start()
@@ -173,9 +176,10 @@ def write_into_report(lines: list[str]) -> None:
     text = "\n".join(lines)
     if MARK in doc:
         head, _, rest = doc.partition(MARK)
-        # The section runs to the next top-level "## " heading that is not ours.
-        tail = rest.split("\n## ", 2)
-        rest = ("\n## " + tail[2]) if len(tail) > 2 else ""
+        # The section runs to the next section: its heading or another bench module's marker.
+        body = rest.split("\n## ", 1)[1] if "\n## " in rest else ""
+        ends = [i for i in (body.find("\n## "), body.find("\n<!-- ")) if i >= 0]
+        rest = body[min(ends):] if ends else ""
         doc = head + text + rest
     else:
         doc = doc.rstrip("\n") + "\n\n" + text + "\n"

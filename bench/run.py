@@ -24,6 +24,7 @@ import federation  # noqa: E402
 import hotpaths  # noqa: E402
 import media  # noqa: E402
 import report  # noqa: E402
+import sliding  # noqa: E402
 import workload as w  # noqa: E402
 from servers import ROOT, Ours, Synapse, remove_workdir  # noqa: E402
 
@@ -268,6 +269,8 @@ def main() -> int:
         meter.update(fed_meter)
         log("media rows: uploads, downloads, thumbnails (bench/media.py)")
         media_rows = media.measure(workdir, args.quick, log)
+        log("sliding sync rows: first and incremental answers (bench/sliding.py)")
+        sliding_rows = sliding.measure(workdir, args.quick, log)
         # Last, with both servers stopped: the microbenchmarks want a quiet machine.
         log("hot paths: wasm in Node/V8 and native (bench/hotpaths.py)")
         try:
@@ -278,6 +281,7 @@ def main() -> int:
         wall = time.time() - started
         table = report.table(rows)
         print(table)
+        print("\n".join(sliding.section(sliding_rows)))
         print(f"\nwall time {wall / 60:.1f} min", flush=True)
         if args.quick:
             print("\n".join(media.section(media_rows)))
@@ -286,6 +290,7 @@ def main() -> int:
             hot_section = hotpaths.section(hot, report.largest_request(meter)) if hot else None
             doc = report.document(table, rows, errors, meter, c, wall, report.wasm_sizes(ROOT),
                                   (load_at_start, loadavg()), hot_section)
+            doc = doc.rstrip("\n") + "\n\n" + "\n".join(sliding.section(sliding_rows)) + "\n"
             (ROOT / "docs").mkdir(exist_ok=True)
             doc = doc.rstrip("\n") + "\n\n" + "\n".join(media.section(media_rows)) + "\n"
             (ROOT / "docs" / "benchmarks.md").write_text(doc)

@@ -22,16 +22,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from run import our_server, register, synapse_server, call  # noqa: E402
 
-SLIDING = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
-REQUIRED_STATE = [["m.room.name", ""], ["m.room.encryption", ""], ["m.room.member", "$LAZY"],
-                  ["m.room.member", "$ME"], ["m.room.topic", ""], ["m.room.avatar", ""],
-                  ["m.room.canonical_alias", ""], ["m.room.power_levels", ""], ["m.room.join_rules", ""],
-                  ["m.room.tombstone", ""], ["m.room.create", ""], ["m.room.history_visibility", ""],
-                  ["m.space.parent", "*"], ["m.space.child", "*"]]
-BODY = {"conn_id": "room-list",
-        "lists": {"all_rooms": {"ranges": [[0, 19]], "timeline_limit": 1, "required_state": REQUIRED_STATE}},
-        "extensions": {"account_data": {"enabled": True}, "receipts": {"enabled": True, "rooms": ["*"]},
-                       "typing": {"enabled": True}}}
+# Element X's room-list request, the one `make bench` times (bench/sliding.py).
+sys.path.append(str(HERE.parents[1] / "bench"))
+from sliding import SLIDING, request  # noqa: E402
+
+BODY = request("room-list")
 
 
 def scenario(base: str, rooms: int) -> dict:
