@@ -218,9 +218,10 @@ pub(crate) async fn logout_all(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 
 pub(crate) async fn whoami(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    Ok(JsonResponse::ok(json!({
-        "user_id": me.user_id,
-        "device_id": me.device_id,
-        "is_guest": false,
-    })))
+    let mut body = json!({ "user_id": me.user_id, "is_guest": false });
+    // An application service acting without a device has none to report.
+    if !me.device_id.is_empty() {
+        body["device_id"] = json!(me.device_id);
+    }
+    Ok(JsonResponse::ok(body))
 }

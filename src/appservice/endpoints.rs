@@ -1,0 +1,190 @@
+//! Client endpoints and checks that concern application services: `m.login.application_service`
+//! registration, the `M_EXCLUSIVE` refusals for others' users and aliases, and the ping.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::queries::call;
+use super::AppService;
+use crate::api::request::Ctx;
+use crate::client::register::{create_account, invalid_username};
+use crate::client::session::SessionRequest;
+use crate::http::{ErrorCode, JsonResponse, MatrixError};
+use crate::platform::Method;
+use crate::storage::appservices;
+use crate::time::now_ms;
+
+/// The registration type a service uses to create its users (`/register` body `type`).
+pub(crate) const LOGIN_TYPE: &str = "m.login.application_service";
+
+/// How long the ping waits for the service.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn exclusive(message: &str) -> MatrixError {
+    MatrixError::new(400, ErrorCode::Exclusive, message)
+}
+
+/// `POST /register` with `type: m.login.application_service`: the service creates a user of
+/// its namespace, without UIA and without a password (Synapse's answers).
+pub(crate) async fn register(ctx: &Ctx, body: &Value) -> Result<JsonResponse, MatrixError> {
+    if ctx.access_token().is_none() {
+        return Err(MatrixError::new(
+            401,
+            ErrorCode::MissingToken,
+            "Appservice token must be provided when using a type of m.login.application_service",
+        ));
+    }
+    // The service itself, whatever `user_id` says: the user it names may not exist yet.
+    let token = ctx.access_token().unwrap_or_default();
+    let Some(row) = appservices::by_as_token(&ctx.db(), token).await? else {
+        return Err(MatrixError::new(
+            401,
+            ErrorCode::UnknownToken,
+            "Invalid application service token",
+        ));
+    };
+    let service = AppService::from_json(&row.registration, ctx.config.server_name.as_str())
+        .map_err(|e| MatrixError::internal(format!("application service registration: {e}")))?;
+    // The application service API names it `user`; `username` as for everyone else.
+    let localpart = body
+        .get("username")
+        .or_else(|| body.get("user"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| MatrixError::bad_json("Desired Username is missing or not a string"))?;
+    let user_id = crate::accounts::localpart::new_user_id(localpart, &ctx.config.server_name)
+        .map_err(invalid_username)?;
+    if !service.is_interested_in_user(user_id.as_str()) {
+        return Err(exclusive(
+            "Invalid user localpart for this application service.",
+        ));
+    }
+    let services = super::all(&ctx.db(), ctx.config.server_name.as_str()).await?;
+    if services
+        .iter()
+        .any(|other| other.id() != service.id() && other.is_exclusive_user(user_id.as_str()))
+    {
+        return Err(exclusive(
+            "This user ID is reserved by an application service.",
+        ));
+    }
+    let session: SessionRequest = serde_json::from_value(body.clone()).unwrap_or_default();
+    let inhibit = body
+        .get("inhibit_login")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let response = create_account(
+        ctx,
+        user_id.as_str(),
+        None,
+        false,
+        (!inhibit).then_some(&session),
+    )
+    .await?;
+    if service.is_exclusive_user(user_id.as_str()) {
+        appservices::set_user_appservice(&ctx.db(), user_id.as_str(), service.id()).await?;
+    }
+    Ok(response)
+}
+
+/// Ordinary registration of a user id another service holds exclusively is refused (also the
+/// availability check). A service registering for itself goes through `register` above.
+pub(crate) async fn refuse_exclusive_user(ctx: &Ctx, user_id: &str) -> Result<(), MatrixError> {
+    let services = super::all(&ctx.db(), ctx.config.server_name.as_str()).await?;
+    if super::exclusive_owner_of_user(&services, user_id).is_some() {
+        return Err(exclusive(
+            "This user ID is reserved by an application service.",
+        ));
+    }
+    Ok(())
+}
+
+/// Creating or deleting an alias: a service may only touch aliases of its namespace, and
+/// nobody else may touch an alias a service holds exclusively.
+pub(crate) async fn check_alias(
+    ctx: &Ctx,
+    me: &crate::api::request::Requester,
+    alias: &str,
+    creating: bool,
+) -> Result<(), MatrixError> {
+    if let Some(service) = &me.appservice {
+        if creating && !service.is_interested_in_alias(alias) {
+            return Err(exclusive(
+                "This application service has not reserved this kind of alias.",
+            ));
+        }
+        if service.is_interested_in_alias(alias) {
+            return Ok(());
+        }
+    }
+    let services = super::all(&ctx.db(), ctx.config.server_name.as_str()).await?;
+    if super::exclusive_owner_of_alias(&services, alias).is_some() {
+        return Err(exclusive(
+            "This alias is reserved by an application service.",
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /_matrix/client/v1/appservice/{appserviceId}/ping`: the service asks us to call its
+/// `/_matrix/app/v1/ping`, and learns how long that took (or why it failed).
+pub(crate) async fn ping(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
+    let me = ctx.requester().await?;
+    let id = ctx.param("appserviceId");
+    let service = match &me.appservice {
+        Some(service) if service.id() == id => service.clone(),
+        _ => {
+            return Err(MatrixError::forbidden(
+                "The application service making the request is not the one being pinged",
+            ))
+        }
+    };
+    let body = ctx.json_object()?;
+    let mut outgoing = json!({});
+    if let Some(txn) = body.get("transaction_id") {
+        if !txn.is_string() {
+            return Err(MatrixError::bad_json("transaction_id must be a string"));
+        }
+        outgoing["transaction_id"] = txn.clone();
+    }
+    if service.file.url.as_deref().is_none_or(str::is_empty) {
+        return Err(MatrixError::new(
+            400,
+            ErrorCode::UrlNotSet,
+            "Application service URL is not set",
+        ));
+    }
+    let started = now_ms();
+    let answer = call(
+        &ctx.platform,
+        &service,
+        Method::Post,
+        "/_matrix/app/v1/ping",
+        Some(outgoing.to_string().into_bytes()),
+        PING_TIMEOUT,
+    )
+    .await;
+    let duration_ms = now_ms().saturating_sub(started);
+    match answer {
+        Ok(response) if (200..300).contains(&response.status) => {
+            Ok(JsonResponse::ok(json!({ "duration_ms": duration_ms })))
+        }
+        Ok(response) => Err(MatrixError::new(
+            502,
+            ErrorCode::BadStatus,
+            "Application service returned a non-2xx status",
+        )
+        .with("status", json!(response.status))
+        .with("body", json!(response.text()))),
+        Err(e) if e.starts_with("no answer within") => Err(MatrixError::new(
+            504,
+            ErrorCode::ConnectionTimeout,
+            "Timed out connecting to the application service",
+        )),
+        Err(e) => Err(MatrixError::new(
+            502,
+            ErrorCode::ConnectionFailed,
+            format!("Failed to connect to the application service: {e}"),
+        )),
+    }
+}

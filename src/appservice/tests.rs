@@ -1,0 +1,156 @@
+//! Application services end to end through `TestServer`: the as_token and masquerading,
+//! `m.login.application_service`, the exclusive namespaces, and what a queue would push.
+
+use futures::executor::block_on;
+use serde_json::{json, Value};
+
+use super::push::next_step;
+use super::AppService;
+use crate::storage::Db;
+use crate::testing::{TestServer, SERVER_NAME};
+
+const AS_TOKEN: &str = "as-secret";
+
+/// A server with one service: users `@irc_*`, aliases `#irc_*`, bot `@ircbot`.
+async fn with_service() -> TestServer {
+    let server = TestServer::new();
+    let registration = json!({
+        "id": "irc", "url": "http://127.0.0.1:9", "as_token": AS_TOKEN, "hs_token": "hs-secret",
+        "sender_localpart": "ircbot",
+        "namespaces": {
+            "users": [{"regex": "@irc_.*", "exclusive": true}],
+            "aliases": [{"regex": "#irc_.*", "exclusive": true}]
+        }
+    });
+    let text = registration.to_string().replace('\'', "''");
+    server
+        .rows(&format!(
+            "INSERT INTO appservices (id, as_token, registration, start_stream, updated_ts)
+             VALUES ('irc', '{AS_TOKEN}', '{text}', 0, 0)"
+        ))
+        .await;
+    server
+        .rows(&format!(
+            "INSERT INTO users (user_id, created_ts) VALUES ('@ircbot:{SERVER_NAME}', 0)"
+        ))
+        .await;
+    server
+}
+
+async fn as_register(server: &TestServer, username: &str) -> (u16, Value) {
+    server
+        .request(
+            "POST",
+            "/_matrix/client/v3/register",
+            Some(AS_TOKEN),
+            Some(json!({ "type": "m.login.application_service", "username": username })),
+        )
+        .await
+}
+
+#[test]
+fn the_token_acts_as_the_bot_or_a_user_of_the_namespace() {
+    block_on(async {
+        let server = with_service().await;
+        let whoami = "/_matrix/client/v3/account/whoami";
+        let (status, me) = server.request("GET", whoami, Some(AS_TOKEN), None).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            me,
+            json!({ "user_id": format!("@ircbot:{SERVER_NAME}"), "is_guest": false })
+        );
+
+        let puppet = format!("@irc_alice:{SERVER_NAME}");
+        let path = format!("{whoami}?user_id={puppet}");
+        let (status, _) = server.request("GET", &path, Some(AS_TOKEN), None).await;
+        assert_eq!(status, 403, "not registered yet");
+        let (status, made) = as_register(&server, "irc_alice").await;
+        assert_eq!(status, 200, "{made}");
+        let (status, me) = server.request("GET", &path, Some(AS_TOKEN), None).await;
+        assert_eq!(
+            (status, me["user_id"].as_str()),
+            (200, Some(puppet.as_str()))
+        );
+
+        let outside = format!("{whoami}?user_id=@bob:{SERVER_NAME}");
+        let (status, error) = server.request("GET", &outside, Some(AS_TOKEN), None).await;
+        assert_eq!(
+            (status, error["errcode"].as_str()),
+            (403, Some("M_FORBIDDEN"))
+        );
+    });
+}
+
+#[test]
+fn exclusive_namespaces_are_refused_to_others() {
+    block_on(async {
+        let server = with_service().await;
+        let (status, error) = as_register(&server, "bob").await;
+        assert_eq!(
+            (status, error["errcode"].as_str()),
+            (400, Some("M_EXCLUSIVE"))
+        );
+        let body = json!({ "username": "irc_eve", "password": "correct horse battery",
+                           "auth": { "type": "m.login.dummy" } });
+        let (status, error) = server
+            .request("POST", "/_matrix/client/v3/register", None, Some(body))
+            .await;
+        assert_eq!(
+            (status, error["errcode"].as_str()),
+            (400, Some("M_EXCLUSIVE"))
+        );
+        let nothing = server
+            .rows(&format!(
+                "SELECT 1 FROM users WHERE user_id = '@irc_eve:{SERVER_NAME}'"
+            ))
+            .await;
+        assert!(nothing.is_empty());
+    });
+}
+
+#[test]
+fn the_queue_takes_events_that_concern_the_service() {
+    block_on(async {
+        let server = with_service().await;
+        let (_, token) = server.register("dora").await;
+        let (status, answer) = server
+            .request(
+                "POST",
+                "/_matrix/client/v3/createRoom",
+                Some(&token),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        let room = answer["room_id"].as_str().unwrap().to_owned();
+        let db = Db::new(&server.platform);
+        let registration: String = server.rows("SELECT registration FROM appservices").await[0]
+            ["registration"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let service = std::rc::Rc::new(AppService::from_json(&registration, SERVER_NAME).unwrap());
+        let step = next_step(&server.platform, &db, &service, SERVER_NAME, 0)
+            .await
+            .unwrap();
+        assert!(step.events.is_empty(), "a room without the service's users");
+        assert!(step.through > 0 && !step.more);
+
+        as_register(&server, "irc_bo").await;
+        let invite = json!({ "user_id": format!("@irc_bo:{SERVER_NAME}") });
+        let path = format!("/_matrix/client/v3/rooms/{room}/invite");
+        let (status, _) = server
+            .request("POST", &path, Some(&token), Some(invite))
+            .await;
+        assert_eq!(status, 200);
+        let next = next_step(&server.platform, &db, &service, SERVER_NAME, step.through)
+            .await
+            .unwrap();
+        assert_eq!(next.events.len(), 1);
+        assert_eq!(next.events[0]["content"]["membership"], "invite");
+        assert!(next.events[0]["event_id"]
+            .as_str()
+            .unwrap()
+            .starts_with('$'));
+    });
+}

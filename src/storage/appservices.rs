@@ -1,0 +1,111 @@
+//! Registered application services (migrations/0015_appservices_admin.sql). Rows are written
+//! by scripts/appservice.py (`make dev APPSERVICE_CONFIG=...`, `make appservice-register`);
+//! the Worker only reads them.
+
+use serde::Deserialize;
+
+use super::Db;
+use crate::args;
+use crate::http::MatrixError;
+
+#[derive(Deserialize)]
+// `start_stream` and `by_id` are for the service queues, which exist in the Worker only.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub struct StoredRegistration {
+    pub registration: String,
+    pub start_stream: i64,
+}
+
+pub async fn all(db: &Db) -> Result<Vec<StoredRegistration>, MatrixError> {
+    db.rows(
+        "SELECT registration, start_stream FROM appservices ORDER BY id",
+        args![],
+    )
+    .await
+}
+
+pub async fn by_as_token(
+    db: &Db,
+    as_token: &str,
+) -> Result<Option<StoredRegistration>, MatrixError> {
+    db.row(
+        "SELECT registration, start_stream FROM appservices WHERE as_token = ?1",
+        args![as_token],
+    )
+    .await
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub async fn by_id(db: &Db, id: &str) -> Result<Option<StoredRegistration>, MatrixError> {
+    db.row(
+        "SELECT registration, start_stream FROM appservices WHERE id = ?1",
+        args![id],
+    )
+    .await
+}
+
+pub async fn device_exists(db: &Db, user_id: &str, device_id: &str) -> Result<bool, MatrixError> {
+    #[derive(Deserialize)]
+    struct One {}
+    Ok(db
+        .row::<One>(
+            "SELECT 1 AS one FROM devices WHERE user_id = ?1 AND device_id = ?2",
+            args![user_id, device_id],
+        )
+        .await?
+        .is_some())
+}
+
+/// Marks a user as created by a service in its exclusive namespace.
+pub async fn set_user_appservice(db: &Db, user_id: &str, id: &str) -> Result<(), MatrixError> {
+    db.run(
+        "UPDATE users SET appservice_id = ?2 WHERE user_id = ?1",
+        args![user_id, id],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Timeline events after a stream position, oldest first: what a service's queue looks at.
+pub async fn events_after(
+    db: &Db,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<super::events::EventRow>, MatrixError> {
+    db.rows(
+        &format!(
+            "{} WHERE e.stream_ordering > ?1 AND e.outlier = 0
+             ORDER BY e.stream_ordering ASC LIMIT ?2",
+            super::events::SELECT
+        ),
+        args![after, limit],
+    )
+    .await
+}
+
+/// The local aliases and joined members of a room, for the namespace checks.
+pub async fn room_aliases_and_members(
+    db: &Db,
+    room_id: &str,
+) -> Result<(Vec<String>, Vec<String>), MatrixError> {
+    #[derive(Deserialize)]
+    struct Id {
+        id: String,
+    }
+    let aliases: Vec<Id> = db
+        .rows(
+            "SELECT alias AS id FROM room_aliases WHERE room_id = ?1",
+            args![room_id],
+        )
+        .await?;
+    let members: Vec<Id> = db
+        .rows(
+            "SELECT user_id AS id FROM memberships WHERE room_id = ?1 AND membership = 'join'",
+            args![room_id],
+        )
+        .await?;
+    Ok((
+        aliases.into_iter().map(|r| r.id).collect(),
+        members.into_iter().map(|r| r.id).collect(),
+    ))
+}
