@@ -29,6 +29,11 @@ pub struct PendingTransaction {
     pub body: Value,
     /// The stream position the queue's cursor moves to once the service accepts it.
     pub through: i64,
+    /// The same for receipts and typing (MSC2409), when the service takes them.
+    #[serde(default)]
+    pub receipts_through: Option<i64>,
+    #[serde(default)]
+    pub typing_through: Option<i64>,
 }
 
 /// The next step of a queue: the events after `after` that concern the service (possibly none),
@@ -113,9 +118,98 @@ pub(crate) async fn next_step(
     })
 }
 
-/// The transaction body (spec: `PUT /_matrix/app/v1/transactions/{txnId}`).
-pub fn transaction_body(events: Vec<Value>) -> Value {
-    json!({ "events": events })
+/// The ephemeral side of a step (MSC2409): receipts and typing in rooms that concern the
+/// service, and the stream positions they reach.
+pub struct EphemeralStep {
+    pub edus: Vec<Value>,
+    pub receipts_through: i64,
+    pub typing_through: i64,
+}
+
+/// Whether a room concerns the service (its id, aliases or joined members), cached per step.
+async fn room_concerns(
+    db: &Db,
+    service: &AppService,
+    room_id: &str,
+    seen: &mut HashMap<String, bool>,
+) -> Result<bool, MatrixError> {
+    if let Some(known) = seen.get(room_id) {
+        return Ok(*known);
+    }
+    let (aliases, members) = appservices::room_aliases_and_members(db, room_id).await?;
+    let summary = json!({ "room_id": room_id });
+    let concerns = is_interested_in_event(service, &summary, &aliases, &members);
+    seen.insert(room_id.to_owned(), concerns);
+    Ok(concerns)
+}
+
+pub(crate) async fn ephemeral_step(
+    db: &Db,
+    service: &AppService,
+    since_ts: i64,
+    receipts_after: i64,
+    typing_after: i64,
+) -> Result<EphemeralStep, MatrixError> {
+    let mut seen = HashMap::new();
+    let mut edus = Vec::new();
+    let receipts =
+        appservices::receipts_after(db, receipts_after, since_ts, EVENTS_PER_STEP).await?;
+    let receipts_through = receipts.last().map_or(receipts_after, |r| r.stream_id);
+    for receipt in receipts {
+        if !room_concerns(db, service, &receipt.room_id, &mut seen).await? {
+            continue;
+        }
+        let mut at = json!({ "ts": receipt.ts });
+        if !receipt.thread_id.is_empty() {
+            at["thread_id"] = json!(receipt.thread_id);
+        }
+        edus.push(json!({
+            "type": "m.receipt",
+            "room_id": receipt.room_id,
+            "content": { receipt.event_id: { receipt.receipt_type: { receipt.user_id: at } } },
+        }));
+    }
+    let changes = appservices::typing_after(db, typing_after, EVENTS_PER_STEP).await?;
+    let typing_through = changes.last().map_or(typing_after, |c| c.stream_id);
+    let mut rooms: Vec<String> = Vec::new();
+    for change in changes {
+        if !rooms.contains(&change.room_id) {
+            rooms.push(change.room_id);
+        }
+    }
+    for room_id in rooms {
+        if !room_concerns(db, service, &room_id, &mut seen).await? {
+            continue;
+        }
+        let typing = appservices::typing_now(db, &room_id, crate::time::now_ms()).await?;
+        edus.push(json!({
+            "type": "m.typing",
+            "room_id": room_id,
+            "content": { "user_ids": typing },
+        }));
+    }
+    Ok(EphemeralStep {
+        edus,
+        receipts_through,
+        typing_through,
+    })
+}
+
+/// The transaction body (spec: `PUT /_matrix/app/v1/transactions/{txnId}`), with the
+/// ephemeral events under the field names the registration asked for (as Synapse sends them;
+/// to-device messages are not forwarded, as in Synapse without its experimental flag).
+pub fn transaction_body(service: &AppService, events: Vec<Value>, ephemeral: Vec<Value>) -> Value {
+    let mut body = json!({ "events": events });
+    if service.file.receive_ephemeral.unwrap_or(false) {
+        body["ephemeral"] = json!(ephemeral);
+    }
+    if service.file.msc2409_push_ephemeral.unwrap_or(false) {
+        body["de.sorunome.msc2409.ephemeral"] = json!(ephemeral);
+    }
+    if service.receives_ephemeral() {
+        body["de.sorunome.msc2409.to_device"] = json!([]);
+    }
+    body
 }
 
 /// The pause before retry number `failures` (1, 2, 4 ... seconds, at most five minutes: a
@@ -126,6 +220,36 @@ pub fn backoff_ms(failures: u32) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ephemeral_fields_follow_the_registration() {
+        let service = |extra: &str| {
+            let text = format!(
+                r#"{{"id":"x","url":null,"as_token":"a","hs_token":"h","sender_localpart":"b"{extra}}}"#
+            );
+            super::AppService::from_json(&text, "example.org").unwrap()
+        };
+        let receipt = serde_json::json!({"type": "m.receipt"});
+        let plain = super::transaction_body(&service(""), vec![], vec![receipt.clone()]);
+        assert_eq!(plain, serde_json::json!({"events": []}));
+        let stable = super::transaction_body(
+            &service(r#","receive_ephemeral":true"#),
+            vec![],
+            vec![receipt.clone()],
+        );
+        assert_eq!(stable["ephemeral"][0], receipt);
+        assert!(stable.get("de.sorunome.msc2409.ephemeral").is_none());
+        let unstable = super::transaction_body(
+            &service(r#","de.sorunome.msc2409.push_ephemeral":true"#),
+            vec![],
+            vec![receipt.clone()],
+        );
+        assert_eq!(unstable["de.sorunome.msc2409.ephemeral"][0], receipt);
+        assert_eq!(
+            unstable["de.sorunome.msc2409.to_device"],
+            serde_json::json!([])
+        );
+    }
+
     #[test]
     fn backoff_doubles_up_to_five_minutes() {
         assert_eq!(super::backoff_ms(1), 1000);

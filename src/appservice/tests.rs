@@ -154,3 +154,56 @@ fn the_queue_takes_events_that_concern_the_service() {
             .starts_with('$'));
     });
 }
+
+#[test]
+fn receipts_in_rooms_of_the_service_go_out_as_ephemeral_events() {
+    block_on(async {
+        let server = with_service().await;
+        let (_, token) = server.register("erin").await;
+        let (_, answer) = server
+            .request(
+                "POST",
+                "/_matrix/client/v3/createRoom",
+                Some(&token),
+                Some(json!({ "preset": "public_chat" })),
+            )
+            .await;
+        let room = answer["room_id"].as_str().unwrap().to_owned();
+        as_register(&server, "irc_joe").await;
+        let join = format!("/_matrix/client/v3/join/{room}?user_id=@irc_joe:{SERVER_NAME}");
+        let (status, joined) = server
+            .request("POST", &join, Some(AS_TOKEN), Some(json!({})))
+            .await;
+        assert_eq!(status, 200, "{joined}");
+        let messages = format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=1");
+        let (_, page) = server.request("GET", &messages, Some(&token), None).await;
+        let event_id = page["chunk"][0]["event_id"].as_str().unwrap().to_owned();
+        let receipt = format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event_id}");
+        let (status, _) = server
+            .request("POST", &receipt, Some(&token), Some(json!({})))
+            .await;
+        assert_eq!(status, 200);
+
+        let registration: String = server.rows("SELECT registration FROM appservices").await[0]
+            ["registration"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let service = AppService::from_json(&registration, SERVER_NAME).unwrap();
+        let db = Db::new(&server.platform);
+        let step = super::push::ephemeral_step(&db, &service, 0, 0, 0)
+            .await
+            .unwrap();
+        assert_eq!(step.edus.len(), 1, "{:?}", step.edus);
+        assert_eq!(step.edus[0]["type"], "m.receipt");
+        assert_eq!(step.edus[0]["room_id"], room.as_str());
+        assert!(step.edus[0]["content"][&event_id]["m.read"]
+            .get(format!("@erin:{SERVER_NAME}"))
+            .is_some());
+        assert!(step.receipts_through > 0);
+        let again = super::push::ephemeral_step(&db, &service, 0, step.receipts_through, 0)
+            .await
+            .unwrap();
+        assert!(again.edus.is_empty());
+    });
+}

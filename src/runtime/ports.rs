@@ -102,7 +102,14 @@ impl Wakeups for Bindings {
                 return;
             }
             let body = serde_json::to_string(&NotifyRequest { users }).unwrap_or_default();
-            if let Err(e) = self.to_notifier("/notify", body).await {
+            // Whatever wakes users may concern an application service too: poke their queues
+            // (src/runtime/appservice.rs) alongside, never waiting on the services themselves.
+            let platform = platform(&self.0);
+            let (notified, ()) = futures::join!(
+                self.to_notifier("/notify", body),
+                super::appservice::poke_all(&self.0, &platform)
+            );
+            if let Err(e) = notified {
                 crate::log_error!("notify failed: {e}");
             }
         })

@@ -14,11 +14,13 @@ use crate::http::MatrixError;
 pub struct StoredRegistration {
     pub registration: String,
     pub start_stream: i64,
+    /// When the registration was stored: older receipts are not pushed to it.
+    pub updated_ts: i64,
 }
 
 pub async fn all(db: &Db) -> Result<Vec<StoredRegistration>, MatrixError> {
     db.rows(
-        "SELECT registration, start_stream FROM appservices ORDER BY id",
+        "SELECT registration, start_stream, updated_ts FROM appservices ORDER BY id",
         args![],
     )
     .await
@@ -29,7 +31,7 @@ pub async fn by_as_token(
     as_token: &str,
 ) -> Result<Option<StoredRegistration>, MatrixError> {
     db.row(
-        "SELECT registration, start_stream FROM appservices WHERE as_token = ?1",
+        "SELECT registration, start_stream, updated_ts FROM appservices WHERE as_token = ?1",
         args![as_token],
     )
     .await
@@ -38,7 +40,7 @@ pub async fn by_as_token(
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub async fn by_id(db: &Db, id: &str) -> Result<Option<StoredRegistration>, MatrixError> {
     db.row(
-        "SELECT registration, start_stream FROM appservices WHERE id = ?1",
+        "SELECT registration, start_stream, updated_ts FROM appservices WHERE id = ?1",
         args![id],
     )
     .await
@@ -108,4 +110,64 @@ pub async fn room_aliases_and_members(
         aliases.into_iter().map(|r| r.id).collect(),
         members.into_iter().map(|r| r.id).collect(),
     ))
+}
+
+#[derive(Deserialize)]
+pub struct ReceiptRow {
+    pub stream_id: i64,
+    pub room_id: String,
+    pub user_id: String,
+    pub receipt_type: String,
+    pub thread_id: String,
+    pub event_id: String,
+    pub ts: i64,
+}
+
+/// Receipts after a stream position made at or after `since_ts`, oldest first.
+pub async fn receipts_after(
+    db: &Db,
+    after: i64,
+    since_ts: i64,
+    limit: u64,
+) -> Result<Vec<ReceiptRow>, MatrixError> {
+    db.rows(
+        "SELECT stream_id, room_id, user_id, receipt_type, thread_id, event_id, ts FROM receipts
+         WHERE stream_id > ?1 AND ts >= ?2 ORDER BY stream_id LIMIT ?3",
+        args![after, since_ts, limit],
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct TypingChange {
+    pub stream_id: i64,
+    pub room_id: String,
+}
+
+/// Rooms whose typing changed after a stream position, oldest change first.
+pub async fn typing_after(
+    db: &Db,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<TypingChange>, MatrixError> {
+    db.rows(
+        "SELECT stream_id, room_id FROM typing WHERE stream_id > ?1 ORDER BY stream_id LIMIT ?2",
+        args![after, limit],
+    )
+    .await
+}
+
+/// Who is typing in a room now.
+pub async fn typing_now(db: &Db, room_id: &str, now: u64) -> Result<Vec<String>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        user_id: String,
+    }
+    let rows: Vec<Row> = db
+        .rows(
+            "SELECT user_id FROM typing WHERE room_id = ?1 AND expires_ts > ?2 ORDER BY user_id",
+            args![room_id, now],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| r.user_id).collect())
 }
