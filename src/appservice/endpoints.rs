@@ -132,12 +132,17 @@ pub(crate) async fn ping(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let id = ctx.param("appserviceId");
     let service = match &me.appservice {
-        Some(service) if service.id() == id => service.clone(),
-        _ => {
+        None => {
             return Err(MatrixError::forbidden(
-                "The application service making the request is not the one being pinged",
+                "Only application services can use the /appservice/ping endpoint",
             ))
         }
+        Some(service) if service.id() != id => {
+            return Err(MatrixError::forbidden(
+                "Mismatching application service ID in path",
+            ))
+        }
+        Some(service) => service.clone(),
     };
     let body = ctx.json_object()?;
     let mut outgoing = json!({});
@@ -151,7 +156,7 @@ pub(crate) async fn ping(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         return Err(MatrixError::new(
             400,
             ErrorCode::UrlNotSet,
-            "Application service URL is not set",
+            "The application service does not have a URL set",
         ));
     }
     let started = now_ms();
@@ -172,7 +177,7 @@ pub(crate) async fn ping(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         Ok(response) => Err(MatrixError::new(
             502,
             ErrorCode::BadStatus,
-            "Application service returned a non-2xx status",
+            format!("HTTP {}", response.status),
         )
         .with("status", json!(response.status))
         .with("body", json!(response.text()))),
