@@ -1,6 +1,6 @@
 //! An application service's `as_token` as a client credential. The bare token acts as the
 //! service's bot (`sender_localpart`); `?user_id=` masquerades as a user of its namespace, and
-//! `?device_id=` (MSC3202's `org.matrix.msc3202.device_id` too) as one of that user's devices.
+//! `?device_id=` as one of that user's devices.
 //! The answers for a user outside the namespace or not registered are Synapse's.
 
 use std::rc::Rc;
@@ -36,16 +36,15 @@ pub(crate) async fn requester(ctx: &Ctx, token: &str) -> Result<Option<Requester
         }
         _ => service.sender.clone(),
     };
-    let device_id = match ctx
-        .query("device_id")
-        .or_else(|| ctx.query("org.matrix.msc3202.device_id"))
-    {
+    let device_id = match ctx.query("device_id") {
         Some(device) => {
             if !appservices::device_exists(&db, &user_id, device).await? {
                 return Err(MatrixError::new(
                     400,
                     ErrorCode::UnknownDevice,
-                    "Application service trying to use a device that doesn't exist.",
+                    format!(
+                        "Application service trying to use a device that doesn't exist ('{device}' for {user_id})"
+                    ),
                 ));
             }
             device.to_owned()

@@ -73,7 +73,7 @@ pub(crate) async fn register(ctx: &Ctx, body: &Value) -> Result<JsonResponse, Ma
         .get("inhibit_login")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let response = create_account(
+    let mut response = create_account(
         ctx,
         user_id.as_str(),
         None,
@@ -81,6 +81,7 @@ pub(crate) async fn register(ctx: &Ctx, body: &Value) -> Result<JsonResponse, Ma
         (!inhibit).then_some(&session),
     )
     .await?;
+    response.body["home_server"] = json!(ctx.config.server_name.as_str());
     if service.is_exclusive_user(user_id.as_str()) {
         appservices::set_user_appservice(&ctx.db(), user_id.as_str(), service.id()).await?;
     }
