@@ -124,6 +124,8 @@ pub struct EphemeralStep {
     pub edus: Vec<Value>,
     pub receipts_through: i64,
     pub typing_through: i64,
+    /// Whether receipts or typing changes wait past this step.
+    pub more: bool,
 }
 
 /// Whether a room concerns the service (its id, aliases or joined members), cached per step.
@@ -155,6 +157,7 @@ pub(crate) async fn ephemeral_step(
     let receipts =
         appservices::receipts_after(db, receipts_after, since_ts, EVENTS_PER_STEP).await?;
     let receipts_through = receipts.last().map_or(receipts_after, |r| r.stream_id);
+    let mut more = receipts.len() as u64 == EVENTS_PER_STEP;
     for receipt in receipts {
         if !room_concerns(db, service, &receipt.room_id, &mut seen).await? {
             continue;
@@ -171,6 +174,7 @@ pub(crate) async fn ephemeral_step(
     }
     let changes = appservices::typing_after(db, typing_after, EVENTS_PER_STEP).await?;
     let typing_through = changes.last().map_or(typing_after, |c| c.stream_id);
+    more |= changes.len() as u64 == EVENTS_PER_STEP;
     let mut rooms: Vec<String> = Vec::new();
     for change in changes {
         if !rooms.contains(&change.room_id) {
@@ -192,6 +196,7 @@ pub(crate) async fn ephemeral_step(
         edus,
         receipts_through,
         typing_through,
+        more,
     })
 }
 

@@ -119,7 +119,7 @@ impl worker::DurableObject for AppServiceQueue {
                         queue.typing_cursor = e.typing_through;
                     }
                     storage.put("queue", &queue).await?;
-                    if step.more {
+                    if step.more || ephemeral.is_some_and(|e| e.more) {
                         storage.set_alarm(0i64).await?;
                     }
                     return Response::ok("nothing to send");
