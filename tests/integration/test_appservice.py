@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -292,13 +294,51 @@ def test_ping_and_alias_queries(world):
     assert unknown.status_code == 404
 
 
+def run_dev(tmp_path, config: str) -> subprocess.CompletedProcess:
+    env = {"PORT": str(free_port()), "STATE_DIR": str(tmp_path / "state"),
+           "MATRIX_EDGE_PREBUILT": "1", "APPSERVICE_CONFIG": config}
+    return subprocess.run(["bash", "scripts/dev.sh"], cwd=ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=120)
+
+
 def test_a_malformed_registration_stops_the_start(tmp_path):
     bad = registration(tmp_path / "bad.yaml", id="x", url=None, as_token="a", hs_token="b",
                        namespaces={"users": [{"regex": "@x_.*"}]})
-    env = {"PORT": str(free_port()), "STATE_DIR": str(tmp_path / "state"),
-           "MATRIX_EDGE_PREBUILT": "1", "APPSERVICE_CONFIG": str(bad)}
-    import os
-    done = subprocess.run(["bash", "scripts/dev.sh"], cwd=ROOT, env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=120)
+    done = run_dev(tmp_path, str(bad))
     assert done.returncode != 0
     assert str(bad) in done.stderr and "sender_localpart" in done.stderr, done.stderr
+    assert "ready:" not in done.stderr
+
+
+def test_overlapping_exclusive_namespaces_stop_the_start(tmp_path):
+    common = {"url": None, "namespaces": {"users": [{"regex": "@tg_.*", "exclusive": True}]}}
+    one = registration(tmp_path / "one.yaml", id="one", as_token="a1", hs_token="h1",
+                       sender_localpart="one", **common)
+    two = registration(tmp_path / "two.yaml", id="two", as_token="a2", hs_token="h2",
+                       sender_localpart="two", **common)
+    done = run_dev(tmp_path, f"{one},{two}")
+    assert done.returncode != 0
+    assert str(two) in done.stderr and "namespaces.users" in done.stderr, done.stderr
+
+
+def test_the_deployment_command_checks_against_stored_registrations(tmp_path):
+    """`make appservice-register` compares the files with what D1 holds (wrangler's JSON)."""
+    stored = {"id": "old", "url": None, "as_token": "x1", "hs_token": "y1",
+              "sender_localpart": "old",
+              "namespaces": {"aliases": [{"regex": "#wa_.*", "exclusive": True}]}}
+    existing = tmp_path / "existing.json"
+    existing.write_text(json.dumps([{"results": [
+        {"id": "old", "as_token": "x1", "registration": json.dumps(stored)}]}]))
+    clash = registration(tmp_path / "new.yaml", id="new", url="http://127.0.0.1:1",
+                         as_token="x2", hs_token="y2", sender_localpart="new",
+                         namespaces={"aliases": [{"regex": "#wa_.*", "exclusive": True}]})
+    script = [sys.executable, str(ROOT / "scripts" / "appservice.py"), "--server", "example.org",
+              "--existing", str(existing)]
+    refused = subprocess.run(script + [str(clash)], capture_output=True, text=True)
+    assert refused.returncode == 2 and str(clash) in refused.stderr, refused.stderr
+    assert refused.stdout == ""
+    # Replacing the stored registration itself is allowed, and keeps its id.
+    replacing = registration(tmp_path / "old.yaml", **{**stored, "url": "http://127.0.0.1:2"})
+    accepted = subprocess.run(script + [str(replacing)], capture_output=True, text=True)
+    assert accepted.returncode == 0, accepted.stderr
+    assert "ON CONFLICT(id) DO UPDATE" in accepted.stdout and "'old'" in accepted.stdout
