@@ -98,6 +98,26 @@ pub(crate) async fn ask_for_alias(
     Ok(ask(&ctx.platform, &services, Query::Alias, alias).await)
 }
 
+/// Whether a local user exists; one that does not but lies in a service's namespace is asked
+/// of the service first (which may create it), as when a client invites a bridged user.
+pub(crate) async fn local_user_exists(
+    ctx: &crate::api::request::Ctx,
+    user_id: &str,
+) -> Result<bool, crate::http::MatrixError> {
+    let db = ctx.db();
+    if crate::storage::accounts::user_exists(&db, user_id).await? {
+        return Ok(true);
+    }
+    let services = super::all(&db, ctx.config.server_name.as_str()).await?;
+    if !services.iter().any(|s| s.is_interested_in_user(user_id)) {
+        return Ok(false);
+    }
+    if !ask(&ctx.platform, &services, Query::User, user_id).await {
+        return Ok(false);
+    }
+    crate::storage::accounts::user_exists(&db, user_id).await
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -62,7 +62,7 @@ pub(crate) async fn create_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> 
         .iter()
         .partition(|u| u.server_name() == ctx.config.server_name);
     for invitee in &local_invitees {
-        if !crate::storage::accounts::user_exists(&db, invitee.as_str()).await? {
+        if !crate::appservice::queries::local_user_exists(ctx, invitee.as_str()).await? {
             return Err(MatrixError::not_found(format!("Unknown user {invitee}")));
         }
     }
@@ -529,7 +529,7 @@ pub(crate) async fn act_on_member(
     let db = ctx.db();
     if action == MemberAction::Invite
         && target.server_name() == ctx.config.server_name
-        && !crate::storage::accounts::user_exists(&db, target.as_str()).await?
+        && !crate::appservice::queries::local_user_exists(ctx, target.as_str()).await?
     {
         return Err(MatrixError::not_found(format!("Unknown user {target}")));
     }

@@ -36,6 +36,7 @@ class Bridge:
         self.port = port
         self.events: list[dict] = []
         self.aliases_asked: list[str] = []
+        self.users_asked: list[str] = []
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -46,7 +47,7 @@ class Bridge:
                 server=hs.base_url, domain=hs.server_name, as_token=as_token,
                 hs_token=hs_token, bot_localpart="bridgebot", id="bridge",
                 state_store=FileASStateStore(path=str(state), binary=False),
-                query_alias=self.query_alias)
+                query_alias=self.query_alias, query_user=self.query_user)
 
             @appservice.matrix_event_handler
             async def on_event(event):
@@ -67,6 +68,12 @@ class Bridge:
         await intent.add_room_alias(room_id, alias.split(":")[0][1:], override=False)
         # mautrix answers 404 for an empty answer; anything else is a 200.
         return {"room_id": room_id}
+
+    async def query_user(self, user_id: str):
+        """Creates the ghost user asked about, as a bridge does, and says yes."""
+        self.users_asked.append(user_id)
+        await self.appservice.intent.user(user_id).ensure_registered()
+        return {"user_id": user_id}
 
     def start(self):
         self.run(self.appservice.start("127.0.0.1", self.port))
@@ -254,6 +261,20 @@ def test_a_message_each_way_with_a_restart_in_between(world):
          json={"msgtype": "m.text", "body": "hello from matrix"})
     got = bridge.wait_for(lambda e: e.get("content", {}).get("body") == "hello from matrix")
     assert got["sender"] == user and got["room_id"] == room and got["event_id"].startswith("$")
+
+
+def test_inviting_an_unknown_user_of_the_namespace_asks_the_bridge(world):
+    hs, bridge = world["hs"], world["bridge"]
+    token, _ = register_user(hs, "jack")
+    room = call(hs, "POST", f"{V3}/createRoom", token, json={}).json()["room_id"]
+    ghost = f"@bridge_ghost:{hs.server_name}"
+    invited = call(hs, "POST", f"{V3}/rooms/{room}/invite", token, json={"user_id": ghost})
+    assert invited.status_code == 200, invited.text
+    assert bridge.users_asked == [ghost]
+    bridge.wait_for(lambda e: e.get("state_key") == ghost and e["room_id"] == room)
+    stranger = call(hs, "POST", f"{V3}/rooms/{room}/invite", token,
+                    json={"user_id": f"@nobody:{hs.server_name}"})
+    assert stranger.status_code == 404
 
 
 def test_a_failing_service_gets_the_same_transaction_again_and_slows_nobody(world):
