@@ -173,6 +173,8 @@ pub(crate) async fn ping(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let duration_ms = now_ms().saturating_sub(started);
     match answer {
         Ok(response) if (200..300).contains(&response.status) => {
+            // The service is up: a transaction waiting out a backoff goes now (as Synapse does).
+            ctx.platform.appservices.retry_now(service.id()).await;
             Ok(JsonResponse::ok(json!({ "duration_ms": duration_ms })))
         }
         Ok(response) => Err(MatrixError::new(

@@ -41,6 +41,9 @@ struct QueueState {
 #[derive(Serialize, Deserialize)]
 struct Poke {
     id: String,
+    /// Retry a backed-off transaction now (the service answered a ping).
+    #[serde(default)]
+    retry: bool,
 }
 
 #[durable_object]
@@ -66,8 +69,9 @@ impl worker::DurableObject for AppServiceQueue {
             queue.id = poke.id;
             storage.put("queue", &queue).await?;
         }
-        // A queue backing off keeps its later alarm; an idle one looks now.
-        if storage.get_alarm().await?.is_none() {
+        // A queue backing off keeps its later alarm, unless the service just showed it is back;
+        // an idle one looks now.
+        if poke.retry || storage.get_alarm().await?.is_none() {
             storage.set_alarm(0i64).await?;
         }
         Response::ok("poked")
@@ -204,24 +208,26 @@ pub(crate) async fn poke_all(env: &Env, platform: &Platform) {
         }
     };
     let pokes = services.iter().map(|service| async move {
-        let result = async {
-            let stub = env
-                .durable_object("APPSERVICES")?
-                .id_from_name(service.id())?
-                .get_stub()?;
-            let body = serde_json::to_string(&Poke {
-                id: service.id().to_owned(),
-            })?;
-            let mut init = worker::RequestInit::new();
-            init.with_method(worker::Method::Post)
-                .with_body(Some(body.into()));
-            let request = Request::new_with_init("https://appservice/poke", &init)?;
-            stub.fetch_with_request(request).await.map(|_| ())
-        }
-        .await;
-        if let Err(e) = result {
+        if let Err(e) = poke(env, service.id(), false).await {
             crate::log_warn!("could not poke the queue of {}: {e}", service.id());
         }
     });
     futures::future::join_all(pokes).await;
+}
+
+/// One poke to the queue of service `id`.
+pub(crate) async fn poke(env: &Env, id: &str, retry: bool) -> worker::Result<()> {
+    let stub = env
+        .durable_object("APPSERVICES")?
+        .id_from_name(id)?
+        .get_stub()?;
+    let body = serde_json::to_string(&Poke {
+        id: id.to_owned(),
+        retry,
+    })?;
+    let mut init = worker::RequestInit::new();
+    init.with_method(worker::Method::Post)
+        .with_body(Some(body.into()));
+    let request = Request::new_with_init("https://appservice/poke", &init)?;
+    stub.fetch_with_request(request).await.map(|_| ())
 }

@@ -29,6 +29,7 @@ pub(crate) fn platform(env: &Env) -> Platform {
         rooms: bindings.clone(),
         wakeups: bindings.clone(),
         queue: bindings.clone(),
+        appservices: bindings.clone(),
         http: bindings.clone(),
         crypto: bindings,
     }
@@ -131,6 +132,16 @@ impl Wakeups for Bindings {
             if let Err(e) = self.to_notifier("/wait", body).await {
                 // Evicted or unreachable: the client retries its sync, which it does anyway.
                 crate::log_error!("sync wait failed: {e}");
+            }
+        })
+    }
+}
+
+impl crate::platform::AppServiceQueues for Bindings {
+    fn retry_now<'a>(&'a self, id: &'a str) -> Fut<'a, ()> {
+        Box::pin(async move {
+            if let Err(e) = super::appservice::poke(&self.0, id, true).await {
+                crate::log_warn!("could not wake the queue of {id}: {e}");
             }
         })
     }
