@@ -99,16 +99,25 @@ class Bridge:
 
 
 class Flaky(BaseHTTPRequestHandler):
-    """A service that refuses its first transactions (500), then accepts; records every try."""
+    """A service that refuses its first `refuse` transactions (500), or all of them while
+    `down`; records every try (id, body, Authorization) and answers pings."""
 
-    tries: list[tuple[str, dict]] = []
+    tries: list[tuple[str, dict, str]] = []
     refuse = 2
+    down = False
 
     def do_PUT(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         txn = self.path.rsplit("/", 1)[-1]
         Flaky.tries.append((txn, body, self.headers.get("Authorization")))
-        status = 500 if len(Flaky.tries) <= Flaky.refuse else 200
+        status = 500 if Flaky.down or len(Flaky.tries) <= Flaky.refuse else 200
+        self.answer(status)
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.answer(200 if self.path == "/_matrix/app/v1/ping" else 404)
+
+    def answer(self, status):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
@@ -297,6 +306,34 @@ def test_a_failing_service_gets_the_same_transaction_again_and_slows_nobody(worl
     assert auth == f"Bearer {world['tokens']['hs2']}"
     assert all(txn == first_txn and body == first_body for txn, body, _ in Flaky.tries[:3])
     assert any(e.get("state_key") == flaky_user for e in first_body["events"])
+
+
+def test_a_ping_that_succeeds_ends_the_backoff(world):
+    hs = world["hs"]
+    token, _ = register_user(hs, "kim")
+    room = call(hs, "POST", f"{V3}/createRoom", token, json={}).json()["room_id"]
+    call(hs, "POST", f"{V3}/register", world["tokens"]["as2"],
+         json={"type": "m.login.application_service", "username": "flaky_two"})
+    Flaky.tries.clear()
+    Flaky.down = True
+    try:
+        call(hs, "POST", f"{V3}/rooms/{room}/invite", token,
+             json={"user_id": f"@flaky_two:{hs.server_name}"})
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(Flaky.tries) < 4:  # 1 + 2 + 4 s of backoff
+            time.sleep(0.1)
+        assert len(Flaky.tries) == 4, Flaky.tries
+    finally:
+        Flaky.down = False
+    pinged = time.monotonic()
+    answer = call(hs, "POST", "/_matrix/client/v1/appservice/flaky/ping", world["tokens"]["as2"],
+                  json={})
+    assert answer.status_code == 200 and isinstance(answer.json()["duration_ms"], int)
+    while time.monotonic() - pinged < 5 and len(Flaky.tries) < 5:
+        time.sleep(0.05)
+    # The next scheduled try was 8 s away; the ping brought it forward.
+    assert len(Flaky.tries) == 5 and time.monotonic() - pinged < 5
+    assert Flaky.tries[4][0] == Flaky.tries[0][0]
 
 
 def test_ping_and_alias_queries(world):
