@@ -88,6 +88,49 @@ pub(crate) async fn register(ctx: &Ctx, body: &Value) -> Result<JsonResponse, Ma
     Ok(response)
 }
 
+/// `POST /login` with `type: m.login.application_service`: a service logs in as one of its
+/// users (a device and token of their own, e.g. for encryption). Synapse's checks and answers.
+pub(crate) async fn login_user(
+    ctx: &Ctx,
+    identifier: Option<&Value>,
+) -> Result<String, MatrixError> {
+    let me = ctx.requester().await?;
+    let Some(service) = me.appservice else {
+        return Err(MatrixError::new(
+            401,
+            ErrorCode::UnknownToken,
+            "This login method is only valid for application services",
+        ));
+    };
+    let identifier = identifier
+        .filter(|i| i.is_object())
+        .ok_or_else(|| MatrixError::invalid_param("Invalid identifier in login submission"))?;
+    if identifier.get("type").and_then(Value::as_str) != Some("m.id.user") {
+        return Err(MatrixError::invalid_param("Unknown login identifier type"));
+    }
+    let user = identifier
+        .get("user")
+        .and_then(Value::as_str)
+        .ok_or_else(|| MatrixError::invalid_param("Invalid user in identifier"))?;
+    let user_id = if user.starts_with('@') {
+        user.to_owned()
+    } else {
+        format!("@{user}:{}", ctx.config.server_name)
+    };
+    if !service.is_interested_in_user(&user_id) {
+        return Err(MatrixError::forbidden("Invalid access_token"));
+    }
+    match crate::storage::accounts::credentials(&ctx.db(), &user_id).await? {
+        None => Err(MatrixError::forbidden("Invalid access_token")),
+        Some(c) if c.deactivated != 0 && user_id != service.sender => Err(MatrixError::new(
+            403,
+            ErrorCode::UserDeactivated,
+            "This account has been deactivated",
+        )),
+        Some(_) => Ok(user_id),
+    }
+}
+
 /// Ordinary registration of a user id another service holds exclusively is refused (also the
 /// availability check). A service registering for itself goes through `register` above.
 pub(crate) async fn refuse_exclusive_user(ctx: &Ctx, user_id: &str) -> Result<(), MatrixError> {

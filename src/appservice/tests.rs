@@ -207,3 +207,59 @@ fn receipts_in_rooms_of_the_service_go_out_as_ephemeral_events() {
         assert!(again.edus.is_empty());
     });
 }
+
+#[test]
+fn a_service_logs_in_as_its_users() {
+    block_on(async {
+        let server = with_service().await;
+        as_register(&server, "irc_liz").await;
+        let login = |user: &str| {
+            json!({ "type": "m.login.application_service",
+                    "identifier": { "type": "m.id.user", "user": user } })
+        };
+        let (status, session) = server
+            .request(
+                "POST",
+                "/_matrix/client/v3/login",
+                Some(AS_TOKEN),
+                Some(login("irc_liz")),
+            )
+            .await;
+        assert_eq!(status, 200, "{session}");
+        let token = session["access_token"].as_str().unwrap();
+        let (_, me) = server
+            .request(
+                "GET",
+                "/_matrix/client/v3/account/whoami",
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(me["user_id"], format!("@irc_liz:{SERVER_NAME}"));
+        assert_eq!(me["device_id"], session["device_id"]);
+        let (status, error) = server
+            .request(
+                "POST",
+                "/_matrix/client/v3/login",
+                Some(AS_TOKEN),
+                Some(login("someone")),
+            )
+            .await;
+        assert_eq!(
+            (status, error["errcode"].as_str()),
+            (403, Some("M_FORBIDDEN"))
+        );
+        let (status, error) = server
+            .request(
+                "POST",
+                "/_matrix/client/v3/login",
+                Some(token),
+                Some(login("irc_liz")),
+            )
+            .await;
+        assert_eq!(
+            (status, error["errcode"].as_str()),
+            (401, Some("M_UNKNOWN_TOKEN"))
+        );
+    });
+}
