@@ -32,6 +32,11 @@ pub struct PendingTransaction {
     /// The same for receipts and typing (MSC2409), when the service takes them.
     #[serde(default)]
     pub receipts_through: Option<i64>,
+    /// The same for to-device messages (with `org.matrix.msc3202`), and the messages sent.
+    #[serde(default)]
+    pub to_device_through: Option<i64>,
+    #[serde(default)]
+    pub to_device_ids: Vec<i64>,
     #[serde(default)]
     pub typing_through: Option<i64>,
 }
@@ -198,6 +203,100 @@ pub(crate) async fn ephemeral_step(
         typing_through,
         more,
     })
+}
+
+/// What a service that declares `org.matrix.msc3202: true` (an encrypting bridge) also gets:
+/// to-device messages for its users (MSC2409's `to_device`) and the one-time key counts and
+/// unused fallback key types of the users a transaction concerns (MSC3202). Synapse gates both
+/// behind experimental settings; here the registration's own flag opts in.
+#[derive(Default)]
+pub struct DeviceStep {
+    pub to_device: Vec<Value>,
+    /// The stream ids of the messages sent, deleted once the service accepts them.
+    pub to_device_ids: Vec<i64>,
+    pub to_device_through: i64,
+    pub one_time_keys_count: serde_json::Map<String, Value>,
+    pub unused_fallback_key_types: serde_json::Map<String, Value>,
+    pub more: bool,
+}
+
+pub(crate) async fn device_step(
+    db: &Db,
+    service: &AppService,
+    to_device_after: i64,
+    rooms: &[String],
+) -> Result<DeviceStep, MatrixError> {
+    let rows = appservices::to_device_after(db, to_device_after, EVENTS_PER_STEP).await?;
+    let mut step = DeviceStep {
+        to_device_through: rows.last().map_or(to_device_after, |r| r.stream_id),
+        more: rows.len() as u64 == EVENTS_PER_STEP,
+        ..DeviceStep::default()
+    };
+    // The users whose key counts go along: the bot, the service's users in the rooms the
+    // transaction speaks of, and the recipients of its to-device messages.
+    let mut users = vec![service.sender.clone()];
+    for row in rows {
+        if !service.is_interested_in_user(&row.user_id) {
+            continue;
+        }
+        step.to_device.push(json!({
+            "type": row.kind,
+            "sender": row.sender,
+            "content": serde_json::from_str::<Value>(&row.content).unwrap_or(Value::Null),
+            "to_user_id": row.user_id,
+            "to_device_id": row.device_id,
+        }));
+        step.to_device_ids.push(row.stream_id);
+        users.push(row.user_id);
+    }
+    for room in rooms {
+        let (_, members) = appservices::room_aliases_and_members(db, room).await?;
+        users.extend(
+            members
+                .into_iter()
+                .filter(|m| service.is_interested_in_user(m)),
+        );
+    }
+    users.sort();
+    users.dedup();
+    for user in users {
+        let mut devices = serde_json::Map::new();
+        for count in appservices::one_time_key_counts(db, &user).await? {
+            let entry = devices
+                .entry(count.device_id)
+                .or_insert_with(|| json!({ "signed_curve25519": 0 }));
+            if let Some(algorithm) = count.algorithm {
+                entry[algorithm] = json!(count.n);
+            }
+        }
+        if !devices.is_empty() {
+            step.one_time_keys_count
+                .insert(user.clone(), Value::Object(devices));
+        }
+        let mut fallbacks = serde_json::Map::new();
+        for key in appservices::unused_fallback_keys(db, &user).await? {
+            let entry = fallbacks.entry(key.device_id).or_insert_with(|| json!([]));
+            if let Some(list) = entry.as_array_mut() {
+                list.push(json!(key.algorithm));
+            }
+        }
+        if !fallbacks.is_empty() {
+            step.unused_fallback_key_types
+                .insert(user, Value::Object(fallbacks));
+        }
+    }
+    Ok(step)
+}
+
+/// Adds a device step's fields to a transaction body (the field names Synapse uses).
+pub fn add_device_fields(body: &mut Value, step: &DeviceStep) {
+    body["de.sorunome.msc2409.to_device"] = json!(step.to_device);
+    let counts = Value::Object(step.one_time_keys_count.clone());
+    body["org.matrix.msc3202.device_one_time_keys_count"] = counts.clone();
+    body["org.matrix.msc3202.device_one_time_key_counts"] = counts;
+    body["org.matrix.msc3202.device_unused_fallback_key_types"] =
+        Value::Object(step.unused_fallback_key_types.clone());
+    body["org.matrix.msc3202.device_lists"] = json!({ "changed": [], "left": [] });
 }
 
 /// The transaction body (spec: `PUT /_matrix/app/v1/transactions/{txnId}`), with the

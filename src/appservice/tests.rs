@@ -263,3 +263,84 @@ fn a_service_logs_in_as_its_users() {
         );
     });
 }
+
+#[test]
+fn an_encrypting_bridge_gets_to_device_messages_and_key_counts() {
+    block_on(async {
+        let server = with_service().await;
+        // The bridge declares MSC3202, as mautrix does with appservice encryption on.
+        server
+            .rows(
+                "UPDATE appservices SET registration =
+                 json_set(registration, '$.\"org.matrix.msc3202\"', json('true'))",
+            )
+            .await;
+        as_register(&server, "irc_max").await;
+        let login = json!({ "type": "m.login.application_service", "device_id": "BRIDGEDEV",
+                            "identifier": { "type": "m.id.user", "user": "irc_max" } });
+        let (status, session) = server
+            .request(
+                "POST",
+                "/_matrix/client/v3/login",
+                Some(AS_TOKEN),
+                Some(login),
+            )
+            .await;
+        assert_eq!(status, 200, "{session}");
+        let device_token = session["access_token"].as_str().unwrap().to_owned();
+        let keys = json!({ "one_time_keys": {
+            "signed_curve25519:AAAA": { "key": "a", "signatures": {} },
+            "signed_curve25519:AAAB": { "key": "b", "signatures": {} } } });
+        let (status, uploaded) = server
+            .request(
+                "POST",
+                "/_matrix/client/v3/keys/upload",
+                Some(&device_token),
+                Some(keys),
+            )
+            .await;
+        assert_eq!(status, 200, "{uploaded}");
+        let (_, token) = server.register("nina").await;
+        let message = json!({ "messages": { format!("@irc_max:{SERVER_NAME}"): {
+            "BRIDGEDEV": { "hello": "bridge" } } } });
+        let (status, _) = server
+            .request(
+                "PUT",
+                "/_matrix/client/v3/sendToDevice/m.test/t1",
+                Some(&token),
+                Some(message),
+            )
+            .await;
+        assert_eq!(status, 200);
+
+        let registration: String = server.rows("SELECT registration FROM appservices").await[0]
+            ["registration"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let service = AppService::from_json(&registration, SERVER_NAME).unwrap();
+        assert!(service.msc3202());
+        let db = Db::new(&server.platform);
+        let step = super::push::device_step(&db, &service, 0, &[])
+            .await
+            .unwrap();
+        assert_eq!(step.to_device.len(), 1, "{:?}", step.to_device);
+        let sent = &step.to_device[0];
+        assert_eq!(sent["to_user_id"], format!("@irc_max:{SERVER_NAME}"));
+        assert_eq!(sent["to_device_id"], "BRIDGEDEV");
+        assert_eq!(sent["content"]["hello"], "bridge");
+        assert_eq!(sent["sender"], format!("@nina:{SERVER_NAME}"));
+        let counts = &step.one_time_keys_count[&format!("@irc_max:{SERVER_NAME}")];
+        assert_eq!(counts["BRIDGEDEV"]["signed_curve25519"], 2);
+        let mut body = super::push::transaction_body(&service, vec![], vec![]);
+        super::push::add_device_fields(&mut body, &step);
+        assert_eq!(body["de.sorunome.msc2409.to_device"][0], *sent);
+        crate::storage::appservices::delete_to_device(&db, &step.to_device_ids)
+            .await
+            .unwrap();
+        let after = super::push::device_step(&db, &service, 0, &[])
+            .await
+            .unwrap();
+        assert!(after.to_device.is_empty());
+    });
+}

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use worker::{durable_object, Env, Request, Response, State};
 
 use crate::appservice::push::{
-    backoff_ms, ephemeral_step, next_step, transaction_body, PendingTransaction,
+    add_device_fields, backoff_ms, device_step, ephemeral_step, next_step, transaction_body,
+    PendingTransaction,
 };
 use crate::appservice::queries::call;
 use crate::appservice::AppService;
@@ -33,6 +34,9 @@ struct QueueState {
     receipts_cursor: i64,
     #[serde(default)]
     typing_cursor: i64,
+    /// The same for to-device messages (services with `org.matrix.msc3202`).
+    #[serde(default)]
+    to_device_cursor: i64,
     pending: Option<PendingTransaction>,
     failures: u32,
     next_txn: u64,
@@ -116,14 +120,38 @@ impl worker::DurableObject for AppServiceQueue {
                     None
                 };
                 let edus = ephemeral.as_ref().map_or(0, |e| e.edus.len());
-                if step.events.is_empty() && edus == 0 {
+                let devices = if service.msc3202() {
+                    let mut rooms: Vec<String> = step
+                        .events
+                        .iter()
+                        .chain(ephemeral.iter().flat_map(|e| e.edus.iter()))
+                        .filter_map(|v| v.get("room_id").and_then(|r| r.as_str()))
+                        .map(str::to_owned)
+                        .collect();
+                    rooms.sort();
+                    rooms.dedup();
+                    let after = queue.to_device_cursor;
+                    Some(
+                        device_step(&db, &service, after, &rooms)
+                            .await
+                            .map_err(rust)?,
+                    )
+                } else {
+                    None
+                };
+                let to_device = devices.as_ref().map_or(0, |d| d.to_device.len());
+                if step.events.is_empty() && edus == 0 && to_device == 0 {
                     queue.cursor = Some(step.through);
                     if let Some(e) = &ephemeral {
                         queue.receipts_cursor = e.receipts_through;
                         queue.typing_cursor = e.typing_through;
                     }
+                    if let Some(d) = &devices {
+                        queue.to_device_cursor = d.to_device_through;
+                    }
                     storage.put("queue", &queue).await?;
-                    if step.more || ephemeral.is_some_and(|e| e.more) {
+                    let more_devices = devices.as_ref().is_some_and(|d| d.more);
+                    if step.more || more_devices || ephemeral.is_some_and(|e| e.more) {
                         storage.set_alarm(0i64).await?;
                     }
                     return Response::ok("nothing to send");
@@ -132,12 +160,18 @@ impl worker::DurableObject for AppServiceQueue {
                     Some(e) => (Some(e.receipts_through), Some(e.typing_through), e.edus),
                     None => (None, None, Vec::new()),
                 };
+                let mut body = transaction_body(&service, step.events, edus);
+                if let Some(d) = &devices {
+                    add_device_fields(&mut body, d);
+                }
                 let pending = PendingTransaction {
                     txn_id: format!("{}-{}", now_ms(), queue.next_txn),
-                    body: transaction_body(&service, step.events, edus),
+                    body,
                     through: step.through,
                     receipts_through,
                     typing_through,
+                    to_device_through: devices.as_ref().map(|d| d.to_device_through),
+                    to_device_ids: devices.map(|d| d.to_device_ids).unwrap_or_default(),
                 };
                 queue.next_txn += 1;
                 queue.pending = Some(pending.clone());
@@ -165,6 +199,13 @@ impl worker::DurableObject for AppServiceQueue {
                 }
                 if let Some(through) = pending.typing_through {
                     queue.typing_cursor = through;
+                }
+                if let Some(through) = pending.to_device_through {
+                    queue.to_device_cursor = through;
+                }
+                // The service's devices never sync to acknowledge what it was given.
+                if let Err(e) = appservices::delete_to_device(&db, &pending.to_device_ids).await {
+                    crate::log_warn!("could not remove delivered to-device messages: {e}");
                 }
                 queue.pending = None;
                 queue.failures = 0;

@@ -171,3 +171,72 @@ pub async fn typing_now(db: &Db, room_id: &str, now: u64) -> Result<Vec<String>,
         .await?;
     Ok(rows.into_iter().map(|r| r.user_id).collect())
 }
+
+#[derive(Deserialize)]
+pub struct ToDeviceRow {
+    pub stream_id: i64,
+    pub user_id: String,
+    pub device_id: String,
+    pub sender: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub content: String,
+}
+
+/// To-device messages after a stream position, oldest first.
+pub async fn to_device_after(
+    db: &Db,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<ToDeviceRow>, MatrixError> {
+    db.rows(
+        "SELECT stream_id, user_id, device_id, sender, type, content FROM e2e_to_device
+         WHERE stream_id > ?1 ORDER BY stream_id LIMIT ?2",
+        args![after, limit],
+    )
+    .await
+}
+
+/// Removes to-device messages a service accepted (its devices never sync to acknowledge them).
+pub async fn delete_to_device(db: &Db, ids: &[i64]) -> Result<(), MatrixError> {
+    let statements = ids
+        .iter()
+        .map(|id| db.stmt("DELETE FROM e2e_to_device WHERE stream_id = ?1", args![*id]))
+        .collect::<Vec<_>>();
+    if !statements.is_empty() {
+        db.batch(statements).await?;
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub struct KeyCount {
+    pub device_id: String,
+    pub algorithm: Option<String>,
+    pub n: i64,
+}
+
+/// One-time key counts of every device of a user (a device without keys has a NULL algorithm).
+pub async fn one_time_key_counts(db: &Db, user_id: &str) -> Result<Vec<KeyCount>, MatrixError> {
+    db.rows(
+        "SELECT d.device_id, k.algorithm, COUNT(k.key_id) AS n FROM devices d
+         LEFT JOIN e2e_one_time_keys k ON k.user_id = d.user_id AND k.device_id = d.device_id
+         WHERE d.user_id = ?1 GROUP BY d.device_id, k.algorithm",
+        args![user_id],
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct FallbackKey {
+    pub device_id: String,
+    pub algorithm: String,
+}
+
+pub async fn unused_fallback_keys(db: &Db, user_id: &str) -> Result<Vec<FallbackKey>, MatrixError> {
+    db.rows(
+        "SELECT device_id, algorithm FROM e2e_fallback_keys WHERE user_id = ?1 AND used = 0",
+        args![user_id],
+    )
+    .await
+}
