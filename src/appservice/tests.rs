@@ -37,6 +37,12 @@ async fn with_service() -> TestServer {
     server
 }
 
+/// The service as the queue reads it from D1.
+async fn stored_service(server: &TestServer) -> AppService {
+    let rows = server.rows("SELECT registration FROM appservices").await;
+    AppService::from_json(rows[0]["registration"].as_str().unwrap(), SERVER_NAME).unwrap()
+}
+
 async fn as_register(server: &TestServer, username: &str) -> (u16, Value) {
     server
         .request(
@@ -124,12 +130,7 @@ fn the_queue_takes_events_that_concern_the_service() {
         assert_eq!(status, 200, "{answer}");
         let room = answer["room_id"].as_str().unwrap().to_owned();
         let db = Db::new(&server.platform);
-        let registration: String = server.rows("SELECT registration FROM appservices").await[0]
-            ["registration"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let service = std::rc::Rc::new(AppService::from_json(&registration, SERVER_NAME).unwrap());
+        let service = std::rc::Rc::new(stored_service(&server).await);
         let step = next_step(&server.platform, &db, &service, SERVER_NAME, 0)
             .await
             .unwrap();
@@ -184,12 +185,7 @@ fn receipts_in_rooms_of_the_service_go_out_as_ephemeral_events() {
             .await;
         assert_eq!(status, 200);
 
-        let registration: String = server.rows("SELECT registration FROM appservices").await[0]
-            ["registration"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let service = AppService::from_json(&registration, SERVER_NAME).unwrap();
+        let service = stored_service(&server).await;
         let db = Db::new(&server.platform);
         let step = super::push::ephemeral_step(&db, &service, 0, 0, 0)
             .await
@@ -313,12 +309,7 @@ fn an_encrypting_bridge_gets_to_device_messages_and_key_counts() {
             .await;
         assert_eq!(status, 200);
 
-        let registration: String = server.rows("SELECT registration FROM appservices").await[0]
-            ["registration"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let service = AppService::from_json(&registration, SERVER_NAME).unwrap();
+        let service = stored_service(&server).await;
         assert!(service.msc3202());
         let db = Db::new(&server.platform);
         let step = super::push::device_step(&db, &service, 0, &[])
