@@ -208,6 +208,28 @@ def test_as_token_is_the_bot_and_masquerades_in_its_namespace(world):
     assert other.status_code == 403
 
 
+def test_a_service_logs_in_as_its_user_and_masquerades_as_that_device(world):
+    hs, tokens = world["hs"], world["tokens"]
+    flows = call(hs, "GET", f"{V3}/login").json()["flows"]
+    assert {"type": "m.login.application_service"} in flows
+    puppet = f"@bridge_lena:{hs.server_name}"
+    call(hs, "POST", f"{V3}/register", tokens["as"],
+         json={"type": "m.login.application_service", "username": "bridge_lena",
+               "inhibit_login": True})
+    session = call(hs, "POST", f"{V3}/login", tokens["as"], json={
+        "type": "m.login.application_service", "device_id": "BRIDGE",
+        "identifier": {"type": "m.id.user", "user": puppet}})
+    assert session.status_code == 200, session.text
+    assert session.json()["user_id"] == puppet and session.json()["device_id"] == "BRIDGE"
+    me = call(hs, "GET", f"{V3}/account/whoami", tokens["as"],
+              params={"user_id": puppet, "device_id": "BRIDGE"}).json()
+    assert me == {"user_id": puppet, "device_id": "BRIDGE", "is_guest": False}
+    outside = call(hs, "POST", f"{V3}/login", tokens["as"], json={
+        "type": "m.login.application_service",
+        "identifier": {"type": "m.id.user", "user": "gina"}})
+    assert outside.status_code == 403 and outside.json()["errcode"] == "M_FORBIDDEN"
+
+
 def test_application_service_registration_and_exclusive_namespaces(world):
     hs, tokens = world["hs"], world["tokens"]
     made = call(hs, "POST", f"{V3}/register", tokens["as"],
