@@ -32,9 +32,12 @@ pub struct PendingTransaction {
     /// The same for receipts and typing (MSC2409), when the service takes them.
     #[serde(default)]
     pub receipts_through: Option<i64>,
-    /// The same for to-device messages (with `org.matrix.msc3202`), and the messages sent.
+    /// The same for to-device messages and device lists (with `org.matrix.msc3202`), and the
+    /// to-device messages sent.
     #[serde(default)]
     pub to_device_through: Option<i64>,
+    #[serde(default)]
+    pub device_lists_through: Option<i64>,
     #[serde(default)]
     pub to_device_ids: Vec<i64>,
     #[serde(default)]
@@ -217,6 +220,10 @@ pub struct DeviceStep {
     pub to_device_through: i64,
     pub one_time_keys_count: serde_json::Map<String, Value>,
     pub unused_fallback_key_types: serde_json::Map<String, Value>,
+    /// Users sharing a room with one of the service's users whose devices changed (MSC3202's
+    /// `device_lists.changed`), and the device-list stream position reached.
+    pub device_lists_changed: Vec<String>,
+    pub device_lists_through: i64,
     pub more: bool,
 }
 
@@ -224,14 +231,24 @@ pub(crate) async fn device_step(
     db: &Db,
     service: &AppService,
     to_device_after: i64,
+    device_lists_after: i64,
     rooms: &[String],
 ) -> Result<DeviceStep, MatrixError> {
     let rows = appservices::to_device_after(db, to_device_after, EVENTS_PER_STEP).await?;
+    let changes =
+        appservices::device_list_changes_after(db, device_lists_after, EVENTS_PER_STEP).await?;
     let mut step = DeviceStep {
         to_device_through: rows.last().map_or(to_device_after, |r| r.stream_id),
-        more: rows.len() as u64 == EVENTS_PER_STEP,
+        device_lists_through: changes.last().map_or(device_lists_after, |c| c.stream_id),
+        more: rows.len() as u64 == EVENTS_PER_STEP || changes.len() as u64 == EVENTS_PER_STEP,
         ..DeviceStep::default()
     };
+    for change in changes {
+        let sharing = crate::storage::e2ee::users_sharing_rooms(db, &[&change.user_id]).await?;
+        if sharing.iter().any(|u| service.is_interested_in_user(u)) {
+            step.device_lists_changed.push(change.user_id);
+        }
+    }
     // The users whose key counts go along: the bot, the service's users in the rooms the
     // transaction speaks of, and the recipients of its to-device messages.
     let mut users = vec![service.sender.clone()];
@@ -296,7 +313,8 @@ pub fn add_device_fields(body: &mut Value, step: &DeviceStep) {
     body["org.matrix.msc3202.device_one_time_key_counts"] = counts;
     body["org.matrix.msc3202.device_unused_fallback_key_types"] =
         Value::Object(step.unused_fallback_key_types.clone());
-    body["org.matrix.msc3202.device_lists"] = json!({ "changed": [], "left": [] });
+    body["org.matrix.msc3202.device_lists"] =
+        json!({ "changed": step.device_lists_changed, "left": [] });
 }
 
 /// The transaction body (spec: `PUT /_matrix/app/v1/transactions/{txnId}`), with the

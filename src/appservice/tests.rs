@@ -312,7 +312,7 @@ fn an_encrypting_bridge_gets_to_device_messages_and_key_counts() {
         let service = stored_service(&server).await;
         assert!(service.msc3202());
         let db = Db::new(&server.platform);
-        let step = super::push::device_step(&db, &service, 0, &[])
+        let step = super::push::device_step(&db, &service, 0, 0, &[])
             .await
             .unwrap();
         assert_eq!(step.to_device.len(), 1, "{:?}", step.to_device);
@@ -329,9 +329,42 @@ fn an_encrypting_bridge_gets_to_device_messages_and_key_counts() {
         crate::storage::appservices::delete_to_device(&db, &step.to_device_ids)
             .await
             .unwrap();
-        let after = super::push::device_step(&db, &service, 0, &[])
+        let after = super::push::device_step(&db, &service, 0, 0, &[])
             .await
             .unwrap();
         assert!(after.to_device.is_empty());
+
+        // Device-list changes: only users sharing a room with the service's users are news.
+        let (_, answer) = server
+            .request(
+                "POST",
+                "/_matrix/client/v3/createRoom",
+                Some(&token),
+                Some(json!({ "preset": "public_chat" })),
+            )
+            .await;
+        let room = answer["room_id"].as_str().unwrap().to_owned();
+        let join = format!("/_matrix/client/v3/join/{room}?user_id=@irc_max:{SERVER_NAME}");
+        let (status, _) = server
+            .request("POST", &join, Some(AS_TOKEN), Some(json!({})))
+            .await;
+        assert_eq!(status, 200);
+        server.register("olga").await;
+        for user in ["nina", "olga"] {
+            server
+                .rows(&format!(
+                    "INSERT OR REPLACE INTO e2e_device_list_changes (user_id)
+                     VALUES ('@{user}:{SERVER_NAME}')"
+                ))
+                .await;
+        }
+        let lists = super::push::device_step(&db, &service, 0, 0, &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            lists.device_lists_changed,
+            vec![format!("@nina:{SERVER_NAME}")]
+        );
+        assert!(lists.device_lists_through > 0);
     });
 }

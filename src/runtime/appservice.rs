@@ -37,6 +37,8 @@ struct QueueState {
     /// The same for to-device messages (services with `org.matrix.msc3202`).
     #[serde(default)]
     to_device_cursor: i64,
+    #[serde(default)]
+    device_lists_cursor: Option<i64>,
     pending: Option<PendingTransaction>,
     failures: u32,
     next_txn: u64,
@@ -131,15 +133,22 @@ impl worker::DurableObject for AppServiceQueue {
                     rooms.sort();
                     rooms.dedup();
                     let after = queue.to_device_cursor;
+                    // Device-list changes from before the queue first looked are not news.
+                    let lists_after = match queue.device_lists_cursor {
+                        Some(cursor) => cursor,
+                        None => appservices::device_list_position(&db).await.map_err(rust)?,
+                    };
                     Some(
-                        device_step(&db, &service, after, &rooms)
+                        device_step(&db, &service, after, lists_after, &rooms)
                             .await
                             .map_err(rust)?,
                     )
                 } else {
                     None
                 };
-                let to_device = devices.as_ref().map_or(0, |d| d.to_device.len());
+                let to_device = devices
+                    .as_ref()
+                    .map_or(0, |d| d.to_device.len() + d.device_lists_changed.len());
                 if step.events.is_empty() && edus == 0 && to_device == 0 {
                     queue.cursor = Some(step.through);
                     if let Some(e) = &ephemeral {
@@ -148,6 +157,7 @@ impl worker::DurableObject for AppServiceQueue {
                     }
                     if let Some(d) = &devices {
                         queue.to_device_cursor = d.to_device_through;
+                        queue.device_lists_cursor = Some(d.device_lists_through);
                     }
                     storage.put("queue", &queue).await?;
                     let more_devices = devices.as_ref().is_some_and(|d| d.more);
@@ -171,6 +181,7 @@ impl worker::DurableObject for AppServiceQueue {
                     receipts_through,
                     typing_through,
                     to_device_through: devices.as_ref().map(|d| d.to_device_through),
+                    device_lists_through: devices.as_ref().map(|d| d.device_lists_through),
                     to_device_ids: devices.map(|d| d.to_device_ids).unwrap_or_default(),
                 };
                 queue.next_txn += 1;
@@ -202,6 +213,9 @@ impl worker::DurableObject for AppServiceQueue {
                 }
                 if let Some(through) = pending.to_device_through {
                     queue.to_device_cursor = through;
+                }
+                if let Some(through) = pending.device_lists_through {
+                    queue.device_lists_cursor = Some(through);
                 }
                 // The service's devices never sync to acknowledge what it was given.
                 if let Err(e) = appservices::delete_to_device(&db, &pending.to_device_ids).await {

@@ -240,3 +240,39 @@ pub async fn unused_fallback_keys(db: &Db, user_id: &str) -> Result<Vec<Fallback
     )
     .await
 }
+
+#[derive(Deserialize)]
+pub struct DeviceListChange {
+    pub stream_id: i64,
+    pub user_id: String,
+}
+
+/// Users whose devices or keys changed after a stream position, oldest change first.
+pub async fn device_list_changes_after(
+    db: &Db,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<DeviceListChange>, MatrixError> {
+    db.rows(
+        "SELECT stream_id, user_id FROM e2e_device_list_changes WHERE stream_id > ?1
+         ORDER BY stream_id LIMIT ?2",
+        args![after, limit],
+    )
+    .await
+}
+
+/// The device-list stream's current position.
+pub async fn device_list_position(db: &Db) -> Result<i64, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        position: Option<i64>,
+    }
+    Ok(db
+        .row::<Row>(
+            "SELECT MAX(stream_id) AS position FROM e2e_device_list_changes",
+            args![],
+        )
+        .await?
+        .and_then(|r| r.position)
+        .unwrap_or(0))
+}
