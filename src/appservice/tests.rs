@@ -37,6 +37,14 @@ async fn with_service() -> TestServer {
     server
 }
 
+async fn public_room(server: &TestServer, token: &str) -> String {
+    let body = json!({ "preset": "public_chat" });
+    let path = "/_matrix/client/v3/createRoom";
+    let (status, answer) = server.request("POST", path, Some(token), Some(body)).await;
+    assert_eq!(status, 200, "{answer}");
+    answer["room_id"].as_str().unwrap().to_owned()
+}
+
 /// The service as the queue reads it from D1.
 async fn stored_service(server: &TestServer) -> AppService {
     let rows = server.rows("SELECT registration FROM appservices").await;
@@ -161,15 +169,7 @@ fn receipts_in_rooms_of_the_service_go_out_as_ephemeral_events() {
     block_on(async {
         let server = with_service().await;
         let (_, token) = server.register("erin").await;
-        let (_, answer) = server
-            .request(
-                "POST",
-                "/_matrix/client/v3/createRoom",
-                Some(&token),
-                Some(json!({ "preset": "public_chat" })),
-            )
-            .await;
-        let room = answer["room_id"].as_str().unwrap().to_owned();
+        let room = public_room(&server, &token).await;
         as_register(&server, "irc_joe").await;
         let join = format!("/_matrix/client/v3/join/{room}?user_id=@irc_joe:{SERVER_NAME}");
         let (status, joined) = server
@@ -335,15 +335,7 @@ fn an_encrypting_bridge_gets_to_device_messages_and_key_counts() {
         assert!(after.to_device.is_empty());
 
         // Device-list changes: only users sharing a room with the service's users are news.
-        let (_, answer) = server
-            .request(
-                "POST",
-                "/_matrix/client/v3/createRoom",
-                Some(&token),
-                Some(json!({ "preset": "public_chat" })),
-            )
-            .await;
-        let room = answer["room_id"].as_str().unwrap().to_owned();
+        let room = public_room(&server, &token).await;
         let join = format!("/_matrix/client/v3/join/{room}?user_id=@irc_max:{SERVER_NAME}");
         let (status, _) = server
             .request("POST", &join, Some(AS_TOKEN), Some(json!({})))

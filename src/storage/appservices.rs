@@ -262,6 +262,7 @@ pub async fn device_list_changes_after(
 }
 
 /// The device-list stream's current position.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub async fn device_list_position(db: &Db) -> Result<i64, MatrixError> {
     #[derive(Deserialize)]
     struct Row {
