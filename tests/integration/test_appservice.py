@@ -152,7 +152,8 @@ def world(tmp_path_factory):
     flaky_file = registration(
         base / "flaky.yaml", id="flaky", url=f"http://127.0.0.1:{flaky_port}",
         as_token=tokens["as2"], hs_token=tokens["hs2"], sender_localpart="flakybot",
-        namespaces={"users": [{"exclusive": True, "regex": f"@flaky_.*:{server}"}]})
+        namespaces={"users": [{"exclusive": True, "regex": f"@flaky_.*:{server}"}]},
+        receive_ephemeral=True, **{"org.matrix.msc3202": True})
     hs.extra_env["APPSERVICE_CONFIG"] = f"{bridge_file},{flaky_file}"
     flaky = ThreadingHTTPServer(("127.0.0.1", flaky_port), Flaky)
     threading.Thread(target=flaky.serve_forever, daemon=True).start()
@@ -328,6 +329,10 @@ def test_a_failing_service_gets_the_same_transaction_again_and_slows_nobody(worl
     assert auth == f"Bearer {world['tokens']['hs2']}"
     assert all(txn == first_txn and body == first_body for txn, body, _ in Flaky.tries[:3])
     assert any(e.get("state_key") == flaky_user for e in first_body["events"])
+    # The registration asked for ephemeral events and MSC3202: the fields are there.
+    assert first_body["ephemeral"] == [] and first_body["de.sorunome.msc2409.to_device"] == []
+    assert first_body["org.matrix.msc3202.device_lists"] == {"changed": [], "left": []}
+    assert "org.matrix.msc3202.device_one_time_keys_count" in first_body
 
 
 def test_a_ping_that_succeeds_ends_the_backoff(world):
