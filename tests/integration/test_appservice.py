@@ -45,7 +45,7 @@ class Bridge:
         async def make():
             appservice = AppService(
                 server=hs.base_url, domain=hs.server_name, as_token=as_token,
-                hs_token=hs_token, bot_localpart="bridgebot", id="bridge",
+                hs_token=hs_token, bot_localpart="bridgebot", id="bridge", ephemeral_events=True,
                 state_store=FileASStateStore(path=str(state), binary=False),
                 query_alias=self.query_alias, query_user=self.query_user)
 
@@ -148,7 +148,7 @@ def world(tmp_path_factory):
         namespaces={"users": [{"exclusive": True, "regex": f"@bridge_.*:{server}"}],
                     "aliases": [{"exclusive": True, "regex": f"#bridge_.*:{server}"}],
                     "rooms": []},
-        rate_limited=False)
+        rate_limited=False, **{"de.sorunome.msc2409.push_ephemeral": True})
     flaky_file = registration(
         base / "flaky.yaml", id="flaky", url=f"http://127.0.0.1:{flaky_port}",
         as_token=tokens["as2"], hs_token=tokens["hs2"], sender_localpart="flakybot",
@@ -293,6 +293,11 @@ def test_a_message_each_way_with_a_restart_in_between(world):
          json={"msgtype": "m.text", "body": "hello from matrix"})
     got = bridge.wait_for(lambda e: e.get("content", {}).get("body") == "hello from matrix")
     assert got["sender"] == user and got["room_id"] == room and got["event_id"].startswith("$")
+
+    # Ephemeral events (MSC2409): a read receipt in the bridged room reaches the bridge.
+    call(hs, "POST", f"{V3}/rooms/{room}/receipt/m.read/{got['event_id']}", token, json={})
+    receipt = bridge.wait_for(lambda e: e.get("type") == "m.receipt" and e.get("room_id") == room)
+    assert user in receipt["content"][got["event_id"]]["m.read"]
 
 
 def test_inviting_an_unknown_user_of_the_namespace_asks_the_bridge(world):
