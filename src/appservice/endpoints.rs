@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::queries::call;
 use super::AppService;
 use crate::api::request::Ctx;
-use crate::client::register::{create_account, invalid_username};
+use crate::client::register::create_account;
 use crate::client::session::SessionRequest;
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
 use crate::platform::Method;
@@ -30,8 +30,8 @@ fn exclusive(message: &str) -> MatrixError {
 pub(crate) async fn register(ctx: &Ctx, body: &Value) -> Result<JsonResponse, MatrixError> {
     if ctx.access_token().is_none() {
         return Err(MatrixError::new(
-            401,
-            ErrorCode::MissingToken,
+            400,
+            ErrorCode::Unknown,
             "Appservice token must be provided when using a type of m.login.application_service",
         ));
     }
@@ -51,9 +51,23 @@ pub(crate) async fn register(ctx: &Ctx, body: &Value) -> Result<JsonResponse, Ma
         .get("username")
         .or_else(|| body.get("user"))
         .and_then(Value::as_str)
-        .ok_or_else(|| MatrixError::bad_json("Desired Username is missing or not a string"))?;
-    let user_id = crate::accounts::localpart::new_user_id(localpart, &ctx.config.server_name)
-        .map_err(invalid_username)?;
+        .ok_or_else(|| {
+            MatrixError::new(
+                400,
+                ErrorCode::Unknown,
+                "Desired Username is missing or not a string",
+            )
+        })?;
+    // Synapse gives services any localpart the user id grammar allows (bridges rely on it),
+    // not only what ordinary registration accepts.
+    let user_id =
+        ruma::UserId::parse(format!("@{localpart}:{}", ctx.config.server_name)).map_err(|_| {
+            MatrixError::new(
+                400,
+                ErrorCode::InvalidUsername,
+                "User ID can only contain characters a-z, 0-9, or '=_-./+'",
+            )
+        })?;
     if !service.is_interested_in_user(user_id.as_str()) {
         return Err(exclusive(
             "Invalid user localpart for this application service.",
