@@ -1,7 +1,7 @@
 # The two commands a new user needs are `make dev` and `make test` (see README.md).
 # Every target installs what it is missing first (scripts/setup.sh) and reuses what is there.
 
-.PHONY: dev test build setup deploy fmt export-signing-key clean bench bench-hotpaths bench-big-join test-element-x
+.PHONY: dev test build setup deploy fmt export-signing-key clean bench bench-hotpaths bench-big-join test-element-x appservice-register
 
 dev:
 	@bash scripts/dev.sh
@@ -25,6 +25,11 @@ fmt:
 # otherwise the deployed database (needs `wrangler login`).
 export-signing-key:
 	@bash scripts/export-signing-key.sh
+
+# Stores or replaces application service registrations in the deployed D1 (needs `wrangler
+# login`): make appservice-register APPSERVICE_CONFIG=bridge.yaml[,other.yaml]. No redeploy.
+appservice-register:
+	@bash scripts/setup.sh && bash scripts/appservice.sh remote "$(APPSERVICE_CONFIG)"
 
 clean:
 	rm -rf build target .wrangler

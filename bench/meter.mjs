@@ -4,7 +4,7 @@
 // `GET /_bench/meter` answers the counts so far and resets them. Never deployed: only
 // `make bench` serves it (`scripts/dev.sh bench/meter.mjs`). Counts are per isolate; local
 // workerd runs the Worker and its Durable Objects in one, so they add up here.
-import Worker, { RoomObject as Room, Notifier as Notif, Destination as Dest } from "../build/index.js";
+import Worker, { RoomObject as Room, Notifier as Notif, Destination as Dest, AppServiceQueue as ASQueue } from "../build/index.js";
 
 let counts = fresh();
 function fresh() {
@@ -125,6 +125,10 @@ export class Notifier {
 // Every Durable Object class the Worker declares must be exported here too.
 export class Destination {
   constructor(ctx, env) { return new Dest(ctx, meterEnv(env)); }
+}
+
+export class AppServiceQueue {
+  constructor(ctx, env) { return new ASQueue(ctx, meterEnv(env)); }
 }
 
 export default {

@@ -20,6 +20,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import appservice  # noqa: E402
 import federation  # noqa: E402
 import hotpaths  # noqa: E402
 import media  # noqa: E402
@@ -264,6 +265,8 @@ def main() -> int:
         fed_errors["ours"].update(fed_meter.pop("_errors"))
         for name, errs in fed_errors.items():
             errors.setdefault(name, {}).update(errs)
+        log("application service row: sends with a registered service that is down, and with none")
+        as_samples = appservice.measure(workdir, c["SEQUENTIAL_SENDS"], c["ROUNDS"], log)
         log("platform-cost pass (our Worker behind bench/meter.mjs)")
         meter = meter_pass(workdir, c["METER_OPS"])
         meter.update(fed_meter)
@@ -279,7 +282,7 @@ def main() -> int:
             log(f"hot paths not measured: {e}")
             hot = None
         wall = time.time() - started
-        table = report.table(rows)
+        table = report.table(rows) + "\n\n" + appservice.row(as_samples)
         print(table)
         print("\n".join(sliding.section(sliding_rows)))
         print(f"\nwall time {wall / 60:.1f} min", flush=True)

@@ -5,6 +5,8 @@
 # Arguments are passed on to `wrangler dev` (the benchmark passes another entry module).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
+# Relative APPSERVICE_CONFIG paths are the caller's.
+export CALLER_DIR="$PWD"
 cd "$ROOT"
 
 PORT="${PORT:-8787}"
@@ -47,6 +49,11 @@ mkdir -p "$STATE_DIR"
 log "applying D1 migrations to $STATE_DIR"
 CI=true wrangler d1 migrations apply DB --local --persist-to "$STATE_DIR" >"$STATE_DIR/migrations.log" 2>&1 \
   || { cat "$STATE_DIR/migrations.log" >&2; exit 1; }
+# Application services (Synapse's registration YAML files, comma-separated): checked, then stored
+# as this instance's whole set. A bad file stops the start here, naming the file and the key.
+if [ -n "${APPSERVICE_CONFIG:-}" ]; then
+  bash scripts/appservice.sh local "$STATE_DIR" "$SERVER_NAME" "$APPSERVICE_CONFIG"
+fi
 
 # wrangler runs in its own process group so that stopping it also stops workerd, its child.
 # NODE_EXTRA_CA_CERTS, when set, is inherited: Miniflare adds that CA to workerd's trust store.

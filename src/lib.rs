@@ -8,7 +8,9 @@
 //! runtime module anywhere else fails the native build.
 
 pub mod accounts;
+pub mod admin;
 pub mod api;
+pub mod appservice;
 pub mod client;
 pub mod config;
 pub mod discovery;

@@ -59,6 +59,8 @@ pub(crate) struct Requester {
     pub user_id: OwnedUserId,
     pub device_id: String,
     pub admin: bool,
+    /// The application service whose `as_token` made this request (src/appservice/auth.rs).
+    pub appservice: Option<std::rc::Rc<crate::appservice::AppService>>,
 }
 
 impl Ctx {
@@ -169,7 +171,7 @@ impl Ctx {
         serde_json::from_value(self.json_value()?).map_err(|e| MatrixError::bad_json(e.to_string()))
     }
 
-    fn access_token(&self) -> Option<&str> {
+    pub(crate) fn access_token(&self) -> Option<&str> {
         if let Some(header) = &self.authorization {
             return header
                 .strip_prefix("Bearer ")
@@ -185,9 +187,12 @@ impl Ctx {
             MatrixError::new(401, ErrorCode::MissingToken, "Missing access token")
         })?;
         let unknown = || MatrixError::new(401, ErrorCode::UnknownToken, "Unknown access token");
-        let owner = accounts::token_owner(&self.db(), &token_hash(token))
-            .await?
-            .ok_or_else(unknown)?;
+        let Some(owner) = accounts::token_owner(&self.db(), &token_hash(token)).await? else {
+            // Not a user's token: perhaps an application service's.
+            return crate::appservice::auth::requester(self, token)
+                .await?
+                .ok_or_else(unknown);
+        };
         if owner.deactivated != 0 {
             return Err(unknown());
         }
@@ -206,6 +211,7 @@ impl Ctx {
                 .map_err(|_| MatrixError::internal("a stored user id is invalid"))?,
             device_id: owner.device_id,
             admin: owner.admin != 0,
+            appservice: None,
         })
     }
 

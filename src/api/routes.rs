@@ -14,7 +14,7 @@ use crate::federation::{self, endpoints as fed, media as fed_media};
 use crate::http::route::{Method, Route};
 use crate::http::{JsonResponse, MatrixError};
 use crate::platform::Fut;
-use crate::{sync, wellknown};
+use crate::{admin, appservice, sync, wellknown};
 
 /// What every handler is: a request in, an answer (JSON or media) or a Matrix error out.
 pub(crate) type Handler = for<'a> fn(&'a Ctx) -> Fut<'a, Result<Reply, MatrixError>>;
@@ -629,5 +629,83 @@ pub(crate) const ROUTES: &[Route<Handler>] = &[
     delete(
         "/_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}",
         to!(key_backup::delete_keys),
+    ),
+    // Application services (src/appservice/) and the Synapse-compatible admin API (src/admin/).
+    post(
+        "/_matrix/client/v1/appservice/{appserviceId}/ping",
+        to!(appservice::endpoints::ping),
+    ),
+    get(
+        "/_synapse/admin/v1/server_version",
+        to!(admin::server_version),
+    ),
+    get("/_synapse/admin/v2/users", to!(admin::users::list)),
+    get("/_synapse/admin/v2/users/{userId}", to!(admin::users::get)),
+    put("/_synapse/admin/v2/users/{userId}", to!(admin::users::put)),
+    post(
+        "/_synapse/admin/v1/reset_password/{userId}",
+        to!(admin::users::reset_password),
+    ),
+    post(
+        "/_synapse/admin/v1/deactivate/{userId}",
+        to!(admin::users::deactivate),
+    ),
+    get(
+        "/_synapse/admin/v1/whois/{userId}",
+        to!(admin::users::whois),
+    ),
+    get(
+        "/_matrix/client/v3/admin/whois/{userId}",
+        to!(admin::users::whois),
+    ),
+    get(
+        "/_synapse/admin/v1/users/{userId}/joined_rooms",
+        to!(admin::users::joined_rooms),
+    ),
+    get("/_synapse/admin/v1/rooms", to!(admin::rooms::list)),
+    get("/_synapse/admin/v1/rooms/{roomId}", to!(admin::rooms::get)),
+    delete(
+        "/_synapse/admin/v1/rooms/{roomId}",
+        to!(|ctx| admin::rooms::delete(ctx, false).await),
+    ),
+    delete(
+        "/_synapse/admin/v2/rooms/{roomId}",
+        to!(|ctx| admin::rooms::delete(ctx, true).await),
+    ),
+    get(
+        "/_synapse/admin/v2/rooms/{roomId}/delete_status",
+        to!(admin::rooms::delete_status_by_room),
+    ),
+    get(
+        "/_synapse/admin/v2/rooms/delete_status/{deleteId}",
+        to!(admin::rooms::delete_status),
+    ),
+    get(
+        "/_synapse/admin/v1/rooms/{roomId}/members",
+        to!(admin::rooms::members),
+    ),
+    get(
+        "/_synapse/admin/v1/rooms/{roomId}/state",
+        to!(admin::rooms::state),
+    ),
+    get(
+        "/_synapse/admin/v1/registration_tokens",
+        to!(admin::tokens::list),
+    ),
+    post(
+        "/_synapse/admin/v1/registration_tokens/new",
+        to!(admin::tokens::create),
+    ),
+    get(
+        "/_synapse/admin/v1/registration_tokens/{token}",
+        to!(admin::tokens::get),
+    ),
+    put(
+        "/_synapse/admin/v1/registration_tokens/{token}",
+        to!(admin::tokens::update),
+    ),
+    delete(
+        "/_synapse/admin/v1/registration_tokens/{token}",
+        to!(admin::tokens::delete),
     ),
 ];

@@ -53,6 +53,7 @@ pub(crate) async fn put_alias(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let body: Body = ctx.json()?;
     let room_id = ids::room_id(&body.room_id)?;
     let db = ctx.db();
+    crate::appservice::endpoints::check_alias(ctx, &me, alias.as_str(), true).await?;
     if stored::membership(&db, room_id.as_str(), me.user_id.as_str())
         .await?
         .as_deref()
@@ -80,9 +81,15 @@ pub(crate) async fn put_alias(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 
 pub(crate) async fn get_alias(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let alias = ids::alias(ctx.param("roomAlias"))?;
-    let room = stored::alias_room(&ctx.db(), alias.as_str())
-        .await?
-        .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+    let room = match stored::alias_room(&ctx.db(), alias.as_str()).await? {
+        Some(room) => Some(room),
+        // An alias of a service's namespace may be created by the service when asked.
+        None if crate::appservice::queries::ask_for_alias(ctx, alias.as_str()).await? => {
+            stored::alias_room(&ctx.db(), alias.as_str()).await?
+        }
+        None => None,
+    }
+    .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
     Ok(JsonResponse::ok(
         json!({ "room_id": room, "servers": [ctx.config.server_name] }),
     ))
@@ -95,7 +102,16 @@ pub(crate) async fn delete_alias(ctx: &Ctx) -> Result<JsonResponse, MatrixError>
     let (room_id, creator) = stored_dir::alias_owner(&db, alias.as_str())
         .await?
         .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
-    if creator != me.user_id.as_str() && !me.admin && !may_publish(&db, &room_id, &me).await? {
+    crate::appservice::endpoints::check_alias(ctx, &me, alias.as_str(), false).await?;
+    let service_owns = me
+        .appservice
+        .as_ref()
+        .is_some_and(|s| s.is_interested_in_alias(alias.as_str()));
+    if !service_owns
+        && creator != me.user_id.as_str()
+        && !me.admin
+        && !may_publish(&db, &room_id, &me).await?
+    {
         return Err(MatrixError::forbidden("You may not remove this alias"));
     }
     stored_dir::delete_alias(&db, alias.as_str()).await?;

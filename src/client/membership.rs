@@ -45,6 +45,7 @@ pub(crate) async fn create_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> 
     let alias = match &request.room_alias_name {
         Some(name) => {
             let alias = ids::alias(&format!("#{name}:{}", ctx.config.server_name))?;
+            crate::appservice::endpoints::check_alias(ctx, &me, alias.as_str(), false).await?;
             if stored::alias_room(&db, alias.as_str()).await?.is_some() {
                 return Err(MatrixError::new(
                     400,
@@ -61,7 +62,7 @@ pub(crate) async fn create_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> 
         .iter()
         .partition(|u| u.server_name() == ctx.config.server_name);
     for invitee in &local_invitees {
-        if !crate::storage::accounts::user_exists(&db, invitee.as_str()).await? {
+        if !crate::appservice::queries::local_user_exists(ctx, invitee.as_str()).await? {
             return Err(MatrixError::not_found(format!("Unknown user {invitee}")));
         }
     }
@@ -147,9 +148,13 @@ async fn resolve_room(
     let room_id = if id_or_alias.starts_with('#') {
         let alias = ids::alias(id_or_alias)?;
         if alias.server_name() == ctx.config.server_name {
-            let room = stored::alias_room(&ctx.db(), alias.as_str())
-                .await?
-                .ok_or_else(|| MatrixError::not_found("Unknown room alias"))?;
+            let mut room = stored::alias_room(&ctx.db(), alias.as_str()).await?;
+            if room.is_none()
+                && crate::appservice::queries::ask_for_alias(ctx, alias.as_str()).await?
+            {
+                room = stored::alias_room(&ctx.db(), alias.as_str()).await?;
+            }
+            let room = room.ok_or_else(|| MatrixError::not_found("Unknown room alias"))?;
             ids::room_id(&room)?
         } else {
             let (room, via) = remote_alias(ctx, &alias).await?;
@@ -352,6 +357,12 @@ fn body_reason(ctx: &Ctx) -> Result<Option<String>, MatrixError> {
 pub(crate) async fn join(ctx: &Ctx, room_id_or_alias: &str) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let (room_id, servers) = resolve_room(ctx, room_id_or_alias).await?;
+    // Rooms an admin blocked (src/admin/rooms.rs) take nobody from this server.
+    if crate::storage::admin::is_blocked(&ctx.db(), room_id.as_str()).await? {
+        return Err(MatrixError::forbidden(
+            "This room has been blocked on this server",
+        ));
+    }
     enter(ctx, &room_id, servers, &me, "join", body_reason(ctx)?).await
 }
 
@@ -434,7 +445,7 @@ async fn remote_servers_of(
 
 /// Leaves a room, or rejects an invite. When no user of ours is in the room, our copy cannot
 /// build the leave (we may hold nothing but the invite): a server that holds the room does.
-async fn leave_room(
+pub(crate) async fn leave_room(
     ctx: &Ctx,
     room_id: &RoomId,
     me: &Requester,
@@ -518,7 +529,7 @@ pub(crate) async fn act_on_member(
     let db = ctx.db();
     if action == MemberAction::Invite
         && target.server_name() == ctx.config.server_name
-        && !crate::storage::accounts::user_exists(&db, target.as_str()).await?
+        && !crate::appservice::queries::local_user_exists(ctx, target.as_str()).await?
     {
         return Err(MatrixError::not_found(format!("Unknown user {target}")));
     }

@@ -25,7 +25,7 @@ struct RegisterBody {
     inhibit_login: bool,
 }
 
-fn invalid_username(e: crate::accounts::localpart::InvalidUsername) -> MatrixError {
+pub(crate) fn invalid_username(e: crate::accounts::localpart::InvalidUsername) -> MatrixError {
     MatrixError::new(400, ErrorCode::InvalidUsername, e.0)
 }
 
@@ -37,8 +37,18 @@ pub(crate) async fn register(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             "Guest accounts are not supported",
         ));
     }
-    super::rate_limit::check_ip(ctx, "register").await?;
     let raw = ctx.json_value()?;
+    if raw.get("type").and_then(Value::as_str) == Some(crate::appservice::endpoints::LOGIN_TYPE) {
+        return crate::appservice::endpoints::register(ctx, &raw).await;
+    }
+    if ctx.access_token().is_some() {
+        return Err(MatrixError::new(
+            400,
+            ErrorCode::Unknown,
+            "An access token should not be provided on requests to /register (except if type is m.login.application_service)",
+        ));
+    }
+    super::rate_limit::check_ip(ctx, "register").await?;
     let body: RegisterBody =
         serde_json::from_value(raw.clone()).map_err(|e| MatrixError::bad_json(e.to_string()))?;
     let db = ctx.db();
@@ -51,6 +61,7 @@ pub(crate) async fn register(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
                 .map_err(invalid_username)?
         }
     };
+    crate::appservice::endpoints::refuse_exclusive_user(ctx, user_id.as_str()).await?;
     if accounts::user_exists(&db, user_id.as_str()).await? {
         return Err(MatrixError::new(
             400,
@@ -79,7 +90,7 @@ pub(crate) async fn register(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 
 /// Creates the account and, unless login is inhibited, its first session; answers as
 /// `/register` does.
-async fn create_account(
+pub(crate) async fn create_account(
     ctx: &Ctx,
     user_id: &str,
     password_hash: Option<&str>,
@@ -109,6 +120,7 @@ pub(crate) async fn available(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         .query("username")
         .ok_or_else(|| MatrixError::missing_param("username is required"))?;
     let user_id = new_user_id(username, &ctx.config.server_name).map_err(invalid_username)?;
+    crate::appservice::endpoints::refuse_exclusive_user(ctx, user_id.as_str()).await?;
     if accounts::user_exists(&ctx.db(), user_id.as_str()).await? {
         return Err(MatrixError::new(
             400,
@@ -132,7 +144,10 @@ pub(crate) async fn token_validity(ctx: &Ctx) -> Result<JsonResponse, MatrixErro
         .query("token")
         .ok_or_else(|| MatrixError::missing_param("token is required"))?;
     let valid = ctx.config.registration == RegistrationMode::Token
-        && ctx.platform.secret("REGISTRATION_TOKEN").as_deref() == Some(token);
+        && (ctx.platform.secret("REGISTRATION_TOKEN").as_deref() == Some(token)
+            || crate::storage::admin::token(&ctx.db(), token)
+                .await?
+                .is_some_and(|t| t.is_valid(crate::time::now_ms())));
     Ok(JsonResponse::ok(json!({ "valid": valid })))
 }
 

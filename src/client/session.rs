@@ -86,7 +86,10 @@ impl IssuedSession {
 }
 
 pub(crate) fn login_flows() -> JsonResponse {
-    JsonResponse::ok(json!({ "flows": [{ "type": "m.login.password" }] }))
+    JsonResponse::ok(json!({ "flows": [
+        { "type": "m.login.password" },
+        { "type": crate::appservice::endpoints::LOGIN_TYPE },
+    ] }))
 }
 
 #[derive(Deserialize)]
@@ -103,6 +106,13 @@ struct LoginBody {
 
 pub(crate) async fn login(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let body: LoginBody = ctx.json()?;
+    if body.kind == crate::appservice::endpoints::LOGIN_TYPE {
+        let user_id =
+            crate::appservice::endpoints::login_user(ctx, body.identifier.as_ref()).await?;
+        let issued = body.session.issue();
+        accounts::start_session(&ctx.db(), &issued.session(&user_id)).await?;
+        return Ok(JsonResponse::ok(issued.response(ctx, &user_id)));
+    }
     if body.kind != "m.login.password" {
         return Err(MatrixError::new(
             400,
@@ -218,9 +228,10 @@ pub(crate) async fn logout_all(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 
 pub(crate) async fn whoami(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
-    Ok(JsonResponse::ok(json!({
-        "user_id": me.user_id,
-        "device_id": me.device_id,
-        "is_guest": false,
-    })))
+    let mut body = json!({ "user_id": me.user_id, "is_guest": false });
+    // An application service acting without a device has none to report.
+    if !me.device_id.is_empty() {
+        body["device_id"] = json!(me.device_id);
+    }
+    Ok(JsonResponse::ok(body))
 }

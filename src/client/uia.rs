@@ -101,9 +101,20 @@ async fn check_stage(
         Stage::Dummy => None,
         Stage::RegistrationToken => {
             let given = auth.get("token").and_then(Value::as_str);
-            match ctx.platform.secret("REGISTRATION_TOKEN") {
-                Some(expected) if given == Some(expected.as_str()) => None,
-                _ => Some((ErrorCode::Unauthorized, "Invalid registration token")),
+            let secret = ctx.platform.secret("REGISTRATION_TOKEN");
+            let accepted = match given {
+                Some(given) if secret.as_deref() == Some(given) => true,
+                // Tokens made with the admin API count one use each (src/admin/tokens.rs).
+                Some(given) => {
+                    crate::storage::admin::use_token(&ctx.db(), given, crate::time::now_ms())
+                        .await?
+                }
+                None => false,
+            };
+            if accepted {
+                None
+            } else {
+                Some((ErrorCode::Unauthorized, "Invalid registration token"))
             }
         }
         Stage::Password => {

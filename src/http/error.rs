@@ -33,13 +33,18 @@ pub enum ErrorCode {
     UnknownToken,
     Unrecognized,
     UnsupportedRoomVersion,
+    BadStatus,
+    ConnectionFailed,
+    ConnectionTimeout,
+    UrlNotSet,
+    UnknownDevice,
     UserDeactivated,
     UserInUse,
     WrongRoomKeysVersion,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 32] = [
         ErrorCode::BadJson,
         ErrorCode::CannotOverwriteMedia,
         ErrorCode::Exclusive,
@@ -64,6 +69,11 @@ impl ErrorCode {
         ErrorCode::UnknownToken,
         ErrorCode::Unrecognized,
         ErrorCode::UnsupportedRoomVersion,
+        ErrorCode::BadStatus,
+        ErrorCode::ConnectionFailed,
+        ErrorCode::ConnectionTimeout,
+        ErrorCode::UrlNotSet,
+        ErrorCode::UnknownDevice,
         ErrorCode::UserDeactivated,
         ErrorCode::UserInUse,
         ErrorCode::WrongRoomKeysVersion,
@@ -103,6 +113,11 @@ impl ErrorCode {
             ErrorCode::UnknownToken => "M_UNKNOWN_TOKEN",
             ErrorCode::Unrecognized => "M_UNRECOGNIZED",
             ErrorCode::UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
+            ErrorCode::BadStatus => "M_BAD_STATUS",
+            ErrorCode::ConnectionFailed => "M_CONNECTION_FAILED",
+            ErrorCode::ConnectionTimeout => "M_CONNECTION_TIMEOUT",
+            ErrorCode::UrlNotSet => "M_URL_NOT_SET",
+            ErrorCode::UnknownDevice => "M_UNKNOWN_DEVICE",
             ErrorCode::UserDeactivated => "M_USER_DEACTIVATED",
             ErrorCode::UserInUse => "M_USER_IN_USE",
             ErrorCode::WrongRoomKeysVersion => "M_WRONG_ROOM_KEYS_VERSION",

@@ -68,6 +68,13 @@ pub trait FederationQueue {
     fn wake<'a>(&'a self, server: &'a ServerName) -> Fut<'a, ()>;
 }
 
+/// The application services' transaction queues (src/runtime/appservice.rs): writers poke
+/// them through `Wakeups::notify`; this asks one to retry a backed-off transaction at once.
+pub trait AppServiceQueues {
+    /// The service answered (a ping): its queue should not wait out its backoff.
+    fn retry_now<'a>(&'a self, id: &'a str) -> Fut<'a, ()>;
+}
+
 /// Key derivation and MACs: WebCrypto in the Worker (much faster than wasm), a Rust
 /// implementation in native tests.
 pub trait Crypto {
@@ -104,6 +111,7 @@ pub struct Platform {
     pub rooms: Rc<dyn RoomObjects>,
     pub wakeups: Rc<dyn Wakeups>,
     pub queue: Rc<dyn FederationQueue>,
+    pub appservices: Rc<dyn AppServiceQueues>,
     pub http: Rc<dyn Http>,
     pub crypto: Rc<dyn Crypto>,
     /// Media bytes (R2 in the Worker).

@@ -3,6 +3,7 @@
 //! Durable Objects, `fetch`, sockets and WebCrypto. It converts requests and answers and calls
 //! `api::respond`; everything it binds compiles and is tested natively (docs/design.md).
 
+mod appservice;
 mod crypto;
 mod d1;
 mod destination;

@@ -29,6 +29,7 @@ pub(crate) fn platform(env: &Env) -> Platform {
         rooms: bindings.clone(),
         wakeups: bindings.clone(),
         queue: bindings.clone(),
+        appservices: bindings.clone(),
         http: bindings.clone(),
         crypto: bindings,
         blobs: Rc::new(super::media::R2(env.clone())),
@@ -103,7 +104,14 @@ impl Wakeups for Bindings {
                 return;
             }
             let body = serde_json::to_string(&NotifyRequest { users }).unwrap_or_default();
-            if let Err(e) = self.to_notifier("/notify", body).await {
+            // Whatever wakes users may concern an application service too: poke their queues
+            // (src/runtime/appservice.rs) alongside, never waiting on the services themselves.
+            let platform = platform(&self.0);
+            let (notified, ()) = futures::join!(
+                self.to_notifier("/notify", body),
+                super::appservice::poke_all(&self.0, &platform)
+            );
+            if let Err(e) = notified {
                 crate::log_error!("notify failed: {e}");
             }
         })
@@ -125,6 +133,16 @@ impl Wakeups for Bindings {
             if let Err(e) = self.to_notifier("/wait", body).await {
                 // Evicted or unreachable: the client retries its sync, which it does anyway.
                 crate::log_error!("sync wait failed: {e}");
+            }
+        })
+    }
+}
+
+impl crate::platform::AppServiceQueues for Bindings {
+    fn retry_now<'a>(&'a self, id: &'a str) -> Fut<'a, ()> {
+        Box::pin(async move {
+            if let Err(e) = super::appservice::poke(&self.0, id, true).await {
+                crate::log_warn!("could not wake the queue of {id}: {e}");
             }
         })
     }

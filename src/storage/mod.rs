@@ -3,6 +3,8 @@
 //! the Worker, SQLite with `migrations/` applied in `cargo test` (`storage/tests/`).
 
 pub mod accounts;
+pub mod admin;
+pub mod appservices;
 pub mod backfill;
 pub mod destinations;
 pub mod directory;

@@ -82,6 +82,7 @@ impl TestServer {
             rooms: fakes.clone(),
             wakeups: fakes.clone(),
             queue: fakes.clone(),
+            appservices: fakes.clone(),
             http: fakes.clone(),
             crypto: fakes.clone(),
             blobs: fakes.clone(),
@@ -288,6 +289,12 @@ impl FederationQueue for Fakes {
     }
 
     fn wake<'a>(&'a self, _: &'a ServerName) -> Fut<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
+impl crate::platform::AppServiceQueues for Fakes {
+    fn retry_now<'a>(&'a self, _: &'a str) -> Fut<'a, ()> {
         Box::pin(async {})
     }
 }
