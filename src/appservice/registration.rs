@@ -5,7 +5,7 @@
 //! Namespace regexes are matched as Synapse matches them: anchored at the start of the id, not
 //! at its end (`@irc_.*` and `@irc_` both match `@irc_bob:example.org`).
 
-use regex::Regex;
+use regex_lite::Regex;
 use serde::Deserialize;
 use serde_json::Value;
 
