@@ -4,6 +4,7 @@
 //! admins may call it (`403 M_FORBIDDEN` for everyone else, with nothing changed); admins are
 //! made by shared-secret registration with `admin: true` or by `PUT /v2/users/{userId}`.
 
+pub mod media;
 pub mod rooms;
 #[cfg(test)]
 mod tests;
