@@ -1,7 +1,8 @@
 """The Synapse-compatible admin API, driven by `synadm` (PyPI), the admin CLI of Synapse
 operators: users (create, modify, list, details, password, whois, deactivate), rooms (list,
-details, members, state, delete and its status) and registration tokens. The admin is made by
-shared-secret registration with `admin: true`; a plain user is refused with 403 `M_FORBIDDEN`.
+details, members, state, delete and its status), registration tokens and media (a user's uploads,
+quarantine, delete). The admin is made by shared-secret registration with `admin: true`; a plain
+user is refused with 403 `M_FORBIDDEN`.
 """
 
 from __future__ import annotations
