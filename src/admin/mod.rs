@@ -1,9 +1,10 @@
 //! The Synapse-compatible admin API under `/_synapse/admin`: the subset that `synadm` and the
-//! synapse-admin web panel call (server version, users, rooms, registration tokens). Answers
-//! follow Synapse's field names and status codes, as those tools parse them. Only server
+//! synapse-admin web panel call (server version, users, rooms, registration tokens, media).
+//! Answers follow Synapse's field names and status codes, as those tools parse them. Only server
 //! admins may call it (`403 M_FORBIDDEN` for everyone else, with nothing changed); admins are
 //! made by shared-secret registration with `admin: true` or by `PUT /v2/users/{userId}`.
 
+pub mod media;
 pub mod rooms;
 #[cfg(test)]
 mod tests;

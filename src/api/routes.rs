@@ -708,4 +708,32 @@ pub(crate) const ROUTES: &[Route<Handler>] = &[
         "/_synapse/admin/v1/registration_tokens/{token}",
         to!(admin::tokens::delete),
     ),
+    get(
+        "/_synapse/admin/v1/users/{userId}/media",
+        to!(admin::media::list_of_user),
+    ),
+    get(
+        "/_synapse/admin/v1/media/{serverName}/{mediaId}",
+        to!(admin::media::info),
+    ),
+    delete(
+        "/_synapse/admin/v1/media/{serverName}/{mediaId}",
+        to!(admin::media::delete),
+    ),
+    post(
+        "/_synapse/admin/v1/media/quarantine/{serverName}/{mediaId}",
+        to!(|ctx| admin::media::quarantine(ctx, true).await),
+    ),
+    post(
+        "/_synapse/admin/v1/media/unquarantine/{serverName}/{mediaId}",
+        to!(|ctx| admin::media::quarantine(ctx, false).await),
+    ),
+    post(
+        "/_synapse/admin/v1/media/protect/{mediaId}",
+        to!(|ctx| admin::media::protect(ctx, true).await),
+    ),
+    post(
+        "/_synapse/admin/v1/media/unprotect/{mediaId}",
+        to!(|ctx| admin::media::protect(ctx, false).await),
+    ),
 ];

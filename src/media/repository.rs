@@ -97,6 +97,7 @@ pub async fn store_new(
         size: Some(length as i64),
         created_ts: now_ms() as i64,
         unused_expires_ts: None,
+        quarantined_by: None,
     };
     stored::insert_stored(db, &media).await?;
     Ok(media)
@@ -196,6 +197,10 @@ pub async fn find_complete(
         let Some(media) = stored::get(db, origin, media_id).await? else {
             return Ok(None);
         };
+        if media.quarantined_by.is_some() {
+            // An error rather than `None`, so remote media is not fetched again around it.
+            return Err(not_found());
+        }
         let pending = media.size.is_none_or(|size| size == UPLOADING);
         if !pending {
             return Ok(Some(media));
@@ -456,6 +461,28 @@ pub async fn on_deactivation(
     }
     platform.blobs.delete(keys).await.map_err(storage)?;
     stored::delete_of_user(db, user_id, last).await
+}
+
+/// Deletes one piece of media for good: its bytes and its thumbnails' from the store first, then
+/// the rows (so a failure part way leaves the rows, and the admin's retry finds them again).
+pub async fn delete(
+    db: &Db,
+    platform: &Platform,
+    origin: &str,
+    media_id: &str,
+) -> Result<(), MatrixError> {
+    let mut keys = vec![blob_key(origin, media_id)];
+    for thumb in stored::thumbnails_of(db, origin, media_id).await? {
+        keys.push(thumbnail_key(
+            origin,
+            media_id,
+            thumb.width as u32,
+            thumb.height as u32,
+            &thumb.method,
+        ));
+    }
+    platform.blobs.delete(keys).await.map_err(storage)?;
+    stored::delete(db, origin, media_id).await
 }
 
 /// The `width`/`height`/`method` of a thumbnail request.

@@ -19,6 +19,9 @@ pub struct Media {
     pub size: Option<i64>,
     pub created_ts: i64,
     pub unused_expires_ts: Option<i64>,
+    /// The admin who quarantined it (migration 0016): then it is served to no one.
+    #[serde(default)]
+    pub quarantined_by: Option<String>,
 }
 
 const COLUMNS: &str =
@@ -26,7 +29,7 @@ const COLUMNS: &str =
 
 pub async fn get(db: &Db, origin: &str, media_id: &str) -> Result<Option<Media>, MatrixError> {
     db.row(
-        &format!("SELECT {COLUMNS} FROM media WHERE origin = ?1 AND media_id = ?2"),
+        &format!("SELECT {COLUMNS}, quarantined_by FROM media WHERE origin = ?1 AND media_id = ?2"),
         args![origin, media_id],
     )
     .await
@@ -290,4 +293,117 @@ pub async fn store_preview(db: &Db, url: &str, og: &Value, now: i64) -> Result<(
     )
     .await
     .map(|_| ())
+}
+
+/// A piece of media as the admin API lists it: the row and whether it is safe from quarantine.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Listed {
+    #[serde(flatten)]
+    pub media: Media,
+    pub safe_from_quarantine: i64,
+}
+
+const LISTED: &str = "origin, media_id, user_id, content_type, filename, size, created_ts,
+    unused_expires_ts, quarantined_by, safe_from_quarantine";
+
+/// One piece of media with its admin fields.
+pub async fn listed(db: &Db, origin: &str, media_id: &str) -> Result<Option<Listed>, MatrixError> {
+    db.row(
+        &format!("SELECT {LISTED} FROM media WHERE origin = ?1 AND media_id = ?2"),
+        args![origin, media_id],
+    )
+    .await
+}
+
+/// A page of a user's uploads sorted by `order_column` (a column name chosen by the caller
+/// from a fixed list, never from input), ties by media id, and how many there are in all.
+pub async fn page_of_user(
+    db: &Db,
+    user_id: &str,
+    order_column: &'static str,
+    descending: bool,
+    from: u64,
+    limit: u64,
+) -> Result<(Vec<Listed>, u64), MatrixError> {
+    let dir = if descending { "DESC" } else { "ASC" };
+    let rows = db
+        .rows(
+            &format!(
+                "SELECT {LISTED} FROM media WHERE user_id = ?1
+                 ORDER BY {order_column} {dir}, media_id {dir} LIMIT ?2 OFFSET ?3"
+            ),
+            args![user_id, limit, from],
+        )
+        .await?;
+    let total: Option<Count> = db
+        .row(
+            "SELECT COUNT(*) AS n FROM media WHERE user_id = ?1",
+            args![user_id],
+        )
+        .await?;
+    Ok((rows, total.and_then(|t| t.n).unwrap_or(0).max(0) as u64))
+}
+
+/// The thumbnails made of one piece of media.
+pub async fn thumbnails_of(
+    db: &Db,
+    origin: &str,
+    media_id: &str,
+) -> Result<Vec<Thumbnail>, MatrixError> {
+    db.rows(
+        "SELECT width, height, method, content_type, size FROM media_thumbnails
+         WHERE origin = ?1 AND media_id = ?2",
+        args![origin, media_id],
+    )
+    .await
+}
+
+/// Removes one piece of media and its thumbnails' rows, together.
+pub async fn delete(db: &Db, origin: &str, media_id: &str) -> Result<(), MatrixError> {
+    db.batch(vec![
+        db.stmt(
+            "DELETE FROM media_thumbnails WHERE origin = ?1 AND media_id = ?2",
+            args![origin, media_id],
+        ),
+        db.stmt(
+            "DELETE FROM media WHERE origin = ?1 AND media_id = ?2",
+            args![origin, media_id],
+        ),
+    ])
+    .await
+    .map(|_| ())
+}
+
+/// Quarantines (`Some(admin)`) or releases (`None`) a piece of media; media marked safe from
+/// quarantine is left as it is. False when no row changed.
+pub async fn set_quarantine(
+    db: &Db,
+    origin: &str,
+    media_id: &str,
+    by: Option<&str>,
+) -> Result<bool, MatrixError> {
+    let changed = db
+        .run(
+            "UPDATE media SET quarantined_by = ?3 WHERE origin = ?1 AND media_id = ?2
+               AND (?3 IS NULL OR safe_from_quarantine = 0)",
+            args![origin, media_id, by],
+        )
+        .await?;
+    Ok(changed == 1)
+}
+
+/// Marks a piece of media safe from quarantine (or not).
+pub async fn set_safe_from_quarantine(
+    db: &Db,
+    origin: &str,
+    media_id: &str,
+    safe: bool,
+) -> Result<bool, MatrixError> {
+    let changed = db
+        .run(
+            "UPDATE media SET safe_from_quarantine = ?3 WHERE origin = ?1 AND media_id = ?2",
+            args![origin, media_id, safe as i64],
+        )
+        .await?;
+    Ok(changed == 1)
 }

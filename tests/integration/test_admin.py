@@ -1,7 +1,8 @@
 """The Synapse-compatible admin API, driven by `synadm` (PyPI), the admin CLI of Synapse
 operators: users (create, modify, list, details, password, whois, deactivate), rooms (list,
-details, members, state, delete and its status) and registration tokens. The admin is made by
-shared-secret registration with `admin: true`; a plain user is refused with 403 `M_FORBIDDEN`.
+details, members, state, delete and its status), registration tokens and media (a user's uploads,
+quarantine, delete). The admin is made by shared-secret registration with `admin: true`; a plain
+user is refused with 403 `M_FORBIDDEN`.
 """
 
 from __future__ import annotations
@@ -150,6 +151,57 @@ def test_registration_tokens(admin):
     synadm("regtok", "delete", "garden-party")
     missing = call(hs, "GET", "/_synapse/admin/v1/registration_tokens/garden-party", me["access_token"])
     assert missing.status_code == 404 and missing.json()["errcode"] == "M_NOT_FOUND"
+
+
+def test_media_is_listed_quarantined_and_deleted(admin):
+    hs, me, synadm = admin
+    erin = shared_secret_register(hs, "erin", admin=False)
+    token = erin["access_token"]
+
+    def upload(data: bytes, name: str) -> str:
+        answer = call(hs, "POST", f"/_matrix/media/v3/upload?filename={name}", token,
+                      data=data, headers={"Content-Type": "text/plain"})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["content_uri"].rsplit("/", 1)[1]
+
+    def download(media_id: str) -> int:
+        return call(hs, "GET", f"/_matrix/client/v1/media/download/{hs.server_name}/{media_id}",
+                    token).status_code
+
+    small, big = upload(b"small", "small.txt"), upload(b"a bigger file", "big.txt")
+    listed = synadm("media", "list", "--user-id", erin["user_id"], "--sort", "media_length",
+                    "--reverse", "--timestamp")
+    assert listed["total"] == 2 and "next_token" not in listed
+    assert [m["media_id"] for m in listed["media"]] == [big, small]
+    assert listed["media"][0]["media_length"] == 13
+    assert listed["media"][0]["upload_name"] == "big.txt"
+    assert listed["media"][0]["quarantined_by"] is None
+    paged = synadm("media", "list", "--user-id", erin["user_id"], "--limit", "1",
+                   "--sort", "media_length")
+    assert [m["media_id"] for m in paged["media"]] == [small] and paged["next_token"] == 1
+
+    # A plain user can neither list nor quarantine.
+    refused = call(hs, "POST", f"/_synapse/admin/v1/media/quarantine/{hs.server_name}/{small}",
+                   token, json={})
+    assert refused.status_code == 403 and refused.json()["errcode"] == "M_FORBIDDEN"
+    assert download(small) == 200
+
+    synadm("media", "quarantine", "--media-id", small)
+    gone = call(hs, "GET", f"/_matrix/client/v1/media/download/{hs.server_name}/{small}", token)
+    assert gone.status_code == 404 and gone.json()["errcode"] == "M_NOT_FOUND"
+    info = call(hs, "GET", f"/_synapse/admin/v1/media/{hs.server_name}/{small}",
+                me["access_token"]).json()["media_info"]
+    assert info["quarantined_by"] == me["user_id"]
+    synadm("media", "unquarantine", "--media-id", small)
+    assert download(small) == 200
+
+    deleted = synadm("media", "delete", "--media-id", big)
+    assert deleted == {"deleted_media": [big], "total": 1}
+    assert download(big) == 404
+    assert synadm("media", "list", "--user-id", erin["user_id"])["total"] == 1
+    remote = call(hs, "DELETE", "/_synapse/admin/v1/media/elsewhere.example/abc",
+                  me["access_token"])
+    assert remote.status_code == 400
 
 
 def test_everyone_else_is_refused(admin):
