@@ -29,9 +29,9 @@ import requests  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from client import Client  # noqa: E402
+import report  # noqa: E402
 from servers import Ours, Synapse, cpu_seconds, remove_workdir  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 MARK = "<!-- media rows (bench/media.py) -->"
 
 
@@ -169,23 +169,6 @@ def section(results: dict) -> list[str]:
     return out
 
 
-def write_into_report(lines: list[str]) -> None:
-    """Replaces the media section of docs/benchmarks.md (or appends it)."""
-    doc_path = ROOT / "docs" / "benchmarks.md"
-    doc = doc_path.read_text() if doc_path.exists() else ""
-    text = "\n".join(lines)
-    if MARK in doc:
-        head, _, rest = doc.partition(MARK)
-        # The section runs to the next section: its heading or another bench module's marker.
-        body = rest.split("\n## ", 1)[1] if "\n## " in rest else ""
-        ends = [i for i in (body.find("\n## "), body.find("\n<!-- ")) if i >= 0]
-        rest = body[min(ends):] if ends else ""
-        doc = head + text + rest
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    doc_path.write_text(doc)
-
-
 def main() -> int:
     quick = "--quick" in sys.argv
     workdir = Path(tempfile.mkdtemp(prefix="matrix-edge-media-bench-"))
@@ -198,7 +181,7 @@ def main() -> int:
     if quick:
         print(json.dumps(results, indent=1))
     else:
-        write_into_report(lines)
+        report.write_section(MARK, lines)
     return 0
 
 

@@ -414,3 +414,20 @@ def cpu_section(meter: dict, rows: dict, hot_measured: bool) -> list[str]:
             " built by `wasm-bindgen --target nodejs` into a second wasm that a Node script times in a loop;"
             " the deployed Worker would not contain it.", ""]
     return out
+
+
+def write_section(mark: str, lines: list[str]) -> None:
+    """Puts a bench module's section (its first line is `mark`) into docs/benchmarks.md: in place
+    of the section that starts with `mark`, else at the end. A section runs to the next heading
+    of its level or the next module's marker."""
+    doc_path = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+    doc = doc_path.read_text() if doc_path.exists() else ""
+    text = "\n".join(lines)
+    if mark in doc:
+        head, _, rest = doc.partition(mark)
+        body = rest.split("\n## ", 1)[1] if "\n## " in rest else ""
+        ends = [i for i in (body.find("\n## "), body.find("\n<!-- ")) if i >= 0]
+        doc = head + text + (body[min(ends):] if ends else "")
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
+    doc_path.write_text(doc)

@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import requests  # noqa: E402
 
 from client import Client  # noqa: E402
+import report  # noqa: E402
 from servers import Ours, Synapse, cpu_seconds, remove_workdir  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 MARK = "<!-- sliding sync rows (bench/sliding.py) -->"
 SLIDING = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
 
@@ -231,22 +231,6 @@ def growth(results: dict) -> str:
             f" and {per_room[1]:.0f} on an incremental one")
 
 
-def write_into_report(lines: list[str]) -> None:
-    """Replaces the sliding sync section of docs/benchmarks.md (or appends it)."""
-    doc_path = ROOT / "docs" / "benchmarks.md"
-    doc = doc_path.read_text() if doc_path.exists() else ""
-    text = "\n".join(lines)
-    if MARK in doc:
-        head, _, rest = doc.partition(MARK)
-        # The section runs to the next top-level "## " heading after its own.
-        tail = rest.split("\n## ", 2)
-        rest = ("\n## " + tail[2]) if len(tail) > 2 else ""
-        doc = head + text + rest
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    doc_path.write_text(doc)
-
-
 def main() -> int:
     quick = "--quick" in sys.argv
     workdir = Path(tempfile.mkdtemp(prefix="matrix-edge-sliding-bench-"))
@@ -258,7 +242,7 @@ def main() -> int:
     print("\n".join(lines))
     print(json.dumps(results, indent=1), file=sys.stderr)
     if not quick:
-        write_into_report(lines)
+        report.write_section(MARK, lines)
     return 0
 
 
