@@ -96,6 +96,8 @@ def measure(workdir: Path, quick: bool = False, log=print) -> dict:
     # A folder of its own: under run.py the earlier passes' state is in workdir.
     workdir = workdir / "media"
     workdir.mkdir(parents=True, exist_ok=True)
+    # The payloads are made once (a 12 MP noise picture and 50 MB of random bytes take a while).
+    ops = operations(quick)
     for server in (Ours(workdir, entry="bench/meter.mjs"), Synapse(workdir)):
         log(f"media: {server.name}")
         server.start()
@@ -107,7 +109,7 @@ def measure(workdir: Path, quick: bool = False, log=print) -> dict:
             # One picture made once, for "again".
             state["again"] = upload(base, token, photo(1600, 1200, "JPEG"), "image/jpeg")
             get(base, token, "/_matrix/client/v1/media/thumbnail/" + state["again"] + "?width=320&height=240&method=scale")
-            for label, n, op in operations(quick):
+            for label, n, op in ops:
                 times, cpu_ms = [], 0.0
                 meter()
                 for _ in range(n):

@@ -9,6 +9,8 @@
 
 pub mod auth;
 pub mod endpoints;
+// Driven by the `AppServiceQueue` Durable Object (runtime/, wasm32 only).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub mod push;
 pub mod queries;
 pub mod registration;

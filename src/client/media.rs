@@ -35,16 +35,11 @@ fn content_uri(ctx: &Ctx, media_id: &str) -> String {
     format!("mxc://{}/{media_id}", ctx.config.server_name)
 }
 
-/// The declared length of the body: `Content-Length` when the runtime left the body unread.
-fn upload_body(ctx: &Ctx) -> (Body, u64) {
-    ctx.raw_body()
-}
-
 /// `POST /_matrix/media/v3/upload`
 pub(crate) async fn upload(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let db = ctx.db();
-    let (body, length) = upload_body(ctx);
+    let (body, length) = ctx.raw_body();
     repository::check_upload(&db, &ctx.platform, me.user_id.as_str(), length).await?;
     let media_id = new_media_id();
     repository::store_new(
@@ -102,7 +97,7 @@ pub(crate) async fn upload_to(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     if ctx.param("serverName") != ctx.config.server_name.as_str() || !valid_media_id(media_id) {
         return Err(repository::not_found());
     }
-    let (body, length) = upload_body(ctx);
+    let (body, length) = ctx.raw_body();
     repository::fill_pending(
         &ctx.db(),
         &ctx.platform,
@@ -180,22 +175,24 @@ pub(crate) async fn thumbnail(ctx: &Ctx) -> Result<MediaResponse, MatrixError> {
     let (origin, media_id) = media_params(ctx)?;
     if origin != ctx.config.server_name {
         let db = ctx.db();
-        if stored::get(&db, origin.as_str(), &media_id)
-            .await?
-            .is_none()
-        {
+        let cached = repository::find_complete(&db, &ctx.platform, origin.as_str(), &media_id, 0);
+        return match cached.await? {
+            Some(media) => thumbnail_of(ctx, &media, size, method).await,
             // Never seen: the origin's own thumbnail, without fetching a possibly big original.
-            return remote_thumbnail(
-                &db,
-                &ctx.platform,
-                &origin,
-                &media_id,
-                size,
-                method,
-                timeout_ms(ctx)?,
-            )
-            .await;
-        }
+            None => {
+                let timeout = timeout_ms(ctx)?;
+                remote_thumbnail(
+                    &db,
+                    &ctx.platform,
+                    &origin,
+                    &media_id,
+                    size,
+                    method,
+                    timeout,
+                )
+                .await
+            }
+        };
     }
     let media = locate(ctx, true).await?;
     thumbnail_of(ctx, &media, size, method).await

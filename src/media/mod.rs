@@ -50,9 +50,11 @@ pub fn thumbnail_key(
 /// Whether a request carries an upload's body, which the runtime hands on unread
 /// (`POST /_matrix/media/v3/upload`, `PUT /_matrix/media/v3/upload/{serverName}/{mediaId}`).
 pub fn is_upload(method: &str, path: &str) -> bool {
+    // Called for every request: no allocation.
     let upload = ["/_matrix/media/v3/upload", "/_matrix/media/r0/upload"]
         .iter()
-        .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")));
+        .filter_map(|prefix| path.strip_prefix(prefix))
+        .any(|rest| rest.is_empty() || rest.starts_with('/'));
     upload && (method.eq_ignore_ascii_case("POST") || method.eq_ignore_ascii_case("PUT"))
 }
 

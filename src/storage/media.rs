@@ -160,7 +160,7 @@ pub async fn bytes_of_user(db: &Db, user_id: &str) -> Result<i64, MatrixError> {
     Ok(row.and_then(|r| r.n).unwrap_or(0))
 }
 
-/// A user's media, for erasure: `(media_id, thumbnail keys' dimensions)` come with the rows.
+/// A user's uploads, oldest first, for erasure.
 pub async fn of_user(db: &Db, user_id: &str, limit: u64) -> Result<Vec<Media>, MatrixError> {
     db.rows(
         &format!("SELECT {COLUMNS} FROM media WHERE user_id = ?1 ORDER BY created_ts LIMIT ?2"),

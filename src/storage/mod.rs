@@ -4,6 +4,8 @@
 
 pub mod accounts;
 pub mod admin;
+// Most of it is read by the `AppServiceQueue` Durable Object (runtime/, wasm32 only).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub mod appservices;
 pub mod backfill;
 pub mod destinations;
