@@ -127,6 +127,17 @@ async fn check_stage(
                 .get("password")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
+            // Proving to be someone else is not a retry of this user's stage: the request itself
+            // is refused (as sytest and every server expect of device deletion).
+            if let (Some(claimed), Some(user_id)) = (&claimed, user_id) {
+                if claimed.as_str() != user_id {
+                    return Err(MatrixError::new(
+                        403,
+                        ErrorCode::Forbidden,
+                        "The authentication is for another user than the request's",
+                    ));
+                }
+            }
             let ok = match (claimed, user_id) {
                 (Some(claimed), Some(user_id)) if claimed.as_str() == user_id => {
                     verify_password(
