@@ -10,6 +10,12 @@ pub enum Stage {
     Dummy,
     RegistrationToken,
     Password,
+    /// The person approves on the account page (src/oauth/account.rs) and the client retries:
+    /// how a client signed in with OAuth, which never sees the password, authorises a
+    /// cross-signing reset (spec v1.15; the MSC4312 unstable name below is what older clients
+    /// look for).
+    OAuth,
+    UnstableCrossSigningReset,
 }
 
 impl Stage {
@@ -18,13 +24,21 @@ impl Stage {
             Stage::Dummy => "m.login.dummy",
             Stage::RegistrationToken => "m.login.registration_token",
             Stage::Password => "m.login.password",
+            Stage::OAuth => "m.oauth",
+            Stage::UnstableCrossSigningReset => "org.matrix.cross_signing_reset",
         }
     }
 
     pub fn parse(kind: &str) -> Option<Self> {
-        [Stage::Dummy, Stage::RegistrationToken, Stage::Password]
-            .into_iter()
-            .find(|stage| stage.as_str() == kind)
+        [
+            Stage::Dummy,
+            Stage::RegistrationToken,
+            Stage::Password,
+            Stage::OAuth,
+            Stage::UnstableCrossSigningReset,
+        ]
+        .into_iter()
+        .find(|stage| stage.as_str() == kind)
     }
 }
 
@@ -57,6 +71,11 @@ pub fn flows(purpose: Purpose, registration: RegistrationMode) -> Vec<Vec<Stage>
         (Purpose::Register, RegistrationMode::Open) => vec![vec![Stage::Dummy]],
         (Purpose::Register, RegistrationMode::Token) => vec![vec![Stage::RegistrationToken]],
         (Purpose::Register, RegistrationMode::Closed) => vec![],
+        (Purpose::CrossSigning, _) => vec![
+            vec![Stage::Password],
+            vec![Stage::OAuth],
+            vec![Stage::UnstableCrossSigningReset],
+        ],
         _ => vec![vec![Stage::Password]],
     }
 }
@@ -67,9 +86,11 @@ pub fn is_complete(flows: &[Vec<Stage>], completed: &[Stage]) -> bool {
         .any(|flow| flow.iter().all(|stage| completed.contains(stage)))
 }
 
-/// The 401 answer: the flows, what this session has completed, and why the last stage failed.
+/// The 401 answer: the flows, their stages' parameters, what this session has completed, and
+/// why the last stage failed.
 pub fn challenge(
     flows: &[Vec<Stage>],
+    params: Value,
     session: &str,
     completed: &[Stage],
     failure: Option<(&str, &str)>,
@@ -79,7 +100,7 @@ pub fn challenge(
             .iter()
             .map(|flow| json!({ "stages": flow.iter().map(|s| s.as_str()).collect::<Vec<_>>() }))
             .collect::<Vec<_>>(),
-        "params": {},
+        "params": params,
         "session": session,
     });
     if !completed.is_empty() {
@@ -111,12 +132,21 @@ mod tests {
             &flows(Purpose::Deactivate, RegistrationMode::Open),
             &[Stage::Password]
         ));
+        // A cross-signing reset: the password, or an approval on the account page.
+        let reset = flows(Purpose::CrossSigning, RegistrationMode::Closed);
+        assert!(is_complete(&reset, &[Stage::OAuth]));
+        assert!(is_complete(&reset, &[Stage::Password]));
+        assert!(!is_complete(
+            &flows(Purpose::Deactivate, RegistrationMode::Open),
+            &[Stage::OAuth]
+        ));
     }
 
     #[test]
     fn challenge_lists_flows_session_and_progress() {
         let body = challenge(
             &[vec![Stage::RegistrationToken]],
+            json!({}),
             "abc",
             &[],
             Some(("M_FORBIDDEN", "bad token")),
