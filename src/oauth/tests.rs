@@ -290,6 +290,28 @@ fn metadata_is_served_at_both_paths() {
     });
 }
 
+/// ruma's type for the metadata is what matrix-rust-sdk (Element X) reads it with: it refuses a
+/// document without the grants, modes and PKCE method the spec requires, and URLs not on https.
+#[test]
+fn metadata_passes_ruma_validation_as_matrix_rust_sdk_reads_it() {
+    use ruma::api::client::discovery::get_authorization_server_metadata::v1::AuthorizationServerMetadata;
+    block_on(async {
+        let server = TestServer::new();
+        server.set_var("PUBLIC_BASEURL", "https://matrix.test.local");
+        let (_, body) = server
+            .request("GET", "/_matrix/client/v1/auth_metadata", None, None)
+            .await;
+        let parsed: AuthorizationServerMetadata =
+            serde_json::from_value(body).expect("ruma accepts the metadata");
+        parsed.validate_urls().expect("every URL is https");
+        assert_eq!(
+            parsed.device_authorization_endpoint.unwrap().as_str(),
+            "https://matrix.test.local/oauth2/device_authorization"
+        );
+        assert!(parsed.account_management_actions_supported.len() >= 4);
+    });
+}
+
 #[test]
 fn code_flow_issues_tokens_that_work_refresh_and_revoke() {
     block_on(async {
