@@ -25,6 +25,14 @@ pub(crate) async fn authenticate(
         ));
     }
     let db = ctx.db();
+    // A cross-signing reset approved on the account page passes while the approval lasts, with
+    // or without an `auth` object: clients signed in with OAuth (matrix-rust-sdk) retry the
+    // upload without one until it succeeds.
+    if let (Purpose::CrossSigning, Some(user_id)) = (purpose, user_id) {
+        if crate::storage::oauth::cross_signing_reset_allowed(&db, user_id).await? {
+            return Ok(None);
+        }
+    }
     let params = stage_params(ctx, &flows);
     let Some(auth) = body.get("auth").filter(|a| a.is_object()) else {
         let session = new_opaque_id();
