@@ -66,16 +66,23 @@ impl Purpose {
 }
 
 /// The flows a purpose offers; any one of them, completed, authorises the request.
-pub fn flows(purpose: Purpose, registration: RegistrationMode) -> Vec<Vec<Stage>> {
+/// `oauth_device`: the request comes from a device signed in through OAuth (src/oauth/), whose
+/// client may never have seen the password; a cross-signing reset then also offers approval on
+/// the account page.
+pub fn flows(
+    purpose: Purpose,
+    registration: RegistrationMode,
+    oauth_device: bool,
+) -> Vec<Vec<Stage>> {
     match (purpose, registration) {
+        (Purpose::CrossSigning, _) if oauth_device => vec![
+            vec![Stage::OAuth],
+            vec![Stage::UnstableCrossSigningReset],
+            vec![Stage::Password],
+        ],
         (Purpose::Register, RegistrationMode::Open) => vec![vec![Stage::Dummy]],
         (Purpose::Register, RegistrationMode::Token) => vec![vec![Stage::RegistrationToken]],
         (Purpose::Register, RegistrationMode::Closed) => vec![],
-        (Purpose::CrossSigning, _) => vec![
-            vec![Stage::Password],
-            vec![Stage::OAuth],
-            vec![Stage::UnstableCrossSigningReset],
-        ],
         _ => vec![vec![Stage::Password]],
     }
 }
@@ -119,25 +126,27 @@ mod tests {
 
     #[test]
     fn registration_flows_follow_the_mode() {
-        let open = flows(Purpose::Register, RegistrationMode::Open);
+        let open = flows(Purpose::Register, RegistrationMode::Open, false);
         assert!(is_complete(&open, &[Stage::Dummy]));
-        let token = flows(Purpose::Register, RegistrationMode::Token);
+        let token = flows(Purpose::Register, RegistrationMode::Token, false);
         assert!(!is_complete(&token, &[Stage::Dummy]));
         assert!(is_complete(&token, &[Stage::RegistrationToken]));
         assert!(!is_complete(
-            &flows(Purpose::Register, RegistrationMode::Closed),
+            &flows(Purpose::Register, RegistrationMode::Closed, false),
             &[Stage::Dummy]
         ));
         assert!(is_complete(
-            &flows(Purpose::Deactivate, RegistrationMode::Open),
+            &flows(Purpose::Deactivate, RegistrationMode::Open, false),
             &[Stage::Password]
         ));
         // A cross-signing reset: the password, or an approval on the account page.
-        let reset = flows(Purpose::CrossSigning, RegistrationMode::Closed);
+        let reset = flows(Purpose::CrossSigning, RegistrationMode::Closed, true);
         assert!(is_complete(&reset, &[Stage::OAuth]));
         assert!(is_complete(&reset, &[Stage::Password]));
+        let password_device = flows(Purpose::CrossSigning, RegistrationMode::Closed, false);
+        assert!(!is_complete(&password_device, &[Stage::OAuth]));
         assert!(!is_complete(
-            &flows(Purpose::Deactivate, RegistrationMode::Open),
+            &flows(Purpose::Deactivate, RegistrationMode::Open, true),
             &[Stage::OAuth]
         ));
     }

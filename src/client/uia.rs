@@ -18,7 +18,16 @@ pub(crate) async fn authenticate(
     purpose: Purpose,
     user_id: Option<&str>,
 ) -> Result<Option<JsonResponse>, MatrixError> {
-    let flows = flows(purpose, ctx.config.registration);
+    let oauth_device = match (purpose, user_id) {
+        (Purpose::CrossSigning, Some(user_id)) => {
+            let device = ctx.requester().await?.device_id;
+            crate::storage::oauth::session(&ctx.db(), user_id, &device)
+                .await?
+                .is_some()
+        }
+        _ => false,
+    };
+    let flows = flows(purpose, ctx.config.registration, oauth_device);
     if flows.is_empty() {
         return Err(MatrixError::forbidden(
             "Registration is disabled on this server",

@@ -688,7 +688,11 @@ fn device_grant_polls_until_the_person_approves() {
 fn cross_signing_reset_offers_m_oauth_and_passes_once_approved() {
     block_on(async {
         let server = TestServer::new();
-        let (user_id, token) = server.register("hana").await;
+        let (user_id, password_token) = server.register("hana").await;
+        let client_id = native_client(&server).await;
+        let code = consented_code(&server, &client_id, "hana").await;
+        let (_, tokens) = exchange(&server, &client_id, &code, VERIFIER).await;
+        let token = tokens["access_token"].as_str().unwrap().to_owned();
         let keys = |n: &str| {
             json!({
                 "master_key": { "user_id": user_id, "usage": ["master"], "keys": { format!("ed25519:{n}"): n } },
@@ -703,6 +707,15 @@ fn cross_signing_reset_offers_m_oauth_and_passes_once_approved() {
             .request("POST", path, Some(&token), Some(keys("second")))
             .await;
         assert_eq!(status, 401, "{challenge}");
+        // A device signed in with a password is asked for the password, as before.
+        let (_, password_challenge) = server
+            .request("POST", path, Some(&password_token), Some(keys("second")))
+            .await;
+        assert_eq!(
+            password_challenge["flows"],
+            json!([{ "stages": ["m.login.password"] }])
+        );
+        assert_eq!(challenge["flows"][0], json!({ "stages": ["m.oauth"] }));
         let url = challenge["params"]["m.oauth"]["url"].as_str().unwrap();
         assert!(url.ends_with("/account?action=org.matrix.cross_signing_reset"));
         let session = challenge["session"].as_str().unwrap();
