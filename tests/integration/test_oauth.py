@@ -7,7 +7,7 @@ The full authorization code flow registers a new account through the pages, cons
 the code, calls `/whoami` with the token, refreshes and revokes. The hostile cases (wrong
 verifier, reused code, foreign redirect URI, expired code, missing CSRF token) are each refused
 with the RFC's error and change nothing. The device authorization grant (RFC 8628) runs from
-the device's first poll to its tokens.
+the device's first poll to its tokens. Parallel exchanges of one code issue tokens once.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import hashlib
 import re
 import secrets
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -307,3 +308,14 @@ def test_device_authorization_grant(server, metadata, account):
     me = whoami(server, r.json()["access_token"])
     assert me.json()["user_id"] == account["user_id"] and me.json()["device_id"] == "TVDEVICE01"
     oauth_error(token_call(metadata, **poll), "invalid_grant")
+
+
+def test_concurrent_exchanges_of_one_code_issue_tokens_once(server, metadata, account):
+    """Spending a code is one conditional UPDATE: of parallel exchanges exactly one gets tokens
+    (and, a reuse being detected, that session is then ended as for a reused code)."""
+    client = register_client(metadata)
+    code, verifier = code_for(metadata, account["browser"], client["client_id"], "PARALLEL01")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda _: exchange(metadata, client["client_id"], code, verifier), range(4)))
+    assert sorted(r.status_code for r in answers) == [200, 400, 400, 400]
+    assert all(r.json()["error"] == "invalid_grant" for r in answers if r.status_code == 400)
