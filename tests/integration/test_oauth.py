@@ -8,6 +8,8 @@ the code, calls `/whoami` with the token, refreshes and revokes. The hostile cas
 verifier, reused code, foreign redirect URI, expired code, missing CSRF token) are each refused
 with the RFC's error and change nothing. The device authorization grant (RFC 8628) runs from
 the device's first poll to its tokens. Parallel exchanges of one code issue tokens once.
+And matrix-js-sdk's own OAuth client (what Element Web signs in with) runs the same flows
+(tests/clients/js/oauth.mjs).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import requests
 
-from harness import d1_database
+from harness import ROOT, d1_database
+from test_js_sdk import run_node_script
 
 V3 = "/_matrix/client/v3"
 REDIRECT = "http://127.0.0.1/callback"
@@ -319,3 +322,10 @@ def test_concurrent_exchanges_of_one_code_issue_tokens_once(server, metadata, ac
         answers = list(pool.map(lambda _: exchange(metadata, client["client_id"], code, verifier), range(4)))
     assert sorted(r.status_code for r in answers) == [200, 400, 400, 400]
     assert all(r.json()["error"] == "invalid_grant" for r in answers if r.status_code == 400)
+
+
+def test_matrix_js_sdk_oauth_client(server):
+    """matrix-js-sdk's own OAuth client (Element Web's sign-in) through discovery, registration,
+    the pages, code exchange, refresh, revocation and the device grant
+    (tests/clients/js/oauth.mjs)."""
+    run_node_script(server, ROOT / "tests" / "clients" / "js" / "oauth.mjs")
