@@ -155,7 +155,14 @@ pub(crate) async fn delete_device(ctx: &Ctx) -> Result<MediaResponse, MatrixErro
     };
     let device = form.get("device_id").unwrap_or_default().to_owned();
     let db = ctx.db();
-    accounts::delete_devices(&db, &user_id, &[device.clone()]).await?;
+    let known = accounts::devices(&db, &user_id)
+        .await?
+        .iter()
+        .any(|d| d.device_id == device);
+    if !known {
+        return render(ctx, &visit, &user_id, Some("No such device."), 400).await;
+    }
+    accounts::delete_devices(&db, &user_id, std::slice::from_ref(&device)).await?;
     announce_device_change(ctx, &db, &[user_id.as_str()]).await;
     render(
         ctx,

@@ -764,6 +764,14 @@ fn account_page_signs_devices_out() {
         let (_, me) = whoami(&server, &token).await;
         let device = me["device_id"].as_str().unwrap();
         assert!(page.body.contains(device));
+        let unknown = browser
+            .post(
+                "/account/devices/delete",
+                &[("csrf", &page.csrf()), ("device_id", "NOSUCHDEVICE")],
+            )
+            .await;
+        assert_eq!(unknown.status, 400);
+        assert_eq!(whoami(&server, &token).await.0, 200);
         let done = browser
             .post(
                 "/account/devices/delete",
