@@ -26,6 +26,7 @@ pub mod media;
 pub mod platform;
 pub mod presence;
 pub mod rooms;
+pub mod search;
 pub mod signing;
 pub mod sync;
 pub mod time;

@@ -324,6 +324,19 @@ pub(crate) const ROUTES: &[Route<Handler>] = &[
         "/_matrix/client/v3/rooms/{roomId}/context/{eventId}",
         to!(room_read::context),
     ),
+    post("/_matrix/client/v3/search", to!(client::search::search)),
+    post(
+        "/_matrix/client/v3/rooms/{roomId}/report/{eventId}",
+        to!(client::report::event),
+    ),
+    post(
+        "/_matrix/client/v3/rooms/{roomId}/report",
+        to!(client::report::room),
+    ),
+    get(
+        "/_matrix/client/v1/rooms/{roomId}/threads",
+        to!(client::threads::list),
+    ),
     get(
         "/_matrix/client/v3/rooms/{roomId}/event/{eventId}",
         to!(room_read::event),

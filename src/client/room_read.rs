@@ -4,7 +4,7 @@
 use ruma::RoomId;
 use serde_json::{json, Map, Value};
 
-use super::{backfill, ids};
+use super::{backfill, ids, threads};
 use crate::api::request::{Ctx, Requester};
 use crate::http::{JsonResponse, MatrixError};
 use crate::rooms::visibility::MembershipHistory;
@@ -57,14 +57,15 @@ pub(crate) async fn access(
     Ok(Access { version, history })
 }
 
-async fn visible_state(
+/// The room's state as the reader may see it: current while joined, else as they left it.
+pub(crate) async fn visible_state(
     db: &Db,
-    room_id: &RoomId,
+    room_id: &str,
     access: &Access,
 ) -> Result<Vec<EventRow>, MatrixError> {
     match access.state_position()? {
-        None => events::current_state(db, room_id.as_str()).await,
-        Some(at) => events::state_at(db, room_id.as_str(), at).await,
+        None => events::current_state(db, room_id).await,
+        Some(at) => events::state_at(db, room_id, at).await,
     }
 }
 
@@ -79,7 +80,7 @@ pub(crate) async fn state(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let room_id = ids::room_id(ctx.param("roomId"))?;
     let db = ctx.db();
     let access = access(&db, &room_id, &me).await?;
-    let rows = visible_state(&db, &room_id, &access).await?;
+    let rows = visible_state(&db, room_id.as_str(), &access).await?;
     Ok(JsonResponse::ok(Value::Array(client_events(
         &rows, &access, &me,
     ))))
@@ -91,7 +92,7 @@ pub(crate) async fn state_event(ctx: &Ctx, state_key: &str) -> Result<JsonRespon
     let kind = ctx.param("eventType");
     let db = ctx.db();
     let access = access(&db, &room_id, &me).await?;
-    let rows = visible_state(&db, &room_id, &access).await?;
+    let rows = visible_state(&db, room_id.as_str(), &access).await?;
     let row = rows
         .iter()
         .find(|r| r.kind == kind && r.state_key.as_deref() == Some(state_key))
@@ -150,7 +151,7 @@ pub(crate) async fn members(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             let limit = access.state_position()?.unwrap_or(u64::MAX).min(at);
             events::state_at(&db, room_id.as_str(), limit).await?
         }
-        None => visible_state(&db, &room_id, &access).await?,
+        None => visible_state(&db, room_id.as_str(), &access).await?,
     };
     let wanted = ctx.query("membership");
     let unwanted = ctx.query("not_membership");
@@ -170,7 +171,7 @@ pub(crate) async fn joined_members(ctx: &Ctx) -> Result<JsonResponse, MatrixErro
     let room_id = ids::room_id(ctx.param("roomId"))?;
     let db = ctx.db();
     let access = access(&db, &room_id, &me).await?;
-    let rows = visible_state(&db, &room_id, &access).await?;
+    let rows = visible_state(&db, room_id.as_str(), &access).await?;
     let mut joined = Map::new();
     for event in client_events(&rows, &access, &me) {
         if event["type"] == "m.room.member" && event["content"]["membership"] == "join" {
@@ -210,7 +211,7 @@ async fn members_of(
     access: &Access,
     me: &Requester,
 ) -> Result<Vec<Value>, MatrixError> {
-    let state = visible_state(db, room_id, access).await?;
+    let state = visible_state(db, room_id.as_str(), access).await?;
     let rows: Vec<EventRow> = state
         .into_iter()
         .filter(|r| {
@@ -261,9 +262,9 @@ pub(crate) async fn messages(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         .map(|r| position_past(r, backwards));
     let shown: Vec<EventRow> = rows
         .into_iter()
-        .filter(|r| access.can_see(r) && filter.allows(&r.kind, &r.sender))
+        .filter(|r| access.can_see(r) && filter.allows_event(r))
         .collect();
-    let chunk = client_events(&shown, &access, &me);
+    let chunk = threads::client_events(&db, &shown, &access, &me).await?;
     let mut body = json!({ "chunk": chunk, "start": position_token(from) });
     if let Some(end) = end {
         body["end"] = json!(position_token(end));
@@ -333,11 +334,8 @@ pub(crate) async fn event(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let db = ctx.db();
     let access = access(&db, &room_id, &me).await?;
     let row = visible_event(ctx, &db, &room_id, &access).await?;
-    Ok(JsonResponse::ok(row.to_client(
-        access.version,
-        me.user_id.as_str(),
-        &me.device_id,
-    )))
+    let mut event = threads::client_events(&db, std::slice::from_ref(&row), &access, &me).await?;
+    Ok(JsonResponse::ok(event.pop().unwrap_or_default()))
 }
 
 pub(crate) async fn context(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
@@ -355,13 +353,25 @@ pub(crate) async fn context(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             .await?;
     let after =
         events::timeline_forwards(&db, room_id.as_str(), at + 1, i64::MAX, after_n.max(1)).await?;
-    let keep = |rows: &[EventRow], n: u64| -> Vec<Value> {
+    let keep = |rows: &[EventRow], n: u64| -> Vec<EventRow> {
         rows.iter()
             .take(n as usize)
-            .filter(|r| access.can_see(r) && filter.allows(&r.kind, &r.sender))
-            .map(|r| r.to_client(access.version, me.user_id.as_str(), &me.device_id))
+            .filter(|r| access.can_see(r) && filter.allows_event(r))
+            .cloned()
             .collect()
     };
+    // One summary lookup for the event and both sides.
+    let mut shown = vec![row];
+    let before_shown = keep(&before, before_n);
+    let after_shown = keep(&after, after_n);
+    let (n_before, n_after) = (before_shown.len(), after_shown.len());
+    shown.extend(before_shown);
+    shown.extend(after_shown);
+    let mut served = threads::client_events(&db, &shown, &access, &me).await?;
+    let events_after = served.split_off(1 + n_before);
+    let events_before = served.split_off(1);
+    debug_assert_eq!(events_after.len(), n_after);
+    let event = served.pop().unwrap_or_default();
     let start = before[..before.len().min(before_n as usize)]
         .last()
         .map_or(at - 1, |r| r.signed_position() - 1);
@@ -375,9 +385,9 @@ pub(crate) async fn context(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         .map_or(state_end, |left| left.min(state_end));
     let state_rows = events::state_at(&db, room_id.as_str(), state_end).await?;
     Ok(JsonResponse::ok(json!({
-        "event": row.to_client(access.version, me.user_id.as_str(), &me.device_id),
-        "events_before": keep(&before, before_n),
-        "events_after": keep(&after, after_n),
+        "event": event,
+        "events_before": events_before,
+        "events_after": events_after,
         "start": position_token(start),
         "end": position_token(end),
         "state": client_events(&state_rows, &access, &me),

@@ -469,12 +469,18 @@ fn event_statements(db: &Db, w: &EventWrite<'_>) -> Vec<crate::platform::Stateme
             w.state_group,
         ],
     )];
+    if w.stored_as == StoredAs::Timeline {
+        if let Some(text) = super::search::indexed_text(&kind, &content) {
+            statements.push(super::search::index(db, event_id, &text));
+        }
+    }
     // Only an accepted redaction redacts; a soft-failed one is not part of the room's history.
     if let Some(redacts) = pdu.redacts().filter(|_| w.stored_as == StoredAs::Timeline) {
         statements.push(db.stmt(
             "UPDATE events SET redacted_by = ?1 WHERE event_id = ?2 AND room_id = ?3 AND redacted_by IS NULL",
             args![event_id, redacts.as_str(), room_id],
         ));
+        statements.push(super::search::unindex(db, redacts.as_str(), room_id));
     }
     if let Some((user, device, txn)) = w.transaction {
         statements.push(db.stmt(
