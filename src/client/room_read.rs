@@ -47,14 +47,35 @@ pub(crate) async fn access(
     room_id: &RoomId,
     me: &Requester,
 ) -> Result<Access, MatrixError> {
-    let version = stored::room_version(db, room_id.as_str())
+    let (version, forgotten) = stored::room_version_for(db, room_id.as_str(), me.user_id.as_str())
         .await?
         .ok_or_else(not_in_room)?;
+    // A forgotten room's history is gone for the user until they join again (spec: forget).
+    if forgotten {
+        return Err(MatrixError::forbidden("You have forgotten this room"));
+    }
     let history = events::membership_history(db, room_id.as_str(), me.user_id.as_str()).await?;
     if history.0.is_empty() {
         return Err(not_in_room());
     }
     Ok(Access { version, history })
+}
+
+/// Access for reading single events: a user who was never in the room (or forgot it) still
+/// reads world-readable events, as a peeker; anything else is then 404 (`visible_event`).
+async fn event_access(db: &Db, room_id: &RoomId, me: &Requester) -> Result<Access, MatrixError> {
+    match access(db, room_id, me).await {
+        Ok(access) => Ok(access),
+        Err(_) => {
+            let version = stored::room_version(db, room_id.as_str())
+                .await?
+                .ok_or_else(|| MatrixError::not_found("Event not found"))?;
+            Ok(Access {
+                version,
+                history: MembershipHistory(Vec::new()),
+            })
+        }
+    }
 }
 
 /// The room's state as the reader may see it: current while joined, else as they left it.
@@ -66,6 +87,36 @@ pub(crate) async fn visible_state(
     match access.state_position()? {
         None => events::current_state(db, room_id).await,
         Some(at) => events::state_at(db, room_id, at).await,
+    }
+}
+
+/// `rows` as served to the reader in a timeline: each with the reader's membership at it
+/// (`unsigned.membership`, MSC4115), thread roots with their thread's summary.
+pub(crate) async fn served_events(
+    db: &Db,
+    rows: &[EventRow],
+    access: &Access,
+    me: &Requester,
+) -> Result<Vec<Value>, MatrixError> {
+    let mut out: Vec<Value> = rows
+        .iter()
+        .map(|r| r.to_client(access.version, me.user_id.as_str(), &me.device_id))
+        .collect();
+    add_memberships(rows, &mut out, access);
+    let found = threads::summaries(db, rows, me).await?;
+    threads::attach(&found, rows, &mut out, access, me);
+    Ok(out)
+}
+
+/// Sets `unsigned.membership` of each served event (`events[i]` is `rows[i]`): the reader's
+/// membership at the event, `leave` when they had none.
+pub(crate) fn add_memberships(rows: &[EventRow], events: &mut [Value], access: &Access) {
+    for (row, event) in rows.iter().zip(events.iter_mut()) {
+        let membership = access.history.at(row.position()).unwrap_or("leave");
+        if !event["unsigned"].is_object() {
+            event["unsigned"] = json!({});
+        }
+        event["unsigned"]["membership"] = json!(membership);
     }
 }
 
@@ -264,7 +315,7 @@ pub(crate) async fn messages(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         .into_iter()
         .filter(|r| access.can_see(r) && filter.allows_event(r))
         .collect();
-    let chunk = threads::client_events(&db, &shown, &access, &me).await?;
+    let chunk = served_events(&db, &shown, &access, &me).await?;
     let mut body = json!({ "chunk": chunk, "start": position_token(from) });
     if let Some(end) = end {
         body["end"] = json!(position_token(end));
@@ -332,9 +383,9 @@ pub(crate) async fn event(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
     let db = ctx.db();
-    let access = access(&db, &room_id, &me).await?;
+    let access = event_access(&db, &room_id, &me).await?;
     let row = visible_event(ctx, &db, &room_id, &access).await?;
-    let mut event = threads::client_events(&db, std::slice::from_ref(&row), &access, &me).await?;
+    let mut event = served_events(&db, std::slice::from_ref(&row), &access, &me).await?;
     Ok(JsonResponse::ok(event.pop().unwrap_or_default()))
 }
 
@@ -367,7 +418,7 @@ pub(crate) async fn context(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let (n_before, n_after) = (before_shown.len(), after_shown.len());
     shown.extend(before_shown);
     shown.extend(after_shown);
-    let mut served = threads::client_events(&db, &shown, &access, &me).await?;
+    let mut served = served_events(&db, &shown, &access, &me).await?;
     let events_after = served.split_off(1 + n_before);
     let events_before = served.split_off(1);
     debug_assert_eq!(events_after.len(), n_after);

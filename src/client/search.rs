@@ -146,10 +146,12 @@ async fn room_events(
     let mut results = Vec::with_capacity(hits.len());
     for hit in &hits {
         let access = &rooms.0[&hit.row.room_id];
-        let mut result = json!({
-            "rank": hit.score,
-            "result": hit.row.to_client(access.version, me.user_id.as_str(), &me.device_id),
-        });
+        let mut event = [hit
+            .row
+            .to_client(access.version, me.user_id.as_str(), &me.device_id)];
+        room_read::add_memberships(std::slice::from_ref(&hit.row), &mut event, access);
+        let [event] = event;
+        let mut result = json!({ "rank": hit.score, "result": event });
         if let Some(context) = &criteria.event_context {
             result["context"] = event_context(db, me, access, &hit.row, context).await?;
         }

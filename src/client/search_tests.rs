@@ -618,3 +618,61 @@ fn filters_naming_bad_ids_are_refused() {
         }
     });
 }
+
+#[test]
+fn events_carry_the_readers_membership_and_forgotten_rooms_are_closed() {
+    block_on(async {
+        let server = TestServer::new();
+        let (_, alice) = server.register("alice").await;
+        let (_, bob) = server.register("bob").await;
+        let room = create_room(&server, &alice, json!({ "preset": "public_chat" })).await;
+        let before = text(&server, &alice, &room, "before bob").await;
+        join(&server, &bob, &room).await;
+        let after = text(&server, &alice, &room, "after bob").await;
+        let path = format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50");
+        let chunk = get(&server, &path, &bob).await["chunk"].clone();
+        let membership = |id: &str| {
+            chunk
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["event_id"] == id)
+                .unwrap()["unsigned"]["membership"]
+                .clone()
+        };
+        assert_eq!(membership(&before), "leave");
+        assert_eq!(membership(&after), "join");
+
+        // Not a member: a world-readable event is readable, any other is 404.
+        let (_, eve) = server.register("eve").await;
+        let event_path = format!("/_matrix/client/v3/rooms/{room}/event/{after}");
+        let (status, _) = server.request("GET", &event_path, Some(&eve), None).await;
+        assert_eq!(status, 404);
+        let open = create_room(
+            &server,
+            &alice,
+            json!({ "preset": "public_chat", "initial_state": [{
+            "type": "m.room.history_visibility", "state_key": "",
+            "content": { "history_visibility": "world_readable" } }] }),
+        )
+        .await;
+        let readable = text(&server, &alice, &open, "for everyone").await;
+        let path = format!("/_matrix/client/v3/rooms/{open}/event/{readable}");
+        assert_eq!(
+            get(&server, &path, &eve).await["content"]["body"],
+            "for everyone"
+        );
+
+        // Bob leaves and forgets: the history is closed to him.
+        let leave = format!("/_matrix/client/v3/rooms/{room}/leave");
+        call(&server, "POST", &leave, &bob, Some(json!({}))).await;
+        let forget = format!("/_matrix/client/v3/rooms/{room}/forget");
+        call(&server, "POST", &forget, &bob, Some(json!({}))).await;
+        let path = format!("/_matrix/client/v3/rooms/{room}/messages");
+        let (status, answer) = server.request("GET", &path, Some(&bob), None).await;
+        assert_eq!(
+            (status, answer["errcode"].as_str()),
+            (403, Some("M_FORBIDDEN"))
+        );
+    });
+}

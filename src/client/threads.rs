@@ -66,22 +66,6 @@ pub(crate) fn attach(
     }
 }
 
-/// `rows` as the reader sees them, roots with their thread summaries.
-pub(crate) async fn client_events(
-    db: &Db,
-    rows: &[EventRow],
-    access: &Access,
-    me: &Requester,
-) -> Result<Vec<Value>, MatrixError> {
-    let mut out: Vec<Value> = rows
-        .iter()
-        .map(|r| r.to_client(access.version, me.user_id.as_str(), &me.device_id))
-        .collect();
-    let found = summaries(db, rows, me).await?;
-    attach(&found, rows, &mut out, access, me);
-    Ok(out)
-}
-
 /// `GET /v1/rooms/{roomId}/threads?include=all|participated&from=..&limit=..`: the room's
 /// threads the reader may see, most recently active first.
 pub(crate) async fn list(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
@@ -114,7 +98,7 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     // In the page's order: by latest reply.
     let rank: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     roots.sort_by_key(|r| rank.get(r.event_id.as_str()).copied());
-    let chunk = client_events(&db, &roots, &access, &me).await?;
+    let chunk = room_read::served_events(&db, &roots, &access, &me).await?;
     let mut body = json!({ "chunk": chunk });
     if let Some(next) = next {
         body["next_batch"] = json!(next);

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use super::filter::Filter;
 use super::token::StreamPosition;
 use crate::api::request::{Ctx, Requester};
-use crate::client::room_read::{position_token, Access};
+use crate::client::room_read::{add_memberships, position_token, Access};
 use crate::client::threads;
 use crate::http::{JsonResponse, MatrixError};
 use crate::rooms::client_event::stripped_state;
@@ -625,6 +625,7 @@ async fn joined_rooms(
             me,
         );
         if let Some(events) = room["timeline"]["events"].as_array_mut() {
+            add_memberships(&p.timeline, events, &p.access);
             threads::attach(&thread_summaries, &p.timeline, events, &p.access, me);
         }
         room["ephemeral"] = json!({ "events": ephemeral });
@@ -732,6 +733,9 @@ async fn left_room(
         version,
         me,
     );
+    if let Some(events) = room["timeline"]["events"].as_array_mut() {
+        add_memberships(&timeline_rows, events, &access);
+    }
     room["account_data"] = json!({ "events": [] });
     Ok(room)
 }
