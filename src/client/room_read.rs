@@ -306,11 +306,11 @@ pub(crate) async fn messages(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             rows = page().await?;
         }
     }
-    // A short page means the start (or end) of the room was reached: then `end` is omitted.
-    let end = rows
-        .last()
-        .filter(|_| rows.len() as u64 == limit)
-        .map(|r| position_past(r, backwards));
+    // `end` is omitted only when the page holds nothing: the start (or end) of the room was
+    // reached. A page cut short (by the room's start, or with every event filtered out) still
+    // carries it, so a client pages on until a page is empty (as Synapse does; a short page is
+    // not proof of the start when a filter or `to` cut it).
+    let end = rows.last().map(|r| position_past(r, backwards));
     let shown: Vec<EventRow> = rows
         .into_iter()
         .filter(|r| access.can_see(r) && filter.allows_event(r))

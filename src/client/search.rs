@@ -103,7 +103,7 @@ async fn room_events(
     }
     let room_ids: Vec<&str> = rooms.0.keys().map(String::as_str).collect();
     let order = criteria.order_by.order();
-    let limit = criteria.filter.limit_or(10, MAX_LIMIT) as usize;
+    let limit = criteria.filter.limit_or(10, MAX_LIMIT).max(1) as usize;
     let mut search = Search {
         fts: &fts,
         rooms: &room_ids,

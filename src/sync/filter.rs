@@ -109,8 +109,11 @@ impl EventFilter {
         Ok(())
     }
 
+    /// The filter's `limit`, `default` when unset, at most `max`. Zero stays zero: a sync
+    /// asking for no timeline events gets none (the spec asks for more than zero, but clients
+    /// and Synapse use 0 to get only the state of a room).
     pub fn limit_or(&self, default: u64, max: u64) -> u64 {
-        self.limit.unwrap_or(default).clamp(1, max)
+        self.limit.unwrap_or(default).min(max)
     }
 }
 
@@ -187,6 +190,9 @@ mod tests {
         assert!(f.room.allows_room("!a:x"));
         assert!(!f.room.allows_room("!b:x"));
         assert_eq!(f.room.timeline.limit_or(10, 100), 100);
+        assert_eq!(f.room.state.limit_or(10, 100), 10);
+        let none: EventFilter = serde_json::from_value(json!({"limit": 0})).unwrap();
+        assert_eq!(none.limit_or(10, 100), 0);
         assert!(f.room.state.lazy_load_members);
         assert!(
             serde_json::from_value::<Filter>(json!({"room": {"timeline": {"limit": "x"}}}))

@@ -149,7 +149,7 @@ async fn build(
         }
     };
     let (memberships, changed, account_data, presence) = futures::join!(
-        stored::memberships(db, user),
+        stored::memberships(db, user, since.map(|s| s.events)),
         changed,
         user_data::account_data_since(db, user, from.account_data, now.account_data),
         stored_presence::changed_for(db, user, from.presence, now.presence),
