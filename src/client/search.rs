@@ -14,11 +14,13 @@ use super::room_read::{self, position_token, Access};
 use crate::api::request::{Ctx, Requester};
 use crate::http::{JsonResponse, MatrixError};
 use crate::rooms::visibility::MembershipHistory;
+use crate::rooms::RoomVersion;
 use crate::search::query::{self, KEYS};
 use crate::search::{EventContext, GroupKey, OrderBy, Page, RoomEvents, SearchRequest};
-use crate::storage::events::{self, EventRow};
+use crate::storage::events::EventRow;
 use crate::storage::search::{self as index, Hit, Search};
-use crate::storage::{rooms as stored, sync_rooms, Db};
+use crate::storage::sync_rooms::{self, Window};
+use crate::storage::Db;
 
 /// The most index hits one search reads.
 const MAX_CANDIDATES: u64 = 500;
@@ -52,20 +54,19 @@ pub(crate) async fn search(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 struct Rooms(BTreeMap<String, Access>);
 
 impl Rooms {
+    /// Two queries, whatever the number of rooms.
     async fn load(db: &Db, me: &Requester, criteria: &RoomEvents) -> Result<Self, MatrixError> {
-        let ids: Vec<String> = index::searchable_rooms(db, me.user_id.as_str())
+        let rooms: Vec<(String, RoomVersion)> = index::searchable_rooms(db, me.user_id.as_str())
             .await?
             .into_iter()
-            .filter(|r| criteria.filter.allows_room(r))
+            .filter(|(r, _)| criteria.filter.allows_room(r))
+            .filter_map(|(r, v)| Some((r, RoomVersion::parse(&v)?)))
             .collect();
-        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let refs: Vec<&str> = rooms.iter().map(|(r, _)| r.as_str()).collect();
         let mut histories =
             sync_rooms::membership_histories(db, me.user_id.as_str(), &refs).await?;
         let mut out = BTreeMap::new();
-        for id in ids {
-            let Some(version) = stored::room_version(db, &id).await? else {
-                continue;
-            };
+        for (id, version) in rooms {
             let history = histories
                 .remove(&id)
                 .unwrap_or_else(|| MembershipHistory(Vec::new()));
@@ -143,8 +144,12 @@ async fn room_events(
         OrderBy::Rank => next,
     };
 
+    let contexts = match &criteria.event_context {
+        Some(wanted) => Some(event_contexts(db, me, &rooms, &hits, wanted).await?),
+        None => None,
+    };
     let mut results = Vec::with_capacity(hits.len());
-    for hit in &hits {
+    for (i, hit) in hits.iter().enumerate() {
         let access = &rooms.0[&hit.row.room_id];
         let mut event = [hit
             .row
@@ -152,8 +157,8 @@ async fn room_events(
         room_read::add_memberships(std::slice::from_ref(&hit.row), &mut event, access);
         let [event] = event;
         let mut result = json!({ "rank": hit.score, "result": event });
-        if let Some(context) = &criteria.event_context {
-            result["context"] = event_context(db, me, access, &hit.row, context).await?;
+        if let Some(contexts) = &contexts {
+            result["context"] = contexts[i].clone();
         }
         results.push(result);
     }
@@ -174,73 +179,151 @@ async fn room_events(
     Ok(body)
 }
 
-/// The events around one result, as the reader may see them, with the senders' profiles when
-/// asked.
-async fn event_context(
+/// The events around each result, as the reader may see them, with the senders' profiles when
+/// asked: three queries for the whole page (events before, events after, member events).
+async fn event_contexts(
     db: &Db,
     me: &Requester,
-    access: &Access,
-    row: &EventRow,
+    rooms: &Rooms,
+    hits: &[Hit],
     wanted: &EventContext,
-) -> Result<Value, MatrixError> {
-    let at = row.signed_position();
+) -> Result<Vec<Value>, MatrixError> {
     let (before_n, after_n) = (
         wanted.before_limit.min(MAX_CONTEXT),
         wanted.after_limit.min(MAX_CONTEXT),
     );
-    let room = row.room_id.as_str();
-    let before = if before_n == 0 {
-        Vec::new()
-    } else {
-        events::timeline_backwards(db, room, i64::MIN, at - 1, before_n).await?
-    };
-    let after = if after_n == 0 {
-        Vec::new()
-    } else {
-        events::timeline_forwards(db, room, at + 1, i64::MAX, after_n).await?
-    };
-    let start = before.last().map_or(at - 1, |r| r.signed_position() - 1);
-    let end = after.last().map_or(at, EventRow::signed_position);
-    let shown = |rows: &[EventRow]| -> Vec<Value> {
-        rows.iter()
-            .filter(|r| access.can_see(r))
-            .map(|r| r.to_client(access.version, me.user_id.as_str(), &me.device_id))
-            .collect()
-    };
-    let mut context = json!({
-        "events_before": shown(&before),
-        "events_after": shown(&after),
-        "start": position_token(start),
-        "end": position_token(end),
-    });
-    if wanted.include_profile {
-        let mut senders: Vec<&str> = before
-            .iter()
-            .chain(&after)
-            .chain(std::iter::once(row))
-            .filter(|r| access.can_see(r))
-            .map(|r| r.sender.as_str())
-            .collect();
-        senders.sort();
-        senders.dedup();
-        let mut profiles = Map::new();
-        for sender in senders {
-            let member = events::current_state_content(db, room, "m.room.member", sender).await?;
-            let mut profile = Map::new();
-            for name in ["displayname", "avatar_url"] {
-                if let Some(v) = member
-                    .as_ref()
-                    .and_then(|m| m.get(name))
-                    .filter(|v| v.is_string())
-                {
-                    profile.insert(name.to_owned(), v.clone());
-                }
-            }
-            profiles.insert(sender.to_owned(), Value::Object(profile));
+    fn window(hit: &Hit, before: bool) -> Window<'_> {
+        let at = hit.row.position();
+        Window {
+            room_id: hit.row.room_id.as_str(),
+            after: if before { 0 } else { at },
+            up_to: if before {
+                at.saturating_sub(1)
+            } else {
+                u64::MAX
+            },
         }
-        context["profile_info"] = Value::Object(profiles);
     }
-    Ok(context)
+    let before_windows: Vec<Window<'_>> = hits.iter().map(|h| window(h, true)).collect();
+    let after_windows: Vec<Window<'_>> = hits.iter().map(|h| window(h, false)).collect();
+    let (befores, afters) = futures::join!(
+        async {
+            match before_n {
+                0 => Ok(HashMap::new()),
+                n => sync_rooms::timelines(db, &before_windows, n).await,
+            }
+        },
+        async {
+            match after_n {
+                0 => Ok(HashMap::new()),
+                n => sync_rooms::timelines_forwards(db, &after_windows, n).await,
+            }
+        },
+    );
+    let (befores, afters) = (befores?, afters?);
+    // Windows of one room come back together: each result takes the nearest of its room's.
+    let mut sides = Vec::with_capacity(hits.len());
+    for hit in hits {
+        let at = hit.row.signed_position();
+        let room = &hit.row.room_id;
+        let before: Vec<&EventRow> = befores
+            .get(room)
+            .into_iter()
+            .flatten()
+            .filter(|r| r.signed_position() < at)
+            .take(before_n as usize)
+            .collect();
+        let after: Vec<&EventRow> = afters
+            .get(room)
+            .into_iter()
+            .flatten()
+            .filter(|r| r.signed_position() > at)
+            .take(after_n as usize)
+            .collect();
+        sides.push((before, after));
+    }
+    let mut profiles: HashMap<String, Map<String, Value>> = HashMap::new();
+    if wanted.include_profile {
+        let mut senders: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (hit, (before, after)) in hits.iter().zip(&sides) {
+            let access = &rooms.0[&hit.row.room_id];
+            let seen = before.iter().chain(after).copied().chain([&hit.row]);
+            for row in seen.filter(|r| access.can_see(r)) {
+                senders
+                    .entry(&hit.row.room_id)
+                    .or_default()
+                    .push(&row.sender);
+            }
+        }
+        let wanted: Vec<(&str, u64, Vec<&str>)> = senders
+            .into_iter()
+            .map(|(room, mut users)| {
+                users.sort();
+                users.dedup();
+                let at = rooms.0[room]
+                    .state_position()
+                    .ok()
+                    .flatten()
+                    .unwrap_or(u64::MAX);
+                (room, at, users)
+            })
+            .collect();
+        for (_, members) in sync_rooms::members_at(db, &wanted).await? {
+            for member in members {
+                let Some(user) = member.state_key.clone() else {
+                    continue;
+                };
+                let content = serde_json::from_str::<Value>(&member.pdu)
+                    .ok()
+                    .and_then(|p| p.get("content").cloned())
+                    .unwrap_or_default();
+                let mut profile = Map::new();
+                for name in ["displayname", "avatar_url"] {
+                    if let Some(v) = content.get(name).filter(|v| v.is_string()) {
+                        profile.insert(name.to_owned(), v.clone());
+                    }
+                }
+                profiles
+                    .entry(member.room_id.clone())
+                    .or_default()
+                    .insert(user, Value::Object(profile));
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(hits.len());
+    for (hit, (before, after)) in hits.iter().zip(&sides) {
+        let access = &rooms.0[&hit.row.room_id];
+        let at = hit.row.signed_position();
+        let shown = |rows: &[&EventRow]| -> Vec<Value> {
+            rows.iter()
+                .filter(|r| access.can_see(r))
+                .map(|r| r.to_client(access.version, me.user_id.as_str(), &me.device_id))
+                .collect()
+        };
+        let start = before.last().map_or(at - 1, |r| r.signed_position() - 1);
+        let end = after.last().map_or(at, |r| r.signed_position());
+        let mut context = json!({
+            "events_before": shown(before),
+            "events_after": shown(after),
+            "start": position_token(start),
+            "end": position_token(end),
+        });
+        if wanted.include_profile {
+            let room_profiles = profiles.get(hit.row.room_id.as_str());
+            let mut info = Map::new();
+            let seen = before.iter().chain(after).copied().chain([&hit.row]);
+            for row in seen.filter(|r| access.can_see(r)) {
+                let profile = room_profiles
+                    .and_then(|p| p.get(&row.sender))
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                info.insert(row.sender.clone(), profile);
+            }
+            context["profile_info"] = Value::Object(info);
+        }
+        out.push(context);
+    }
+    Ok(out)
 }
 
 /// `groups`: the page's results by room and/or by sender, each group in order of its first
@@ -274,7 +357,8 @@ fn groups(criteria: &RoomEvents, hits: &[Hit], next: Option<Page>) -> Value {
     Value::Object(out)
 }
 
-/// `state`: the state of each room with a result on this page, as the user may see it.
+/// `state`: the state of each room with a result on this page, as the user may see it (one
+/// query for all of them).
 async fn room_states(
     db: &Db,
     me: &Requester,
@@ -284,19 +368,26 @@ async fn room_states(
     let mut ids: Vec<&str> = hits.iter().map(|h| h.row.room_id.as_str()).collect();
     ids.sort();
     ids.dedup();
+    // Only the invited (no state to show yet) have no state position.
+    let windows: Vec<Window<'_>> = ids
+        .iter()
+        .filter_map(|id| {
+            let up_to = rooms.0[*id].state_position().ok()?.unwrap_or(u64::MAX);
+            Some(Window {
+                room_id: id,
+                after: 0,
+                up_to,
+            })
+        })
+        .collect();
     let mut out = Map::new();
-    for id in ids {
-        let access = &rooms.0[id];
-        // Only the invited (no state to show yet) have no state position.
-        if access.state_position().is_err() {
-            continue;
-        }
-        let rows = room_read::visible_state(db, id, access).await?;
+    for (id, rows) in sync_rooms::states(db, &windows).await? {
+        let access = &rooms.0[&id];
         let events: Vec<Value> = rows
             .iter()
             .map(|r| r.to_client(access.version, me.user_id.as_str(), &me.device_id))
             .collect();
-        out.insert(id.to_owned(), Value::Array(events));
+        out.insert(id, Value::Array(events));
     }
     Ok(Value::Object(out))
 }

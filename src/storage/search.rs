@@ -97,18 +97,26 @@ pub async fn search(db: &Db, q: &Search<'_>) -> Result<Vec<Hit>, MatrixError> {
     .await
 }
 
-/// The rooms a user may search: every room they have a membership in and have not forgotten
-/// (visibility per event decides the rest).
-pub async fn searchable_rooms(db: &Db, user_id: &str) -> Result<Vec<String>, MatrixError> {
+/// The rooms a user may search, with their versions: every room they have a membership in and
+/// have not forgotten (visibility per event decides the rest).
+pub async fn searchable_rooms(
+    db: &Db,
+    user_id: &str,
+) -> Result<Vec<(String, String)>, MatrixError> {
     #[derive(Deserialize)]
     struct Row {
         room_id: String,
+        room_version: String,
     }
     let rows: Vec<Row> = db
         .rows(
-            "SELECT room_id FROM memberships WHERE user_id = ?1 AND forgotten = 0",
+            "SELECT m.room_id, r.room_version FROM memberships m JOIN rooms r ON r.room_id = m.room_id
+             WHERE m.user_id = ?1 AND m.forgotten = 0",
             args![user_id],
         )
         .await?;
-    Ok(rows.into_iter().map(|r| r.room_id).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.room_id, r.room_version))
+        .collect())
 }

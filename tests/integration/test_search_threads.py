@@ -153,3 +153,28 @@ def test_messages_contains_url_filter(new_user):
     without = alice.messages(room, dir="b", filter=json.dumps({"contains_url": False}))
     ids = [e["event_id"] for e in without["chunk"]]
     assert text in ids and image not in ids
+
+
+def test_search_costs_a_fixed_number_of_queries(server, new_user):
+    """Bounded work (docs/design.md, invariant 5): a search with context, profiles, groups and
+    state costs the same number of D1 queries for a user in 2 rooms and one in 12."""
+
+    def cost(rooms: int) -> tuple[int, int]:
+        user = new_user("searcher")
+        for i in range(rooms):
+            room = user.create_room(name=f"room {i}")
+            user.send(room, f"needle number {i}")
+            user.send(room, "hay")
+        response = user.call("POST", f"{V3}/search", json={"search_categories": {"room_events": {
+            "search_term": "needle", "filter": {"limit": 20}, "include_state": True,
+            "event_context": {"before_limit": 2, "after_limit": 2, "include_profile": True},
+            "groupings": {"group_by": [{"key": "room_id"}]}}}})
+        found = response.json()["search_categories"]["room_events"]
+        assert found["count"] == rooms and len(found["state"]) == rooms, found["count"]
+        assert all(r["context"]["events_after"] for r in found["results"])
+        return int(response.headers["X-D1-Queries"]), int(response.headers["X-D1-Rows-Read"])
+
+    few, many = cost(2), cost(12)
+    assert few[0] == many[0] < 12, (few, many)
+    print(f"\nD1 per search (context, profiles, groups, state): {few[0]} queries for 2 rooms, "
+          f"{many[0]} for 12; rows read {few[1]} and {many[1]}")
