@@ -653,6 +653,10 @@ pub(crate) const ROUTES: &[Route<Handler>] = &[
         to!(admin::server_version),
     ),
     get("/_synapse/admin/v2/users", to!(admin::users::list)),
+    get(
+        "/_synapse/admin/v1/event_reports",
+        to!(admin::reports::list),
+    ),
     get("/_synapse/admin/v2/users/{userId}", to!(admin::users::get)),
     put("/_synapse/admin/v2/users/{userId}", to!(admin::users::put)),
     post(

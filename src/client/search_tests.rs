@@ -597,6 +597,39 @@ fn reports_are_stored_and_checked() {
         assert_eq!(rows[0]["reason"], "rude");
         assert_eq!(rows[0]["score"], -50);
         assert_eq!(rows[1]["event_id"], Value::Null);
+
+        // Admins list the event reports, newest first; nobody else may.
+        let (status, _) = server
+            .request(
+                "GET",
+                "/_synapse/admin/v1/event_reports",
+                Some(&alice),
+                None,
+            )
+            .await;
+        assert_eq!(status, 403);
+        let (root, admin) = server.register("root").await;
+        server
+            .rows(&format!(
+                "UPDATE users SET admin = 1 WHERE user_id = '{root}'"
+            ))
+            .await;
+        call(
+            &server,
+            "POST",
+            &path,
+            &alice,
+            Some(json!({ "reason": "again" })),
+        )
+        .await;
+        let list = get(&server, "/_synapse/admin/v1/event_reports?limit=1", &admin).await;
+        assert_eq!(list["total"], 2);
+        assert_eq!(list["event_reports"][0]["reason"], "again");
+        assert_eq!(list["event_reports"][0]["event_id"], event);
+        assert_eq!(list["next_token"], 1);
+        let room_only = format!("/_synapse/admin/v1/event_reports?room_id={room}&dir=f");
+        let list = get(&server, &room_only, &admin).await;
+        assert_eq!(list["event_reports"][0]["reason"], "rude");
     });
 }
 
