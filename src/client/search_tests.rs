@@ -397,6 +397,7 @@ fn threads_are_listed_by_latest_reply_and_summarised_on_their_roots() {
         let thread = &chunk[0]["unsigned"]["m.relations"]["m.thread"];
         assert_eq!(thread["latest_event"]["event_id"], latest1);
         assert_eq!(thread["count"], 2);
+        assert_eq!(thread["latest_event"]["unsigned"]["membership"], "join");
         assert_eq!(thread["current_user_participated"], true);
         assert_eq!(
             chunk[1]["unsigned"]["m.relations"]["m.thread"]["current_user_participated"],

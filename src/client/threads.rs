@@ -47,9 +47,11 @@ pub(crate) fn attach(
         if !access.can_see(&s.latest) {
             continue;
         }
-        let latest = s
+        let mut latest = [s
             .latest
-            .to_client(access.version, me.user_id.as_str(), &me.device_id);
+            .to_client(access.version, me.user_id.as_str(), &me.device_id)];
+        room_read::add_memberships(std::slice::from_ref(&s.latest), &mut latest, access);
+        let [latest] = latest;
         let thread = json!({
             "latest_event": latest,
             "count": s.count,
