@@ -23,6 +23,7 @@ pub mod hotpaths;
 pub mod http;
 pub mod keys;
 pub mod media;
+pub mod oauth;
 pub mod platform;
 pub mod presence;
 pub mod rooms;

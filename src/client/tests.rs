@@ -322,3 +322,36 @@ fn every_join_endpoint_finds_its_room() {
         }
     });
 }
+
+#[test]
+fn deleting_a_device_with_another_users_password_is_forbidden_and_keeps_it() {
+    block_on(async {
+        let server = TestServer::new();
+        let (_alice, token) = server.register("alice").await;
+        server.register("bob").await;
+        let second = login(&server, "alice").await;
+        let (_, whoami) = server
+            .request(
+                "GET",
+                "/_matrix/client/v3/account/whoami",
+                Some(&second),
+                None,
+            )
+            .await;
+        let device = whoami["device_id"].as_str().unwrap().to_owned();
+        let path = format!("/_matrix/client/v3/devices/{device}");
+        // Bob's own, correct password: still not alice's proof.
+        let body = json!({ "auth": {
+            "type": "m.login.password",
+            "identifier": { "type": "m.id.user", "user": "bob" },
+            "password": "correct horse battery",
+        }});
+        let (status, answer) = server
+            .request("DELETE", &path, Some(&token), Some(body))
+            .await;
+        assert_eq!(status, 403, "{answer}");
+        assert_eq!(answer["errcode"], "M_FORBIDDEN");
+        let (status, _) = server.request("GET", &path, Some(&token), None).await;
+        assert_eq!(status, 200, "the device is still there");
+    });
+}
