@@ -27,6 +27,7 @@ pub mod oauth;
 pub mod platform;
 pub mod presence;
 pub mod rooms;
+pub mod search;
 pub mod signing;
 pub mod sync;
 pub mod time;

@@ -370,6 +370,19 @@ pub(crate) const ROUTES: &[Route<Handler>] = &[
         "/_matrix/client/v3/rooms/{roomId}/context/{eventId}",
         to!(room_read::context),
     ),
+    post("/_matrix/client/v3/search", to!(client::search::search)),
+    post(
+        "/_matrix/client/v3/rooms/{roomId}/report/{eventId}",
+        to!(client::report::event),
+    ),
+    post(
+        "/_matrix/client/v3/rooms/{roomId}/report",
+        to!(client::report::room),
+    ),
+    get(
+        "/_matrix/client/v1/rooms/{roomId}/threads",
+        to!(client::threads::list),
+    ),
     get(
         "/_matrix/client/v3/rooms/{roomId}/event/{eventId}",
         to!(room_read::event),
@@ -686,6 +699,10 @@ pub(crate) const ROUTES: &[Route<Handler>] = &[
         to!(admin::server_version),
     ),
     get("/_synapse/admin/v2/users", to!(admin::users::list)),
+    get(
+        "/_synapse/admin/v1/event_reports",
+        to!(admin::reports::list),
+    ),
     get("/_synapse/admin/v2/users/{userId}", to!(admin::users::get)),
     put("/_synapse/admin/v2/users/{userId}", to!(admin::users::put)),
     post(

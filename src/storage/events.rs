@@ -11,7 +11,7 @@ use crate::rooms::visibility::{MembershipHistory, ServerMemberships};
 use crate::rooms::RoomVersion;
 use crate::time::now_ms;
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct EventRow {
     pub stream_ordering: i64,
     pub event_id: String,
@@ -26,12 +26,26 @@ pub struct EventRow {
     pub txn_device: Option<String>,
     pub txn_id: Option<String>,
     pub redaction: Option<String>,
+    /// `content.m.relates_to.rel_type`, for filters on relations.
+    #[serde(default)]
+    pub rel_type: Option<String>,
 }
 
-pub(crate) const SELECT: &str =
-    "SELECT e.stream_ordering, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.pdu,
-    e.history_visibility, e.txn_user, e.txn_device, e.txn_id, r.pdu AS redaction
-    FROM events e LEFT JOIN events r ON r.event_id = e.redacted_by";
+/// The columns of an `EventRow`, from `events e` and its redaction `r` (see `SELECT`).
+macro_rules! event_columns {
+    () => {
+        "e.stream_ordering, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.pdu,
+        e.history_visibility, e.txn_user, e.txn_device, e.txn_id, r.pdu AS redaction, e.rel_type"
+    };
+}
+
+pub(crate) const COLUMNS: &str = event_columns!();
+
+pub(crate) const SELECT: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events e LEFT JOIN events r ON r.event_id = e.redacted_by"
+);
 
 impl EventRow {
     /// The event as `reader` on `device` sees it.

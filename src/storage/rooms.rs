@@ -56,6 +56,33 @@ pub async fn room_version(db: &Db, room_id: &str) -> Result<Option<RoomVersion>,
     .transpose()
 }
 
+/// The room's version, and whether `user_id` has forgotten the room (`None`: unknown room).
+pub async fn room_version_for(
+    db: &Db,
+    room_id: &str,
+    user_id: &str,
+) -> Result<Option<(RoomVersion, bool)>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        room_version: String,
+        forgotten: Option<i64>,
+    }
+    let row: Option<Row> = db
+        .row(
+            "SELECT r.room_version, (SELECT m.forgotten FROM memberships m
+               WHERE m.room_id = r.room_id AND m.user_id = ?2) AS forgotten
+             FROM rooms r WHERE r.room_id = ?1",
+            args![room_id, user_id],
+        )
+        .await?;
+    row.map(|r| {
+        let version = RoomVersion::parse(&r.room_version)
+            .ok_or_else(|| MatrixError::internal("stored room version is unsupported"))?;
+        Ok((version, r.forgotten.unwrap_or(0) != 0))
+    })
+    .transpose()
+}
+
 /// The room's version and current state events, or `None` for an unknown room.
 pub async fn current_state(
     db: &Db,
@@ -483,12 +510,18 @@ fn event_statements(db: &Db, w: &EventWrite<'_>) -> Vec<crate::platform::Stateme
             w.state_group,
         ],
     )];
+    if w.stored_as == StoredAs::Timeline {
+        if let Some(text) = super::search::indexed_text(&kind, &content) {
+            statements.push(super::search::index(db, event_id, &text));
+        }
+    }
     // Only an accepted redaction redacts; a soft-failed one is not part of the room's history.
     if let Some(redacts) = pdu.redacts().filter(|_| w.stored_as == StoredAs::Timeline) {
         statements.push(db.stmt(
             "UPDATE events SET redacted_by = ?1 WHERE event_id = ?2 AND room_id = ?3 AND redacted_by IS NULL",
             args![event_id, redacts.as_str(), room_id],
         ));
+        statements.push(super::search::unindex(db, redacts.as_str(), room_id));
     }
     if let Some((user, device, txn)) = w.transaction {
         statements.push(db.stmt(

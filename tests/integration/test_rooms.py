@@ -555,10 +555,12 @@ def test_messages_pages_backwards_and_forwards(chatty_room):
     bounded_f = bob.messages(room_id, dir="f", limit=100, to=first["start"], **{"from": second["end"]})
     assert ids(bounded_f["chunk"]) == [m1, m2, m3, m4, m5]
 
-    # The whole room backwards: it ends at the create event, and then `end` is omitted.
+    # The whole room backwards: it ends at the create event; the page after it is empty, and
+    # only then is `end` omitted.
     everything = bob.messages(room_id, dir="b", limit=1000)
     assert everything["chunk"][-1]["type"] == "m.room.create"
-    assert "end" not in everything, everything.get("end")
+    beyond = bob.messages(room_id, dir="b", limit=1000, **{"from": everything["end"]})
+    assert beyond["chunk"] == [] and "end" not in beyond, beyond
     # Forwards without `from` starts at the start of the room.
     assert bob.messages(room_id, dir="f", limit=1)["chunk"][0]["type"] == "m.room.create"
 
