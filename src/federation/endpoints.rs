@@ -577,7 +577,11 @@ pub(crate) async fn get_missing_events(ctx: &Ctx) -> Result<JsonResponse, Matrix
     let mut start = Vec::new();
     for id in &latest {
         if let Some((_, pdu)) = room_event(&db, room_id.as_str(), id).await? {
-            start.extend(ids_of(&pdu, "prev_events"));
+            start.extend(
+                crate::rooms::pdu::ref_ids(&pdu, "prev_events")
+                    .into_iter()
+                    .map(str::to_owned),
+            );
         }
     }
     let rows = walk_back(&db, room_id.as_str(), start, &earliest, limit, min_depth).await?;

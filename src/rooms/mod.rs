@@ -16,6 +16,7 @@ pub mod pdu;
 pub mod power;
 pub mod remote_join;
 pub mod resolution;
+pub mod resolution_v1;
 pub mod state;
 pub mod state_groups;
 pub mod verify;

@@ -163,11 +163,8 @@ impl RoomObject {
         // no query at all.
         let prevs: Vec<&str> = {
             let engine = self.engine.borrow();
-            raw["prev_events"]
-                .as_array()
+            crate::rooms::pdu::ref_ids(raw, "prev_events")
                 .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
                 .filter(|id| {
                     let tip = ruma::EventId::parse(*id)
                         .ok()

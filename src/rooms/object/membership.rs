@@ -139,6 +139,13 @@ impl RoomObject {
             }
         }
         let config = self.platform.config()?;
+        if version.event_id_in_pdu() {
+            // Versions 1 and 2: the event is ours, so it gets an id of ours (the template's,
+            // if any, was the resident server's).
+            event["event_id"] = json!(crate::rooms::builder::server_event_id(
+                config.server_name.as_str()
+            ));
+        }
         let keys = signing_keys::server_keys(&self.platform).await?;
         let signed = crate::signing::event::hash_and_sign(
             config.server_name.as_str(),
