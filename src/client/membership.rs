@@ -111,7 +111,7 @@ pub(crate) async fn create_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> 
 /// Up to v11 a room id is random; from v12 it is the create event's hash, so the create event
 /// is built here once to learn it (the room object builds the same bytes again: signing is
 /// deterministic) and the command goes to the object named by that id.
-async fn new_room_id(
+pub(crate) async fn new_room_id(
     ctx: &Ctx,
     me: &Requester,
     version: RoomVersion,

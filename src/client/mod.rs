@@ -33,6 +33,7 @@ pub(crate) mod send;
 pub(crate) mod session;
 pub(crate) mod to_device;
 pub(crate) mod uia;
+pub(crate) mod upgrade;
 
 #[cfg(test)]
 mod tests;

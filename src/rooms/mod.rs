@@ -19,6 +19,7 @@ pub mod resolution;
 pub mod resolution_v1;
 pub mod state;
 pub mod state_groups;
+pub mod upgrade;
 pub mod verify;
 pub mod version;
 pub mod visibility;

@@ -17,7 +17,8 @@ pub struct PowerLevels {
     pub redact: i64,
 }
 
-fn int(value: Option<&Value>) -> Option<i64> {
+/// A power level as the auth rules read it: an integer, or (before v10) a numeric string.
+pub(crate) fn int(value: Option<&Value>) -> Option<i64> {
     match value? {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.parse().ok(),

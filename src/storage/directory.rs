@@ -62,6 +62,16 @@ pub async fn aliases_of(db: &Db, room_id: &str) -> Result<Vec<String>, MatrixErr
         .collect())
 }
 
+/// Points every alias of `from` at `to` (a room upgrade moves local aliases to the new room).
+pub async fn move_aliases(db: &Db, from: &str, to: &str) -> Result<(), MatrixError> {
+    db.run(
+        "UPDATE room_aliases SET room_id = ?2 WHERE room_id = ?1",
+        args![from, to],
+    )
+    .await
+    .map(|_| ())
+}
+
 /// `None` for an unknown room.
 pub async fn published(db: &Db, room_id: &str) -> Result<Option<bool>, MatrixError> {
     #[derive(Deserialize)]
