@@ -79,6 +79,11 @@ impl PowerLevels {
 }
 
 impl PowerLevels {
+    /// The level needed to invite (also to authorise a restricted join).
+    pub fn invite_level(&self) -> i64 {
+        int(self.content.get("invite")).unwrap_or(0)
+    }
+
     /// The level needed to send an event of `kind` (state or not), per the spec's defaults.
     pub fn event_level(&self, kind: &str, is_state: bool) -> i64 {
         let default = if !self.has_event {

@@ -72,6 +72,8 @@ impl RoomObject {
         let config = self.platform.config()?;
         let mut results = serde_json::Map::new();
         let mut reply = Value::Null;
+        // send_join's event as we accepted it: with our signature when we authorised it.
+        let mut reply_event: Option<Value> = None;
         for raw in pdus {
             if membership_reply.is_none() {
                 // Earlier events we lack come first, through the same pipeline; their own
@@ -87,6 +89,13 @@ impl RoomObject {
                     }
                 }
             }
+            let raw = if matches!(membership_reply, Some(MembershipReply::StateAndAuthChain)) {
+                let signed = self.co_sign_restricted_join(&db, raw).await?;
+                reply_event = Some(signed.clone());
+                signed
+            } else {
+                raw
+            };
             let text = raw.to_string();
             let outcome = self
                 .accept_remote(&db, &room_id, raw, membership_reply.is_some(), origin)
@@ -119,6 +128,9 @@ impl RoomObject {
             }
         }
         if membership_reply.is_some() {
+            if let (Some(event), Value::Object(map)) = (reply_event, &mut reply) {
+                map.insert("event".into(), event);
+            }
             return Ok(reply);
         }
         Ok(json!({ "pdus": results }))

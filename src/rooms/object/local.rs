@@ -128,6 +128,24 @@ impl RoomObject {
             self.check_redaction(&db, &room_id, sender, &event).await?;
         }
         let config = self.platform.config()?;
+        let mut event = event;
+        let own_join = event.kind == "m.room.member"
+            && event.state_key.as_deref() == Some(sender.as_str())
+            && event.content["membership"] == "join"
+            && event
+                .content
+                .get("join_authorised_via_users_server")
+                .is_none();
+        if own_join {
+            // A restricted room: one of our members with the power to invite vouches for the
+            // join once the allow list is checked (rooms/object/restricted.rs).
+            if let Some(authoriser) = self
+                .join_authoriser(&db, sender, &config.server_name)
+                .await?
+            {
+                event.content["join_authorised_via_users_server"] = json!(authoriser);
+            }
+        }
         let keys = signing_keys::server_keys(&self.platform).await?;
         let server = LocalServer {
             name: &config.server_name,

@@ -42,6 +42,7 @@ mod local;
 mod membership;
 mod missing_state;
 mod remote_join;
+mod restricted;
 #[cfg(test)]
 mod tests;
 
