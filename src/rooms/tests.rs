@@ -609,6 +609,38 @@ mod forks {
     }
 
     #[test]
+    fn version_1_resolution_takes_the_deepest_allowed_event_and_orders_power_levels_by_depth() {
+        let mut pair = Pair::new(RoomVersion::V1);
+        // Ours: one rename. Theirs: two (the second deeper than ours).
+        let _ours = pair.ours_send(ALICE(), named("ours"));
+        let first = pair.theirs_send(BOB(), named("theirs 1"));
+        let second = pair.theirs_send(BOB(), named("theirs 2"));
+        pair.receive(&first).unwrap();
+        pair.receive(&second).unwrap();
+        assert_eq!(
+            pair.current("m.room.name").as_deref(),
+            Some(second.pdu.event_id())
+        );
+
+        // Conflicting power levels: the shallower one first, then the deeper one only if the
+        // state so far allows it. Alice (ours) demotes Bob; Bob (theirs), still at 50 on his
+        // side, sends two events so that his power levels change is deeper: it may not raise
+        // himself, so Alice's demotion stands.
+        let mut pair = Pair::new(RoomVersion::V1);
+        let demotion = pair.ours_send(ALICE(), power_levels(RoomVersion::V1, 0));
+        pair.theirs_send(BOB(), named("padding"));
+        let mut raised = power_levels(RoomVersion::V1, 50);
+        raised.content["users_default"] = json!(10);
+        let bobs = pair.theirs_send(BOB(), raised);
+        let accepted = pair.receive(&bobs).unwrap();
+        assert!(accepted.soft_failed);
+        assert_eq!(
+            pair.current("m.room.power_levels").as_deref(),
+            Some(demotion.pdu.event_id())
+        );
+    }
+
+    #[test]
     fn an_event_the_state_before_it_does_not_allow_is_rejected_and_changes_nothing() {
         for version in RoomVersion::ALL {
             let mut pair = Pair::new(version);

@@ -110,3 +110,52 @@ def test_an_upgrade_on_our_server_is_followed_by_a_synapse_user(federation_pair)
     resolved = bob.ok("GET", f"{V3}/directory/room/{q(alias)}")
     assert resolved["room_id"] == new_room
     message_both_ways(alice, bob, new_room)
+
+
+def restricted_to(room_id: str) -> list[dict]:
+    """`initial_state` making a room joinable by the members of `room_id` (v8+)."""
+    allow = [{"type": "m.room_membership", "room_id": room_id}]
+    return [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "restricted", "allow": allow}}]
+
+
+def test_restricted_rooms_let_in_members_of_the_allowed_room_both_ways(federation_pair):
+    """Our server as the resident: it checks the allow list for a Synapse user's make_join,
+    names our member as the authoriser and co-signs the join at send_join; for a local user it
+    does the same within one join. Synapse as the resident: our user's join carries the
+    authoriser Synapse names, and the copy Synapse signed is the one we keep."""
+    pair = federation_pair
+    require_our_federation_endpoints(pair, SEND, MAKE_JOIN, SEND_JOIN)
+    alice, dave, eve = our_user(pair, "alice"), our_user(pair, "dave"), our_user(pair, "eve")
+    bob, carol = synapse_user(pair, "bob"), synapse_user(pair, "carol")
+    for c in (alice, bob):
+        c.sync_once(0)
+
+    # Resident: our server.
+    lobby = alice.create_room(preset="public_chat", name="lobby")
+    inner = alice.create_room(preset="private_chat", room_version="9", initial_state=restricted_to(lobby))
+    refused = carol.call("POST", f"{V3}/join/{q(inner)}", params=[("server_name", pair.our_name)],
+                         json={}, expect=None)
+    assert refused.status_code in (400, 403), refused.text
+    refused = eve.call("POST", f"{V3}/join/{q(inner)}", json={}, expect=403)
+    assert bob.join(lobby, via=[pair.our_name]) == lobby
+    dave.join(lobby)
+    assert bob.join(inner, via=[pair.our_name]) == inner
+    assert dave.join(inner) == inner
+    state = wait_equal_state(alice, bob, inner)
+    for user in (bob, dave):
+        content = state[("m.room.member", user.user_id)]["content"]
+        assert content["membership"] == "join"
+        assert content["join_authorised_via_users_server"] == alice.user_id
+
+    # Resident: Synapse.
+    hall = bob.create_room(preset="public_chat", name="hall")
+    private = bob.create_room(preset="private_chat", room_version="10", initial_state=restricted_to(hall))
+    refused = alice.call("POST", f"{V3}/join/{q(private)}", params=[("server_name", pair.synapse.server_name)],
+                         json={}, expect=None)
+    assert refused.status_code == 403, refused.text
+    assert alice.join(hall, via=[pair.synapse.server_name]) == hall
+    assert alice.join(private, via=[pair.synapse.server_name]) == private
+    bob.wait(lambda c: c.saw_membership(private, alice.user_id, "join"), "alice's restricted join")
+    state = wait_equal_state(alice, bob, private)
+    assert state[("m.room.member", alice.user_id)]["content"]["join_authorised_via_users_server"] == bob.user_id
+    message_both_ways(alice, bob, private)
