@@ -131,19 +131,23 @@ impl RoomObject {
         let mut event = event;
         let own_join = event.kind == "m.room.member"
             && event.state_key.as_deref() == Some(sender.as_str())
-            && event.content["membership"] == "join"
-            && event
-                .content
-                .get("join_authorised_via_users_server")
-                .is_none();
+            && event.content["membership"] == "join";
         if own_join {
             // A restricted room: one of our members with the power to invite vouches for the
-            // join once the allow list is checked (rooms/object/restricted.rs).
-            if let Some(authoriser) = self
+            // join once the allow list is checked (rooms/object/restricted.rs). Whatever the
+            // client put there is replaced, or dropped when the join needs no authoriser
+            // (already joined or invited): a client cannot name its own.
+            const FIELD: &str = "join_authorised_via_users_server";
+            match self
                 .join_authoriser(&db, sender, &config.server_name)
                 .await?
             {
-                event.content["join_authorised_via_users_server"] = json!(authoriser);
+                Some(authoriser) => event.content[FIELD] = json!(authoriser),
+                None => {
+                    if let Some(content) = event.content.as_object_mut() {
+                        content.remove(FIELD);
+                    }
+                }
             }
         }
         let keys = signing_keys::server_keys(&self.platform).await?;
