@@ -149,7 +149,9 @@ def test_restricted_rooms_let_in_members_of_the_allowed_room_both_ways(federatio
 
     # Resident: Synapse.
     hall = bob.create_room(preset="public_chat", name="hall")
-    private = bob.create_room(preset="private_chat", room_version="10", initial_state=restricted_to(hall))
+    # Only moderators may invite, so only Synapse's Bob can authorise joins.
+    private = bob.create_room(preset="private_chat", room_version="10", initial_state=restricted_to(hall),
+                              power_level_content_override={"invite": 50})
     refused = alice.call("POST", f"{V3}/join/{q(private)}", params=[("server_name", pair.synapse.server_name)],
                          json={}, expect=None)
     assert refused.status_code == 403, refused.text
@@ -159,3 +161,11 @@ def test_restricted_rooms_let_in_members_of_the_allowed_room_both_ways(federatio
     state = wait_equal_state(alice, bob, private)
     assert state[("m.room.member", alice.user_id)]["content"]["join_authorised_via_users_server"] == bob.user_id
     message_both_ways(alice, bob, private)
+
+    # Our server is in the room now, but none of its members may authorise a join: Eve's
+    # goes through Synapse, which can, and is then accepted here.
+    assert eve.join(hall) == hall
+    assert eve.join(private) == private
+    bob.wait(lambda c: c.saw_membership(private, eve.user_id, "join"), "eve's join through synapse")
+    state = wait_equal_state(alice, bob, private)
+    assert state[("m.room.member", eve.user_id)]["content"]["join_authorised_via_users_server"] == bob.user_id

@@ -97,11 +97,16 @@ impl RoomObject {
                 raw
             };
             let text = raw.to_string();
+            let relay = membership_reply.is_some().then(|| raw.clone());
             let outcome = self
                 .accept_remote(&db, &room_id, raw, membership_reply.is_some(), origin)
                 .await;
             match outcome {
                 Ok((event_id, state_before)) => {
+                    if let Some(relay) = relay {
+                        self.relay_membership(&room_id, origin, &event_id, relay)
+                            .await;
+                    }
                     match membership_reply {
                         Some(MembershipReply::StateAndAuthChain) => {
                             reply = self
@@ -134,6 +139,35 @@ impl RoomObject {
             return Ok(reply);
         }
         Ok(json!({ "pdus": results }))
+    }
+
+    /// An event another server handed us through `send_join`/`send_leave`/`send_knock` only
+    /// reached us: the room's other servers get it from us (the joining server may know no one
+    /// else in the room yet).
+    async fn relay_membership(&self, room_id: &RoomId, origin: &str, event_id: &str, raw: Value) {
+        let servers = {
+            let engine = self.engine.borrow();
+            let Some(engine) = engine.as_ref() else {
+                return;
+            };
+            let Some(pdu) = ruma::EventId::parse(event_id)
+                .ok()
+                .and_then(|id| engine.known(&id).cloned())
+            else {
+                return;
+            };
+            let Ok(config) = self.platform.config() else {
+                return;
+            };
+            super::local::remote_servers(engine, &pdu, &config.server_name)
+        };
+        for server in servers.iter().filter(|s| s.as_str() != origin) {
+            crate::log_info!("relaying {event_id} in {room_id} from {origin} to {server}");
+            self.platform
+                .queue
+                .enqueue(server, vec![raw.clone()], vec![])
+                .await;
+        }
     }
 
     /// A refused PDU is logged and recorded, never stored as part of the room.

@@ -322,7 +322,11 @@ impl RoomObject {
 
 /// The other servers with members in the room (and the server of a membership event's target),
 /// which must receive a new local event.
-fn remote_servers(engine: &RoomEngine, pdu: &Pdu, us: &ServerName) -> Vec<OwnedServerName> {
+pub(super) fn remote_servers(
+    engine: &RoomEngine,
+    pdu: &Pdu,
+    us: &ServerName,
+) -> Vec<OwnedServerName> {
     let mut servers: Vec<OwnedServerName> = engine
         .state()
         .events()

@@ -449,7 +449,7 @@ fn bad_answer(server: &ServerName, why: String) -> MatrixError {
 /// The resident's copy of our join, when it is the same event (same id: the reference hash
 /// ignores signatures; v1/v2 ids name us) with more signatures (the authorising server's, in a
 /// restricted room); ours otherwise.
-fn co_signed(
+pub(super) fn co_signed(
     join: Arc<Pdu>,
     theirs: Option<&serde_json::value::RawValue>,
     version: RoomVersion,

@@ -6,13 +6,16 @@
 //! `send_join` of other servers' users.
 
 use ruma::events::StateEventType;
-use ruma::{OwnedUserId, ServerName, UserId};
-use serde_json::Value;
+use ruma::{OwnedRoomId, OwnedUserId, ServerName, UserId};
+use serde_json::{json, Value};
 
+use super::remote_join::co_signed;
 use super::{membership_of, RoomObject};
 use crate::http::{ErrorCode, MatrixError};
 use crate::rooms::engine::RoomEngine;
+use crate::rooms::join_job::SendJoinAnswer;
 use crate::rooms::power::PowerLevels;
+use crate::signing::event::into_json;
 use crate::storage::rooms as stored;
 use crate::storage::Db;
 
@@ -195,5 +198,55 @@ impl RoomObject {
             crate::signing::event::hash_and_sign(us.as_str(), &keys.current, raw, &version.rules())
                 .map_err(|e| MatrixError::bad_json(e.to_string()))?;
         Ok(crate::signing::event::into_json(signed))
+    }
+}
+
+impl RoomObject {
+    /// `RoomCommand::JoinThrough`: the resident servers' handshake for a room we hold, the
+    /// join then accepted through the same pipeline as any event from that server.
+    pub(super) async fn join_through(
+        &self,
+        room_id: OwnedRoomId,
+        user: &UserId,
+        servers: Vec<String>,
+        content: Value,
+    ) -> Result<Value, MatrixError> {
+        let room = &room_id;
+        let (server, join) = super::through_servers(servers, "join", room, |server| {
+            let content = content.clone();
+            async move {
+                let (version, join) = self
+                    .membership_handshake(room, user, &server, "join", content)
+                    .await?;
+                let text = self
+                    .send_membership_text(room, &server, "join", &join)
+                    .await?;
+                let answer: SendJoinAnswer = serde_json::from_str(&text).map_err(|e| {
+                    MatrixError::new(
+                        502,
+                        ErrorCode::Unknown,
+                        format!("{server}: not a send_join answer: {e}"),
+                    )
+                })?;
+                let join = co_signed(join, answer.event.as_deref(), version);
+                Ok((server, join))
+            }
+        })
+        .await?;
+        let event_id = join.event_id().to_owned();
+        let answer = self
+            .remote(
+                room_id.clone(),
+                server.as_str(),
+                vec![into_json(join.json().clone())],
+                None,
+            )
+            .await?;
+        if let Some(error) = answer["pdus"][event_id.as_str()]["error"].as_str() {
+            return Err(MatrixError::forbidden(format!(
+                "the join {server} authorised was refused here: {error}"
+            )));
+        }
+        Ok(json!({ "event_id": event_id }))
     }
 }
