@@ -143,3 +143,136 @@ pub(crate) async fn upgrade(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     }
     Ok(JsonResponse::ok(json!({ "replacement_room": new_room })))
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::executor::block_on;
+    use serde_json::{json, Value};
+
+    use crate::testing::TestServer;
+
+    async fn call(
+        server: &TestServer,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        server.request(method, path, Some(token), Some(body)).await
+    }
+
+    #[test]
+    fn an_upgrade_replaces_the_room_and_needs_the_power_to_send_a_tombstone() {
+        block_on(async {
+            let server = TestServer::new();
+            let (_, alice) = server.register("alice").await;
+            let (_, bob) = server.register("bob").await;
+            let (_, old) = call(
+                &server,
+                "POST",
+                "/_matrix/client/v3/createRoom",
+                &alice,
+                json!({ "preset": "public_chat", "room_version": "9", "name": "old",
+                        "room_alias_name": "moving" }),
+            )
+            .await;
+            let old = old["room_id"].as_str().unwrap().to_owned();
+            assert_eq!(
+                call(
+                    &server,
+                    "POST",
+                    &format!("/_matrix/client/v3/join/{old}"),
+                    &bob,
+                    json!({})
+                )
+                .await
+                .0,
+                200
+            );
+            let upgrade = format!("/_matrix/client/v3/rooms/{old}/upgrade");
+            let (status, refused) = call(
+                &server,
+                "POST",
+                &upgrade,
+                &bob,
+                json!({ "new_version": "12" }),
+            )
+            .await;
+            assert_eq!(
+                (status, refused["errcode"].as_str()),
+                (403, Some("M_FORBIDDEN"))
+            );
+            let (status, refused) = call(
+                &server,
+                "POST",
+                &upgrade,
+                &alice,
+                json!({ "new_version": "99" }),
+            )
+            .await;
+            assert_eq!(
+                (status, refused["errcode"].as_str()),
+                (400, Some("M_UNSUPPORTED_ROOM_VERSION"))
+            );
+
+            let (status, answer) = call(
+                &server,
+                "POST",
+                &upgrade,
+                &alice,
+                json!({ "new_version": "1" }),
+            )
+            .await;
+            assert_eq!(status, 200, "{answer}");
+            let new = answer["replacement_room"].as_str().unwrap().to_owned();
+            let state = |room: String, kind: &'static str| {
+                let (server, alice) = (&server, alice.clone());
+                async move {
+                    call(
+                        server,
+                        "GET",
+                        &format!("/_matrix/client/v3/rooms/{room}/state/{kind}/"),
+                        &alice,
+                        Value::Null,
+                    )
+                    .await
+                    .1
+                }
+            };
+            assert_eq!(
+                state(old.clone(), "m.room.tombstone").await["replacement_room"],
+                new.as_str()
+            );
+            let create = state(new.clone(), "m.room.create").await;
+            assert_eq!(create["room_version"], "1");
+            assert_eq!(create["predecessor"]["room_id"], old.as_str());
+            assert!(create["predecessor"]["event_id"].is_string());
+            assert_eq!(state(new.clone(), "m.room.name").await["name"], "old");
+            assert_eq!(
+                state(old.clone(), "m.room.power_levels").await["events_default"],
+                50
+            );
+            // The alias and the canonical alias moved.
+            let (_, resolved) = call(
+                &server,
+                "GET",
+                "/_matrix/client/v3/directory/room/%23moving:test.local",
+                &alice,
+                Value::Null,
+            )
+            .await;
+            assert_eq!(resolved["room_id"], new.as_str(), "{resolved}");
+            assert!(state(new.clone(), "m.room.canonical_alias").await["alias"].is_string());
+            // Bob, at level 0, may no longer speak in the old room.
+            let (status, _) = call(
+                &server,
+                "PUT",
+                &format!("/_matrix/client/v3/rooms/{old}/send/m.room.message/t1"),
+                &bob,
+                json!({ "msgtype": "m.text", "body": "hi" }),
+            )
+            .await;
+            assert_eq!(status, 403);
+        })
+    }
+}

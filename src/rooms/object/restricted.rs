@@ -250,3 +250,107 @@ impl RoomObject {
         Ok(json!({ "event_id": event_id }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::executor::block_on;
+    use serde_json::{json, Value};
+
+    use crate::testing::TestServer;
+
+    async fn call(
+        server: &TestServer,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        server.request(method, path, Some(token), Some(body)).await
+    }
+
+    #[test]
+    fn local_joins_of_a_restricted_room_need_membership_of_an_allowed_room() {
+        block_on(async {
+            let server = TestServer::new();
+            let (alice_id, alice) = server.register("alice").await;
+            let (bob_id, bob) = server.register("bob").await;
+            let create = |body: Value| {
+                call(
+                    &server,
+                    "POST",
+                    "/_matrix/client/v3/createRoom",
+                    &alice,
+                    body,
+                )
+            };
+            let (_, lobby) = create(json!({ "preset": "public_chat" })).await;
+            let lobby = lobby["room_id"].as_str().unwrap().to_owned();
+            let allow = json!([{ "type": "m.room_membership", "room_id": lobby }]);
+            let (status, room) = create(json!({
+                "room_version": "8",
+                "initial_state": [{ "type": "m.room.join_rules", "state_key": "",
+                    "content": { "join_rule": "restricted", "allow": allow } }],
+            }))
+            .await;
+            assert_eq!(status, 200, "{room}");
+            let room = room["room_id"].as_str().unwrap().to_owned();
+            let join = |room: String| {
+                let (server, bob) = (&server, bob.clone());
+                async move {
+                    call(
+                        server,
+                        "POST",
+                        &format!("/_matrix/client/v3/join/{room}"),
+                        &bob,
+                        json!({}),
+                    )
+                    .await
+                }
+            };
+
+            let (status, refused) = join(room.clone()).await;
+            assert_eq!(
+                (status, refused["errcode"].as_str()),
+                (403, Some("M_FORBIDDEN")),
+                "{refused}"
+            );
+            assert_eq!(join(lobby.clone()).await.0, 200);
+            // The client names an authoriser of its own: the server's choice replaces it.
+            let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{bob_id}");
+            let content =
+                json!({ "membership": "join", "join_authorised_via_users_server": bob_id });
+            let (status, answer) = call(&server, "PUT", &path, &bob, content).await;
+            assert_eq!(status, 200, "{answer}");
+            let (_, member) = call(&server, "GET", &path, &bob, Value::Null).await;
+            assert_eq!(member["membership"], "join");
+            assert_eq!(
+                member["join_authorised_via_users_server"],
+                alice_id.as_str()
+            );
+
+            // A join -> join change needs no authoriser: the field is dropped.
+            let content = json!({ "membership": "join", "displayname": "B",
+                "join_authorised_via_users_server": "unused" });
+            assert_eq!(call(&server, "PUT", &path, &bob, content).await.0, 200);
+            let (_, member) = call(&server, "GET", &path, &bob, Value::Null).await;
+            assert_eq!(
+                (
+                    member["displayname"].as_str(),
+                    member.get("join_authorised_via_users_server")
+                ),
+                (Some("B"), None)
+            );
+
+            // The summary names the allowed room.
+            let (_, summary) = call(
+                &server,
+                "GET",
+                &format!("/_matrix/client/v1/room_summary/{room}"),
+                &bob,
+                Value::Null,
+            )
+            .await;
+            assert_eq!(summary["allowed_room_ids"], json!([lobby]));
+        })
+    }
+}
