@@ -149,17 +149,7 @@ mod tests {
     use futures::executor::block_on;
     use serde_json::{json, Value};
 
-    use crate::testing::TestServer;
-
-    async fn call(
-        server: &TestServer,
-        method: &str,
-        path: &str,
-        token: &str,
-        body: Value,
-    ) -> (u16, Value) {
-        server.request(method, path, Some(token), Some(body)).await
-    }
+    use crate::testing::{call, TestServer};
 
     #[test]
     fn an_upgrade_replaces_the_room_and_needs_the_power_to_send_a_tombstone() {

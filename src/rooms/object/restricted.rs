@@ -256,17 +256,7 @@ mod tests {
     use futures::executor::block_on;
     use serde_json::{json, Value};
 
-    use crate::testing::TestServer;
-
-    async fn call(
-        server: &TestServer,
-        method: &str,
-        path: &str,
-        token: &str,
-        body: Value,
-    ) -> (u16, Value) {
-        server.request(method, path, Some(token), Some(body)).await
-    }
+    use crate::testing::{call, TestServer};
 
     #[test]
     fn local_joins_of_a_restricted_room_need_membership_of_an_allowed_room() {
