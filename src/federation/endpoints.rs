@@ -85,7 +85,11 @@ pub(crate) async fn make_membership(
     require_acl(ctx, &room_id, &origin).await?;
     // A joining or knocking server lists the versions it supports (`ver`, repeatable; none
     // means v1).
-    if membership != "leave" && !ctx.query_all("ver").contains(&version.as_str()) {
+    let mut supported = ctx.query_all("ver");
+    if supported.is_empty() {
+        supported.push("1");
+    }
+    if membership != "leave" && !supported.contains(&version.as_str()) {
         return Err(MatrixError::new(
             400,
             ErrorCode::IncompatibleRoomVersion,
