@@ -243,3 +243,27 @@ impl ruma::state_res::Event for Pdu {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cited_ids_are_read_in_both_formats() {
+        let v1 = serde_json::json!({ "prev_events": [["$a:x", { "sha256": "h" }], ["$b:y", {}]] });
+        assert_eq!(ref_ids(&v1, "prev_events"), ["$a:x", "$b:y"]);
+        let v3 = serde_json::json!({ "auth_events": ["$c", "$d"] });
+        assert_eq!(ref_ids(&v3, "auth_events"), ["$c", "$d"]);
+        assert!(ref_ids(&v3, "prev_events").is_empty());
+
+        let ids = [EventId::parse("$a:x").unwrap()];
+        assert_eq!(
+            refs_json(RoomVersion::V2, &ids),
+            serde_json::json!([["$a:x", {}]])
+        );
+        assert_eq!(
+            refs_json(RoomVersion::V3, &ids),
+            serde_json::json!(["$a:x"])
+        );
+    }
+}
