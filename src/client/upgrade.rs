@@ -117,8 +117,9 @@ pub(crate) async fn upgrade(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         .command(new_room.as_str(), &command)
         .await?;
 
-    // What follows tidies the old room; a refusal (say, power to change its power levels but
-    // not to send a tombstone... or the reverse) leaves the upgrade itself done.
+    // What follows tidies the old room. The upgrader may send a tombstone without having the
+    // power to change the power levels or the canonical alias: such a refusal is logged and
+    // the upgrade itself stands.
     if let Some(restricted) = restricted_levels(&old) {
         let event = EventTemplate::state("m.room.power_levels", "", restricted);
         if let Err(e) = send_event(&ctx.platform, &old_room_id, &me.user_id, event, None).await {
