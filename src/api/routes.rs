@@ -8,7 +8,7 @@ use super::Reply;
 use crate::client::{
     self, account, account_data, capabilities, cross_signing, device_keys, devices, directory,
     ephemeral, filters, key_backup, media, membership, profile, push, register, room_read, send,
-    session, to_device,
+    session, to_device, upgrade,
 };
 use crate::federation::{self, endpoints as fed, media as fed_media};
 use crate::http::route::{Method, Route};
@@ -281,6 +281,10 @@ pub(crate) const ROUTES: &[Route<Handler>] = &[
     post(
         "/_matrix/client/v3/createRoom",
         to!(membership::create_room),
+    ),
+    post(
+        "/_matrix/client/v3/rooms/{roomId}/upgrade",
+        to!(upgrade::upgrade),
     ),
     post(
         "/_matrix/client/v3/join/{roomIdOrAlias}",

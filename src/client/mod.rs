@@ -36,6 +36,7 @@ pub(crate) mod session;
 pub(crate) mod threads;
 pub(crate) mod to_device;
 pub(crate) mod uia;
+pub(crate) mod upgrade;
 
 #[cfg(test)]
 mod tests;

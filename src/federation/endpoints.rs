@@ -85,7 +85,11 @@ pub(crate) async fn make_membership(
     require_acl(ctx, &room_id, &origin).await?;
     // A joining or knocking server lists the versions it supports (`ver`, repeatable; none
     // means v1).
-    if membership != "leave" && !ctx.query_all("ver").contains(&version.as_str()) {
+    let mut supported = ctx.query_all("ver");
+    if supported.is_empty() {
+        supported.push("1");
+    }
+    if membership != "leave" && !supported.contains(&version.as_str()) {
         return Err(MatrixError::new(
             400,
             ErrorCode::IncompatibleRoomVersion,
@@ -577,7 +581,11 @@ pub(crate) async fn get_missing_events(ctx: &Ctx) -> Result<JsonResponse, Matrix
     let mut start = Vec::new();
     for id in &latest {
         if let Some((_, pdu)) = room_event(&db, room_id.as_str(), id).await? {
-            start.extend(ids_of(&pdu, "prev_events"));
+            start.extend(
+                crate::rooms::pdu::ref_ids(&pdu, "prev_events")
+                    .into_iter()
+                    .map(str::to_owned),
+            );
         }
     }
     let rows = walk_back(&db, room_id.as_str(), start, &earliest, limit, min_depth).await?;

@@ -460,3 +460,15 @@ impl ObjectStorage for MemoryStorage {
         Box::pin(async { Ok(()) })
     }
 }
+
+/// `TestServer::request` as a signed-in client, with a body: the short form for tests that
+/// make many calls.
+pub(crate) async fn call(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Value,
+) -> (u16, Value) {
+    server.request(method, path, Some(token), Some(body)).await
+}

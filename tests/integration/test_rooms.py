@@ -301,7 +301,7 @@ def test_room_versions_shape_the_create_event_and_the_room_id(new_user, server_n
 
 def test_create_room_errors(new_user, base_url):
     alice = new_user("alice")
-    assert_error(alice.post(f"{V3}/createRoom", {"room_version": "9"}, expect=None),
+    assert_error(alice.post(f"{V3}/createRoom", {"room_version": "13"}, expect=None),
                  400, "M_UNSUPPORTED_ROOM_VERSION")
     assert_error(alice.call("POST", f"{V3}/createRoom", data=b'{"name": "half',
                             headers={"Content-Type": "application/json"}, expect=None),

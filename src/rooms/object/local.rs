@@ -146,6 +146,28 @@ impl RoomObject {
             self.check_redaction(&db, &room_id, sender, &event).await?;
         }
         let config = self.platform.config()?;
+        let mut event = event;
+        let own_join = event.kind == "m.room.member"
+            && event.state_key.as_deref() == Some(sender.as_str())
+            && event.content["membership"] == "join";
+        if own_join {
+            // A restricted room: one of our members with the power to invite vouches for the
+            // join once the allow list is checked (rooms/object/restricted.rs). Whatever the
+            // client put there is replaced, or dropped when the join needs no authoriser
+            // (already joined or invited): a client cannot name its own.
+            const FIELD: &str = "join_authorised_via_users_server";
+            match self
+                .join_authoriser(&db, sender, &config.server_name)
+                .await?
+            {
+                Some(authoriser) => event.content[FIELD] = json!(authoriser),
+                None => {
+                    if let Some(content) = event.content.as_object_mut() {
+                        content.remove(FIELD);
+                    }
+                }
+            }
+        }
         let keys = signing_keys::server_keys(&self.platform).await?;
         let server = LocalServer {
             name: &config.server_name,
@@ -318,7 +340,11 @@ impl RoomObject {
 
 /// The other servers with members in the room (and the server of a membership event's target),
 /// which must receive a new local event.
-fn remote_servers(engine: &RoomEngine, pdu: &Pdu, us: &ServerName) -> Vec<OwnedServerName> {
+pub(super) fn remote_servers(
+    engine: &RoomEngine,
+    pdu: &Pdu,
+    us: &ServerName,
+) -> Vec<OwnedServerName> {
     let mut servers: Vec<OwnedServerName> = engine
         .state()
         .events()
