@@ -22,6 +22,7 @@ pub mod glob;
 pub mod hotpaths;
 pub mod http;
 pub mod keys;
+pub mod limits;
 pub mod media;
 pub mod platform;
 pub mod presence;

@@ -19,6 +19,7 @@ fn not_in_room(e: MatrixError) -> MatrixError {
 
 pub(crate) async fn send_message(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
+    crate::limits::rate::check_client(ctx, &me, crate::limits::rate::Action::Send).await?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
     let content = Value::Object(ctx.json_object()?);
     let template = EventTemplate::message(ctx.param("eventType"), content);
@@ -31,6 +32,7 @@ pub(crate) async fn send_message(ctx: &Ctx) -> Result<JsonResponse, MatrixError>
 
 pub(crate) async fn put_state(ctx: &Ctx, state_key: &str) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
+    crate::limits::rate::check_client(ctx, &me, crate::limits::rate::Action::Send).await?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
     let content = Value::Object(ctx.json_object()?);
     let template = EventTemplate::state(ctx.param("eventType"), state_key, content);
@@ -42,6 +44,7 @@ pub(crate) async fn put_state(ctx: &Ctx, state_key: &str) -> Result<JsonResponse
 
 pub(crate) async fn redact(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
+    crate::limits::rate::check_client(ctx, &me, crate::limits::rate::Action::Send).await?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
     let target = ctx.param("eventId");
     let body = ctx.json_object()?;
