@@ -545,7 +545,7 @@ fn ids_of(value: &Value, field: &str) -> Vec<String> {
 /// Most events one graph walk returns: the bound on work per request.
 const MAX_WALK: usize = 100;
 /// Most `latest_events` of one `get_missing_events` looked at (Synapse asks with one).
-const MAX_LATEST_EVENTS: usize = 20;
+const MAX_LATEST_EVENTS: usize = 10;
 
 /// Walks `prev_events` back from `from`, stopping at `stop`, collecting at most `limit` (and
 /// `MAX_WALK`): one query, however long the chain.
