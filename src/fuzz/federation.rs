@@ -190,13 +190,12 @@ fn canonical_json_round_trips_and_signatures_hold() {
             let signed =
                 to_canonical_object(signed).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert!(ruma::signatures::verify_json(&map, &signed).is_ok());
-            // One changed byte of the signed text: unparseable, or a failed check, never a pass
-            // (unless the byte landed in `unsigned` or changed nothing).
+            // One changed byte of the signed text: unparseable, or a failed check, or else
+            // nothing signed changed: not the content, not the signature's bytes. (The last
+            // character of unpadded base64 carries unused bits: ruma, like Synapse, ignores them,
+            // so that byte may change the text and not the signature. Found by this target.)
             let mut bytes = canonical_string(&signed).into_bytes();
             let i = at % bytes.len();
-            if bytes[i] == byte {
-                return Ok(());
-            }
             bytes[i] = byte;
             let Ok(value) = serde_json::from_slice::<Value>(&bytes) else {
                 return Ok(());
@@ -204,14 +203,37 @@ fn canonical_json_round_trips_and_signatures_hold() {
             let Ok(mutated) = to_canonical_object(value) else {
                 return Ok(());
             };
-            if canonical_string(&mutated) != canonical_string(&signed)
-                && !mutated.contains_key("unsigned")
-            {
-                prop_assert!(ruma::signatures::verify_json(&map, &mutated).is_err());
+            if ruma::signatures::verify_json(&map, &mutated).is_ok() {
+                prop_assert_eq!(signed_part(&mutated), signed_part(&signed));
+                prop_assert_eq!(our_signature(&mutated, &key), our_signature(&signed, &key));
             }
             Ok(())
         },
     );
+}
+
+/// What a signature covers: the object without `signatures` and `unsigned`, as text.
+fn signed_part(object: &CanonicalJsonObject) -> String {
+    let mut object = object.clone();
+    object.remove("signatures");
+    object.remove("unsigned");
+    canonical_string(&object)
+}
+
+/// The bytes of `us.example`'s signature with `key`.
+fn our_signature(object: &CanonicalJsonObject, key: &SigningKey) -> Option<Vec<u8>> {
+    let Some(CanonicalJsonValue::Object(by_server)) = object.get("signatures") else {
+        return None;
+    };
+    let Some(CanonicalJsonValue::Object(by_key)) = by_server.get("us.example") else {
+        return None;
+    };
+    let Some(CanonicalJsonValue::String(text)) = by_key.get(&key.key_id()) else {
+        return None;
+    };
+    ruma::serde::Base64::<ruma::serde::base64::Standard>::parse(text)
+        .ok()
+        .map(|b| b.as_bytes().to_vec())
 }
 
 /// A signed message from `remote.example` in a room of `version`, with `content`.
