@@ -11,7 +11,7 @@ test:
 
 # Not part of `make test` (which runs every fuzz target briefly): the property tests of every
 # parser of outside input (src/fuzz/), FUZZ_CASES cases each (default 100000; about an hour
-# on 2 cores, 10000 about 8 minutes). Prints the executions per target; a failure prints the shrunk input.
+# on 2 cores, 10000 about 12 minutes). Prints the executions per target; a failure prints the shrunk input.
 fuzz:
 	@bash scripts/fuzz.sh
 
