@@ -51,9 +51,29 @@ done
 bash scripts/setup.sh
 bash scripts/build.sh
 mkdir -p "$STATE_DIR"
-log "applying D1 migrations to $STATE_DIR"
-CI=true wrangler d1 migrations apply DB --local --persist-to "$STATE_DIR" >"$STATE_DIR/migrations.log" 2>&1 \
-  || { cat "$STATE_DIR/migrations.log" >&2; exit 1; }
+# Applying migrations starts a separate wrangler (seconds). It runs only when the state has not
+# seen this set of migrations: the state records the set it has, and a fresh state starts as a
+# copy of a template that has them all (one per set, made once, in .wrangler/migrated/).
+migrations_id=$(cat migrations/*.sql | sha256sum | cut -c1-16)
+if [ "$(cat "$STATE_DIR/.migrations" 2>/dev/null)" != "$migrations_id" ]; then
+  template="$ROOT/.wrangler/migrated/$migrations_id"
+  if [ ! -d "$STATE_DIR/v3/d1" ] && [ -f "$template/.migrations" ]; then
+    cp -a "$template/v3" "$STATE_DIR/"
+  else
+    log "applying D1 migrations to $STATE_DIR"
+    CI=true wrangler d1 migrations apply DB --local --persist-to "$STATE_DIR" >"$STATE_DIR/migrations.log" 2>&1 \
+      || { cat "$STATE_DIR/migrations.log" >&2; exit 1; }
+    if [ ! -d "$template" ] && [ ! -d "$STATE_DIR/v3/do" ]; then
+      # Only a state that holds nothing but the migrated database becomes the template; made
+      # aside and renamed into place, so instances starting together never see half of one.
+      part=$(mktemp -d "$ROOT/.wrangler/migrated.XXXXXX")
+      cp -a "$STATE_DIR/v3" "$part/" && echo "$migrations_id" > "$part/.migrations"
+      mkdir -p "$ROOT/.wrangler/migrated"
+      mv -T "$part" "$template" 2>/dev/null || rm -rf "$part"
+    fi
+  fi
+  echo "$migrations_id" > "$STATE_DIR/.migrations"
+fi
 # Application services (Synapse's registration YAML files, comma-separated): checked, then stored
 # as this instance's whole set. A bad file stops the start here, naming the file and the key.
 if [ -n "${APPSERVICE_CONFIG:-}" ]; then

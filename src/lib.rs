@@ -24,6 +24,7 @@ pub mod http;
 pub mod keys;
 pub mod limits;
 pub mod media;
+pub mod oauth;
 pub mod platform;
 pub mod presence;
 pub mod rooms;

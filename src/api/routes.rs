@@ -14,7 +14,7 @@ use crate::federation::{self, endpoints as fed, media as fed_media};
 use crate::http::route::{Method, Route};
 use crate::http::{JsonResponse, MatrixError};
 use crate::platform::Fut;
-use crate::{admin, appservice, sync, wellknown};
+use crate::{admin, appservice, oauth, sync, wellknown};
 
 /// What every handler is: a request in, an answer (JSON or media) or a Matrix error out.
 pub(crate) type Handler = for<'a> fn(&'a Ctx) -> Fut<'a, Result<Reply, MatrixError>>;
@@ -122,6 +122,52 @@ pub(crate) const ROUTES: &[Route<Handler>] = &[
     post("/_matrix/client/v3/logout", to!(session::logout)),
     post("/_matrix/client/v3/logout/all", to!(session::logout_all)),
     get("/_matrix/client/v3/account/whoami", to!(session::whoami)),
+    // OAuth 2.0 (src/oauth/): discovery, the endpoints clients call, and the pages people see.
+    get(
+        "/_matrix/client/v1/auth_metadata",
+        to!(oauth::metadata::auth_metadata),
+    ),
+    get(
+        "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata",
+        to!(oauth::metadata::auth_metadata),
+    ),
+    post(oauth::REGISTRATION_PATH, to!(oauth::registration::register)),
+    get(oauth::AUTHORIZE_PATH, to!(oauth::authorize::authorize)),
+    post(oauth::TOKEN_PATH, to!(oauth::token::token)),
+    post(oauth::REVOCATION_PATH, to!(oauth::revoke::revoke)),
+    post(
+        oauth::DEVICE_AUTHORIZATION_PATH,
+        to!(oauth::device_grant::device_authorization),
+    ),
+    get(
+        oauth::DEVICE_PAGE_PATH,
+        to!(oauth::device_grant::device_page),
+    ),
+    post(
+        oauth::DEVICE_PAGE_PATH,
+        to!(oauth::device_grant::device_submit),
+    ),
+    get(oauth::LOGIN_PATH, to!(oauth::login::login_page)),
+    post(oauth::LOGIN_PATH, to!(oauth::login::login_submit)),
+    get(oauth::REGISTER_PATH, to!(oauth::login::register_page)),
+    post(oauth::REGISTER_PATH, to!(oauth::login::register_submit)),
+    post(oauth::LOGOUT_PATH, to!(oauth::login::logout_submit)),
+    get(oauth::CONSENT_PATH, to!(oauth::authorize::consent_page)),
+    post(oauth::CONSENT_PATH, to!(oauth::authorize::consent_submit)),
+    get(oauth::ACCOUNT_PATH, to!(oauth::account::page)),
+    post(
+        "/account/devices/delete",
+        to!(oauth::account::delete_device),
+    ),
+    post("/account/password", to!(oauth::account::change_password)),
+    post(
+        "/account/sign_out_everywhere",
+        to!(oauth::account::sign_out_everywhere),
+    ),
+    post(
+        "/account/cross_signing_reset",
+        to!(oauth::account::allow_cross_signing_reset),
+    ),
     post(
         "/_matrix/client/v3/account/password",
         to!(account::change_password),

@@ -63,7 +63,7 @@ pub struct Session<'a> {
     pub expires_ts: Option<i64>,
 }
 
-fn session_statements(db: &Db, s: &Session<'_>) -> Vec<crate::platform::Statement> {
+pub(crate) fn session_statements(db: &Db, s: &Session<'_>) -> Vec<crate::platform::Statement> {
     let now = now_ms();
     let mut statements = vec![
         // Logging in again with a known device id replaces that device's tokens (spec).
@@ -245,6 +245,8 @@ pub async fn delete_devices(db: &Db, user_id: &str, devices: &[String]) -> Resul
             "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
             "DELETE FROM refresh_tokens WHERE user_id = ?1 AND device_id = ?2",
             "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
+            // An OAuth device's record of its client (migrations/0017_oauth.sql).
+            "DELETE FROM oauth_sessions WHERE user_id = ?1 AND device_id = ?2",
         ] {
             statements.push(db.stmt(sql, args![user_id, device]));
         }
@@ -300,6 +302,8 @@ pub async fn deactivate(db: &Db, user_id: &str) -> Result<(), MatrixError> {
         db.stmt("DELETE FROM access_tokens WHERE user_id = ?1", args![user_id]),
         db.stmt("DELETE FROM refresh_tokens WHERE user_id = ?1", args![user_id]),
         db.stmt("DELETE FROM devices WHERE user_id = ?1", args![user_id]),
+        db.stmt("DELETE FROM oauth_sessions WHERE user_id = ?1", args![user_id]),
+        db.stmt("DELETE FROM oauth_browser_sessions WHERE user_id = ?1", args![user_id]),
     ];
     statements.extend(super::e2ee::forget_user(db, user_id));
     db.batch(statements).await.map(|_| ())

@@ -17,6 +17,7 @@ pub mod e2ee_remote;
 pub mod events;
 pub mod hierarchy;
 pub mod media;
+pub mod oauth;
 pub mod presence;
 pub mod rate_limits;
 pub mod remote_keys;

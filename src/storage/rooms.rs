@@ -117,8 +117,9 @@ pub async fn load(db: &Db, room_id: &str) -> Result<Option<StoredRoom>, MatrixEr
     struct Tip {
         event_id: String,
     }
-    // Rooms written before forward extremities were stored grew linearly: their latest event
-    // is their one extremity.
+    // No rows: the room is not forked, and its one extremity is its newest timeline event
+    // (`persist` writes rows only for a fork; soft-failed events and outliers are never
+    // extremities, and backfilled events are ordered below all others).
     let mut tips: Vec<Tip> = db
         .rows(
             "SELECT e.event_id FROM forward_extremities f
@@ -126,14 +127,17 @@ pub async fn load(db: &Db, room_id: &str) -> Result<Option<StoredRoom>, MatrixEr
             args![room_id],
         )
         .await?;
-    if tips.is_empty() {
-        tips = db
-            .rows(
-                "SELECT event_id FROM events WHERE room_id = ?1
-                 ORDER BY stream_ordering DESC LIMIT 1",
-                args![room_id],
-            )
-            .await?;
+    // A room whose join is still being stored has only outliers: its newest one stands in.
+    for timeline_only in [true, false] {
+        if tips.is_empty() {
+            tips = db
+                .rows(
+                    "SELECT event_id FROM events WHERE room_id = ?1 AND (?2 = 0 OR outlier = 0)
+                     ORDER BY stream_ordering DESC LIMIT 1",
+                    args![room_id, i64::from(timeline_only)],
+                )
+                .await?;
+        }
     }
     #[derive(Deserialize)]
     struct Depth {
@@ -289,7 +293,17 @@ pub async fn persist(db: &Db, write: RoomWrite<'_>) -> Result<(), MatrixError> {
             "DELETE FROM forward_extremities WHERE room_id = ?1",
             args![room_id],
         ));
-        for id in extremities {
+        // A room that is not forked has one extremity, its newest timeline event, and `load`
+        // finds that without rows: a message then writes none here (the rows written per
+        // message are the platform's cost, docs/benchmarks.md). Rows are kept while forked.
+        let newest = write
+            .events
+            .iter()
+            .rev()
+            .find(|e| e.stored_as == StoredAs::Timeline)
+            .map(|e| e.pdu.event_id());
+        let implied = matches!(extremities.as_slice(), [only] if Some(&**only) == newest);
+        for id in extremities.iter().filter(|_| !implied) {
             statements.push(db.stmt(
                 "INSERT INTO forward_extremities (room_id, event_id) VALUES (?1, ?2)",
                 args![room_id, id.as_str()],

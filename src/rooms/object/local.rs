@@ -107,6 +107,21 @@ impl RoomObject {
         Ok(json!({ "room_id": room_id }))
     }
 
+    /// A state event that would repeat the current one (same sender, same content) is not
+    /// sent again: the client gets the current event's id, and the room no new event (as
+    /// clients and other servers expect of setting state or joining twice).
+    fn same_state(&self, sender: &UserId, event: &EventTemplate) -> Option<String> {
+        let state_key = event.state_key.as_deref()?;
+        let engine = self.engine.borrow();
+        let current = engine
+            .as_ref()?
+            .state()
+            .get(&event.kind.as_str().into(), state_key)?;
+        let content: Value = serde_json::from_str(current.content().get()).ok()?;
+        (current.sender() == sender && content == event.content)
+            .then(|| current.event_id().to_string())
+    }
+
     pub(super) async fn send(
         &self,
         room_id: OwnedRoomId,
@@ -124,6 +139,9 @@ impl RoomObject {
             }
         }
         self.ensure_engine(&db, &room_id).await?;
+        if let Some(existing) = self.same_state(sender, &event) {
+            return Ok(json!({ "event_id": existing }));
+        }
         if event.kind == "m.room.redaction" {
             self.check_redaction(&db, &room_id, sender, &event).await?;
         }
