@@ -21,6 +21,10 @@ REGISTRATION="${REGISTRATION:-open}"
 REGISTRATION_SHARED_SECRET="${REGISTRATION_SHARED_SECRET:-matrix-edge-dev-shared-secret}"
 # Local clients and test suites log in often from one address; a deployment keeps 10.
 AUTH_REQUESTS_PER_MINUTE="${AUTH_REQUESTS_PER_MINUTE:-1000}"
+# Sends, joins, uploads and federation requests per minute (README "Settings"): local test
+# suites and Complement send in bursts from one address, so far above a deployment's defaults,
+# but still counted (the same D1 statement runs).
+RATE_LIMITS="${RATE_LIMITS:-send=100000/100000,join=100000/100000,upload=100000/100000,federation=1000000}"
 # Local workerd has no CPU limit per request; a deployment keeps wrangler.toml's free-plan value.
 MAX_THUMBNAIL_PIXELS="${MAX_THUMBNAIL_PIXELS:-16000000}"
 
@@ -38,6 +42,7 @@ PUBLIC_BASEURL="${PUBLIC_BASEURL:-$scheme://localhost:$PORT}"
 vars=(--var "SERVER_NAME:$SERVER_NAME" --var "PUBLIC_BASEURL:$PUBLIC_BASEURL"
       --var "REGISTRATION:$REGISTRATION" --var "REGISTRATION_SHARED_SECRET:$REGISTRATION_SHARED_SECRET"
       --var "AUTH_REQUESTS_PER_MINUTE:$AUTH_REQUESTS_PER_MINUTE" --var "MAX_THUMBNAIL_PIXELS:$MAX_THUMBNAIL_PIXELS"
+      --var "RATE_LIMITS:$RATE_LIMITS"
       --var "EXPOSE_D1_USAGE:${EXPOSE_D1_USAGE:-true}")
 for name in SIGNING_KEY REGISTRATION_TOKEN DEFAULT_ROOM_VERSION DOH_RESOLVER TRUSTED_KEY_SERVERS PASSWORD_ITERATIONS JOIN_STEP_EVENTS PRESENCE SUPPORT_MXID SUPPORT_EMAIL SUPPORT_PAGE MAX_UPLOAD_BYTES MEDIA_QUOTA_BYTES MEDIA_FREEZE_TS URL_PREVIEWS URL_PREVIEW_ALLOW_PRIVATE; do
   [ -n "${!name:-}" ] && vars+=(--var "$name:${!name}")

@@ -22,6 +22,7 @@ pub mod glob;
 pub mod hotpaths;
 pub mod http;
 pub mod keys;
+pub mod limits;
 pub mod media;
 pub mod oauth;
 pub mod platform;
@@ -38,6 +39,9 @@ mod runtime;
 pub(crate) mod storage;
 #[cfg(test)]
 mod testing;
+// Property tests of the parsers of outside input (`make fuzz` runs them long).
+#[cfg(test)]
+mod fuzz;
 // Their wasm entry points, for bench/hotpaths.mjs only (see Cargo.toml's `bench-exports`).
 #[cfg(all(target_arch = "wasm32", feature = "bench-exports"))]
 mod bench_exports;

@@ -30,6 +30,7 @@ pub(crate) async fn profile_content(db: &Db, user_id: &UserId) -> Result<Value, 
 
 pub(crate) async fn create_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
+    crate::limits::rate::check_client(ctx, &me, crate::limits::rate::Action::Join).await?;
     let request: CreateRoomRequest = ctx.json()?;
     let db = ctx.db();
     let version = match &request.room_version {
@@ -386,6 +387,7 @@ fn body_reason(ctx: &Ctx) -> Result<Option<String>, MatrixError> {
 /// parameter holds the room.
 pub(crate) async fn join(ctx: &Ctx, room_id_or_alias: &str) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
+    crate::limits::rate::check_client(ctx, &me, crate::limits::rate::Action::Join).await?;
     let (room_id, servers) = resolve_room(ctx, room_id_or_alias).await?;
     // Rooms an admin blocked (src/admin/rooms.rs) take nobody from this server.
     if crate::storage::admin::is_blocked(&ctx.db(), room_id.as_str()).await? {
@@ -400,6 +402,7 @@ pub(crate) async fn join(ctx: &Ctx, room_id_or_alias: &str) -> Result<JsonRespon
 /// `knock_restricted`); a member with the power to invite lets the user in with an invite.
 pub(crate) async fn knock(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
+    crate::limits::rate::check_client(ctx, &me, crate::limits::rate::Action::Join).await?;
     let (room_id, servers) = resolve_room(ctx, ctx.param("roomIdOrAlias")).await?;
     enter(ctx, &room_id, servers, &me, "knock", body_reason(ctx)?).await
 }

@@ -25,7 +25,6 @@ pub(crate) mod password;
 pub(crate) mod presence;
 pub(crate) mod profile;
 pub(crate) mod push;
-pub(crate) mod rate_limit;
 pub(crate) mod register;
 pub(crate) mod report;
 pub(crate) mod room_read;

@@ -32,6 +32,7 @@ fn not_a_create_event(kind: &str) -> Result<(), MatrixError> {
 
 pub(crate) async fn send_message(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
+    crate::limits::rate::check_client(ctx, &me, crate::limits::rate::Action::Send).await?;
     not_a_create_event(ctx.param("eventType"))?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
     let content = Value::Object(ctx.json_object()?);
@@ -45,6 +46,7 @@ pub(crate) async fn send_message(ctx: &Ctx) -> Result<JsonResponse, MatrixError>
 
 pub(crate) async fn put_state(ctx: &Ctx, state_key: &str) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
+    crate::limits::rate::check_client(ctx, &me, crate::limits::rate::Action::Send).await?;
     not_a_create_event(ctx.param("eventType"))?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
     let content = Value::Object(ctx.json_object()?);
@@ -57,6 +59,7 @@ pub(crate) async fn put_state(ctx: &Ctx, state_key: &str) -> Result<JsonResponse
 
 pub(crate) async fn redact(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
+    crate::limits::rate::check_client(ctx, &me, crate::limits::rate::Action::Send).await?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
     let target = ctx.param("eventId");
     let body = ctx.json_object()?;

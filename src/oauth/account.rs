@@ -179,7 +179,7 @@ pub(crate) async fn change_password(ctx: &Ctx) -> Result<MediaResponse, MatrixEr
         Ok(signed_in) => signed_in,
         Err(answer) => return Ok(answer),
     };
-    if let Err(e) = crate::client::rate_limit::check_user(ctx, "login", &user_id).await {
+    if let Err(e) = crate::limits::rate::check_auth_user(ctx, "login", &user_id).await {
         if e.status == 429 {
             return render(
                 ctx,

@@ -8,7 +8,6 @@ use super::html::{self, escape, hidden};
 use super::*;
 use crate::accounts::localpart::{login_user_id, new_user_id};
 use crate::client::password::{hash_password, verify_password};
-use crate::client::rate_limit;
 use crate::config::RegistrationMode;
 use crate::http::{ErrorCode, MatrixError};
 use crate::storage::accounts;
@@ -77,14 +76,14 @@ pub(crate) async fn login_submit(ctx: &Ctx) -> Result<MediaResponse, MatrixError
     let next = local_next(form.get("next"));
     let username = form.get("username").unwrap_or_default();
     let password = form.get("password").unwrap_or_default();
-    if let Err(e) = rate_limit::check_ip(ctx, "login").await {
+    if let Err(e) = crate::limits::rate::check_auth_ip(ctx, "login").await {
         return Ok(login_form(ctx, &visit, &next, username, Some(&limited(e)?)));
     }
     let wrong = "Wrong username or password.";
     let Some(user_id) = login_user_id(username, &ctx.config.server_name) else {
         return Ok(login_form(ctx, &visit, &next, username, Some(wrong)));
     };
-    if let Err(e) = rate_limit::check_user(ctx, "login", user_id.as_str()).await {
+    if let Err(e) = crate::limits::rate::check_auth_user(ctx, "login", user_id.as_str()).await {
         return Ok(login_form(ctx, &visit, &next, username, Some(&limited(e)?)));
     }
     let ok = verify_password(
@@ -186,7 +185,7 @@ pub(crate) async fn register_submit(ctx: &Ctx) -> Result<MediaResponse, MatrixEr
     if ctx.config.registration == RegistrationMode::Closed {
         return Ok(register_form(ctx, &visit, &next, "", None));
     }
-    if let Err(e) = rate_limit::check_ip(ctx, "register").await {
+    if let Err(e) = crate::limits::rate::check_auth_ip(ctx, "register").await {
         return fail(&limited(e)?);
     }
     let user_id = match new_user_id(&username, &ctx.config.server_name) {

@@ -16,7 +16,7 @@ const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 pub(crate) async fn register(ctx: &Ctx) -> Result<MediaResponse, MatrixError> {
     // Anyone may register a client: counted with account registrations, per address.
-    if let Err(limited) = crate::client::rate_limit::check_ip(ctx, "oauth_client").await {
+    if let Err(limited) = crate::limits::rate::check_auth_ip(ctx, "oauth_client").await {
         return Ok(oauth_json(limited.status, &limited.into_response().body));
     }
     let request = match ctx.json_object() {

@@ -374,30 +374,3 @@ pub async fn take_nonce(db: &Db, nonce: &str, max_age_ms: u64) -> Result<bool, M
         .await?
         == 1)
 }
-
-// --- Rate limits ----------------------------------------------------------------------------
-
-/// Counts one request for `key` in the current window; true if it is over `limit`.
-pub async fn over_limit(
-    db: &Db,
-    key: &str,
-    window_ms: u64,
-    limit: i64,
-) -> Result<Option<u64>, MatrixError> {
-    let now = now_ms();
-    let window = now - now % window_ms;
-    #[derive(Deserialize)]
-    struct Row {
-        count: i64,
-    }
-    let row: Option<Row> = db
-        .row(
-            "INSERT INTO rate_limits (key, window_start, count) VALUES (?1, ?2, 1)
-             ON CONFLICT (key, window_start) DO UPDATE SET count = count + 1
-             RETURNING count",
-            args![key, window],
-        )
-        .await?;
-    let count = row.map_or(1, |r| r.count);
-    Ok((count > limit).then_some(window + window_ms - now))
-}
