@@ -2,7 +2,9 @@
 tests/element_x/Cargo.toml) against our Worker, then the same scenario against a Synapse from the
 test venv (`--server synapse`, the reference the scenario was validated with). This script starts
 the server, registers two users, prepares rooms over plain HTTP, and runs the compiled check
-(tests/element_x/src/main.rs) with them in its environment. Everything it starts, it stops.
+(tests/element_x/src/main.rs) with them in its environment. Against our Worker it then runs the
+check's OAuth sign-up (`client.oauth()`, `prompt=create`), this script playing the person on the
+registration and consent pages. Everything it starts, it stops.
 
     python tests/element_x/run.py [--server ours|synapse|both] [--binary PATH]
 """
@@ -12,12 +14,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import secrets
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 
@@ -95,7 +99,59 @@ def run(label: str, server, binary: Path) -> bool:
         started = time.monotonic()
         result = subprocess.run([str(binary)], env=env, timeout=600)
         print(f"[{label}] exit {result.returncode} in {time.monotonic() - started:.1f} s", flush=True)
-        return result.returncode == 0
+        if result.returncode != 0 or label != "ours":
+            return result.returncode == 0
+        # Sign-up through OAuth, as Element X registers: Synapse needs a separate service for it.
+        return oauth_sign_up(base, binary, env)
+
+
+def oauth_sign_up(base: str, binary: Path, env: dict) -> bool:
+    """Runs the check's OAuth step; this process is the person's browser in between."""
+    check = subprocess.Popen([str(binary)], env={**env, "OAUTH": "1"}, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        line = check.stdout.readline()
+        if not line.startswith("oauth-authorize "):
+            print(f"[ours] no authorization URL from the check: {line!r}", flush=True)
+            return False
+        check.stdin.write(browse(base, line.split(" ", 1)[1].strip()) + "\n")
+        check.stdin.flush()
+        for line in check.stdout:
+            print(line, end="", flush=True)
+        code = check.wait(timeout=120)
+        print(f"[ours/oauth] exit {code}", flush=True)
+        return code == 0
+    finally:
+        if check.poll() is None:
+            check.kill()
+            check.wait()
+
+
+def browse(base: str, authorize: str) -> str:
+    """The pages a person sees: registration (prompt=create), then consent. Answers the URL the
+    server sends the browser back to, which carries the code."""
+    browser = requests.Session()
+
+    def form(path: str, fields: dict) -> str:
+        page = browser.get(base + path, allow_redirects=False, timeout=10)
+        page.raise_for_status()
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        done = browser.post(base + path.split("?")[0], data={"csrf": token, **fields},
+                            allow_redirects=False, timeout=10)
+        assert done.status_code == 303, done.text
+        return done.headers["Location"]
+
+    start = browser.get(authorize, allow_redirects=False, timeout=10)
+    assert start.status_code == 303, start.text
+    to_register = start.headers["Location"]
+    assert to_register.startswith("/oauth2/register"), to_register
+    name = "element-x-" + secrets.token_hex(3)
+    consent = form(to_register, {"username": name, "password": PASSWORD, "password2": PASSWORD,
+                                 "next": parse_qs(urlsplit(to_register).query)["next"][0]})
+    assert consent.startswith("/oauth2/consent"), consent
+    back = form(consent, {"id": parse_qs(urlsplit(consent).query)["id"][0], "decision": "allow"})
+    assert back.startswith("http://127.0.0.1/callback?"), back
+    return back
 
 
 def main() -> int:
