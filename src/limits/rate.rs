@@ -2,7 +2,7 @@
 //! per origin server). Over the limit, the answer is 429 `M_LIMIT_EXCEEDED` with
 //! `retry_after_ms` (and a `Retry-After` header), and the request does nothing.
 //!
-//! Where the counts live: D1 (`storage::rate_limits`). An isolate's memory is not a limit on
+//! Where the counts live: D1 (`storage::rate_limits`), handed over in batches (see `LOCAL`). An isolate's memory is not a limit on
 //! this platform: requests are spread over many isolates in many locations, each of which would
 //! count only its own share. A Durable Object per key would be exact too, but costs a round trip
 //! to wherever that object lives plus an object request per check; a D1 counter is one statement
@@ -199,22 +199,94 @@ async fn enforce(ctx: &Ctx, checks: &[(String, u32)]) -> Result<(), MatrixError>
         return Ok(());
     }
     let now = now_ms();
+    let window = now - now % WINDOW_MS;
+    let refuse = || MatrixError::limit_exceeded(window + WINDOW_MS - now);
+    let mut hand_over = Vec::new();
+    let mut over = false;
+    for (key, limit) in checks {
+        match LOCAL.with(|local| local.borrow_mut().count(key, *limit, window)) {
+            Counted::Over => over = true,
+            Counted::Within => {}
+            Counted::HandOver(amount) => hand_over.push((key.as_str(), amount)),
+        }
+    }
+    if over {
+        return Err(refuse());
+    }
+    if hand_over.is_empty() {
+        return Ok(());
+    }
     let db = ctx.db();
-    let keys: Vec<&str> = checks.iter().map(|(key, _)| key.as_str()).collect();
-    let counts = rate_limits::count(&db, &keys, WINDOW_MS, now).await?;
+    let counts = rate_limits::add(&db, &hand_over, WINDOW_MS, now).await?;
     // A key starting a new window is the occasion, now and then, to forget idle counters.
-    if counts.contains(&1) && now % 64 == 0 {
+    if counts.iter().zip(&hand_over).any(|(c, (_, a))| c == a) && now % 64 == 0 {
         rate_limits::forget_idle(&db, now).await?;
     }
-    let over = counts
-        .iter()
-        .zip(checks)
-        .any(|(count, (_, limit))| *count > u64::from(*limit));
+    let mut over = false;
+    for ((key, _), count) in hand_over.iter().zip(counts) {
+        let limit = checks.iter().find(|(k, _)| k == key).map_or(0, |(_, l)| *l);
+        LOCAL.with(|local| local.borrow_mut().learned(key, window, count));
+        over |= count > u64::from(limit);
+    }
     if over {
-        let window_end = now - now % WINDOW_MS + WINDOW_MS;
-        return Err(MatrixError::limit_exceeded(window_end - now));
+        return Err(refuse());
     }
     Ok(())
+}
+
+// Counting every request in D1 would cost a round trip and a row written each time (rows written
+// are what the free plan runs out of first, docs/benchmarks.md). So an isolate counts in memory
+// and hands its count over to the shared D1 row every `step` requests of a key (a tenth of the
+// limit, at most 10), learning the total of all isolates when it does. Each isolate can so let
+// through at most `step - 1` requests beyond a limit it has not yet seen reached; a key whose
+// total is known to be over is refused without asking D1 again.
+thread_local! {
+    static LOCAL: std::cell::RefCell<LocalCounts> = Default::default();
+}
+
+#[derive(Default)]
+struct LocalCounts {
+    /// Per key: the window, the total D1 last answered, and what was counted here since.
+    keys: std::collections::HashMap<String, (u64, u64, u64)>,
+}
+
+enum Counted {
+    Within,
+    Over,
+    /// Hand this many requests over to D1 now.
+    HandOver(u64),
+}
+
+impl LocalCounts {
+    const MAX_KEYS: usize = 4096;
+
+    fn count(&mut self, key: &str, limit: u32, window: u64) -> Counted {
+        if self.keys.len() >= Self::MAX_KEYS && !self.keys.contains_key(key) {
+            self.keys.retain(|_, (w, _, _)| *w == window);
+        }
+        let entry = self.keys.entry(key.to_owned()).or_insert((window, 0, 0));
+        if entry.0 != window {
+            *entry = (window, 0, 0);
+        }
+        let (_, total, pending) = entry;
+        let limit = u64::from(limit);
+        if *total > limit {
+            return Counted::Over;
+        }
+        *pending += 1;
+        let step = (limit / 10).clamp(1, 10);
+        if *pending >= step || *total + *pending > limit {
+            Counted::HandOver(std::mem::take(pending))
+        } else {
+            Counted::Within
+        }
+    }
+
+    fn learned(&mut self, key: &str, window: u64, total: u64) {
+        if let Some(entry) = self.keys.get_mut(key).filter(|e| e.0 == window) {
+            entry.1 = total;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -253,5 +325,48 @@ mod tests {
                 "{bad} should be refused"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod local_tests {
+    use super::*;
+
+    #[test]
+    fn an_isolate_hands_its_count_over_every_tenth_of_the_limit() {
+        let mut local = LocalCounts::default();
+        let handed: Vec<u64> = (0..30)
+            .filter_map(|_| match local.count("k", 120, 0) {
+                Counted::HandOver(n) => Some(n),
+                Counted::Within => None,
+                Counted::Over => panic!("not over"),
+            })
+            .collect();
+        assert_eq!(handed, [10, 10, 10], "one D1 row per ten requests");
+        // A small limit is counted exactly: every request asks.
+        let mut small = LocalCounts::default();
+        assert!(matches!(small.count("s", 3, 0), Counted::HandOver(1)));
+        small.learned("s", 0, 4);
+        assert!(
+            matches!(small.count("s", 3, 0), Counted::Over),
+            "known over"
+        );
+        // A new window starts again.
+        assert!(matches!(small.count("s", 3, 60_000), Counted::HandOver(1)));
+    }
+
+    #[test]
+    fn a_total_near_the_limit_makes_every_request_ask() {
+        let mut local = LocalCounts::default();
+        assert!(matches!(local.count("k", 100, 0), Counted::Within));
+        local.learned("k", 0, 95);
+        // 95 known + 1 pending + this one: within the step, but the limit is near.
+        let mut asked = 0;
+        for _ in 0..5 {
+            if let Counted::HandOver(_) = local.count("k", 100, 0) {
+                asked += 1;
+            }
+        }
+        assert!(asked >= 1);
     }
 }

@@ -9,11 +9,11 @@ use crate::storage::{Arg, Db};
 /// Rows whose window started this long ago are nobody's current window any more.
 const IDLE_MS: u64 = 24 * 3_600_000;
 
-/// Counts one request for each of `keys` in the window of `window_ms` holding `now_ms`, and
+/// Adds `amount` requests to each key in the window of `window_ms` holding `now_ms`, and
 /// returns each key's count in that window (in the order of `keys`), with one statement.
-pub async fn count(
+pub async fn add(
     db: &Db,
-    keys: &[&str],
+    keys: &[(&str, u64)],
     window_ms: u64,
     now_ms: u64,
 ) -> Result<Vec<u64>, MatrixError> {
@@ -21,20 +21,24 @@ pub async fn count(
         return Ok(Vec::new());
     }
     let window = now_ms - now_ms % window_ms;
-    // One multi-row upsert: a key in a new window starts again at 1.
+    // One multi-row upsert: a key in a new window starts again from the amount.
     let values = (0..keys.len())
-        .map(|i| format!("(?{}, ?1, 1)", i + 2))
+        .map(|i| format!("(?{}, ?1, ?{})", 2 * i + 2, 2 * i + 3))
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
         "INSERT INTO rate_counters (key, window_start, count) VALUES {values}
          ON CONFLICT (key) DO UPDATE SET
-           count = CASE WHEN window_start = excluded.window_start THEN count + 1 ELSE 1 END,
+           count = CASE WHEN window_start = excluded.window_start
+                        THEN count + excluded.count ELSE excluded.count END,
            window_start = excluded.window_start
          RETURNING key, count"
     );
     let mut args = vec![Arg::from(window)];
-    args.extend(keys.iter().map(|k| Arg::from(*k)));
+    for (key, amount) in keys {
+        args.push(Arg::from(*key));
+        args.push(Arg::from(i64::try_from(*amount).unwrap_or(i64::MAX)));
+    }
     #[derive(Deserialize)]
     struct Row {
         key: String,
@@ -43,7 +47,11 @@ pub async fn count(
     let rows: Vec<Row> = db.rows(&sql, &args).await?;
     Ok(keys
         .iter()
-        .map(|key| rows.iter().find(|r| r.key == *key).map_or(1, |r| r.count))
+        .map(|(key, amount)| {
+            rows.iter()
+                .find(|r| r.key == *key)
+                .map_or(*amount, |r| r.count)
+        })
         .collect())
 }
 

@@ -405,9 +405,26 @@ fn rate_counters_count_per_key_and_start_again_each_window() {
         let t = 10 * window + 5;
         let count = |keys: &'static [&'static str], at: u64| {
             let db = &db;
-            async move { rate_limits::count(db, keys, window, at).await.unwrap() }
+            async move {
+                let ones: Vec<(&str, u64)> = keys.iter().map(|k| (*k, 1)).collect();
+                rate_limits::add(db, &ones, window, at).await.unwrap()
+            }
         };
         assert_eq!(count(&["a", "b"], t).await, [1, 1]);
+        // An isolate hands over what it counted since its last look, several at once.
+        assert_eq!(
+            rate_limits::add(&db, &[("c", 5)], window, t).await.unwrap(),
+            [5]
+        );
+        assert_eq!(
+            rate_limits::add(&db, &[("c", 2)], window, t + 1)
+                .await
+                .unwrap(),
+            [7]
+        );
+        db.run("DELETE FROM rate_counters WHERE key = 'c'", &[])
+            .await
+            .unwrap();
         assert_eq!(count(&["a"], t + 1).await, [2]);
         assert_eq!(count(&["b", "a"], t + 2).await, [2, 3]);
         // The next window starts again, in the same row.
