@@ -25,6 +25,7 @@ pub mod keys;
 pub mod media;
 pub mod platform;
 pub mod presence;
+pub mod push;
 pub mod rooms;
 pub mod signing;
 pub mod sync;

@@ -18,6 +18,7 @@ pub mod events;
 pub mod hierarchy;
 pub mod media;
 pub mod presence;
+pub mod push;
 pub mod remote_keys;
 pub mod rooms;
 pub mod signing_keys;

@@ -16,6 +16,8 @@ pub struct EventFilter {
     pub not_rooms: Vec<String>,
     pub lazy_load_members: bool,
     pub include_redundant_members: bool,
+    /// Timeline filters only: counts per thread in `unread_thread_notifications`.
+    pub unread_thread_notifications: bool,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

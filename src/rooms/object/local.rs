@@ -161,15 +161,19 @@ impl RoomObject {
             *self.engine.borrow_mut() = None;
             return Err(e);
         }
-        let (audience, servers) = {
+        let (audience, servers, push_audience) = {
             let mut engine = self.engine.borrow_mut();
             let engine = engine.as_mut().expect("loaded above");
             engine.commit(&accepted);
             (
                 local_audience(engine, &pdu, &config.server_name),
                 remote_servers(engine, &pdu, &config.server_name),
+                crate::push::audience(engine.state(), engine.version(), &pdu, &config.server_name),
             )
         };
+        // The notification counts are stored before the members are woken, so their next
+        // /sync shows the event and its count together.
+        crate::push::after_event(&self.platform, &db, push_audience, &pdu).await;
         self.platform.wakeups.notify(audience).await;
         for server in servers {
             self.platform
