@@ -5,16 +5,18 @@
 -- queue sends to push gateways. Events that notify nobody write nothing here.
 CREATE TABLE event_push_actions (
   user_id TEXT NOT NULL,
-  event_id TEXT NOT NULL,
   room_id TEXT NOT NULL,
   stream_ordering INTEGER NOT NULL,        -- the event's, so receipts compare by position
+  event_id TEXT NOT NULL,
   thread_id TEXT NOT NULL,                 -- 'main', or the thread root's event id
   highlight INTEGER NOT NULL,              -- 1 when the actions set the highlight tweak
   actions TEXT NOT NULL,                   -- the matching rule's actions, JSON
   ts INTEGER NOT NULL,                     -- when the server evaluated it
-  PRIMARY KEY (user_id, event_id)
-);
-CREATE INDEX event_push_actions_by_room ON event_push_actions (user_id, room_id, stream_ordering);
+  PRIMARY KEY (user_id, room_id, stream_ordering)
+) WITHOUT ROWID;
+-- The clustered key serves the counts (a user's rooms, after a position); this index serves
+-- /notifications and the push queue (a user's rows in stream order). Two rows written per
+-- notified user and event, no more.
 CREATE INDEX event_push_actions_by_user ON event_push_actions (user_id, stream_ordering);
 
 -- Pushers (spec: "Push Notifications"). A pusher belongs to the device of the access token that

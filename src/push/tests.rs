@@ -699,3 +699,55 @@ fn the_queue_pushes_once_and_drops_rejected_pushkeys() {
         assert_eq!(next, super::deliver::Next::Idle);
     });
 }
+
+#[test]
+fn an_invite_notifies_the_invitee_and_stops_counting_once_joined() {
+    block_on(async {
+        let server = TestServer::new();
+        let (_, alice) = server.register("alice").await;
+        let (bob_id, bob) = server.register("bob").await;
+        let created = call(
+            &server,
+            "POST",
+            "/_matrix/client/v3/createRoom",
+            &alice,
+            Some(json!({})),
+        )
+        .await;
+        let room = created["room_id"].as_str().unwrap().to_owned();
+        let invite = format!("/_matrix/client/v3/rooms/{room}/invite");
+        call(
+            &server,
+            "POST",
+            &invite,
+            &alice,
+            Some(json!({ "user_id": bob_id })),
+        )
+        .await;
+        let listed = call(
+            &server,
+            "GET",
+            "/_matrix/client/v3/notifications",
+            &bob,
+            None,
+        )
+        .await;
+        // Not joined: /notifications lists rooms the user is in, so the invite is not there yet.
+        assert_eq!(listed["notifications"], json!([]));
+        let rows = server
+            .rows("SELECT user_id, highlight FROM event_push_actions")
+            .await;
+        assert_eq!(rows, vec![json!({ "user_id": bob_id, "highlight": 0 })]);
+        call(
+            &server,
+            "POST",
+            &format!("/_matrix/client/v3/join/{room}"),
+            &bob,
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(counts(&server, &bob, &room, false).await["all"], n(0, 0));
+        send(&server, &alice, &room, "1", text("welcome")).await;
+        assert_eq!(counts(&server, &bob, &room, false).await["all"], n(1, 0));
+    });
+}

@@ -92,8 +92,11 @@ const READ: &str = "read AS (SELECT r.room_id, r.thread_id, MAX(e.stream_orderin
      GROUP BY r.room_id, r.thread_id)";
 
 /// A notification row is unread when its event is not redacted, and it is after the unthreaded
-/// receipt and after the receipt of its own thread.
+/// receipt, after the receipt of its own thread, and after the user's join (what came before,
+/// their invite included, is no longer news once they are in the room). `?1` is the user.
 const UNREAD: &str = "NOT EXISTS (SELECT 1 FROM events r WHERE r.event_id = p.event_id AND r.redacted_by IS NOT NULL)
+     AND p.stream_ordering > COALESCE((SELECT m.stream_ordering FROM memberships m
+        WHERE m.room_id = p.room_id AND m.user_id = ?1 AND m.membership = 'join'), 0)
      AND p.stream_ordering > COALESCE((SELECT pos FROM read
         WHERE read.room_id = p.room_id AND read.thread_id = ''), 0)
      AND p.stream_ordering > COALESCE((SELECT pos FROM read

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from harness import free_port
-from test_sync import User, joined, shared_room
+from test_sync import User, joined
 
 
 def send(user: User, room_id: str, content: dict) -> str:
@@ -35,7 +35,10 @@ def counts(notifications: int, highlights: int) -> dict:
 
 def group_room(server):
     """Alice's room with Bob and Carol (three members, so messages notify without ringing)."""
-    room_id, (alice, bob, _) = shared_room(server, "alice", "bob", "carol")
+    alice, bob, carol = User(server, "alice"), User(server, "bob"), User(server, "carol")
+    room_id = alice.create_room(preset="public_chat")
+    bob.join(room_id)
+    carol.join(room_id)
     return alice, bob, room_id
 
 
