@@ -91,14 +91,53 @@ pub fn audience(
     }
 }
 
+/// The local users an event may notify, from the room's state *before* it: joined members and
+/// the target of a membership event, the sender left out. A superset of the [`audience`] after
+/// the event (only a membership event changes membership, and its target is in), so their rules
+/// can be read while the event is being written.
+pub fn candidates(state: &RoomState, pdu: &Pdu, server: &ServerName) -> Vec<String> {
+    let target = (pdu.kind().to_string() == "m.room.member")
+        .then(|| pdu.state_key())
+        .flatten();
+    let mut users: Vec<String> = state
+        .events()
+        .filter(|e| e.kind().to_string() == "m.room.member")
+        .filter(|e| content(e)["membership"] == "join")
+        .filter_map(|e| e.state_key())
+        .chain(target)
+        .filter(|u| *u != pdu.sender().as_str())
+        .filter(|u| UserId::parse(*u).is_ok_and(|u| u.server_name() == server))
+        .map(str::to_owned)
+        .collect();
+    users.sort();
+    users.dedup();
+    users
+}
+
+/// Reads the rules of `users` (see [`candidates`]), for [`after_event`].
+pub(crate) async fn prefetch(
+    db: &Db,
+    users: &[String],
+) -> Result<Vec<stored::RecipientRow>, crate::http::MatrixError> {
+    let names: Vec<&str> = users.iter().map(String::as_str).collect();
+    stored::recipients(db, &names).await
+}
+
 /// Evaluates a stored event for its audience, stores the notifications and pokes the push
-/// queues of notified users with pushers. Failures are logged, never the sender's: the event is
-/// already stored, and only counts and pushes of it would be missing.
-pub(crate) async fn after_event(platform: &Platform, db: &Db, audience: Audience, pdu: &Pdu) {
+/// queues of notified users with pushers. `prefetched` is what [`prefetch`] read while the event
+/// was written, if it was; otherwise the rules are read now. Failures are logged, never the
+/// sender's: the event is already stored, and only counts and pushes of it would be missing.
+pub(crate) async fn after_event(
+    platform: &Platform,
+    db: &Db,
+    audience: Audience,
+    pdu: &Pdu,
+    prefetched: Option<Result<Vec<stored::RecipientRow>, crate::http::MatrixError>>,
+) {
     if audience.users.is_empty() {
         return;
     }
-    match notify(db, &audience, pdu).await {
+    match notify(db, &audience, pdu, prefetched).await {
         Ok(poke) if !poke.is_empty() => platform.pushers.poke(poke).await,
         Ok(_) => {}
         Err(e) => crate::log_warn!(
@@ -114,9 +153,20 @@ async fn notify(
     db: &Db,
     audience: &Audience,
     pdu: &Pdu,
+    prefetched: Option<Result<Vec<stored::RecipientRow>, crate::http::MatrixError>>,
 ) -> Result<Vec<String>, crate::http::MatrixError> {
-    let names: Vec<&str> = audience.users.iter().map(|(u, _)| u.as_str()).collect();
-    let rows = stored::recipients(db, &names).await?;
+    let rows = match prefetched {
+        Some(Ok(rows)) => rows,
+        _ => {
+            let names: Vec<&str> = audience.users.iter().map(|(u, _)| u.as_str()).collect();
+            stored::recipients(db, &names).await?
+        }
+    };
+    // Only the audience after the event: a prefetched superset may hold someone who just left.
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| audience.users.iter().any(|(u, _)| *u == r.user_id))
+        .collect();
     let event_json = into_json(pdu.json().clone());
     let thread = counts::thread_of(&event_json["content"]);
     let event =

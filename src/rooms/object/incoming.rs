@@ -357,7 +357,7 @@ impl RoomObject {
             )
         };
         if let Some(push_audience) = push_audience {
-            crate::push::after_event(&self.platform, db, push_audience, &pdu).await;
+            crate::push::after_event(&self.platform, db, push_audience, &pdu, None).await;
         }
         if !audience.is_empty() {
             self.platform.wakeups.notify(audience).await;
