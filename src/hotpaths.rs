@@ -259,8 +259,7 @@ fn push_rules_op(members: usize) -> Box<dyn FnMut()> {
     let pdu = engine
         .prepare_local(&sender, message(), 2_000, &server)
         .expect("send");
-    let event = ruma::serde::Raw::new(&crate::signing::event::into_json(pdu.json().clone()))
-        .expect("event json");
+    let event = ruma::serde::Raw::new(&crate::push::evaluated_fields(&pdu)).expect("event json");
     Box::new(move || {
         let audience = crate::push::audience(engine.state(), VERSION, &pdu, name);
         let mut notified = 0;

@@ -10,6 +10,8 @@
 //! (`deliver`), so a slow gateway never slows a sender.
 
 pub mod counts;
+// The push queue's step runs in the runtime's Durable Object (wasm only) and in tests.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub mod deliver;
 pub mod evaluate;
 pub mod gateway;
@@ -27,7 +29,6 @@ use crate::platform::Platform;
 use crate::rooms::power::PowerLevels;
 use crate::rooms::state::RoomState;
 use crate::rooms::{Pdu, RoomVersion};
-use crate::signing::event::into_json;
 use crate::storage::push::{self as stored, NotifiedUser};
 use crate::storage::Db;
 use crate::time::now_ms;
@@ -89,6 +90,22 @@ pub fn audience(
         },
         users,
     }
+}
+
+/// The part of an event that push rules can look at (the spec's event fields; not the PDU's
+/// hashes, signatures and DAG references): ruma flattens the event once per user evaluated, so
+/// what it is given is kept small.
+pub fn evaluated_fields(pdu: &Pdu) -> Value {
+    let mut event = serde_json::json!({
+        "type": pdu.kind().to_string(),
+        "sender": pdu.sender().as_str(),
+        "room_id": pdu.room_id().as_str(),
+        "content": content(pdu),
+    });
+    if let Some(key) = pdu.state_key() {
+        event["state_key"] = Value::String(key.to_owned());
+    }
+    event
 }
 
 /// The local users an event may notify, from the room's state *before* it: joined members and
@@ -167,10 +184,9 @@ async fn notify(
         .into_iter()
         .filter(|r| audience.users.iter().any(|(u, _)| *u == r.user_id))
         .collect();
-    let event_json = into_json(pdu.json().clone());
-    let thread = counts::thread_of(&event_json["content"]);
-    let event =
-        Raw::new(&event_json).map_err(|e| crate::http::MatrixError::internal(e.to_string()))?;
+    let event = evaluated_fields(pdu);
+    let thread = counts::thread_of(&event["content"]);
+    let event = Raw::new(&event).map_err(|e| crate::http::MatrixError::internal(e.to_string()))?;
     let mut decisions = Vec::new();
     for row in &rows {
         let Ok(user_id) = UserId::parse(row.user_id.as_str()) else {

@@ -142,6 +142,8 @@ pub async fn unread(
     Ok(out)
 }
 
+// For the push queue (src/push/deliver.rs), which runs in the runtime's Durable Object.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 /// The user's unread notifications in all rooms they are joined to (the push payload's
 /// `counts.unread`).
 pub async fn unread_total(db: &Db, user_id: &str) -> Result<u64, MatrixError> {
@@ -197,6 +199,8 @@ pub async fn notifications(
     .await
 }
 
+// For the push queue (src/push/deliver.rs), which runs in the runtime's Durable Object.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 /// A notification for the push queue: the row, its event's PDU, and who else is named.
 #[derive(Deserialize)]
 pub struct PendingPush {
@@ -211,6 +215,8 @@ pub struct PendingPush {
     pub room_alias: Option<String>,
 }
 
+// For the push queue (src/push/deliver.rs), which runs in the runtime's Durable Object.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 /// The user's notifications after `after`, oldest first, still unread and not redacted: what
 /// their pushers have yet to be told.
 pub async fn pending_pushes(
@@ -349,6 +355,8 @@ pub async fn delete_pusher(
     Ok(())
 }
 
+// For the push queue (src/push/deliver.rs), which runs in the runtime's Durable Object.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 /// Removes the user's pushers whose pushkey a gateway rejected.
 pub async fn delete_rejected(
     db: &Db,
