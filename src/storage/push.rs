@@ -142,10 +142,9 @@ pub async fn unread(
     Ok(out)
 }
 
-// For the push queue (src/push/deliver.rs), which runs in the runtime's Durable Object.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 /// The user's unread notifications in all rooms they are joined to (the push payload's
 /// `counts.unread`).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))] // the push queue's (wasm)
 pub async fn unread_total(db: &Db, user_id: &str) -> Result<u64, MatrixError> {
     Ok(db
         .row::<super::Count>(
@@ -199,9 +198,8 @@ pub async fn notifications(
     .await
 }
 
-// For the push queue (src/push/deliver.rs), which runs in the runtime's Durable Object.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 /// A notification for the push queue: the row, its event's PDU, and who else is named.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))] // the push queue's (wasm)
 #[derive(Deserialize)]
 pub struct PendingPush {
     pub stream_ordering: i64,
@@ -215,10 +213,9 @@ pub struct PendingPush {
     pub room_alias: Option<String>,
 }
 
-// For the push queue (src/push/deliver.rs), which runs in the runtime's Durable Object.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 /// The user's notifications after `after`, oldest first, still unread and not redacted: what
 /// their pushers have yet to be told.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))] // the push queue's (wasm)
 pub async fn pending_pushes(
     db: &Db,
     user_id: &str,
@@ -355,9 +352,8 @@ pub async fn delete_pusher(
     Ok(())
 }
 
-// For the push queue (src/push/deliver.rs), which runs in the runtime's Durable Object.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 /// Removes the user's pushers whose pushkey a gateway rejected.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))] // the push queue's (wasm)
 pub async fn delete_rejected(
     db: &Db,
     user_id: &str,
