@@ -21,6 +21,10 @@ REGISTRATION="${REGISTRATION:-open}"
 REGISTRATION_SHARED_SECRET="${REGISTRATION_SHARED_SECRET:-matrix-edge-dev-shared-secret}"
 # Local clients and test suites log in often from one address; a deployment keeps 10.
 AUTH_REQUESTS_PER_MINUTE="${AUTH_REQUESTS_PER_MINUTE:-1000}"
+# Sends, joins, uploads and federation requests per minute (README "Settings"): local test
+# suites and Complement send in bursts from one address, so far above a deployment's defaults,
+# but still counted (the same D1 statement runs).
+RATE_LIMITS="${RATE_LIMITS:-send=100000/100000,join=100000/100000,upload=100000/100000,federation=1000000}"
 # Local workerd has no CPU limit per request; a deployment keeps wrangler.toml's free-plan value.
 MAX_THUMBNAIL_PIXELS="${MAX_THUMBNAIL_PIXELS:-16000000}"
 
@@ -38,6 +42,7 @@ PUBLIC_BASEURL="${PUBLIC_BASEURL:-$scheme://localhost:$PORT}"
 vars=(--var "SERVER_NAME:$SERVER_NAME" --var "PUBLIC_BASEURL:$PUBLIC_BASEURL"
       --var "REGISTRATION:$REGISTRATION" --var "REGISTRATION_SHARED_SECRET:$REGISTRATION_SHARED_SECRET"
       --var "AUTH_REQUESTS_PER_MINUTE:$AUTH_REQUESTS_PER_MINUTE" --var "MAX_THUMBNAIL_PIXELS:$MAX_THUMBNAIL_PIXELS"
+      --var "RATE_LIMITS:$RATE_LIMITS"
       --var "EXPOSE_D1_USAGE:${EXPOSE_D1_USAGE:-true}")
 for name in SIGNING_KEY REGISTRATION_TOKEN DEFAULT_ROOM_VERSION DOH_RESOLVER TRUSTED_KEY_SERVERS PASSWORD_ITERATIONS JOIN_STEP_EVENTS PRESENCE SUPPORT_MXID SUPPORT_EMAIL SUPPORT_PAGE MAX_UPLOAD_BYTES MEDIA_QUOTA_BYTES MEDIA_FREEZE_TS URL_PREVIEWS URL_PREVIEW_ALLOW_PRIVATE; do
   [ -n "${!name:-}" ] && vars+=(--var "$name:${!name}")
@@ -46,9 +51,29 @@ done
 bash scripts/setup.sh
 bash scripts/build.sh
 mkdir -p "$STATE_DIR"
-log "applying D1 migrations to $STATE_DIR"
-CI=true wrangler d1 migrations apply DB --local --persist-to "$STATE_DIR" >"$STATE_DIR/migrations.log" 2>&1 \
-  || { cat "$STATE_DIR/migrations.log" >&2; exit 1; }
+# Applying migrations starts a separate wrangler (seconds). It runs only when the state has not
+# seen this set of migrations: the state records the set it has, and a fresh state starts as a
+# copy of a template that has them all (one per set, made once, in .wrangler/migrated/).
+migrations_id=$(cat migrations/*.sql | sha256sum | cut -c1-16)
+if [ "$(cat "$STATE_DIR/.migrations" 2>/dev/null)" != "$migrations_id" ]; then
+  template="$ROOT/.wrangler/migrated/$migrations_id"
+  if [ ! -d "$STATE_DIR/v3/d1" ] && [ -f "$template/.migrations" ]; then
+    cp -a "$template/v3" "$STATE_DIR/"
+  else
+    log "applying D1 migrations to $STATE_DIR"
+    CI=true wrangler d1 migrations apply DB --local --persist-to "$STATE_DIR" >"$STATE_DIR/migrations.log" 2>&1 \
+      || { cat "$STATE_DIR/migrations.log" >&2; exit 1; }
+    if [ ! -d "$template" ] && [ ! -d "$STATE_DIR/v3/do" ]; then
+      # Only a state that holds nothing but the migrated database becomes the template; made
+      # aside and renamed into place, so instances starting together never see half of one.
+      part=$(mktemp -d "$ROOT/.wrangler/migrated.XXXXXX")
+      cp -a "$STATE_DIR/v3" "$part/" && echo "$migrations_id" > "$part/.migrations"
+      mkdir -p "$ROOT/.wrangler/migrated"
+      mv -T "$part" "$template" 2>/dev/null || rm -rf "$part"
+    fi
+  fi
+  echo "$migrations_id" > "$STATE_DIR/.migrations"
+fi
 # Application services (Synapse's registration YAML files, comma-separated): checked, then stored
 # as this instance's whole set. A bad file stops the start here, naming the file and the key.
 if [ -n "${APPSERVICE_CONFIG:-}" ]; then

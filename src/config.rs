@@ -126,6 +126,9 @@ pub struct Config {
     pub presence: bool,
     /// The content repository's settings (`media::config`).
     pub media: crate::media::config::MediaConfig,
+    /// Requests per minute for sends, joins, uploads and federation (`RATE_LIMITS`,
+    /// `limits::rate`).
+    pub rate_limits: crate::limits::rate::RateLimits,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -246,6 +249,7 @@ impl Config {
             trusted_key_servers,
             join_step_events,
             presence,
+            rate_limits: crate::limits::rate::RateLimits::parse(get("RATE_LIMITS").as_deref())?,
             media: crate::media::config::MediaConfig::from_lookup(get)?,
         })
     }

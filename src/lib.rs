@@ -22,11 +22,14 @@ pub mod glob;
 pub mod hotpaths;
 pub mod http;
 pub mod keys;
+pub mod limits;
 pub mod media;
+pub mod oauth;
 pub mod platform;
 pub mod presence;
 pub mod push;
 pub mod rooms;
+pub mod search;
 pub mod signing;
 pub mod sync;
 pub mod time;
@@ -37,6 +40,9 @@ mod runtime;
 pub(crate) mod storage;
 #[cfg(test)]
 mod testing;
+// Property tests of the parsers of outside input (`make fuzz` runs them long).
+#[cfg(test)]
+mod fuzz;
 // Their wasm entry points, for bench/hotpaths.mjs only (see Cargo.toml's `bench-exports`).
 #[cfg(all(target_arch = "wasm32", feature = "bench-exports"))]
 mod bench_exports;

@@ -8,7 +8,10 @@ pub struct InvalidUsername(pub &'static str);
 
 /// Parses the username a client asks to register. The spec restricts new localparts to
 /// `a-z 0-9 . _ = - / +`; the historical user id grammar is only for ids that already exist.
+/// ASCII capitals are folded, as login folds them: "Alice" registers (and later logs in) as
+/// `@alice`.
 pub fn new_user_id(username: &str, server: &ServerName) -> Result<OwnedUserId, InvalidUsername> {
+    let username = username.to_ascii_lowercase();
     if username.is_empty() {
         return Err(InvalidUsername("the username is empty"));
     }
@@ -56,7 +59,11 @@ mod tests {
             new_user_id("alice.b-1", server()).unwrap().as_str(),
             "@alice.b-1:example.org"
         );
-        assert!(new_user_id("Alice", server()).is_err());
+        assert_eq!(
+            new_user_id("Alice", server()).unwrap().as_str(),
+            "@alice:example.org"
+        );
+        assert!(new_user_id("Ålice", server()).is_err());
         assert!(new_user_id("al ice", server()).is_err());
         assert!(new_user_id("", server()).is_err());
         assert!(new_user_id(&"a".repeat(250), server()).is_err());

@@ -10,6 +10,12 @@ pub enum Stage {
     Dummy,
     RegistrationToken,
     Password,
+    /// The person approves on the account page (src/oauth/account.rs) and the client retries:
+    /// how a client signed in with OAuth, which never sees the password, authorises a
+    /// cross-signing reset (spec v1.15; the MSC4312 unstable name below is what older clients
+    /// look for).
+    OAuth,
+    UnstableCrossSigningReset,
 }
 
 impl Stage {
@@ -18,13 +24,21 @@ impl Stage {
             Stage::Dummy => "m.login.dummy",
             Stage::RegistrationToken => "m.login.registration_token",
             Stage::Password => "m.login.password",
+            Stage::OAuth => "m.oauth",
+            Stage::UnstableCrossSigningReset => "org.matrix.cross_signing_reset",
         }
     }
 
     pub fn parse(kind: &str) -> Option<Self> {
-        [Stage::Dummy, Stage::RegistrationToken, Stage::Password]
-            .into_iter()
-            .find(|stage| stage.as_str() == kind)
+        [
+            Stage::Dummy,
+            Stage::RegistrationToken,
+            Stage::Password,
+            Stage::OAuth,
+            Stage::UnstableCrossSigningReset,
+        ]
+        .into_iter()
+        .find(|stage| stage.as_str() == kind)
     }
 }
 
@@ -52,8 +66,20 @@ impl Purpose {
 }
 
 /// The flows a purpose offers; any one of them, completed, authorises the request.
-pub fn flows(purpose: Purpose, registration: RegistrationMode) -> Vec<Vec<Stage>> {
+/// `oauth_device`: the request comes from a device signed in through OAuth (src/oauth/), whose
+/// client may never have seen the password; a cross-signing reset then also offers approval on
+/// the account page.
+pub fn flows(
+    purpose: Purpose,
+    registration: RegistrationMode,
+    oauth_device: bool,
+) -> Vec<Vec<Stage>> {
     match (purpose, registration) {
+        (Purpose::CrossSigning, _) if oauth_device => vec![
+            vec![Stage::OAuth],
+            vec![Stage::UnstableCrossSigningReset],
+            vec![Stage::Password],
+        ],
         (Purpose::Register, RegistrationMode::Open) => vec![vec![Stage::Dummy]],
         (Purpose::Register, RegistrationMode::Token) => vec![vec![Stage::RegistrationToken]],
         (Purpose::Register, RegistrationMode::Closed) => vec![],
@@ -67,9 +93,11 @@ pub fn is_complete(flows: &[Vec<Stage>], completed: &[Stage]) -> bool {
         .any(|flow| flow.iter().all(|stage| completed.contains(stage)))
 }
 
-/// The 401 answer: the flows, what this session has completed, and why the last stage failed.
+/// The 401 answer: the flows, their stages' parameters, what this session has completed, and
+/// why the last stage failed.
 pub fn challenge(
     flows: &[Vec<Stage>],
+    params: Value,
     session: &str,
     completed: &[Stage],
     failure: Option<(&str, &str)>,
@@ -79,7 +107,7 @@ pub fn challenge(
             .iter()
             .map(|flow| json!({ "stages": flow.iter().map(|s| s.as_str()).collect::<Vec<_>>() }))
             .collect::<Vec<_>>(),
-        "params": {},
+        "params": params,
         "session": session,
     });
     if !completed.is_empty() {
@@ -98,18 +126,28 @@ mod tests {
 
     #[test]
     fn registration_flows_follow_the_mode() {
-        let open = flows(Purpose::Register, RegistrationMode::Open);
+        let open = flows(Purpose::Register, RegistrationMode::Open, false);
         assert!(is_complete(&open, &[Stage::Dummy]));
-        let token = flows(Purpose::Register, RegistrationMode::Token);
+        let token = flows(Purpose::Register, RegistrationMode::Token, false);
         assert!(!is_complete(&token, &[Stage::Dummy]));
         assert!(is_complete(&token, &[Stage::RegistrationToken]));
         assert!(!is_complete(
-            &flows(Purpose::Register, RegistrationMode::Closed),
+            &flows(Purpose::Register, RegistrationMode::Closed, false),
             &[Stage::Dummy]
         ));
         assert!(is_complete(
-            &flows(Purpose::Deactivate, RegistrationMode::Open),
+            &flows(Purpose::Deactivate, RegistrationMode::Open, false),
             &[Stage::Password]
+        ));
+        // A cross-signing reset: the password, or an approval on the account page.
+        let reset = flows(Purpose::CrossSigning, RegistrationMode::Closed, true);
+        assert!(is_complete(&reset, &[Stage::OAuth]));
+        assert!(is_complete(&reset, &[Stage::Password]));
+        let password_device = flows(Purpose::CrossSigning, RegistrationMode::Closed, false);
+        assert!(!is_complete(&password_device, &[Stage::OAuth]));
+        assert!(!is_complete(
+            &flows(Purpose::Deactivate, RegistrationMode::Open, true),
+            &[Stage::OAuth]
         ));
     }
 
@@ -117,6 +155,7 @@ mod tests {
     fn challenge_lists_flows_session_and_progress() {
         let body = challenge(
             &[vec![Stage::RegistrationToken]],
+            json!({}),
             "abc",
             &[],
             Some(("M_FORBIDDEN", "bad token")),

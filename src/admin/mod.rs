@@ -5,6 +5,7 @@
 //! made by shared-secret registration with `admin: true` or by `PUT /v2/users/{userId}`.
 
 pub mod media;
+pub mod reports;
 pub mod rooms;
 #[cfg(test)]
 mod tests;

@@ -45,6 +45,21 @@ async fn handle(
         Ok(config) => config,
         Err(e) => return (Err(e), None),
     };
+    let declared = request
+        .headers
+        .iter()
+        .find(|(name, _)| name == "content-length")
+        .map(|(_, value)| value.as_str());
+    let size = crate::limits::body::check(
+        &request.method,
+        &request.path,
+        &config,
+        request.body.len(),
+        declared,
+    );
+    if let Err(e) = size {
+        return (Err(e), None);
+    }
     let show_usage = config.expose_d1_usage;
     let ctx = request::Ctx::new(request, platform, config, params);
     let reply = handler(&ctx).await;

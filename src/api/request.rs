@@ -219,7 +219,7 @@ impl Ctx {
     pub async fn origin(&self) -> Result<ruma::OwnedServerName, MatrixError> {
         let body = self.json_value()?;
         let content = (!self.body.is_empty()).then_some(&body);
-        crate::federation::key_server::authenticate(
+        let origin = crate::federation::key_server::authenticate(
             &self.platform,
             &self.db(),
             &self.config.server_name,
@@ -228,7 +228,9 @@ impl Ctx {
             &self.uri,
             content,
         )
-        .await
+        .await?;
+        crate::limits::rate::check_origin(self, origin.as_str()).await?;
+        Ok(origin)
     }
 
     /// Path user ids must name the requester (account data, filters, typing...).

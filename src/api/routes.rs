@@ -8,13 +8,13 @@ use super::Reply;
 use crate::client::{
     self, account, account_data, capabilities, cross_signing, device_keys, devices, directory,
     ephemeral, filters, key_backup, media, membership, notifications, profile, push, pushers,
-    register, room_read, send, session, to_device,
+    register, room_read, send, session, to_device, upgrade,
 };
 use crate::federation::{self, endpoints as fed, media as fed_media};
 use crate::http::route::{Method, Route};
 use crate::http::{JsonResponse, MatrixError};
 use crate::platform::Fut;
-use crate::{admin, appservice, sync, wellknown};
+use crate::{admin, appservice, oauth, sync, wellknown};
 
 /// What every handler is: a request in, an answer (JSON or media) or a Matrix error out.
 pub(crate) type Handler = for<'a> fn(&'a Ctx) -> Fut<'a, Result<Reply, MatrixError>>;
@@ -122,6 +122,52 @@ pub(crate) const ROUTES: &[Route<Handler>] = &[
     post("/_matrix/client/v3/logout", to!(session::logout)),
     post("/_matrix/client/v3/logout/all", to!(session::logout_all)),
     get("/_matrix/client/v3/account/whoami", to!(session::whoami)),
+    // OAuth 2.0 (src/oauth/): discovery, the endpoints clients call, and the pages people see.
+    get(
+        "/_matrix/client/v1/auth_metadata",
+        to!(oauth::metadata::auth_metadata),
+    ),
+    get(
+        "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata",
+        to!(oauth::metadata::auth_metadata),
+    ),
+    post(oauth::REGISTRATION_PATH, to!(oauth::registration::register)),
+    get(oauth::AUTHORIZE_PATH, to!(oauth::authorize::authorize)),
+    post(oauth::TOKEN_PATH, to!(oauth::token::token)),
+    post(oauth::REVOCATION_PATH, to!(oauth::revoke::revoke)),
+    post(
+        oauth::DEVICE_AUTHORIZATION_PATH,
+        to!(oauth::device_grant::device_authorization),
+    ),
+    get(
+        oauth::DEVICE_PAGE_PATH,
+        to!(oauth::device_grant::device_page),
+    ),
+    post(
+        oauth::DEVICE_PAGE_PATH,
+        to!(oauth::device_grant::device_submit),
+    ),
+    get(oauth::LOGIN_PATH, to!(oauth::login::login_page)),
+    post(oauth::LOGIN_PATH, to!(oauth::login::login_submit)),
+    get(oauth::REGISTER_PATH, to!(oauth::login::register_page)),
+    post(oauth::REGISTER_PATH, to!(oauth::login::register_submit)),
+    post(oauth::LOGOUT_PATH, to!(oauth::login::logout_submit)),
+    get(oauth::CONSENT_PATH, to!(oauth::authorize::consent_page)),
+    post(oauth::CONSENT_PATH, to!(oauth::authorize::consent_submit)),
+    get(oauth::ACCOUNT_PATH, to!(oauth::account::page)),
+    post(
+        "/account/devices/delete",
+        to!(oauth::account::delete_device),
+    ),
+    post("/account/password", to!(oauth::account::change_password)),
+    post(
+        "/account/sign_out_everywhere",
+        to!(oauth::account::sign_out_everywhere),
+    ),
+    post(
+        "/account/cross_signing_reset",
+        to!(oauth::account::allow_cross_signing_reset),
+    ),
     post(
         "/_matrix/client/v3/account/password",
         to!(account::change_password),
@@ -240,6 +286,10 @@ pub(crate) const ROUTES: &[Route<Handler>] = &[
         to!(membership::create_room),
     ),
     post(
+        "/_matrix/client/v3/rooms/{roomId}/upgrade",
+        to!(upgrade::upgrade),
+    ),
+    post(
         "/_matrix/client/v3/join/{roomIdOrAlias}",
         to!(|ctx| membership::join(ctx, ctx.param("roomIdOrAlias")).await),
     ),
@@ -326,6 +376,19 @@ pub(crate) const ROUTES: &[Route<Handler>] = &[
     get(
         "/_matrix/client/v3/rooms/{roomId}/context/{eventId}",
         to!(room_read::context),
+    ),
+    post("/_matrix/client/v3/search", to!(client::search::search)),
+    post(
+        "/_matrix/client/v3/rooms/{roomId}/report/{eventId}",
+        to!(client::report::event),
+    ),
+    post(
+        "/_matrix/client/v3/rooms/{roomId}/report",
+        to!(client::report::room),
+    ),
+    get(
+        "/_matrix/client/v1/rooms/{roomId}/threads",
+        to!(client::threads::list),
     ),
     get(
         "/_matrix/client/v3/rooms/{roomId}/event/{eventId}",
@@ -643,6 +706,10 @@ pub(crate) const ROUTES: &[Route<Handler>] = &[
         to!(admin::server_version),
     ),
     get("/_synapse/admin/v2/users", to!(admin::users::list)),
+    get(
+        "/_synapse/admin/v1/event_reports",
+        to!(admin::reports::list),
+    ),
     get("/_synapse/admin/v2/users/{userId}", to!(admin::users::get)),
     put("/_synapse/admin/v2/users/{userId}", to!(admin::users::put)),
     post(

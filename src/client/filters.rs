@@ -12,7 +12,9 @@ pub(crate) async fn create(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     ctx.own_user_param("userId", &me)?;
     let body = Value::Object(ctx.json_object()?);
     serde_json::from_value::<Filter>(body.clone())
-        .map_err(|e| MatrixError::bad_json(format!("invalid filter: {e}")))?;
+        .map_err(|e| MatrixError::bad_json(format!("invalid filter: {e}")))?
+        .check_ids()
+        .map_err(MatrixError::invalid_param)?;
     let id = user_data::create_filter(&ctx.db(), me.user_id.as_str(), &body).await?;
     Ok(JsonResponse::ok(json!({ "filter_id": id.to_string() })))
 }

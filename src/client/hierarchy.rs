@@ -35,14 +35,28 @@ pub(crate) async fn load_rooms(
     let list: Vec<&str> = rooms.iter().map(String::as_str).collect();
     let summaries = directory::room_summaries(db, &list).await?;
     let mut children = stored::space_children(db, &list).await?;
-    let present = stored::rooms_with_presence(db, &list, user, server).await?;
+    // A restricted room is open to the members of the rooms it allows: those are asked about
+    // in the same query as the rooms themselves.
+    let allowed_of = |summary: &Value| -> Vec<String> {
+        summary["allowed_room_ids"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut asked = list.clone();
+    let allowed: Vec<String> = summaries.iter().flat_map(allowed_of).collect();
+    asked.extend(allowed.iter().map(String::as_str));
+    let present = stored::rooms_with_presence(db, &asked, user, server).await?;
     let mut out: HashMap<String, Option<Room>> = rooms.iter().map(|r| (r.clone(), None)).collect();
     for summary in summaries {
         let Some(id) = summary["room_id"].as_str().map(str::to_owned) else {
             continue;
         };
         let events = children.remove(&id).unwrap_or_default();
-        let member = present.contains(&id);
+        let member =
+            present.contains(&id) || allowed_of(&summary).iter().any(|a| present.contains(a));
         out.insert(id, Some(Room::new(summary, &events, member)));
     }
     Ok(out)

@@ -38,6 +38,7 @@ fn content_uri(ctx: &Ctx, media_id: &str) -> String {
 /// `POST /_matrix/media/v3/upload`
 pub(crate) async fn upload(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
+    crate::limits::rate::check_client(ctx, &me, crate::limits::rate::Action::Upload).await?;
     let db = ctx.db();
     let (body, length) = ctx.raw_body();
     repository::check_upload(&db, &ctx.platform, me.user_id.as_str(), length).await?;
@@ -62,6 +63,7 @@ pub(crate) async fn upload(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 /// `POST /_matrix/media/v1/create`: an id now, the bytes later.
 pub(crate) async fn create(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
+    crate::limits::rate::check_client(ctx, &me, crate::limits::rate::Action::Upload).await?;
     let db = ctx.db();
     let now = now_ms() as i64;
     stored::expire_pending(&db, now).await?;
@@ -93,6 +95,7 @@ pub(crate) async fn create(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 /// `PUT /_matrix/media/v3/upload/{serverName}/{mediaId}`: the bytes of an id from `create`.
 pub(crate) async fn upload_to(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
+    crate::limits::rate::check_client(ctx, &me, crate::limits::rate::Action::Upload).await?;
     let media_id = ctx.param("mediaId");
     if ctx.param("serverName") != ctx.config.server_name.as_str() || !valid_media_id(media_id) {
         return Err(repository::not_found());

@@ -30,6 +30,7 @@ pub(crate) async fn profile_content(db: &Db, user_id: &UserId) -> Result<Value, 
 
 pub(crate) async fn create_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
+    crate::limits::rate::check_client(ctx, &me, crate::limits::rate::Action::Join).await?;
     let request: CreateRoomRequest = ctx.json()?;
     let db = ctx.db();
     let version = match &request.room_version {
@@ -111,7 +112,7 @@ pub(crate) async fn create_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> 
 /// Up to v11 a room id is random; from v12 it is the create event's hash, so the create event
 /// is built here once to learn it (the room object builds the same bytes again: signing is
 /// deterministic) and the command goes to the object named by that id.
-async fn new_room_id(
+pub(crate) async fn new_room_id(
     ctx: &Ctx,
     me: &Requester,
     version: RoomVersion,
@@ -250,7 +251,37 @@ async fn enter(
             .await?;
         return Ok(JsonResponse::ok(json!({ "room_id": room_id })));
     }
-    local_membership(ctx, room_id, me, content).await
+    match local_membership(ctx, room_id, me, content.clone()).await {
+        // A restricted room whose allow list we cannot check, or where none of our members
+        // may authorise the join: another server in the room may (spec: restricted rooms).
+        Err(e)
+            if membership == "join"
+                && matches!(
+                    e.code,
+                    ErrorCode::UnableToGrantJoin | ErrorCode::UnableToAuthoriseJoin
+                ) =>
+        {
+            let mut servers = servers;
+            servers.extend(remote_servers_of(ctx, room_id, me).await?);
+            let mut seen = std::collections::HashSet::new();
+            servers.retain(|s| s != us && seen.insert(s.clone()));
+            if servers.is_empty() {
+                return Err(e);
+            }
+            let command = RoomCommand::JoinThrough {
+                room_id: room_id.to_owned(),
+                user_id: me.user_id.clone(),
+                servers,
+                content,
+            };
+            ctx.platform
+                .rooms
+                .command(room_id.as_str(), &command)
+                .await?;
+            Ok(JsonResponse::ok(json!({ "room_id": room_id })))
+        }
+        other => other,
+    }
 }
 
 /// Steps of a remote join one client request asks for. Each is a Durable Object request, and
@@ -356,6 +387,7 @@ fn body_reason(ctx: &Ctx) -> Result<Option<String>, MatrixError> {
 /// parameter holds the room.
 pub(crate) async fn join(ctx: &Ctx, room_id_or_alias: &str) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
+    crate::limits::rate::check_client(ctx, &me, crate::limits::rate::Action::Join).await?;
     let (room_id, servers) = resolve_room(ctx, room_id_or_alias).await?;
     // Rooms an admin blocked (src/admin/rooms.rs) take nobody from this server.
     if crate::storage::admin::is_blocked(&ctx.db(), room_id.as_str()).await? {
@@ -370,6 +402,7 @@ pub(crate) async fn join(ctx: &Ctx, room_id_or_alias: &str) -> Result<JsonRespon
 /// `knock_restricted`); a member with the power to invite lets the user in with an invite.
 pub(crate) async fn knock(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
+    crate::limits::rate::check_client(ctx, &me, crate::limits::rate::Action::Join).await?;
     let (room_id, servers) = resolve_room(ctx, ctx.param("roomIdOrAlias")).await?;
     enter(ctx, &room_id, servers, &me, "knock", body_reason(ctx)?).await
 }

@@ -27,14 +27,17 @@ pub(crate) mod presence;
 pub(crate) mod profile;
 pub(crate) mod push;
 pub(crate) mod pushers;
-pub(crate) mod rate_limit;
 pub(crate) mod register;
+pub(crate) mod report;
 pub(crate) mod room_read;
 pub(crate) mod room_summary;
+pub(crate) mod search;
 pub(crate) mod send;
 pub(crate) mod session;
+pub(crate) mod threads;
 pub(crate) mod to_device;
 pub(crate) mod uia;
+pub(crate) mod upgrade;
 
 #[cfg(test)]
 mod tests;

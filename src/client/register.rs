@@ -48,7 +48,7 @@ pub(crate) async fn register(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             "An access token should not be provided on requests to /register (except if type is m.login.application_service)",
         ));
     }
-    super::rate_limit::check_ip(ctx, "register").await?;
+    crate::limits::rate::check_auth_ip(ctx, "register").await?;
     let body: RegisterBody =
         serde_json::from_value(raw.clone()).map_err(|e| MatrixError::bad_json(e.to_string()))?;
     let db = ctx.db();
@@ -115,7 +115,7 @@ pub(crate) async fn create_account(
 }
 
 pub(crate) async fn available(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
-    super::rate_limit::check_ip(ctx, "register").await?;
+    crate::limits::rate::check_auth_ip(ctx, "register").await?;
     let username = ctx
         .query("username")
         .ok_or_else(|| MatrixError::missing_param("username is required"))?;
@@ -132,7 +132,7 @@ pub(crate) async fn available(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 }
 
 pub(crate) async fn token_validity(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
-    super::rate_limit::check_ip(ctx, "register").await?;
+    crate::limits::rate::check_auth_ip(ctx, "register").await?;
     // The spec's 403 says registration is not permitted at all; an open server permits it
     // without tokens, so there every token is merely invalid.
     if ctx.config.registration == RegistrationMode::Closed {

@@ -4,7 +4,7 @@
 use ruma::RoomId;
 use serde_json::{json, Map, Value};
 
-use super::{backfill, ids};
+use super::{backfill, ids, threads};
 use crate::api::request::{Ctx, Requester};
 use crate::http::{JsonResponse, MatrixError};
 use crate::rooms::visibility::MembershipHistory;
@@ -47,9 +47,13 @@ pub(crate) async fn access(
     room_id: &RoomId,
     me: &Requester,
 ) -> Result<Access, MatrixError> {
-    let version = stored::room_version(db, room_id.as_str())
+    let (version, forgotten) = stored::room_version_for(db, room_id.as_str(), me.user_id.as_str())
         .await?
         .ok_or_else(not_in_room)?;
+    // A forgotten room's history is gone for the user until they join again (spec: forget).
+    if forgotten {
+        return Err(MatrixError::forbidden("You have forgotten this room"));
+    }
     let history = events::membership_history(db, room_id.as_str(), me.user_id.as_str()).await?;
     if history.0.is_empty() {
         return Err(not_in_room());
@@ -57,14 +61,62 @@ pub(crate) async fn access(
     Ok(Access { version, history })
 }
 
-async fn visible_state(
+/// Access for reading single events: a user who was never in the room (or forgot it) still
+/// reads world-readable events, as a peeker; anything else is then 404 (`visible_event`).
+async fn event_access(db: &Db, room_id: &RoomId, me: &Requester) -> Result<Access, MatrixError> {
+    match access(db, room_id, me).await {
+        Ok(access) => Ok(access),
+        Err(_) => {
+            let version = stored::room_version(db, room_id.as_str())
+                .await?
+                .ok_or_else(|| MatrixError::not_found("Event not found"))?;
+            Ok(Access {
+                version,
+                history: MembershipHistory(Vec::new()),
+            })
+        }
+    }
+}
+
+/// The room's state as the reader may see it: current while joined, else as they left it.
+pub(crate) async fn visible_state(
     db: &Db,
-    room_id: &RoomId,
+    room_id: &str,
     access: &Access,
 ) -> Result<Vec<EventRow>, MatrixError> {
     match access.state_position()? {
-        None => events::current_state(db, room_id.as_str()).await,
-        Some(at) => events::state_at(db, room_id.as_str(), at).await,
+        None => events::current_state(db, room_id).await,
+        Some(at) => events::state_at(db, room_id, at).await,
+    }
+}
+
+/// `rows` as served to the reader in a timeline: each with the reader's membership at it
+/// (`unsigned.membership`, MSC4115), thread roots with their thread's summary.
+pub(crate) async fn served_events(
+    db: &Db,
+    rows: &[EventRow],
+    access: &Access,
+    me: &Requester,
+) -> Result<Vec<Value>, MatrixError> {
+    let mut out: Vec<Value> = rows
+        .iter()
+        .map(|r| r.to_client(access.version, me.user_id.as_str(), &me.device_id))
+        .collect();
+    add_memberships(rows, &mut out, access);
+    let found = threads::summaries(db, rows, me).await?;
+    threads::attach(&found, rows, &mut out, access, me);
+    Ok(out)
+}
+
+/// Sets `unsigned.membership` of each served event (`events[i]` is `rows[i]`): the reader's
+/// membership at the event, `leave` when they had none.
+pub(crate) fn add_memberships(rows: &[EventRow], events: &mut [Value], access: &Access) {
+    for (row, event) in rows.iter().zip(events.iter_mut()) {
+        let membership = access.history.at(row.position()).unwrap_or("leave");
+        if !event["unsigned"].is_object() {
+            event["unsigned"] = json!({});
+        }
+        event["unsigned"]["membership"] = json!(membership);
     }
 }
 
@@ -79,7 +131,7 @@ pub(crate) async fn state(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let room_id = ids::room_id(ctx.param("roomId"))?;
     let db = ctx.db();
     let access = access(&db, &room_id, &me).await?;
-    let rows = visible_state(&db, &room_id, &access).await?;
+    let rows = visible_state(&db, room_id.as_str(), &access).await?;
     Ok(JsonResponse::ok(Value::Array(client_events(
         &rows, &access, &me,
     ))))
@@ -91,7 +143,7 @@ pub(crate) async fn state_event(ctx: &Ctx, state_key: &str) -> Result<JsonRespon
     let kind = ctx.param("eventType");
     let db = ctx.db();
     let access = access(&db, &room_id, &me).await?;
-    let rows = visible_state(&db, &room_id, &access).await?;
+    let rows = visible_state(&db, room_id.as_str(), &access).await?;
     let row = rows
         .iter()
         .find(|r| r.kind == kind && r.state_key.as_deref() == Some(state_key))
@@ -150,7 +202,7 @@ pub(crate) async fn members(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             let limit = access.state_position()?.unwrap_or(u64::MAX).min(at);
             events::state_at(&db, room_id.as_str(), limit).await?
         }
-        None => visible_state(&db, &room_id, &access).await?,
+        None => visible_state(&db, room_id.as_str(), &access).await?,
     };
     let wanted = ctx.query("membership");
     let unwanted = ctx.query("not_membership");
@@ -170,7 +222,7 @@ pub(crate) async fn joined_members(ctx: &Ctx) -> Result<JsonResponse, MatrixErro
     let room_id = ids::room_id(ctx.param("roomId"))?;
     let db = ctx.db();
     let access = access(&db, &room_id, &me).await?;
-    let rows = visible_state(&db, &room_id, &access).await?;
+    let rows = visible_state(&db, room_id.as_str(), &access).await?;
     let mut joined = Map::new();
     for event in client_events(&rows, &access, &me) {
         if event["type"] == "m.room.member" && event["content"]["membership"] == "join" {
@@ -210,7 +262,7 @@ async fn members_of(
     access: &Access,
     me: &Requester,
 ) -> Result<Vec<Value>, MatrixError> {
-    let state = visible_state(db, room_id, access).await?;
+    let state = visible_state(db, room_id.as_str(), access).await?;
     let rows: Vec<EventRow> = state
         .into_iter()
         .filter(|r| {
@@ -254,16 +306,16 @@ pub(crate) async fn messages(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             rows = page().await?;
         }
     }
-    // A short page means the start (or end) of the room was reached: then `end` is omitted.
-    let end = rows
-        .last()
-        .filter(|_| rows.len() as u64 == limit)
-        .map(|r| position_past(r, backwards));
+    // `end` is omitted only when the page holds nothing: the start (or end) of the room was
+    // reached. A page cut short (by the room's start, or with every event filtered out) still
+    // carries it, so a client pages on until a page is empty (as Synapse does; a short page is
+    // not proof of the start when a filter or `to` cut it).
+    let end = rows.last().map(|r| position_past(r, backwards));
     let shown: Vec<EventRow> = rows
         .into_iter()
-        .filter(|r| access.can_see(r) && filter.allows(&r.kind, &r.sender))
+        .filter(|r| access.can_see(r) && filter.allows_event(r))
         .collect();
-    let chunk = client_events(&shown, &access, &me);
+    let chunk = served_events(&db, &shown, &access, &me).await?;
     let mut body = json!({ "chunk": chunk, "start": position_token(from) });
     if let Some(end) = end {
         body["end"] = json!(position_token(end));
@@ -331,13 +383,10 @@ pub(crate) async fn event(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
     let db = ctx.db();
-    let access = access(&db, &room_id, &me).await?;
+    let access = event_access(&db, &room_id, &me).await?;
     let row = visible_event(ctx, &db, &room_id, &access).await?;
-    Ok(JsonResponse::ok(row.to_client(
-        access.version,
-        me.user_id.as_str(),
-        &me.device_id,
-    )))
+    let mut event = served_events(&db, std::slice::from_ref(&row), &access, &me).await?;
+    Ok(JsonResponse::ok(event.pop().unwrap_or_default()))
 }
 
 pub(crate) async fn context(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
@@ -355,13 +404,25 @@ pub(crate) async fn context(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             .await?;
     let after =
         events::timeline_forwards(&db, room_id.as_str(), at + 1, i64::MAX, after_n.max(1)).await?;
-    let keep = |rows: &[EventRow], n: u64| -> Vec<Value> {
+    let keep = |rows: &[EventRow], n: u64| -> Vec<EventRow> {
         rows.iter()
             .take(n as usize)
-            .filter(|r| access.can_see(r) && filter.allows(&r.kind, &r.sender))
-            .map(|r| r.to_client(access.version, me.user_id.as_str(), &me.device_id))
+            .filter(|r| access.can_see(r) && filter.allows_event(r))
+            .cloned()
             .collect()
     };
+    // One summary lookup for the event and both sides.
+    let mut shown = vec![row];
+    let before_shown = keep(&before, before_n);
+    let after_shown = keep(&after, after_n);
+    let (n_before, n_after) = (before_shown.len(), after_shown.len());
+    shown.extend(before_shown);
+    shown.extend(after_shown);
+    let mut served = served_events(&db, &shown, &access, &me).await?;
+    let events_after = served.split_off(1 + n_before);
+    let events_before = served.split_off(1);
+    debug_assert_eq!(events_after.len(), n_after);
+    let event = served.pop().unwrap_or_default();
     let start = before[..before.len().min(before_n as usize)]
         .last()
         .map_or(at - 1, |r| r.signed_position() - 1);
@@ -375,9 +436,9 @@ pub(crate) async fn context(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         .map_or(state_end, |left| left.min(state_end));
     let state_rows = events::state_at(&db, room_id.as_str(), state_end).await?;
     Ok(JsonResponse::ok(json!({
-        "event": row.to_client(access.version, me.user_id.as_str(), &me.device_id),
-        "events_before": keep(&before, before_n),
-        "events_after": keep(&after, after_n),
+        "event": event,
+        "events_before": events_before,
+        "events_after": events_after,
         "start": position_token(start),
         "end": position_token(end),
         "state": client_events(&state_rows, &access, &me),

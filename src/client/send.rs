@@ -17,8 +17,23 @@ fn not_in_room(e: MatrixError) -> MatrixError {
     }
 }
 
+/// A room's create event is made by `createRoom` (or an upgrade) and never again: sent into an
+/// existing room it could only be refused by the auth rules, so it is refused here, plainly.
+fn not_a_create_event(kind: &str) -> Result<(), MatrixError> {
+    if kind == "m.room.create" {
+        return Err(MatrixError::new(
+            400,
+            ErrorCode::BadJson,
+            "m.room.create is sent only by createRoom",
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) async fn send_message(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
+    crate::limits::rate::check_client(ctx, &me, crate::limits::rate::Action::Send).await?;
+    not_a_create_event(ctx.param("eventType"))?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
     let content = Value::Object(ctx.json_object()?);
     let template = EventTemplate::message(ctx.param("eventType"), content);
@@ -31,6 +46,8 @@ pub(crate) async fn send_message(ctx: &Ctx) -> Result<JsonResponse, MatrixError>
 
 pub(crate) async fn put_state(ctx: &Ctx, state_key: &str) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
+    crate::limits::rate::check_client(ctx, &me, crate::limits::rate::Action::Send).await?;
+    not_a_create_event(ctx.param("eventType"))?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
     let content = Value::Object(ctx.json_object()?);
     let template = EventTemplate::state(ctx.param("eventType"), state_key, content);
@@ -42,6 +59,7 @@ pub(crate) async fn put_state(ctx: &Ctx, state_key: &str) -> Result<JsonResponse
 
 pub(crate) async fn redact(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
+    crate::limits::rate::check_client(ctx, &me, crate::limits::rate::Action::Send).await?;
     let room_id = ids::room_id(ctx.param("roomId"))?;
     let target = ctx.param("eventId");
     let body = ctx.json_object()?;

@@ -129,7 +129,7 @@ pub(crate) async fn login(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
                 .to_owned(),
             // No third-party identifiers are ever bound to accounts here.
             Some("m.id.thirdparty") | Some("m.id.phone") => {
-                super::rate_limit::check_ip(ctx, "login").await?;
+                crate::limits::rate::check_auth_ip(ctx, "login").await?;
                 return Err(MatrixError::forbidden(
                     "No account is bound to that third-party identifier",
                 ));
@@ -147,10 +147,10 @@ pub(crate) async fn login(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             .clone()
             .ok_or_else(|| MatrixError::bad_json("identifier is required"))?,
     };
-    super::rate_limit::check_ip(ctx, "login").await?;
+    crate::limits::rate::check_auth_ip(ctx, "login").await?;
     let forbidden = || MatrixError::forbidden("Invalid username or password");
     let user_id = login_user_id(&user, &ctx.config.server_name).ok_or_else(forbidden)?;
-    super::rate_limit::check_user(ctx, "login", user_id.as_str()).await?;
+    crate::limits::rate::check_auth_user(ctx, "login", user_id.as_str()).await?;
     let db = ctx.db();
     let password = body.password.as_deref().unwrap_or_default();
     if !verify_password(

@@ -322,3 +322,75 @@ fn every_join_endpoint_finds_its_room() {
         }
     });
 }
+
+#[test]
+fn deleting_a_device_with_another_users_password_is_forbidden_and_keeps_it() {
+    block_on(async {
+        let server = TestServer::new();
+        let (_alice, token) = server.register("alice").await;
+        server.register("bob").await;
+        let second = login(&server, "alice").await;
+        let (_, whoami) = server
+            .request(
+                "GET",
+                "/_matrix/client/v3/account/whoami",
+                Some(&second),
+                None,
+            )
+            .await;
+        let device = whoami["device_id"].as_str().unwrap().to_owned();
+        let path = format!("/_matrix/client/v3/devices/{device}");
+        // Bob's own, correct password: still not alice's proof.
+        let body = json!({ "auth": {
+            "type": "m.login.password",
+            "identifier": { "type": "m.id.user", "user": "bob" },
+            "password": "correct horse battery",
+        }});
+        let (status, answer) = server
+            .request("DELETE", &path, Some(&token), Some(body))
+            .await;
+        assert_eq!(status, 403, "{answer}");
+        assert_eq!(answer["errcode"], "M_FORBIDDEN");
+        let (status, _) = server.request("GET", &path, Some(&token), None).await;
+        assert_eq!(status, 200, "the device is still there");
+    });
+}
+
+#[test]
+fn setting_the_same_state_twice_is_one_event_and_a_create_event_is_refused() {
+    block_on(async {
+        let server = TestServer::new();
+        let (_alice, token) = server.register("alice").await;
+        let room_id = create_room(&server, &token).await;
+        let path = format!("/_matrix/client/v3/rooms/{room_id}/state/org.example.slot/");
+        let put = |content: Value| server.request("PUT", &path, Some(&token), Some(content));
+        let (status, first) = put(json!({ "a": 1 })).await;
+        assert_eq!(status, 200, "{first}");
+        let before = count(&server, "SELECT COUNT(*) AS n FROM events").await;
+        let (_, again) = put(json!({ "a": 1 })).await;
+        assert_eq!(again["event_id"], first["event_id"]);
+        assert_eq!(
+            count(&server, "SELECT COUNT(*) AS n FROM events").await,
+            before
+        );
+        let (_, changed) = put(json!({ "a": 2 })).await;
+        assert_ne!(changed["event_id"], first["event_id"]);
+
+        let before = count(&server, "SELECT COUNT(*) AS n FROM events").await;
+        let create = format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.create/");
+        let body = json!({ "room_version": "12", "entropy": 1 });
+        let (status, answer) = server
+            .request("PUT", &create, Some(&token), Some(body.clone()))
+            .await;
+        assert_eq!(status, 400, "{answer}");
+        let message = format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.create/t1");
+        let (status, _) = server
+            .request("PUT", &message, Some(&token), Some(body))
+            .await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            count(&server, "SELECT COUNT(*) AS n FROM events").await,
+            before
+        );
+    });
+}

@@ -18,19 +18,37 @@ pub(crate) async fn authenticate(
     purpose: Purpose,
     user_id: Option<&str>,
 ) -> Result<Option<JsonResponse>, MatrixError> {
-    let flows = flows(purpose, ctx.config.registration);
+    let oauth_device = match (purpose, user_id) {
+        (Purpose::CrossSigning, Some(user_id)) => {
+            let device = ctx.requester().await?.device_id;
+            crate::storage::oauth::session(&ctx.db(), user_id, &device)
+                .await?
+                .is_some()
+        }
+        _ => false,
+    };
+    let flows = flows(purpose, ctx.config.registration, oauth_device);
     if flows.is_empty() {
         return Err(MatrixError::forbidden(
             "Registration is disabled on this server",
         ));
     }
     let db = ctx.db();
+    // A cross-signing reset approved on the account page passes while the approval lasts, with
+    // or without an `auth` object: clients signed in with OAuth (matrix-rust-sdk) retry the
+    // upload without one until it succeeds.
+    if let (Purpose::CrossSigning, Some(user_id)) = (purpose, user_id) {
+        if crate::storage::oauth::cross_signing_reset_allowed(&db, user_id).await? {
+            return Ok(None);
+        }
+    }
+    let params = stage_params(ctx, &flows);
     let Some(auth) = body.get("auth").filter(|a| a.is_object()) else {
         let session = new_opaque_id();
         accounts::save_uia_session(&db, &session, purpose.as_str(), user_id, "[]").await?;
         return Ok(Some(JsonResponse::new(
             401,
-            challenge(&flows, &session, &[], None),
+            challenge(&flows, params, &session, &[], None),
         )));
     };
     let (session, mut completed) = match auth.get("session").and_then(Value::as_str) {
@@ -86,8 +104,21 @@ pub(crate) async fn authenticate(
     let failure = failure.map(|(code, message)| (code.as_str(), message));
     Ok(Some(JsonResponse::new(
         401,
-        challenge(&flows, &session, &completed, failure),
+        challenge(&flows, params, &session, &completed, failure),
     )))
+}
+
+/// What the offered stages need to tell the client: where the person approves an `m.oauth`
+/// stage (the account page, src/oauth/account.rs).
+fn stage_params(ctx: &Ctx, flows: &[Vec<Stage>]) -> Value {
+    let mut params = serde_json::Map::new();
+    let url = crate::oauth::account::action_url(ctx, "org.matrix.cross_signing_reset");
+    for stage in [Stage::OAuth, Stage::UnstableCrossSigningReset] {
+        if flows.iter().any(|flow| flow.contains(&stage)) {
+            params.insert(stage.as_str().into(), serde_json::json!({ "url": url }));
+        }
+    }
+    Value::Object(params)
 }
 
 /// `None` if the stage passed, else the error to show in the 401.
@@ -127,6 +158,17 @@ async fn check_stage(
                 .get("password")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
+            // Proving to be someone else is not a retry of this user's stage: the request itself
+            // is refused (as sytest and every server expect of device deletion).
+            if let (Some(claimed), Some(user_id)) = (&claimed, user_id) {
+                if claimed.as_str() != user_id {
+                    return Err(MatrixError::new(
+                        403,
+                        ErrorCode::Forbidden,
+                        "The authentication is for another user than the request's",
+                    ));
+                }
+            }
             let ok = match (claimed, user_id) {
                 (Some(claimed), Some(user_id)) if claimed.as_str() == user_id => {
                     verify_password(
@@ -141,6 +183,18 @@ async fn check_stage(
                 _ => false,
             };
             (!ok).then_some((ErrorCode::Forbidden, "Invalid password"))
+        }
+        Stage::OAuth | Stage::UnstableCrossSigningReset => {
+            let approved = match user_id {
+                Some(user_id) => {
+                    crate::storage::oauth::cross_signing_reset_allowed(&ctx.db(), user_id).await?
+                }
+                None => false,
+            };
+            (!approved).then_some((
+                ErrorCode::Forbidden,
+                "Approve the reset on the account page first",
+            ))
         }
     })
 }

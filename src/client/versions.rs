@@ -19,6 +19,9 @@ pub const UNSTABLE_FEATURES: &[&str] = &[
     "org.matrix.msc4222",
     // Simplified sliding sync (MSC4186), at its unstable path: src/sync/sliding/.
     "org.matrix.simplified_msc3575",
+    // OAuth 2.0 server metadata discovery, at both paths (src/oauth/metadata.rs). MSC3861, the
+    // umbrella that makes OAuth the only login, is not advertised: password login stays.
+    "org.matrix.msc2965",
 ];
 
 pub fn versions() -> Value {

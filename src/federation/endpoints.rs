@@ -85,7 +85,11 @@ pub(crate) async fn make_membership(
     require_acl(ctx, &room_id, &origin).await?;
     // A joining or knocking server lists the versions it supports (`ver`, repeatable; none
     // means v1).
-    if membership != "leave" && !ctx.query_all("ver").contains(&version.as_str()) {
+    let mut supported = ctx.query_all("ver");
+    if supported.is_empty() {
+        supported.push("1");
+    }
+    if membership != "leave" && !supported.contains(&version.as_str()) {
         return Err(MatrixError::new(
             400,
             ErrorCode::IncompatibleRoomVersion,
@@ -544,6 +548,8 @@ fn ids_of(value: &Value, field: &str) -> Vec<String> {
 
 /// Most events one graph walk returns: the bound on work per request.
 const MAX_WALK: usize = 100;
+/// Most `latest_events` of one `get_missing_events` looked at (Synapse asks with one).
+const MAX_LATEST_EVENTS: usize = 10;
 
 /// Walks `prev_events` back from `from`, stopping at `stop`, collecting at most `limit` (and
 /// `MAX_WALK`): one query, however long the chain.
@@ -568,7 +574,10 @@ pub(crate) async fn get_missing_events(ctx: &Ctx) -> Result<JsonResponse, Matrix
     let room_id = room_param(ctx)?;
     let version = room_reader(ctx, &room_id, &origin).await?;
     let body = ctx.json_value()?;
-    let latest = ids_of(&body, "latest_events");
+    let mut latest = ids_of(&body, "latest_events");
+    // One lookup per latest event: a stranger's list of thousands would be thousands of D1
+    // queries. A server asks about the event it just received, so a few is all it needs.
+    latest.truncate(MAX_LATEST_EVENTS);
     let earliest = ids_of(&body, "earliest_events");
     let limit = body["limit"].as_u64().unwrap_or(10) as usize;
     let min_depth = body["min_depth"].as_u64().unwrap_or(0);
@@ -577,7 +586,11 @@ pub(crate) async fn get_missing_events(ctx: &Ctx) -> Result<JsonResponse, Matrix
     let mut start = Vec::new();
     for id in &latest {
         if let Some((_, pdu)) = room_event(&db, room_id.as_str(), id).await? {
-            start.extend(ids_of(&pdu, "prev_events"));
+            start.extend(
+                crate::rooms::pdu::ref_ids(&pdu, "prev_events")
+                    .into_iter()
+                    .map(str::to_owned),
+            );
         }
     }
     let rows = walk_back(&db, room_id.as_str(), start, &earliest, limit, min_depth).await?;

@@ -33,6 +33,8 @@ pub enum ErrorCode {
     UnknownToken,
     Unrecognized,
     UnsupportedRoomVersion,
+    UnableToAuthoriseJoin,
+    UnableToGrantJoin,
     BadStatus,
     ConnectionFailed,
     ConnectionTimeout,
@@ -44,7 +46,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 34] = [
         ErrorCode::BadJson,
         ErrorCode::CannotOverwriteMedia,
         ErrorCode::Exclusive,
@@ -69,6 +71,8 @@ impl ErrorCode {
         ErrorCode::UnknownToken,
         ErrorCode::Unrecognized,
         ErrorCode::UnsupportedRoomVersion,
+        ErrorCode::UnableToAuthoriseJoin,
+        ErrorCode::UnableToGrantJoin,
         ErrorCode::BadStatus,
         ErrorCode::ConnectionFailed,
         ErrorCode::ConnectionTimeout,
@@ -113,6 +117,8 @@ impl ErrorCode {
             ErrorCode::UnknownToken => "M_UNKNOWN_TOKEN",
             ErrorCode::Unrecognized => "M_UNRECOGNIZED",
             ErrorCode::UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
+            ErrorCode::UnableToAuthoriseJoin => "M_UNABLE_TO_AUTHORISE_JOIN",
+            ErrorCode::UnableToGrantJoin => "M_UNABLE_TO_GRANT_JOIN",
             ErrorCode::BadStatus => "M_BAD_STATUS",
             ErrorCode::ConnectionFailed => "M_CONNECTION_FAILED",
             ErrorCode::ConnectionTimeout => "M_CONNECTION_TIMEOUT",

@@ -135,7 +135,10 @@ pub fn percent_decode(segment: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = segment.get(i + 1..i + 3)?;
+            // Two hex digits exactly: `from_str_radix` alone would also take "+f".
+            let hex = segment
+                .get(i + 1..i + 3)
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))?;
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
@@ -244,5 +247,13 @@ mod tests {
         assert!(match_pattern("/rooms/{roomId}/x", "/rooms//x").is_none());
         assert!(match_pattern("/rooms/{roomId}", "/rooms/%zz").is_none());
         assert!(match_pattern("/rooms/{roomId}", "/rooms/%ff").is_none());
+    }
+
+    /// Found by the percent_decode fuzz target (src/fuzz/api.rs): a sign is not a hex digit.
+    #[test]
+    fn an_escape_is_two_hex_digits_and_nothing_else() {
+        assert_eq!(percent_decode("%+f"), None);
+        assert_eq!(percent_decode("%-1"), None);
+        assert_eq!(percent_decode("%4a").as_deref(), Some("J"));
     }
 }

@@ -40,7 +40,8 @@ pub fn parse(header: Option<&str>, size: u64) -> Ranged {
             None => return Ranged::Whole,
         },
         (false, false) => match (number(first), number(last)) {
-            (Some(a), Some(b)) if a <= b => (a, (b + 1).min(size)),
+            // `b` may be u64::MAX: the end is past any object, not an overflow.
+            (Some(a), Some(b)) if a <= b => (a, b.saturating_add(1).min(size)),
             _ => return Ranged::Whole,
         },
         (true, true) => return Ranged::Whole,
@@ -99,5 +100,22 @@ mod tests {
         assert_eq!(parse(Some("bytes=x-"), 100), Ranged::Whole);
         assert_eq!(parse(Some("bytes=100-"), 100), Ranged::Unsatisfiable);
         assert_eq!(parse(Some("bytes=-0"), 100), Ranged::Unsatisfiable);
+    }
+
+    /// Found by the media_range fuzz target (src/fuzz/media.rs): the last byte position
+    /// u64::MAX overflowed (a panic natively; in the Worker's release build it wrapped to an
+    /// empty slice whose `Content-Range` underflowed).
+    #[test]
+    fn the_largest_last_byte_position_means_to_the_end() {
+        let max = u64::MAX;
+        assert_eq!(parse(Some(&format!("bytes=0-{max}")), 100), part(0, 100));
+        assert_eq!(
+            parse(Some(&format!("bytes=0-{max}")), 0),
+            Ranged::Unsatisfiable
+        );
+        assert_eq!(
+            parse(Some(&format!("bytes={max}-{max}")), max),
+            Ranged::Unsatisfiable
+        );
     }
 }

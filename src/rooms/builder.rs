@@ -7,6 +7,7 @@ use ruma::{OwnedEventId, RoomId, ServerName, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use super::pdu::refs_json;
 use super::{Pdu, RoomVersion};
 use crate::keys::SigningKey;
 use crate::signing::event::hash_and_sign;
@@ -113,8 +114,14 @@ pub fn build_event(template: EventTemplate, at: Placement<'_>) -> Result<Pdu, Bu
     }
     pdu.insert("sender".into(), json!(at.sender));
     pdu.insert("origin_server_ts".into(), json!(at.origin_server_ts));
-    pdu.insert("prev_events".into(), json!(at.prev_events));
-    pdu.insert("auth_events".into(), json!(at.auth_events));
+    if at.version.event_id_in_pdu() {
+        pdu.insert(
+            "event_id".into(),
+            json!(server_event_id(at.server_name.as_str())),
+        );
+    }
+    pdu.insert("prev_events".into(), refs_json(at.version, &at.prev_events));
+    pdu.insert("auth_events".into(), refs_json(at.version, &at.auth_events));
     pdu.insert("depth".into(), json!(at.depth));
     // Before v11, redactions name their target at the top level as well as in content.
     if template.kind == "m.room.redaction" && !rules.redaction.content_field_redacts {
@@ -145,4 +152,13 @@ pub fn build_event(template: EventTemplate, at: Placement<'_>) -> Result<Pdu, Bu
         )));
     }
     Pdu::from_json(signed, at.version).map_err(|e| BuildError::Invalid(e.to_string()))
+}
+
+/// A new event id of this server for room versions 1 and 2, where the sender names events:
+/// `$` plus 20 random characters, then our server name (unique without any coordination).
+pub fn server_event_id(server_name: &str) -> String {
+    format!(
+        "${}:{server_name}",
+        crate::accounts::tokens::random_string(crate::accounts::tokens::TOKEN_ALPHABET, 20)
+    )
 }

@@ -67,6 +67,15 @@ pub enum RoomCommand {
         membership: String,
         content: serde_json::Value,
     },
+    /// A local user's join of a restricted room this server holds but none of whose members
+    /// may authorise it: `make_join`/`send_join` through `servers` in turn, one of which
+    /// authorises it, and the join accepted here as if that server had sent it.
+    JoinThrough {
+        room_id: OwnedRoomId,
+        user_id: OwnedUserId,
+        servers: Vec<String>,
+        content: serde_json::Value,
+    },
     /// An invite of a local user from another server (`PUT /v2/invite`), already checked and
     /// co-signed: stored with the stripped state the inviting server sent.
     ReceiveInvite {

@@ -9,6 +9,7 @@ use ruma::{EventId, OwnedEventId, OwnedRoomId, ServerName, UserId};
 
 use super::auth::{auth_events_for, authorize, AuthError};
 use super::builder::{build_event, BuildError, EventTemplate, Placement};
+use super::pdu::refs_json;
 use super::resolution::{resolve, ResolutionError, StateMap};
 use super::state::RoomState;
 use super::state_groups::{self, changed_slots, GroupRef};
@@ -275,8 +276,8 @@ impl RoomEngine {
             "type": template.kind,
             "content": template.content,
             "origin_server_ts": origin_server_ts,
-            "prev_events": self.forward_extremities(),
-            "auth_events": auth_events,
+            "prev_events": refs_json(self.version, &self.forward_extremities()),
+            "auth_events": refs_json(self.version, &auth_events),
             "depth": self.depth + 1,
         });
         if let Some(state_key) = template.state_key {

@@ -79,7 +79,8 @@ pub struct Room {
     pub summary: Value,
     /// Its valid children, in order; empty unless the room is a space.
     pub children: Vec<Child>,
-    /// Whether the requester (a user, or a server for federation) is in the room or invited.
+    /// Whether the requester (a user, or a server for federation) is in the room or invited,
+    /// or in a room whose members the room's restricted join rule lets in.
     pub member: bool,
 }
 
@@ -98,7 +99,7 @@ impl Room {
     }
 
     /// Whether the requester may see the room: a member, or a room anyone may read, join or
-    /// knock on. (Restricted rooms, open to members of other rooms, are left out.)
+    /// knock on. (A restricted room is open to members of the rooms it allows: `member`.)
     pub fn accessible(&self) -> bool {
         self.member
             || self.summary["world_readable"] == true

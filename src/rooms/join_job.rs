@@ -108,6 +108,10 @@ pub struct SendJoinAnswer {
     pub state: Vec<Box<RawValue>>,
     #[serde(default)]
     pub auth_chain: Vec<Box<RawValue>>,
+    /// Our join as the resident server accepted it: in a restricted room, with the signature
+    /// of the server that authorised it (the auth rules need it from every server).
+    #[serde(default)]
+    pub event: Option<Box<RawValue>>,
 }
 
 /// Splits events (JSON texts) into JSON arrays of at most `max_events` events and `max_bytes`

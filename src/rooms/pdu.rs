@@ -32,7 +32,9 @@ struct PduFields {
     kind: TimelineEventType,
     content: Box<RawJsonValue>,
     state_key: Option<String>,
+    #[serde(deserialize_with = "event_refs")]
     prev_events: Vec<OwnedEventId>,
+    #[serde(deserialize_with = "event_refs")]
     auth_events: Vec<OwnedEventId>,
     depth: UInt,
     redacts: Option<OwnedEventId>,
@@ -55,8 +57,23 @@ impl Pdu {
         ruma::state_res::check_pdu_format(&json, &rules.event_format).map_err(PduError)?;
         let text = CanonicalJsonValue::Object(json.clone()).to_string();
         let fields: PduFields = serde_json::from_str(&text).map_err(|e| PduError(e.to_string()))?;
-        let hash = reference_hash(&json, &rules).map_err(|e| PduError(e.to_string()))?;
-        let event_id = EventId::parse(format!("${hash}")).map_err(|e| PduError(e.to_string()))?;
+        let event_id = if version.event_id_in_pdu() {
+            // Versions 1 and 2: the id the sending server gave it, `$opaque:server`; the
+            // signature check requires that server's signature (`rooms/verify.rs`).
+            match json.get("event_id") {
+                Some(CanonicalJsonValue::String(id)) => {
+                    let id = EventId::parse(id.as_str()).map_err(|e| PduError(e.to_string()))?;
+                    if id.server_name().is_none() {
+                        return Err(PduError("event_id has no server name".into()));
+                    }
+                    id
+                }
+                _ => return Err(PduError("event_id is missing".into())),
+            }
+        } else {
+            let hash = reference_hash(&json, &rules).map_err(|e| PduError(e.to_string()))?;
+            EventId::parse(format!("${hash}")).map_err(|e| PduError(e.to_string()))?
+        };
         Ok(Self {
             event_id,
             fields,
@@ -111,7 +128,7 @@ impl Pdu {
         self.version
     }
 
-    /// The PDU as sent over federation (no `event_id` field from room version 3 on).
+    /// The PDU as sent over federation (an `event_id` field only in room versions 1 and 2).
     pub fn json(&self) -> &CanonicalJsonObject {
         &self.json
     }
@@ -129,6 +146,50 @@ impl Pdu {
         } else {
             self.fields.redacts.clone()
         }
+    }
+}
+
+/// The ids an event cites in `prev_events` or `auth_events`: bare ids from room version 3 on,
+/// `[event_id, {"sha256": ..}]` pairs in versions 1 and 2 (the hashes are not checked by anyone
+/// and only the id is kept; the PDU's own bytes are passed on untouched).
+fn event_refs<'de, D>(deserializer: D) -> Result<Vec<OwnedEventId>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Ref {
+        Id(OwnedEventId),
+        Pair(OwnedEventId, serde::de::IgnoredAny),
+    }
+    let refs = Vec::<Ref>::deserialize(deserializer)?;
+    Ok(refs
+        .into_iter()
+        .map(|r| match r {
+            Ref::Id(id) | Ref::Pair(id, _) => id,
+        })
+        .collect())
+}
+
+/// The event ids of a raw PDU's `prev_events` or `auth_events`, in either format (see
+/// `event_refs`): for code that reads stored or received JSON without parsing a whole `Pdu`.
+pub fn ref_ids<'a>(pdu: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
+    pdu[field]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str().or_else(|| r.get(0)?.as_str()))
+        .collect()
+}
+
+/// How this server cites events in a PDU it makes: bare ids, or in versions 1 and 2 pairs with
+/// an empty hash object (the hashes are informational; servers read only the id, and the
+/// reference hash of a cited message is not at hand where prev_events are chosen).
+pub fn refs_json(version: RoomVersion, ids: &[OwnedEventId]) -> serde_json::Value {
+    if version.refs_with_hashes() {
+        serde_json::Value::Array(ids.iter().map(|id| serde_json::json!([id, {}])).collect())
+    } else {
+        serde_json::json!(ids)
     }
 }
 
@@ -172,7 +233,7 @@ impl ruma::state_res::Event for Pdu {
     }
 
     fn redacts(&self) -> Option<&Self::Id> {
-        // ruma's auth rules read this only for room versions 1 and 2, which we never run.
+        // ruma's auth rules read this only for room versions 1 and 2, where it is top-level.
         self.fields.redacts.as_ref()
     }
 
@@ -180,5 +241,29 @@ impl ruma::state_res::Event for Pdu {
         // Only accepted events are ever held as `Pdu`s so far; rejected federated events
         // (issue 4) will need a flag here.
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cited_ids_are_read_in_both_formats() {
+        let v1 = serde_json::json!({ "prev_events": [["$a:x", { "sha256": "h" }], ["$b:y", {}]] });
+        assert_eq!(ref_ids(&v1, "prev_events"), ["$a:x", "$b:y"]);
+        let v3 = serde_json::json!({ "auth_events": ["$c", "$d"] });
+        assert_eq!(ref_ids(&v3, "auth_events"), ["$c", "$d"]);
+        assert!(ref_ids(&v3, "prev_events").is_empty());
+
+        let ids = [EventId::parse("$a:x").unwrap()];
+        assert_eq!(
+            refs_json(RoomVersion::V2, &ids),
+            serde_json::json!([["$a:x", {}]])
+        );
+        assert_eq!(
+            refs_json(RoomVersion::V3, &ids),
+            serde_json::json!(["$a:x"])
+        );
     }
 }

@@ -17,7 +17,8 @@ pub struct PowerLevels {
     pub redact: i64,
 }
 
-fn int(value: Option<&Value>) -> Option<i64> {
+/// A power level as the auth rules read it: an integer, or (before v10) a numeric string.
+pub(crate) fn int(value: Option<&Value>) -> Option<i64> {
     match value? {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.parse().ok(),
@@ -78,6 +79,11 @@ impl PowerLevels {
 }
 
 impl PowerLevels {
+    /// The level needed to invite (also to authorise a restricted join).
+    pub fn invite_level(&self) -> i64 {
+        int(self.content.get("invite")).unwrap_or(0)
+    }
+
     /// The level needed to send an event of `kind` (state or not), per the spec's defaults.
     pub fn event_level(&self, kind: &str, is_state: bool) -> i64 {
         let default = if !self.has_event {

@@ -1,6 +1,6 @@
 //! State resolution: the state of a room whose graph has forked, from the states at the tips of
 //! its branches. The algorithm is ruma's (state resolution v2, and v2.1 from room version 12);
-//! this module gathers what it needs from the events the caller holds: each state's full auth
+//! version 1 rooms use `resolution_v1.rs`. This module gathers what it needs from the events the caller holds: each state's full auth
 //! chain and, for v2.1, the conflicted state subgraph.
 
 use std::collections::{HashMap, HashSet};
@@ -32,10 +32,14 @@ pub fn resolve(
         _ => {}
     }
     let rules = version.rules();
-    let state_res_rules = rules
-        .state_res
-        .v2_rules()
-        .ok_or_else(|| ResolutionError("the room version has no state resolution v2".into()))?;
+    let Some(state_res_rules) = rules.state_res.v2_rules() else {
+        // Room version 1: the first algorithm.
+        return Ok(super::resolution_v1::resolve_v1(
+            &rules.authorization,
+            states,
+            fetch,
+        ));
+    };
     let auth_chains = states.iter().map(|s| auth_chain(s, &fetch)).collect();
     ruma::state_res::resolve(
         &rules.authorization,

@@ -35,7 +35,7 @@ impl Room {
         };
         let alice = user_id!("@alice:example.org");
         let mut create = json!({"room_version": version.as_str()});
-        if version == RoomVersion::V10 {
+        if !version.rules().authorization.use_room_create_sender {
             create["creator"] = json!(ALICE);
         }
         room.send(alice, EventTemplate::state("m.room.create", "", create))
@@ -151,12 +151,31 @@ fn every_event_has_a_reference_hash_id_a_valid_hash_and_our_signature() {
             .chain([pdu.as_ref()])
         {
             let id = event.event_id().as_str();
-            assert!(id.starts_with('$') && id.len() == 44, "{version:?}: {id}");
-            assert!(!id.contains(['+', '/', '=']));
-            assert!(
-                !event.json().contains_key("event_id"),
-                "no event_id field from v3 on"
-            );
+            if version.event_id_in_pdu() {
+                // v1, v2: `$opaque:server`, named in the PDU and covered by its signature.
+                assert!(id.starts_with('$') && id.ends_with(":example.org"), "{id}");
+                assert_eq!(
+                    event.json().get("event_id"),
+                    Some(&ruma::CanonicalJsonValue::String(id.to_owned()))
+                );
+                // Cited as [id, hashes] pairs.
+                let refs = crate::signing::event::into_json(event.json().clone());
+                assert!(refs["auth_events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|r| r[0].is_string() && r[1].is_object()));
+            } else {
+                assert!(id.starts_with('$') && id.len() == 44, "{version:?}: {id}");
+                if version != RoomVersion::V3 {
+                    // v3 uses standard base64; v4 on the URL-safe alphabet.
+                    assert!(!id.contains(['+', '/', '=']));
+                }
+                assert!(
+                    !event.json().contains_key("event_id"),
+                    "no event_id field from v3 on"
+                );
+            }
             assert!(
                 matches!(
                     verify_event(&map, event.json(), &version.rules()),
@@ -571,12 +590,54 @@ mod forks {
             let message = pair.theirs_send(BOB(), text("after my rename"));
             let accepted = pair.receive(&message).unwrap();
             assert!(!accepted.soft_failed);
+            if version == RoomVersion::V1 {
+                // State resolution v1 counts a slot set in only one of the states as
+                // unconflicted, so the rename comes back with the message built on it: the
+                // flaw room version 2's algorithm was made to fix.
+                assert_eq!(
+                    pair.current("m.room.name").as_deref(),
+                    Some(rename.pdu.event_id())
+                );
+                continue;
+            }
             assert_eq!(
                 pair.current("m.room.name"),
                 None,
                 "the soft-failed rename stays out"
             );
         }
+    }
+
+    #[test]
+    fn version_1_resolution_takes_the_deepest_allowed_event_and_orders_power_levels_by_depth() {
+        let mut pair = Pair::new(RoomVersion::V1);
+        // Ours: one rename. Theirs: two (the second deeper than ours).
+        let _ours = pair.ours_send(ALICE(), named("ours"));
+        let first = pair.theirs_send(BOB(), named("theirs 1"));
+        let second = pair.theirs_send(BOB(), named("theirs 2"));
+        pair.receive(&first).unwrap();
+        pair.receive(&second).unwrap();
+        assert_eq!(
+            pair.current("m.room.name").as_deref(),
+            Some(second.pdu.event_id())
+        );
+
+        // Conflicting power levels: the shallower one first, then the deeper one only if the
+        // state so far allows it. Alice (ours) demotes Bob; Bob (theirs), still at 50 on his
+        // side, sends two events so that his power levels change is deeper: it may not raise
+        // himself, so Alice's demotion stands.
+        let mut pair = Pair::new(RoomVersion::V1);
+        let demotion = pair.ours_send(ALICE(), power_levels(RoomVersion::V1, 0));
+        pair.theirs_send(BOB(), named("padding"));
+        let mut raised = power_levels(RoomVersion::V1, 50);
+        raised.content["users_default"] = json!(10);
+        let bobs = pair.theirs_send(BOB(), raised);
+        let accepted = pair.receive(&bobs).unwrap();
+        assert!(accepted.soft_failed);
+        assert_eq!(
+            pair.current("m.room.power_levels").as_deref(),
+            Some(demotion.pdu.event_id())
+        );
     }
 
     #[test]

@@ -59,16 +59,21 @@ pub(crate) fn install_logging() {
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     install_logging();
-    let request = match incoming(req).await {
+    let platform = platform(&env);
+    let request = match incoming(req, &platform).await {
         Ok(request) => request,
         Err(error) => return into_worker_response(Reply::Json(error.into_response()), None),
     };
-    let (reply, usage) = crate::api::respond(platform(&env), request).await;
+    let (reply, usage) = crate::api::respond(platform, request).await;
     into_worker_response(reply, usage)
 }
 
-/// The request in plain values. Only a malformed URL fails here.
-async fn incoming(mut req: Request) -> Result<IncomingRequest, crate::http::MatrixError> {
+/// The request in plain values. Only a malformed URL fails here. A body declared larger than
+/// its route allows is left unread: `api` answers 413 from the declared length.
+async fn incoming(
+    mut req: Request,
+    platform: &crate::platform::Platform,
+) -> Result<IncomingRequest, crate::http::MatrixError> {
     let url = req
         .url()
         .map_err(|_| crate::http::MatrixError::bad_json("malformed URL"))?;
@@ -84,8 +89,19 @@ async fn incoming(mut req: Request) -> Result<IncomingRequest, crate::http::Matr
     let path = req.path();
     // An upload with a declared length goes to R2 as the stream it arrived as (R2 needs the
     // length up front); everything else is read here.
-    let streamed = crate::media::is_upload(&method, &path) && header("content-length").is_some();
-    let body_stream = if streamed { req.inner().body() } else { None };
+    let declared = header("content-length").and_then(|l| l.trim().parse::<u64>().ok());
+    let too_large = match (declared, platform.config()) {
+        (Some(length), Ok(config)) => {
+            length > crate::limits::body::max_bytes(&method, &path, &config)
+        }
+        _ => false,
+    };
+    let streamed = crate::media::is_upload(&method, &path) && declared.is_some();
+    let body_stream = if streamed || too_large {
+        req.inner().body()
+    } else {
+        None
+    };
     let (body, body_stream) = match body_stream {
         Some(stream) => (Vec::new(), Some(media::opaque_stream(stream))),
         _ => (req.bytes().await.unwrap_or_default(), None),

@@ -63,7 +63,7 @@ pub struct Session<'a> {
     pub expires_ts: Option<i64>,
 }
 
-fn session_statements(db: &Db, s: &Session<'_>) -> Vec<crate::platform::Statement> {
+pub(crate) fn session_statements(db: &Db, s: &Session<'_>) -> Vec<crate::platform::Statement> {
     let now = now_ms();
     let mut statements = vec![
         // Logging in again with a known device id replaces that device's tokens (spec).
@@ -245,6 +245,8 @@ pub async fn delete_devices(db: &Db, user_id: &str, devices: &[String]) -> Resul
             "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
             "DELETE FROM refresh_tokens WHERE user_id = ?1 AND device_id = ?2",
             "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
+            // An OAuth device's record of its client (migrations/0017_oauth.sql).
+            "DELETE FROM oauth_sessions WHERE user_id = ?1 AND device_id = ?2",
         ] {
             statements.push(db.stmt(sql, args![user_id, device]));
         }
@@ -304,6 +306,8 @@ pub async fn deactivate(db: &Db, user_id: &str) -> Result<(), MatrixError> {
         db.stmt("DELETE FROM refresh_tokens WHERE user_id = ?1", args![user_id]),
         db.stmt("DELETE FROM devices WHERE user_id = ?1", args![user_id]),
         db.stmt("DELETE FROM pushers WHERE user_id = ?1", args![user_id]),
+        db.stmt("DELETE FROM oauth_sessions WHERE user_id = ?1", args![user_id]),
+        db.stmt("DELETE FROM oauth_browser_sessions WHERE user_id = ?1", args![user_id]),
     ];
     statements.extend(super::e2ee::forget_user(db, user_id));
     db.batch(statements).await.map(|_| ())
@@ -373,31 +377,4 @@ pub async fn take_nonce(db: &Db, nonce: &str, max_age_ms: u64) -> Result<bool, M
         )
         .await?
         == 1)
-}
-
-// --- Rate limits ----------------------------------------------------------------------------
-
-/// Counts one request for `key` in the current window; true if it is over `limit`.
-pub async fn over_limit(
-    db: &Db,
-    key: &str,
-    window_ms: u64,
-    limit: i64,
-) -> Result<Option<u64>, MatrixError> {
-    let now = now_ms();
-    let window = now - now % window_ms;
-    #[derive(Deserialize)]
-    struct Row {
-        count: i64,
-    }
-    let row: Option<Row> = db
-        .row(
-            "INSERT INTO rate_limits (key, window_start, count) VALUES (?1, ?2, 1)
-             ON CONFLICT (key, window_start) DO UPDATE SET count = count + 1
-             RETURNING count",
-            args![key, window],
-        )
-        .await?;
-    let count = row.map_or(1, |r| r.count);
-    Ok((count > limit).then_some(window + window_ms - now))
 }

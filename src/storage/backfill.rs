@@ -95,12 +95,17 @@ pub async fn store(
                 rel_type,
             ],
         ));
+        // An event stored already redacted (see above) is not indexed.
+        if let Some(text) = super::search::indexed_text(&kind, &content) {
+            statements.push(super::search::index(db, event_id, &text));
+        }
         if let Some(redacts) = pdu.redacts() {
             statements.push(db.stmt(
                 "UPDATE events SET redacted_by = ?1
                  WHERE event_id = ?2 AND room_id = ?3 AND redacted_by IS NULL",
                 args![event_id, redacts.as_str(), room_id],
             ));
+            statements.push(super::search::unindex(db, redacts.as_str(), room_id));
         }
     }
     db.batch(statements).await.map(|_| ())

@@ -62,6 +62,16 @@ pub async fn aliases_of(db: &Db, room_id: &str) -> Result<Vec<String>, MatrixErr
         .collect())
 }
 
+/// Points every alias of `from` at `to` (a room upgrade moves local aliases to the new room).
+pub async fn move_aliases(db: &Db, from: &str, to: &str) -> Result<(), MatrixError> {
+    db.run(
+        "UPDATE room_aliases SET room_id = ?2 WHERE room_id = ?1",
+        args![from, to],
+    )
+    .await
+    .map(|_| ())
+}
+
 /// `None` for an unknown room.
 pub async fn published(db: &Db, room_id: &str) -> Result<Option<bool>, MatrixError> {
     #[derive(Deserialize)]
@@ -119,6 +129,7 @@ async fn summaries(db: &Db, filter: &str, args: &[Arg<'_>]) -> Result<Vec<Value>
         history: Option<String>,
         guest: Option<String>,
         room_type: Option<String>,
+        allow: Option<String>,
     }
     let state = |kind: &str, path: &str| {
         format!(
@@ -130,7 +141,7 @@ async fn summaries(db: &Db, filter: &str, args: &[Arg<'_>]) -> Result<Vec<Value>
         "SELECT r.room_id,
             (SELECT COUNT(*) FROM memberships m WHERE m.room_id = r.room_id AND m.membership = 'join') AS joined,
             {} AS name, {} AS topic, {} AS alias, {} AS avatar, {} AS join_rule, {} AS history, {} AS guest,
-            {} AS room_type
+            {} AS room_type, {} AS allow
          FROM rooms r WHERE {filter} ORDER BY joined DESC, r.room_id",
         state("m.room.name", "name"),
         state("m.room.topic", "topic"),
@@ -140,6 +151,7 @@ async fn summaries(db: &Db, filter: &str, args: &[Arg<'_>]) -> Result<Vec<Value>
         state("m.room.history_visibility", "history_visibility"),
         state("m.room.guest_access", "guest_access"),
         state("m.room.create", "type"),
+        state("m.room.join_rules", "allow"),
     );
     let rows: Vec<Row> = db.rows(&sql, args).await?;
     Ok(rows
@@ -150,8 +162,28 @@ async fn summaries(db: &Db, filter: &str, args: &[Arg<'_>]) -> Result<Vec<Value>
                 "num_joined_members": r.joined,
                 "world_readable": r.history.as_deref() == Some("world_readable"),
                 "guest_can_join": r.guest.as_deref() == Some("can_join"),
-                "join_rule": r.join_rule.unwrap_or_else(|| "invite".into()),
+                "join_rule": r.join_rule.as_deref().unwrap_or("invite"),
             });
+            // Restricted rooms name the rooms whose members may join (spec: room summaries
+            // and the space hierarchy list them as `allowed_room_ids`).
+            if matches!(
+                r.join_rule.as_deref(),
+                Some("restricted" | "knock_restricted")
+            ) {
+                let allow: Value = r
+                    .allow
+                    .as_deref()
+                    .and_then(|a| serde_json::from_str(a).ok())
+                    .unwrap_or_default();
+                let ids: Vec<&str> = allow
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|a| a["type"] == "m.room_membership")
+                    .filter_map(|a| a["room_id"].as_str())
+                    .collect();
+                room["allowed_room_ids"] = json!(ids);
+            }
             for (field, value) in [
                 ("name", r.name),
                 ("topic", r.topic),

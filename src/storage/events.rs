@@ -11,7 +11,7 @@ use crate::rooms::visibility::{MembershipHistory, ServerMemberships};
 use crate::rooms::RoomVersion;
 use crate::time::now_ms;
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct EventRow {
     pub stream_ordering: i64,
     pub event_id: String,
@@ -26,12 +26,26 @@ pub struct EventRow {
     pub txn_device: Option<String>,
     pub txn_id: Option<String>,
     pub redaction: Option<String>,
+    /// `content.m.relates_to.rel_type`, for filters on relations.
+    #[serde(default)]
+    pub rel_type: Option<String>,
 }
 
-pub(crate) const SELECT: &str =
-    "SELECT e.stream_ordering, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.pdu,
-    e.history_visibility, e.txn_user, e.txn_device, e.txn_id, r.pdu AS redaction
-    FROM events e LEFT JOIN events r ON r.event_id = e.redacted_by";
+/// The columns of an `EventRow`, from `events e` and its redaction `r` (see `SELECT`).
+macro_rules! event_columns {
+    () => {
+        "e.stream_ordering, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.pdu,
+        e.history_visibility, e.txn_user, e.txn_device, e.txn_id, r.pdu AS redaction, e.rel_type"
+    };
+}
+
+pub(crate) const COLUMNS: &str = event_columns!();
+
+pub(crate) const SELECT: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events e LEFT JOIN events r ON r.event_id = e.redacted_by"
+);
 
 impl EventRow {
     /// The event as `reader` on `device` sees it.
@@ -167,6 +181,13 @@ pub async fn by_ids(db: &Db, room_id: &str, ids: &[&str]) -> Result<Vec<EventRow
     .await
 }
 
+/// The id of one element of `prev_events`/`auth_events` (aliases `p` and `a` of `json_each`):
+/// a bare id, or in room versions 1 and 2 the first item of an `[id, hashes]` pair.
+const REF_ID_P: &str =
+    "CASE p.type WHEN 'array' THEN json_extract(p.value, '$[0]') ELSE p.value END";
+const REF_ID_A: &str =
+    "CASE a.type WHEN 'array' THEN json_extract(a.value, '$[0]') ELSE a.value END";
+
 /// The events reached by walking `prev_events` back from `from` (included), never through an
 /// event of `stop` nor below `min_depth`, nearest first, at most `limit`: one recursive query
 /// (`UNION` drops repeats, so forks that merge are walked once; the walk is as deep as `limit`).
@@ -185,7 +206,7 @@ pub async fn walk_back(
             "WITH RECURSIVE walk(event_id, n) AS (
                SELECT value, 0 FROM json_each(?2)
                UNION
-               SELECT p.value, w.n + 1
+               SELECT {REF_ID_P}, w.n + 1
                FROM walk w JOIN events x ON x.event_id = w.event_id AND x.room_id = ?1,
                     json_each(json_extract(x.pdu, '$.prev_events')) p
                WHERE w.n < ?4 AND x.depth >= ?5
@@ -211,10 +232,10 @@ pub async fn auth_chain(
     db.rows(
         &format!(
             "WITH RECURSIVE chain(event_id) AS (
-               SELECT a.value FROM events x, json_each(json_extract(x.pdu, '$.auth_events')) a
+               SELECT {REF_ID_A} FROM events x, json_each(json_extract(x.pdu, '$.auth_events')) a
                WHERE x.room_id = ?1 AND x.event_id IN (SELECT value FROM json_each(?2))
                UNION
-               SELECT a.value FROM chain c JOIN events x ON x.event_id = c.event_id AND x.room_id = ?1,
+               SELECT {REF_ID_A} FROM chain c JOIN events x ON x.event_id = c.event_id AND x.room_id = ?1,
                     json_each(json_extract(x.pdu, '$.auth_events')) a)
              {SELECT} WHERE e.room_id = ?1 AND e.event_id IN (SELECT event_id FROM chain)"
         ),

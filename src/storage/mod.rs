@@ -17,15 +17,20 @@ pub mod e2ee_remote;
 pub mod events;
 pub mod hierarchy;
 pub mod media;
+pub mod oauth;
 pub mod presence;
 pub mod push;
+pub mod rate_limits;
 pub mod remote_keys;
+pub mod reports;
 pub mod rooms;
+pub mod search;
 pub mod signing_keys;
 pub mod sliding_sync;
 pub mod state_groups;
 pub mod sync;
 pub mod sync_rooms;
+pub mod threads;
 pub mod user_data;
 
 #[cfg(test)]

@@ -56,6 +56,33 @@ pub async fn room_version(db: &Db, room_id: &str) -> Result<Option<RoomVersion>,
     .transpose()
 }
 
+/// The room's version, and whether `user_id` has forgotten the room (`None`: unknown room).
+pub async fn room_version_for(
+    db: &Db,
+    room_id: &str,
+    user_id: &str,
+) -> Result<Option<(RoomVersion, bool)>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        room_version: String,
+        forgotten: Option<i64>,
+    }
+    let row: Option<Row> = db
+        .row(
+            "SELECT r.room_version, (SELECT m.forgotten FROM memberships m
+               WHERE m.room_id = r.room_id AND m.user_id = ?2) AS forgotten
+             FROM rooms r WHERE r.room_id = ?1",
+            args![room_id, user_id],
+        )
+        .await?;
+    row.map(|r| {
+        let version = RoomVersion::parse(&r.room_version)
+            .ok_or_else(|| MatrixError::internal("stored room version is unsupported"))?;
+        Ok((version, r.forgotten.unwrap_or(0) != 0))
+    })
+    .transpose()
+}
+
 /// The room's version and current state events, or `None` for an unknown room.
 pub async fn current_state(
     db: &Db,
@@ -117,8 +144,9 @@ pub async fn load(db: &Db, room_id: &str) -> Result<Option<StoredRoom>, MatrixEr
     struct Tip {
         event_id: String,
     }
-    // Rooms written before forward extremities were stored grew linearly: their latest event
-    // is their one extremity.
+    // No rows: the room is not forked, and its one extremity is its newest timeline event
+    // (`persist` writes rows only for a fork; soft-failed events and outliers are never
+    // extremities, and backfilled events are ordered below all others).
     let mut tips: Vec<Tip> = db
         .rows(
             "SELECT e.event_id FROM forward_extremities f
@@ -126,14 +154,17 @@ pub async fn load(db: &Db, room_id: &str) -> Result<Option<StoredRoom>, MatrixEr
             args![room_id],
         )
         .await?;
-    if tips.is_empty() {
-        tips = db
-            .rows(
-                "SELECT event_id FROM events WHERE room_id = ?1
-                 ORDER BY stream_ordering DESC LIMIT 1",
-                args![room_id],
-            )
-            .await?;
+    // A room whose join is still being stored has only outliers: its newest one stands in.
+    for timeline_only in [true, false] {
+        if tips.is_empty() {
+            tips = db
+                .rows(
+                    "SELECT event_id FROM events WHERE room_id = ?1 AND (?2 = 0 OR outlier = 0)
+                     ORDER BY stream_ordering DESC LIMIT 1",
+                    args![room_id, i64::from(timeline_only)],
+                )
+                .await?;
+        }
     }
     #[derive(Deserialize)]
     struct Depth {
@@ -289,7 +320,17 @@ pub async fn persist(db: &Db, write: RoomWrite<'_>) -> Result<(), MatrixError> {
             "DELETE FROM forward_extremities WHERE room_id = ?1",
             args![room_id],
         ));
-        for id in extremities {
+        // A room that is not forked has one extremity, its newest timeline event, and `load`
+        // finds that without rows: a message then writes none here (the rows written per
+        // message are the platform's cost, docs/benchmarks.md). Rows are kept while forked.
+        let newest = write
+            .events
+            .iter()
+            .rev()
+            .find(|e| e.stored_as == StoredAs::Timeline)
+            .map(|e| e.pdu.event_id());
+        let implied = matches!(extremities.as_slice(), [only] if Some(&**only) == newest);
+        for id in extremities.iter().filter(|_| !implied) {
             statements.push(db.stmt(
                 "INSERT INTO forward_extremities (room_id, event_id) VALUES (?1, ?2)",
                 args![room_id, id.as_str()],
@@ -469,12 +510,18 @@ fn event_statements(db: &Db, w: &EventWrite<'_>) -> Vec<crate::platform::Stateme
             w.state_group,
         ],
     )];
+    if w.stored_as == StoredAs::Timeline {
+        if let Some(text) = super::search::indexed_text(&kind, &content) {
+            statements.push(super::search::index(db, event_id, &text));
+        }
+    }
     // Only an accepted redaction redacts; a soft-failed one is not part of the room's history.
     if let Some(redacts) = pdu.redacts().filter(|_| w.stored_as == StoredAs::Timeline) {
         statements.push(db.stmt(
             "UPDATE events SET redacted_by = ?1 WHERE event_id = ?2 AND room_id = ?3 AND redacted_by IS NULL",
             args![event_id, redacts.as_str(), room_id],
         ));
+        statements.push(super::search::unindex(db, redacts.as_str(), room_id));
     }
     if let Some((user, device, txn)) = w.transaction {
         statements.push(db.stmt(

@@ -55,13 +55,19 @@ pub struct MembershipRow {
     pub room_version: String,
 }
 
-/// Every room the user has a membership in (forgotten ones excluded).
-pub async fn memberships(db: &Db, user_id: &str) -> Result<Vec<MembershipRow>, MatrixError> {
+/// Every room the user has a membership in. Forgotten ones are left out, except, in an
+/// incremental sync from `since`, one whose membership changed after it: the leave of a room
+/// forgotten at once still reaches the user's other devices.
+pub async fn memberships(
+    db: &Db,
+    user_id: &str,
+    since: Option<u64>,
+) -> Result<Vec<MembershipRow>, MatrixError> {
     db.rows(
         "SELECT m.room_id, m.membership, m.stream_ordering, r.room_version
          FROM memberships m JOIN rooms r ON r.room_id = m.room_id
-         WHERE m.user_id = ?1 AND m.forgotten = 0",
-        args![user_id],
+         WHERE m.user_id = ?1 AND (m.forgotten = 0 OR m.stream_ordering > ?2)",
+        args![user_id, since.unwrap_or(u64::MAX)],
     )
     .await
 }

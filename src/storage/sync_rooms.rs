@@ -86,6 +86,32 @@ pub async fn timelines(
     Ok(by_room(rows))
 }
 
+/// The oldest `limit` events of each window, oldest first (what follows a point, as
+/// `timelines` gives what precedes it).
+pub async fn timelines_forwards(
+    db: &Db,
+    windows: &[Window<'_>],
+    limit: u64,
+) -> Result<HashMap<String, Vec<EventRow>>, MatrixError> {
+    if windows.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = db
+        .rows(
+            &format!(
+                "{WANTED} {SELECT} WHERE e.stream_ordering IN (
+                    SELECT x.stream_ordering FROM wanted w JOIN events x ON x.stream_ordering IN (
+                        SELECT y.stream_ordering FROM events y
+                        WHERE y.room_id = w.room_id AND y.outlier = 0 AND y.stream_ordering > w.lo AND y.stream_ordering <= w.hi
+                        ORDER BY y.stream_ordering ASC LIMIT ?2))
+                 ORDER BY e.stream_ordering ASC"
+            ),
+            args![&windows_json(windows), limit],
+        )
+        .await?;
+    Ok(by_room(rows))
+}
+
 /// For each window, the latest state event per slot within it: the state at `up_to` when
 /// `after` is 0, else what changed in the window.
 pub async fn states(

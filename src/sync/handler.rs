@@ -12,7 +12,8 @@ use serde_json::{json, Map, Value};
 use super::filter::Filter;
 use super::token::StreamPosition;
 use crate::api::request::{Ctx, Requester};
-use crate::client::room_read::{position_token, Access};
+use crate::client::room_read::{add_memberships, position_token, Access};
+use crate::client::threads;
 use crate::http::{JsonResponse, MatrixError};
 use crate::rooms::client_event::stripped_state;
 use crate::rooms::visibility::MembershipHistory;
@@ -148,7 +149,7 @@ async fn build(
         }
     };
     let (memberships, changed, account_data, presence) = futures::join!(
-        stored::memberships(db, user),
+        stored::memberships(db, user, since.map(|s| s.events)),
         changed,
         user_data::account_data_since(db, user, from.account_data, now.account_data),
         stored_presence::changed_for(db, user, from.presence, now.presence),
@@ -402,7 +403,7 @@ async fn timeline(
     let start = rows.first().map_or(up_to, |r| r.position() - 1);
     let rows = rows
         .into_iter()
-        .filter(|r| access.can_see(r) && filter.room.timeline.allows(&r.kind, &r.sender))
+        .filter(|r| access.can_see(r) && filter.room.timeline.allows_event(r))
         .collect();
     Ok((rows, limited, start))
 }
@@ -509,6 +510,7 @@ async fn joined_rooms(
 
     // Per room: the visible timeline, whether it was cut, and where it starts.
     struct Part {
+        access: Access,
         timeline: Vec<EventRow>,
         limited: bool,
         start: u64,
@@ -528,11 +530,10 @@ async fn joined_rooms(
         let start = rows.first().map_or(now.events, |row| row.position() - 1);
         let timeline = rows
             .into_iter()
-            .filter(|row| {
-                access.can_see(row) && filter.room.timeline.allows(&row.kind, &row.sender)
-            })
+            .filter(|row| access.can_see(row) && filter.room.timeline.allows_event(row))
             .collect();
         parts.push(Part {
+            access,
             timeline,
             limited,
             start,
@@ -574,12 +575,19 @@ async fn joined_rooms(
         })
         .map(|(r, _)| r.room_id)
         .collect();
-    let (states, sender_members, summaries) = futures::join!(
+    // Thread roots in the timelines carry their thread's summary: one lookup for every room.
+    let roots: Vec<&str> = parts
+        .iter()
+        .flat_map(|p| threads::root_ids(&p.timeline))
+        .collect();
+    let (states, sender_members, summaries, thread_summaries) = futures::join!(
         batch::states(db, &state_windows),
         batch::members_at(db, &lazy_wanted),
         batch::summaries(db, user, &summary_rooms),
+        crate::storage::threads::summaries(db, &roots, user),
     );
-    let (mut states, mut sender_members, mut summaries) = (states?, sender_members?, summaries?);
+    let (mut states, mut sender_members, mut summaries, thread_summaries) =
+        (states?, sender_members?, summaries?, thread_summaries?);
 
     let mut out = Map::new();
     for (r, p) in rooms.into_iter().zip(parts) {
@@ -611,15 +619,19 @@ async fn joined_rooms(
             r.version,
             me,
         );
+        if let Some(events) = room["timeline"]["events"].as_array_mut() {
+            add_memberships(&p.timeline, events, &p.access);
+            threads::attach(&thread_summaries, &p.timeline, events, &p.access, me);
+        }
         room["ephemeral"] = json!({ "events": ephemeral });
         room["account_data"] = json!({ "events": r.account_data.unwrap_or_default() });
-        let (counts, threads) = unread
+        let (counts, thread_counts) = unread
             .remove(r.room_id)
             .unwrap_or_default()
             .sync_fields(filter.room.timeline.unread_thread_notifications);
         room["unread_notifications"] = counts;
-        if let Some(threads) = threads {
-            room["unread_thread_notifications"] = threads;
+        if let Some(thread_counts) = thread_counts {
+            room["unread_thread_notifications"] = thread_counts;
         }
         if let Some(summary) = summaries.remove(r.room_id) {
             room["summary"] = summary;
@@ -727,6 +739,9 @@ async fn left_room(
         version,
         me,
     );
+    if let Some(events) = room["timeline"]["events"].as_array_mut() {
+        add_memberships(&timeline_rows, events, &access);
+    }
     room["account_data"] = json!({ "events": [] });
     Ok(room)
 }

@@ -64,6 +64,8 @@ impl TestServer {
             ("REGISTRATION", "open"),
             ("PASSWORD_ITERATIONS", "10000"),
             ("AUTH_REQUESTS_PER_MINUTE", "10000"),
+            // Every test request comes from one address; tests of the limits set their own.
+            ("RATE_LIMITS", "off"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -182,7 +184,14 @@ impl TestServer {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             authorization: authorization.map(str::to_owned),
-            ip: Some("127.0.0.1".to_owned()),
+            // As the runtime reads it (`CF-Connecting-IP`); one address unless a test says.
+            ip: Some(
+                headers
+                    .iter()
+                    .find(|(k, _)| *k == "cf-connecting-ip")
+                    .map_or("127.0.0.1", |(_, v)| *v)
+                    .to_owned(),
+            ),
         };
         // The same answer the runtime turns into a response.
         match crate::api::respond(self.platform.clone(), request).await.0 {
@@ -469,4 +478,16 @@ impl ObjectStorage for MemoryStorage {
         *self.alarm.borrow_mut() = None;
         Box::pin(async { Ok(()) })
     }
+}
+
+/// `TestServer::request` as a signed-in client, with a body: the short form for tests that
+/// make many calls.
+pub(crate) async fn call(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Value,
+) -> (u16, Value) {
+    server.request(method, path, Some(token), Some(body)).await
 }

@@ -152,8 +152,11 @@ def _live_processes():
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
+        # After the command: state, ppid, pgrp, session, tty_nr... (proc(5)). Index 4 is the
+        # terminal, 0 for every process without one: reading it as the session made a stop that
+        # found a leftover wrangler kill every terminal-less process on the machine.
         if fields[0] != "Z":
-            yield int(entry.name), int(fields[4]), cmdline
+            yield int(entry.name), int(fields[3]), cmdline
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -161,7 +164,8 @@ def processes_mentioning(text: str) -> list[int]:
     every process in their sessions: workerd does not name the state directory, but it runs in
     the session dev.sh gives wrangler."""
     processes = list(_live_processes())
-    sessions = {sid for _, sid, cmdline in processes if text in cmdline}
+    # Never the test run's own session (nor init's, 0).
+    sessions = {sid for _, sid, cmdline in processes if text in cmdline} - {os.getsid(0), 0}
     return sorted(pid for pid, sid, cmdline in processes if text in cmdline or sid in sessions)
 
 

@@ -57,3 +57,31 @@ def test_a_signal_to_make_dev_stops_every_process_it_started(tmp_path, how):
         assert not port_open(hs.port)
     finally:
         hs.stop()
+
+
+def _register(hs: Homeserver, localpart: str) -> dict:
+    body = {"username": localpart, "password": "a restart does not forget me"}
+    session = hs.request("POST", "/_matrix/client/v3/register", json=body).json()["session"]
+    body["auth"] = {"type": "m.login.dummy", "session": session}
+    response = hs.request("POST", "/_matrix/client/v3/register", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_restart_keeps_the_data_and_applies_no_migration_again(tmp_path):
+    first, second = Homeserver(tmp_path / "one"), Homeserver(tmp_path / "two")
+    with first:
+        user = _register(first, "restarted")
+    # The first start left a migrated template (or found one): a second fresh state copies it.
+    with second:
+        assert second.get("/_matrix/client/versions").status_code == 200
+    first.start()
+    try:
+        # The restart reused the state: the account is still there.
+        response = first.get("/_matrix/client/v3/account/whoami",
+                             headers={"Authorization": f"Bearer {user['access_token']}"})
+        assert response.status_code == 200 and response.json()["user_id"] == user["user_id"]
+    finally:
+        first.stop()
+    assert first.log_path.read_text().count("applying D1 migrations") <= 1, "not again on restart"
+    assert "applying D1 migrations" not in second.log_path.read_text()

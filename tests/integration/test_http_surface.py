@@ -37,7 +37,8 @@ def test_versions_stop_before_authenticated_media_and_federation_version_names_u
     # v1.11 (authenticated media) is served; v1.12 and later are not listed yet.
     assert "v1.11" in versions["versions"] and "v1.12" not in versions["versions"]
     assert versions["unstable_features"] == {"org.matrix.msc4222": True,
-                                             "org.matrix.simplified_msc3575": True}
+                                             "org.matrix.simplified_msc3575": True,
+                                             "org.matrix.msc2965": True}
     fed = assert_json_with_cors(server.get("/_matrix/federation/v1/version"))
     assert fed["server"]["name"] == "matrix-edge"
     assert fed["server"]["version"]

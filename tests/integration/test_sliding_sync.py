@@ -76,11 +76,13 @@ def messages(room: dict) -> list[str]:
 def test_versions_advertise_sliding_sync_and_the_login_surface(server):
     versions = server.request("GET", "/_matrix/client/versions").json()
     assert versions["unstable_features"].get("org.matrix.simplified_msc3575") is True
-    # No OAuth server: both discovery paths are unknown endpoints, so clients use /login.
-    for path in ("/_matrix/client/v1/auth_metadata", "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata"):
-        r = server.request("GET", path)
-        assert r.status_code == 404, (path, r.status_code, r.text)
-        assert r.json()["errcode"] == "M_UNRECOGNIZED"
+    # OAuth 2.0 is discovered at both paths (src/oauth/, tests/integration/test_oauth.py), and the
+    # password login stays beside it.
+    documents = [server.request("GET", path) for path in
+                 ("/_matrix/client/v1/auth_metadata", "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata")]
+    assert [r.status_code for r in documents] == [200, 200]
+    assert documents[0].json() == documents[1].json()
+    assert documents[0].json()["token_endpoint"].endswith("/oauth2/token")
     flows = server.request("GET", f"{CS}/login").json()["flows"]
     assert {"type": "m.login.password"} in [{"type": f["type"]} for f in flows]
     user = User(server, "login")

@@ -258,7 +258,9 @@ def test_capabilities(server):
     alice = User(server, "alice")
     caps = alice.ok("GET", "/capabilities")["capabilities"]
     versions = caps["m.room_versions"]
-    assert {"10", "11", "12"} <= set(versions["available"])
+    # Every stable room version of the spec, 1 to 12.
+    assert {str(v) for v in range(1, 13)} <= set(versions["available"])
+    assert all(versions["available"][str(v)] == "stable" for v in range(1, 13))
     assert set(versions["available"].values()) <= {"stable", "unstable"}
     assert versions["available"]["11"] == "stable" and versions["available"]["12"] == "stable"
     assert versions["default"] in versions["available"]

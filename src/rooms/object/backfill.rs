@@ -39,12 +39,7 @@ impl RoomObject {
             return none();
         };
         let oldest: Value = serde_json::from_str(&oldest.pdu).unwrap_or(Value::Null);
-        let prevs: Vec<&str> = oldest["prev_events"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+        let prevs: Vec<&str> = crate::rooms::pdu::ref_ids(&oldest, "prev_events");
         let held = stored::in_timeline(&db, room_id.as_str(), &prevs).await?;
         let missing: Vec<&str> = prevs
             .into_iter()

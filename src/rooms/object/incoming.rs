@@ -72,6 +72,8 @@ impl RoomObject {
         let config = self.platform.config()?;
         let mut results = serde_json::Map::new();
         let mut reply = Value::Null;
+        // send_join's event as we accepted it: with our signature when we authorised it.
+        let mut reply_event: Option<Value> = None;
         for raw in pdus {
             if membership_reply.is_none() {
                 // Earlier events we lack come first, through the same pipeline; their own
@@ -87,12 +89,24 @@ impl RoomObject {
                     }
                 }
             }
+            let raw = if matches!(membership_reply, Some(MembershipReply::StateAndAuthChain)) {
+                let signed = self.co_sign_restricted_join(&db, raw).await?;
+                reply_event = Some(signed.clone());
+                signed
+            } else {
+                raw
+            };
             let text = raw.to_string();
+            let relay = membership_reply.is_some().then(|| raw.clone());
             let outcome = self
                 .accept_remote(&db, &room_id, raw, membership_reply.is_some(), origin)
                 .await;
             match outcome {
                 Ok((event_id, state_before)) => {
+                    if let Some(relay) = relay {
+                        self.relay_membership(&room_id, origin, &event_id, relay)
+                            .await;
+                    }
                     match membership_reply {
                         Some(MembershipReply::StateAndAuthChain) => {
                             reply = self
@@ -119,9 +133,41 @@ impl RoomObject {
             }
         }
         if membership_reply.is_some() {
+            if let (Some(event), Value::Object(map)) = (reply_event, &mut reply) {
+                map.insert("event".into(), event);
+            }
             return Ok(reply);
         }
         Ok(json!({ "pdus": results }))
+    }
+
+    /// An event another server handed us through `send_join`/`send_leave`/`send_knock` only
+    /// reached us: the room's other servers get it from us (the joining server may know no one
+    /// else in the room yet).
+    async fn relay_membership(&self, room_id: &RoomId, origin: &str, event_id: &str, raw: Value) {
+        let servers = {
+            let engine = self.engine.borrow();
+            let Some(engine) = engine.as_ref() else {
+                return;
+            };
+            let Some(pdu) = ruma::EventId::parse(event_id)
+                .ok()
+                .and_then(|id| engine.known(&id).cloned())
+            else {
+                return;
+            };
+            let Ok(config) = self.platform.config() else {
+                return;
+            };
+            super::local::remote_servers(engine, &pdu, &config.server_name)
+        };
+        for server in servers.iter().filter(|s| s.as_str() != origin) {
+            crate::log_info!("relaying {event_id} in {room_id} from {origin} to {server}");
+            self.platform
+                .queue
+                .enqueue(server, vec![raw.clone()], vec![])
+                .await;
+        }
     }
 
     /// A refused PDU is logged and recorded, never stored as part of the room.
@@ -163,11 +209,8 @@ impl RoomObject {
         // no query at all.
         let prevs: Vec<&str> = {
             let engine = self.engine.borrow();
-            raw["prev_events"]
-                .as_array()
+            crate::rooms::pdu::ref_ids(raw, "prev_events")
                 .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
                 .filter(|id| {
                     let tip = ruma::EventId::parse(*id)
                         .ok()

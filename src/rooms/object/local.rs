@@ -107,6 +107,21 @@ impl RoomObject {
         Ok(json!({ "room_id": room_id }))
     }
 
+    /// A state event that would repeat the current one (same sender, same content) is not
+    /// sent again: the client gets the current event's id, and the room no new event (as
+    /// clients and other servers expect of setting state or joining twice).
+    fn same_state(&self, sender: &UserId, event: &EventTemplate) -> Option<String> {
+        let state_key = event.state_key.as_deref()?;
+        let engine = self.engine.borrow();
+        let current = engine
+            .as_ref()?
+            .state()
+            .get(&event.kind.as_str().into(), state_key)?;
+        let content: Value = serde_json::from_str(current.content().get()).ok()?;
+        (current.sender() == sender && content == event.content)
+            .then(|| current.event_id().to_string())
+    }
+
     pub(super) async fn send(
         &self,
         room_id: OwnedRoomId,
@@ -124,10 +139,35 @@ impl RoomObject {
             }
         }
         self.ensure_engine(&db, &room_id).await?;
+        if let Some(existing) = self.same_state(sender, &event) {
+            return Ok(json!({ "event_id": existing }));
+        }
         if event.kind == "m.room.redaction" {
             self.check_redaction(&db, &room_id, sender, &event).await?;
         }
         let config = self.platform.config()?;
+        let mut event = event;
+        let own_join = event.kind == "m.room.member"
+            && event.state_key.as_deref() == Some(sender.as_str())
+            && event.content["membership"] == "join";
+        if own_join {
+            // A restricted room: one of our members with the power to invite vouches for the
+            // join once the allow list is checked (rooms/object/restricted.rs). Whatever the
+            // client put there is replaced, or dropped when the join needs no authoriser
+            // (already joined or invited): a client cannot name its own.
+            const FIELD: &str = "join_authorised_via_users_server";
+            match self
+                .join_authoriser(&db, sender, &config.server_name)
+                .await?
+            {
+                Some(authoriser) => event.content[FIELD] = json!(authoriser),
+                None => {
+                    if let Some(content) = event.content.as_object_mut() {
+                        content.remove(FIELD);
+                    }
+                }
+            }
+        }
         let keys = signing_keys::server_keys(&self.platform).await?;
         let server = LocalServer {
             name: &config.server_name,
@@ -315,7 +355,11 @@ impl RoomObject {
 
 /// The other servers with members in the room (and the server of a membership event's target),
 /// which must receive a new local event.
-fn remote_servers(engine: &RoomEngine, pdu: &Pdu, us: &ServerName) -> Vec<OwnedServerName> {
+pub(super) fn remote_servers(
+    engine: &RoomEngine,
+    pdu: &Pdu,
+    us: &ServerName,
+) -> Vec<OwnedServerName> {
     let mut servers: Vec<OwnedServerName> = engine
         .state()
         .events()

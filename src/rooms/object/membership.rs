@@ -30,6 +30,12 @@ impl RoomObject {
     ) -> Result<Value, MatrixError> {
         let db = Db::new(&self.platform);
         self.ensure_engine(&db, &room_id).await?;
+        let authoriser = if membership == "join" {
+            let config = self.platform.config()?;
+            self.join_authoriser(&db, user, &config.server_name).await?
+        } else {
+            None
+        };
         let engine = self.engine.borrow();
         let engine = engine.as_ref().expect("loaded above");
         // Refuse early what the auth rules would refuse: the user's server would only learn it
@@ -47,7 +53,9 @@ impl RoomObject {
         let refusal = match (membership, current.as_deref()) {
             ("join" | "knock", Some("ban")) => Some("You are banned from this room"),
             ("join", Some("join" | "invite")) => None,
-            ("join", _) if join_rule != "public" => Some("You are not invited to this room"),
+            ("join", _) if join_rule != "public" && authoriser.is_none() => {
+                Some("You are not invited to this room")
+            }
             ("knock", Some("join" | "invite")) => {
                 Some("You are already in or invited to this room")
             }
@@ -59,7 +67,10 @@ impl RoomObject {
         if let Some(refusal) = refusal {
             return Err(MatrixError::forbidden(refusal));
         }
-        let content = json!({ "membership": membership });
+        let mut content = json!({ "membership": membership });
+        if let Some(authoriser) = authoriser {
+            content["join_authorised_via_users_server"] = json!(authoriser);
+        }
         let template = EventTemplate::state("m.room.member", user.as_str(), content);
         let event = engine
             .template_for(user, template, now_ms())
@@ -131,6 +142,10 @@ impl RoomObject {
         }
         let mut content = content;
         content["membership"] = json!(membership);
+        // A restricted room's resident names who authorises the join; the field must stay.
+        if let Some(authoriser) = event["content"].get("join_authorised_via_users_server") {
+            content["join_authorised_via_users_server"] = authoriser.clone();
+        }
         event["content"] = content;
         event["origin_server_ts"] = json!(now_ms());
         if let Some(object) = event.as_object_mut() {
@@ -139,6 +154,13 @@ impl RoomObject {
             }
         }
         let config = self.platform.config()?;
+        if version.event_id_in_pdu() {
+            // Versions 1 and 2: the event is ours, so it gets an id of ours (the template's,
+            // if any, was the resident server's).
+            event["event_id"] = json!(crate::rooms::builder::server_event_id(
+                config.server_name.as_str()
+            ));
+        }
         let keys = signing_keys::server_keys(&self.platform).await?;
         let signed = crate::signing::event::hash_and_sign(
             config.server_name.as_str(),

@@ -42,6 +42,7 @@ mod local;
 mod membership;
 mod missing_state;
 mod remote_join;
+mod restricted;
 #[cfg(test)]
 mod tests;
 
@@ -137,6 +138,12 @@ impl RoomObject {
                 self.remote_membership(room_id, &user_id, servers, &membership, content)
                     .await
             }
+            RoomCommand::JoinThrough {
+                room_id,
+                user_id,
+                servers,
+                content,
+            } => self.join_through(room_id, &user_id, servers, content).await,
             RoomCommand::ReceiveInvite {
                 room_id,
                 room_version,

@@ -214,6 +214,7 @@ impl RoomObject {
                         .await?;
                     let answer: SendJoinAnswer = serde_json::from_str(&answer)
                         .map_err(|e| bad_answer(&server, format!("not a send_join answer: {e}")))?;
+                    let join = co_signed(join, answer.event.as_deref(), version);
                     Ok((server, version, join, answer, made))
                 }
             })
@@ -443,4 +444,27 @@ fn bad_answer(server: &ServerName, why: String) -> MatrixError {
         ErrorCode::Unknown,
         format!("{server} sent a bad join answer: {why}"),
     )
+}
+
+/// The resident's copy of our join, when it is the same event (same id: the reference hash
+/// ignores signatures; v1/v2 ids name us) with more signatures (the authorising server's, in a
+/// restricted room); ours otherwise.
+pub(super) fn co_signed(
+    join: Arc<Pdu>,
+    theirs: Option<&serde_json::value::RawValue>,
+    version: RoomVersion,
+) -> Arc<Pdu> {
+    let Some(theirs) = theirs
+        .and_then(|raw| serde_json::from_str::<ruma::CanonicalJsonObject>(raw.get()).ok())
+        .and_then(|object| Pdu::from_json(object, version).ok())
+    else {
+        return join;
+    };
+    let same = theirs.event_id() == join.event_id()
+        && theirs.json().get("content") == join.json().get("content");
+    if same {
+        Arc::new(theirs)
+    } else {
+        join
+    }
 }

@@ -115,16 +115,28 @@ impl Room {
         rows.first().and_then(|r| r["outlier"].as_i64())
     }
 
+    /// As a restarted room object finds them in storage.
     async fn forward_extremities(&self) -> Vec<String> {
+        let db = crate::storage::Db::new(&self.server.platform);
+        let stored = crate::storage::rooms::load(&db, self.room_id.as_str())
+            .await
+            .unwrap()
+            .unwrap();
+        stored
+            .tips
+            .into_iter()
+            .map(|(id, _)| id.to_string())
+            .collect()
+    }
+
+    async fn extremity_rows(&self) -> usize {
         self.server
             .rows(&format!(
                 "SELECT event_id FROM forward_extremities WHERE room_id = '{}'",
                 self.room_id
             ))
             .await
-            .iter()
-            .map(|r| r["event_id"].as_str().unwrap().to_owned())
-            .collect()
+            .len()
     }
 
     /// The ids of the events alice sees in the timeline, newest first.
@@ -400,5 +412,61 @@ fn a_transaction_with_a_bad_request_signature_is_refused() {
             .await;
         assert_eq!(status, 401);
         assert_eq!(room.count_events().await, before);
+    });
+}
+
+#[test]
+fn extremities_are_stored_only_while_the_room_is_forked() {
+    block_on(async {
+        let room = Room::new().await;
+        let depth = room.depth(&room.join).await;
+        assert_eq!(
+            room.extremity_rows().await,
+            0,
+            "a linear room needs no rows"
+        );
+        let send = |body: &'static str, txn: &'static str| {
+            let path = format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}",
+                room.room_id
+            );
+            let token = room.token.clone();
+            let server = &room.server;
+            async move {
+                let (status, answer) = server
+                    .request(
+                        "PUT",
+                        &path,
+                        Some(&token),
+                        Some(json!({ "msgtype": "m.text", "body": body })),
+                    )
+                    .await;
+                assert_eq!(status, 200, "{answer}");
+                answer["event_id"].as_str().unwrap().to_owned()
+            }
+        };
+        let alices = send("hello", "t1").await;
+        assert_eq!(room.forward_extremities().await, vec![alices.clone()]);
+        assert_eq!(room.extremity_rows().await, 0);
+
+        // Bob's server has not seen alice's message: his cites his join, and the room forks.
+        let (bobs_id, bobs) = room.remote.sign(
+            room.bobs_message("meanwhile", &room.join, depth + 1).await,
+            room.version,
+        );
+        let (status, answer) = room.remote.send(&room.server, "txn1", vec![bobs]).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["pdus"][&bobs_id], json!({}), "{answer}");
+        let mut tips = room.forward_extremities().await;
+        tips.sort();
+        let mut expected = vec![alices.clone(), bobs_id.clone()];
+        expected.sort();
+        assert_eq!(tips, expected, "both tips survive a restart");
+        assert_eq!(room.extremity_rows().await, 2);
+
+        // Alice's next message merges the fork; the rows go with it.
+        let merge = send("merged", "t2").await;
+        assert_eq!(room.forward_extremities().await, vec![merge]);
+        assert_eq!(room.extremity_rows().await, 0);
     });
 }

@@ -4,7 +4,7 @@
 use super::{login, run, setup, token_of, user, ALICE, BOB};
 use crate::http::ErrorCode;
 use crate::storage::accounts::{self, Session};
-use crate::storage::{e2ee, e2ee_remote, user_data};
+use crate::storage::{e2ee, e2ee_remote, rate_limits, user_data};
 
 #[test]
 fn a_registered_user_has_credentials_a_profile_and_a_first_session() {
@@ -398,23 +398,39 @@ fn a_registration_nonce_is_taken_once_and_not_when_stale() {
 }
 
 #[test]
-fn the_rate_limit_counts_requests_per_key_and_window() {
+fn rate_counters_count_per_key_and_start_again_each_window() {
     run(async {
         let (_server, db) = setup();
-        let window = 3_600_000;
-        assert_eq!(
-            accounts::over_limit(&db, "ip:1", window, 2).await.unwrap(),
-            None
-        );
-        assert_eq!(
-            accounts::over_limit(&db, "ip:1", window, 2).await.unwrap(),
-            None
-        );
-        let retry = accounts::over_limit(&db, "ip:1", window, 2).await.unwrap();
-        assert!(retry.is_some_and(|ms| ms > 0 && ms <= window), "{retry:?}");
-        assert_eq!(
-            accounts::over_limit(&db, "ip:2", window, 2).await.unwrap(),
-            None
-        );
+        let window = 60_000;
+        let t = 10 * window + 5;
+        let count = |keys: &'static [&'static str], at: u64| {
+            let db = &db;
+            async move { rate_limits::count(db, keys, window, at).await.unwrap() }
+        };
+        assert_eq!(count(&["a", "b"], t).await, [1, 1]);
+        assert_eq!(count(&["a"], t + 1).await, [2]);
+        assert_eq!(count(&["b", "a"], t + 2).await, [2, 3]);
+        // The next window starts again, in the same row.
+        assert_eq!(count(&["a"], t + window).await, [1]);
+        #[derive(serde::Deserialize)]
+        struct Rows {
+            n: i64,
+        }
+        let rows: Option<Rows> = db
+            .row("SELECT COUNT(*) AS n FROM rate_counters", &[])
+            .await
+            .unwrap();
+        assert_eq!(rows.unwrap().n, 2);
+        // A day later, idle counters are forgotten.
+        rate_limits::forget_idle(&db, t + 2 * window).await.unwrap();
+        assert_eq!(count(&["b"], t + 2 * window).await, [1]);
+        rate_limits::forget_idle(&db, t + 24 * 3_600_000 + 3 * window)
+            .await
+            .unwrap();
+        let rows: Option<Rows> = db
+            .row("SELECT COUNT(*) AS n FROM rate_counters", &[])
+            .await
+            .unwrap();
+        assert_eq!(rows.unwrap().n, 0);
     })
 }

@@ -11,7 +11,7 @@
 //! - `extensions`: to_device, e2ee, account_data, receipts, typing
 //! - `handler`: one answer, waiting for news when asked to
 
-mod connection;
+pub(crate) mod connection;
 mod extensions;
 pub(crate) mod handler;
 mod list;
