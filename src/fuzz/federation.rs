@@ -251,6 +251,10 @@ fn signed_pdu(
         1,
     );
     event["content"] = content;
+    if version.event_id_in_pdu() {
+        // Versions 1 and 2: the sending server names the event.
+        event["event_id"] = Value::from("$fuzzed:remote.example");
+    }
     hash_and_sign("remote.example", key, event, &version.rules()).ok()
 }
 
