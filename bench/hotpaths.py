@@ -40,6 +40,7 @@ LABELS = {
     "state_res_10": "State resolution, conflicted set of 10",
     "state_res_100": "State resolution, conflicted set of 100",
     "state_res_1000": "State resolution, conflicted set of 1,000",
+    "push_rules_50": "Push rules of a message for 50 members (default rules)",
     "thumbnail_jpeg_12mp": "Thumbnail of a 12 MP JPEG (320x240 scale)",
     "thumbnail_png_4mp": "Thumbnail of a 4 MP PNG (320x240 scale)",
     "pbkdf2_30000": "Password hash, PBKDF2 30,000 (WebCrypto)",

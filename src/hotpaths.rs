@@ -21,7 +21,7 @@ use crate::rooms::verify::verified_form;
 use crate::rooms::{Pdu, RoomVersion};
 
 /// Every operation, with what one run of it does (the doc quotes these).
-pub const OPS: [(&str, &str); 9] = [
+pub const OPS: [(&str, &str); 10] = [
     (
         "build_event",
         "create and sign a local m.room.message: `rooms::builder::build_event` (PDU fields, \
@@ -59,6 +59,12 @@ pub const OPS: [(&str, &str); 9] = [
          (conflicted state set of 1,000 events)",
     ),
     (
+        "push_rules_50",
+        "push rule evaluation of one message in a 51-member room for its 50 other members, \
+         each with the default ruleset: `push::audience` over the room state, then \
+         `push::evaluate::evaluate` (merged ruleset, ruma's matcher) per member",
+    ),
+    (
         "thumbnail_jpeg_12mp",
         "`media::thumbnail::make` of a 4000x3000 photo-like JPEG (quality 85) at the spec's \
          320x240 `scale` size: header, DCT-scaled decode, resize, JPEG encode",
@@ -85,6 +91,7 @@ pub fn prepare(name: &str) -> Option<Box<dyn FnMut()>> {
         "state_res_10" => state_res_op(5),
         "state_res_100" => state_res_op(50),
         "state_res_1000" => state_res_op(500),
+        "push_rules_50" => push_rules_op(50),
         "thumbnail_jpeg_12mp" => thumbnail_op(4000, 3000, image::ImageFormat::Jpeg),
         "thumbnail_png_4mp" => thumbnail_op(2000, 2000, image::ImageFormat::Png),
         _ => return None,
@@ -240,6 +247,36 @@ fn prepare_local_op() -> Box<dyn FnMut()> {
             .prepare_local(&sender, message(), 2_000, &server)
             .expect("send");
         black_box(pdu);
+    })
+}
+
+fn push_rules_op(members: usize) -> Box<dyn FnMut()> {
+    use futures::FutureExt;
+    let (name, key) = local_server();
+    let engine = public_room(&key, members);
+    let sender = user("m0");
+    let server = LocalServer { name, key: &key };
+    let pdu = engine
+        .prepare_local(&sender, message(), 2_000, &server)
+        .expect("send");
+    let event = ruma::serde::Raw::new(&crate::push::evaluated_fields(&pdu)).expect("event json");
+    Box::new(move || {
+        let audience = crate::push::audience(engine.state(), VERSION, &pdu, name);
+        let mut notified = 0;
+        for (user_id, display_name) in &audience.users {
+            let recipient = crate::push::evaluate::Recipient {
+                user_id: UserId::parse(user_id.as_str()).expect("member id"),
+                display_name: display_name.clone(),
+                stored: None,
+            };
+            let decision =
+                crate::push::evaluate::evaluate(&event, pdu.sender(), &audience.facts, &recipient)
+                    .now_or_never()
+                    .flatten();
+            notified += decision.is_some() as usize;
+        }
+        assert_eq!(notified, 50, "every other member is notified");
+        black_box(notified);
     })
 }
 

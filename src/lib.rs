@@ -27,6 +27,7 @@ pub mod media;
 pub mod oauth;
 pub mod platform;
 pub mod presence;
+pub mod push;
 pub mod rooms;
 pub mod search;
 pub mod signing;

@@ -7,8 +7,8 @@ use super::request::Ctx;
 use super::Reply;
 use crate::client::{
     self, account, account_data, capabilities, cross_signing, device_keys, devices, directory,
-    ephemeral, filters, key_backup, media, membership, profile, push, register, room_read, send,
-    session, to_device, upgrade,
+    ephemeral, filters, key_backup, media, membership, notifications, profile, push, pushers,
+    register, room_read, send, session, to_device, upgrade,
 };
 use crate::federation::{self, endpoints as fed, media as fed_media};
 use crate::http::route::{Method, Route};
@@ -214,6 +214,9 @@ pub(crate) const ROUTES: &[Route<Handler>] = &[
         "/_matrix/client/v3/profile/{userId}/{keyName}",
         to!(profile::set_field),
     ),
+    get("/_matrix/client/v3/notifications", to!(notifications::list)),
+    get("/_matrix/client/v3/pushers", to!(pushers::list)),
+    post("/_matrix/client/v3/pushers/set", to!(pushers::set)),
     get("/_matrix/client/v3/pushrules/", to!(push::get_all)),
     get("/_matrix/client/v3/pushrules", to!(push::get_all)),
     get("/_matrix/client/v3/pushrules/{scope}/", to!(push::get_all)),

@@ -75,6 +75,12 @@ pub trait AppServiceQueues {
     fn retry_now<'a>(&'a self, id: &'a str) -> Fut<'a, ()>;
 }
 
+/// The users' push queues (src/runtime/pusher.rs): a user with a pusher was just notified, and
+/// their queue reads what is new from D1.
+pub trait PushQueues {
+    fn poke(&self, users: Vec<String>) -> Fut<'_, ()>;
+}
+
 /// Key derivation and MACs: WebCrypto in the Worker (much faster than wasm), a Rust
 /// implementation in native tests.
 pub trait Crypto {
@@ -112,6 +118,7 @@ pub struct Platform {
     pub wakeups: Rc<dyn Wakeups>,
     pub queue: Rc<dyn FederationQueue>,
     pub appservices: Rc<dyn AppServiceQueues>,
+    pub pushers: Rc<dyn PushQueues>,
     pub http: Rc<dyn Http>,
     pub crypto: Rc<dyn Crypto>,
     /// Media bytes (R2 in the Worker).

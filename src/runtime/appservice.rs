@@ -272,17 +272,9 @@ pub(crate) async fn poke_all(env: &Env, platform: &Platform) {
 
 /// One poke to the queue of service `id`.
 pub(crate) async fn poke(env: &Env, id: &str, retry: bool) -> worker::Result<()> {
-    let stub = env
-        .durable_object("APPSERVICES")?
-        .id_from_name(id)?
-        .get_stub()?;
     let body = serde_json::to_string(&Poke {
         id: id.to_owned(),
         retry,
     })?;
-    let mut init = worker::RequestInit::new();
-    init.with_method(worker::Method::Post)
-        .with_body(Some(body.into()));
-    let request = Request::new_with_init("https://appservice/poke", &init)?;
-    stub.fetch_with_request(request).await.map(|_| ())
+    super::post_to_object(env, "APPSERVICES", id, "https://appservice/poke", body).await
 }

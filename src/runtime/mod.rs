@@ -11,6 +11,7 @@ mod http1;
 mod media;
 mod notifier;
 mod ports;
+mod pusher;
 mod room_object;
 
 use worker::{event, Context, Env, Headers, Request, Response};
@@ -21,6 +22,26 @@ use crate::platform::log::{self, Level};
 use crate::storage::Usage;
 
 pub(crate) use ports::platform;
+
+/// Posts `body` to the Durable Object of class `binding` named `name`, for the queues that are
+/// only ever poked (application services, pushers); the answer says nothing.
+async fn post_to_object(
+    env: &Env,
+    binding: &str,
+    name: &str,
+    url: &str,
+    body: String,
+) -> worker::Result<()> {
+    let stub = env
+        .durable_object(binding)?
+        .id_from_name(name)?
+        .get_stub()?;
+    let mut init = worker::RequestInit::new();
+    init.with_method(worker::Method::Post)
+        .with_body(Some(body.into()));
+    let request = Request::new_with_init(url, &init)?;
+    stub.fetch_with_request(request).await.map(|_| ())
+}
 
 fn console(level: Level, message: &str) {
     match level {

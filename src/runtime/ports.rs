@@ -30,6 +30,7 @@ pub(crate) fn platform(env: &Env) -> Platform {
         wakeups: bindings.clone(),
         queue: bindings.clone(),
         appservices: bindings.clone(),
+        pushers: bindings.clone(),
         http: bindings.clone(),
         crypto: bindings,
         blobs: Rc::new(super::media::R2(env.clone())),
@@ -145,6 +146,12 @@ impl crate::platform::AppServiceQueues for Bindings {
                 crate::log_warn!("could not wake the queue of {id}: {e}");
             }
         })
+    }
+}
+
+impl crate::platform::PushQueues for Bindings {
+    fn poke(&self, users: Vec<String>) -> Fut<'_, ()> {
+        Box::pin(super::pusher::poke_all(&self.0, users))
     }
 }
 

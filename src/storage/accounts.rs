@@ -255,6 +255,9 @@ pub async fn delete_devices(db: &Db, user_id: &str, devices: &[String]) -> Resul
     if statements.is_empty() {
         return Ok(());
     }
+    // Pushers set through those devices' tokens go with them (spec: pushers of a logged-out
+    // access token are removed).
+    statements.push(super::push::delete_for_devices(db, user_id, devices));
     db.batch(statements).await.map(|_| ())
 }
 
@@ -302,6 +305,7 @@ pub async fn deactivate(db: &Db, user_id: &str) -> Result<(), MatrixError> {
         db.stmt("DELETE FROM access_tokens WHERE user_id = ?1", args![user_id]),
         db.stmt("DELETE FROM refresh_tokens WHERE user_id = ?1", args![user_id]),
         db.stmt("DELETE FROM devices WHERE user_id = ?1", args![user_id]),
+        db.stmt("DELETE FROM pushers WHERE user_id = ?1", args![user_id]),
         db.stmt("DELETE FROM oauth_sessions WHERE user_id = ?1", args![user_id]),
         db.stmt("DELETE FROM oauth_browser_sessions WHERE user_id = ?1", args![user_id]),
     ];

@@ -19,6 +19,7 @@ pub mod hierarchy;
 pub mod media;
 pub mod oauth;
 pub mod presence;
+pub mod push;
 pub mod rate_limits;
 pub mod remote_keys;
 pub mod reports;

@@ -224,60 +224,6 @@ pub async fn receipts(db: &Db, windows: &[Window<'_>]) -> Result<Vec<ReceiptRow>
     .await
 }
 
-/// Position of the user's latest read receipt in each room (rooms without one are absent).
-pub async fn read_positions(
-    db: &Db,
-    user_id: &str,
-    rooms: &[&str],
-) -> Result<HashMap<String, u64>, MatrixError> {
-    #[derive(Deserialize)]
-    struct Row {
-        room_id: String,
-        n: Option<i64>,
-    }
-    let rows: Vec<Row> = db
-        .rows(
-            "SELECT r.room_id, MAX(e.stream_ordering) AS n FROM receipts r JOIN events e ON e.event_id = r.event_id
-             WHERE r.user_id = ?2 AND r.receipt_type IN ('m.read', 'm.read.private')
-               AND r.room_id IN (SELECT value FROM json_each(?1))
-             GROUP BY r.room_id",
-            args![&json!(rooms).to_string(), user_id],
-        )
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.room_id, r.n.unwrap_or(0) as u64))
-        .collect())
-}
-
-/// Messages from others after each room's `after` position: the notification counts.
-pub async fn unread_counts(
-    db: &Db,
-    user_id: &str,
-    windows: &[Window<'_>],
-) -> Result<HashMap<String, u64>, MatrixError> {
-    #[derive(Deserialize)]
-    struct Row {
-        room_id: String,
-        n: i64,
-    }
-    if windows.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows: Vec<Row> = db
-        .rows(
-            &format!(
-                "{WANTED} SELECT e.room_id, COUNT(*) AS n FROM events e JOIN wanted w ON e.room_id = w.room_id
-                 WHERE e.outlier = 0 AND e.stream_ordering > w.lo AND e.stream_ordering <= w.hi AND e.sender != ?2
-                   AND e.type IN ('m.room.message', 'm.room.encrypted') AND e.redacted_by IS NULL
-                 GROUP BY e.room_id"
-            ),
-            args![&windows_json(windows), user_id],
-        )
-        .await?;
-    Ok(rows.into_iter().map(|r| (r.room_id, r.n as u64)).collect())
-}
-
 /// Room summaries: joined and invited counts and up to five other members.
 pub async fn summaries(
     db: &Db,

@@ -17,6 +17,8 @@ pub struct EventFilter {
     pub not_rooms: Vec<String>,
     pub lazy_load_members: bool,
     pub include_redundant_members: bool,
+    /// Timeline filters only: counts per thread in `unread_thread_notifications`.
+    pub unread_thread_notifications: bool,
     /// `true`: only events whose content has a `url`; `false`: only events without one.
     pub contains_url: Option<bool>,
     /// MSC3874: only events relating to another with one of these `rel_type`s.

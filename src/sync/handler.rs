@@ -178,6 +178,20 @@ async fn build(
         }
     }
 
+    // A user who never changed a push rule has no stored m.push_rules: an initial sync still
+    // gives the rules in force, as clients read them from there (spec: "Push Rules: API").
+    if since.is_none()
+        && filter.account_data.allows("m.push_rules", "")
+        && !account_data
+            .iter()
+            .any(|r| r.room_id.is_empty() && r.kind == "m.push_rules")
+    {
+        global_account_data.push(json!({
+            "type": "m.push_rules",
+            "content": { "global": crate::client::push_rules::default_ruleset(&me.user_id) },
+        }));
+    }
+
     let mut joined: Vec<JoinedRoom<'_>> = Vec::new();
     let mut invite = Map::new();
     let mut knock = Map::new();
@@ -482,10 +496,10 @@ async fn joined_rooms(
         batch::timelines(db, &timeline_windows, limit + 1),
         batch::typing(db, &typing_windows, now_ms()),
         batch::receipts(db, &receipt_windows),
-        // Messages from before the user joined never notified them, receipt or not.
-        batch::read_positions(db, user, &ids),
+        crate::storage::push::unread(db, user, &ids),
     );
-    let (mut histories, mut timelines, mut typing, read) = (histories?, timelines?, typing?, read?);
+    let (mut histories, mut timelines, mut typing, mut unread) =
+        (histories?, timelines?, typing?, read?);
     let mut receipts: HashMap<String, Vec<batch::ReceiptRow>> = HashMap::new();
     for receipt in receipt_rows? {
         receipts
@@ -553,19 +567,6 @@ async fn joined_rooms(
     } else {
         Vec::new()
     };
-    let unread_windows: Vec<Window<'_>> = rooms
-        .iter()
-        .zip(&parts)
-        .map(|(r, p)| Window {
-            room_id: r.room_id,
-            after: read
-                .get(r.room_id)
-                .copied()
-                .unwrap_or(0)
-                .max(p.access.history.joined_since().unwrap_or(0)),
-            up_to: now.events,
-        })
-        .collect();
     let summary_rooms: Vec<&str> = rooms
         .iter()
         .zip(&parts)
@@ -579,20 +580,14 @@ async fn joined_rooms(
         .iter()
         .flat_map(|p| threads::root_ids(&p.timeline))
         .collect();
-    let (states, sender_members, unread, summaries, thread_summaries) = futures::join!(
+    let (states, sender_members, summaries, thread_summaries) = futures::join!(
         batch::states(db, &state_windows),
         batch::members_at(db, &lazy_wanted),
-        batch::unread_counts(db, user, &unread_windows),
         batch::summaries(db, user, &summary_rooms),
         crate::storage::threads::summaries(db, &roots, user),
     );
-    let (mut states, mut sender_members, unread, mut summaries, thread_summaries) = (
-        states?,
-        sender_members?,
-        unread?,
-        summaries?,
-        thread_summaries?,
-    );
+    let (mut states, mut sender_members, mut summaries, thread_summaries) =
+        (states?, sender_members?, summaries?, thread_summaries?);
 
     let mut out = Map::new();
     for (r, p) in rooms.into_iter().zip(parts) {
@@ -630,8 +625,14 @@ async fn joined_rooms(
         }
         room["ephemeral"] = json!({ "events": ephemeral });
         room["account_data"] = json!({ "events": r.account_data.unwrap_or_default() });
-        let count = unread.get(r.room_id).copied().unwrap_or(0);
-        room["unread_notifications"] = json!({ "notification_count": count, "highlight_count": 0 });
+        let (counts, thread_counts) = unread
+            .remove(r.room_id)
+            .unwrap_or_default()
+            .sync_fields(filter.room.timeline.unread_thread_notifications);
+        room["unread_notifications"] = counts;
+        if let Some(thread_counts) = thread_counts {
+            room["unread_thread_notifications"] = thread_counts;
+        }
         if let Some(summary) = summaries.remove(r.room_id) {
             room["summary"] = summary;
         }
@@ -655,7 +656,12 @@ pub(crate) fn receipt_content(receipts: Vec<batch::ReceiptRow>, me: &str) -> Map
         let by_type = content
             .entry(r.event_id.clone())
             .or_insert_with(|| json!({}));
-        by_type[&r.receipt_type][&r.user_id] = receipt;
+        // A user's threaded and unthreaded receipts on one event share one slot: the
+        // unthreaded one wins, as it says more (MSC4102).
+        let slot = &mut by_type[&r.receipt_type][&r.user_id];
+        if slot.is_null() || r.thread_id.is_empty() || slot.get("thread_id").is_some() {
+            *slot = receipt;
+        }
     }
     content
 }

@@ -36,6 +36,8 @@ pub(crate) struct Recorded {
     pub waits: RefCell<Vec<String>>,
     /// The object store's contents: key -> (content type, bytes).
     pub blobs: RefCell<HashMap<String, (String, Vec<u8>)>>,
+    /// Users whose push queues were poked.
+    pub push_pokes: RefCell<Vec<String>>,
 }
 
 struct Fakes {
@@ -85,6 +87,7 @@ impl TestServer {
             wakeups: fakes.clone(),
             queue: fakes.clone(),
             appservices: fakes.clone(),
+            pushers: fakes.clone(),
             http: fakes.clone(),
             crypto: fakes.clone(),
             blobs: fakes.clone(),
@@ -304,6 +307,13 @@ impl FederationQueue for Fakes {
 
 impl crate::platform::AppServiceQueues for Fakes {
     fn retry_now<'a>(&'a self, _: &'a str) -> Fut<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
+impl crate::platform::PushQueues for Fakes {
+    fn poke(&self, users: Vec<String>) -> Fut<'_, ()> {
+        self.recorded.push_pokes.borrow_mut().extend(users);
         Box::pin(async {})
     }
 }

@@ -12,10 +12,6 @@ use super::{
     StoredPushRules,
 };
 
-/// Actions from older spec versions that servers "MUST ignore, for instance, by stripping them"
-/// (spec: "Historical Actions").
-const HISTORICAL_ACTIONS: &[&str] = &["dont_notify", "coalesce"];
-
 /// One user's push rules: the current defaults plus what the user stored.
 #[derive(Clone, Debug)]
 pub struct UserPushRules {
@@ -257,18 +253,17 @@ fn parse_rule(kind: RuleKind, rule_id: &str, body: &Value) -> Result<PushRule, P
     Ok(rule)
 }
 
-/// `actions` is required; each action is a string or an object. Historical ones are stripped.
+/// `actions` is required; each action is a string or an object. The historical `dont_notify`
+/// and `coalesce` are kept as given: the spec has servers ignore them, which evaluation does
+/// (neither notifies, src/push/evaluate.rs), and clients that set them read them back as they
+/// wrote them, as from other servers.
 fn parse_actions(actions: Option<&Value>) -> Result<Vec<Value>, PushRuleError> {
     let bad = || PushRuleError::BadJson("`actions` must be an array of strings and objects".into());
     let actions = actions.and_then(Value::as_array).ok_or_else(bad)?;
     if !actions.iter().all(|a| a.is_string() || a.is_object()) {
         return Err(bad());
     }
-    Ok(actions
-        .iter()
-        .filter(|a| !a.as_str().is_some_and(|s| HISTORICAL_ACTIONS.contains(&s)))
-        .cloned()
-        .collect())
+    Ok(actions.clone())
 }
 
 /// Missing `conditions` means none (a rule with no conditions always matches); present ones

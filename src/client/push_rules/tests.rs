@@ -283,7 +283,7 @@ fn put_rejects_bad_rule_ids_and_bodies() {
 }
 
 #[test]
-fn historical_actions_are_stripped() {
+fn historical_actions_round_trip() {
     let mut rules = alice();
     let body = json!({ "actions": ["dont_notify", "coalesce"], "pattern": "x" });
     rules
@@ -291,7 +291,7 @@ fn historical_actions_are_stripped() {
         .unwrap();
     assert_eq!(
         rules.actions(RuleKind::Content, "quiet").unwrap(),
-        json!({ "actions": [] })
+        json!({ "actions": ["dont_notify", "coalesce"] })
     );
 }
 

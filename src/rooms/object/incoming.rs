@@ -376,17 +376,32 @@ impl RoomObject {
             return Err(fail(e.message));
         }
         let config = self.platform.config().map_err(|e| fail(e.message))?;
-        let (audience, state_before) = {
+        let (audience, state_before, push_audience) = {
             let mut engine = self.engine.borrow_mut();
             let engine = engine.as_mut().expect("loaded by the caller");
             engine.commit(&accepted);
-            let audience = if accepted.soft_failed {
-                Vec::new()
+            let (audience, push_audience) = if accepted.soft_failed {
+                (Vec::new(), None)
             } else {
-                local_audience(engine, &pdu, &config.server_name)
+                (
+                    local_audience(engine, &pdu, &config.server_name),
+                    Some(crate::push::audience(
+                        engine.state(),
+                        engine.version(),
+                        &pdu,
+                        &config.server_name,
+                    )),
+                )
             };
-            (audience, engine.events_of(&accepted.state_before))
+            (
+                audience,
+                engine.events_of(&accepted.state_before),
+                push_audience,
+            )
         };
+        if let Some(push_audience) = push_audience {
+            crate::push::after_event(&self.platform, db, push_audience, &pdu, None).await;
+        }
         if !audience.is_empty() {
             self.platform.wakeups.notify(audience).await;
         }

@@ -196,20 +196,35 @@ impl RoomObject {
             .map(|(device, txn)| (sender.as_str(), device.as_str(), txn.as_str()));
         let event = event_write(&accepted, &room_id, &visibility, transaction);
         let write = room_write(std::slice::from_ref(&accepted), vec![event]);
-        if let Err(e) = stored::persist(&db, write).await {
+        // The push rules of the room's local members are read while the event is written, so
+        // that evaluating them after the write costs no extra round trip (src/push/).
+        let members = crate::push::candidates(
+            self.engine.borrow().as_ref().expect("loaded above").state(),
+            &pdu,
+            &config.server_name,
+        );
+        let (persisted, rules) = futures::join!(
+            stored::persist(&db, write),
+            crate::push::prefetch(&db, &members)
+        );
+        if let Err(e) = persisted {
             // D1 may or may not have it: forget the in-memory tip and rebuild from D1.
             *self.engine.borrow_mut() = None;
             return Err(e);
         }
-        let (audience, servers) = {
+        let (audience, servers, push_audience) = {
             let mut engine = self.engine.borrow_mut();
             let engine = engine.as_mut().expect("loaded above");
             engine.commit(&accepted);
             (
                 local_audience(engine, &pdu, &config.server_name),
                 remote_servers(engine, &pdu, &config.server_name),
+                crate::push::audience(engine.state(), engine.version(), &pdu, &config.server_name),
             )
         };
+        // The notification counts are stored before the members are woken, so their next
+        // /sync shows the event and its count together.
+        crate::push::after_event(&self.platform, &db, push_audience, &pdu, Some(rules)).await;
         self.platform.wakeups.notify(audience).await;
         for server in servers {
             self.platform

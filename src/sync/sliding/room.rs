@@ -118,15 +118,15 @@ pub async fn build(
             up_to: s.entry.visible_up_to(now.events),
         })
         .collect();
-    let (histories, timelines, deltas, read, summaries) = futures::join!(
+    let (histories, timelines, deltas, unread, summaries) = futures::join!(
         batch::membership_histories(db, user, &ids),
         batch::timelines(db, &windows, limit + 1),
         batch::states(db, &delta_windows),
-        batch::read_positions(db, user, &ids),
+        crate::storage::push::unread(db, user, &ids),
         batch::summaries(db, user, &ids),
     );
-    let (mut histories, mut timelines, mut deltas, read, mut summaries) =
-        (histories?, timelines?, deltas?, read?, summaries?);
+    let (mut histories, mut timelines, mut deltas, unread, mut summaries) =
+        (histories?, timelines?, deltas?, unread?, summaries?);
 
     let mut accesses: Vec<Access> = Vec::with_capacity(rooms.len());
     let mut parts: Vec<Timeline> = Vec::with_capacity(rooms.len());
@@ -195,24 +195,7 @@ pub async fn build(
             state_key: key.as_deref(),
         })
         .collect();
-    let unread_windows: Vec<Window<'_>> = rooms
-        .iter()
-        .zip(&accesses)
-        .map(|(s, access)| Window {
-            room_id: &s.entry.room_id,
-            after: read
-                .get(s.entry.room_id.as_str())
-                .copied()
-                .unwrap_or(0)
-                .max(access.history.joined_since().unwrap_or(0)),
-            up_to: s.entry.visible_up_to(now.events),
-        })
-        .collect();
-    let (current, unread) = futures::join!(
-        current_state_matching(db, &wanted),
-        batch::unread_counts(db, user, &unread_windows),
-    );
-    let (mut current, unread) = (current?, unread?);
+    let mut current = current_state_matching(db, &wanted).await?;
 
     for ((send, part), access) in rooms.iter().zip(parts).zip(accesses) {
         let room_id = send.entry.room_id.as_str();
@@ -331,9 +314,9 @@ pub async fn build(
             }
         }
         if joined {
-            let count = unread.get(room_id).copied().unwrap_or(0);
-            room.insert("notification_count".into(), json!(count));
-            room.insert("highlight_count".into(), json!(0));
+            let total = unread.get(room_id).map(|u| u.total()).unwrap_or_default();
+            room.insert("notification_count".into(), json!(total.notifications));
+            room.insert("highlight_count".into(), json!(total.highlights));
         }
         out.insert(room_id.to_owned(), Value::Object(room));
     }
