@@ -222,6 +222,12 @@ pub(crate) async fn joined_members(ctx: &Ctx) -> Result<JsonResponse, MatrixErro
     let room_id = ids::room_id(ctx.param("roomId"))?;
     let db = ctx.db();
     let access = access(&db, &room_id, &me).await?;
+    // Who is in the room now is for those in it now (spec: joined_members), not for former
+    // members reading the state they could once see.
+    let membership = stored::membership(&db, room_id.as_str(), me.user_id.as_str()).await?;
+    if membership.as_deref() != Some("join") {
+        return Err(MatrixError::forbidden("You are not in this room"));
+    }
     let rows = visible_state(&db, room_id.as_str(), &access).await?;
     let mut joined = Map::new();
     for event in client_events(&rows, &access, &me) {

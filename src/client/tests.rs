@@ -394,3 +394,23 @@ fn setting_the_same_state_twice_is_one_event_and_a_create_event_is_refused() {
         );
     });
 }
+
+#[test]
+fn joined_members_is_for_members_only() {
+    block_on(async {
+        let server = TestServer::new();
+        let (_alice, token) = server.register("alice").await;
+        let room_id = create_room(&server, &token).await;
+        let path = format!("/_matrix/client/v3/rooms/{room_id}/joined_members");
+        let (status, _) = server.request("GET", &path, Some(&token), None).await;
+        assert_eq!(status, 200);
+        let leave = format!("/_matrix/client/v3/rooms/{room_id}/leave");
+        let (status, _) = server
+            .request("POST", &leave, Some(&token), Some(json!({})))
+            .await;
+        assert_eq!(status, 200);
+        let (status, answer) = server.request("GET", &path, Some(&token), None).await;
+        assert_eq!(status, 403, "{answer}");
+        assert_eq!(answer["errcode"], "M_FORBIDDEN");
+    });
+}
