@@ -515,14 +515,28 @@ async fn auth_chain(
     events: &[events::EventRow],
 ) -> Result<BTreeMap<String, Value>, MatrixError> {
     let from: Vec<&str> = events.iter().map(|r| r.event_id.as_str()).collect();
-    Ok(events::auth_chain(db, room_id, &from)
-        .await?
+    let mut chain = events::auth_chain(db, room_id, &from).await?;
+    // From v12 on no event cites the create event, yet it authorises every one of them: the
+    // auth chain still holds it (MSC4291), and a server checking the chain needs it.
+    if let Some(create_id) = implied_create_event(room_id) {
+        let holds = |id: &str| from.contains(&id) || chain.iter().any(|r| r.event_id == id);
+        if !from.is_empty() && !holds(&create_id) {
+            chain.extend(events::event(db, &create_id).await?);
+        }
+    }
+    Ok(chain
         .into_iter()
         .map(|row| {
             let pdu = serde_json::from_str(&row.pdu).unwrap_or(Value::Null);
             (row.event_id, pdu)
         })
         .collect())
+}
+
+/// The create event's id of a room whose id is derived from it (`!hash`, no server part).
+fn implied_create_event(room_id: &str) -> Option<String> {
+    let hash = room_id.strip_prefix('!')?;
+    (!hash.contains(':')).then(|| format!("${hash}"))
 }
 
 /// An event by id from a room, for walking the graph (`None` for unknown ones or other rooms').

@@ -75,6 +75,10 @@ def test_auth_events_missing_from_an_incoming_pdu_are_fetched_and_checked(federa
         # Now it serves the auth chain: ours of Eve's join, her join, and the rename.
         ours = fake.signed.request("GET", f"/_matrix/federation/v1/event_auth/{q(room_id)}/{q(join_id)}")
         assert ours.status_code == 200, ours.text
+        # The chain holds the create event even where no event cites it (v12, MSC4291).
+        state = alice.ok("GET", f"/_matrix/client/v3/rooms/{q(room_id)}/state")
+        create_id = next(e["event_id"] for e in state if e["type"] == "m.room.create")
+        assert create_id in {event_id(version, e) for e in ours.json()["auth_chain"]}, ours.text
         fake.auth_chains[message_id] = [*ours.json()["auth_chain"], join, rename]
         answer = fake.signed.send_transaction(secrets.token_hex(6), [message])
         assert answer.json()["pdus"] == {message_id: {}}, answer.text
