@@ -414,3 +414,44 @@ fn joined_members_is_for_members_only() {
         assert_eq!(answer["errcode"], "M_FORBIDDEN");
     });
 }
+
+#[test]
+fn an_invite_from_an_ignored_user_is_not_in_sync() {
+    block_on(async {
+        let server = TestServer::new();
+        let (alice, alice_token) = server.register("alice").await;
+        let (bob, bob_token) = server.register("bob").await;
+        let (_carol, carol_token) = server.register("carol").await;
+        let path = format!("/_matrix/client/v3/user/{alice}/account_data/m.ignored_user_list");
+        let ignore = json!({ "ignored_users": { bob.clone(): {} } });
+        let (status, _) = server
+            .request("PUT", &path, Some(&alice_token), Some(ignore))
+            .await;
+        assert_eq!(status, 200);
+        let mut rooms = Vec::new();
+        for token in [&bob_token, &carol_token] {
+            let room_id = create_room(&server, token).await;
+            let invite = format!("/_matrix/client/v3/rooms/{room_id}/invite");
+            let (status, answer) = server
+                .request(
+                    "POST",
+                    &invite,
+                    Some(token),
+                    Some(json!({ "user_id": alice })),
+                )
+                .await;
+            assert_eq!(status, 200, "{answer}");
+            rooms.push(room_id);
+        }
+        let (status, sync) = server
+            .request("GET", "/_matrix/client/v3/sync", Some(&alice_token), None)
+            .await;
+        assert_eq!(status, 200);
+        let invites = &sync["rooms"]["invite"];
+        assert!(
+            invites.get(&rooms[0]).is_none(),
+            "bob is ignored: {invites}"
+        );
+        assert!(invites.get(&rooms[1]).is_some(), "carol is not: {invites}");
+    });
+}

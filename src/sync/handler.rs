@@ -194,6 +194,7 @@ async fn build(
 
     let mut joined: Vec<JoinedRoom<'_>> = Vec::new();
     let mut invite = Map::new();
+    let mut ignored: Option<Vec<String>> = None;
     let mut knock = Map::new();
     let mut leave = Map::new();
     for m in memberships
@@ -220,6 +221,17 @@ async fn build(
             }
             "invite" if new_membership || full_state => {
                 let events = stripped_room(db, m, me.user_id.as_str()).await?;
+                // Invites from users this user ignores are not shown (spec: ignoring users).
+                if ignored.is_none() {
+                    ignored = Some(ignored_users(db, me.user_id.as_str()).await?);
+                }
+                if inviter(&events, me.user_id.as_str()).is_some_and(|sender| {
+                    ignored
+                        .as_ref()
+                        .is_some_and(|i| i.iter().any(|u| u == sender))
+                }) {
+                    continue;
+                }
                 invite.insert(
                     m.room_id.clone(),
                     json!({ "invite_state": { "events": events } }),
@@ -770,4 +782,23 @@ fn room_json(
     });
     room[state_field] = json!({ "events": to_client(state, version, me) });
     room
+}
+
+/// The users `user_id` ignores (`m.ignored_user_list`).
+async fn ignored_users(db: &Db, user_id: &str) -> Result<Vec<String>, MatrixError> {
+    let list =
+        crate::storage::user_data::account_data(db, user_id, "", "m.ignored_user_list").await?;
+    Ok(list
+        .as_ref()
+        .and_then(|l| l["ignored_users"].as_object())
+        .map(|users| users.keys().cloned().collect())
+        .unwrap_or_default())
+}
+
+/// Who sent `user_id` the invite, from the invite's stripped state.
+fn inviter<'a>(events: &'a [Value], user_id: &str) -> Option<&'a str> {
+    events
+        .iter()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == user_id)
+        .and_then(|e| e["sender"].as_str())
 }
