@@ -455,3 +455,19 @@ fn an_invite_from_an_ignored_user_is_not_in_sync() {
         assert!(invites.get(&rooms[1]).is_some(), "carol is not: {invites}");
     });
 }
+
+#[test]
+fn a_creator_in_v12_power_levels_is_bad_content() {
+    block_on(async {
+        let server = TestServer::new();
+        let (alice, token) = server.register("alice").await;
+        let room_id = create_room(&server, &token).await;
+        let path = format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.power_levels/");
+        let content = json!({ "users": { alice: 100 } });
+        let (status, answer) = server
+            .request("PUT", &path, Some(&token), Some(content))
+            .await;
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["errcode"], "M_BAD_JSON");
+    });
+}

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use ruma::events::StateEventType;
 use ruma::{EventId, OwnedEventId, OwnedRoomId, ServerName, UserId};
+use serde_json::Value;
 
 use super::auth::{auth_events_for, authorize, AuthError};
 use super::builder::{build_event, BuildError, EventTemplate, Placement};
@@ -196,6 +198,7 @@ impl RoomEngine {
         if is_create != self.known.is_empty() {
             return Err(EngineError::NotCreated);
         }
+        self.creators_kept_out_of_power_levels(&template)?;
         let auth_events = auth_events_for(&template, sender, self.version, |kind, key| {
             self.state.event_id(kind, key)
         })
@@ -222,6 +225,42 @@ impl RoomEngine {
         )
         .map_err(EngineError::Forbidden)?;
         Ok(Arc::new(pdu))
+    }
+
+    /// From v12 on, creators hold unlimited power and may not be listed in the power levels'
+    /// `users`: such content is refused as bad content (400, as clients are told by every
+    /// server), before the auth rules would refuse it as forbidden.
+    fn creators_kept_out_of_power_levels(
+        &self,
+        template: &EventTemplate,
+    ) -> Result<(), EngineError> {
+        if template.kind != "m.room.power_levels"
+            || !self
+                .version
+                .rules()
+                .authorization
+                .explicitly_privilege_room_creators
+        {
+            return Ok(());
+        }
+        let Some(create) = self.state.get(&StateEventType::RoomCreate, "") else {
+            return Ok(());
+        };
+        let content: Value = serde_json::from_str(create.content().get()).unwrap_or_default();
+        let creators = std::iter::once(create.sender().as_str()).chain(
+            content["additional_creators"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str),
+        );
+        let users = &template.content["users"];
+        if let Some(creator) = creators.into_iter().find(|c| users.get(*c).is_some()) {
+            return Err(EngineError::Build(BuildError::BadContent(format!(
+                "{creator} is a creator of this room: creators are not listed in `users`"
+            ))));
+        }
+        Ok(())
     }
 
     /// What a local event from `prepare_local` changes: it builds on every forward extremity,
