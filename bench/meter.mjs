@@ -4,7 +4,7 @@
 // `GET /_bench/meter` answers the counts so far and resets them. Never deployed: only
 // `make bench` serves it (`scripts/dev.sh bench/meter.mjs`). Counts are per isolate; local
 // workerd runs the Worker and its Durable Objects in one, so they add up here.
-import Worker, { RoomObject as Room, Notifier as Notif, Destination as Dest, AppServiceQueue as ASQueue } from "../build/index.js";
+import Worker, { RoomObject as Room, Notifier as Notif, Destination as Dest, AppServiceQueue as ASQueue, PushQueue as PQueue } from "../build/index.js";
 
 let counts = fresh();
 function fresh() {
@@ -108,7 +108,7 @@ function meterEnv(env) {
     get(target, prop) {
       if (prop === "DB") return database(target.DB);
       if (prop === "MEDIA") return bucket(target.MEDIA);
-      if (prop === "ROOMS" || prop === "NOTIFIER" || prop === "DESTINATIONS") return namespace(target[prop], prop);
+      if (["ROOMS", "NOTIFIER", "DESTINATIONS", "PUSHERS"].includes(prop)) return namespace(target[prop], prop);
       return Reflect.get(target, prop);
     },
   });
@@ -129,6 +129,10 @@ export class Destination {
 
 export class AppServiceQueue {
   constructor(ctx, env) { return new ASQueue(ctx, meterEnv(env)); }
+}
+
+export class PushQueue {
+  constructor(ctx, env) { return new PQueue(ctx, meterEnv(env)); }
 }
 
 export default {
