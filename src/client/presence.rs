@@ -55,10 +55,13 @@ pub(crate) async fn get_status(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             "You do not share a room with this user",
         ));
     }
-    let presence = stored::get(&db, user.as_str())
-        .await?
-        .ok_or_else(|| MatrixError::not_found("No presence is known for this user"))?;
-    Ok(JsonResponse::ok(presence.content(now_ms())))
+    // A user whose presence was never set or heard of is offline, as far as anyone knows.
+    Ok(JsonResponse::ok(
+        match stored::get(&db, user.as_str()).await? {
+            Some(presence) => presence.content(now_ms()),
+            None => json!({ "presence": "offline" }),
+        },
+    ))
 }
 
 /// `/sync?set_presence=`: marks the user online (or unavailable) as they sync, writing at most
