@@ -101,7 +101,8 @@ pub(crate) async fn check_allowed(
             return Ok(());
         }
     }
-    if held_any {
+    // An empty allow list lets nobody in: no other server could tell more than we can.
+    if held_any || allowed_rooms.is_empty() {
         Err(MatrixError::forbidden(
             "You are not in any of the rooms whose members may join this room",
         ))
