@@ -4,19 +4,7 @@
 use futures::executor::block_on;
 use serde_json::{json, Value};
 
-use crate::testing::TestServer;
-
-async fn call(
-    server: &TestServer,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> Value {
-    let (status, answer) = server.request(method, path, Some(token), body).await;
-    assert_eq!(status, 200, "{method} {path}: {answer}");
-    answer
-}
+use crate::testing::{ok_call as call, TestServer};
 
 async fn get(server: &TestServer, path: &str, token: &str) -> Value {
     call(server, "GET", path, token, None).await

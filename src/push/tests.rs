@@ -14,7 +14,7 @@ use super::pusher::{parse_set, SetPusher};
 use crate::client::push_rules::StoredPushRules;
 use crate::platform::HttpResponse;
 use crate::storage::Db;
-use crate::testing::TestServer;
+use crate::testing::{ok_call as call, TestServer};
 
 // --- evaluation --------------------------------------------------------------------------------
 
@@ -329,18 +329,6 @@ fn pusher_requests_are_checked() {
 }
 
 // --- end to end ----------------------------------------------------------------------------------
-
-async fn call(
-    server: &TestServer,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> Value {
-    let (status, answer) = server.request(method, path, Some(token), body).await;
-    assert_eq!(status, 200, "{method} {path}: {answer}");
-    answer
-}
 
 async fn send(server: &TestServer, token: &str, room: &str, txn: &str, content: Value) -> String {
     let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");

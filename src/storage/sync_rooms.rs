@@ -67,23 +67,7 @@ pub async fn timelines(
     windows: &[Window<'_>],
     limit: u64,
 ) -> Result<HashMap<String, Vec<EventRow>>, MatrixError> {
-    if windows.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows = db
-        .rows(
-            &format!(
-                "{WANTED} {SELECT} WHERE e.stream_ordering IN (
-                    SELECT x.stream_ordering FROM wanted w JOIN events x ON x.stream_ordering IN (
-                        SELECT y.stream_ordering FROM events y
-                        WHERE y.room_id = w.room_id AND y.outlier = 0 AND y.stream_ordering > w.lo AND y.stream_ordering <= w.hi
-                        ORDER BY y.stream_ordering DESC LIMIT ?2))
-                 ORDER BY e.stream_ordering DESC"
-            ),
-            args![&windows_json(windows), limit],
-        )
-        .await?;
-    Ok(by_room(rows))
+    window_ends(db, windows, limit, "DESC").await
 }
 
 /// The oldest `limit` events of each window, oldest first (what follows a point, as
@@ -92,6 +76,16 @@ pub async fn timelines_forwards(
     db: &Db,
     windows: &[Window<'_>],
     limit: u64,
+) -> Result<HashMap<String, Vec<EventRow>>, MatrixError> {
+    window_ends(db, windows, limit, "ASC").await
+}
+
+/// `limit` events from one end of each window, in `order` (`ASC` or `DESC`).
+async fn window_ends(
+    db: &Db,
+    windows: &[Window<'_>],
+    limit: u64,
+    order: &str,
 ) -> Result<HashMap<String, Vec<EventRow>>, MatrixError> {
     if windows.is_empty() {
         return Ok(HashMap::new());
@@ -103,8 +97,8 @@ pub async fn timelines_forwards(
                     SELECT x.stream_ordering FROM wanted w JOIN events x ON x.stream_ordering IN (
                         SELECT y.stream_ordering FROM events y
                         WHERE y.room_id = w.room_id AND y.outlier = 0 AND y.stream_ordering > w.lo AND y.stream_ordering <= w.hi
-                        ORDER BY y.stream_ordering ASC LIMIT ?2))
-                 ORDER BY e.stream_ordering ASC"
+                        ORDER BY y.stream_ordering {order} LIMIT ?2))
+                 ORDER BY e.stream_ordering {order}"
             ),
             args![&windows_json(windows), limit],
         )

@@ -491,3 +491,17 @@ pub(crate) async fn call(
 ) -> (u16, Value) {
     server.request(method, path, Some(token), Some(body)).await
 }
+
+/// `TestServer::request` as a signed-in client that expects success: the answer of a 200,
+/// anything else fails the test with the method, path and answer.
+pub(crate) async fn ok_call(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Value {
+    let (status, answer) = server.request(method, path, Some(token), body).await;
+    assert_eq!(status, 200, "{method} {path}: {answer}");
+    answer
+}
