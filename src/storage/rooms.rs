@@ -612,6 +612,24 @@ pub async fn rooms_with_membership(
         .collect())
 }
 
+/// The upgraded room this one replaces, as its create event names it
+/// (`content.predecessor.room_id`).
+pub async fn predecessor(db: &Db, room_id: &str) -> Result<Option<String>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        room: Option<String>,
+    }
+    Ok(db
+        .row::<Row>(
+            "SELECT json_extract(e.pdu, '$.content.predecessor.room_id') AS room
+             FROM room_state s JOIN events e ON e.event_id = s.event_id
+             WHERE s.room_id = ?1 AND s.type = 'm.room.create' AND s.state_key = ''",
+            args![room_id],
+        )
+        .await?
+        .and_then(|r| r.room))
+}
+
 pub async fn alias_room(db: &Db, alias: &str) -> Result<Option<String>, MatrixError> {
     #[derive(Deserialize)]
     struct Row {
