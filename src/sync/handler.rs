@@ -152,7 +152,13 @@ async fn build(
         stored::memberships(db, user, since.map(|s| s.events)),
         changed,
         user_data::account_data_since(db, user, from.account_data, now.account_data),
-        stored_presence::changed_for(db, user, from.presence, now.presence),
+        stored_presence::changed_for(
+            db,
+            user,
+            from.presence,
+            now.presence,
+            (since.map_or(now.events, |s| s.events), now.events),
+        ),
     );
     let (memberships, account_data) = (memberships?, account_data?);
     let at = now_ms();

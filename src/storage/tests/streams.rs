@@ -636,7 +636,7 @@ fn presence_is_seen_by_those_who_share_a_room() {
                 .unwrap();
         }
         let now = sync::current_position(&db).await.unwrap().presence;
-        let mut seen: Vec<String> = presence::changed_for(&db, ALICE, 0, now)
+        let mut seen: Vec<String> = presence::changed_for(&db, ALICE, 0, now, (0, 0))
             .await
             .unwrap()
             .into_iter()
@@ -645,7 +645,24 @@ fn presence_is_seen_by_those_who_share_a_room() {
         seen.sort();
         // Joined room-mates only: Carol is just invited, Erin shares no room.
         assert_eq!(seen, [BOB, DAVE]);
-        assert!(presence::changed_for(&db, ALICE, now, now)
+        assert!(presence::changed_for(&db, ALICE, now, now, (0, 0))
+            .await
+            .unwrap()
+            .is_empty());
+        // Erin's presence has not changed since, but she joins Alice's room: Alice learns it
+        // with the join (and Erin learns Alice's, who has none stored: nothing), once.
+        let before = sync::current_position(&db).await.unwrap().events;
+        let mut room = Room::create(&db, "erins", ALICE, None).await;
+        room.join(&db, "@erin:test.local").await;
+        let after = sync::current_position(&db).await.unwrap().events;
+        let seen: Vec<String> = presence::changed_for(&db, ALICE, now, now, (before, after))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(user, _)| user)
+            .collect();
+        assert_eq!(seen, ["@erin:test.local"]);
+        assert!(presence::changed_for(&db, ALICE, now, now, (after, after))
             .await
             .unwrap()
             .is_empty());
