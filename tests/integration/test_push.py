@@ -227,3 +227,21 @@ def test_an_upgraded_rooms_push_rules_follow_each_user_into_the_new_room(server)
     assert room_rule(alice, manual)["actions"] == ["dont_notify"]
     bob.join(manual)
     assert room_rule(bob, manual)["actions"] == ["dont_notify"]
+
+
+def test_concurrent_rule_changes_of_one_user_are_all_kept(server):
+    """Two clients of one user (or a client and a join carrying rules over) changing rules at
+    once: every change lands, and the m.push_rules account data shows them all."""
+    alice = User(server, "alice")
+    rooms = [f"!r{i}-{secrets.token_hex(3)}:example.org" for i in range(8)]
+    since = alice.sync()["next_batch"]
+    threads = [threading.Thread(target=alice.ok, args=("PUT", f"/pushrules/global/room/{room}"),
+                                kwargs={"json": {"actions": ["dont_notify"]}}) for room in rooms]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    stored = {r["rule_id"] for r in alice.ok("GET", "/pushrules/global/")["room"]}
+    assert stored == set(rooms), sorted(set(rooms) - stored)
+    events = [e for e in alice.sync(since)["account_data"]["events"] if e["type"] == "m.push_rules"]
+    assert {r["rule_id"] for r in events[-1]["content"]["global"]["room"]} == set(rooms)
