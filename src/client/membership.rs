@@ -97,6 +97,15 @@ pub(crate) async fn create_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> 
         .rooms
         .command(room_id.as_str(), &command)
         .await?;
+    // A room made by hand to replace another (`creation_content.predecessor`, spec: room
+    // upgrades done by clients) carries the creator's push rules over, as an upgrade does.
+    if request
+        .creation_content
+        .as_ref()
+        .is_some_and(|c| c.get("predecessor").is_some())
+    {
+        super::push::carry_over_on_join(ctx, &me.user_id, &room_id).await;
+    }
     // Invites to other servers need their server's signature: each is its own round trip,
     // after the room exists. A refused one does not undo the room.
     for invitee in remote_invitees {
@@ -395,7 +404,9 @@ pub(crate) async fn join(ctx: &Ctx, room_id_or_alias: &str) -> Result<JsonRespon
             "This room has been blocked on this server",
         ));
     }
-    enter(ctx, &room_id, servers, &me, "join", body_reason(ctx)?).await
+    let joined = enter(ctx, &room_id, servers, &me, "join", body_reason(ctx)?).await?;
+    super::push::carry_over_on_join(ctx, &me.user_id, &room_id).await;
+    Ok(joined)
 }
 
 /// `POST /knock/{roomIdOrAlias}`: asks to be let into a room whose join rule is `knock` (or

@@ -116,6 +116,7 @@ pub(crate) async fn upgrade(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         .rooms
         .command(new_room.as_str(), &command)
         .await?;
+    super::push::carry_over_on_join(ctx, &me.user_id, &new_room).await;
 
     // What follows tidies the old room. The upgrader may send a tombstone without having the
     // power to change the power levels or the canonical alias: such a refusal is logged and

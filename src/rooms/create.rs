@@ -171,10 +171,13 @@ pub fn plan(
         ));
     }
     if let Some(topic) = &request.topic {
+        // The plain topic and its rich form (spec: `m.room.topic`, `m.topic` is a
+        // TextualBody: an object whose `m.text` lists the representations).
+        let rich = json!({ "m.text": [{ "mimetype": "text/plain", "body": topic }] });
         events.push(EventTemplate::state(
             "m.room.topic",
             "",
-            json!({ "topic": topic, "m.topic": [{ "mimetype": "text/plain", "body": topic }] }),
+            json!({ "topic": topic, "m.topic": rich }),
         ));
     }
     Ok(events)
@@ -290,6 +293,11 @@ mod tests {
             ]
         );
         assert_eq!(events[4].content["join_rule"], "invite");
+        // The topic also in its rich form, a TextualBody (spec: `m.room.topic`).
+        assert_eq!(
+            events[8].content,
+            json!({ "topic": "T", "m.topic": { "m.text": [{ "mimetype": "text/plain", "body": "T" }] } })
+        );
     }
 
     #[test]

@@ -97,23 +97,34 @@ pub async fn may_see(db: &Db, viewer: &str, user: &str) -> Result<bool, MatrixEr
 }
 
 /// The presence of the viewer and of everyone sharing a joined room with them, changed in
-/// `(after, up_to]` of the presence stream.
+/// `(after, up_to]` of the presence stream; and, whatever its position, the presence of those who
+/// began sharing a joined room with the viewer in `shared` (an `(after, up_to]` window of the
+/// event stream): the viewer joined their room or they joined the viewer's. A client learns a
+/// new room-mate's presence with the join, not only at their next change (spec: presence is
+/// sent for users who share a room).
 pub async fn changed_for(
     db: &Db,
     viewer: &str,
     after: u64,
     up_to: u64,
+    shared: (u64, u64),
 ) -> Result<Vec<(String, Presence)>, MatrixError> {
     let rows: Vec<Row> = db
         .rows(
             &format!(
                 "SELECT {COLUMNS} FROM presence p
-                 WHERE p.stream_id > ?2 AND p.stream_id <= ?3
-                   AND (p.user_id = ?1 OR p.user_id IN (
+                 WHERE p.stream_id <= ?3 AND (
+                   (p.stream_id > ?2 AND (p.user_id = ?1 OR p.user_id IN (
                      SELECT b.user_id FROM memberships a JOIN memberships b ON a.room_id = b.room_id
-                     WHERE a.user_id = ?1 AND a.membership = 'join' AND b.membership = 'join'))"
+                     WHERE a.user_id = ?1 AND a.membership = 'join' AND b.membership = 'join')))
+                   OR (?4 < ?5 AND p.user_id IN (
+                     SELECT b.user_id FROM memberships a JOIN memberships b ON a.room_id = b.room_id
+                     WHERE a.user_id = ?1 AND a.membership = 'join' AND b.membership = 'join'
+                       AND b.user_id != ?1
+                       AND ((a.stream_ordering > ?4 AND a.stream_ordering <= ?5)
+                         OR (b.stream_ordering > ?4 AND b.stream_ordering <= ?5)))))"
             ),
-            args![viewer, after, up_to],
+            args![viewer, after, up_to, shared.0, shared.1],
         )
         .await?;
     Ok(rows.into_iter().map(Row::into_presence).collect())

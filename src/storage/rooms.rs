@@ -252,6 +252,9 @@ pub struct RoomWrite<'a> {
     /// The room's forward extremities afterwards, when they change.
     pub extremities: Option<Vec<OwnedEventId>>,
     pub new_room: Option<NewRoom<'a>>,
+    /// A timeline event of this write whose predecessors we could not fetch: the timeline has
+    /// a hole before it (migration 0026, read by /sync).
+    pub gap_before: Option<&'a str>,
 }
 
 /// Room creation's extra rows, written in the same batch as its events.
@@ -314,6 +317,13 @@ pub async fn persist(db: &Db, write: RoomWrite<'_>) -> Result<(), MatrixError> {
     }
     for change in other {
         statements.extend(state_change_statements(db, room_id, change));
+    }
+    if let Some(event_id) = write.gap_before {
+        statements.push(db.stmt(
+            "INSERT OR IGNORE INTO timeline_gaps (room_id, stream_ordering)
+             SELECT room_id, stream_ordering FROM events WHERE event_id = ?1 AND outlier = 0",
+            args![event_id],
+        ));
     }
     if let Some(extremities) = &write.extremities {
         statements.push(db.stmt(
@@ -610,6 +620,24 @@ pub async fn rooms_with_membership(
         .into_iter()
         .map(|r| r.room_id)
         .collect())
+}
+
+/// The upgraded room this one replaces, as its create event names it
+/// (`content.predecessor.room_id`).
+pub async fn predecessor(db: &Db, room_id: &str) -> Result<Option<String>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        room: Option<String>,
+    }
+    Ok(db
+        .row::<Row>(
+            "SELECT json_extract(e.pdu, '$.content.predecessor.room_id') AS room
+             FROM room_state s JOIN events e ON e.event_id = s.event_id
+             WHERE s.room_id = ?1 AND s.type = 'm.room.create' AND s.state_key = ''",
+            args![room_id],
+        )
+        .await?
+        .and_then(|r| r.room))
 }
 
 pub async fn alias_room(db: &Db, alias: &str) -> Result<Option<String>, MatrixError> {

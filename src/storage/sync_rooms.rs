@@ -106,6 +106,33 @@ async fn window_ends(
     Ok(by_room(rows))
 }
 
+/// For each window, the position of the newest timeline gap in it (migration 0026): the first
+/// event after a hole in the room's history that federation could not fill.
+pub async fn gaps(db: &Db, windows: &[Window<'_>]) -> Result<HashMap<String, u64>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        room_id: String,
+        at: i64,
+    }
+    if windows.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<Row> = db
+        .rows(
+            &format!(
+                "{WANTED} SELECT g.room_id, MAX(g.stream_ordering) AS at FROM timeline_gaps g
+                 JOIN wanted w ON g.room_id = w.room_id
+                 WHERE g.stream_ordering > w.lo AND g.stream_ordering <= w.hi GROUP BY g.room_id"
+            ),
+            args![&windows_json(windows)],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.room_id, r.at.max(0) as u64))
+        .collect())
+}
+
 /// For each window, the latest state event per slot within it: the state at `up_to` when
 /// `after` is 0, else what changed in the window.
 pub async fn states(

@@ -138,13 +138,36 @@ pub async fn push_rules(db: &Db, user_id: &str) -> Result<Option<String>, Matrix
         .map(|r| r.rules))
 }
 
-pub async fn set_push_rules(db: &Db, user_id: &str, rules: &str) -> Result<(), MatrixError> {
-    db.run(
-        "INSERT OR REPLACE INTO push_rules (user_id, rules) VALUES (?1, ?2)",
-        args![user_id, rules],
-    )
-    .await
-    .map(|_| ())
+/// Replaces the user's stored push rules with `rules` if they still are `before` (`None`: no
+/// row yet), and in the same batch their `m.push_rules` account data with `account_data`: true
+/// if replaced, false if another change came first (nothing is written then).
+pub async fn replace_push_rules(
+    db: &Db,
+    user_id: &str,
+    before: Option<&str>,
+    rules: &str,
+    account_data: &Value,
+) -> Result<bool, MatrixError> {
+    let swap = match before {
+        Some(before) => db.stmt(
+            "UPDATE push_rules SET rules = ?3 WHERE user_id = ?1 AND rules = ?2",
+            args![user_id, before, rules],
+        ),
+        None => db.stmt(
+            "INSERT INTO push_rules (user_id, rules) VALUES (?1, ?2) ON CONFLICT (user_id) DO NOTHING",
+            args![user_id, rules],
+        ),
+    };
+    // Written only by the change that won: the account data always shows the stored rules,
+    // whichever of two racing changes finishes last.
+    let shown = db.stmt(
+        "INSERT OR REPLACE INTO account_data (user_id, room_id, type, content)
+         SELECT ?1, '', 'm.push_rules', ?3 WHERE EXISTS
+           (SELECT 1 FROM push_rules WHERE user_id = ?1 AND rules = ?2)",
+        args![user_id, rules, &account_data.to_string()],
+    );
+    let results = db.batch(vec![swap, shown]).await?;
+    Ok(results.first().is_some_and(|r| r.changes == 1))
 }
 
 // --- Receipts and typing --------------------------------------------------------------------

@@ -152,7 +152,13 @@ async fn build(
         stored::memberships(db, user, since.map(|s| s.events)),
         changed,
         user_data::account_data_since(db, user, from.account_data, now.account_data),
-        stored_presence::changed_for(db, user, from.presence, now.presence),
+        stored_presence::changed_for(
+            db,
+            user,
+            from.presence,
+            now.presence,
+            (since.map_or(now.events, |s| s.events), now.events),
+        ),
     );
     let (memberships, account_data) = (memberships?, account_data?);
     let at = now_ms();
@@ -501,17 +507,29 @@ async fn joined_rooms(
         .iter()
         .map(|r| window(r, from.receipts, now.receipts))
         .collect();
+    // Incremental windows that cross a hole federation could not fill start after it (below).
+    let gap_windows: Vec<Window<'_>> = rooms
+        .iter()
+        .zip(&timeline_windows)
+        .filter(|(r, _)| !r.full)
+        .map(|(_, w)| Window {
+            room_id: w.room_id,
+            after: w.after,
+            up_to: w.up_to,
+        })
+        .collect();
     // Two rounds of reads, each sent together: what needs nothing else first, then what
     // depends on the timelines.
-    let (histories, timelines, typing, receipt_rows, read) = futures::join!(
+    let (histories, timelines, typing, receipt_rows, read, gaps) = futures::join!(
         batch::membership_histories(db, user, &ids),
         batch::timelines(db, &timeline_windows, limit + 1),
         batch::typing(db, &typing_windows, now_ms()),
         batch::receipts(db, &receipt_windows),
         crate::storage::push::unread(db, user, &ids),
+        batch::gaps(db, &gap_windows),
     );
-    let (mut histories, mut timelines, mut typing, mut unread) =
-        (histories?, timelines?, typing?, read?);
+    let (mut histories, mut timelines, mut typing, mut unread, gaps) =
+        (histories?, timelines?, typing?, read?, gaps?);
     let mut receipts: HashMap<String, Vec<batch::ReceiptRow>> = HashMap::new();
     for receipt in receipt_rows? {
         receipts
@@ -526,6 +544,7 @@ async fn joined_rooms(
         timeline: Vec<EventRow>,
         limited: bool,
         start: u64,
+        prev_batch: u64,
     }
     let mut parts: Vec<Part> = Vec::with_capacity(rooms.len());
     for r in &rooms {
@@ -536,10 +555,22 @@ async fn joined_rooms(
                 .unwrap_or_else(|| MembershipHistory(Vec::new())),
         };
         let mut rows = timelines.remove(r.room_id).unwrap_or_default();
-        let limited = rows.len() as u64 > limit;
+        let mut limited = rows.len() as u64 > limit;
         rows.truncate(limit as usize);
+        // What precedes a gap is not contiguous with what follows it: the timeline starts at
+        // the gap and is `limited`, so the client pages back over the hole (spec: a limited
+        // timeline means events are missing between `since` and the timeline's start).
+        if let Some(&gap) = gaps.get(r.room_id) {
+            rows.retain(|row| row.position() >= gap);
+            limited = true;
+        }
         rows.reverse();
         let start = rows.first().map_or(now.events, |row| row.position() - 1);
+        // A timeline that begins with the room's creation has nothing before it to page to
+        // (the spec lets `prev_batch` go then); the token then names the end of this sync
+        // instead, the point whose state the client now holds, for `/members?at=` (as Synapse).
+        let whole_room = !limited && rows.first().is_some_and(|row| row.kind == "m.room.create");
+        let prev_batch = if whole_room { now.events } else { start };
         let timeline = rows
             .into_iter()
             .filter(|row| access.can_see(row) && filter.room.timeline.allows_event(row))
@@ -549,6 +580,7 @@ async fn joined_rooms(
             timeline,
             limited,
             start,
+            prev_batch,
         });
     }
 
@@ -625,7 +657,7 @@ async fn joined_rooms(
         let mut room = room_json(
             &p.timeline,
             p.limited,
-            p.start,
+            p.prev_batch,
             &state_rows,
             state_after,
             r.version,

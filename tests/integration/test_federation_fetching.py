@@ -138,3 +138,29 @@ def test_past_a_gap_a_state_with_a_forged_event_is_refused(federation_pair):
         # Checked against the state we hold instead: Eve may speak, but the name never came.
         assert ("m.room.name", "") not in alice.state(room_id)
         alice.call("GET", f"/_matrix/client/v3/rooms/{q(room_id)}/event/{q(rename_id)}", expect=404)
+
+
+def test_past_a_gap_an_incremental_sync_is_limited_and_starts_at_the_gap(federation_pair):
+    """What came before a gap is not contiguous with what follows: the incremental sync that
+    brings the event after the gap starts its timeline there and says `limited`, with the state
+    the gap changed, so the client pages back instead of joining the two parts."""
+    with FakeOrigin(federation_pair) as fake:
+        alice, room_id, (rename_id, _), (first_id, last_id, last) = gap_with_a_rename(federation_pair, fake)
+        alice.sync_once(0)
+        before = alice.send(room_id, "before the gap")
+        answer = fake.signed.send_transaction(secrets.token_hex(6), [last])
+        assert answer.json()["pdus"] == {last_id: {}}, answer.text
+        room = alice.sync_once(0)["rooms"]["join"][room_id]
+        timeline = room["timeline"]
+        assert timeline["limited"] is True, timeline
+        assert [e["event_id"] for e in timeline["events"]] == [last_id], timeline
+        assert before not in {e["event_id"] for e in timeline["events"]}
+        assert rename_id in {e["event_id"] for e in room["state"]["events"]}, room["state"]
+        # Paging back from the timeline's start finds what preceded the gap.
+        page = alice.ok("GET", f"/_matrix/client/v3/rooms/{q(room_id)}/messages",
+                        params={"dir": "b", "from": timeline["prev_batch"], "limit": 5})
+        assert before in {e["event_id"] for e in page["chunk"]}, page
+        # The next sync goes on as usual.
+        after = alice.send(room_id, "after it")
+        timeline = alice.sync_once(0)["rooms"]["join"][room_id]["timeline"]
+        assert timeline["limited"] is False and [e["event_id"] for e in timeline["events"]] == [after]

@@ -119,3 +119,26 @@ def test_our_presence_goes_to_the_servers_we_share_rooms_with(federation_pair):
         eventually(lambda: any(e["status_msg"] == "at lunch" for e in pushed()), "alice's presence at the fake server")
         entry = [e for e in pushed() if e["status_msg"] == "at lunch"][-1]
         assert entry["presence"] == "unavailable" and entry["currently_active"] is False
+
+
+def test_a_new_room_mates_presence_comes_with_the_join_once(server):
+    """Presence set long before a join still reaches the incremental sync that brings the join,
+    both ways: the members learn the newcomer's, the newcomer the members'. Only once: the next
+    sync has none (nothing changed)."""
+    alice, bob = User(server, "alice"), User(server, "bob")
+    set_presence(alice, "unavailable", "in a meeting")
+    set_presence(bob, "online", "just arrived")
+    room_id = alice.create_room(preset="public_chat")
+    alice_since = alice.sync(set_presence="offline")["next_batch"]
+    bob_since = bob.sync(set_presence="offline")["next_batch"]
+    bob.join(room_id)
+
+    body = alice.sync(alice_since, set_presence="offline")
+    events = presence_events(body, bob.user_id)
+    assert events and events[-1]["content"]["status_msg"] == "just arrived", body["presence"]
+    assert presence_events(alice.sync(body["next_batch"], set_presence="offline"), bob.user_id) == []
+
+    body = bob.sync(bob_since, set_presence="offline")
+    events = presence_events(body, alice.user_id)
+    assert events and events[-1]["content"]["presence"] == "unavailable", body["presence"]
+    assert presence_events(bob.sync(body["next_batch"], set_presence="offline"), alice.user_id) == []

@@ -181,3 +181,67 @@ def test_bad_pushers_are_refused(server):
     del missing["app_display_name"]
     assert user.ok("POST", "/pushers/set", status=400, json=missing)["errcode"] == "M_MISSING_PARAM"
     assert user.ok("GET", "/pushers")["pushers"] == []
+
+
+def room_rule(user: User, room_id: str, status: int = 200) -> dict:
+    return user.call("GET", f"/pushrules/global/room/{room_id}", status=status).json()
+
+
+def test_an_upgraded_rooms_push_rules_follow_each_user_into_the_new_room(server):
+    """A user who muted a room keeps it muted when it is upgraded: the rules named after the old
+    room are copied for each local user when they join the new one (the upgrader at the
+    upgrade), whether by POST /upgrade or by hand (createRoom with a `predecessor`)."""
+    alice, bob, carol = User(server, "alice"), User(server, "bob"), User(server, "carol")
+    old = alice.create_room(preset="public_chat", room_version="10")
+    bob.join(old)
+    carol.join(old)
+    mute = {"actions": [], "conditions": [{"kind": "event_match", "key": "room_id", "pattern": old}]}
+    for user in (alice, bob):
+        user.ok("PUT", f"/pushrules/global/room/{old}", json={"actions": ["dont_notify"]})
+    bob.ok("PUT", f"/pushrules/global/override/{old}", json=mute)
+    since = bob.sync()["next_batch"]
+
+    new = alice.ok("POST", f"/rooms/{old}/upgrade", json={"new_version": "11"})["replacement_room"]
+    assert room_rule(alice, new)["actions"] == ["dont_notify"]
+    # Bob's follow when he joins; Carol had none to follow.
+    assert room_rule(bob, new, status=404)["errcode"] == "M_NOT_FOUND"
+    bob.join(new)
+    carol.join(new)
+    assert room_rule(bob, new)["actions"] == ["dont_notify"]
+    override = bob.ok("GET", f"/pushrules/global/override/{new}")
+    assert override["conditions"] == [{"kind": "event_match", "key": "room_id", "pattern": new}]
+    assert room_rule(bob, old)["actions"] == ["dont_notify"]
+    assert room_rule(carol, new, status=404)["errcode"] == "M_NOT_FOUND"
+    # Bob's client learns of it in the m.push_rules account data of its next sync.
+    rules = [e for e in bob.sync(since)["account_data"]["events"] if e["type"] == "m.push_rules"]
+    assert rules and new in {r["rule_id"] for r in rules[-1]["content"]["global"]["room"]}, rules
+    # A message in the new room counts for Carol, not for Bob, who muted the old one.
+    send(alice, new, text("after the upgrade"))
+    assert unread(bob, new, False)[0] == counts(0, 0)
+    assert unread(carol, new, False)[0]["notification_count"] == 1
+
+    # By hand: a new room naming the old one as its predecessor, then the tombstone.
+    manual = alice.create_room(preset="public_chat", room_version="11",
+                               creation_content={"predecessor": {"room_id": new}})
+    alice.set_state(new, "m.room.tombstone", {"body": "moved", "replacement_room": manual})
+    assert room_rule(alice, manual)["actions"] == ["dont_notify"]
+    bob.join(manual)
+    assert room_rule(bob, manual)["actions"] == ["dont_notify"]
+
+
+def test_concurrent_rule_changes_of_one_user_are_all_kept(server):
+    """Two clients of one user (or a client and a join carrying rules over) changing rules at
+    once: every change lands, and the m.push_rules account data shows them all."""
+    alice = User(server, "alice")
+    rooms = [f"!r{i}-{secrets.token_hex(3)}:example.org" for i in range(8)]
+    since = alice.sync()["next_batch"]
+    threads = [threading.Thread(target=alice.ok, args=("PUT", f"/pushrules/global/room/{room}"),
+                                kwargs={"json": {"actions": ["dont_notify"]}}) for room in rooms]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    stored = {r["rule_id"] for r in alice.ok("GET", "/pushrules/global/")["room"]}
+    assert stored == set(rooms), sorted(set(rooms) - stored)
+    events = [e for e in alice.sync(since)["account_data"]["events"] if e["type"] == "m.push_rules"]
+    assert {r["rule_id"] for r in events[-1]["content"]["global"]["room"]} == set(rooms)

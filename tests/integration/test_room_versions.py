@@ -112,6 +112,27 @@ def test_an_upgrade_on_our_server_is_followed_by_a_synapse_user(federation_pair)
     message_both_ways(alice, bob, new_room)
 
 
+def test_our_users_push_rules_follow_a_room_upgraded_on_synapse(federation_pair):
+    """A room of Synapse's that two of our users muted is upgraded there: each keeps the mute in
+    the new room when joining it, the first over federation, the second locally."""
+    pair = federation_pair
+    require_our_federation_endpoints(pair, SEND, MAKE_JOIN, SEND_JOIN)
+    alice, dave, bob = our_user(pair, "alice"), our_user(pair, "dave"), synapse_user(pair, "bob")
+    alice.sync_once(0)
+    old_room = bob.create_room(room_version="10", preset="public_chat")
+    assert alice.join(old_room, via=[pair.synapse.server_name]) == old_room
+    dave.join(old_room)
+    for user in (alice, dave):
+        user.ok("PUT", f"{V3}/pushrules/global/room/{q(old_room)}", {"actions": ["dont_notify"]})
+    new_room = bob.ok("POST", f"{V3}/rooms/{q(old_room)}/upgrade", {"new_version": "11"})["replacement_room"]
+    alice.wait(lambda c: any(e["type"] == "m.room.tombstone" for e in c.timeline(old_room)), "the tombstone")
+    assert alice.join(new_room, via=[pair.synapse.server_name]) == new_room
+    dave.join(new_room)
+    for user in (alice, dave):
+        rule = user.ok("GET", f"{V3}/pushrules/global/room/{q(new_room)}")
+        assert rule["actions"] == ["dont_notify"] and rule["enabled"] is True, rule
+
+
 def restricted_to(room_id: str) -> list[dict]:
     """`initial_state` making a room joinable by the members of `room_id` (v8+)."""
     allow = [{"type": "m.room_membership", "room_id": room_id}]

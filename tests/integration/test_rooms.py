@@ -206,7 +206,8 @@ def test_name_topic_and_initial_state_override_the_preset(new_user):
     assert state[("m.room.history_visibility", "")]["content"] == {"history_visibility": "joined"}
     assert state[("m.room.guest_access", "")]["content"] == {"guest_access": "can_join"}
     assert state[("m.room.name", "")]["content"] == {"name": "The name"}
-    assert state[("m.room.topic", "")]["content"]["topic"] == "The topic"
+    assert state[("m.room.topic", "")]["content"] == {
+        "topic": "The topic", "m.topic": {"m.text": [{"mimetype": "text/plain", "body": "The topic"}]}}
     assert state[("org.example.custom", "k")]["content"] == {"x": 1}
     for event in state.values():
         assert_client_event(event, room_id)

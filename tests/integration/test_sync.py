@@ -564,3 +564,35 @@ def test_unread_notification_count_follows_the_read_receipt(server):
     assert count(bob) == 1
     bob.ok("POST", f"/rooms/{room_id}/receipt/m.read/{sent[2]}", json={})
     assert count(bob) == 0
+
+
+def test_members_at_a_sync_token_are_those_of_that_point(server):
+    """`/members?at=` with a timeline's `prev_batch`: the members at the start of that timeline,
+    not those who joined after. A timeline holding the whole room (from its creation) has nothing
+    before it, and its token names the end of that sync."""
+    alice, bob = User(server, "alice"), User(server, "bob")
+    room_id = alice.create_room(preset="public_chat")
+    alice.send(room_id, "hello")
+    timeline = joined(alice.sync(), room_id)["timeline"]
+    assert timeline["events"][0]["type"] == "m.room.create" and timeline["limited"] is False
+    whole = timeline["prev_batch"]
+    bob.join(room_id)
+    bob.send(room_id, "hi")
+    members = alice.ok("GET", f"/rooms/{room_id}/members", params={"at": whole})["chunk"]
+    assert state_keys(members, "m.room.member") == {alice.user_id}
+    assert all(e["room_id"] == room_id for e in members)
+    now = alice.ok("GET", f"/rooms/{room_id}/members")["chunk"]
+    assert state_keys(now, "m.room.member") == {alice.user_id, bob.user_id}
+
+    # A limited timeline's token sits just before its first event: Carol's join, in the
+    # timeline, is after it.
+    since = alice.sync()["next_batch"]
+    carol = User(server, "carol")
+    [bob.send(room_id, f"m{i}") for i in range(3)]
+    carol.join(room_id)
+    sent = [bob.send(room_id, f"n{i}") for i in range(2)]
+    timeline = joined(alice.sync(since, filter={"room": {"timeline": {"limit": 3}}}), room_id)["timeline"]
+    assert timeline["limited"] is True and [e["event_id"] for e in timeline["events"]][1:] == sent
+    assert timeline["events"][0]["state_key"] == carol.user_id
+    members = alice.ok("GET", f"/rooms/{room_id}/members", params={"at": timeline["prev_batch"]})["chunk"]
+    assert state_keys(members, "m.room.member") == {alice.user_id, bob.user_id}

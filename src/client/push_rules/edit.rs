@@ -102,6 +102,36 @@ impl UserPushRules {
         Ok(())
     }
 
+    /// A room was replaced by an upgrade and the user joins its successor: each enabled rule of
+    /// the user's named after the old room (the room rule, and the override rules clients make
+    /// to mute a room, whose `room_id` condition names it) gets a twin for the new room, just
+    /// after it, unless the user already has one. True when anything was added.
+    pub fn copy_room_rules(&mut self, old: &RoomId, new: &RoomId) -> bool {
+        let mut changed = false;
+        for kind in RuleKind::ALL {
+            let rules = self.stored.user.rules_mut(kind);
+            if rules.iter().any(|r| r.rule_id == new.as_str()) {
+                continue;
+            }
+            let Some(at) = rules
+                .iter()
+                .position(|r| r.rule_id == old.as_str() && r.enabled)
+            else {
+                continue;
+            };
+            let mut twin = rules[at].clone();
+            twin.rule_id = new.to_string();
+            for condition in twin.conditions.iter_mut().flatten() {
+                if condition["key"] == "room_id" && condition["pattern"] == old.as_str() {
+                    condition["pattern"] = json!(new);
+                }
+            }
+            rules.insert(at + 1, twin);
+            changed = true;
+        }
+        changed
+    }
+
     /// `DELETE /pushrules/global/{kind}/{ruleId}`. Server-default rules cannot be deleted.
     pub fn delete(&mut self, kind: RuleKind, rule_id: &str) -> Result<(), PushRuleError> {
         let rules = self.stored.user.rules_mut(kind);

@@ -450,3 +450,62 @@ fn paths_outside_the_spec_are_unrecognized() {
         assert_eq!(err.to_json()["errcode"], "M_UNRECOGNIZED");
     }
 }
+
+#[test]
+fn an_upgraded_rooms_rules_are_copied_to_its_successor_once() {
+    let old = ruma::room_id!("!old:example.org");
+    let new = ruma::room_id!("!new:example.org");
+    let mut rules = alice();
+    rules
+        .put(
+            RuleKind::Room,
+            old.as_str(),
+            &json!({ "actions": ["dont_notify"] }),
+            None,
+            None,
+        )
+        .unwrap();
+    let mute = json!({
+        "actions": [],
+        "conditions": [{ "kind": "event_match", "key": "room_id", "pattern": old.as_str() }],
+    });
+    rules
+        .put(RuleKind::Override, old.as_str(), &mute, None, None)
+        .unwrap();
+    // A disabled rule stays behind: the user turned it off.
+    rules
+        .put(RuleKind::Underride, old.as_str(), &mute, None, None)
+        .unwrap();
+    rules
+        .set_enabled(
+            RuleKind::Underride,
+            old.as_str(),
+            &json!({ "enabled": false }),
+        )
+        .unwrap();
+    assert!(rules.copy_room_rules(old, new));
+    assert!(rules.get(RuleKind::Underride, new.as_str()).is_err());
+    let room: Value = rules.get(RuleKind::Room, new.as_str()).unwrap();
+    assert_eq!(room["actions"], json!(["dont_notify"]));
+    let copied: Value = rules.get(RuleKind::Override, new.as_str()).unwrap();
+    assert_eq!(copied["conditions"][0]["pattern"], new.as_str());
+    // The old room's rules stay as they were.
+    let kept: Value = rules.get(RuleKind::Override, old.as_str()).unwrap();
+    assert_eq!(kept["conditions"][0]["pattern"], old.as_str());
+    assert_eq!(ids(&rules, RuleKind::Room), [old.as_str(), new.as_str()]);
+    // Joining again copies nothing, and keeps a rule the user changed for the new room.
+    rules
+        .put(
+            RuleKind::Room,
+            new.as_str(),
+            &json!({ "actions": ["notify"] }),
+            None,
+            None,
+        )
+        .unwrap();
+    assert!(!rules.copy_room_rules(old, new));
+    assert_eq!(
+        rules.get(RuleKind::Room, new.as_str()).unwrap()["actions"],
+        json!(["notify"])
+    );
+}

@@ -352,7 +352,7 @@ impl RoomObject {
         self.fetch_missing_auth_events(db, room_id, origin, &pdu)
             .await
             .map_err(fail)?;
-        let prevs = self
+        let (prevs, gap) = self
             .prev_states(db, room_id, origin, &pdu)
             .await
             .map_err(|e| fail(e.message))?;
@@ -370,7 +370,10 @@ impl RoomObject {
             );
         }
         let event = event_write(&accepted, room_id, &visibility, None);
-        let write = room_write(std::slice::from_ref(&accepted), vec![event]);
+        let mut write = room_write(std::slice::from_ref(&accepted), vec![event]);
+        // A predecessor we do not hold in the timeline: clients must learn that the timeline
+        // does not run on contiguously before this event (/sync says `limited`).
+        write.gap_before = gap.then_some(event_id.as_str());
         if let Err(e) = stored::persist(db, write).await {
             *self.engine.borrow_mut() = None;
             return Err(fail(e.message));
@@ -494,16 +497,18 @@ impl RoomObject {
     /// The states after the event's `prev_events`: from the forward extremities in memory, else
     /// from their state groups in D1, else (a gap `get_missing_events` did not close) from the
     /// sending server (`missing_state`). Predecessors whose state cannot be had are left out
-    /// (the engine falls back to the current state when none is left).
+    /// (the engine falls back to the current state when none is left). With whether any
+    /// predecessor was missing from our timeline (a gap before the event).
     async fn prev_states(
         &self,
         db: &Db,
         room_id: &OwnedRoomId,
         origin: &str,
         pdu: &Pdu,
-    ) -> Result<Vec<GroupRef>, MatrixError> {
+    ) -> Result<(Vec<GroupRef>, bool), MatrixError> {
         let mut states = Vec::new();
         let mut asked = 0;
+        let mut gap = false;
         for prev in pdu.prev_events() {
             let tip = self
                 .engine
@@ -514,6 +519,7 @@ impl RoomObject {
                 Some(state) => Some(state),
                 None => state_groups::state_at(db, prev.as_str(), At::After).await?,
             };
+            gap |= state.is_none();
             let state = match (state, ServerName::parse(origin)) {
                 (Some(state), _) => Some(state),
                 (None, Ok(origin)) if asked < super::missing_state::MAX_UNKNOWN_PREVS => {
@@ -531,7 +537,7 @@ impl RoomObject {
             };
             states.extend(state);
         }
-        Ok(states)
+        Ok((states, gap))
     }
 
     /// `send_join`'s answer: the state before the join and its full auth chain.

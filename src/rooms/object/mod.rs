@@ -290,6 +290,7 @@ pub(crate) fn room_write<'a>(
         state_changes: accepted.iter().flat_map(|a| &a.state_changes).collect(),
         extremities: accepted.iter().rev().find_map(|a| a.extremities()),
         new_room: None,
+        gap_before: None,
     }
 }
 

@@ -508,16 +508,40 @@ fn a_filter_is_read_back_by_its_owner_only() {
 }
 
 #[test]
-fn push_rules_are_replaced_whole() {
+fn push_rules_are_replaced_only_from_what_the_writer_read() {
     run(async {
         let (_server, db) = setup();
+        let shown = |n: i64| json!({ "global": n });
         assert!(user_data::push_rules(&db, ALICE).await.unwrap().is_none());
-        user_data::set_push_rules(&db, ALICE, "[1]").await.unwrap();
-        user_data::set_push_rules(&db, ALICE, "[2]").await.unwrap();
+        assert!(
+            user_data::replace_push_rules(&db, ALICE, None, "[1]", &shown(1))
+                .await
+                .unwrap()
+        );
+        // A second writer that also read "no rules" lost the race: nothing of it is written.
+        assert!(
+            !user_data::replace_push_rules(&db, ALICE, None, "[9]", &shown(9))
+                .await
+                .unwrap()
+        );
+        assert!(
+            user_data::replace_push_rules(&db, ALICE, Some("[1]"), "[2]", &shown(2))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !user_data::replace_push_rules(&db, ALICE, Some("[1]"), "[3]", &shown(3))
+                .await
+                .unwrap()
+        );
         assert_eq!(
             user_data::push_rules(&db, ALICE).await.unwrap().as_deref(),
             Some("[2]")
         );
+        let data = user_data::account_data(&db, ALICE, "", "m.push_rules")
+            .await
+            .unwrap();
+        assert_eq!(data, Some(shown(2)));
         assert!(user_data::push_rules(&db, BOB).await.unwrap().is_none());
     })
 }
@@ -636,7 +660,7 @@ fn presence_is_seen_by_those_who_share_a_room() {
                 .unwrap();
         }
         let now = sync::current_position(&db).await.unwrap().presence;
-        let mut seen: Vec<String> = presence::changed_for(&db, ALICE, 0, now)
+        let mut seen: Vec<String> = presence::changed_for(&db, ALICE, 0, now, (0, 0))
             .await
             .unwrap()
             .into_iter()
@@ -645,7 +669,24 @@ fn presence_is_seen_by_those_who_share_a_room() {
         seen.sort();
         // Joined room-mates only: Carol is just invited, Erin shares no room.
         assert_eq!(seen, [BOB, DAVE]);
-        assert!(presence::changed_for(&db, ALICE, now, now)
+        assert!(presence::changed_for(&db, ALICE, now, now, (0, 0))
+            .await
+            .unwrap()
+            .is_empty());
+        // Erin's presence has not changed since, but she joins Alice's room: Alice learns it
+        // with the join (and Erin learns Alice's, who has none stored: nothing), once.
+        let before = sync::current_position(&db).await.unwrap().events;
+        let mut room = Room::create(&db, "erins", ALICE, None).await;
+        room.join(&db, "@erin:test.local").await;
+        let after = sync::current_position(&db).await.unwrap().events;
+        let seen: Vec<String> = presence::changed_for(&db, ALICE, now, now, (before, after))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(user, _)| user)
+            .collect();
+        assert_eq!(seen, ["@erin:test.local"]);
+        assert!(presence::changed_for(&db, ALICE, now, now, (after, after))
             .await
             .unwrap()
             .is_empty());
