@@ -47,6 +47,22 @@ pub async fn in_timeline(db: &Db, room_id: &str, ids: &[&str]) -> Result<Vec<Str
     Ok(rows.into_iter().map(|r| r.event_id).collect())
 }
 
+/// Which of `ids` the room holds in any form (in the timeline, or as outliers).
+pub async fn held(db: &Db, room_id: &str, ids: &[&str]) -> Result<Vec<String>, MatrixError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = serde_json::to_string(ids).map_err(|e| MatrixError::internal(e.to_string()))?;
+    let rows: Vec<Id> = db
+        .rows(
+            "SELECT event_id FROM events WHERE room_id = ?1
+               AND event_id IN (SELECT value FROM json_each(?2))",
+            args![room_id, &list],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| r.event_id).collect())
+}
+
 /// Stores backfilled events, newest first as given, each at the position below the lowest one
 /// held (the positions come from the database itself, so two rooms backfilling at once cannot
 /// collide). An event held as an outlier (part of the state we joined with) moves into the
