@@ -1,7 +1,8 @@
 //! The rooms of a space this server does not hold, for the client `/hierarchy` (spec: "Spaces",
 //! server behaviour): asked of the servers the child link's `via` names with the server-server
-//! `GET /hierarchy/{roomId}`. One answer describes a space and summarises its children, so a
-//! child that is not a space needs no request of its own. A page sends a bounded number of
+//! `GET /hierarchy/{roomId}`, then of the server a pre-v12 room id names. One answer describes
+//! a space and summarises its children, so a child that is not a space needs no request of its
+//! own. A page sends a bounded number of
 //! requests, at once; a room the budget does not reach waits for the next page.
 
 use std::collections::{HashMap, HashSet};
@@ -117,12 +118,18 @@ impl RemoteRooms {
                 return Plan::Summary(summary.clone());
             }
         }
-        let servers: Vec<String> = walk
-            .via(room_id)
-            .iter()
-            .filter(|s| s.as_str() != ours)
-            .cloned()
-            .collect();
+        let mut servers: Vec<String> = walk.via(room_id).to_vec();
+        // A pre-v12 room id names the server that created the room, often still in it: the
+        // last one to ask when the link's own servers cannot answer.
+        if let Some(creator) = ruma::RoomId::parse(room_id)
+            .ok()
+            .and_then(|id| id.server_name().map(|s| s.to_string()))
+        {
+            if !servers.contains(&creator) {
+                servers.push(creator);
+            }
+        }
+        servers.retain(|s| s != ours);
         if servers.is_empty() {
             Plan::Unknown
         } else {

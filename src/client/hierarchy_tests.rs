@@ -97,8 +97,12 @@ fn rooms_held_elsewhere_are_asked_of_their_via_servers() {
         .await;
         let local = create(&server, &token, json!({ "preset": "public_chat" })).await;
         let asked: Rc<RefCell<Vec<String>>> = Rc::default();
-        let (log, ours) = (asked.clone(), space.clone());
+        let (log, ours, answering) = (asked.clone(), space.clone(), remote.clone());
         server.respond_with(remote.responder(move |request| {
+            // Any other server is down.
+            if !answering.addressed(request) {
+                return None;
+            }
             let path = path_of(request);
             let rest = path.strip_prefix("/_matrix/federation/v1/hierarchy/")?;
             let room_id = percent_decode(rest.split('?').next()?)?;
@@ -111,7 +115,8 @@ fn rooms_held_elsewhere_are_asked_of_their_via_servers() {
         let us = crate::testing::SERVER_NAME;
         for (child, via, ts) in [
             (local.as_str(), us, 1),
-            (FAR, "remote.test", 2),
+            // Its link names a server that is down: the room id's server answers.
+            (FAR, "down.test", 2),
             (GONE, "remote.test", 3),
         ] {
             let path = format!("/_matrix/client/v3/rooms/{space}/state/m.space.child/{child}");
