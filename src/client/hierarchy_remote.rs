@@ -20,8 +20,10 @@ use crate::platform::Method;
 use crate::rooms::hierarchy::{RemoteSpace, Room, Walk};
 use crate::storage::{hierarchy as stored, Db};
 
-/// Federation requests one page sends at most, and how long each may take.
-const REQUEST_BUDGET: usize = 8;
+/// Rooms one page asks other servers about at most, servers asked per room at most, and how
+/// long each request may take: a page sends at most 18 federation requests (docs/security.md).
+const REQUEST_BUDGET: usize = 6;
+const SERVERS_PER_ROOM: usize = 3;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// What other servers told this request so far.
@@ -130,6 +132,7 @@ impl RemoteRooms {
             }
         }
         servers.retain(|s| s != ours);
+        servers.truncate(SERVERS_PER_ROOM);
         if servers.is_empty() {
             Plan::Unknown
         } else {
