@@ -1,12 +1,14 @@
 //! `GET /_matrix/client/v1/rooms/{roomId}/hierarchy`: the rooms of a space the user may see,
 //! depth first, a page at a time (the walk itself is `rooms::hierarchy`). Each page visits a
 //! bounded number of rooms and loads them in batches of three queries; the `next_batch` token
-//! carries where the walk stands. Rooms this server does not hold are left out.
+//! carries where the walk stands. Rooms this server does not hold are asked of the servers
+//! their links name (`hierarchy_remote`); those nobody describes are left out.
 
 use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
+use super::hierarchy_remote::RemoteRooms;
 use super::ids;
 use crate::api::request::Ctx;
 use crate::http::{JsonResponse, MatrixError};
@@ -122,13 +124,31 @@ pub(crate) async fn hierarchy(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let mut rooms: Vec<Value> = Vec::new();
     let mut budget = VISIT_BUDGET;
     let mut loads = 0;
+    let mut remote = RemoteRooms::new(suggested_only);
     while let Step::Need(wanted) = walk.advance(&loaded, &mut rooms, limit, &mut budget, LOAD_BATCH)
     {
         if loads == MAX_LOADS {
             break;
         }
         loads += 1;
-        loaded.extend(load_rooms(&db, &wanted, user, "").await?);
+        let mut found = load_rooms(&db, &wanted, user, "").await?;
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter(|id| matches!(found.get(*id), Some(None)))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            for id in &missing {
+                found.remove(id);
+            }
+            found.extend(remote.load(ctx, &walk, &missing, user).await?);
+        }
+        // The next room to visit waits for the next page when this one may ask no more.
+        let stalled = !found.contains_key(&wanted[0]);
+        loaded.extend(found);
+        if stalled {
+            break;
+        }
     }
     let mut body = json!({ "rooms": rooms });
     if !walk.finished() {
@@ -136,3 +156,7 @@ pub(crate) async fn hierarchy(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     }
     Ok(JsonResponse::ok(body))
 }
+
+#[cfg(test)]
+#[path = "hierarchy_tests.rs"]
+mod tests;

@@ -143,8 +143,8 @@ pub(crate) async fn new_room_id(
 }
 
 /// A room id from a path parameter that may also be an alias of this server.
-/// The room an id or alias names, and servers that can help join it: the client's `via` (and
-/// older `server_name`) hints, the alias server's answer, the server in a pre-v12 room id.
+/// The room an id or alias names, and the servers named to join it through: the client's `via`
+/// (and older `server_name`) hints, the alias server's answer.
 async fn resolve_room(
     ctx: &Ctx,
     id_or_alias: &str,
@@ -174,9 +174,6 @@ async fn resolve_room(
     } else {
         ids::room_id(id_or_alias)?
     };
-    if let Some(server) = room_id.server_name() {
-        servers.push(server.to_string());
-    }
     servers.dedup();
     servers.retain(|s| s != ctx.config.server_name.as_str());
     Ok((room_id, servers))
@@ -231,9 +228,19 @@ async fn enter(
         known && crate::storage::sync::members_of_server(&db, room_id.as_str(), us).await? > 0;
     if !resident {
         // Nobody here is in the room (or it is unknown): its servers hold the current state.
+        // Servers the client (or the alias) names are the ones to go through, in that order,
+        // so a join none of them can authorise fails rather than going round them (spec: the
+        // `via` of `/join`); the inviting server is added, as it holds the room. Only when
+        // none is named are the servers of our old copy and the room id's server tried (a
+        // room id's server need not be in the room: the last guess).
+        let named = !servers.is_empty();
         let mut servers = servers;
         if known {
-            servers.extend(remote_servers_of(ctx, room_id, me).await?);
+            servers.extend(remote_servers_of(ctx, room_id, me, !named).await?);
+        }
+        if !named {
+            servers.extend(room_id.server_name().map(|s| s.to_string()));
+            servers.retain(|s| s != us);
         }
         if servers.is_empty() && known {
             return local_membership(ctx, room_id, me, content).await;
@@ -271,7 +278,7 @@ async fn enter(
                 ) =>
         {
             let mut servers = servers;
-            servers.extend(remote_servers_of(ctx, room_id, me).await?);
+            servers.extend(remote_servers_of(ctx, room_id, me, true).await?);
             let mut seen = std::collections::HashSet::new();
             servers.retain(|s| s != us && seen.insert(s.clone()));
             if servers.is_empty() {
@@ -455,16 +462,21 @@ async fn membership_event(
     })
 }
 
-/// The other servers that hold a room we are not resident in: those with members in our copy,
-/// the server that invited the user, and those that sent the room's stripped state.
+/// The other servers that hold a room: those with members in our copy (`members`), the server
+/// that invited the user, and those that sent the room's stripped state.
 async fn remote_servers_of(
     ctx: &Ctx,
     room_id: &RoomId,
     me: &Requester,
+    members: bool,
 ) -> Result<Vec<String>, MatrixError> {
     let db = ctx.db();
     let us = ctx.config.server_name.as_str();
-    let mut servers = crate::storage::sync::remote_servers(&db, room_id.as_str(), us).await?;
+    let mut servers = if members {
+        crate::storage::sync::remote_servers(&db, room_id.as_str(), us).await?
+    } else {
+        Vec::new()
+    };
     if let Some(inviter) = stored::inviter(&db, room_id.as_str(), me.user_id.as_str()).await? {
         if let Ok(inviter) = UserId::parse(inviter.as_str()) {
             // The inviting server holds the room: ask it first.
@@ -499,7 +511,7 @@ pub(crate) async fn leave_room(
     let us = ctx.config.server_name.as_str();
     let resident = crate::storage::sync::members_of_server(&db, room_id.as_str(), us).await? > 0;
     if !resident {
-        let servers = remote_servers_of(ctx, room_id, me).await?;
+        let servers = remote_servers_of(ctx, room_id, me, true).await?;
         if !servers.is_empty() {
             let mut content = json!({});
             if let Some(reason) = reason {

@@ -17,6 +17,7 @@ pub(crate) mod directory;
 pub(crate) mod ephemeral;
 pub(crate) mod filters;
 pub(crate) mod hierarchy;
+pub(crate) mod hierarchy_remote;
 pub(crate) mod ids;
 pub(crate) mod key_backup;
 pub(crate) mod media;

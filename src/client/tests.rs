@@ -471,3 +471,53 @@ fn a_creator_in_v12_power_levels_is_bad_content() {
         assert_eq!(answer["errcode"], "M_BAD_JSON");
     });
 }
+
+/// A join through servers the client names goes through those only: when none of them can
+/// authorise it, it fails rather than going round them; with none named, the room id's server
+/// is the guess.
+#[test]
+fn a_join_goes_only_through_the_servers_the_client_names() {
+    use crate::testing::{json_response, path_of, RemoteServer};
+    use std::{cell::RefCell, rc::Rc};
+    block_on(async {
+        let server = TestServer::new();
+        let (named, other) = (
+            RemoteServer::new("named.test"),
+            RemoteServer::new("remote.test"),
+        );
+        let asked: Rc<RefCell<Vec<String>>> = Rc::default();
+        let log = asked.clone();
+        server.respond_with(move |request| {
+            if let Some(answer) = named
+                .standard_answer(request)
+                .or_else(|| other.standard_answer(request))
+            {
+                return Ok(answer);
+            }
+            if path_of(request).starts_with("/_matrix/federation/v1/make_join/") {
+                let rest = request.url.split("://").nth(1).unwrap_or_default();
+                log.borrow_mut()
+                    .push(rest.split([':', '/']).next().unwrap_or_default().to_owned());
+            }
+            let refusal =
+                json!({ "errcode": "M_UNABLE_TO_GRANT_JOIN", "error": "nobody may invite" });
+            Ok(json_response(400, &refusal))
+        });
+        let (_, token) = server.register("carol").await;
+        let room = "!restricted:remote.test";
+        let path = format!("/_matrix/client/v3/join/{room}?via=named.test");
+        let (status, refused) = server
+            .request("POST", &path, Some(&token), Some(json!({})))
+            .await;
+        assert_ne!(status, 200);
+        assert_eq!(refused["errcode"], "M_UNABLE_TO_GRANT_JOIN", "{refused}");
+        assert_eq!(*asked.borrow(), ["named.test"]);
+        asked.borrow_mut().clear();
+        let path = format!("/_matrix/client/v3/join/{room}");
+        let (status, _) = server
+            .request("POST", &path, Some(&token), Some(json!({})))
+            .await;
+        assert_ne!(status, 200);
+        assert_eq!(*asked.borrow(), ["remote.test"]);
+    });
+}

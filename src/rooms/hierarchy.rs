@@ -1,21 +1,29 @@
 //! Space hierarchies (spec: client-server "Spaces", `GET /hierarchy`; server-server
 //! `GET /hierarchy`): the rooms a space links with `m.space.child` state, walked depth first
 //! in the spec's order, as pages the caller fills batch by batch. Pure: the handlers load room
-//! summaries and child events for the rooms `Walk::needed` names, then let the walk go on.
+//! summaries and child events for the rooms `Walk::needed` names (from D1, or for rooms this
+//! server does not hold from the servers a child link names, `RemoteSpace`), then let the walk
+//! go on.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// An `order` longer than this, or with characters outside printable ASCII, is ignored.
 const MAX_ORDER_LEN: usize = 50;
+/// Servers of a child's `via` list asked about it at most (the rest are rarely better).
+pub const MAX_VIA: usize = 3;
+/// What one other server's answer may bring at most: child links of its space, child summaries.
+const MAX_REMOTE_CHILDREN: usize = 100;
 
 /// One valid `m.space.child` link of a space.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Child {
     pub room_id: String,
     pub suggested: bool,
+    /// The first servers of the link's `via`: where to ask about a room this server lacks.
+    pub via: Vec<String>,
     order: Option<String>,
     origin_server_ts: u64,
     /// The event as stripped state with its `origin_server_ts` (`children_state`).
@@ -43,9 +51,19 @@ pub fn children_of(events: &[Value]) -> Vec<Child> {
                 })
                 .map(str::to_owned);
             let origin_server_ts = e["origin_server_ts"].as_u64().unwrap_or(0);
+            let via = e["content"]["via"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter(|s| ruma::ServerName::parse(s).is_ok())
+                .take(MAX_VIA)
+                .map(str::to_owned)
+                .collect();
             Some(Child {
                 room_id: room_id.to_owned(),
                 suggested: e["content"]["suggested"].as_bool().unwrap_or(false),
+                via,
                 order,
                 origin_server_ts,
                 stripped: json!({
@@ -141,6 +159,9 @@ pub struct Walk {
     pub suggested_only: bool,
     #[serde(rename = "d")]
     pub max_depth: Option<u64>,
+    /// The `via` servers of the links to rooms still to visit, for those this server lacks.
+    #[serde(rename = "w", default, skip_serializing_if = "BTreeMap::is_empty")]
+    via: BTreeMap<String, Vec<String>>,
 }
 
 /// Why a walk stopped.
@@ -161,7 +182,27 @@ impl Walk {
             seen: BTreeSet::new(),
             suggested_only,
             max_depth,
+            via: BTreeMap::new(),
         }
+    }
+
+    /// The servers the link to a room still to visit names (empty for the root).
+    pub fn via(&self, room_id: &str) -> &[String] {
+        self.via.get(room_id).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// How deep in the space a room still to visit is.
+    pub fn depth(&self, room_id: &str) -> Option<u64> {
+        self.stack
+            .iter()
+            .rev()
+            .find(|(id, _)| id == room_id)
+            .map(|(_, depth)| *depth)
+    }
+
+    /// Whether the walk descends into the children of a room at `depth`.
+    pub fn descends_from(&self, depth: u64) -> bool {
+        self.max_depth.is_none_or(|max| depth < max)
     }
 
     /// Goes on from where it stands, appending what the requester may see to `page` until
@@ -200,18 +241,24 @@ impl Walk {
                 return Step::Need(need);
             };
             self.stack.pop();
+            self.via.remove(&room_id);
             self.seen.insert(room_id);
             *budget -= 1;
             let Some(room) = known.as_ref().filter(|r| r.accessible()) else {
                 continue;
             };
             page.push(room.entry(self.suggested_only));
-            if self.max_depth.is_none_or(|max| depth < max) {
+            if self.descends_from(depth) {
                 let children: Vec<&Child> = room.followed(self.suggested_only).collect();
                 // The first child ends on top of the stack: visited next.
                 for child in children.into_iter().rev() {
                     if !self.seen.contains(&child.room_id) {
                         self.stack.push((child.room_id.clone(), depth + 1));
+                        if !child.via.is_empty() {
+                            self.via
+                                .entry(child.room_id.clone())
+                                .or_insert_with(|| child.via.clone());
+                        }
                     }
                 }
             }
@@ -246,6 +293,101 @@ pub fn federation_answer(
         "children": visible,
         "inaccessible_children": inaccessible,
     })
+}
+
+/// A room summary from another server, keeping only the fields of the spec's summary with the
+/// types it gives them (`None` without a room id). What a client is shown of a room this
+/// server does not hold comes from here, so nothing else of a stranger's answer passes.
+pub fn remote_summary(value: &Value) -> Option<Value> {
+    let room_id = value["room_id"]
+        .as_str()
+        .filter(|id| ruma::RoomId::parse(*id).is_ok())?;
+    let mut out = json!({
+        "room_id": room_id,
+        "num_joined_members": value["num_joined_members"].as_u64().unwrap_or(0),
+        "world_readable": value["world_readable"].as_bool().unwrap_or(false),
+        "guest_can_join": value["guest_can_join"].as_bool().unwrap_or(false),
+        "join_rule": value["join_rule"].as_str().unwrap_or("public"),
+    });
+    for field in [
+        "name",
+        "topic",
+        "canonical_alias",
+        "avatar_url",
+        "room_type",
+        "room_version",
+        "encryption",
+    ] {
+        if let Some(text) = value[field].as_str() {
+            out[field] = json!(text);
+        }
+    }
+    if let Some(allowed) = value["allowed_room_ids"].as_array() {
+        let ids: Vec<&str> = allowed
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|id| ruma::RoomId::parse(*id).is_ok())
+            .take(MAX_REMOTE_CHILDREN)
+            .collect();
+        out["allowed_room_ids"] = json!(ids);
+    }
+    Some(out)
+}
+
+/// Another server's answer about a room of a space (server-server `GET /hierarchy`), checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RemoteSpace {
+    /// The room itself.
+    pub summary: Value,
+    /// Its child links (`children_state`: stripped `m.space.child` events).
+    pub child_events: Vec<Value>,
+    /// Summaries of those children the answering server holds and lets us see.
+    pub children: Vec<Value>,
+    /// Those children it says we may not see.
+    pub inaccessible: Vec<String>,
+}
+
+impl RemoteSpace {
+    /// The answer about `room_id`, or `None` if it is about another room or has no room.
+    /// Summaries of rooms the space does not link to are dropped.
+    pub fn parse(room_id: &str, answer: &Value) -> Option<Self> {
+        let room = &answer["room"];
+        let summary = remote_summary(room).filter(|s| s["room_id"] == room_id)?;
+        let child_events: Vec<Value> = room["children_state"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["type"] == "m.space.child" && e["content"].is_object())
+            .take(MAX_REMOTE_CHILDREN)
+            .cloned()
+            .collect();
+        let linked: BTreeSet<String> = children_of(&child_events)
+            .into_iter()
+            .map(|c| c.room_id)
+            .collect();
+        let children = answer["children"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(remote_summary)
+            .filter(|c| c["room_id"].as_str().is_some_and(|id| linked.contains(id)))
+            .take(MAX_REMOTE_CHILDREN)
+            .collect();
+        let inaccessible = answer["inaccessible_children"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|id| linked.contains(*id))
+            .map(str::to_owned)
+            .collect();
+        Some(Self {
+            summary,
+            child_events,
+            children,
+            inaccessible,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -437,5 +579,81 @@ mod tests {
             false,
         );
         assert!(readable.accessible());
+    }
+
+    #[test]
+    fn a_walk_remembers_where_to_ask_about_rooms_still_to_visit() {
+        let space = Room::new(
+            json!({ "room_id": "!s", "room_type": "m.space", "join_rule": "public" }),
+            &[
+                child(
+                    "!far",
+                    json!({ "via": ["a.test", "b.test", "not a name", "c.test", "d.test"] }),
+                    1,
+                ),
+                child("!near", json!({ "via": ["x"] }), 2),
+            ],
+            false,
+        );
+        assert_eq!(space.children[0].via, ["a.test", "b.test", "c.test"]);
+        let mut walk = Walk::new("!s", false, Some(1));
+        let loaded = HashMap::from([("!s".to_owned(), Some(space))]);
+        let mut page = Vec::new();
+        let step = walk.advance(&loaded, &mut page, 10, &mut 10, 10);
+        assert_eq!(step, Step::Need(vec!["!far".into(), "!near".into()]));
+        assert_eq!(walk.via("!far"), ["a.test", "b.test", "c.test"]);
+        assert_eq!(walk.depth("!far"), Some(1));
+        assert!(!walk.descends_from(1) && walk.descends_from(0));
+        // The servers travel in the token, and are forgotten once the room is visited.
+        let mut walk: Walk = serde_json::from_str(&serde_json::to_string(&walk).unwrap()).unwrap();
+        assert_eq!(walk.via("!near"), ["x"]);
+        let mut loaded = loaded;
+        loaded.insert("!far".into(), Some(room("!far", "public")));
+        loaded.insert("!near".into(), None);
+        assert_eq!(
+            walk.advance(&loaded, &mut page, 10, &mut 10, 10),
+            Step::Done
+        );
+        assert!(walk.via("!far").is_empty() && walk.via("!near").is_empty());
+        assert_eq!(ids(&page), ["!s", "!far"]);
+    }
+
+    #[test]
+    fn a_remote_answer_keeps_only_what_its_space_links_and_the_spec_fields() {
+        let answer = json!({
+            "room": {
+                "room_id": "!s:r", "room_type": "m.space", "num_joined_members": 3,
+                "world_readable": true, "join_rule": "public", "name": "S", "evil": "x",
+                "children_state": [
+                    child("!a:r", json!({ "via": ["r"] }), 1),
+                    child("!b:r", json!({ "via": ["r"] }), 2),
+                    child("!c:r", json!({ "via": ["r"] }), 3),
+                    { "type": "m.room.name", "state_key": "", "content": {} },
+                ],
+            },
+            "children": [
+                { "room_id": "!a:r", "num_joined_members": "many", "name": 7, "topic": "t",
+                  "join_rule": "restricted", "allowed_room_ids": ["!s:r", "bad"] },
+                { "room_id": "!unlinked:r", "num_joined_members": 1 },
+                { "num_joined_members": 1 },
+            ],
+            "inaccessible_children": ["!b:r", "!unlinked2:r"],
+        });
+        let space = RemoteSpace::parse("!s:r", &answer).unwrap();
+        assert_eq!(space.summary["name"], "S");
+        assert!(space.summary.get("evil").is_none());
+        assert_eq!(space.child_events.len(), 3);
+        assert_eq!(
+            space.children,
+            [
+                json!({ "room_id": "!a:r", "num_joined_members": 0, "world_readable": false,
+                     "guest_can_join": false, "join_rule": "restricted", "topic": "t",
+                     "allowed_room_ids": ["!s:r"] })
+            ]
+        );
+        assert_eq!(space.inaccessible, ["!b:r"]);
+        // An answer about another room, or without a room, is no answer.
+        assert!(RemoteSpace::parse("!other:r", &answer).is_none());
+        assert!(RemoteSpace::parse("!s:r", &json!({ "children": [] })).is_none());
     }
 }

@@ -33,14 +33,30 @@ struct Id {
 
 /// Which of `ids` are in the room's timeline.
 pub async fn in_timeline(db: &Db, room_id: &str, ids: &[&str]) -> Result<Vec<String>, MatrixError> {
+    among(db, room_id, ids, "AND outlier = 0").await
+}
+
+/// Which of `ids` the room holds in any form (in the timeline, or as outliers).
+pub async fn held(db: &Db, room_id: &str, ids: &[&str]) -> Result<Vec<String>, MatrixError> {
+    among(db, room_id, ids, "").await
+}
+
+async fn among(
+    db: &Db,
+    room_id: &str,
+    ids: &[&str],
+    condition: &str,
+) -> Result<Vec<String>, MatrixError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let list = serde_json::to_string(ids).map_err(|e| MatrixError::internal(e.to_string()))?;
     let rows: Vec<Id> = db
         .rows(
-            "SELECT event_id FROM events WHERE room_id = ?1 AND outlier = 0
-               AND event_id IN (SELECT value FROM json_each(?2))",
+            &format!(
+                "SELECT event_id FROM events WHERE room_id = ?1 {condition}
+                   AND event_id IN (SELECT value FROM json_each(?2))"
+            ),
             args![room_id, &list],
         )
         .await?;

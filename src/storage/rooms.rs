@@ -216,6 +216,19 @@ pub struct EventWrite<'a> {
 }
 
 impl<'a> EventWrite<'a> {
+    /// A past event of the room's timeline, fetched from another server: no state of ours
+    /// is known after it.
+    pub fn history(pdu: &'a Pdu, room_id: &'a OwnedRoomId, history_visibility: &'a str) -> Self {
+        EventWrite {
+            pdu,
+            room_id,
+            history_visibility,
+            transaction: None,
+            stored_as: StoredAs::Timeline,
+            state_group: None,
+        }
+    }
+
     /// An event that is part of the room's graph but not of its timeline.
     pub fn outlier(pdu: &'a Pdu, room_id: &'a OwnedRoomId) -> Self {
         EventWrite {

@@ -505,3 +505,10 @@ pub(crate) async fn ok_call(
     assert_eq!(status, 200, "{method} {path}: {answer}");
     answer
 }
+
+/// Creates a room with `body` as `token`'s user, expecting success; returns its id.
+pub(crate) async fn create_room(server: &TestServer, token: &str, body: Value) -> String {
+    let path = "/_matrix/client/v3/createRoom";
+    let created = ok_call(server, "POST", path, token, Some(body)).await;
+    created["room_id"].as_str().unwrap().to_owned()
+}

@@ -8,6 +8,6 @@ mod fakes;
 mod remote;
 mod sqlite;
 
-pub(crate) use fakes::{call, ok_call, TestServer, SERVER_NAME};
+pub(crate) use fakes::{call, create_room, ok_call, TestServer, SERVER_NAME};
 pub(crate) use remote::{body_of, json_response, message, path_of, RemoteServer};
 pub(crate) use sqlite::Sqlite;

@@ -51,3 +51,30 @@ def test_paging_back_past_our_join_fetches_the_history_from_synapse(federation_p
     assert alice.state(room_id)[("m.room.topic", "")]["content"]["topic"] == "set before alice came"
     # A second pass asks nobody and gives the same.
     assert [e["event_id"] for e in page_back(alice, room_id, limit=7)] == ids
+
+
+def test_a_room_joined_again_shows_what_was_said_while_we_were_away(federation_pair):
+    """Our user leaves a Synapse room and joins it again; what was said meanwhile is fetched
+    with the join (the resident's /backfill from the join's prev events) and /messages pages
+    through it in order, between our leave and our new join."""
+    require_our_federation_endpoints(federation_pair, BACKFILL)
+    pair = federation_pair
+    bob, alice = synapse_user(pair, "bob"), our_user(pair, "alice")
+    room_id = bob.create_room(preset="public_chat", name="coming back")
+    alice.join(room_id, via=[pair.synapse.server_name])
+    alice.send(room_id, "hello")
+    alice.leave(room_id)
+    bob.wait(lambda c: c.saw_membership(room_id, alice.user_id, "leave"), "alice's leave")
+    missed = [f"while away {i}" for i in range(15)]
+    for text in missed:
+        bob.send(room_id, text)
+    alice.join(room_id, via=[pair.synapse.server_name])
+    alice.send(room_id, "back")
+
+    events = page_back(alice, room_id, limit=10)
+    bodies = [e["content"].get("body") for e in events if e["type"] == "m.room.message"]
+    assert bodies == ["hello"] + missed + ["back"]
+    ids = [e["event_id"] for e in events]
+    assert len(ids) == len(set(ids)), "an event came twice"
+    theirs = [e["event_id"] for e in page_back(bob, room_id, limit=100)]
+    assert ids == theirs

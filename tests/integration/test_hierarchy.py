@@ -211,3 +211,38 @@ def test_our_federation_hierarchy_answers_only_what_the_server_may_see(federatio
     assert refused.status_code == 404 and refused.json()["errcode"] == "M_NOT_FOUND", refused.text
     unsigned = federation_pair.ours.request("GET", f"/_matrix/federation/v1/hierarchy/{q(space)}")
     assert unsigned.status_code == 401, unsigned.text
+
+
+def test_our_hierarchy_lists_rooms_only_synapse_holds(federation_pair):
+    """Our user's space links a room and a subspace only Synapse holds: our server asks
+    Synapse's federation /hierarchy (the servers of the links' `via`) and lists them with
+    Synapse's summaries; the subspace's public child comes with the subspace's answer, its
+    private one stays hidden."""
+    alice, bob = our_user(federation_pair, "alice"), synapse_user(federation_pair, "bob")
+    ours, theirs = federation_pair.our_name, federation_pair.synapse.server_name
+    space = alice.create_room(preset="public_chat", name="Mixed space", creation_content=SPACE)
+    local = alice.create_room(preset="public_chat", name="Ours")
+    room = bob.create_room(preset="public_chat", name="Synapse room", topic="held there")
+    sub = bob.create_room(preset="public_chat", name="Synapse subspace", creation_content=SPACE)
+    leaf = bob.create_room(preset="public_chat", name="Synapse leaf")
+    hidden = bob.create_room(preset="private_chat", name="Synapse private")
+    link(bob, sub, leaf, theirs, order="1")
+    link(bob, sub, hidden, theirs, order="2")
+    link(alice, space, local, ours, order="1")
+    link(alice, space, room, theirs, order="2")
+    link(alice, space, sub, theirs, order="3")
+
+    page = hierarchy(alice, space)
+    assert ids(page) == [space, local, room, sub, leaf]
+    found = {r["room_id"]: r for r in page["rooms"]}
+    assert found[room]["name"] == "Synapse room" and found[room]["topic"] == "held there"
+    assert found[room]["num_joined_members"] == 1 and found[room]["join_rule"] == "public"
+    assert found[room]["children_state"] == []
+    assert found[sub]["room_type"] == "m.space"
+    assert [c["state_key"] for c in found[sub]["children_state"]] == [leaf, hidden]
+    assert found[leaf]["name"] == "Synapse leaf"
+    # Page by page, the servers to ask travel in the token.
+    first = hierarchy(alice, space, limit=3)
+    assert ids(first) == [space, local, room]
+    second = hierarchy(alice, space, limit=3, **{"from": first["next_batch"]})
+    assert ids(second) == [sub, leaf] and "next_batch" not in second

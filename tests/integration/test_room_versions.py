@@ -190,3 +190,31 @@ def test_restricted_rooms_let_in_members_of_the_allowed_room_both_ways(federatio
     bob.wait(lambda c: c.saw_membership(private, eve.user_id, "join"), "eve's join through synapse")
     state = wait_equal_state(alice, bob, private)
     assert state[("m.room.member", eve.user_id)]["content"]["join_authorised_via_users_server"] == bob.user_id
+
+
+def test_a_resident_no_longer_in_the_allowed_room_cannot_vouch_for_a_joiner(federation_pair):
+    """The allowed room is Synapse's; our server holds the restricted room. While our user is
+    in the allowed room, our make_join names her as the authoriser of a Synapse user who is in
+    it too. Once no user of ours is in it, our copy of it cannot tell who joined since: the
+    answer is M_UNABLE_TO_AUTHORISE_JOIN (spec: restricted rooms), the code that sends a
+    joining server on to another resident."""
+    from fedsign import SignedAs
+    pair = federation_pair
+    require_our_federation_endpoints(pair, SEND, MAKE_JOIN, SEND_JOIN)
+    alice, bob, carol = our_user(pair, "alice"), synapse_user(pair, "bob"), synapse_user(pair, "carol")
+    lobby = bob.create_room(preset="public_chat", name="synapse lobby")
+    assert alice.join(lobby, via=[pair.synapse.server_name]) == lobby
+    inner = alice.create_room(preset="private_chat", room_version="10", initial_state=restricted_to(lobby))
+    carol.join(lobby)
+    alice.wait(lambda c: c.saw_membership(lobby, carol.user_id, "join"), "carol's join of the lobby")
+    peer = SignedAs(pair)
+    make_join = f"/_matrix/federation/v1/make_join/{q(inner)}/{q(carol.user_id)}?ver=10"
+
+    answer = peer.request("GET", make_join)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["event"]["content"]["join_authorised_via_users_server"] == alice.user_id
+    alice.leave(lobby)
+    answer = peer.request("GET", make_join)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["errcode"] == "M_UNABLE_TO_AUTHORISE_JOIN"
+    assert ("m.room.member", carol.user_id) not in alice.state(inner)

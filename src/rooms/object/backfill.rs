@@ -3,8 +3,12 @@
 //! "Backfilling and retrieving missing events"). Every event is checked as any PDU is
 //! (signatures, hash, its own auth events) before it is stored below the oldest; none of them
 //! changes the room's current state.
+//!
+//! A room we left and join again has a gap of its own: what happened while we were away. That
+//! is asked for the same way as part of the join (`missed_while_away`), so that those events
+//! are stored in the timeline before our new join, where `/messages` pages back through them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use ruma::events::StateEventType;
@@ -25,6 +29,8 @@ use crate::storage::Db;
 const MAX_BACKFILL: u64 = 100;
 /// Auth chains fetched (`event_auth`) per backfill for events citing auth events we lack.
 const MAX_AUTH_FETCHES: usize = 5;
+/// Events of a room's gap asked for when we join it again: the newest of what we missed.
+const MAX_GAP: u64 = 100;
 
 impl RoomObject {
     pub(super) async fn backfill(
@@ -103,6 +109,85 @@ impl RoomObject {
             newest_first.len()
         );
         Ok(json!({ "fetched": newest_first.len() }))
+    }
+
+    /// What a room we join again had while we were away, oldest first: the events before our
+    /// join (`join`'s prev events and back) that `server`, which let us in, gives and that pass
+    /// every check, up to the first events we hold. The engine must hold the state we join
+    /// with (it checks their auth events). Best effort: without an answer, the gap stays.
+    pub(super) async fn missed_while_away(
+        &self,
+        db: &Db,
+        room_id: &OwnedRoomId,
+        server: &ServerName,
+        version: RoomVersion,
+        join: &Pdu,
+    ) -> Vec<Arc<Pdu>> {
+        let prevs: Vec<&str> = join.prev_events().iter().map(|id| id.as_str()).collect();
+        let held = match stored::in_timeline(db, room_id.as_str(), &prevs).await {
+            Ok(held) => held,
+            Err(e) => {
+                crate::log_warn!("gap of {room_id}: {e}");
+                return Vec::new();
+            }
+        };
+        let missing: Vec<&str> = prevs
+            .iter()
+            .copied()
+            .filter(|id| !held.iter().any(|h| h == id))
+            .collect();
+        if missing.is_empty() {
+            return Vec::new();
+        }
+        let query: Vec<String> = missing
+            .iter()
+            .map(|id| format!("v={}", percent_encode(id)))
+            .collect();
+        let path = format!(
+            "/_matrix/federation/v1/backfill/{}?{}&limit={MAX_GAP}",
+            percent_encode(room_id.as_str()),
+            query.join("&")
+        );
+        let answer =
+            crate::federation::outgoing::signed(&self.platform, server, Method::Get, &path, None)
+                .await;
+        let raw = match answer {
+            Ok((200, answer)) => answer["pdus"].as_array().cloned().unwrap_or_default(),
+            Ok((status, _)) => {
+                crate::log_warn!("gap of {room_id}: {server} answered backfill with {status}");
+                return Vec::new();
+            }
+            Err(e) => {
+                crate::log_warn!("gap of {room_id}: {e}");
+                return Vec::new();
+            }
+        };
+        let checked = match self
+            .checked_history(db, room_id, server, version, raw, MAX_GAP as usize)
+            .await
+        {
+            Ok(checked) => checked,
+            Err(e) => {
+                crate::log_warn!("gap of {room_id}: {e}");
+                return Vec::new();
+            }
+        };
+        let mut gap = within_gap(&missing, checked);
+        // One held as an outlier already (part of a state we were sent) stays as it is: the
+        // join's own write must not insert it twice.
+        let ids: Vec<&str> = gap.iter().map(|p| p.event_id().as_str()).collect();
+        match stored::held(db, room_id.as_str(), &ids).await {
+            Ok(held) => gap.retain(|p| !held.iter().any(|h| h == p.event_id().as_str())),
+            Err(e) => {
+                crate::log_warn!("gap of {room_id}: {e}");
+                return Vec::new();
+            }
+        }
+        crate::log_info!(
+            "{room_id}: {} events missed while away, from {server}",
+            gap.len()
+        );
+        gap
     }
 
     /// The events of a `/backfill` answer that pass every check and are not yet in the
@@ -212,6 +297,34 @@ impl RoomObject {
     }
 }
 
+/// The events of `newest_first` (checked, none of them held) reached from `missing` by
+/// following prev events, oldest first (by depth). Those only reached through an event we hold
+/// are older than our copy's newest and do not belong in the gap: history from before we
+/// first joined goes below the oldest event, by `/messages` backfill.
+fn within_gap(missing: &[&str], newest_first: Vec<Arc<Pdu>>) -> Vec<Arc<Pdu>> {
+    let by_id: HashMap<&str, &Arc<Pdu>> = newest_first
+        .iter()
+        .map(|p| (p.event_id().as_str(), p))
+        .collect();
+    let mut reached: HashSet<&str> = HashSet::new();
+    let mut next: Vec<&str> = missing.to_vec();
+    while let Some(id) = next.pop() {
+        let Some(pdu) = by_id.get(id) else {
+            continue;
+        };
+        if reached.insert(id) {
+            next.extend(pdu.prev_events().iter().map(|p| p.as_str()));
+        }
+    }
+    let mut gap: Vec<Arc<Pdu>> = newest_first
+        .iter()
+        .filter(|p| reached.contains(p.event_id().as_str()))
+        .cloned()
+        .collect();
+    gap.sort_by_key(|p| p.depth());
+    gap
+}
+
 /// The servers of the room's joined members, other than us.
 fn joined_servers<'a>(
     state: impl Iterator<Item = &'a Arc<Pdu>>,
@@ -228,4 +341,50 @@ fn joined_servers<'a>(
     servers.sort();
     servers.dedup();
     servers
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::within_gap;
+    use crate::rooms::{Pdu, RoomVersion};
+    use crate::testing::{message, RemoteServer};
+
+    #[test]
+    fn the_gap_is_what_is_reached_from_the_join_before_an_event_we_hold() {
+        let remote = RemoteServer::new("remote.test");
+        let version = RoomVersion::V12;
+        let room = "!r:remote.test";
+        let pdu = |prev: &[&str], depth: u64| {
+            let (id, json) = remote.sign(
+                message(room, "@a:remote.test", "m", prev, &[], depth),
+                version,
+            );
+            let object = crate::signing::to_canonical_object(json).unwrap();
+            (id, Arc::new(Pdu::from_json(object, version).unwrap()))
+        };
+        // `held` is ours already (so not in the answer); `old` hangs off an event older still.
+        let (old, old_pdu) = pdu(&["$older"], 3);
+        let (first, first_pdu) = pdu(&["$held"], 10);
+        let (second, second_pdu) = pdu(&[&first], 11);
+        let (third, third_pdu) = pdu(&[&second, &old], 12);
+        let answer = vec![third_pdu, second_pdu, first_pdu, old_pdu];
+        let gap = within_gap(&[third.as_str()], answer.clone());
+        let ids: Vec<&str> = gap.iter().map(|p| p.event_id().as_str()).collect();
+        // `old` is cited by the gap's newest event: a fork from before we left, part of it.
+        assert_eq!(
+            ids,
+            [
+                old.as_str(),
+                first.as_str(),
+                second.as_str(),
+                third.as_str()
+            ]
+        );
+        // From the middle, what is newer is not reached.
+        let gap = within_gap(&[second.as_str()], answer);
+        let ids: Vec<&str> = gap.iter().map(|p| p.event_id().as_str()).collect();
+        assert_eq!(ids, [first.as_str(), second.as_str()]);
+    }
 }

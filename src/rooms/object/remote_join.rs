@@ -361,19 +361,37 @@ impl RoomObject {
             .find(|(p, _)| p.kind().to_string() == "m.room.create")
             .map(|(p, _)| p.sender().to_string())
             .unwrap_or_default();
+        let known = stored::room_version(db, room_id.as_str())
+            .await
+            .map_err(StepError::Trouble)?
+            .is_some();
+        // A room we left and join again: what it had while we were away goes in the timeline
+        // just before our join (rooms/object/backfill.rs), checked against the state we join
+        // with. The engine is dropped again below: the next command rebuilds it from D1.
+        *self.engine.borrow_mut() = Some(engine);
+        let gap = if known {
+            self.missed_while_away(db, room_id, &job.server, version, &join)
+                .await
+        } else {
+            Vec::new()
+        };
+        *self.engine.borrow_mut() = None;
+        let in_gap: std::collections::HashSet<&ruma::EventId> =
+            gap.iter().map(|p| p.event_id()).collect();
         let mut events: Vec<EventWrite<'_>> = ordered
             .iter()
+            .filter(|(pdu, _)| !in_gap.contains(pdu.event_id()))
             .map(|(pdu, _)| EventWrite::outlier(pdu, room_id))
             .collect();
+        events.extend(
+            gap.iter()
+                .map(|pdu| EventWrite::history(pdu, room_id, &visibility)),
+        );
         events.push(event_write(&accepted, room_id, &visibility, None));
         // The whole state is new to us (or replaces what we knew before we left).
         let all_slots = changed_slots(&StateMap::new(), &accepted.placement.after.state);
         let mut write = room_write(std::slice::from_ref(&accepted), events);
         write.state_changes = all_slots.iter().collect();
-        let known = stored::room_version(db, room_id.as_str())
-            .await
-            .map_err(StepError::Trouble)?
-            .is_some();
         write.new_room = (!known).then_some(NewRoom {
             version,
             creator: &creator,

@@ -80,16 +80,18 @@ pub(super) fn restricted_join(
 }
 
 /// Whether `user` is joined to one of `allowed_rooms`, as this server's copy of them says.
-/// Refuses with the spec's code when it cannot say (it holds none of them) or the user is in
-/// none of them.
+/// Only a room this server is still in counts: the copy of a room it has left stops at its
+/// leave, so a member who left since would still look joined. Refuses with the spec's code
+/// when it cannot say (it is in none of them) or the user is in none of them.
 pub(crate) async fn check_allowed(
     db: &Db,
     allowed_rooms: &[String],
     user: &UserId,
+    us: &ServerName,
 ) -> Result<(), MatrixError> {
     let mut held_any = false;
     for room in allowed_rooms {
-        if stored::room_version(db, room).await?.is_none() {
+        if crate::storage::sync::members_of_server(db, room, us.as_str()).await? == 0 {
             continue;
         }
         held_any = true;
@@ -137,7 +139,7 @@ impl RoomObject {
         else {
             return Ok(None);
         };
-        check_allowed(db, &allowed_rooms, user).await?;
+        check_allowed(db, &allowed_rooms, user, us).await?;
         match authorisers.into_iter().next() {
             Some(authoriser) => Ok(Some(authoriser)),
             None => Err(MatrixError::new(
@@ -191,7 +193,7 @@ impl RoomObject {
                 "{authoriser} may not authorise joins to this room"
             )));
         }
-        check_allowed(db, &allowed_rooms, &sender).await?;
+        check_allowed(db, &allowed_rooms, &sender, us).await?;
         let keys = crate::storage::signing_keys::server_keys(&self.platform).await?;
         // Hashing again leaves a correct content hash as it is; a wrong one would change and
         // then fail the joining server's own signature, so nothing forged gets through.
@@ -342,6 +344,43 @@ mod tests {
             )
             .await;
             assert_eq!(summary["allowed_room_ids"], json!([lobby]));
+        })
+    }
+
+    #[test]
+    fn only_allowed_rooms_this_server_is_still_in_can_vouch_for_a_member() {
+        block_on(async {
+            let server = TestServer::new();
+            let (alice_id, alice) = server.register("alice").await;
+            let lobby = crate::testing::create_room(&server, &alice, json!({})).await;
+            let db = crate::storage::Db::new(&server.platform);
+            let us = ruma::ServerName::parse(crate::testing::SERVER_NAME).unwrap();
+            let alice_id = ruma::UserId::parse(alice_id).unwrap();
+            let allowed = [lobby.clone()];
+            assert!(super::check_allowed(&db, &allowed, &alice_id, &us)
+                .await
+                .is_ok());
+            let leave = format!("/_matrix/client/v3/rooms/{lobby}/leave");
+            assert_eq!(
+                call(&server, "POST", &leave, &alice, json!({})).await.0,
+                200
+            );
+            // Our copy still shows her leave, but a server that left a room cannot know who
+            // joined since: another server must decide.
+            let refused = super::check_allowed(&db, &allowed, &alice_id, &us)
+                .await
+                .unwrap_err();
+            assert_eq!(refused.code, crate::http::ErrorCode::UnableToAuthoriseJoin);
+            let unknown = ["!unknown:elsewhere".to_owned()];
+            let refused = super::check_allowed(&db, &unknown, &alice_id, &us)
+                .await
+                .unwrap_err();
+            assert_eq!(refused.code, crate::http::ErrorCode::UnableToAuthoriseJoin);
+            // Nobody is let in by an empty allow list.
+            let refused = super::check_allowed(&db, &[], &alice_id, &us)
+                .await
+                .unwrap_err();
+            assert_eq!(refused.status, 403);
         })
     }
 }
