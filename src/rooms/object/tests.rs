@@ -507,3 +507,37 @@ fn an_event_whose_predecessors_cannot_be_had_is_refused_until_they_arrive() {
         assert_eq!(room.forward_extremities().await, vec![b_id]);
     });
 }
+
+#[test]
+fn a_redaction_of_an_event_we_do_not_hold_is_sent_to_the_rooms_servers() {
+    block_on(async {
+        let room = Room::new().await;
+        // An event of remote.test's that never reached us.
+        let target = "$notheld:remote.test";
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/redact/{}/r1",
+            room.room_id,
+            percent_encode(target)
+        );
+        let (status, answer) = room
+            .server
+            .request(
+                "PUT",
+                &path,
+                Some(&room.token),
+                Some(json!({ "reason": "spam" })),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        let redaction = answer["event_id"].as_str().unwrap().to_owned();
+        assert_eq!(room.stored_as(&redaction).await, Some(0));
+        let queued = room.server.recorded.queued.borrow();
+        let sent = queued
+            .iter()
+            .filter(|(to, ..)| to == "remote.test")
+            .flat_map(|(_, pdus, _)| pdus)
+            .find(|p| p["type"] == "m.room.redaction")
+            .expect("the redaction is queued for remote.test");
+        assert_eq!(sent["content"]["redacts"], target);
+    });
+}
