@@ -60,7 +60,7 @@ pub fn authorised_part(
     let mut dependants: HashMap<&EventId, Vec<&EventId>> = HashMap::new();
     let mut ready: VecDeque<&EventId> = VecDeque::new();
     let mut sorted: Vec<&Arc<Pdu>> = by_id.values().collect();
-    sorted.sort_by_key(|p| (!is_create(p), p.depth(), p.event_id().to_owned()));
+    sorted.sort_by_cached_key(|p| (!is_create(p), p.depth(), p.event_id().to_owned()));
     for pdu in &sorted {
         let id = pdu.event_id();
         let cited: HashSet<&EventId> = pdu
@@ -79,6 +79,7 @@ pub fn authorised_part(
         }
     }
     let mut accepted: HashMap<OwnedEventId, Arc<Pdu>> = HashMap::new();
+    let mut create: Option<Arc<Pdu>> = None;
     let mut dropped: Vec<(OwnedEventId, String)> = Vec::new();
     while let Some(id) = ready.pop_front() {
         let pdu = &by_id[id];
@@ -93,13 +94,15 @@ pub fn authorised_part(
             Some(missing) => Err(format!(
                 "{id} cites {missing}, which the answer does not carry"
             )),
-            None if !is_create(pdu) && !accepted.values().any(|p| is_create(p)) => {
-                Err(format!("{id}: the room's create event was rejected"))
-            }
-            None => check_by_own_auth_events(pdu, &accepted),
+            None if is_create(pdu) => check_with_create(pdu, Some(pdu), &accepted),
+            None if create.is_none() => Err(format!("{id}: the room's create event was rejected")),
+            None => check_with_create(pdu, create.as_ref(), &accepted),
         };
         match verdict {
             Ok(()) => {
+                if is_create(pdu) && create.is_none() {
+                    create = Some(pdu.clone());
+                }
                 accepted.insert(id.to_owned(), pdu.clone());
             }
             Err(why) => dropped.push((id.to_owned(), why)),
@@ -119,7 +122,7 @@ pub fn authorised_part(
     for id in cyclic {
         dropped.push((id.to_owned(), format!("{id} is in a cycle of auth events")));
     }
-    if !accepted.values().any(|p| is_create(p)) {
+    if create.is_none() {
         let why = dropped
             .iter()
             .find(|(id, _)| by_id.get(id).is_some_and(|p| is_create(p)))
@@ -158,12 +161,21 @@ pub(crate) fn check_by_own_auth_events(
     pdu: &Pdu,
     by_id: &HashMap<OwnedEventId, Arc<Pdu>>,
 ) -> Result<(), String> {
+    let create = by_id
+        .values()
+        .find(|p| p.kind().to_string() == "m.room.create");
+    check_with_create(pdu, create, by_id)
+}
+
+/// `check_by_own_auth_events` with the room's create event already found.
+fn check_with_create(
+    pdu: &Pdu,
+    create: Option<&Arc<Pdu>>,
+    by_id: &HashMap<OwnedEventId, Arc<Pdu>>,
+) -> Result<(), String> {
     let mut auth_state: HashMap<(StateEventType, String), Arc<Pdu>> = HashMap::new();
     // From v12 the create event is never cited, yet every check needs it.
-    if let Some(create) = by_id
-        .values()
-        .find(|p| p.kind().to_string() == "m.room.create")
-    {
+    if let Some(create) = create {
         auth_state.insert((StateEventType::RoomCreate, String::new()), create.clone());
     }
     for id in pdu.auth_events() {
