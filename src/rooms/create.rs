@@ -122,9 +122,11 @@ pub fn plan(
             json!({ "alias": alias }),
         ));
     }
+    // `public_chat` forbids guests, which is what a room without `m.room.guest_access` means
+    // (spec, m.room.guest_access): no event is sent for it, as other servers do not.
     let (join_rule, guest_access) = match preset {
-        Preset::PublicChat => ("public", "forbidden"),
-        _ => ("invite", "can_join"),
+        Preset::PublicChat => ("public", None),
+        _ => ("invite", Some("can_join")),
     };
     events.push(EventTemplate::state(
         "m.room.join_rules",
@@ -136,11 +138,13 @@ pub fn plan(
         "",
         json!({ "history_visibility": "shared" }),
     ));
-    events.push(EventTemplate::state(
-        "m.room.guest_access",
-        "",
-        json!({ "guest_access": guest_access }),
-    ));
+    if let Some(guest_access) = guest_access {
+        events.push(EventTemplate::state(
+            "m.room.guest_access",
+            "",
+            json!({ "guest_access": guest_access }),
+        ));
+    }
     for state in &request.initial_state {
         if state.kind == "m.room.power_levels" && state.state_key.is_empty() {
             // Takes the place of the default power levels; the override still applies on top.

@@ -49,12 +49,51 @@ impl std::fmt::Display for PduError {
     }
 }
 
+/// Longest `type` and `state_key` of rooms before v11, in codepoints (see `check_format`).
+const LEGACY_MAX_CODEPOINTS: usize = 255;
+
+/// The event format and size limits (spec, "Size limits": 255 bytes per string field, 64 KiB
+/// per PDU), with one allowance for rooms of versions 1 to 10: a `type` or `state_key` of at
+/// most 255 codepoints passes even when it is longer in bytes. Synapse has always let those
+/// through in those versions (it counts bytes from v11 on), so such events are part of existing
+/// rooms' history and state; refusing them would split our view of those rooms from every
+/// other server's. The ids (`sender`, `room_id`, `event_id`) are held to bytes regardless.
+fn check_format(json: &CanonicalJsonObject, version: RoomVersion) -> Result<(), PduError> {
+    let rules = version.rules();
+    let error = match ruma::state_res::check_pdu_format(json, &rules.event_format) {
+        Ok(()) => return Ok(()),
+        Err(e) => PduError(e),
+    };
+    if version.strict_byte_limits() {
+        return Err(error);
+    }
+    // The PDU's own size is checked on the PDU as it is, not on the stand-in below.
+    if CanonicalJsonValue::Object(json.clone()).to_string().len() > 65_535 {
+        return Err(error);
+    }
+    let mut stand_in = json.clone();
+    let mut replaced = false;
+    for field in ["type", "state_key"] {
+        if let Some(CanonicalJsonValue::String(text)) = stand_in.get_mut(field) {
+            let codepoints = text.chars().count();
+            if text.len() > LEGACY_MAX_CODEPOINTS && codepoints <= LEGACY_MAX_CODEPOINTS {
+                *text = "x".repeat(codepoints);
+                replaced = true;
+            }
+        }
+    }
+    if !replaced {
+        return Err(error);
+    }
+    ruma::state_res::check_pdu_format(&stand_in, &rules.event_format).map_err(PduError)
+}
+
 impl Pdu {
     /// Parses a signed PDU and derives its event id (the reference hash, room versions 3+).
     /// Checks the format the room version requires, not signatures or auth: callers do that.
     pub fn from_json(json: CanonicalJsonObject, version: RoomVersion) -> Result<Self, PduError> {
         let rules = version.rules();
-        ruma::state_res::check_pdu_format(&json, &rules.event_format).map_err(PduError)?;
+        check_format(&json, version)?;
         let text = CanonicalJsonValue::Object(json.clone()).to_string();
         let fields: PduFields = serde_json::from_str(&text).map_err(|e| PduError(e.to_string()))?;
         let event_id = if version.event_id_in_pdu() {
@@ -265,5 +304,28 @@ mod tests {
             refs_json(RoomVersion::V3, &ids),
             serde_json::json!(["$a:x"])
         );
+    }
+
+    fn with_state_key(version: RoomVersion, state_key: &str) -> Result<Pdu, PduError> {
+        let json = serde_json::json!({
+            "room_id": "!room:remote.example", "sender": "@charlie:remote.example",
+            "type": "my.room.breaker", "state_key": state_key, "content": {},
+            "prev_events": ["$prev"], "auth_events": ["$auth"], "depth": 5,
+            "origin_server_ts": 1, "hashes": { "sha256": "x" }, "signatures": {},
+        });
+        Pdu::from_json(crate::signing::to_canonical_object(json).unwrap(), version)
+    }
+
+    #[test]
+    fn before_v11_a_state_key_is_limited_in_codepoints_from_v11_in_bytes() {
+        let wide = "\u{1F4A5}".repeat(70); // 280 bytes, 70 codepoints
+        let pdu = with_state_key(RoomVersion::V10, &wide).unwrap();
+        assert_eq!(pdu.state_key(), Some(wide.as_str()), "kept as it was sent");
+        assert!(with_state_key(RoomVersion::V11, &wide).is_err());
+        assert!(with_state_key(RoomVersion::V12, &wide).is_err());
+        // 256 codepoints is too long in every version.
+        assert!(with_state_key(RoomVersion::V10, &"\u{e9}".repeat(256)).is_err());
+        assert!(with_state_key(RoomVersion::V10, &"a".repeat(256)).is_err());
+        assert!(with_state_key(RoomVersion::V10, &"a".repeat(255)).is_ok());
     }
 }

@@ -41,6 +41,12 @@ impl RoomVersion {
     /// What `createRoom` uses when the client names no version (matches Synapse today).
     pub const DEFAULT: RoomVersion = RoomVersion::V12;
 
+    /// Whether `type` and `state_key` are held to 255 bytes (from v11), or to 255 codepoints,
+    /// as Synapse has always held them in earlier versions (`pdu::check_format` says why).
+    pub fn strict_byte_limits(self) -> bool {
+        matches!(self, RoomVersion::V11 | RoomVersion::V12)
+    }
+
     pub fn parse(id: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|v| v.as_str() == id)
     }

@@ -356,6 +356,14 @@ impl RoomObject {
             .prev_states(db, room_id, origin, &pdu)
             .await
             .map_err(|e| fail(e.message))?;
+        if prevs.is_empty() && !pdu.prev_events().is_empty() {
+            // Step 5 needs the state before the event, and nothing gives it: refused, not
+            // stored, so the same event is judged afresh once its predecessors reach us.
+            return Err(fail(
+                "the state before the event is unknown: none of its prev_events could be had"
+                    .into(),
+            ));
+        }
         let (visibility, accepted) = {
             let engine = self.engine.borrow();
             let engine = engine.as_ref().expect("loaded by the caller");
@@ -496,9 +504,9 @@ impl RoomObject {
 
     /// The states after the event's `prev_events`: from the forward extremities in memory, else
     /// from their state groups in D1, else (a gap `get_missing_events` did not close) from the
-    /// sending server (`missing_state`). Predecessors whose state cannot be had are left out
-    /// (the engine falls back to the current state when none is left). With whether any
-    /// predecessor was missing from our timeline (a gap before the event).
+    /// sending server (`missing_state`). Predecessors whose state cannot be had are left out;
+    /// when none is left, `accept_remote` refuses the event. With whether any predecessor was
+    /// missing from our timeline (a gap before the event).
     async fn prev_states(
         &self,
         db: &Db,

@@ -239,7 +239,10 @@ impl RoomObject {
     }
 
     /// Only the original sender, or someone with the room's redact level, may redact an event
-    /// (the auth rules leave this to the server that applies the redaction).
+    /// (the auth rules leave this to the server that applies the redaction). An event we do not
+    /// hold (another server's, not yet or never sent to us) may be redacted by someone with the
+    /// redact level: the redaction goes to the room's servers, and whoever holds the event
+    /// applies it.
     async fn check_redaction(
         &self,
         db: &Db,
@@ -252,10 +255,8 @@ impl RoomObject {
             .get("redacts")
             .and_then(Value::as_str)
             .ok_or_else(|| MatrixError::bad_json("redacts is required"))?;
-        let original = stored::event_sender(db, room_id.as_str(), target)
-            .await?
-            .ok_or_else(|| MatrixError::not_found("No such event in this room"))?;
-        if original == sender.as_str() {
+        let original = stored::event_sender(db, room_id.as_str(), target).await?;
+        if original.as_deref() == Some(sender.as_str()) {
             return Ok(());
         }
         let engine = self.engine.borrow();
@@ -263,6 +264,10 @@ impl RoomObject {
         let levels = PowerLevels::from_state(engine.state(), engine.version());
         if levels.user_level(sender) >= levels.redact {
             Ok(())
+        } else if original.is_none() {
+            Err(MatrixError::forbidden(
+                "The event is not known here: redacting it needs the room's redact level",
+            ))
         } else {
             Err(MatrixError::forbidden(
                 "You may only redact your own events",

@@ -38,6 +38,8 @@ use crate::storage::Db;
 
 mod backfill;
 mod incoming;
+#[cfg(test)]
+mod join_tests;
 mod local;
 mod membership;
 mod missing_state;

@@ -16,7 +16,7 @@ use crate::rooms::join_job::{
     chunk_events, JoinJob, SendJoinAnswer, Step, JOB_KEY, MAX_CHUNK_BYTES, MAX_STEP_FAILURES,
     WATCHDOG_MS,
 };
-use crate::rooms::remote_join::check_state_and_auth_chain;
+use crate::rooms::remote_join::authorised_part;
 use crate::rooms::resolution::StateMap;
 use crate::rooms::state_groups::{changed_slots, GroupRef};
 use crate::rooms::{Pdu, RoomVersion};
@@ -274,13 +274,36 @@ impl RoomObject {
         let started = now_ms();
         let version = job_version(job)?;
         let raw = self.chunk(index).await?;
+        let room_id = job.join_event["room_id"].as_str().unwrap_or_default();
         let mut memo = (job.at_ts, KeyMemo::default());
         let mut checked = Vec::with_capacity(raw.len());
         for event in raw {
-            let pdu = self
+            // Spec ("Checks performed on receipt of a PDU"): an event that is not a valid PDU
+            // or fails its signature checks is dropped, and only it. Whether the rest is enough
+            // to join is for `finish_join` to say.
+            let claimed = event["event_id"].as_str().map(str::to_owned);
+            let pdu = match self
                 .verified_remote_pdu(db, event, version, &mut memo)
                 .await
-                .map_err(|why| StepError::Verdict(bad_answer(&job.server, why)))?;
+            {
+                Ok(pdu) if pdu.room_id().as_str() == room_id => pdu,
+                Ok(pdu) => {
+                    crate::log_warn!(
+                        "join of {room_id}: dropped {} from {}'s answer: of another room",
+                        pdu.event_id(),
+                        job.server
+                    );
+                    continue;
+                }
+                Err(why) => {
+                    crate::log_warn!(
+                        "join of {room_id}: dropped an event{} from {}'s answer: {why}",
+                        claimed.map(|id| format!(" ({id})")).unwrap_or_default(),
+                        job.server
+                    );
+                    continue;
+                }
+            };
             checked.push(crate::signing::event::into_json(pdu.json().clone()));
         }
         let text = Value::Array(checked).to_string();
@@ -329,12 +352,21 @@ impl RoomObject {
         {
             return Ok(Some(done));
         }
-        let ordered = check_state_and_auth_chain(state.clone(), chain)
+        let checked = authorised_part(state, chain)
             .map_err(|why| StepError::Verdict(bad_answer(&job.server, why)))?;
-        // The state the resident server gave us is the state before our join.
-        let before: StateMap = state
+        for (id, why) in &checked.dropped {
+            crate::log_warn!(
+                "join of {room_id}: rejected {id} of {}'s answer: {why}",
+                job.server
+            );
+        }
+        let ordered = checked.ordered;
+        // The state the resident server gave us is the state before our join, less what failed
+        // the checks (our join is then checked against the rest).
+        let before: StateMap = ordered
             .iter()
-            .filter_map(|p| {
+            .filter(|(_, current)| *current)
+            .filter_map(|(p, _)| {
                 let key = p.state_key()?.to_owned();
                 Some(((p.kind().to_string().into(), key), p.event_id().to_owned()))
             })

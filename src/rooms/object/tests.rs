@@ -470,3 +470,74 @@ fn extremities_are_stored_only_while_the_room_is_forked() {
         assert_eq!(room.extremity_rows().await, 0);
     });
 }
+
+#[test]
+fn an_event_whose_predecessors_cannot_be_had_is_refused_until_they_arrive() {
+    block_on(async {
+        let room = Room::new().await;
+        let depth = room.depth(&room.join).await;
+        let (a_id, a) = room.remote.sign(
+            room.bobs_message("A", &room.join, depth + 1).await,
+            room.version,
+        );
+        let (b_id, b) = room
+            .remote
+            .sign(room.bobs_message("B", &a_id, depth + 2).await, room.version);
+        // remote.test cannot help (get_missing_events, /event and /state all answer 404): the
+        // state before B is unknown, so B is refused, and not kept as judged.
+        let (status, answer) = room
+            .remote
+            .send(&room.server, "txn1", vec![b.clone()])
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        let error = answer["pdus"][&b_id]["error"].as_str().unwrap_or_default();
+        assert!(error.contains("state before the event"), "{answer}");
+        assert_eq!(room.stored_as(&b_id).await, None);
+        assert_eq!(room.forward_extremities().await, vec![room.join.clone()]);
+
+        let (status, answer) = room.remote.send(&room.server, "txn2", vec![a]).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["pdus"][&a_id], json!({}), "{answer}");
+        // B again, now that its predecessor is here: accepted into the timeline after A.
+        let (status, answer) = room.remote.send(&room.server, "txn3", vec![b]).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["pdus"][&b_id], json!({}), "{answer}");
+        assert_eq!(room.stored_as(&b_id).await, Some(0));
+        assert_eq!(room.timeline().await[..2], [b_id.clone(), a_id.clone()]);
+        assert_eq!(room.forward_extremities().await, vec![b_id]);
+    });
+}
+
+#[test]
+fn a_redaction_of_an_event_we_do_not_hold_is_sent_to_the_rooms_servers() {
+    block_on(async {
+        let room = Room::new().await;
+        // An event of remote.test's that never reached us.
+        let target = "$notheld:remote.test";
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/redact/{}/r1",
+            room.room_id,
+            percent_encode(target)
+        );
+        let (status, answer) = room
+            .server
+            .request(
+                "PUT",
+                &path,
+                Some(&room.token),
+                Some(json!({ "reason": "spam" })),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        let redaction = answer["event_id"].as_str().unwrap().to_owned();
+        assert_eq!(room.stored_as(&redaction).await, Some(0));
+        let queued = room.server.recorded.queued.borrow();
+        let sent = queued
+            .iter()
+            .filter(|(to, ..)| to == "remote.test")
+            .flat_map(|(_, pdus, _)| pdus)
+            .find(|p| p["type"] == "m.room.redaction")
+            .expect("the redaction is queued for remote.test");
+        assert_eq!(sent["content"]["redacts"], target);
+    });
+}
