@@ -395,7 +395,16 @@ pub(crate) async fn join(ctx: &Ctx, room_id_or_alias: &str) -> Result<JsonRespon
             "This room has been blocked on this server",
         ));
     }
-    enter(ctx, &room_id, servers, &me, "join", body_reason(ctx)?).await
+    let joined = enter(ctx, &room_id, servers, &me, "join", body_reason(ctx)?).await?;
+    crate::federation::e2ee_out::announce_on_join(
+        ctx,
+        &ctx.db(),
+        me.user_id.as_str(),
+        &me.device_id,
+        room_id.as_str(),
+    )
+    .await;
+    Ok(joined)
 }
 
 /// `POST /knock/{roomIdOrAlias}`: asks to be let into a room whose join rule is `knock` (or
