@@ -119,6 +119,19 @@ pub async fn event(db: &Db, event_id: &str) -> Result<Option<EventRow>, MatrixEr
         .await
 }
 
+/// A membership event of a room this server does not hold (an invite, its rejection or
+/// rescission, a knock): stored out of the timeline, yet the only news of the room its user gets.
+pub async fn out_of_band_membership(
+    db: &Db,
+    event_id: &str,
+) -> Result<Option<EventRow>, MatrixError> {
+    db.row(
+        &format!("{SELECT} WHERE e.event_id = ?1 AND e.outlier = 1 AND e.type = 'm.room.member'"),
+        args![event_id],
+    )
+    .await
+}
+
 /// The room's current state events.
 pub async fn current_state(db: &Db, room_id: &str) -> Result<Vec<EventRow>, MatrixError> {
     db.rows(

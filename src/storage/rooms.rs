@@ -669,6 +669,28 @@ pub async fn invite_state(
 }
 
 /// The sender of the user's current invite to a room, if they are invited.
+/// The pending invite of a user, as `(invite event id, inviter)`: what a rescission of it
+/// must cite and come from.
+pub async fn pending_invite(
+    db: &Db,
+    room_id: &str,
+    user_id: &str,
+) -> Result<Option<(String, String)>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        event_id: String,
+        sender: String,
+    }
+    Ok(db
+        .row::<Row>(
+            "SELECT m.event_id, e.sender FROM memberships m JOIN events e ON e.event_id = m.event_id
+             WHERE m.room_id = ?1 AND m.user_id = ?2 AND m.membership = 'invite'",
+            args![room_id, user_id],
+        )
+        .await?
+        .map(|r| (r.event_id, r.sender)))
+}
+
 pub async fn inviter(db: &Db, room_id: &str, user_id: &str) -> Result<Option<String>, MatrixError> {
     #[derive(Deserialize)]
     struct Row {

@@ -70,6 +70,9 @@ impl RoomObject {
         let db = Db::new(&self.platform);
         self.ensure_engine(&db, &room_id).await?;
         let config = self.platform.config()?;
+        if membership_reply.is_none() && !self.resident(&config.server_name) {
+            return self.out_of_band(&db, &room_id, origin, pdus).await;
+        }
         let mut results = serde_json::Map::new();
         let mut reply = Value::Null;
         // send_join's event as we accepted it: with our signature when we authorised it.
