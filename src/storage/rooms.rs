@@ -213,6 +213,8 @@ pub struct EventWrite<'a> {
     pub stored_as: StoredAs,
     /// The group holding the state after the event, when it has one.
     pub state_group: Option<&'a str>,
+    /// The state event this one replaced in the state before it (`unsigned.prev_content`).
+    pub replaces_state: Option<&'a str>,
 }
 
 impl<'a> EventWrite<'a> {
@@ -225,6 +227,7 @@ impl<'a> EventWrite<'a> {
             transaction: None,
             stored_as: StoredAs::Outlier,
             state_group: None,
+            replaces_state: None,
         }
     }
 }
@@ -488,8 +491,8 @@ fn event_statements(db: &Db, w: &EventWrite<'_>) -> Vec<crate::platform::Stateme
     let mut statements = vec![db.stmt(
         &format!("{insert} INTO events (event_id, room_id, type, state_key, sender, origin_server_ts, depth,
             pdu, history_visibility, membership, relates_to, rel_type, txn_user, txn_device, txn_id, outlier,
-            state_group)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
+            state_group, replaces_state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
         args![
             event_id,
             room_id,
@@ -508,6 +511,7 @@ fn event_statements(db: &Db, w: &EventWrite<'_>) -> Vec<crate::platform::Stateme
             txn_id,
             w.stored_as as i64,
             w.state_group,
+            w.replaces_state,
         ],
     )];
     if w.stored_as == StoredAs::Timeline {

@@ -23,6 +23,10 @@
 //!
 //! A PDU dropped or rejected at steps 1 to 5 is logged and recorded (`refused`), never stored as
 //! part of the room nor served.
+//!
+//! Before all this: a room none of our users is joined to is not followed, and its PDUs are
+//! dropped, except an inviter's withdrawal of our user's invite (`out_of_band`,
+//! rooms/object/membership.rs).
 
 use std::sync::Arc;
 
