@@ -140,3 +140,9 @@ def test_a_direct_invite_to_synapse_is_checked_against_its_redacted_form(federat
     assert invite and invite[0]["content"].get("is_direct") is True
     bob.join(room_id, via=[federation_pair.our_name])
     alice.wait(lambda c: c.saw_membership(room_id, bob.user_id, "join"), "bob's join")
+    # The join replaced the invite: our clients see what it was (unsigned.prev_content).
+    join = next(e for e in alice.timeline(room_id) if e["type"] == "m.room.member"
+                and e["state_key"] == bob.user_id and e["content"]["membership"] == "join")
+    assert join["unsigned"]["prev_content"]["membership"] == "invite", join
+    assert join["unsigned"]["prev_content"]["is_direct"] is True, join
+    assert join["unsigned"]["prev_sender"] == alice.user_id, join
