@@ -580,3 +580,293 @@ fn a_resync_that_brings_new_keys_shows_in_the_delta_of_those_sharing_a_room() {
         assert_eq!(changed_for_alice(&db, &since).await, [DAVE]);
     })
 }
+
+#[test]
+fn rooms_shared_with_remote_users_decide_who_hears_of_device_changes() {
+    run(async {
+        let (_server, db) = setup();
+        let mut room = Room::create(&db, "one", ALICE, None).await;
+        room.join(&db, DAVE).await;
+        room.join(&db, "@erin:other.example").await;
+        assert!(e2ee_remote::shares_room_with_local(&db, DAVE, "test.local")
+            .await
+            .unwrap());
+        assert!(
+            !e2ee_remote::shares_room_with_local(&db, "@zed:remote.example", "test.local")
+                .await
+                .unwrap()
+        );
+        let mut servers = e2ee_remote::servers_sharing_rooms(&db, ALICE, "test.local")
+            .await
+            .unwrap();
+        servers.sort();
+        assert_eq!(servers, ["other.example", "remote.example"]);
+        assert!(e2ee_remote::servers_sharing_rooms(&db, BOB, "test.local")
+            .await
+            .unwrap()
+            .is_empty());
+    })
+}
+
+#[test]
+fn the_sent_device_list_position_is_taken_once_per_change() {
+    run(async {
+        let (_server, db) = setup();
+        assert_eq!(e2ee_remote::local_stream_id(&db, ALICE).await.unwrap(), 0);
+        assert_eq!(
+            e2ee_remote::take_sent_position(&db, ALICE).await.unwrap(),
+            (None, None)
+        );
+        e2ee::upload(&db, ALICE, "DEV", Some("{}"), &[], &[])
+            .await
+            .unwrap();
+        let first = e2ee_remote::local_stream_id(&db, ALICE).await.unwrap();
+        assert_eq!(
+            e2ee_remote::take_sent_position(&db, ALICE).await.unwrap(),
+            (Some(first), None)
+        );
+        e2ee::upload(&db, ALICE, "DEV", Some("{\"v\":2}"), &[], &[])
+            .await
+            .unwrap();
+        let second = e2ee_remote::local_stream_id(&db, ALICE).await.unwrap();
+        assert_eq!(
+            e2ee_remote::take_sent_position(&db, ALICE).await.unwrap(),
+            (Some(second), Some(first))
+        );
+        assert_eq!(
+            e2ee_remote::take_sent_position(&db, ALICE).await.unwrap(),
+            (Some(second), Some(second))
+        );
+    })
+}
+
+#[test]
+fn to_device_messages_from_other_servers_reach_known_devices() {
+    run(async {
+        let (_server, db) = setup();
+        user(&db, ALICE).await;
+        login(&db, ALICE, "LAPTOP").await;
+        let messages = [
+            json!([ALICE, "*", { "n": 1 }]),
+            json!([BOB, "*", { "n": 2 }]),
+        ];
+        assert_eq!(
+            e2ee_remote::deliver_to_device(&db, DAVE, "m.test", &messages)
+                .await
+                .unwrap(),
+            2
+        );
+        let inbox = e2ee::to_device_inbox(&db, ALICE, "LAPTOP", 0, u64::MAX, 10)
+            .await
+            .unwrap();
+        assert_eq!(inbox.len(), 1);
+        assert_eq!(inbox[0].sender, DAVE);
+        assert_eq!(
+            e2ee_remote::deliver_to_device(&db, DAVE, "m.test", &[])
+                .await
+                .unwrap(),
+            0
+        );
+    })
+}
+
+// --- key backup -----------------------------------------------------------------------------
+
+fn session(room: &str, id: &str, index: u64, forwarded: u64, verified: bool) -> SessionKey {
+    SessionKey {
+        room_id: room.to_owned(),
+        session_id: id.to_owned(),
+        data: KeyBackupData {
+            first_message_index: index,
+            forwarded_count: forwarded,
+            is_verified: verified,
+            session_data: json!({ "index": index, "verified": verified }),
+        },
+    }
+}
+
+#[test]
+fn backup_versions_are_per_user_and_the_latest_is_the_default() {
+    run(async {
+        let (_server, db) = setup();
+        let v1 = e2ee_backup::create_version(&db, ALICE, "m.megolm_backup.v1", "{}")
+            .await
+            .unwrap();
+        let v2 = e2ee_backup::create_version(&db, ALICE, "m.megolm_backup.v1", r#"{"a":2}"#)
+            .await
+            .unwrap();
+        let bob = e2ee_backup::create_version(&db, BOB, "m.megolm_backup.v1", "{}")
+            .await
+            .unwrap();
+        assert!(v2 > v1);
+        let latest = e2ee_backup::version(&db, ALICE, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (latest.version, latest.auth_data.as_str(), latest.count),
+            (v2, r#"{"a":2}"#, 0)
+        );
+        assert!(e2ee_backup::version(&db, ALICE, Some(bob))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(e2ee_backup::update_version(&db, ALICE, v1, r#"{"a":1}"#)
+            .await
+            .unwrap());
+        assert!(!e2ee_backup::update_version(&db, BOB, v1, "{}")
+            .await
+            .unwrap());
+        let first = e2ee_backup::version(&db, ALICE, Some(v1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.auth_data, r#"{"a":1}"#);
+        // Deleting is for the owner only, and the latest is the one before afterwards.
+        assert!(!e2ee_backup::delete_version(&db, BOB, v2).await.unwrap());
+        assert!(e2ee_backup::delete_version(&db, ALICE, v2).await.unwrap());
+        assert!(!e2ee_backup::delete_version(&db, ALICE, v2).await.unwrap());
+        assert!(e2ee_backup::version(&db, ALICE, Some(v2))
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            e2ee_backup::version(&db, ALICE, None)
+                .await
+                .unwrap()
+                .unwrap()
+                .version,
+            v1
+        );
+        assert!(!e2ee_backup::update_version(&db, ALICE, v2, "{}")
+            .await
+            .unwrap());
+    })
+}
+
+async fn etag(db: &crate::storage::Db, version: i64) -> i64 {
+    e2ee_backup::version(db, ALICE, Some(version))
+        .await
+        .unwrap()
+        .unwrap()
+        .etag
+}
+
+#[test]
+fn backed_up_keys_keep_the_better_key_and_every_change_moves_the_etag() {
+    run(async {
+        let (_server, db) = setup();
+        let v = e2ee_backup::create_version(&db, ALICE, "m.megolm_backup.v1", "{}")
+            .await
+            .unwrap();
+        let start = etag(&db, v).await;
+        e2ee_backup::put_keys(
+            &db,
+            v,
+            &[
+                session("!r", "s1", 5, 1, false),
+                session("!r", "s2", 0, 0, false),
+            ],
+        )
+        .await
+        .unwrap();
+        assert!(etag(&db, v).await > start);
+        // Worse keys are ignored; a better one (verified, then lower index, then fewer forwards)
+        // replaces the stored one.
+        e2ee_backup::put_keys(&db, v, &[session("!r", "s1", 9, 0, false)])
+            .await
+            .unwrap();
+        e2ee_backup::put_keys(&db, v, &[session("!r", "s2", 0, 0, false)])
+            .await
+            .unwrap();
+        let s1 = &e2ee_backup::keys(&db, v, Some("!r"), Some("s1"))
+            .await
+            .unwrap()[0];
+        assert_eq!((s1.first_message_index, s1.forwarded_count), (5, 1));
+        e2ee_backup::put_keys(&db, v, &[session("!r", "s1", 5, 0, false)])
+            .await
+            .unwrap();
+        let s1 = &e2ee_backup::keys(&db, v, Some("!r"), Some("s1"))
+            .await
+            .unwrap()[0];
+        assert_eq!((s1.first_message_index, s1.forwarded_count), (5, 0));
+        e2ee_backup::put_keys(&db, v, &[session("!r", "s1", 20, 3, true)])
+            .await
+            .unwrap();
+        let s1 = &e2ee_backup::keys(&db, v, Some("!r"), Some("s1"))
+            .await
+            .unwrap()[0];
+        assert_eq!((s1.first_message_index, s1.is_verified), (20, 1));
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&s1.session_data).unwrap(),
+            json!({ "index": 20, "verified": true })
+        );
+        e2ee_backup::put_keys(&db, v, &[session("!r", "s1", 0, 0, false)])
+            .await
+            .unwrap();
+        let s1 = &e2ee_backup::keys(&db, v, Some("!r"), Some("s1"))
+            .await
+            .unwrap()[0];
+        assert_eq!(
+            s1.is_verified, 1,
+            "an unverified key never replaces a verified one"
+        );
+        e2ee_backup::put_keys(&db, v, &[session("!other", "s3", 0, 0, false)])
+            .await
+            .unwrap();
+        assert_eq!(
+            e2ee_backup::keys(&db, v, None, None).await.unwrap().len(),
+            3
+        );
+        assert_eq!(
+            e2ee_backup::keys(&db, v, Some("!r"), None)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            e2ee_backup::version(&db, ALICE, Some(v))
+                .await
+                .unwrap()
+                .unwrap()
+                .count,
+            3
+        );
+        let before_delete = etag(&db, v).await;
+        e2ee_backup::delete_keys(&db, v, Some("!r"), Some("s2"))
+            .await
+            .unwrap();
+        assert!(etag(&db, v).await > before_delete);
+        assert_eq!(
+            e2ee_backup::keys(&db, v, Some("!r"), None)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        e2ee_backup::delete_keys(&db, v, None, None).await.unwrap();
+        assert!(e2ee_backup::keys(&db, v, None, None)
+            .await
+            .unwrap()
+            .is_empty());
+    })
+}
+
+#[test]
+fn deleting_a_backup_version_deletes_its_keys() {
+    run(async {
+        let (_server, db) = setup();
+        let v = e2ee_backup::create_version(&db, ALICE, "m.megolm_backup.v1", "{}")
+            .await
+            .unwrap();
+        e2ee_backup::put_keys(&db, v, &[session("!r", "s1", 0, 0, false)])
+            .await
+            .unwrap();
+        assert!(e2ee_backup::delete_version(&db, ALICE, v).await.unwrap());
+        assert!(e2ee_backup::keys(&db, v, None, None)
+            .await
+            .unwrap()
+            .is_empty());
+    })
+}
