@@ -3,10 +3,11 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::device_keys::announce_device_change;
+use super::device_keys::{announce_device_change, wake_room_members};
 use super::uia::authenticate;
 use crate::accounts::uia::Purpose;
 use crate::api::request::{Ctx, Requester};
+use crate::federation::e2ee_out;
 use crate::http::{JsonResponse, MatrixError};
 use crate::storage::accounts::{self, DeviceRow};
 
@@ -51,15 +52,24 @@ pub(crate) async fn update(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         display_name: Option<String>,
     }
     let body: Body = ctx.json()?;
-    if !accounts::rename_device(
-        &ctx.db(),
+    let db = ctx.db();
+    let device = ctx.param("deviceId");
+    let (exists, renamed) = accounts::rename_device(
+        &db,
         me.user_id.as_str(),
-        ctx.param("deviceId"),
+        device,
         body.display_name.as_deref(),
     )
-    .await?
-    {
+    .await?;
+    if !exists {
         return Err(MatrixError::not_found("No such device"));
+    }
+    if renamed {
+        // Others see the name (in /keys/query): local room members are woken, other servers
+        // get an update carrying the device's keys with the new name.
+        let user = me.user_id.as_str();
+        wake_room_members(ctx, &db, &[user]).await;
+        e2ee_out::announce_device_list(ctx, &db, user, Some(device)).await;
     }
     Ok(JsonResponse::ok(json!({})))
 }

@@ -413,6 +413,14 @@ pub(crate) async fn join(ctx: &Ctx, room_id_or_alias: &str) -> Result<JsonRespon
     }
     let joined = enter(ctx, &room_id, servers, &me, "join", body_reason(ctx)?).await?;
     super::push::carry_over_on_join(ctx, &me.user_id, &room_id).await;
+    crate::federation::e2ee_out::announce_on_join(
+        ctx,
+        &ctx.db(),
+        me.user_id.as_str(),
+        &me.device_id,
+        room_id.as_str(),
+    )
+    .await;
     Ok(joined)
 }
 

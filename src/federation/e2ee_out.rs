@@ -164,15 +164,18 @@ async fn try_announce_device_list(
         Some(device) => {
             let answer = stored_keys(db, &[(user, device)], &[user], "").await?;
             let keys = &answer["device_keys"][user][device];
+            let row = accounts::devices(db, user)
+                .await?
+                .into_iter()
+                .find(|d| d.device_id == device);
             content["device_id"] = json!(device);
+            // A device without keys yet still exists: only a removed one is `deleted`.
+            content["deleted"] = json!(row.is_none());
+            if let Some(name) = row.and_then(|d| d.display_name) {
+                content["device_display_name"] = json!(name);
+            }
             if keys.is_object() {
                 content["keys"] = keys.clone();
-                if let Some(name) = keys["unsigned"]["device_display_name"].as_str() {
-                    content["device_display_name"] = json!(name);
-                }
-                content["deleted"] = json!(false);
-            } else {
-                content["deleted"] = json!(true);
             }
             if let Some(sent) = sent.filter(|s| *s < stream_id) {
                 content["prev_id"] = json!([sent]);
@@ -188,6 +191,41 @@ async fn try_announce_device_list(
     let edu = json!({ "edu_type": "m.device_list_update", "content": content });
     enqueue_everywhere(&ctx.platform, &servers, edu).await;
     Ok(())
+}
+
+/// Our `user` just joined `room_id`: its other servers may not have heard of the user's devices
+/// (spec: device list updates are due "when that user joins a room which contains servers which
+/// are not already receiving updates"). Each gets one update about the joining device, with no
+/// `prev_id`: a server new to the user fetches the whole list with `user/devices`, and one that
+/// already follows it has seen this position and ignores it.
+pub(crate) async fn announce_on_join(ctx: &Ctx, db: &Db, user: &str, device: &str, room_id: &str) {
+    let result = async {
+        let us = ctx.config.server_name.as_str();
+        let servers = crate::storage::sync::remote_servers(db, room_id, us).await?;
+        if servers.is_empty() {
+            return Ok::<_, crate::http::MatrixError>(());
+        }
+        let stream_id = e2ee_remote::local_stream_id(db, user).await?;
+        let answer = stored_keys(db, &[(user, device)], &[user], "").await?;
+        let keys = &answer["device_keys"][user][device];
+        let mut content = json!({
+            "user_id": user,
+            "device_id": device,
+            "stream_id": stream_id,
+            "prev_id": [],
+            "deleted": false,
+        });
+        if keys.is_object() {
+            content["keys"] = keys.clone();
+        }
+        let edu = json!({ "edu_type": "m.device_list_update", "content": content });
+        enqueue_everywhere(&ctx.platform, &servers, edu).await;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        crate::log_error!("device list update for {user} joining {room_id} not sent: {e}");
+    }
 }
 
 /// Tells every server sharing a room with our `user` about its new master and self-signing keys.

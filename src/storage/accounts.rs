@@ -278,21 +278,33 @@ pub async fn devices(db: &Db, user_id: &str) -> Result<Vec<DeviceRow>, MatrixErr
     .await
 }
 
+/// Renames a device; returns whether it exists and whether its name changed (then the user's
+/// device list changed too: other users see device names, so the change is recorded in the
+/// same batch).
 pub async fn rename_device(
     db: &Db,
     user_id: &str,
     device_id: &str,
     name: Option<&str>,
-) -> Result<bool, MatrixError> {
-    Ok(db
-        .run(
-            // Spec: without a display_name the name is unchanged.
+) -> Result<(bool, bool), MatrixError> {
+    let statements = vec![
+        // Before the update, so it sees the old name.
+        db.stmt(
+            "INSERT OR REPLACE INTO e2e_device_list_changes (user_id) SELECT ?1 WHERE EXISTS
+               (SELECT 1 FROM devices WHERE user_id = ?1 AND device_id = ?2
+                  AND ?3 IS NOT NULL AND display_name IS NOT ?3)",
+            args![user_id, device_id, name],
+        ),
+        // Spec: without a display_name the name is unchanged.
+        db.stmt(
             "UPDATE devices SET display_name = COALESCE(?3, display_name)
              WHERE user_id = ?1 AND device_id = ?2",
             args![user_id, device_id, name],
-        )
-        .await?
-        > 0)
+        ),
+    ];
+    let results = db.batch(statements).await?;
+    let changes = |i: usize| results.get(i).map_or(0, |r| r.changes);
+    Ok((changes(1) > 0, changes(0) > 0))
 }
 
 pub async fn deactivate(db: &Db, user_id: &str) -> Result<(), MatrixError> {

@@ -317,7 +317,7 @@ async fn claim(
 /// Users whose device lists changed between two positions, as the requester sees them: the
 /// users who share a room with `user_id` (and the user itself), plus everyone who joined a
 /// room of the user, or whose room the user joined, in the gap (a new member's devices are new
-/// to the others); `left`: users who stopped sharing any room with the user in the gap.
+/// to the others; a room the user joined lists the user too, for its other devices); `left`: users who stopped sharing any room with the user in the gap.
 /// One query, whatever the number of rooms.
 pub async fn device_list_delta(
     db: &Db,
@@ -340,7 +340,8 @@ pub async fn device_list_delta(
                  AND (c.user_id = ?1 OR c.user_id IN (SELECT user_id FROM shared))
              UNION
              SELECT 'changed' AS kind, m.user_id FROM memberships m JOIN mine ON mine.room_id = m.room_id
-               WHERE m.membership = 'join' AND m.user_id != ?1 AND m.stream_ordering <= ?5
+               WHERE m.membership = 'join' AND m.stream_ordering <= ?5
+                 AND (m.user_id != ?1 OR mine.stream_ordering > ?4)
                  AND (m.stream_ordering > ?4 OR mine.stream_ordering > ?4)
              UNION
              SELECT 'left' AS kind, m.user_id FROM memberships m

@@ -48,10 +48,35 @@ pub async fn remote_stream_id(db: &Db, user_id: &str) -> Result<Option<i64>, Mat
         .and_then(|r| r.stream_id))
 }
 
+/// The keys we hold of a remote user, as sorted `(device id or key type, json)`: what a resync
+/// compares its answer with.
+async fn cached_keys(db: &Db, user_id: &str) -> Result<Vec<(String, String)>, MatrixError> {
+    #[derive(Deserialize)]
+    struct KeyRow {
+        id: String,
+        key_json: String,
+    }
+    let mut keys: Vec<(String, String)> = db
+        .rows::<KeyRow>(
+            "SELECT 'device:' || device_id AS id, key_json FROM e2e_device_keys WHERE user_id = ?1
+             UNION ALL
+             SELECT 'cross:' || key_type AS id, key_json FROM e2e_cross_signing_keys
+               WHERE user_id = ?1 AND key_type != 'user_signing'",
+            args![user_id],
+        )
+        .await?
+        .into_iter()
+        .map(|r| (r.id, r.key_json))
+        .collect();
+    keys.sort();
+    Ok(keys)
+}
+
 /// A remote user's whole device list, as a resync fetched it: replaces every cached device and
-/// the master and self-signing keys, moves the user's position to `stream_id` and records a
-/// device-list change, in one batch. `devices` are `(device id, key json)`,
-/// `cross` `(key type, public key, key json)`.
+/// the master and self-signing keys and moves the user's position to `stream_id`, in one batch,
+/// which records a device-list change only when the keys differ from those we held (the first
+/// resync of a user without keys, or one that finds what we had, is no news to our users).
+/// `devices` are `(device id, key json)`, `cross` `(key type, public key, key json)`.
 pub async fn replace_remote_devices(
     db: &Db,
     user_id: &str,
@@ -59,6 +84,17 @@ pub async fn replace_remote_devices(
     devices: &[(String, String)],
     cross: &[(&str, String, String)],
 ) -> Result<(), MatrixError> {
+    let mut fetched: Vec<(String, String)> = devices
+        .iter()
+        .map(|(device, keys)| (format!("device:{device}"), keys.clone()))
+        .chain(
+            cross
+                .iter()
+                .map(|(kind, _, keys)| (format!("cross:{kind}"), keys.clone())),
+        )
+        .collect();
+    fetched.sort();
+    let changed = cached_keys(db, user_id).await? != fetched;
     let list = json!(devices).to_string();
     let mut statements = vec![
         db.stmt("DELETE FROM e2e_device_keys WHERE user_id = ?1", args![user_id]),
@@ -83,7 +119,9 @@ pub async fn replace_remote_devices(
         "INSERT OR REPLACE INTO e2e_remote_device_lists (user_id, stream_id) VALUES (?1, ?2)",
         args![user_id, stream_id],
     ));
-    statements.push(db.stmt(DEVICE_LIST_CHANGED, args![user_id]));
+    if changed {
+        statements.push(db.stmt(DEVICE_LIST_CHANGED, args![user_id]));
+    }
     db.batch(statements).await.map(|_| ())
 }
 

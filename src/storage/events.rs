@@ -29,13 +29,24 @@ pub struct EventRow {
     /// `content.m.relates_to.rel_type`, for filters on relations.
     #[serde(default)]
     pub rel_type: Option<String>,
+    /// The state event this one replaced, with its content (JSON text) and sender.
+    #[serde(default)]
+    pub replaces_state: Option<String>,
+    #[serde(default)]
+    pub prev_content: Option<String>,
+    #[serde(default)]
+    pub prev_sender: Option<String>,
 }
 
 /// The columns of an `EventRow`, from `events e` and its redaction `r` (see `SELECT`).
 macro_rules! event_columns {
     () => {
         "e.stream_ordering, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.pdu,
-        e.history_visibility, e.txn_user, e.txn_device, e.txn_id, r.pdu AS redaction, e.rel_type"
+        e.history_visibility, e.txn_user, e.txn_device, e.txn_id, r.pdu AS redaction, e.rel_type,
+        e.replaces_state,
+        (SELECT json_extract(p.pdu, '$.content') FROM events p WHERE p.event_id = e.replaces_state)
+          AS prev_content,
+        (SELECT p.sender FROM events p WHERE p.event_id = e.replaces_state) AS prev_sender"
     };
 }
 
@@ -52,7 +63,7 @@ impl EventRow {
     pub fn to_client(&self, version: RoomVersion, reader: &str, device: &str) -> serde_json::Value {
         let own =
             self.txn_user.as_deref() == Some(reader) && self.txn_device.as_deref() == Some(device);
-        client_event(
+        let mut event = client_event(
             &StoredEvent {
                 pdu: &self.pdu,
                 event_id: &self.event_id,
@@ -62,7 +73,22 @@ impl EventRow {
             },
             version,
             now_ms(),
-        )
+        );
+        // The spec's `unsigned` of a state event: what it replaced.
+        if let (Some(replaced), Some(content)) = (&self.replaces_state, &self.prev_content) {
+            if let Ok(content) = serde_json::from_str::<serde_json::Value>(content) {
+                let unsigned = &mut event["unsigned"];
+                if !unsigned.is_object() {
+                    *unsigned = serde_json::json!({});
+                }
+                unsigned["replaces_state"] = serde_json::json!(replaced);
+                unsigned["prev_content"] = content;
+                if let Some(sender) = &self.prev_sender {
+                    unsigned["prev_sender"] = serde_json::json!(sender);
+                }
+            }
+        }
+        event
     }
 
     /// The position of an event this server saw arrive (backfilled ones count as 0: before
@@ -117,6 +143,19 @@ pub async fn timeline_forwards(
 pub async fn event(db: &Db, event_id: &str) -> Result<Option<EventRow>, MatrixError> {
     db.row(&format!("{SELECT} WHERE e.event_id = ?1"), args![event_id])
         .await
+}
+
+/// A membership event of a room this server does not hold (an invite, its rejection or
+/// rescission, a knock): stored out of the timeline, yet the only news of the room its user gets.
+pub async fn out_of_band_membership(
+    db: &Db,
+    event_id: &str,
+) -> Result<Option<EventRow>, MatrixError> {
+    db.row(
+        &format!("{SELECT} WHERE e.event_id = ?1 AND e.outlier = 1 AND e.type = 'm.room.member'"),
+        args![event_id],
+    )
+    .await
 }
 
 /// The room's current state events.

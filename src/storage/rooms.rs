@@ -213,6 +213,8 @@ pub struct EventWrite<'a> {
     pub stored_as: StoredAs,
     /// The group holding the state after the event, when it has one.
     pub state_group: Option<&'a str>,
+    /// The state event this one replaced in the state before it (`unsigned.prev_content`).
+    pub replaces_state: Option<&'a str>,
 }
 
 impl<'a> EventWrite<'a> {
@@ -238,6 +240,7 @@ impl<'a> EventWrite<'a> {
             transaction: None,
             stored_as: StoredAs::Outlier,
             state_group: None,
+            replaces_state: None,
         }
     }
 }
@@ -511,8 +514,8 @@ fn event_statements(db: &Db, w: &EventWrite<'_>) -> Vec<crate::platform::Stateme
     let mut statements = vec![db.stmt(
         &format!("{insert} INTO events (event_id, room_id, type, state_key, sender, origin_server_ts, depth,
             pdu, history_visibility, membership, relates_to, rel_type, txn_user, txn_device, txn_id, outlier,
-            state_group)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
+            state_group, replaces_state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
         args![
             event_id,
             room_id,
@@ -531,6 +534,7 @@ fn event_statements(db: &Db, w: &EventWrite<'_>) -> Vec<crate::platform::Stateme
             txn_id,
             w.stored_as as i64,
             w.state_group,
+            w.replaces_state,
         ],
     )];
     if w.stored_as == StoredAs::Timeline {
@@ -710,6 +714,28 @@ pub async fn invite_state(
 }
 
 /// The sender of the user's current invite to a room, if they are invited.
+/// The pending invite of a user, as `(invite event id, inviter)`: what a rescission of it
+/// must cite and come from.
+pub async fn pending_invite(
+    db: &Db,
+    room_id: &str,
+    user_id: &str,
+) -> Result<Option<(String, String)>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        event_id: String,
+        sender: String,
+    }
+    Ok(db
+        .row::<Row>(
+            "SELECT m.event_id, e.sender FROM memberships m JOIN events e ON e.event_id = m.event_id
+             WHERE m.room_id = ?1 AND m.user_id = ?2 AND m.membership = 'invite'",
+            args![room_id, user_id],
+        )
+        .await?
+        .map(|r| (r.event_id, r.sender)))
+}
+
 pub async fn inviter(db: &Db, room_id: &str, user_id: &str) -> Result<Option<String>, MatrixError> {
     #[derive(Deserialize)]
     struct Row {

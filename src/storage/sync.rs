@@ -51,6 +51,8 @@ pub async fn current_position(db: &Db) -> Result<StreamPosition, MatrixError> {
 pub struct MembershipRow {
     pub room_id: String,
     pub membership: String,
+    /// The membership event.
+    pub event_id: String,
     pub stream_ordering: i64,
     pub room_version: String,
 }
@@ -64,7 +66,7 @@ pub async fn memberships(
     since: Option<u64>,
 ) -> Result<Vec<MembershipRow>, MatrixError> {
     db.rows(
-        "SELECT m.room_id, m.membership, m.stream_ordering, r.room_version
+        "SELECT m.room_id, m.membership, m.event_id, m.stream_ordering, r.room_version
          FROM memberships m JOIN rooms r ON r.room_id = m.room_id
          WHERE m.user_id = ?1 AND (m.forgotten = 0 OR m.stream_ordering > ?2)",
         args![user_id, since.unwrap_or(u64::MAX)],

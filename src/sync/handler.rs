@@ -753,7 +753,7 @@ async fn left_room(
         history: events::membership_history(db, &m.room_id, me.user_id.as_str()).await?,
     };
     let left_at = m.stream_ordering as u64;
-    let (timeline_rows, limited, start) = timeline(
+    let (mut timeline_rows, limited, start) = timeline(
         db,
         &m.room_id,
         &access,
@@ -762,6 +762,12 @@ async fn left_room(
         left_at,
     )
     .await?;
+    if timeline_rows.is_empty() {
+        // A rejected or rescinded invite of a room we never held: the leave is all there is.
+        if let Some(row) = events::out_of_band_membership(db, &m.event_id).await? {
+            timeline_rows.push(row);
+        }
+    }
     let state_rows = if limited || from.events == 0 {
         events::state_at(db, &m.room_id, start).await?
     } else {

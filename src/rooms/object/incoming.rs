@@ -23,6 +23,10 @@
 //!
 //! A PDU dropped or rejected at steps 1 to 5 is logged and recorded (`refused`), never stored as
 //! part of the room nor served.
+//!
+//! Before all this: a room none of our users is joined to is not followed, and its PDUs are
+//! dropped, except an inviter's withdrawal of our user's invite (`out_of_band`,
+//! rooms/object/membership.rs).
 
 use std::sync::Arc;
 
@@ -70,6 +74,9 @@ impl RoomObject {
         let db = Db::new(&self.platform);
         self.ensure_engine(&db, &room_id).await?;
         let config = self.platform.config()?;
+        if membership_reply.is_none() && !self.resident(&config.server_name) {
+            return self.out_of_band(&db, &room_id, origin, pdus).await;
+        }
         let mut results = serde_json::Map::new();
         let mut reply = Value::Null;
         // send_join's event as we accepted it: with our signature when we authorised it.

@@ -347,13 +347,26 @@ impl RoomObject {
             own.insert(ours.current.key_id(), key);
         }
         map.insert(config.server_name.to_string(), own);
-        ruma::signatures::verify_json(&map, &object).map_err(|e| {
+        // Event signatures cover the redacted form (content a redaction drops, such as an
+        // invite's `is_direct`, is covered by the content hash instead, checked next).
+        let bad = |e: String| {
             MatrixError::new(
                 502,
                 ErrorCode::Unknown,
                 format!("the invitee's server did not sign the invite: {e}"),
             )
-        })?;
+        };
+        let rules = version.rules();
+        let redacted = ruma::canonical_json::redact(object.clone(), &rules.redaction, None)
+            .map_err(|e| bad(e.to_string()))?;
+        ruma::signatures::verify_json(&map, &redacted).map_err(|e| bad(e.to_string()))?;
+        match ruma::signatures::verify_event(&map, &object, &rules) {
+            Ok(ruma::signatures::Verified::All) => {}
+            Ok(ruma::signatures::Verified::Signatures) => {
+                return Err(bad("the content no longer matches its hash".into()))
+            }
+            Err(e) => return Err(bad(e.to_string())),
+        }
         Ok(Arc::new(signed))
     }
 }

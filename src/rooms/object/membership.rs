@@ -313,12 +313,131 @@ impl RoomObject {
         let pdu =
             Pdu::from_json(object, version).map_err(|e| MatrixError::bad_json(e.to_string()))?;
         let invitee = pdu.state_key().unwrap_or_default().to_owned();
+        let config = self.platform.config()?;
+        if stored::room_version(&db, room_id.as_str()).await?.is_some() {
+            self.ensure_engine(&db, &room_id).await?;
+            if self.resident(&config.server_name) {
+                // A room we are in: the invite reaches us again as a PDU of the room, and
+                // enters its graph then. Kept as an outlier now, it would be taken for already
+                // accepted and never join the graph, and our next event would cite the state
+                // before it (so the invitee's join would be refused as uninvited).
+                return Ok(json!({}));
+            }
+        }
         persist_outlier_membership(&db, &room_id, &pdu, version).await?;
         let state = serde_json::to_string(&invite_state).unwrap_or_else(|_| "[]".into());
         stored::save_invite_state(&db, room_id.as_str(), &invitee, &state).await?;
         *self.engine.borrow_mut() = None;
         self.platform.wakeups.notify(vec![invitee]).await;
         Ok(json!({}))
+    }
+}
+
+impl RoomObject {
+    /// Whether a user of ours is joined to the room: only then does this server follow the
+    /// room's graph (the engine must be loaded).
+    pub(super) fn resident(&self, us: &ServerName) -> bool {
+        let engine = self.engine.borrow();
+        engine.as_ref().is_some_and(|engine| {
+            engine.state().events().any(|e| {
+                e.kind().to_string() == "m.room.member"
+                    && membership_of(e).as_deref() == Some("join")
+                    && e.state_key()
+                        .and_then(|k| UserId::parse(k).ok())
+                        .is_some_and(|u| u.server_name() == us)
+            })
+        })
+    }
+
+    /// PDUs of a room none of our users is in. We do not follow its graph, so they are
+    /// dropped, except the one event the invitee's server needs: the inviter withdrawing a
+    /// pending invite of our user (a leave from the inviter's server, sent by the inviter, citing
+    /// the invite among its auth events). The protocol gives no way to authorise a kick by
+    /// anyone else, so only the inviter's own rescission is taken.
+    pub(super) async fn out_of_band(
+        &self,
+        db: &Db,
+        room_id: &OwnedRoomId,
+        origin: &str,
+        pdus: Vec<Value>,
+    ) -> Result<Value, MatrixError> {
+        let version = stored::room_version(db, room_id.as_str())
+            .await?
+            .ok_or_else(|| MatrixError::not_found("Unknown room"))?;
+        let mut results = serde_json::Map::new();
+        for raw in pdus {
+            let Ok(object) = crate::signing::to_canonical_object(raw) else {
+                continue;
+            };
+            let Ok(pdu) = Pdu::from_json(object.clone(), version) else {
+                continue;
+            };
+            let outcome = match self
+                .rescission(db, room_id, origin, &pdu, object, version)
+                .await
+            {
+                Ok(()) => json!({}),
+                Err(why) => {
+                    crate::log_info!(
+                        "PDU {} from {origin} in {room_id} ignored: {why}",
+                        pdu.event_id()
+                    );
+                    json!({ "error": why })
+                }
+            };
+            results.insert(pdu.event_id().to_string(), outcome);
+        }
+        Ok(json!({ "pdus": results }))
+    }
+
+    /// Takes `pdu` if it rescinds a pending invite of one of our users (see `out_of_band`).
+    async fn rescission(
+        &self,
+        db: &Db,
+        room_id: &OwnedRoomId,
+        origin: &str,
+        pdu: &Pdu,
+        object: ruma::CanonicalJsonObject,
+        version: RoomVersion,
+    ) -> Result<(), String> {
+        const NOT_IN_ROOM: &str = "this server is not in the room";
+        let config = self.platform.config().map_err(|e| e.message)?;
+        let target = pdu.state_key().and_then(|k| UserId::parse(k).ok());
+        let (Some(target), true) = (
+            target,
+            pdu.kind().to_string() == "m.room.member"
+                && membership_of(pdu).as_deref() == Some("leave"),
+        ) else {
+            return Err(NOT_IN_ROOM.into());
+        };
+        if target.server_name() != config.server_name
+            || pdu.sender() == target
+            || pdu.sender().server_name().as_str() != origin
+        {
+            return Err(NOT_IN_ROOM.into());
+        }
+        let Some((invite_id, inviter)) =
+            stored::pending_invite(db, room_id.as_str(), target.as_str())
+                .await
+                .map_err(|e| e.message)?
+        else {
+            return Err(NOT_IN_ROOM.into());
+        };
+        let cites_invite = pdu.auth_events().iter().any(|id| id.as_str() == invite_id);
+        if inviter != pdu.sender().as_str() || !cites_invite {
+            return Err("only the inviter can withdraw an invite over federation".into());
+        }
+        let ts = u64::from(ruma::state_res::Event::origin_server_ts(pdu).get());
+        let object =
+            crate::federation::key_server::verify_pdu(&self.platform, db, object, version, ts)
+                .await?;
+        let pdu = Pdu::from_json(object, version).map_err(|e| e.to_string())?;
+        persist_outlier_membership(db, room_id, &pdu, version)
+            .await
+            .map_err(|e| e.message)?;
+        *self.engine.borrow_mut() = None;
+        self.platform.wakeups.notify(vec![target.to_string()]).await;
+        Ok(())
     }
 }
 

@@ -277,6 +277,10 @@ pub(crate) fn event_write<'a>(
             StoredAs::Timeline
         },
         state_group: accepted.placement.after.id.as_deref(),
+        replaces_state: accepted.pdu.state_key().and_then(|key| {
+            let slot = (accepted.pdu.kind().to_string().into(), key.to_owned());
+            accepted.state_before.get(&slot).map(|id| id.as_str())
+        }),
     }
 }
 

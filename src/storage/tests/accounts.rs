@@ -331,20 +331,49 @@ fn renaming_a_device_without_a_name_keeps_the_old_one() {
     run(async {
         let (_server, db) = setup();
         user(&db, ALICE).await;
-        assert!(accounts::rename_device(&db, ALICE, "DEV", Some("tablet"))
-            .await
-            .unwrap());
-        assert!(accounts::rename_device(&db, ALICE, "DEV", None)
-            .await
-            .unwrap());
+        let position = || async {
+            crate::storage::sync::current_position(&db)
+                .await
+                .unwrap()
+                .device_lists
+        };
+        let before = position().await;
+        assert_eq!(
+            accounts::rename_device(&db, ALICE, "DEV", Some("tablet"))
+                .await
+                .unwrap(),
+            (true, true)
+        );
+        // A new name is a change of the device list; no name, or the same one, is none.
+        let renamed = position().await;
+        assert!(renamed > before);
+        assert_eq!(
+            accounts::rename_device(&db, ALICE, "DEV", None)
+                .await
+                .unwrap(),
+            (true, false)
+        );
+        assert_eq!(
+            accounts::rename_device(&db, ALICE, "DEV", Some("tablet"))
+                .await
+                .unwrap(),
+            (true, false)
+        );
+        assert_eq!(position().await, renamed);
         let devices = accounts::devices(&db, ALICE).await.unwrap();
         assert_eq!(devices[0].display_name.as_deref(), Some("tablet"));
-        assert!(!accounts::rename_device(&db, ALICE, "NOPE", Some("x"))
-            .await
-            .unwrap());
-        assert!(!accounts::rename_device(&db, BOB, "DEV", Some("x"))
-            .await
-            .unwrap());
+        assert_eq!(
+            accounts::rename_device(&db, ALICE, "NOPE", Some("x"))
+                .await
+                .unwrap(),
+            (false, false)
+        );
+        assert_eq!(
+            accounts::rename_device(&db, BOB, "DEV", Some("x"))
+                .await
+                .unwrap(),
+            (false, false)
+        );
     })
 }
 

@@ -435,12 +435,12 @@ fn device_list_changes_reach_those_sharing_a_room_and_leavers_are_reported() {
             .unwrap();
         assert_eq!(changed, [DAVE]);
         assert!(left.is_empty());
-        // And to the one joining, every member is.
+        // And to the one joining, every member is, itself included (for its other devices).
         let (mut changed, _) = e2ee::device_list_delta(&db, DAVE, &since, &now)
             .await
             .unwrap();
         changed.sort();
-        assert_eq!(changed, [ALICE, BOB]);
+        assert_eq!(changed, [ALICE, BOB, DAVE]);
         let (changed, left) = e2ee::device_list_delta(&db, ALICE, &now, &now)
             .await
             .unwrap();
@@ -535,6 +535,49 @@ fn a_remote_user_s_device_list_is_replaced_whole_and_updated_per_device() {
         let keys = e2ee::device_keys(&db, &[(DAVE, "")]).await.unwrap();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].device_id, "D1");
+        // The same list again moves the user's position but is no news to anyone.
+        let before = sync::current_position(&db).await.unwrap().device_lists;
+        e2ee_remote::replace_remote_devices(&db, DAVE, 11, &devices[..1], &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            sync::current_position(&db).await.unwrap().device_lists,
+            before
+        );
+        assert_eq!(
+            e2ee_remote::remote_stream_id(&db, DAVE).await.unwrap(),
+            Some(11)
+        );
+    })
+}
+
+#[test]
+fn a_resync_that_brings_new_keys_shows_in_the_delta_of_those_sharing_a_room() {
+    async fn changed_for_alice(
+        db: &crate::storage::Db,
+        since: &crate::sync::token::StreamPosition,
+    ) -> Vec<String> {
+        let now = sync::current_position(db).await.unwrap();
+        e2ee::device_list_delta(db, ALICE, since, &now)
+            .await
+            .unwrap()
+            .0
+    }
+    run(async {
+        let (_server, db) = setup();
+        let mut room = Room::create(&db, "shared", ALICE, None).await;
+        room.join(&db, DAVE).await;
+        let since = sync::current_position(&db).await.unwrap();
+        // A first resync of a user without keys changes nothing.
+        e2ee_remote::replace_remote_devices(&db, DAVE, 1, &[], &[])
+            .await
+            .unwrap();
+        assert!(changed_for_alice(&db, &since).await.is_empty());
+        let devices = [("D1".to_owned(), r#"{"d":1}"#.to_owned())];
+        e2ee_remote::replace_remote_devices(&db, DAVE, 2, &devices, &[])
+            .await
+            .unwrap();
+        assert_eq!(changed_for_alice(&db, &since).await, [DAVE]);
     })
 }
 

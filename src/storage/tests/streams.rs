@@ -735,6 +735,7 @@ fn a_soft_failed_member_event_is_not_in_the_state_sync_reads() {
                 transaction: None,
                 stored_as: StoredAs::SoftFailed,
                 state_group: None,
+                replaces_state: None,
             }],
             ..RoomWrite::default()
         };
@@ -764,5 +765,24 @@ fn a_soft_failed_member_event_is_not_in_the_state_sync_reads() {
         let wanted = [(room.id.as_str(), u64::MAX >> 1, vec![ALICE])];
         let members = sync_rooms::members_at(&db, &wanted).await.unwrap();
         assert_eq!(ids(&members[room.id.as_str()]), [join.as_str()]);
+    })
+}
+
+#[test]
+fn a_state_event_shows_the_one_it_replaced_in_unsigned() {
+    run(async {
+        let (_server, db) = setup();
+        let mut room = Room::create(&db, "replaces", ALICE, None).await;
+        let invite = room.member(&db, ALICE, BOB, "invite").await;
+        let join = room.join(&db, BOB).await;
+        let row = events::event(&db, join.as_str()).await.unwrap().unwrap();
+        let event = row.to_client(crate::rooms::RoomVersion::V11, BOB, "DEV");
+        assert_eq!(event["unsigned"]["replaces_state"], invite.as_str());
+        assert_eq!(event["unsigned"]["prev_content"]["membership"], "invite");
+        assert_eq!(event["unsigned"]["prev_sender"], ALICE);
+        // The first event of a slot replaced nothing.
+        let row = events::event(&db, invite.as_str()).await.unwrap().unwrap();
+        let event = row.to_client(crate::rooms::RoomVersion::V11, BOB, "DEV");
+        assert!(event["unsigned"].get("prev_content").is_none(), "{event}");
     })
 }

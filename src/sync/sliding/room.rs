@@ -360,6 +360,8 @@ async fn pending_room(db: &Db, user: &str, send: &Delivery<'_>) -> Result<Value,
     let row = MembershipRow {
         room_id: send.entry.room_id.clone(),
         membership: send.entry.membership.as_str().to_owned(),
+        // Stripped state needs no membership event.
+        event_id: String::new(),
         stream_ordering: send.entry.membership_at as i64,
         room_version: send.entry.room_version.clone(),
     };
