@@ -228,6 +228,7 @@ impl<'a> EventWrite<'a> {
             transaction: None,
             stored_as: StoredAs::Timeline,
             state_group: None,
+            replaces_state: None,
         }
     }
 
