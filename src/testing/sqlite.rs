@@ -1,7 +1,7 @@
 //! The SQL port on SQLite, with every migration applied: `storage/`'s statements run here as
 //! they run on D1.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
@@ -11,6 +11,8 @@ use crate::platform::{Fut, QueryResult, SqlExecutor, SqlValue, Statement};
 
 pub(crate) struct Sqlite {
     connection: RefCell<Connection>,
+    /// Queries and batches so far: each is one round trip to D1 on the platform.
+    round_trips: Cell<u64>,
 }
 
 impl Sqlite {
@@ -33,7 +35,13 @@ impl Sqlite {
         }
         Self {
             connection: RefCell::new(connection),
+            round_trips: Cell::new(0),
         }
+    }
+
+    /// How many round trips to D1 the statements so far would have been (a batch is one).
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.get()
     }
 
     fn run(connection: &Connection, statement: &Statement) -> Result<QueryResult, String> {
@@ -92,11 +100,13 @@ impl Sqlite {
 
 impl SqlExecutor for Sqlite {
     fn query(&self, statement: Statement) -> Fut<'_, Result<QueryResult, String>> {
+        self.round_trips.set(self.round_trips.get() + 1);
         let result = Self::run(&self.connection.borrow(), &statement);
         Box::pin(async move { result })
     }
 
     fn batch(&self, statements: Vec<Statement>) -> Fut<'_, Result<Vec<QueryResult>, String>> {
+        self.round_trips.set(self.round_trips.get() + 1);
         let mut connection = self.connection.borrow_mut();
         let result = (|| {
             let transaction = connection.transaction().map_err(|e| e.to_string())?;
