@@ -225,6 +225,11 @@ def meter_pass(workdir: Path, n: int, log) -> dict:
             out["do_by_class"] = {k: v / ops for k, v in counts["do_requests"].items()}
             out["unmetered"] = counts["unmetered_queries"]
             out["cpu_ms"] = None
+            # Round trips (a batch is one) and where the queries and rows went, per operation:
+            # printed by `bench/run.py --federation-only`, not part of the document's table.
+            out["d1_round_trips"] = counts["d1_round_trips"] / ops
+            out["statements"] = {sql: {k: v / ops for k, v in st.items()}
+                                 for sql, st in counts["statements"].items()}
             results[label] = out
 
         def incoming() -> None:

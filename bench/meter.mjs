@@ -8,8 +8,24 @@ import Worker, { RoomObject as Room, Notifier as Notif, Destination as Dest, App
 
 let counts = fresh();
 function fresh() {
-  return { worker_requests: 0, d1_queries: 0, d1_batches: 0, rows_read: 0, rows_written: 0,
-           unmetered_queries: 0, do_requests: {}, r2_class_a: 0, r2_class_b: 0 };
+  return { worker_requests: 0, d1_queries: 0, d1_batches: 0, d1_round_trips: 0, rows_read: 0,
+           rows_written: 0, unmetered_queries: 0, do_requests: {}, r2_class_a: 0, r2_class_b: 0,
+           statements: {} };
+}
+
+// Per statement (its SQL, whitespace folded, cut short): how often it ran and the rows it read
+// and wrote, to see where a path's queries and rows go.
+const sqlOf = new WeakMap(); // statement (real or proxy) -> its SQL
+function perStatement(stmt, result) {
+  const sql = sqlOf.get(stmt) || "?";
+  const key = sql.replace(/\s+/g, " ").trim().slice(0, 100);
+  const entry = counts.statements[key] || (counts.statements[key] = { n: 0, rows_read: 0, rows_written: 0 });
+  entry.n++;
+  const meta = result && result.meta;
+  if (meta) {
+    entry.rows_read += meta.rows_read || 0;
+    entry.rows_written += meta.rows_written || 0;
+  }
 }
 
 function bound(target, prop) {
@@ -30,21 +46,30 @@ function metered(result) {
 
 const inner = new WeakMap(); // statement proxy -> the real statement
 
-function statement(real) {
+function statement(real, sql) {
+  sqlOf.set(real, sql);
+  const one = async (run) => {
+    counts.d1_queries++;
+    counts.d1_round_trips++;
+    const result = metered(await run());
+    perStatement(real, result);
+    return result;
+  };
   const proxy = new Proxy(real, {
     get(target, prop) {
       switch (prop) {
-        case "bind": return (...args) => statement(target.bind(...args));
-        case "all": return async () => { counts.d1_queries++; return metered(await target.all()); };
-        case "run": return async () => { counts.d1_queries++; return metered(await target.run()); };
+        case "bind": return (...args) => statement(target.bind(...args), sql);
+        case "all": return () => one(() => target.all());
+        case "run": return () => one(() => target.run());
         // first() returns no metadata: run the same statement with all() and pick the row.
         case "first": return async (column) => {
-          counts.d1_queries++;
-          const row = metered(await target.all()).results[0];
+          const row = (await one(() => target.all())).results[0];
           if (row === undefined) return null;
           return column === undefined ? row : row[column];
         };
-        case "raw": return async (options) => { counts.d1_queries++; counts.unmetered_queries++; return target.raw(options); };
+        case "raw": return async (options) => {
+          counts.d1_queries++; counts.d1_round_trips++; counts.unmetered_queries++; return target.raw(options);
+        };
         default: return bound(target, prop);
       }
     },
@@ -57,15 +82,19 @@ function database(real) {
   return new Proxy(real, {
     get(target, prop) {
       switch (prop) {
-        case "prepare": return (sql) => statement(target.prepare(sql));
+        case "prepare": return (sql) => statement(target.prepare(sql), sql);
         case "batch": return async (statements) => {
           counts.d1_batches++;
+          counts.d1_round_trips++;
           counts.d1_queries += statements.length;
-          const results = await target.batch(statements.map((s) => inner.get(s) || s));
-          results.forEach(metered);
+          const real = statements.map((s) => inner.get(s) || s);
+          const results = await target.batch(real);
+          results.forEach((r, i) => { metered(r); perStatement(real[i], r); });
           return results;
         };
-        case "exec": return async (sql) => { counts.d1_queries++; counts.unmetered_queries++; return target.exec(sql); };
+        case "exec": return async (sql) => {
+          counts.d1_queries++; counts.d1_round_trips++; counts.unmetered_queries++; return target.exec(sql);
+        };
         default: return bound(target, prop);
       }
     },

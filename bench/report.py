@@ -166,12 +166,13 @@ EXPLAIN: dict[str, str] = {
                 " process) and a JSON round trip per query; fewer, batched queries cut both.",
     "cpu_sync_none": "most of it is the local D1 (SQLite behind Miniflare's JavaScript D1 object, in the same"
                      " process) serving the four queries of an empty /sync and a JSON round trip per query.",
-    "startup": "`scripts/dev.sh` first applies the D1 migrations with a separate wrangler process (about 3 s)"
-               " before `wrangler dev` starts; a deployed Worker has no such step, and a prebuilt `--persist-to`"
-               " state would skip it locally.",
-    "first_request": "the first request after start pays workerd's and V8's warm-up (lazy compilation of the"
-                     " 2.4 MB wasm's functions among it); a smaller wasm (`strip`, wasm-opt) shortens it, and on"
-                     " the platform it is a per-isolate cost, not per request.",
+    "startup": "`scripts/dev.sh` starts from a migrated template (made untimed before, as `make dev`'s first"
+               " run with new migrations does), so this is wrangler (Node) starting, then workerd loading the"
+               " Worker; a deployed Worker has neither.",
+    "first_request": "wrangler answers on its port before workerd has loaded the Worker and holds the first"
+                     " request until it has (the wasm's compile, about 0.1 s, among it): this is the tail of the"
+                     " start, not work of the request (the same request 3 s after wrangler's \"Ready\" line is"
+                     " answered in about 12 ms).",
     "rss": "workerd holds the Worker, every Durable Object, and Miniflare's local D1 and proxy workers in V8"
            " isolates in one process, and wasm linear memory never shrinks; on the platform memory is per isolate"
            " (128 MB limit) and not billed, so this is a cost of local development only.",
@@ -265,8 +266,8 @@ def document(table_md: str, rows: dict, errors: dict, meter: dict, c: dict, wall
     out += ["## Size and cold start", "",
             f"- `build/index_bg.wasm`: {raw / 1e6:.2f} MB raw, {gz / 1e6:.2f} MB gzip -9 (free plan limit: 3 MB"
             " gzip for the whole Worker; paid: 10 MB).",
-            f"- Cold start of our Worker, from starting `scripts/dev.sh` (prebuilt; it applies the D1 migrations,"
-            f" about 3 s, then starts wrangler and workerd) to the first answered `GET /_matrix/client/versions`:"
+            f"- Cold start of our Worker, from starting `scripts/dev.sh` (prebuilt, a fresh state copied from the"
+            f" migrated template, then wrangler and workerd) to the first answered `GET /_matrix/client/versions`:"
             f" {rows['startup']['ours'][0]:.2f} s; that first request took {rows['first_request']['ours'][0] * 1000:.0f} ms."
             f" Synapse (config already generated, empty SQLite): {rows['startup']['synapse'][0]:.2f} s and"
             f" {rows['first_request']['synapse'][0] * 1000:.0f} ms. Both polled every 50 ms. On the platform a cold"

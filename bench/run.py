@@ -201,6 +201,12 @@ def federation_only(workdir: Path, c: dict) -> int:
     meter = federation.meter_pass(workdir, c["FED_METER_OPS"], log)
     print(report.table(rows))
     print("\n".join(report.cost_section(meter)))
+    for label, m in meter.items():
+        if isinstance(m, dict) and "statements" in m:
+            print(f"\n{label}: {m['d1_queries']:.1f} D1 queries in {m['d1_round_trips']:.1f} round trips"
+                  f" (a batch is one), {m['rows_read']:.1f} rows read, {m['rows_written']:.1f} written; per statement:")
+            for sql, st in sorted(m["statements"].items(), key=lambda kv: -kv[1]["n"]):
+                print(f"  {st['n']:5.2f}x  read {st['rows_read']:6.2f}  written {st['rows_written']:5.2f}  {sql}")
     print(json.dumps({"errors": errors}, indent=1))
     return 0
 

@@ -157,19 +157,15 @@ pub(crate) async fn send_membership(
 
 /// `PUT /send/{txnId}`: PDUs to their rooms, EDUs to the ephemeral streams. A transaction id
 /// seen before from the same origin gets the first answer again.
+///
+/// The hot path of inbound federation, in D1 round trips: the X-Matrix key comes from the
+/// isolate's key cache; one batch then reads the transaction id, the backoff to the origin and
+/// each room's version and server ACL (`remote_keys::transaction_start`); each room's object
+/// persists its PDUs; one write keeps the answer.
 pub(crate) async fn send_transaction(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let origin = ctx.origin().await?;
     let db = ctx.db();
     let txn = ctx.param("txnId");
-    let (previous, ()) = futures::join!(
-        remote_keys::transaction_response(&db, origin.as_str(), txn),
-        super::outgoing::wake_if_backing_off(&ctx.platform, &db, &origin),
-    );
-    if let Some(previous) = previous? {
-        return Ok(JsonResponse::ok(
-            serde_json::from_str(&previous).unwrap_or(json!({"pdus": {}})),
-        ));
-    }
     let body = ctx.json_object()?;
     let pdus = body
         .get("pdus")
@@ -187,7 +183,6 @@ pub(crate) async fn send_transaction(ctx: &Ctx) -> Result<JsonResponse, MatrixEr
         ));
     }
     let mut by_room: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    let mut results = serde_json::Map::new();
     for pdu in pdus {
         match pdu["room_id"].as_str() {
             Some(room) => by_room.entry(room.to_owned()).or_default().push(pdu),
@@ -196,14 +191,31 @@ pub(crate) async fn send_transaction(ctx: &Ctx) -> Result<JsonResponse, MatrixEr
             }
         }
     }
+    let rooms: Vec<&str> = by_room.keys().map(String::as_str).collect();
+    let start = remote_keys::transaction_start(&db, origin.as_str(), txn, &rooms).await?;
+    if start.retry_ts.is_some_and(|at| at > now_ms()) {
+        // Our queue to the origin is waiting out a backoff: the server is evidently up again.
+        ctx.platform.queue.wake(&origin).await;
+    }
+    if let Some(previous) = start.previous {
+        return Ok(JsonResponse::ok(
+            serde_json::from_str(&previous).unwrap_or(json!({"pdus": {}})),
+        ));
+    }
+    let mut results = serde_json::Map::new();
     for (room, pdus) in by_room {
         // PDUs of rooms we do not know are ignored: without the room version they have no id.
-        let Some((room_id, version)) = known_room_and_version(ctx, &room).await? else {
+        let (Ok(room_id), Some((version, acl))) = (RoomId::parse(&room), start.rooms.get(&room))
+        else {
             crate::log_warn!("{} PDUs for unknown room {room} from {origin}", pdus.len());
             continue;
         };
+        let version = *version;
         // A PDU from a server the room's ACL denies is ignored, with an error for it.
-        let answer = if acl_allows(&db, room_id.as_str(), &origin).await? {
+        let allowed = acl
+            .as_ref()
+            .is_none_or(|acl| ServerAcl::from_content(acl).allows(origin.as_str()));
+        let answer = if allowed {
             let ids = pdu_ids(&pdus, version);
             let command = RoomCommand::Remote {
                 room_id: room_id.clone(),
@@ -240,17 +252,6 @@ pub(crate) async fn send_transaction(ctx: &Ctx) -> Result<JsonResponse, MatrixEr
     let response = json!({ "pdus": results });
     remote_keys::save_transaction(&db, origin.as_str(), txn, &response.to_string()).await?;
     Ok(JsonResponse::ok(response))
-}
-
-async fn known_room_and_version(
-    ctx: &Ctx,
-    room: &str,
-) -> Result<Option<(OwnedRoomId, RoomVersion)>, MatrixError> {
-    let Ok(room_id) = RoomId::parse(room) else {
-        return Ok(None);
-    };
-    let version = stored::room_version(&ctx.db(), room).await?;
-    Ok(version.map(|v| (room_id, v)))
 }
 
 /// The ids of PDUs as the room version computes them (v3+ PDUs do not carry theirs).

@@ -1,7 +1,8 @@
 //! Other servers' signing keys: fetched from their key server (or, when that fails, through
 //! the notaries in `TRUSTED_KEY_SERVERS`), checked against the origin's own signature, cached
-//! in D1 until `valid_until_ts`; the check of an inbound request's X-Matrix signature with them;
-//! and this server as a notary (`/_matrix/key/v2/query`), serving its own and others' keys.
+//! in D1 until `valid_until_ts` and remembered per isolate (`keys::remote_cache`); the check of
+//! an inbound request's X-Matrix signature with them; and this server as a notary
+//! (`/_matrix/key/v2/query`), serving its own and others' keys.
 
 use ruma::signatures::{PublicKeyMap, PublicKeySet};
 use ruma::ServerName;
@@ -12,6 +13,7 @@ use super::xmatrix::{verify, XMatrix};
 use crate::api::request::Ctx;
 use crate::http::{ErrorCode, JsonResponse, MatrixError};
 use crate::keys::notary::{self, VerifiedKeys};
+use crate::keys::remote_cache::{usable_at, KeyCache, KeyRow};
 use crate::keys::server_keys::server_keys_document;
 use crate::platform::{Method, Platform};
 use crate::signing::sign_json;
@@ -34,6 +36,29 @@ pub async fn public_key(
     key_of(platform, db, server, key_id, at_ts, true).await
 }
 
+thread_local! {
+    // Keys this isolate has read from D1 (src/keys/remote_cache.rs says what may be served
+    // from it): the X-Matrix check of each request and the signature check of each PDU then
+    // cost no D1 query for a server we have heard from.
+    static REMOTE_KEYS: std::cell::RefCell<KeyCache> = std::cell::RefCell::new(KeyCache::default());
+}
+
+/// The key as stored in D1, remembered in this isolate's cache.
+async fn stored_key(
+    db: &Db,
+    server: &ServerName,
+    key_id: &str,
+) -> Result<Option<KeyRow>, MatrixError> {
+    let found = remote_keys::public_key(db, server.as_str(), key_id).await?;
+    if let Some(row) = &found {
+        REMOTE_KEYS.with(|c| {
+            c.borrow_mut()
+                .remember(server.as_str(), key_id, row, now_ms())
+        });
+    }
+    Ok(found)
+}
+
 /// `public_key`, asking notaries when the server itself fails us only if `via_notaries` (not
 /// when looking up a notary's own key: a notary is trusted for others, not for itself).
 async fn key_of(
@@ -44,19 +69,22 @@ async fn key_of(
     at_ts: u64,
     via_notaries: bool,
 ) -> Result<Option<String>, MatrixError> {
-    let usable = |(key, valid_until, expired): &(String, u64, Option<u64>)| {
-        let good_until = expired.unwrap_or(*valid_until);
-        (at_ts <= good_until).then(|| key.clone())
-    };
-    if let Some(found) = remote_keys::public_key(db, server.as_str(), key_id).await? {
-        if let Some(key) = usable(&found) {
-            return Ok(Some(key));
-        }
+    let usable = |row: &KeyRow| usable_at(row, at_ts).then(|| row.0.clone());
+    let remembered =
+        REMOTE_KEYS.with(|c| c.borrow().usable(server.as_str(), key_id, at_ts, now_ms()));
+    if remembered.is_some() {
+        return Ok(remembered);
+    }
+    if let Some(key) = stored_key(db, server, key_id)
+        .await?
+        .and_then(|r| usable(&r))
+    {
+        return Ok(Some(key));
     }
     fetch_keys(platform, db, server, Some(key_id), via_notaries).await?;
-    Ok(remote_keys::public_key(db, server.as_str(), key_id)
+    Ok(stored_key(db, server, key_id)
         .await?
-        .and_then(|found| usable(&found)))
+        .and_then(|r| usable(&r)))
 }
 
 /// Fetches `GET /_matrix/key/v2/server` from the server itself, or failing that (and with

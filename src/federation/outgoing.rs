@@ -1,5 +1,5 @@
 //! Requests to other servers: where to send them (server discovery), signed with X-Matrix, with
-//! a time limit; and the nudge that wakes an outbound queue waiting out a backoff. Pure: the
+//! a time limit. Pure: the
 //! platform's [`Http`](crate::platform::Http) port does the sending.
 
 use std::time::Duration;
@@ -9,8 +9,7 @@ use serde_json::Value;
 
 use super::xmatrix::authorization;
 use crate::platform::{HttpRequest, HttpResponse, Method, Platform};
-use crate::storage::{signing_keys, Db};
-use crate::time::now_ms;
+use crate::storage::signing_keys;
 
 /// How long one federation request may take before we give up on it.
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(20_000);
@@ -179,19 +178,4 @@ pub async fn signed_text(
                 format!("{destination} could not be reached: {e}"),
             )
         })
-}
-
-/// Wakes the queue to `server` if it is waiting out a backoff. Called for every authenticated
-/// inbound transaction: the server is evidently up again. Costs one D1 read, and a nudge to the
-/// queue only while the server is backed off.
-pub(crate) async fn wake_if_backing_off(platform: &Platform, db: &Db, server: &ServerName) {
-    match crate::storage::destinations::backing_off(db, server.as_str()).await {
-        Ok(Some(retry_ts)) if retry_ts > now_ms() => {}
-        Ok(_) => return,
-        Err(e) => {
-            crate::log_warn!("backoff of {server}: {e}");
-            return;
-        }
-    }
-    platform.queue.wake(server).await;
 }

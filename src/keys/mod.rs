@@ -2,6 +2,7 @@
 //! and the checks of other servers' key documents, fetched directly or through a notary.
 
 pub mod notary;
+pub mod remote_cache;
 pub mod server_keys;
 pub mod signing_key;
 

@@ -66,7 +66,8 @@ async fn among(
 /// Stores backfilled events, newest first as given, each at the position below the lowest one
 /// held (the positions come from the database itself, so two rooms backfilling at once cannot
 /// collide). An event held as an outlier (part of the state we joined with) moves into the
-/// timeline. Redactions among them mark their targets; an event that an earlier-stored
+/// timeline, unless it holds the stream's largest position: new events take the largest plus
+/// one (migration 0024), so that one stays where a client's token may have seen it. Redactions among them mark their targets; an event that an earlier-stored
 /// redaction names is stored marked. One batch: all of it lands or none.
 pub async fn store(
     db: &Db,
@@ -94,7 +95,8 @@ pub async fn store(
                        AND coalesce(json_extract(r.pdu, '$.redacts'),
                                     json_extract(r.pdu, '$.content.redacts')) = ?1 LIMIT 1))
                  ON CONFLICT (event_id) DO UPDATE SET stream_ordering = {BELOW_ALL}, outlier = 0
-                    WHERE outlier = 1"
+                    WHERE outlier = 1
+                      AND stream_ordering < (SELECT MAX(stream_ordering) FROM events)"
             ),
             args![
                 event_id,

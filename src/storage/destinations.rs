@@ -1,24 +1,9 @@
-//! Which remote servers our outbound queues are backing off from (migration 0012).
-
-use serde::Deserialize;
+//! Which remote servers our outbound queues are backing off from (migration 0012). An inbound
+//! transaction reads it with its other first reads (`remote_keys::transaction_start`).
 
 use super::Db;
 use crate::args;
 use crate::http::MatrixError;
-
-pub async fn backing_off(db: &Db, server: &str) -> Result<Option<u64>, MatrixError> {
-    #[derive(Deserialize)]
-    struct Row {
-        retry_ts: i64,
-    }
-    let row: Option<Row> = db
-        .row(
-            "SELECT retry_ts FROM destination_backoff WHERE server_name = ?1",
-            args![server],
-        )
-        .await?;
-    Ok(row.map(|r| r.retry_ts.max(0) as u64))
-}
 
 // The destination queue (a Durable Object in runtime/) is the only caller: natively unused.
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]

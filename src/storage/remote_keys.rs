@@ -2,11 +2,13 @@
 //! servers or through notaries.
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::Db;
 use crate::args;
 use crate::http::MatrixError;
 use crate::keys::notary::RemoteKey;
+use crate::rooms::RoomVersion;
 use crate::time::now_ms;
 
 /// A key that may verify a signature made now (`valid_until_ts` not passed), or made before the
@@ -84,22 +86,74 @@ pub async fn document(db: &Db, server: &str) -> Result<Option<(String, u64)>, Ma
         .map(|r| (r.document, r.valid_until_ts as u64)))
 }
 
-pub async fn transaction_response(
+/// What an inbound `/send` transaction needs to know before its PDUs go to their rooms.
+#[derive(Debug, Default)]
+pub struct TransactionStart {
+    /// The answer to the same transaction id from the same origin, if it came before.
+    pub previous: Option<String>,
+    /// When our queue to the origin next retries, if it is backing off from it.
+    pub retry_ts: Option<u64>,
+    /// Per room of the transaction that we know: its version, and the content of its
+    /// `m.room.server_acl` if it has one.
+    pub rooms: std::collections::HashMap<String, (RoomVersion, Option<Value>)>,
+}
+
+/// Everything `TransactionStart` holds, in one D1 round trip (a batch of two reads): the
+/// transaction id seen before, the backoff to the origin, and the version and server ACL of
+/// each room in `rooms`.
+pub async fn transaction_start(
     db: &Db,
     origin: &str,
     txn: &str,
-) -> Result<Option<String>, MatrixError> {
+    rooms: &[&str],
+) -> Result<TransactionStart, MatrixError> {
     #[derive(Deserialize)]
-    struct Row {
-        response: String,
+    struct Seen {
+        response: Option<String>,
+        retry_ts: Option<i64>,
     }
-    Ok(db
-        .row::<Row>(
-            "SELECT response FROM federation_transactions WHERE origin = ?1 AND txn_id = ?2",
-            args![origin, txn],
-        )
-        .await?
-        .map(|r| r.response))
+    #[derive(Deserialize)]
+    struct Room {
+        room_id: String,
+        room_version: String,
+        acl: Option<String>,
+    }
+    let mut statements = vec![db.stmt(
+        "SELECT (SELECT response FROM federation_transactions WHERE origin = ?1 AND txn_id = ?2)
+                  AS response,
+                (SELECT retry_ts FROM destination_backoff WHERE server_name = ?1) AS retry_ts",
+        args![origin, txn],
+    )];
+    if !rooms.is_empty() {
+        let list = Value::from(rooms.to_vec()).to_string();
+        statements.push(db.stmt(
+            "SELECT r.room_id, r.room_version,
+                (SELECT json_extract(e.pdu, '$.content') FROM room_state s
+                   JOIN events e ON e.event_id = s.event_id
+                   WHERE s.room_id = r.room_id AND s.type = 'm.room.server_acl'
+                     AND s.state_key = '') AS acl
+             FROM rooms r WHERE r.room_id IN (SELECT value FROM json_each(?1))",
+            args![&list],
+        ));
+    }
+    let results = db.batch(statements).await?;
+    let mut out = TransactionStart::default();
+    if let Some(seen) = results.first().and_then(|r| r.rows::<Seen>().ok()?.pop()) {
+        out.previous = seen.response;
+        out.retry_ts = seen.retry_ts.map(|t| t.max(0) as u64);
+    }
+    for room in results
+        .get(1)
+        .map(|r| r.rows::<Room>())
+        .transpose()?
+        .unwrap_or_default()
+    {
+        let version = RoomVersion::parse(&room.room_version)
+            .ok_or_else(|| MatrixError::internal("stored room version is unsupported"))?;
+        let acl = room.acl.and_then(|text| serde_json::from_str(&text).ok());
+        out.rooms.insert(room.room_id, (version, acl));
+    }
+    Ok(out)
 }
 
 pub async fn save_transaction(

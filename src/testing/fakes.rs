@@ -52,6 +52,7 @@ pub(crate) struct TestServer {
     pub platform: Platform,
     pub recorded: Rc<Recorded>,
     fakes: Rc<Fakes>,
+    sqlite: Rc<Sqlite>,
 }
 
 /// The server name every test server has.
@@ -80,8 +81,9 @@ impl TestServer {
             platform: OnceCell::new(),
             rooms: RefCell::default(),
         });
+        let sqlite = Rc::new(Sqlite::migrated());
         let platform = Platform {
-            sql: Rc::new(Sqlite::migrated()),
+            sql: sqlite.clone(),
             settings: fakes.clone(),
             rooms: fakes.clone(),
             wakeups: fakes.clone(),
@@ -98,7 +100,13 @@ impl TestServer {
             platform,
             recorded,
             fakes,
+            sqlite,
         }
+    }
+
+    /// D1 round trips so far (a query or a batch each), for tests of a path's cost.
+    pub fn d1_round_trips(&self) -> u64 {
+        self.sqlite.round_trips()
     }
 
     /// Sets a `[vars]` setting or a secret (both read by name).

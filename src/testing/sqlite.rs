@@ -1,7 +1,7 @@
 //! The SQL port on SQLite, with every migration applied: `storage/`'s statements run here as
 //! they run on D1.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
@@ -11,6 +11,8 @@ use crate::platform::{Fut, QueryResult, SqlExecutor, SqlValue, Statement};
 
 pub(crate) struct Sqlite {
     connection: RefCell<Connection>,
+    /// Queries and batches so far: each is one round trip to D1 on the platform.
+    round_trips: Cell<u64>,
 }
 
 impl Sqlite {
@@ -18,22 +20,16 @@ impl Sqlite {
     /// `wrangler d1 migrations apply` does.
     pub fn migrated() -> Self {
         let connection = Connection::open_in_memory().expect("in-memory SQLite");
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .expect("migrations/")
-            .map(|entry| entry.expect("a migration").path())
-            .filter(|path| path.extension().is_some_and(|e| e == "sql"))
-            .collect();
-        files.sort();
-        for file in files {
-            let sql = std::fs::read_to_string(&file).expect("a readable migration");
-            connection
-                .execute_batch(&sql)
-                .unwrap_or_else(|e| panic!("{} does not apply: {e}", file.display()));
-        }
+        apply_migrations(&connection, |_| true);
         Self {
             connection: RefCell::new(connection),
+            round_trips: Cell::new(0),
         }
+    }
+
+    /// How many round trips to D1 the statements so far would have been (a batch is one).
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.get()
     }
 
     fn run(connection: &Connection, statement: &Statement) -> Result<QueryResult, String> {
@@ -90,13 +86,33 @@ impl Sqlite {
     }
 }
 
+/// Applies the migrations whose file name `wanted` accepts, in order.
+fn apply_migrations(connection: &Connection, wanted: impl Fn(&str) -> bool) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("migrations/")
+        .map(|entry| entry.expect("a migration").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "sql"))
+        .filter(|path| wanted(&path.file_name().unwrap_or_default().to_string_lossy()))
+        .collect();
+    files.sort();
+    for file in files {
+        let sql = std::fs::read_to_string(&file).expect("a readable migration");
+        connection
+            .execute_batch(&sql)
+            .unwrap_or_else(|e| panic!("{} does not apply: {e}", file.display()));
+    }
+}
+
 impl SqlExecutor for Sqlite {
     fn query(&self, statement: Statement) -> Fut<'_, Result<QueryResult, String>> {
+        self.round_trips.set(self.round_trips.get() + 1);
         let result = Self::run(&self.connection.borrow(), &statement);
         Box::pin(async move { result })
     }
 
     fn batch(&self, statements: Vec<Statement>) -> Fut<'_, Result<Vec<QueryResult>, String>> {
+        self.round_trips.set(self.round_trips.get() + 1);
         let mut connection = self.connection.borrow_mut();
         let result = (|| {
             let transaction = connection.transaction().map_err(|e| e.to_string())?;
@@ -108,5 +124,87 @@ impl SqlExecutor for Sqlite {
             Ok(results)
         })();
         Box::pin(async move { result })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scalar(connection: &Connection, sql: &str) -> i64 {
+        connection.query_row(sql, [], |row| row.get(0)).unwrap()
+    }
+
+    fn insert_event(connection: &Connection, event_id: &str) {
+        connection
+            .execute(
+                "INSERT INTO events (event_id, room_id, type, sender, origin_server_ts, depth, pdu,
+                    history_visibility) VALUES (?1, '!r:x', 'm.room.message', '@a:x', 0, 1, '{}',
+                    'shared')",
+                [event_id],
+            )
+            .unwrap();
+    }
+
+    /// Migration 0024 rebuilds `events` without AUTOINCREMENT: every row keeps its position,
+    /// and AUTOINCREMENT's counter, when a moved top row left it above the largest position,
+    /// stays the largest (a token may hold it), so no position is handed out twice.
+    #[test]
+    fn migration_0024_keeps_positions_and_the_stream_s_high_water() {
+        let connection = Connection::open_in_memory().unwrap();
+        apply_migrations(&connection, |name| name < "0024");
+        for id in ["$1", "$2", "$3"] {
+            insert_event(&connection, id);
+        }
+        // As backfill did before 0024: the top row (an outlier) moved below zero.
+        connection
+            .execute(
+                "UPDATE events SET stream_ordering = -1 WHERE event_id = '$3'",
+                [],
+            )
+            .unwrap();
+        connection
+            .execute(
+                "INSERT INTO federation_transactions VALUES ('o.example', 't1', '{}', 5)",
+                [],
+            )
+            .unwrap();
+        apply_migrations(&connection, |name| name.starts_with("0024"));
+
+        let position = |id: &str| {
+            scalar(
+                &connection,
+                &format!("SELECT stream_ordering FROM events WHERE event_id = '{id}'"),
+            )
+        };
+        assert_eq!((position("$1"), position("$2"), position("$3")), (1, 2, -1));
+        assert_eq!(
+            scalar(&connection, "SELECT MAX(stream_ordering) FROM events"),
+            3
+        );
+        insert_event(&connection, "$4");
+        assert_eq!(position("$4"), 4, "after every position handed out before");
+        assert_eq!(
+            scalar(
+                &connection,
+                "SELECT COUNT(*) FROM sqlite_sequence WHERE name = 'events'"
+            ),
+            0,
+            "no counter row written per event any more"
+        );
+        assert_eq!(
+            scalar(
+                &connection,
+                "SELECT COUNT(*) FROM federation_transactions WHERE txn_id = 't1'"
+            ),
+            1
+        );
+        // Every index of the table is back.
+        let indexes = scalar(
+            &connection,
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'
+               AND name LIKE 'events_%'",
+        );
+        assert_eq!(indexes, 4);
     }
 }

@@ -335,19 +335,32 @@ impl RoomObject {
         if is_membership && pdu.kind().to_string() != "m.room.member" {
             return Err(fail("not a membership event".into()));
         }
-        if crate::storage::events::event(db, &event_id)
-            .await
-            .map_err(|e| fail(e.message))?
-            .is_some()
-        {
-            // Already accepted: a retried transaction. Nothing to do.
-            let state = self
-                .engine
+        // Already accepted (a retried transaction, the same event from two servers): nothing
+        // to do. An event whose predecessors are all forward extremities cannot be in the
+        // timeline (it would have replaced them), so the common, linear case skips this read;
+        // a copy held out of the timeline (an outlier, a soft-failed event) is then caught by
+        // the write's unique event id instead (`stored_already`).
+        let current_state = || {
+            self.engine
                 .borrow()
                 .as_ref()
-                .map(|e| e.state().events().cloned().collect())
-                .unwrap_or_default();
-            return Ok((event_id, state));
+                .map(|e| e.state().events().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        let extends_tips = {
+            let engine = self.engine.borrow();
+            let engine = engine.as_ref().expect("loaded by the caller");
+            pdu.prev_events()
+                .iter()
+                .all(|prev| engine.tip_state(prev).is_some())
+        };
+        if !extends_tips
+            && crate::storage::events::event(db, &event_id)
+                .await
+                .map_err(|e| fail(e.message))?
+                .is_some()
+        {
+            return Ok((event_id, current_state()));
         }
         // Signatures of every server that must have signed it, with keys valid at the time.
         let ts = u64::from(ruma::state_res::Event::origin_server_ts(&pdu).get());
@@ -389,11 +402,29 @@ impl RoomObject {
         // A predecessor we do not hold in the timeline: clients must learn that the timeline
         // does not run on contiguously before this event (/sync says `limited`).
         write.gap_before = gap.then_some(event_id.as_str());
-        if let Err(e) = stored::persist(db, write).await {
+        let config = self.platform.config().map_err(|e| fail(e.message))?;
+        // The push rules of the room's local members are read while the event is written (as
+        // for a local event, src/push/): evaluating them after costs no extra round trip.
+        let members = if accepted.soft_failed {
+            Vec::new()
+        } else {
+            let engine = self.engine.borrow();
+            let engine = engine.as_ref().expect("loaded by the caller");
+            crate::push::candidates(engine.state(), &pdu, &config.server_name)
+        };
+        let (persisted, rules) = futures::join!(
+            stored::persist(db, write),
+            crate::push::prefetch(db, &members)
+        );
+        if let Err(e) = persisted {
+            if stored_already(&e) {
+                // Nothing was written (the batch is one transaction), and the engine has not
+                // taken the event yet.
+                return Ok((event_id, current_state()));
+            }
             *self.engine.borrow_mut() = None;
             return Err(fail(e.message));
         }
-        let config = self.platform.config().map_err(|e| fail(e.message))?;
         let (audience, state_before, push_audience) = {
             let mut engine = self.engine.borrow_mut();
             let engine = engine.as_mut().expect("loaded by the caller");
@@ -418,7 +449,7 @@ impl RoomObject {
             )
         };
         if let Some(push_audience) = push_audience {
-            crate::push::after_event(&self.platform, db, push_audience, &pdu, None).await;
+            crate::push::after_event(&self.platform, db, push_audience, &pdu, Some(rules)).await;
         }
         if !audience.is_empty() {
             self.platform.wakeups.notify(audience).await;
@@ -632,4 +663,11 @@ impl RoomObject {
             .map(Arc::new)
             .map_err(|e| e.to_string())
     }
+}
+
+/// Whether a write failed because the event is stored already (its id is unique).
+fn stored_already(error: &MatrixError) -> bool {
+    error
+        .message
+        .contains("UNIQUE constraint failed: events.event_id")
 }

@@ -103,6 +103,27 @@ impl Room {
         )
     }
 
+    /// Bob's next message after his join, signed by remote.test: its id and the PDU.
+    async fn bobs_next(&self, body: &str) -> (String, Value) {
+        let depth = self.depth(&self.join).await;
+        self.remote.sign(
+            self.bobs_message(body, &self.join, depth + 1).await,
+            self.version,
+        )
+    }
+
+    /// Sends a PDU we hold already in a new transaction: accepted, nothing written, nobody
+    /// woken.
+    async fn send_held(&self, txn: &str, id: &str, pdu: Value) {
+        let count = self.count_events().await;
+        self.server.recorded.notified.borrow_mut().clear();
+        let (status, answer) = self.remote.send(&self.server, txn, vec![pdu]).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["pdus"][id], json!({}), "{answer}");
+        assert_eq!(self.count_events().await, count);
+        assert!(self.server.recorded.notified.borrow().is_empty());
+    }
+
     /// `events.outlier` of a stored event (0 timeline, 1 outlier, 2 soft-failed), `None` when
     /// it is not stored.
     async fn stored_as(&self, event_id: &str) -> Option<i64> {
@@ -539,5 +560,75 @@ fn a_redaction_of_an_event_we_do_not_hold_is_sent_to_the_rooms_servers() {
             .find(|p| p["type"] == "m.room.redaction")
             .expect("the redaction is queued for remote.test");
         assert_eq!(sent["content"]["redacts"], target);
+fn an_incoming_message_costs_few_round_trips_and_a_resent_one_is_accepted_once() {
+    block_on(async {
+        let room = Room::new().await;
+        let (id, pdu) = room.bobs_next("hello alice").await;
+        room.server.recorded.notified.borrow_mut().clear();
+        let requests_before = room.server.recorded.requests.borrow().len();
+        let before = room.server.d1_round_trips();
+        let (status, answer) = room
+            .remote
+            .send(&room.server, "txn1", vec![pdu.clone()])
+            .await;
+        let round_trips = room.server.d1_round_trips() - before;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["pdus"][&id], json!({}), "{answer}");
+        // The keys of remote.test were fetched for its join: neither the request's signature
+        // nor the event's is looked up again (11 round trips before the key cache and these
+        // merges). What is left: the transaction's first reads (one batch); the event's write
+        // and the members' push rules, sent together; alice's notification; the answer kept.
+        assert!(
+            round_trips <= 5,
+            "{round_trips} D1 round trips for one incoming message"
+        );
+        assert_eq!(
+            room.server.recorded.requests.borrow().len(),
+            requests_before,
+            "nothing asked of the network"
+        );
+        assert_eq!(room.stored_as(&id).await, Some(0));
+        assert_eq!(
+            *room.server.recorded.notified.borrow(),
+            vec![room.alice.clone()]
+        );
+        // The same event in a new transaction (its predecessor is no longer a tip, so the
+        // stored copy is looked up).
+        room.send_held("txn2", &id, pdu).await;
+        assert_eq!(room.forward_extremities().await, vec![id]);
+    });
+}
+
+#[test]
+fn an_event_held_as_an_outlier_that_arrives_at_the_tip_is_not_stored_twice() {
+    block_on(async {
+        let room = Room::new().await;
+        let (id, pdu) = room.bobs_next("known already").await;
+        // Held out of the timeline (as a fetched auth chain's events are), while its
+        // predecessor is still the room's tip: the write, not a read, finds it.
+        let object = crate::signing::to_canonical_object(pdu.clone()).unwrap();
+        let parsed = crate::rooms::Pdu::from_json(object, room.version).unwrap();
+        let room_id = ruma::RoomId::parse(&room.room_id).unwrap();
+        let db = crate::storage::Db::new(&room.server.platform);
+        crate::storage::rooms::persist(
+            &db,
+            crate::storage::rooms::RoomWrite {
+                events: vec![crate::storage::rooms::EventWrite::outlier(
+                    &parsed, &room_id,
+                )],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        room.send_held("txn1", &id, pdu).await;
+        assert_eq!(room.stored_as(&id).await, Some(1), "still the outlier");
+        // The room object kept its state: the room goes on from its tip.
+        assert_eq!(room.forward_extremities().await, vec![room.join.clone()]);
+        let (next_id, next) = room.bobs_next("next").await;
+        let (status, answer) = room.remote.send(&room.server, "txn2", vec![next]).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["pdus"][&next_id], json!({}), "{answer}");
+        assert_eq!(room.stored_as(&next_id).await, Some(0));
     });
 }

@@ -23,48 +23,32 @@ use crate::testing::{Sqlite, TestServer};
 fn a_destination_s_backoff_is_set_replaced_and_cleared() {
     run(async {
         let (_server, db) = setup();
-        assert_eq!(
-            destinations::backing_off(&db, "remote.example")
-                .await
-                .unwrap(),
-            None
-        );
+        // The backoff as an inbound transaction from the server reads it.
+        let backing_off = |server: &'static str| {
+            let db = &db;
+            async move {
+                remote_keys::transaction_start(db, server, "t", &[])
+                    .await
+                    .map(|start| start.retry_ts)
+            }
+        };
+        assert_eq!(backing_off("remote.example").await.unwrap(), None);
         destinations::set_backoff(&db, "remote.example", 1, 5_000)
             .await
             .unwrap();
         destinations::set_backoff(&db, "other.example", 1, 7_000)
             .await
             .unwrap();
-        assert_eq!(
-            destinations::backing_off(&db, "remote.example")
-                .await
-                .unwrap(),
-            Some(5_000)
-        );
+        assert_eq!(backing_off("remote.example").await.unwrap(), Some(5_000));
         destinations::set_backoff(&db, "remote.example", 2, 9_000)
             .await
             .unwrap();
-        assert_eq!(
-            destinations::backing_off(&db, "remote.example")
-                .await
-                .unwrap(),
-            Some(9_000)
-        );
+        assert_eq!(backing_off("remote.example").await.unwrap(), Some(9_000));
         destinations::clear_backoff(&db, "remote.example")
             .await
             .unwrap();
-        assert_eq!(
-            destinations::backing_off(&db, "remote.example")
-                .await
-                .unwrap(),
-            None
-        );
-        assert_eq!(
-            destinations::backing_off(&db, "other.example")
-                .await
-                .unwrap(),
-            Some(7_000)
-        );
+        assert_eq!(backing_off("remote.example").await.unwrap(), None);
+        assert_eq!(backing_off("other.example").await.unwrap(), Some(7_000));
     })
 }
 
@@ -185,15 +169,58 @@ fn remote_keys_are_cached_and_never_lose_validity() {
 }
 
 #[test]
+fn a_transaction_s_start_reads_its_rooms_acls_and_the_origin_s_backoff_at_once() {
+    run(async {
+        let (_server, db) = setup();
+        let mut open = super::Room::create(&db, "open", super::ALICE, None).await;
+        let mut guarded = super::Room::create(&db, "guarded", super::ALICE, None).await;
+        guarded
+            .state(
+                &db,
+                super::ALICE,
+                "m.room.server_acl",
+                serde_json::json!({"allow": ["*"], "deny": ["evil.example"]}),
+            )
+            .await;
+        open.message(&db, super::ALICE, "hello").await;
+        destinations::set_backoff(&db, "remote.example", 3, 1_234)
+            .await
+            .unwrap();
+        let rooms = [open.id.as_str(), guarded.id.as_str(), "!unknown:test.local"];
+        let start = remote_keys::transaction_start(&db, "remote.example", "t9", &rooms)
+            .await
+            .unwrap();
+        assert_eq!(start.previous, None);
+        assert_eq!(start.retry_ts, Some(1_234));
+        assert_eq!(start.rooms.len(), 2, "the unknown room is not listed");
+        let (version, acl) = &start.rooms[open.id.as_str()];
+        assert_eq!(*version, crate::rooms::RoomVersion::V11);
+        assert_eq!(*acl, None);
+        let (_, acl) = &start.rooms[guarded.id.as_str()];
+        assert_eq!(acl.as_ref().unwrap()["deny"][0], "evil.example");
+        // Another origin: no backoff; no rooms asked, only the first read runs.
+        let other = remote_keys::transaction_start(&db, "other.example", "t9", &[])
+            .await
+            .unwrap();
+        assert_eq!((other.previous, other.retry_ts), (None, None));
+        assert!(other.rooms.is_empty());
+    })
+}
+
+#[test]
 fn a_federation_transaction_keeps_its_first_response() {
     run(async {
         let (server, db) = setup();
-        assert!(
-            remote_keys::transaction_response(&db, "remote.example", "t1")
-                .await
-                .unwrap()
-                .is_none()
-        );
+        let start = |origin: &'static str| {
+            let db = &db;
+            async move {
+                remote_keys::transaction_start(db, origin, "t1", &[])
+                    .await
+                    .unwrap()
+                    .previous
+            }
+        };
+        assert!(start("remote.example").await.is_none());
         remote_keys::save_transaction(&db, "remote.example", "t1", r#"{"pdus":{}}"#)
             .await
             .unwrap();
@@ -201,18 +228,10 @@ fn a_federation_transaction_keeps_its_first_response() {
             .await
             .unwrap();
         assert_eq!(
-            remote_keys::transaction_response(&db, "remote.example", "t1")
-                .await
-                .unwrap()
-                .as_deref(),
+            start("remote.example").await.as_deref(),
             Some(r#"{"pdus":{}}"#)
         );
-        assert!(
-            remote_keys::transaction_response(&db, "other.example", "t1")
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(start("other.example").await.is_none());
         remote_keys::record_rejection(
             &db,
             "$bad",

@@ -839,6 +839,45 @@ fn backfilled_events_go_below_zero_in_order_and_outliers_move_into_the_timeline(
 }
 
 #[test]
+fn the_stream_never_hands_out_a_position_twice_even_when_backfill_meets_the_top_outlier() {
+    run(async {
+        let (_server, db) = setup();
+        Room::create(&db, "ours", ALICE, None).await;
+        let room_id = OwnedRoomId::try_from("!old:remote.example").unwrap();
+        let templates = vec![
+            EventTemplate::state("m.room.create", "", json!({ "room_version": "11" })),
+            EventTemplate::state("m.room.member", DAVE, json!({ "membership": "join" })),
+        ];
+        let (_, pdus) = remote_room(&room_id, templates);
+        // Both outliers, the member event the newest event of the whole stream.
+        let outliers = RoomWrite {
+            events: pdus
+                .iter()
+                .map(|p| EventWrite::outlier(p, &room_id))
+                .collect(),
+            new_room: Some(remote_new_room()),
+            ..RoomWrite::default()
+        };
+        stored::persist(&db, outliers).await.unwrap();
+        let top = sync::current_position(&db).await.unwrap().events;
+        let member = pdus[1].event_id().as_str();
+        assert_eq!(position(&db, member).await, top as i64);
+        let newest_first: Vec<&crate::rooms::Pdu> = pdus.iter().rev().map(|p| &**p).collect();
+        backfill::store(&db, room_id.as_str(), &newest_first, "shared")
+            .await
+            .unwrap();
+        // The create event moved below zero; the member event kept the top position (a
+        // client's token may hold it), so the stream's end did not go back.
+        assert!(position(&db, pdus[0].event_id().as_str()).await < 0);
+        assert_eq!(position(&db, member).await, top as i64);
+        assert_eq!(sync::current_position(&db).await.unwrap().events, top);
+        // And the next event comes after every position handed out so far.
+        Room::create(&db, "next", ALICE, None).await;
+        assert!(sync::current_position(&db).await.unwrap().events > top);
+    })
+}
+
+#[test]
 fn every_event_of_a_linear_room_has_a_state_group_and_the_room_one_extremity() {
     run(async {
         let (server, db) = setup();
