@@ -560,6 +560,10 @@ fn a_redaction_of_an_event_we_do_not_hold_is_sent_to_the_rooms_servers() {
             .find(|p| p["type"] == "m.room.redaction")
             .expect("the redaction is queued for remote.test");
         assert_eq!(sent["content"]["redacts"], target);
+    });
+}
+
+#[test]
 fn an_incoming_message_costs_few_round_trips_and_a_resent_one_is_accepted_once() {
     block_on(async {
         let room = Room::new().await;
