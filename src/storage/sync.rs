@@ -11,40 +11,44 @@ use crate::sync::token::StreamPosition;
 /// The newest position of every stream, in one query. The to-device inbox deletes what was
 /// delivered, so its maximum can fall back: callers hold it at or above the client's token.
 pub async fn current_position(db: &Db) -> Result<StreamPosition, MatrixError> {
-    #[derive(Deserialize)]
-    struct Row {
-        e: Option<i64>,
-        a: Option<i64>,
-        r: Option<i64>,
-        t: Option<i64>,
-        d: Option<i64>,
-        l: Option<i64>,
-        p: Option<i64>,
+    let row: Option<Positions> = db.row(&format!("SELECT {POSITIONS}"), args![]).await?;
+    Ok(row.map_or_else(StreamPosition::default, |r| r.position()))
+}
+
+/// The newest position of every stream, as the columns of `Positions`.
+const POSITIONS: &str = "(SELECT MAX(stream_ordering) FROM events) AS e,
+    (SELECT MAX(stream_id) FROM account_data) AS a,
+    (SELECT MAX(stream_id) FROM receipts) AS r,
+    (SELECT MAX(stream_id) FROM typing) AS t,
+    (SELECT MAX(stream_id) FROM e2e_to_device) AS d,
+    (SELECT MAX(stream_id) FROM e2e_device_list_changes) AS l,
+    (SELECT MAX(stream_id) FROM presence) AS p";
+
+/// The columns `POSITIONS` reads (NULL for an empty stream).
+#[derive(Deserialize)]
+struct Positions {
+    e: Option<i64>,
+    a: Option<i64>,
+    r: Option<i64>,
+    t: Option<i64>,
+    d: Option<i64>,
+    l: Option<i64>,
+    p: Option<i64>,
+}
+
+impl Positions {
+    fn position(&self) -> StreamPosition {
+        let n = |v: Option<i64>| v.unwrap_or(0) as u64;
+        StreamPosition {
+            events: n(self.e),
+            account_data: n(self.a),
+            receipts: n(self.r),
+            typing: n(self.t),
+            to_device: n(self.d),
+            device_lists: n(self.l),
+            presence: n(self.p),
+        }
     }
-    let row: Option<Row> = db
-        .row(
-            "SELECT (SELECT MAX(stream_ordering) FROM events) AS e,
-                    (SELECT MAX(stream_id) FROM account_data) AS a,
-                    (SELECT MAX(stream_id) FROM receipts) AS r,
-                    (SELECT MAX(stream_id) FROM typing) AS t,
-                    (SELECT MAX(stream_id) FROM e2e_to_device) AS d,
-                    (SELECT MAX(stream_id) FROM e2e_device_list_changes) AS l,
-                    (SELECT MAX(stream_id) FROM presence) AS p",
-            args![],
-        )
-        .await?;
-    let n = |v: Option<i64>| v.unwrap_or(0) as u64;
-    Ok(
-        row.map_or_else(StreamPosition::default, |r| StreamPosition {
-            events: n(r.e),
-            account_data: n(r.a),
-            receipts: n(r.r),
-            typing: n(r.t),
-            to_device: n(r.d),
-            device_lists: n(r.l),
-            presence: n(r.p),
-        }),
-    )
 }
 
 #[derive(Deserialize)]
@@ -155,4 +159,149 @@ pub async fn remote_servers(db: &Db, room_id: &str, us: &str) -> Result<Vec<Stri
         .map(|r| r.server)
         .filter(|s| s != us)
         .collect())
+}
+
+/// What every `/sync` (and sliding sync) reads first, in one statement: who the access token
+/// belongs to (the same columns as `accounts::token_owner`), the newest position of every
+/// stream, when the next typing notification in the user's rooms runs out, the device's key
+/// counts, the stored filter asked for, and, unless no stream moved past `since`, the user's
+/// memberships. D1 answers a statement in one round trip; the token is checked in that very
+/// statement, so a sync never needs a round trip of its own for authentication, and a revoked
+/// token (logout, device deletion, deactivation, password change, OAuth revocation: each
+/// deletes the row or sets `deactivated`) is refused by the first read after the revocation.
+#[derive(Deserialize)]
+pub struct SyncStart {
+    #[serde(flatten)]
+    pub owner: super::accounts::TokenOwner,
+    #[serde(flatten)]
+    positions: Positions,
+    pub typing_next: Option<i64>,
+    /// `[[algorithm, count], ...]` of unclaimed one-time keys.
+    otk: Option<String>,
+    /// `[algorithm, ...]` of unused fallback keys.
+    fallback: Option<String>,
+    /// The stored filter's JSON text, when a filter id was given and is the user's.
+    pub filter: Option<String>,
+    /// `[[room_id, membership, stream_ordering, room_version], ...]`; NULL when not read.
+    memberships: Option<String>,
+}
+
+/// What the caller asks `sync_start` for besides the token.
+pub struct StartQuery<'a> {
+    pub token_hash: &'a str,
+    pub since: Option<StreamPosition>,
+    pub memberships: Memberships,
+    pub filter_id: Option<i64>,
+}
+
+/// When `sync_start` reads the user's memberships.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Memberships {
+    Never,
+    /// When some stream moved past `since`, or there is no `since`.
+    IfMoved,
+    /// Also when nothing moved (`full_state`).
+    Always,
+}
+
+pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>, MatrixError> {
+    // `me` and `pos` have one row each (or `me` none: an unknown token, and no row at all).
+    // The memberships are read only when some stream moved past `since`, the condition under
+    // which the caller builds rooms (`quiet` in src/sync/handler.rs); the caller reads them
+    // itself if the two ever disagree.
+    let since = q.since.unwrap_or_default();
+    // ?3: 1 reads them whatever moved, NULL never, 0 when something moved.
+    let read_memberships = match q.memberships {
+        Memberships::Never => None,
+        Memberships::IfMoved if q.since.is_some() => Some(0),
+        _ => Some(1),
+    };
+    db.row(
+        &format!("WITH me AS (
+           SELECT t.user_id, t.device_id, t.expires_ts, t.revokes_refresh, u.deactivated, u.admin
+           FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?1),
+         pos AS (SELECT {POSITIONS})
+         SELECT me.*, pos.*,
+           (SELECT MIN(x.expires_ts) FROM typing x JOIN memberships m ON m.room_id = x.room_id
+            WHERE m.user_id = me.user_id AND m.membership = 'join' AND x.expires_ts > 0) AS typing_next,
+           (SELECT json_group_array(json_array(algorithm, n)) FROM (
+              SELECT k.algorithm, COUNT(*) AS n FROM e2e_one_time_keys k, me
+              WHERE k.user_id = me.user_id AND k.device_id = me.device_id GROUP BY k.algorithm)) AS otk,
+           (SELECT json_group_array(f.algorithm) FROM e2e_fallback_keys f
+            WHERE f.user_id = me.user_id AND f.device_id = me.device_id AND f.used = 0) AS fallback,
+           (SELECT filter FROM filters WHERE user_id = me.user_id AND filter_id = ?2) AS filter,
+           CASE WHEN ?3 IS NULL THEN NULL WHEN ?3 OR IFNULL(pos.e, 0) != ?4 OR IFNULL(pos.a, 0) != ?5 OR IFNULL(pos.r, 0) != ?6
+                     OR IFNULL(pos.t, 0) != ?7 OR IFNULL(pos.d, 0) > ?8 OR IFNULL(pos.l, 0) > ?9
+                     OR IFNULL(pos.p, 0) != ?10
+           THEN (SELECT json_group_array(json_array(m.room_id, m.membership, m.stream_ordering, r.room_version))
+                 FROM memberships m JOIN rooms r ON r.room_id = m.room_id
+                 WHERE m.user_id = me.user_id AND (m.forgotten = 0 OR m.stream_ordering > ?11))
+           END AS memberships
+         FROM me, pos"),
+        args![
+            q.token_hash,
+            q.filter_id,
+            read_memberships,
+            since.events,
+            since.account_data,
+            since.receipts,
+            since.typing,
+            since.to_device,
+            since.device_lists,
+            since.presence,
+            q.since.map_or(u64::MAX, |s| s.events)
+        ],
+    )
+    .await
+}
+
+impl SyncStart {
+    /// The stream positions, never behind the client's token (see `sync::handler::position`).
+    pub fn position(&self, since: Option<StreamPosition>) -> StreamPosition {
+        let mut now = self.positions.position();
+        if let Some(since) = since {
+            now.to_device = now.to_device.max(since.to_device);
+            now.device_lists = now.device_lists.max(since.device_lists);
+        }
+        now
+    }
+
+    /// The device's one-time key counts (`signed_curve25519` always present: clients read a
+    /// missing count as "unknown") and unused fallback key algorithms, as `e2ee::key_counts`.
+    pub fn key_counts(&self) -> (std::collections::BTreeMap<String, u64>, Vec<String>) {
+        let mut counts = std::collections::BTreeMap::from([("signed_curve25519".to_owned(), 0)]);
+        let pairs: Vec<(String, u64)> = self
+            .otk
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        counts.extend(pairs);
+        let fallback = self
+            .fallback
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        (counts, fallback)
+    }
+
+    /// The memberships, when the statement read them.
+    pub fn memberships(&self) -> Result<Option<Vec<MembershipRow>>, MatrixError> {
+        let Some(text) = self.memberships.as_deref() else {
+            return Ok(None);
+        };
+        let rows: Vec<(String, String, i64, String)> =
+            serde_json::from_str(text).map_err(super::storage_error)?;
+        Ok(Some(
+            rows.into_iter()
+                .map(
+                    |(room_id, membership, stream_ordering, room_version)| MembershipRow {
+                        room_id,
+                        membership,
+                        stream_ordering,
+                        room_version,
+                    },
+                )
+                .collect(),
+        ))
+    }
 }

@@ -84,6 +84,136 @@ fn the_current_position_starts_at_zero_and_moves_with_every_stream() {
     })
 }
 
+/// The first read of a sync (`sync::sync_start`) answers what the separate reads answer, and
+/// refuses a token from the moment its row is gone or its user deactivated.
+#[test]
+fn the_first_read_of_a_sync_checks_the_token_and_matches_the_separate_reads() {
+    use crate::e2ee::device_keys::UploadedKey;
+    use crate::storage::sync::{Memberships, StartQuery};
+    run(async {
+        let (_server, db) = setup();
+        user(&db, ALICE).await;
+        let token = super::token_of(ALICE);
+        let mut room = Room::create(&db, "one", ALICE, None).await;
+        room.message(&db, ALICE, "hi").await;
+        let key = |id: &str| UploadedKey {
+            algorithm: "signed_curve25519".to_owned(),
+            key_id: id.to_owned(),
+            key: json!({ "key": id }),
+        };
+        let fallback = UploadedKey {
+            algorithm: "curve25519".to_owned(),
+            ..key("F")
+        };
+        e2ee::upload(&db, ALICE, "DEV", None, &[key("A"), key("B")], &[fallback])
+            .await
+            .unwrap();
+        user_data::set_typing(&db, room.id.as_str(), ALICE, now_ms() + 10_000)
+            .await
+            .unwrap();
+        let filter = user_data::create_filter(&db, ALICE, &json!({ "room": {} }))
+            .await
+            .unwrap();
+        let ask = |since: Option<StreamPosition>, memberships, filter_id| StartQuery {
+            token_hash: &token,
+            since,
+            memberships,
+            filter_id,
+        };
+
+        let start = sync::sync_start(&db, &ask(None, Memberships::IfMoved, Some(filter)))
+            .await
+            .unwrap()
+            .expect("a known token");
+        assert_eq!(
+            (start.owner.user_id.as_str(), start.owner.device_id.as_str()),
+            (ALICE, "DEV")
+        );
+        assert_eq!(start.owner.deactivated, 0);
+        let now = sync::current_position(&db).await.unwrap();
+        assert_eq!(start.position(None), now);
+        assert_eq!(
+            start.key_counts(),
+            e2ee::key_counts(&db, ALICE, "DEV").await.unwrap()
+        );
+        assert_eq!(start.key_counts().0["signed_curve25519"], 2);
+        assert_eq!(
+            start.typing_next.map(|t| t as u64),
+            user_data::next_typing_expiry(&db, ALICE).await.unwrap()
+        );
+        assert_eq!(start.filter.as_deref(), Some(r#"{"room":{}}"#));
+        let rooms = start.memberships().unwrap().expect("read without a since");
+        assert_eq!(rooms.len(), 1);
+        assert_eq!(
+            (rooms[0].room_id.as_str(), rooms[0].membership.as_str()),
+            (room.id.as_str(), "join")
+        );
+
+        // Nothing moved: no memberships, unless asked for always; never when asked for never.
+        let quiet = sync::sync_start(&db, &ask(Some(now), Memberships::IfMoved, None))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(quiet.memberships().unwrap().is_none());
+        assert_eq!(quiet.filter, None);
+        let full = sync::sync_start(&db, &ask(Some(now), Memberships::Always, None))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(full.memberships().unwrap().map(|m| m.len()), Some(1));
+        room.message(&db, ALICE, "moves the events stream").await;
+        let moved = sync::sync_start(&db, &ask(Some(now), Memberships::IfMoved, None))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(moved.memberships().unwrap().map(|m| m.len()), Some(1));
+        let never = sync::sync_start(&db, &ask(Some(now), Memberships::Never, None))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(never.memberships().unwrap().is_none());
+
+        // Someone else's filter id is not found.
+        user(&db, BOB).await;
+        let theirs = user_data::create_filter(&db, BOB, &json!({}))
+            .await
+            .unwrap();
+        let other = sync::sync_start(&db, &ask(None, Memberships::Never, Some(theirs)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(other.filter, None);
+
+        // Deactivated: the row says so (Ctx::requester_from refuses it); the device deleted
+        // (logout deletes the token the same way): no row at all.
+        let bob_token = super::token_of(BOB);
+        crate::storage::accounts::deactivate(&db, BOB)
+            .await
+            .unwrap();
+        let bob = sync::sync_start(
+            &db,
+            &StartQuery {
+                token_hash: &bob_token,
+                since: None,
+                memberships: Memberships::IfMoved,
+                filter_id: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert!(bob.is_none_or(|b| b.owner.deactivated != 0));
+        crate::storage::accounts::delete_devices(&db, ALICE, &["DEV".to_owned()])
+            .await
+            .unwrap();
+        assert!(
+            sync::sync_start(&db, &ask(None, Memberships::IfMoved, None))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    })
+}
+
 #[test]
 fn changed_rooms_are_the_user_s_rooms_with_new_events_receipts_or_typing() {
     run(async {
