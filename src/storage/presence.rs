@@ -8,7 +8,7 @@ use crate::http::MatrixError;
 use crate::presence::{Presence, State};
 
 #[derive(Deserialize)]
-struct Row {
+pub(crate) struct Row {
     user_id: String,
     presence: String,
     status_msg: Option<String>,
@@ -17,7 +17,7 @@ struct Row {
 }
 
 impl Row {
-    fn into_presence(self) -> (String, Presence) {
+    pub(crate) fn into_presence(self) -> (String, Presence) {
         let presence = Presence {
             state: State::parse(&self.presence).unwrap_or(State::Offline),
             status_msg: self.status_msg,
@@ -106,17 +106,22 @@ pub async fn changed_for(
 ) -> Result<Vec<(String, Presence)>, MatrixError> {
     let rows: Vec<Row> = db
         .rows(
-            &format!(
-                "SELECT {COLUMNS} FROM presence p
-                 WHERE p.stream_id > ?2 AND p.stream_id <= ?3
-                   AND (p.user_id = ?1 OR p.user_id IN (
-                     SELECT b.user_id FROM memberships a JOIN memberships b ON a.room_id = b.room_id
-                     WHERE a.user_id = ?1 AND a.membership = 'join' AND b.membership = 'join'))"
-            ),
+            &changed_for_sql("?1", "?2", "?3"),
             args![viewer, after, up_to],
         )
         .await?;
     Ok(rows.into_iter().map(Row::into_presence).collect())
+}
+
+/// The query of `changed_for`, its operands as SQL expressions.
+pub(crate) fn changed_for_sql(viewer: &str, after: &str, up_to: &str) -> String {
+    format!(
+        "SELECT {COLUMNS} FROM presence p
+         WHERE p.stream_id > {after} AND p.stream_id <= {up_to}
+           AND (p.user_id = {viewer} OR p.user_id IN (
+             SELECT b.user_id FROM memberships a JOIN memberships b ON a.room_id = b.room_id
+             WHERE a.user_id = {viewer} AND a.membership = 'join' AND b.membership = 'join'))"
+    )
 }
 
 /// Our users who share a joined room with `user` (and `user`, if ours): whom a change wakes.

@@ -94,6 +94,20 @@ pub async fn local_members(db: &Db, room_id: &str) -> Result<Vec<String>, Matrix
         .collect())
 }
 
+/// The query of `changed_rooms` with its operands as SQL expressions: the user, then the
+/// lower and upper bounds of the events, receipts and typing streams.
+fn changed_rooms_sql(user: &str, after: [&str; 3], up_to: [&str; 3]) -> String {
+    let mine =
+        format!("(SELECT room_id FROM memberships WHERE user_id = {user} AND forgotten = 0)");
+    let [e0, r0, t0] = after;
+    let [e1, r1, t1] = up_to;
+    format!(
+        "SELECT room_id FROM events WHERE stream_ordering > {e0} AND stream_ordering <= {e1} AND room_id IN {mine}
+         UNION SELECT room_id FROM receipts WHERE stream_id > {r0} AND stream_id <= {r1} AND room_id IN {mine}
+         UNION SELECT room_id FROM typing WHERE stream_id > {t0} AND stream_id <= {t1} AND room_id IN {mine}"
+    )
+}
+
 /// Rooms of the user with new events, receipts or typing changes between two positions.
 pub async fn changed_rooms(
     db: &Db,
@@ -105,14 +119,9 @@ pub async fn changed_rooms(
     struct Row {
         room_id: String,
     }
-    let mine = "(SELECT room_id FROM memberships WHERE user_id = ?1 AND forgotten = 0)";
     Ok(db
         .rows::<Row>(
-            &format!(
-                "SELECT room_id FROM events WHERE stream_ordering > ?2 AND stream_ordering <= ?3 AND room_id IN {mine}
-                 UNION SELECT room_id FROM receipts WHERE stream_id > ?4 AND stream_id <= ?5 AND room_id IN {mine}
-                 UNION SELECT room_id FROM typing WHERE stream_id > ?6 AND stream_id <= ?7 AND room_id IN {mine}"
-            ),
+            &changed_rooms_sql("?1", ["?2", "?4", "?6"], ["?3", "?5", "?7"]),
             args![
                 user_id,
                 since.events,
@@ -184,6 +193,21 @@ pub struct SyncStart {
     pub filter: Option<String>,
     /// `[[room_id, membership, stream_ordering, room_version], ...]`; NULL when not read.
     memberships: Option<String>,
+    /// With the memberships, in an incremental sync: `changed_rooms` from `since` to the
+    /// positions read, as `[room_id, ...]`.
+    changed: Option<String>,
+    /// With the memberships: `account_data_since` and `presence::changed_for` from `since` to
+    /// the positions read, as arrays of their rows.
+    account_data: Option<String>,
+    presence: Option<String>,
+}
+
+/// The first round of a sync's build, when `sync_start` read it.
+pub struct FirstRound {
+    /// Empty in an initial sync.
+    pub changed: Vec<String>,
+    pub account_data: Vec<super::user_data::AccountDataRow>,
+    pub presence: Vec<(String, crate::presence::Presence)>,
 }
 
 /// What the caller asks `sync_start` for besides the token.
@@ -206,21 +230,36 @@ pub enum Memberships {
 
 pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>, MatrixError> {
     // `me` and `pos` have one row each (or `me` none: an unknown token, and no row at all).
-    // The memberships are read only when some stream moved past `since`, the condition under
-    // which the caller builds rooms (`quiet` in src/sync/handler.rs); the caller reads them
+    // `go` says whether the caller will build rooms: some stream moved past `since` (`quiet` in
+    // src/sync/handler.rs), or there is no `since`, or `full_state`. Only then are the
+    // memberships and the first round of the build (rooms that changed, account data,
+    // presence) read, bounded by the positions of the same snapshot; the caller reads them
     // itself if the two ever disagree.
     let since = q.since.unwrap_or_default();
     // ?3: 1 reads them whatever moved, NULL never, 0 when something moved.
-    let read_memberships = match q.memberships {
+    let read = match q.memberships {
         Memberships::Never => None,
         Memberships::IfMoved if q.since.is_some() => Some(0),
         _ => Some(1),
     };
+    let user = "(SELECT user_id FROM me)";
+    let up_to = |column: &str| format!("(SELECT IFNULL({column}, 0) FROM pos)");
+    let changed = changed_rooms_sql(
+        user,
+        ["?4", "?6", "?7"],
+        [&up_to("e"), &up_to("r"), &up_to("t")],
+    );
+    let account_data = super::user_data::account_data_since_sql(user, "?5", &up_to("a"));
+    let presence = super::presence::changed_for_sql(user, "?10", &up_to("p"));
     db.row(
         &format!("WITH me AS (
            SELECT t.user_id, t.device_id, t.expires_ts, t.revokes_refresh, u.deactivated, u.admin
            FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?1),
-         pos AS (SELECT {POSITIONS})
+         pos AS (SELECT {POSITIONS}),
+         go AS (SELECT CASE WHEN ?3 IS NULL THEN 0
+             WHEN ?3 OR IFNULL(e, 0) != ?4 OR IFNULL(a, 0) != ?5 OR IFNULL(r, 0) != ?6
+               OR IFNULL(t, 0) != ?7 OR IFNULL(d, 0) > ?8 OR IFNULL(l, 0) > ?9 OR IFNULL(p, 0) != ?10
+             THEN 1 ELSE 0 END AS read FROM pos)
          SELECT me.*, pos.*,
            (SELECT MIN(x.expires_ts) FROM typing x JOIN memberships m ON m.room_id = x.room_id
             WHERE m.user_id = me.user_id AND m.membership = 'join' AND x.expires_ts > 0) AS typing_next,
@@ -230,18 +269,29 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
            (SELECT json_group_array(f.algorithm) FROM e2e_fallback_keys f
             WHERE f.user_id = me.user_id AND f.device_id = me.device_id AND f.used = 0) AS fallback,
            (SELECT filter FROM filters WHERE user_id = me.user_id AND filter_id = ?2) AS filter,
-           CASE WHEN ?3 IS NULL THEN NULL WHEN ?3 OR IFNULL(pos.e, 0) != ?4 OR IFNULL(pos.a, 0) != ?5 OR IFNULL(pos.r, 0) != ?6
-                     OR IFNULL(pos.t, 0) != ?7 OR IFNULL(pos.d, 0) > ?8 OR IFNULL(pos.l, 0) > ?9
-                     OR IFNULL(pos.p, 0) != ?10
-           THEN (SELECT json_group_array(json_array(m.room_id, m.membership, m.stream_ordering, r.room_version))
-                 FROM memberships m JOIN rooms r ON r.room_id = m.room_id
-                 WHERE m.user_id = me.user_id AND (m.forgotten = 0 OR m.stream_ordering > ?11))
-           END AS memberships
-         FROM me, pos"),
+           CASE WHEN go.read THEN
+             (SELECT json_group_array(json_array(m.room_id, m.membership, m.stream_ordering, r.room_version))
+              FROM memberships m JOIN rooms r ON r.room_id = m.room_id
+              WHERE m.user_id = me.user_id AND (m.forgotten = 0 OR m.stream_ordering > ?11))
+           END AS memberships,
+           CASE WHEN go.read AND ?12 THEN
+             (SELECT json_group_array(room_id) FROM ({changed}))
+           END AS changed,
+           CASE WHEN go.read THEN
+             (SELECT json_group_array(json_object('room_id', room_id, 'type', type, 'content', content))
+              FROM ({account_data}))
+           END AS account_data,
+           CASE WHEN go.read THEN
+             (SELECT json_group_array(json_object('user_id', user_id, 'presence', presence,
+                'status_msg', status_msg, 'last_active_ts', last_active_ts,
+                'currently_active', currently_active))
+              FROM ({presence}))
+           END AS presence
+         FROM me, pos, go"),
         args![
             q.token_hash,
             q.filter_id,
-            read_memberships,
+            read,
             since.events,
             since.account_data,
             since.receipts,
@@ -249,7 +299,8 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
             since.to_device,
             since.device_lists,
             since.presence,
-            q.since.map_or(u64::MAX, |s| s.events)
+            q.since.map_or(u64::MAX, |s| s.events),
+            q.since.is_some()
         ],
     )
     .await
@@ -282,6 +333,28 @@ impl SyncStart {
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or_default();
         (counts, fallback)
+    }
+
+    /// The rooms that changed, account data and presence, when the statement read them.
+    pub fn first_round(&self) -> Result<Option<FirstRound>, MatrixError> {
+        let (Some(account_data), Some(presence)) = (&self.account_data, &self.presence) else {
+            return Ok(None);
+        };
+        let changed = match &self.changed {
+            Some(text) => serde_json::from_str(text).map_err(super::storage_error)?,
+            None => Vec::new(),
+        };
+        let account_data = serde_json::from_str(account_data).map_err(super::storage_error)?;
+        let presence: Vec<super::presence::Row> =
+            serde_json::from_str(presence).map_err(super::storage_error)?;
+        Ok(Some(FirstRound {
+            changed,
+            account_data,
+            presence: presence
+                .into_iter()
+                .map(super::presence::Row::into_presence)
+                .collect(),
+        }))
     }
 
     /// The memberships, when the statement read them.

@@ -20,7 +20,7 @@ use crate::rooms::client_event::stripped_state;
 use crate::rooms::visibility::MembershipHistory;
 use crate::rooms::RoomVersion;
 use crate::storage::events::{self, EventRow};
-use crate::storage::sync::{self as stored, MembershipRow, Memberships};
+use crate::storage::sync::{self as stored, FirstRound, MembershipRow, Memberships};
 use crate::storage::sync_rooms::{self as batch, Window};
 use crate::storage::{e2ee, presence as stored_presence, user_data, Db};
 use crate::time::now_ms;
@@ -103,6 +103,7 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         if !quiet {
             let known = Known {
                 memberships: look.memberships.take(),
+                first_round: look.first_round.take(),
                 key_counts: look.key_counts.clone(),
             };
             let (body, news) = build(
@@ -139,6 +140,7 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 /// What the first read already has, so `build` does not read it again.
 struct Known {
     memberships: Option<Vec<MembershipRow>>,
+    first_round: Option<FirstRound>,
     key_counts: (BTreeMap<String, u64>, Vec<String>),
 }
 
@@ -194,28 +196,47 @@ async fn build(
     };
     // Independent reads go out together: each D1 query is a round trip, and a sync waits for
     // the slowest of a group rather than for their sum.
-    let changed = async {
-        match since {
-            Some(since) => stored::changed_rooms(db, user, &since, &now).await,
-            None => Ok(Vec::new()),
+    // The first round: what `start` read already, else read now.
+    let first_round = async {
+        if let Some(known) = known.first_round {
+            return Ok(known);
         }
+        let changed = async {
+            match since {
+                Some(since) => stored::changed_rooms(db, user, &since, &now).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let (changed, account_data, presence) = futures::join!(
+            changed,
+            user_data::account_data_since(db, user, from.account_data, now.account_data),
+            stored_presence::changed_for(db, user, from.presence, now.presence),
+        );
+        Ok::<_, MatrixError>(FirstRound {
+            changed: changed?,
+            account_data: account_data?,
+            presence: presence?,
+        })
     };
     // The encryption parts need only the positions: they go out with the first round.
-    let (memberships, changed, account_data, presence, e2ee) = futures::join!(
+    let (memberships, first_round, e2ee) = futures::join!(
         memberships,
-        changed,
-        user_data::account_data_since(db, user, from.account_data, now.account_data),
-        stored_presence::changed_for(db, user, from.presence, now.presence),
+        first_round,
         encryption(db, me, since, now, known.key_counts),
     );
-    let (memberships, account_data, e2ee) = (memberships?, account_data?, e2ee?);
+    let (memberships, e2ee) = (memberships?, e2ee?);
+    let FirstRound {
+        changed,
+        account_data,
+        presence,
+    } = first_round?;
     let at = now_ms();
-    let presence: Vec<Value> = presence?
+    let presence: Vec<Value> = presence
         .into_iter()
         .filter(|(sender, _)| filter.presence.allows("m.presence", sender))
         .map(|(sender, p)| json!({ "type": "m.presence", "sender": sender, "content": p.content(at) }))
         .collect();
-    let changed: HashSet<String> = changed?.into_iter().collect();
+    let changed: HashSet<String> = changed.into_iter().collect();
     let mut room_account_data: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut global_account_data = Vec::new();
     for row in &account_data {

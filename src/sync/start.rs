@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use crate::accounts::tokens::token_hash;
 use crate::api::request::{Ctx, Requester};
 use crate::http::MatrixError;
-use crate::storage::sync::{self as stored, MembershipRow, Memberships, StartQuery};
+use crate::storage::sync::{self as stored, FirstRound, MembershipRow, Memberships, StartQuery};
 use crate::storage::{e2ee, user_data, Db};
 use crate::sync::token::StreamPosition;
 use crate::time::now_ms;
@@ -31,6 +31,8 @@ pub(crate) struct Start {
     pub filter: Option<String>,
     /// The user's memberships, when some stream moved (else `None`: read them if needed).
     pub memberships: Option<Vec<MembershipRow>>,
+    /// With the memberships: the rooms that changed, account data and presence since `since`.
+    pub first_round: Option<FirstRound>,
 }
 
 /// The first read; `memberships` says when to read them. An application service's token has no row in `access_tokens`: it takes the
@@ -58,6 +60,7 @@ pub(crate) async fn start(
         let now = row.position(since);
         let key_counts = row.key_counts();
         let memberships = row.memberships()?;
+        let first_round = row.first_round()?;
         let typing_ends = row.typing_next.map(|t| t as u64);
         let filter = row.filter.clone();
         let me = ctx.requester_from(token, Some(row.owner)).await?;
@@ -75,6 +78,7 @@ pub(crate) async fn start(
             key_counts,
             filter,
             memberships,
+            first_round,
         });
     }
 }
@@ -104,5 +108,6 @@ async fn start_slowly(
         key_counts,
         filter,
         memberships: None,
+        first_round: None,
     })
 }

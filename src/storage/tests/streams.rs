@@ -161,12 +161,52 @@ fn the_first_read_of_a_sync_checks_the_token_and_matches_the_separate_reads() {
             .unwrap()
             .unwrap();
         assert_eq!(full.memberships().unwrap().map(|m| m.len()), Some(1));
+        assert!(quiet.first_round().unwrap().is_none());
         room.message(&db, ALICE, "moves the events stream").await;
+        user_data::set_account_data(&db, ALICE, "", "m.test", &json!({ "x": 1 }))
+            .await
+            .unwrap();
+        let online = Presence {
+            state: State::Online,
+            status_msg: Some("here".to_owned()),
+            last_active_ts: 5,
+            currently_active: true,
+        };
+        presence::set(&db, ALICE, &online, true).await.unwrap();
         let moved = sync::sync_start(&db, &ask(Some(now), Memberships::IfMoved, None))
             .await
             .unwrap()
             .unwrap();
         assert_eq!(moved.memberships().unwrap().map(|m| m.len()), Some(1));
+        // With them, the first round of the build, as the separate reads answer it.
+        let later = sync::current_position(&db).await.unwrap();
+        let first = moved
+            .first_round()
+            .unwrap()
+            .expect("read when something moved");
+        assert_eq!(
+            first.changed,
+            sync::changed_rooms(&db, ALICE, &now, &later).await.unwrap()
+        );
+        assert_eq!(first.changed, [room.id.to_string()]);
+        let separate =
+            user_data::account_data_since(&db, ALICE, now.account_data, later.account_data)
+                .await
+                .unwrap();
+        let pairs = |rows: &[user_data::AccountDataRow]| -> Vec<(String, String, String)> {
+            rows.iter()
+                .map(|r| (r.room_id.clone(), r.kind.clone(), r.content.clone()))
+                .collect()
+        };
+        assert_eq!(pairs(&first.account_data), pairs(&separate));
+        assert_eq!(first.account_data.len(), 1);
+        assert_eq!(
+            first.presence,
+            presence::changed_for(&db, ALICE, now.presence, later.presence)
+                .await
+                .unwrap()
+        );
+        assert_eq!(first.presence.len(), 1);
         let never = sync::sync_start(&db, &ask(Some(now), Memberships::Never, None))
             .await
             .unwrap()
