@@ -142,6 +142,8 @@ def meter_pass(workdir: Path, ops: int) -> dict:
             counts = meter()
             out = {k: counts[k] / n for k in ("worker_requests", "d1_queries", "rows_read", "rows_written")}
             out["do_requests"] = sum(counts["do_requests"].values()) / n
+            # D1 calls (each a round trip on the platform): single queries plus batches.
+            out["d1_calls"] = (counts["d1_queries"] - counts.get("d1_batched", 0) + counts["d1_batches"]) / n
             out["do_by_class"] = {k: v / n for k, v in counts["do_requests"].items()}
             out["cpu_ms"] = cpu * 1000
             out["unmetered"] = counts["unmetered_queries"]
@@ -192,7 +194,7 @@ def meter_pass(workdir: Path, ops: int) -> dict:
 def subtract(both: dict, send: dict) -> dict:
     """incremental_one does one send and one sync per op: keep the sync's share."""
     out = {k: both[k] * 2 - send[k] for k in ("worker_requests", "d1_queries", "rows_read", "rows_written",
-                                                 "do_requests", "cpu_ms")}
+                                                 "do_requests", "cpu_ms", "d1_calls")}
     out["do_by_class"] = {k: both["do_by_class"].get(k, 0) * 2 - send["do_by_class"].get(k, 0)
                           for k in set(both["do_by_class"]) | set(send["do_by_class"])}
     out["unmetered"] = both["unmetered"]
@@ -266,6 +268,10 @@ def main() -> int:
             meter = meter_pass(workdir, c["METER_OPS"])
             print(report.table(rows))
             print("\n".join(report.cost_section(meter)))
+            print("\nD1 calls (round trips) per operation:")
+            for label, row in meter.items():
+                if not label.startswith("_"):
+                    print(f"  {label}: {row['d1_calls']:.1f} calls, {row['d1_queries']:.1f} statements")
             print(json.dumps({"errors": {t.name: dict(t.errors) for t in targets}}, indent=1))
             return 0
         for t in targets:
