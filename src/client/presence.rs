@@ -67,14 +67,23 @@ pub(crate) async fn get_status(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 /// `/sync?set_presence=`: marks the user online (or unavailable) as they sync, writing at most
 /// once per `presence::REFRESH_MS` unless what others see changes. Failures only cost the update.
 /// True when that moved the presence stream (others, and the user, will see a change), so a
-/// caller that read the stream positions before reads them again.
-pub(crate) async fn on_sync(ctx: &Ctx, db: &Db, user: &str) -> bool {
+/// caller that read the stream positions before reads them again. `known`: the user's stored
+/// presence when the caller has read it already (src/sync/start.rs).
+pub(crate) async fn on_sync(
+    ctx: &Ctx,
+    db: &Db,
+    user: &str,
+    known: Option<Option<Presence>>,
+) -> bool {
     if !ctx.config.presence {
         return false;
     }
     let wanted = ctx.query("set_presence").unwrap_or("online");
     let result = async {
-        let current = stored::get(db, user).await?;
+        let current = match known {
+            Some(current) => current,
+            None => stored::get(db, user).await?,
+        };
         match presence::on_sync(current.as_ref(), wanted, now_ms()) {
             Some(next) => publish(ctx, db, user, current.as_ref(), &next).await,
             None => Ok(false),

@@ -191,6 +191,8 @@ pub struct SyncStart {
     fallback: Option<String>,
     /// The stored filter's JSON text, when a filter id was given and is the user's.
     pub filter: Option<String>,
+    /// The user's own presence row (for `client::presence::on_sync`), as a JSON object.
+    own_presence: Option<String>,
     /// `[[room_id, membership, stream_ordering, room_version], ...]`; NULL when not read.
     memberships: Option<String>,
     /// With the memberships, in an incremental sync: `changed_rooms` from `since` to the
@@ -269,6 +271,10 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
            (SELECT json_group_array(f.algorithm) FROM e2e_fallback_keys f
             WHERE f.user_id = me.user_id AND f.device_id = me.device_id AND f.used = 0) AS fallback,
            (SELECT filter FROM filters WHERE user_id = me.user_id AND filter_id = ?2) AS filter,
+           (SELECT json_object('user_id', p.user_id, 'presence', p.presence,
+              'status_msg', p.status_msg, 'last_active_ts', p.last_active_ts,
+              'currently_active', p.currently_active)
+            FROM presence p WHERE p.user_id = me.user_id) AS own_presence,
            CASE WHEN go.read THEN
              (SELECT json_group_array(json_array(m.room_id, m.membership, m.stream_ordering, r.room_version))
               FROM memberships m JOIN rooms r ON r.room_id = m.room_id
@@ -355,6 +361,18 @@ impl SyncStart {
                 .map(super::presence::Row::into_presence)
                 .collect(),
         }))
+    }
+
+    /// The user's own presence, as `presence::get` reads it.
+    pub fn own_presence(&self) -> Result<Option<crate::presence::Presence>, MatrixError> {
+        self.own_presence
+            .as_deref()
+            .map(|text| {
+                serde_json::from_str::<super::presence::Row>(text)
+                    .map(|row| row.into_presence().1)
+                    .map_err(super::storage_error)
+            })
+            .transpose()
     }
 
     /// The memberships, when the statement read them.

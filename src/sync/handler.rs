@@ -84,12 +84,14 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let since = since?;
     let me = first.me.clone();
     let filter = load_filter(ctx, first.filter.as_deref())?;
-    let mut look = if crate::client::presence::on_sync(ctx, &db, me.user_id.as_str()).await {
-        // The user's own presence moved: read again so this answer carries it.
-        start(ctx, &db, since, memberships, None).await?
-    } else {
-        first
-    };
+    let own_presence = first.own_presence.clone();
+    let mut look =
+        if crate::client::presence::on_sync(ctx, &db, me.user_id.as_str(), own_presence).await {
+            // The user's own presence moved: read again so this answer carries it.
+            start(ctx, &db, since, memberships, None).await?
+        } else {
+            first
+        };
     let state_after = ctx.query(STATE_AFTER_PARAM) == Some("true");
     let timeout = ctx.query_u64("timeout")?.unwrap_or(0).min(MAX_TIMEOUT_MS);
     let deadline = now_ms() + timeout;

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use crate::accounts::tokens::token_hash;
 use crate::api::request::{Ctx, Requester};
 use crate::http::MatrixError;
+use crate::presence::Presence;
 use crate::storage::sync::{self as stored, FirstRound, MembershipRow, Memberships, StartQuery};
 use crate::storage::{e2ee, user_data, Db};
 use crate::sync::token::StreamPosition;
@@ -33,6 +34,8 @@ pub(crate) struct Start {
     pub memberships: Option<Vec<MembershipRow>>,
     /// With the memberships: the rooms that changed, account data and presence since `since`.
     pub first_round: Option<FirstRound>,
+    /// The user's own presence as stored (`None`: not read here).
+    pub own_presence: Option<Option<Presence>>,
 }
 
 /// The first read; `memberships` says when to read them. An application service's token has no row in `access_tokens`: it takes the
@@ -61,6 +64,7 @@ pub(crate) async fn start(
         let key_counts = row.key_counts();
         let memberships = row.memberships()?;
         let first_round = row.first_round()?;
+        let own_presence = Some(row.own_presence()?);
         let typing_ends = row.typing_next.map(|t| t as u64);
         let filter = row.filter.clone();
         let me = ctx.requester_from(token, Some(row.owner)).await?;
@@ -79,6 +83,7 @@ pub(crate) async fn start(
             filter,
             memberships,
             first_round,
+            own_presence,
         });
     }
 }
@@ -109,5 +114,6 @@ async fn start_slowly(
         filter,
         memberships: None,
         first_round: None,
+        own_presence: None,
     })
 }

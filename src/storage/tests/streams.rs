@@ -207,6 +207,13 @@ fn the_first_read_of_a_sync_checks_the_token_and_matches_the_separate_reads() {
                 .unwrap()
         );
         assert_eq!(first.presence.len(), 1);
+        // The user's own presence, as `presence::get` reads it (none before it was set).
+        assert_eq!(quiet.own_presence().unwrap(), None);
+        assert_eq!(
+            moved.own_presence().unwrap(),
+            presence::get(&db, ALICE).await.unwrap()
+        );
+        assert_eq!(moved.own_presence().unwrap(), Some(online.clone()));
         let never = sync::sync_start(&db, &ask(Some(now), Memberships::Never, None))
             .await
             .unwrap()

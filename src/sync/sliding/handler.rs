@@ -32,7 +32,8 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = look.me.clone();
     let body = Value::Object(ctx.json_object()?);
     let request = request::parse(&body, ctx.query("pos"), ctx.query_u64("timeout")?)?;
-    if crate::client::presence::on_sync(ctx, &db, me.user_id.as_str()).await {
+    let own_presence = look.own_presence.take();
+    if crate::client::presence::on_sync(ctx, &db, me.user_id.as_str(), own_presence).await {
         look = start(ctx, &db, since, Memberships::Never, None).await?;
     }
     let user = me.user_id.as_str();
