@@ -8,7 +8,7 @@ import Worker, { RoomObject as Room, Notifier as Notif, Destination as Dest, App
 
 let counts = fresh();
 function fresh() {
-  return { worker_requests: 0, d1_queries: 0, d1_batches: 0, d1_round_trips: 0, rows_read: 0,
+  return { worker_requests: 0, d1_queries: 0, d1_batches: 0, d1_batched: 0, d1_round_trips: 0, rows_read: 0,
            rows_written: 0, unmetered_queries: 0, do_requests: {}, r2_class_a: 0, r2_class_b: 0,
            statements: {} };
 }
@@ -86,6 +86,7 @@ function database(real) {
         case "batch": return async (statements) => {
           counts.d1_batches++;
           counts.d1_round_trips++;
+          counts.d1_batched += statements.length;
           counts.d1_queries += statements.length;
           const real = statements.map((s) => inner.get(s) || s);
           const results = await target.batch(real);

@@ -73,8 +73,9 @@ def chunks(total: int, rounds: int) -> list[int]:
     return [total // rounds + (1 if r < total % rounds else 0) for r in range(rounds)]
 
 
-def compare(targets, c) -> dict:
-    """The comparison: every row of the table, as {row key: {server: samples or value}}."""
+def compare(targets, c, only_sync: bool = False) -> dict:
+    """The comparison: every row of the table, as {row key: {server: samples or value}}.
+    `only_sync`: only the sequential sends and the /sync latency rows (`--only sync`)."""
     rows: dict = {}
     flat = lambda results: [x for chunk in results for x in chunk]
 
@@ -98,6 +99,8 @@ def compare(targets, c) -> dict:
     rows["sync_none"] = {n: flat(x[0] for x in v) for n, v in res.items()}
     rows["cpu_sync_none"] = {n: [x[1] for x in v] for n, v in res.items()}
     rows["cpu_sync_none_all"] = {n: [x[2] for x in v] for n, v in res.items()}
+    if only_sync:
+        return rows
 
     log(f"initial syncs ({c['INITIAL_SYNCS']})")
     sizes = chunks(c["INITIAL_SYNCS"], c["ROUNDS"])
@@ -139,6 +142,8 @@ def meter_pass(workdir: Path, ops: int) -> dict:
             counts = meter()
             out = {k: counts[k] / n for k in ("worker_requests", "d1_queries", "rows_read", "rows_written")}
             out["do_requests"] = sum(counts["do_requests"].values()) / n
+            # D1 calls (each a round trip on the platform): single queries plus batches.
+            out["d1_calls"] = (counts["d1_queries"] - counts.get("d1_batched", 0) + counts["d1_batches"]) / n
             out["do_by_class"] = {k: v / n for k, v in counts["do_requests"].items()}
             out["cpu_ms"] = cpu * 1000
             out["unmetered"] = counts["unmetered_queries"]
@@ -189,7 +194,7 @@ def meter_pass(workdir: Path, ops: int) -> dict:
 def subtract(both: dict, send: dict) -> dict:
     """incremental_one does one send and one sync per op: keep the sync's share."""
     out = {k: both[k] * 2 - send[k] for k in ("worker_requests", "d1_queries", "rows_read", "rows_written",
-                                                 "do_requests", "cpu_ms")}
+                                                 "do_requests", "cpu_ms", "d1_calls")}
     out["do_by_class"] = {k: both["do_by_class"].get(k, 0) * 2 - send["do_by_class"].get(k, 0)
                           for k in set(both["do_by_class"]) | set(send["do_by_class"])}
     out["unmetered"] = both["unmetered"]
@@ -221,6 +226,9 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
     parser.add_argument("--federation-only", action="store_true",
                         help="only the federation rows and their cost pass; prints them, writes no doc")
+    parser.add_argument("--only", choices=["sync"],
+                        help="sync: only sends, send-to-seen and incremental /sync rows, then the "
+                             "platform-cost pass; prints them, writes no doc")
     args = parser.parse_args()
     c = {k: v for k, v in globals().items() if k.isupper()}
     if args.quick:
@@ -250,11 +258,28 @@ def main() -> int:
             log(f"preparing {t.name}: users, rooms, {c['INITIAL_SYNC_ROOMS']}x{c['INITIAL_SYNC_ROOM_MESSAGES']}"
                 f" + {c['PAGINATION_EVENTS']} messages")
             t0 = time.perf_counter()
-            t.prepare(senders=16, sync_rooms=c["INITIAL_SYNC_ROOMS"],
-                      sync_room_messages=c["INITIAL_SYNC_ROOM_MESSAGES"], pagination_events=c["PAGINATION_EVENTS"])
+            if args.only == "sync":
+                t.prepare(senders=0, sync_rooms=0, sync_room_messages=0, pagination_events=0)
+            else:
+                t.prepare(senders=16, sync_rooms=c["INITIAL_SYNC_ROOMS"],
+                          sync_room_messages=c["INITIAL_SYNC_ROOM_MESSAGES"],
+                          pagination_events=c["PAGINATION_EVENTS"])
             t.prepare_s = time.perf_counter() - t0
             log(f"  {t.prepare_s:.1f} s")
-        rows = compare(targets, c)
+        rows = compare(targets, c, only_sync=args.only == "sync")
+        if args.only == "sync":
+            for s in servers:
+                s.stop()
+            log("platform-cost pass (our Worker behind bench/meter.mjs)")
+            meter = meter_pass(workdir, c["METER_OPS"])
+            print(report.table(rows))
+            print("\n".join(report.cost_section(meter)))
+            print("\nD1 calls (round trips) per operation:")
+            for label, row in meter.items():
+                if not label.startswith("_"):
+                    print(f"  {label}: {row['d1_calls']:.1f} calls, {row['d1_queries']:.1f} statements")
+            print(json.dumps({"errors": {t.name: dict(t.errors) for t in targets}}, indent=1))
+            return 0
         for t in targets:
             runtime, everything = w.rss_after(t)
             rows.setdefault("rss", {})[t.name] = [runtime]

@@ -183,11 +183,27 @@ impl Ctx {
 
     /// The user and device the access token belongs to.
     pub async fn requester(&self) -> Result<Requester, MatrixError> {
-        let token = self.access_token().ok_or_else(|| {
-            MatrixError::new(401, ErrorCode::MissingToken, "Missing access token")
-        })?;
+        let token = self.bearer()?;
+        let owner = accounts::token_owner(&self.db(), &token_hash(token)).await?;
+        self.requester_from(token, owner).await
+    }
+
+    /// The access token presented, or `M_MISSING_TOKEN`.
+    pub(crate) fn bearer(&self) -> Result<&str, MatrixError> {
+        self.access_token()
+            .ok_or_else(|| MatrixError::new(401, ErrorCode::MissingToken, "Missing access token"))
+    }
+
+    /// The requester from the token's row as read now from D1 (`accounts::token_owner`, or the
+    /// same columns read inside a handler's first statement, as /sync does): every check of a
+    /// token is made here, on a row read by this request, never on a remembered one.
+    pub(crate) async fn requester_from(
+        &self,
+        token: &str,
+        owner: Option<accounts::TokenOwner>,
+    ) -> Result<Requester, MatrixError> {
         let unknown = || MatrixError::new(401, ErrorCode::UnknownToken, "Unknown access token");
-        let Some(owner) = accounts::token_owner(&self.db(), &token_hash(token)).await? else {
+        let Some(owner) = owner else {
             // Not a user's token: perhaps an application service's.
             return crate::appservice::auth::requester(self, token)
                 .await?

@@ -66,22 +66,34 @@ pub(crate) async fn get_status(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
 
 /// `/sync?set_presence=`: marks the user online (or unavailable) as they sync, writing at most
 /// once per `presence::REFRESH_MS` unless what others see changes. Failures only cost the update.
-pub(crate) async fn on_sync(ctx: &Ctx, db: &Db, user: &str) {
+/// True when that moved the presence stream (others, and the user, will see a change), so a
+/// caller that read the stream positions before reads them again. `known`: the user's stored
+/// presence when the caller has read it already (src/sync/start.rs).
+pub(crate) async fn on_sync(
+    ctx: &Ctx,
+    db: &Db,
+    user: &str,
+    known: Option<Option<Presence>>,
+) -> bool {
     if !ctx.config.presence {
-        return;
+        return false;
     }
     let wanted = ctx.query("set_presence").unwrap_or("online");
     let result = async {
-        let current = stored::get(db, user).await?;
+        let current = match known {
+            Some(current) => current,
+            None => stored::get(db, user).await?,
+        };
         match presence::on_sync(current.as_ref(), wanted, now_ms()) {
             Some(next) => publish(ctx, db, user, current.as_ref(), &next).await,
-            None => Ok(()),
+            None => Ok(false),
         }
     }
     .await;
-    if let Err(e) = result {
+    result.unwrap_or_else(|e| {
         crate::log_warn!("presence of {user} on sync: {e}");
-    }
+        false
+    })
 }
 
 /// Stores our user's presence; when others would see a difference, wakes our users sharing a
@@ -92,11 +104,11 @@ async fn publish(
     user: &str,
     current: Option<&Presence>,
     next: &Presence,
-) -> Result<(), MatrixError> {
+) -> Result<bool, MatrixError> {
     let visible = current.is_none_or(|c| c.differs_for_others(next));
     stored::set(db, user, next, visible).await?;
     if !visible || !ctx.config.presence {
-        return Ok(());
+        return Ok(visible);
     }
     ctx.platform
         .wakeups
@@ -105,7 +117,7 @@ async fn publish(
     let us = ctx.config.server_name.as_str();
     let servers = e2ee_remote::servers_sharing_rooms(db, user, us).await?;
     if servers.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
     let mut entry = next.content(now_ms());
     entry["user_id"] = json!(user);
@@ -118,7 +130,7 @@ async fn publish(
                 .await;
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// An `m.presence` EDU from `origin`: each entry about one of its own users is stored (others

@@ -36,8 +36,10 @@ pub mod user_data;
 #[cfg(test)]
 mod tests;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+
+use futures::channel::oneshot;
 
 use serde::de::DeserializeOwned;
 
@@ -116,9 +118,61 @@ pub(crate) struct Usage {
 
 /// The database with the few operations the storage modules need, errors already mapped, and
 /// a running count of what the queries cost.
+///
+/// Reads issued together go to D1 together: every D1 query is a round trip (a network one on the
+/// platform), and the handlers start independent reads at once (`futures::join!`). A read-only
+/// statement is queued; once every future polled in the same pass has queued its own (one
+/// yield), the first to run again sends the whole queue as one D1 batch, one round trip, and
+/// hands each its result. A batch is one transaction, so the reads also see one snapshot. Writes
+/// (and anything not plainly a read) go alone, so their failures stay their own.
 pub(crate) struct Db {
     sql: Rc<dyn SqlExecutor>,
     usage: Rc<Cell<Usage>>,
+    queued: Rc<RefCell<Vec<Queued>>>,
+}
+
+type Queued = (Statement, oneshot::Sender<Result<QueryResult, String>>);
+
+/// Whether a statement only reads, so it may share a batch: conservative, anything that names
+/// a write keyword anywhere (even in a column name) goes alone.
+fn plainly_a_read(sql: &str) -> bool {
+    let head = sql.trim_start();
+    let starts = |word: &str| {
+        head.get(..word.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(word))
+    };
+    if !(starts("SELECT") || starts("WITH")) {
+        return false;
+    }
+    let upper = sql.to_ascii_uppercase();
+    ![
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "REPLACE",
+        "RETURNING",
+        "UPSERT",
+    ]
+    .iter()
+    .any(|w| upper.contains(w))
+}
+
+/// Pending once, then ready: lets the other futures of the same poll pass queue their reads.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
 }
 
 impl Db {
@@ -131,6 +185,7 @@ impl Db {
         Db {
             sql: platform.sql.clone(),
             usage,
+            queued: Rc::default(),
         }
     }
 
@@ -144,6 +199,47 @@ impl Db {
         self.usage.set(usage);
     }
 
+    /// A read that shares a round trip with the reads queued in the same poll pass.
+    async fn read_together(&self, statement: Statement) -> Result<QueryResult, String> {
+        let (sender, receiver) = oneshot::channel();
+        self.queued.borrow_mut().push((statement, sender));
+        YieldOnce(false).await;
+        // The first of the pass to run again sends them all (an empty queue: another did).
+        let queued = std::mem::take(&mut *self.queued.borrow_mut());
+        match queued.len() {
+            0 => {}
+            1 => {
+                let (statement, sender) = queued.into_iter().next().expect("one");
+                let _ = sender.send(self.sql.query(statement).await);
+            }
+            _ => {
+                let (statements, senders): (Vec<_>, Vec<_>) = queued.into_iter().unzip();
+                match self.sql.batch(statements).await {
+                    Ok(results) if results.len() == senders.len() => {
+                        for (sender, result) in senders.into_iter().zip(results) {
+                            let _ = sender.send(Ok(result));
+                        }
+                    }
+                    Ok(_) => {
+                        for sender in senders {
+                            let _ = sender
+                                .send(Err("a batch answered the wrong number of results".into()));
+                        }
+                    }
+                    Err(e) => {
+                        for sender in senders {
+                            let _ = sender.send(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        // A sender dropped unanswered: the future that took the queue was dropped mid-way.
+        receiver
+            .await
+            .unwrap_or_else(|_| Err("a shared read was abandoned".to_owned()))
+    }
+
     /// A statement as a value, to run now or in a batch.
     pub fn stmt(&self, sql: &str, args: &[Arg<'_>]) -> Statement {
         Statement {
@@ -153,11 +249,13 @@ impl Db {
     }
 
     async fn query(&self, sql: &str, args: &[Arg<'_>]) -> Result<QueryResult, MatrixError> {
-        let result = self
-            .sql
-            .query(self.stmt(sql, args))
-            .await
-            .map_err(storage_error)?;
+        let statement = self.stmt(sql, args);
+        let result = if plainly_a_read(sql) {
+            self.read_together(statement).await
+        } else {
+            self.sql.query(statement).await
+        }
+        .map_err(storage_error)?;
         self.count(std::slice::from_ref(&result));
         Ok(result)
     }

@@ -8,7 +8,7 @@ use crate::http::MatrixError;
 use crate::presence::{Presence, State};
 
 #[derive(Deserialize)]
-struct Row {
+pub(crate) struct Row {
     user_id: String,
     presence: String,
     status_msg: Option<String>,
@@ -17,7 +17,7 @@ struct Row {
 }
 
 impl Row {
-    fn into_presence(self) -> (String, Presence) {
+    pub(crate) fn into_presence(self) -> (String, Presence) {
         let presence = Presence {
             state: State::parse(&self.presence).unwrap_or(State::Offline),
             status_msg: self.status_msg,
@@ -111,23 +111,30 @@ pub async fn changed_for(
 ) -> Result<Vec<(String, Presence)>, MatrixError> {
     let rows: Vec<Row> = db
         .rows(
-            &format!(
-                "SELECT {COLUMNS} FROM presence p
-                 WHERE p.stream_id <= ?3 AND (
-                   (p.stream_id > ?2 AND (p.user_id = ?1 OR p.user_id IN (
-                     SELECT b.user_id FROM memberships a JOIN memberships b ON a.room_id = b.room_id
-                     WHERE a.user_id = ?1 AND a.membership = 'join' AND b.membership = 'join')))
-                   OR (?4 < ?5 AND p.user_id IN (
-                     SELECT b.user_id FROM memberships a JOIN memberships b ON a.room_id = b.room_id
-                     WHERE a.user_id = ?1 AND a.membership = 'join' AND b.membership = 'join'
-                       AND b.user_id != ?1
-                       AND ((a.stream_ordering > ?4 AND a.stream_ordering <= ?5)
-                         OR (b.stream_ordering > ?4 AND b.stream_ordering <= ?5)))))"
-            ),
+            &changed_for_sql("?1", "?2", "?3", ["?4", "?5"]),
             args![viewer, after, up_to, shared.0, shared.1],
         )
         .await?;
     Ok(rows.into_iter().map(Row::into_presence).collect())
+}
+
+/// The query of `changed_for`, its operands as SQL expressions: `shared` is the window of the
+/// event stream in which rooms newly shared with the viewer bring their members' presence.
+pub(crate) fn changed_for_sql(viewer: &str, after: &str, up_to: &str, shared: [&str; 2]) -> String {
+    let [shared_from, shared_to] = shared;
+    format!(
+        "SELECT {COLUMNS} FROM presence p
+         WHERE p.stream_id <= {up_to} AND (
+           (p.stream_id > {after} AND (p.user_id = {viewer} OR p.user_id IN (
+             SELECT b.user_id FROM memberships a JOIN memberships b ON a.room_id = b.room_id
+             WHERE a.user_id = {viewer} AND a.membership = 'join' AND b.membership = 'join')))
+           OR ({shared_from} < {shared_to} AND p.user_id IN (
+             SELECT b.user_id FROM memberships a JOIN memberships b ON a.room_id = b.room_id
+             WHERE a.user_id = {viewer} AND a.membership = 'join' AND b.membership = 'join'
+               AND b.user_id != {viewer}
+               AND ((a.stream_ordering > {shared_from} AND a.stream_ordering <= {shared_to})
+                 OR (b.stream_ordering > {shared_from} AND b.stream_ordering <= {shared_to})))))"
+    )
 }
 
 /// Our users who share a joined room with `user` (and `user`, if ours): whom a change wakes.

@@ -11,40 +11,44 @@ use crate::sync::token::StreamPosition;
 /// The newest position of every stream, in one query. The to-device inbox deletes what was
 /// delivered, so its maximum can fall back: callers hold it at or above the client's token.
 pub async fn current_position(db: &Db) -> Result<StreamPosition, MatrixError> {
-    #[derive(Deserialize)]
-    struct Row {
-        e: Option<i64>,
-        a: Option<i64>,
-        r: Option<i64>,
-        t: Option<i64>,
-        d: Option<i64>,
-        l: Option<i64>,
-        p: Option<i64>,
+    let row: Option<Positions> = db.row(&format!("SELECT {POSITIONS}"), args![]).await?;
+    Ok(row.map_or_else(StreamPosition::default, |r| r.position()))
+}
+
+/// The newest position of every stream, as the columns of `Positions`.
+const POSITIONS: &str = "(SELECT MAX(stream_ordering) FROM events) AS e,
+    (SELECT MAX(stream_id) FROM account_data) AS a,
+    (SELECT MAX(stream_id) FROM receipts) AS r,
+    (SELECT MAX(stream_id) FROM typing) AS t,
+    (SELECT MAX(stream_id) FROM e2e_to_device) AS d,
+    (SELECT MAX(stream_id) FROM e2e_device_list_changes) AS l,
+    (SELECT MAX(stream_id) FROM presence) AS p";
+
+/// The columns `POSITIONS` reads (NULL for an empty stream).
+#[derive(Deserialize)]
+struct Positions {
+    e: Option<i64>,
+    a: Option<i64>,
+    r: Option<i64>,
+    t: Option<i64>,
+    d: Option<i64>,
+    l: Option<i64>,
+    p: Option<i64>,
+}
+
+impl Positions {
+    fn position(&self) -> StreamPosition {
+        let n = |v: Option<i64>| v.unwrap_or(0) as u64;
+        StreamPosition {
+            events: n(self.e),
+            account_data: n(self.a),
+            receipts: n(self.r),
+            typing: n(self.t),
+            to_device: n(self.d),
+            device_lists: n(self.l),
+            presence: n(self.p),
+        }
     }
-    let row: Option<Row> = db
-        .row(
-            "SELECT (SELECT MAX(stream_ordering) FROM events) AS e,
-                    (SELECT MAX(stream_id) FROM account_data) AS a,
-                    (SELECT MAX(stream_id) FROM receipts) AS r,
-                    (SELECT MAX(stream_id) FROM typing) AS t,
-                    (SELECT MAX(stream_id) FROM e2e_to_device) AS d,
-                    (SELECT MAX(stream_id) FROM e2e_device_list_changes) AS l,
-                    (SELECT MAX(stream_id) FROM presence) AS p",
-            args![],
-        )
-        .await?;
-    let n = |v: Option<i64>| v.unwrap_or(0) as u64;
-    Ok(
-        row.map_or_else(StreamPosition::default, |r| StreamPosition {
-            events: n(r.e),
-            account_data: n(r.a),
-            receipts: n(r.r),
-            typing: n(r.t),
-            to_device: n(r.d),
-            device_lists: n(r.l),
-            presence: n(r.p),
-        }),
-    )
 }
 
 #[derive(Deserialize)]
@@ -92,6 +96,20 @@ pub async fn local_members(db: &Db, room_id: &str) -> Result<Vec<String>, Matrix
         .collect())
 }
 
+/// The query of `changed_rooms` with its operands as SQL expressions: the user, then the
+/// lower and upper bounds of the events, receipts and typing streams.
+fn changed_rooms_sql(user: &str, after: [&str; 3], up_to: [&str; 3]) -> String {
+    let mine =
+        format!("(SELECT room_id FROM memberships WHERE user_id = {user} AND forgotten = 0)");
+    let [e0, r0, t0] = after;
+    let [e1, r1, t1] = up_to;
+    format!(
+        "SELECT room_id FROM events WHERE stream_ordering > {e0} AND stream_ordering <= {e1} AND room_id IN {mine}
+         UNION SELECT room_id FROM receipts WHERE stream_id > {r0} AND stream_id <= {r1} AND room_id IN {mine}
+         UNION SELECT room_id FROM typing WHERE stream_id > {t0} AND stream_id <= {t1} AND room_id IN {mine}"
+    )
+}
+
 /// Rooms of the user with new events, receipts or typing changes between two positions.
 pub async fn changed_rooms(
     db: &Db,
@@ -103,14 +121,9 @@ pub async fn changed_rooms(
     struct Row {
         room_id: String,
     }
-    let mine = "(SELECT room_id FROM memberships WHERE user_id = ?1 AND forgotten = 0)";
     Ok(db
         .rows::<Row>(
-            &format!(
-                "SELECT room_id FROM events WHERE stream_ordering > ?2 AND stream_ordering <= ?3 AND room_id IN {mine}
-                 UNION SELECT room_id FROM receipts WHERE stream_id > ?4 AND stream_id <= ?5 AND room_id IN {mine}
-                 UNION SELECT room_id FROM typing WHERE stream_id > ?6 AND stream_id <= ?7 AND room_id IN {mine}"
-            ),
+            &changed_rooms_sql("?1", ["?2", "?4", "?6"], ["?3", "?5", "?7"]),
             args![
                 user_id,
                 since.events,
@@ -157,4 +170,233 @@ pub async fn remote_servers(db: &Db, room_id: &str, us: &str) -> Result<Vec<Stri
         .map(|r| r.server)
         .filter(|s| s != us)
         .collect())
+}
+
+/// What every `/sync` (and sliding sync) reads first, in one statement: who the access token
+/// belongs to (the same columns as `accounts::token_owner`), the newest position of every
+/// stream, when the next typing notification in the user's rooms runs out, the device's key
+/// counts, the stored filter asked for, and, unless no stream moved past `since`, the user's
+/// memberships. D1 answers a statement in one round trip; the token is checked in that very
+/// statement, so a sync never needs a round trip of its own for authentication, and a revoked
+/// token (logout, device deletion, deactivation, password change, OAuth revocation: each
+/// deletes the row or sets `deactivated`) is refused by the first read after the revocation.
+#[derive(Deserialize)]
+pub struct SyncStart {
+    #[serde(flatten)]
+    pub owner: super::accounts::TokenOwner,
+    #[serde(flatten)]
+    positions: Positions,
+    pub typing_next: Option<i64>,
+    /// `[[algorithm, count], ...]` of unclaimed one-time keys.
+    otk: Option<String>,
+    /// `[algorithm, ...]` of unused fallback keys.
+    fallback: Option<String>,
+    /// The stored filter's JSON text, when a filter id was given and is the user's.
+    pub filter: Option<String>,
+    /// The user's own presence row (for `client::presence::on_sync`), as a JSON object.
+    own_presence: Option<String>,
+    /// `[[room_id, membership, stream_ordering, room_version], ...]`; NULL when not read.
+    memberships: Option<String>,
+    /// With the memberships, in an incremental sync: `changed_rooms` from `since` to the
+    /// positions read, as `[room_id, ...]`.
+    changed: Option<String>,
+    /// With the memberships: `account_data_since` and `presence::changed_for` from `since` to
+    /// the positions read, as arrays of their rows.
+    account_data: Option<String>,
+    presence: Option<String>,
+}
+
+/// The first round of a sync's build, when `sync_start` read it.
+pub struct FirstRound {
+    /// Empty in an initial sync.
+    pub changed: Vec<String>,
+    pub account_data: Vec<super::user_data::AccountDataRow>,
+    pub presence: Vec<(String, crate::presence::Presence)>,
+}
+
+/// What the caller asks `sync_start` for besides the token.
+pub struct StartQuery<'a> {
+    pub token_hash: &'a str,
+    pub since: Option<StreamPosition>,
+    pub memberships: Memberships,
+    pub filter_id: Option<i64>,
+}
+
+/// When `sync_start` reads the user's memberships.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Memberships {
+    Never,
+    /// When some stream moved past `since`, or there is no `since`.
+    IfMoved,
+    /// Also when nothing moved (`full_state`).
+    Always,
+}
+
+pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>, MatrixError> {
+    // `me` and `pos` have one row each (or `me` none: an unknown token, and no row at all).
+    // `go` says whether the caller will build rooms: some stream moved past `since` (`quiet` in
+    // src/sync/handler.rs), or there is no `since`, or `full_state`. Only then are the
+    // memberships and the first round of the build (rooms that changed, account data,
+    // presence) read, bounded by the positions of the same snapshot; the caller reads them
+    // itself if the two ever disagree.
+    let since = q.since.unwrap_or_default();
+    // ?3: 1 reads them whatever moved, NULL never, 0 when something moved.
+    let read = match q.memberships {
+        Memberships::Never => None,
+        Memberships::IfMoved if q.since.is_some() => Some(0),
+        _ => Some(1),
+    };
+    let user = "(SELECT user_id FROM me)";
+    let up_to = |column: &str| format!("(SELECT IFNULL({column}, 0) FROM pos)");
+    let changed = changed_rooms_sql(
+        user,
+        ["?4", "?6", "?7"],
+        [&up_to("e"), &up_to("r"), &up_to("t")],
+    );
+    let account_data = super::user_data::account_data_since_sql(user, "?5", &up_to("a"));
+    // New room-mates in the event window bring their presence (`presence::changed_for`); an
+    // initial sync's window starts at 0, where the presence window already holds everyone.
+    let presence = super::presence::changed_for_sql(user, "?10", &up_to("p"), ["?4", &up_to("e")]);
+    db.row(
+        &format!("WITH me AS (
+           SELECT t.user_id, t.device_id, t.expires_ts, t.revokes_refresh, u.deactivated, u.admin
+           FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?1),
+         pos AS (SELECT {POSITIONS}),
+         go AS (SELECT CASE WHEN ?3 IS NULL THEN 0
+             WHEN ?3 OR IFNULL(e, 0) != ?4 OR IFNULL(a, 0) != ?5 OR IFNULL(r, 0) != ?6
+               OR IFNULL(t, 0) != ?7 OR IFNULL(d, 0) > ?8 OR IFNULL(l, 0) > ?9 OR IFNULL(p, 0) != ?10
+             THEN 1 ELSE 0 END AS read FROM pos)
+         SELECT me.*, pos.*,
+           (SELECT MIN(x.expires_ts) FROM typing x JOIN memberships m ON m.room_id = x.room_id
+            WHERE m.user_id = me.user_id AND m.membership = 'join' AND x.expires_ts > 0) AS typing_next,
+           (SELECT json_group_array(json_array(algorithm, n)) FROM (
+              SELECT k.algorithm, COUNT(*) AS n FROM e2e_one_time_keys k, me
+              WHERE k.user_id = me.user_id AND k.device_id = me.device_id GROUP BY k.algorithm)) AS otk,
+           (SELECT json_group_array(f.algorithm) FROM e2e_fallback_keys f
+            WHERE f.user_id = me.user_id AND f.device_id = me.device_id AND f.used = 0) AS fallback,
+           (SELECT filter FROM filters WHERE user_id = me.user_id AND filter_id = ?2) AS filter,
+           (SELECT json_object('user_id', p.user_id, 'presence', p.presence,
+              'status_msg', p.status_msg, 'last_active_ts', p.last_active_ts,
+              'currently_active', p.currently_active)
+            FROM presence p WHERE p.user_id = me.user_id) AS own_presence,
+           CASE WHEN go.read THEN
+             (SELECT json_group_array(json_array(m.room_id, m.membership, m.stream_ordering, r.room_version))
+              FROM memberships m JOIN rooms r ON r.room_id = m.room_id
+              WHERE m.user_id = me.user_id AND (m.forgotten = 0 OR m.stream_ordering > ?11))
+           END AS memberships,
+           CASE WHEN go.read AND ?12 THEN
+             (SELECT json_group_array(room_id) FROM ({changed}))
+           END AS changed,
+           CASE WHEN go.read THEN
+             (SELECT json_group_array(json_object('room_id', room_id, 'type', type, 'content', content))
+              FROM ({account_data}))
+           END AS account_data,
+           CASE WHEN go.read THEN
+             (SELECT json_group_array(json_object('user_id', user_id, 'presence', presence,
+                'status_msg', status_msg, 'last_active_ts', last_active_ts,
+                'currently_active', currently_active))
+              FROM ({presence}))
+           END AS presence
+         FROM me, pos, go"),
+        args![
+            q.token_hash,
+            q.filter_id,
+            read,
+            since.events,
+            since.account_data,
+            since.receipts,
+            since.typing,
+            since.to_device,
+            since.device_lists,
+            since.presence,
+            q.since.map_or(u64::MAX, |s| s.events),
+            q.since.is_some()
+        ],
+    )
+    .await
+}
+
+impl SyncStart {
+    /// The stream positions, never behind the client's token (see `sync::handler::position`).
+    pub fn position(&self, since: Option<StreamPosition>) -> StreamPosition {
+        let mut now = self.positions.position();
+        if let Some(since) = since {
+            now.to_device = now.to_device.max(since.to_device);
+            now.device_lists = now.device_lists.max(since.device_lists);
+        }
+        now
+    }
+
+    /// The device's one-time key counts (`signed_curve25519` always present: clients read a
+    /// missing count as "unknown") and unused fallback key algorithms, as `e2ee::key_counts`.
+    pub fn key_counts(&self) -> (std::collections::BTreeMap<String, u64>, Vec<String>) {
+        let mut counts = std::collections::BTreeMap::from([("signed_curve25519".to_owned(), 0)]);
+        let pairs: Vec<(String, u64)> = self
+            .otk
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        counts.extend(pairs);
+        let fallback = self
+            .fallback
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        (counts, fallback)
+    }
+
+    /// The rooms that changed, account data and presence, when the statement read them.
+    pub fn first_round(&self) -> Result<Option<FirstRound>, MatrixError> {
+        let (Some(account_data), Some(presence)) = (&self.account_data, &self.presence) else {
+            return Ok(None);
+        };
+        let changed = match &self.changed {
+            Some(text) => serde_json::from_str(text).map_err(super::storage_error)?,
+            None => Vec::new(),
+        };
+        let account_data = serde_json::from_str(account_data).map_err(super::storage_error)?;
+        let presence: Vec<super::presence::Row> =
+            serde_json::from_str(presence).map_err(super::storage_error)?;
+        Ok(Some(FirstRound {
+            changed,
+            account_data,
+            presence: presence
+                .into_iter()
+                .map(super::presence::Row::into_presence)
+                .collect(),
+        }))
+    }
+
+    /// The user's own presence, as `presence::get` reads it.
+    pub fn own_presence(&self) -> Result<Option<crate::presence::Presence>, MatrixError> {
+        self.own_presence
+            .as_deref()
+            .map(|text| {
+                serde_json::from_str::<super::presence::Row>(text)
+                    .map(|row| row.into_presence().1)
+                    .map_err(super::storage_error)
+            })
+            .transpose()
+    }
+
+    /// The memberships, when the statement read them.
+    pub fn memberships(&self) -> Result<Option<Vec<MembershipRow>>, MatrixError> {
+        let Some(text) = self.memberships.as_deref() else {
+            return Ok(None);
+        };
+        let rows: Vec<(String, String, i64, String)> =
+            serde_json::from_str(text).map_err(super::storage_error)?;
+        Ok(Some(
+            rows.into_iter()
+                .map(
+                    |(room_id, membership, stream_ordering, room_version)| MembershipRow {
+                        room_id,
+                        membership,
+                        stream_ordering,
+                        room_version,
+                    },
+                )
+                .collect(),
+        ))
+    }
 }

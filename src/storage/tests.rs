@@ -267,3 +267,56 @@ async fn scalar(server: &TestServer, sql: &str) -> Value {
         .cloned()
         .unwrap_or(Value::Null)
 }
+
+/// Reads started together share one D1 batch; writes go alone; each caller gets its own rows.
+#[test]
+fn reads_started_together_share_one_round_trip() {
+    use crate::platform::{Fut, QueryResult, SqlExecutor, Statement};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// The test server's SQLite, recording how the statements arrive.
+    struct Recording {
+        inner: Rc<dyn SqlExecutor>,
+        calls: RefCell<Vec<usize>>,
+    }
+    impl SqlExecutor for Recording {
+        fn query(&self, statement: Statement) -> Fut<'_, Result<QueryResult, String>> {
+            self.calls.borrow_mut().push(1);
+            self.inner.query(statement)
+        }
+        fn batch(&self, statements: Vec<Statement>) -> Fut<'_, Result<Vec<QueryResult>, String>> {
+            self.calls.borrow_mut().push(statements.len());
+            self.inner.batch(statements)
+        }
+    }
+    run(async {
+        let server = TestServer::new();
+        let recording = Rc::new(Recording {
+            inner: server.platform.sql.clone(),
+            calls: RefCell::default(),
+        });
+        let mut platform = server.platform.clone();
+        platform.sql = recording.clone();
+        let db = Db::new(&platform);
+        user(&db, ALICE).await;
+        user(&db, BOB).await;
+        recording.calls.borrow_mut().clear();
+        let (a, b, c) = futures::join!(
+            super::accounts::credentials(&db, ALICE),
+            super::accounts::credentials(&db, BOB),
+            super::accounts::user_exists(&db, "@nobody:test.local"),
+        );
+        assert_eq!(*recording.calls.borrow(), [3], "one batch of three reads");
+        assert!(a.unwrap().is_some() && b.unwrap().is_some() && !c.unwrap());
+        // A read alone is a plain query; a write never shares a batch.
+        recording.calls.borrow_mut().clear();
+        let (write, read) = futures::join!(
+            super::accounts::set_password(&db, ALICE, "new"),
+            super::accounts::credentials(&db, ALICE),
+        );
+        write.unwrap();
+        assert!(read.unwrap().is_some());
+        assert!(recording.calls.borrow().iter().all(|&n| n == 1));
+    })
+}

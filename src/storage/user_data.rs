@@ -89,11 +89,18 @@ pub async fn account_data_since(
     up_to: u64,
 ) -> Result<Vec<AccountDataRow>, MatrixError> {
     db.rows(
-        "SELECT room_id, type, content FROM account_data
-         WHERE user_id = ?1 AND stream_id > ?2 AND stream_id <= ?3 ORDER BY stream_id",
+        &account_data_since_sql("?1", "?2", "?3"),
         args![user_id, after, up_to],
     )
     .await
+}
+
+/// The query of `account_data_since`, its operands as SQL expressions.
+pub(crate) fn account_data_since_sql(user: &str, after: &str, up_to: &str) -> String {
+    format!(
+        "SELECT room_id, type, content FROM account_data
+         WHERE user_id = {user} AND stream_id > {after} AND stream_id <= {up_to} ORDER BY stream_id"
+    )
 }
 
 pub async fn create_filter(db: &Db, user_id: &str, filter: &Value) -> Result<i64, MatrixError> {

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::{json, Map, Value};
 
 use super::filter::Filter;
+use super::start::start;
 use super::token::StreamPosition;
 use crate::api::request::{Ctx, Requester};
 use crate::client::room_read::{add_memberships, position_token, Access};
@@ -19,7 +20,7 @@ use crate::rooms::client_event::stripped_state;
 use crate::rooms::visibility::MembershipHistory;
 use crate::rooms::RoomVersion;
 use crate::storage::events::{self, EventRow};
-use crate::storage::sync::{self as stored, MembershipRow};
+use crate::storage::sync::{self as stored, FirstRound, MembershipRow, Memberships};
 use crate::storage::sync_rooms::{self as batch, Window};
 use crate::storage::{e2ee, presence as stored_presence, user_data, Db};
 use crate::time::now_ms;
@@ -33,68 +34,116 @@ const DEFAULT_TIMELINE_LIMIT: u64 = 10;
 /// To-device messages per response; the rest follow in the next sync (Synapse uses 100 too).
 const TO_DEVICE_LIMIT: u64 = 100;
 const MAX_TIMELINE_LIMIT: u64 = 100;
-/// State types an invitee sees before joining (spec: stripped state).
-async fn load_filter(ctx: &Ctx, db: &Db, me: &Requester) -> Result<Filter, MatrixError> {
+/// The filter the request asks for: inline JSON, or the stored filter `stored` that the first
+/// read fetched for the id (`start`).
+fn load_filter(ctx: &Ctx, stored: Option<&str>) -> Result<Filter, MatrixError> {
     let Some(raw) = ctx.query("filter") else {
         return Ok(Filter::default());
     };
-    let value: Value = if raw.trim_start().starts_with('{') {
-        serde_json::from_str(raw)
-            .map_err(|e| MatrixError::bad_json(format!("invalid filter: {e}")))?
+    let text = if raw.trim_start().starts_with('{') {
+        raw
     } else {
-        let id: i64 = raw
-            .parse()
+        raw.parse::<i64>()
             .map_err(|_| MatrixError::invalid_param("unknown filter id"))?;
-        user_data::filter(db, me.user_id.as_str(), id)
-            .await?
-            .ok_or_else(|| MatrixError::invalid_param("unknown filter id"))?
+        stored.ok_or_else(|| MatrixError::invalid_param("unknown filter id"))?
     };
-    serde_json::from_value(value).map_err(|e| MatrixError::bad_json(format!("invalid filter: {e}")))
+    serde_json::from_str(text).map_err(|e| MatrixError::bad_json(format!("invalid filter: {e}")))
+}
+
+/// A stored filter's id, when the request names one (checked by `load_filter`).
+fn filter_id(ctx: &Ctx) -> Option<i64> {
+    ctx.query("filter")
+        .filter(|raw| !raw.trim_start().starts_with('{'))
+        .and_then(|raw| raw.parse().ok())
 }
 
 pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
-    let me = ctx.requester().await?;
     let db = ctx.db();
-    let (filter, ()) = futures::join!(
-        load_filter(ctx, &db, &me),
-        crate::client::presence::on_sync(ctx, &db, me.user_id.as_str()),
-    );
-    let filter = filter?;
     let since = ctx
         .query("since")
         .map(|s| {
             StreamPosition::parse(s)
                 .ok_or_else(|| MatrixError::invalid_param("unknown since token"))
         })
-        .transpose()?;
+        .transpose();
     let full_state = ctx.query("full_state") == Some("true");
+    let memberships = if full_state {
+        Memberships::Always
+    } else {
+        Memberships::IfMoved
+    };
+    // Authentication first: a bad token is refused before any other error is reported.
+    let first = start(
+        ctx,
+        &db,
+        since.clone().ok().flatten(),
+        memberships,
+        filter_id(ctx),
+    )
+    .await?;
+    let since = since?;
+    let me = first.me.clone();
+    let filter = load_filter(ctx, first.filter.as_deref())?;
+    let own_presence = first.own_presence.clone();
+    let mut look =
+        if crate::client::presence::on_sync(ctx, &db, me.user_id.as_str(), own_presence).await {
+            // The user's own presence moved: read again so this answer carries it.
+            start(ctx, &db, since, memberships, None).await?
+        } else {
+            first
+        };
     let state_after = ctx.query(STATE_AFTER_PARAM) == Some("true");
     let timeout = ctx.query_u64("timeout")?.unwrap_or(0).min(MAX_TIMEOUT_MS);
     let deadline = now_ms() + timeout;
     loop {
-        let (typing_ends, now) = typing_and_position(&db, &me, since).await?;
+        let now = look.now;
         let remaining = deadline.saturating_sub(now_ms());
         // Every stream is global: when none has moved since the client's token, nothing can be
         // new for this user, and the whole per-room read is skipped (a sync that finds nothing
         // is the common case for a connected client).
         let quiet = since == Some(now) && !full_state;
         if !quiet {
-            let (body, news) =
-                build(&db, &me, &filter, since, now, full_state, state_after).await?;
+            let known = Known {
+                memberships: look.memberships.take(),
+                first_round: look.first_round.take(),
+                key_counts: look.key_counts.clone(),
+            };
+            let (body, news) = build(
+                &db,
+                &me,
+                &filter,
+                since,
+                now,
+                full_state,
+                state_after,
+                known,
+            )
+            .await?;
             if news || since.is_none() || full_state || remaining == 0 {
                 return Ok(JsonResponse::ok(body));
             }
         } else if remaining == 0 {
-            return Ok(JsonResponse::ok(quiet_body(&db, &me, now).await?));
+            return Ok(JsonResponse::ok(quiet_body(look.key_counts, now)));
         }
-        let until_typing_ends = typing_ends.map_or(u64::MAX, |t| t.saturating_sub(now_ms()));
+        let until_typing_ends = look
+            .typing_ends
+            .map_or(u64::MAX, |t| t.saturating_sub(now_ms()));
         let wait = remaining.min(until_typing_ends.max(1));
-        // After the wait, one more look; past the deadline it answers whatever it finds.
+        // After the wait, one more look; past the deadline it answers whatever it finds. The
+        // look checks the token again, so a long poll ends with 401 once its token is revoked.
         ctx.platform
             .wakeups
             .wait(me.user_id.as_str(), &now, wait)
             .await;
+        look = start(ctx, &db, since, memberships, None).await?;
     }
+}
+
+/// What the first read already has, so `build` does not read it again.
+struct Known {
+    memberships: Option<Vec<MembershipRow>>,
+    first_round: Option<FirstRound>,
+    key_counts: (BTreeMap<String, u64>, Vec<String>),
 }
 
 /// The current stream positions, never behind the client's token: the to-device inbox deletes
@@ -137,37 +186,65 @@ async fn build(
     now: StreamPosition,
     full_state: bool,
     state_after: bool,
+    known: Known,
 ) -> Result<(Value, bool), MatrixError> {
     let from = since.unwrap_or_default();
     let user = me.user_id.as_str();
-    // Independent reads go out together: each D1 query is a round trip, and a sync waits for
-    // the slowest of a group rather than for their sum.
-    let changed = async {
-        match since {
-            Some(since) => stored::changed_rooms(db, user, &since, &now).await,
-            None => Ok(Vec::new()),
+    let memberships = async {
+        match known.memberships {
+            Some(rows) => Ok(rows),
+            None => stored::memberships(db, user, since.map(|s| s.events)).await,
         }
     };
-    let (memberships, changed, account_data, presence) = futures::join!(
-        stored::memberships(db, user, since.map(|s| s.events)),
-        changed,
-        user_data::account_data_since(db, user, from.account_data, now.account_data),
-        stored_presence::changed_for(
-            db,
-            user,
-            from.presence,
-            now.presence,
-            (since.map_or(now.events, |s| s.events), now.events),
-        ),
+    // Independent reads go out together: each D1 query is a round trip, and a sync waits for
+    // the slowest of a group rather than for their sum.
+    // The first round: what `start` read already, else read now.
+    let first_round = async {
+        if let Some(known) = known.first_round {
+            return Ok(known);
+        }
+        let changed = async {
+            match since {
+                Some(since) => stored::changed_rooms(db, user, &since, &now).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let (changed, account_data, presence) = futures::join!(
+            changed,
+            user_data::account_data_since(db, user, from.account_data, now.account_data),
+            stored_presence::changed_for(
+                db,
+                user,
+                from.presence,
+                now.presence,
+                (since.map_or(now.events, |s| s.events), now.events),
+            ),
+        );
+        Ok::<_, MatrixError>(FirstRound {
+            changed: changed?,
+            account_data: account_data?,
+            presence: presence?,
+        })
+    };
+    // The encryption parts need only the positions: they go out with the first round.
+    let (memberships, first_round, e2ee) = futures::join!(
+        memberships,
+        first_round,
+        encryption(db, me, since, now, known.key_counts),
     );
-    let (memberships, account_data) = (memberships?, account_data?);
+    let (memberships, e2ee) = (memberships?, e2ee?);
+    let FirstRound {
+        changed,
+        account_data,
+        presence,
+    } = first_round?;
     let at = now_ms();
-    let presence: Vec<Value> = presence?
+    let presence: Vec<Value> = presence
         .into_iter()
         .filter(|(sender, _)| filter.presence.allows("m.presence", sender))
         .map(|(sender, p)| json!({ "type": "m.presence", "sender": sender, "content": p.content(at) }))
         .collect();
-    let changed: HashSet<String> = changed?.into_iter().collect();
+    let changed: HashSet<String> = changed.into_iter().collect();
     let mut room_account_data: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut global_account_data = Vec::new();
     for row in &account_data {
@@ -262,11 +339,7 @@ async fn build(
             _ => {}
         }
     }
-    let (join, e2ee) = futures::join!(
-        joined_rooms(db, me, filter, joined, from, now, state_after),
-        encryption(db, me, since, now),
-    );
-    let (join, e2ee) = (join?, e2ee?);
+    let join = joined_rooms(db, me, filter, joined, from, now, state_after).await?;
     let news = !join.is_empty()
         || !invite.is_empty()
         || !knock.is_empty()
@@ -310,9 +383,10 @@ fn response(
 
 /// The answer when no stream has moved: empty, but with the device's key counts, which clients
 /// read from every response (a missing count makes them upload keys).
-async fn quiet_body(db: &Db, me: &Requester, now: StreamPosition) -> Result<Value, MatrixError> {
-    let (one_time_key_counts, unused_fallback_key_types) =
-        e2ee::key_counts(db, me.user_id.as_str(), &me.device_id).await?;
+fn quiet_body(
+    (one_time_key_counts, unused_fallback_key_types): (BTreeMap<String, u64>, Vec<String>),
+    now: StreamPosition,
+) -> Value {
     let e2ee = Encryption {
         to_device: Vec::new(),
         changed: Vec::new(),
@@ -321,7 +395,7 @@ async fn quiet_body(db: &Db, me: &Requester, now: StreamPosition) -> Result<Valu
         unused_fallback_key_types,
         next: now,
     };
-    Ok(response(
+    response(
         Default::default(),
         Default::default(),
         Default::default(),
@@ -329,7 +403,7 @@ async fn quiet_body(db: &Db, me: &Requester, now: StreamPosition) -> Result<Valu
         Vec::new(),
         Vec::new(),
         e2ee,
-    ))
+    )
 }
 
 /// The encryption parts of a sync response, and the token that acknowledges them.
@@ -350,39 +424,43 @@ impl Encryption {
     }
 }
 
-/// To-device messages for this device (acknowledging those below `since`), device-list
-/// changes of users sharing a room, and the device's key counts: four queries, whatever the
-/// number of rooms or devices.
+/// To-device messages for this device (acknowledging those below `since`) and device-list
+/// changes of users sharing a room, read together (two queries, whatever the number of rooms
+/// or devices), with the device's key counts from the first read.
 async fn encryption(
     db: &Db,
     me: &Requester,
     since: Option<StreamPosition>,
     now: StreamPosition,
+    (one_time_key_counts, unused_fallback_key_types): (BTreeMap<String, u64>, Vec<String>),
 ) -> Result<Encryption, MatrixError> {
     let user = me.user_id.as_str();
     let from = since.unwrap_or_default();
-    let inbox = e2ee::to_device_inbox(
-        db,
-        user,
-        &me.device_id,
-        from.to_device,
-        now.to_device,
-        TO_DEVICE_LIMIT,
-    )
-    .await?;
+    // An initial sync has no "since" to compare with: the client queries every key it needs.
+    let delta = async {
+        match since {
+            Some(since) => e2ee::device_list_delta(db, user, &since, &now).await,
+            None => Ok((Vec::new(), Vec::new())),
+        }
+    };
+    let (inbox, delta) = futures::join!(
+        e2ee::to_device_inbox(
+            db,
+            user,
+            &me.device_id,
+            from.to_device,
+            now.to_device,
+            TO_DEVICE_LIMIT,
+        ),
+        delta,
+    );
+    let (inbox, (changed, left)) = (inbox?, delta?);
     let mut next = now;
     if inbox.len() as u64 == TO_DEVICE_LIMIT {
         // More are waiting: the token stops after the last one delivered.
         next.to_device = inbox.last().map_or(now.to_device, |m| m.stream_id as u64);
     }
     let to_device = inbox.iter().map(e2ee::ToDeviceRow::to_client).collect();
-    // An initial sync has no "since" to compare with: the client queries every key it needs.
-    let (changed, left) = match since {
-        Some(since) => e2ee::device_list_delta(db, user, &since, &now).await?,
-        None => (Vec::new(), Vec::new()),
-    };
-    let (one_time_key_counts, unused_fallback_key_types) =
-        e2ee::key_counts(db, user, &me.device_id).await?;
     Ok(Encryption {
         to_device,
         changed,

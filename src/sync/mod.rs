@@ -6,6 +6,7 @@ pub mod token;
 
 pub(crate) mod handler;
 pub(crate) mod sliding;
+pub(crate) mod start;
 
 #[cfg(test)]
 mod tests;

@@ -467,6 +467,76 @@ def test_long_poll_with_nothing_happening_waits_for_the_timeout(server):
     assert body["rooms"]["join"] == {} and body["rooms"]["invite"] == {} and body["rooms"]["leave"] == {}
 
 
+
+def test_a_revoked_token_is_refused_by_the_next_sync_and_ends_a_parked_one(server):
+    """/sync checks the token inside its first read (src/sync/start.rs): a logout, a deleted
+    device or a deactivation is refused by the very next sync, the quiet one included, and a
+    long poll parked with a token logged out meanwhile ends with 401 when it next looks."""
+    alice = User(server, "alice")
+    room_id = alice.create_room()
+
+    def session() -> User:
+        body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": alice.user_id},
+                "password": PASSWORD}
+        response = server.request("POST", f"{CS}/login", json=body)
+        assert response.status_code == 200, response.text
+        other = User.__new__(User)
+        other.server, other.user_id = server, alice.user_id
+        other.token, other.device_id = response.json()["access_token"], response.json()["device_id"]
+        return other
+
+    def refused(user: User, since: str | None, **params) -> None:
+        if since is not None:
+            params["since"] = since
+        response = user.call("GET", "/sync", status=401, params=params)
+        assert response.json()["errcode"] == "M_UNKNOWN_TOKEN", response.text
+
+    # Logout: the same token, at once, on a quiet incremental sync (no stream moved).
+    first = session()
+    since = first.sync()["next_batch"]
+    first.sync(since)
+    first.ok("POST", "/logout", json={})
+    refused(first, since)
+    refused(first, None)
+
+    # A parked long poll whose token is logged out while it waits: woken by a send from another
+    # session, it looks again and answers 401 instead of the news.
+    parked, sender = session(), session()
+    since = parked.sync()["next_batch"]
+    answer = {}
+
+    def poll() -> None:
+        answer["response"] = parked.call("GET", "/sync", status=None,
+                                         params={"since": since, "timeout": 10_000}, timeout=25)
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.5)
+    parked.ok("POST", "/logout", json={})
+    started = time.monotonic()
+    sender.send(room_id, "wakes the parked poll")
+    thread.join(20)
+    assert answer["response"].status_code == 401, answer["response"].text
+    assert answer["response"].json()["errcode"] == "M_UNKNOWN_TOKEN"
+    assert time.monotonic() - started < 8, "the parked poll ran to its timeout"
+
+    # A device deleted from another session.
+    doomed = session()
+    since = doomed.sync()["next_batch"]
+    response = sender.call("DELETE", f"/devices/{doomed.device_id}", status=401, json={})
+    auth = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": alice.user_id},
+            "password": PASSWORD, "session": response.json()["session"]}
+    sender.ok("DELETE", f"/devices/{doomed.device_id}", json={"auth": auth})
+    refused(doomed, since)
+
+    # Deactivation: every token of the account.
+    since = sender.sync()["next_batch"]
+    response = alice.call("POST", "/account/deactivate", status=401, json={})
+    auth["session"] = response.json()["session"]
+    alice.ok("POST", "/account/deactivate", json={"auth": auth})
+    refused(sender, since)
+    refused(alice, None)
+
 # -- ephemeral -----------------------------------------------------------------------------
 
 def test_typing_on_and_off(server):

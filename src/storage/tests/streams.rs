@@ -84,6 +84,183 @@ fn the_current_position_starts_at_zero_and_moves_with_every_stream() {
     })
 }
 
+/// The first read of a sync (`sync::sync_start`) answers what the separate reads answer, and
+/// refuses a token from the moment its row is gone or its user deactivated.
+#[test]
+fn the_first_read_of_a_sync_checks_the_token_and_matches_the_separate_reads() {
+    use crate::e2ee::device_keys::UploadedKey;
+    use crate::storage::sync::{Memberships, StartQuery};
+    run(async {
+        let (_server, db) = setup();
+        user(&db, ALICE).await;
+        let token = super::token_of(ALICE);
+        let mut room = Room::create(&db, "one", ALICE, None).await;
+        room.message(&db, ALICE, "hi").await;
+        let key = |id: &str| UploadedKey {
+            algorithm: "signed_curve25519".to_owned(),
+            key_id: id.to_owned(),
+            key: json!({ "key": id }),
+        };
+        let fallback = UploadedKey {
+            algorithm: "curve25519".to_owned(),
+            ..key("F")
+        };
+        e2ee::upload(&db, ALICE, "DEV", None, &[key("A"), key("B")], &[fallback])
+            .await
+            .unwrap();
+        user_data::set_typing(&db, room.id.as_str(), ALICE, now_ms() + 10_000)
+            .await
+            .unwrap();
+        let filter = user_data::create_filter(&db, ALICE, &json!({ "room": {} }))
+            .await
+            .unwrap();
+        let ask = |since: Option<StreamPosition>, memberships, filter_id| StartQuery {
+            token_hash: &token,
+            since,
+            memberships,
+            filter_id,
+        };
+
+        let start = sync::sync_start(&db, &ask(None, Memberships::IfMoved, Some(filter)))
+            .await
+            .unwrap()
+            .expect("a known token");
+        assert_eq!(
+            (start.owner.user_id.as_str(), start.owner.device_id.as_str()),
+            (ALICE, "DEV")
+        );
+        assert_eq!(start.owner.deactivated, 0);
+        let now = sync::current_position(&db).await.unwrap();
+        assert_eq!(start.position(None), now);
+        assert_eq!(
+            start.key_counts(),
+            e2ee::key_counts(&db, ALICE, "DEV").await.unwrap()
+        );
+        assert_eq!(start.key_counts().0["signed_curve25519"], 2);
+        assert_eq!(
+            start.typing_next.map(|t| t as u64),
+            user_data::next_typing_expiry(&db, ALICE).await.unwrap()
+        );
+        assert_eq!(start.filter.as_deref(), Some(r#"{"room":{}}"#));
+        let rooms = start.memberships().unwrap().expect("read without a since");
+        assert_eq!(rooms.len(), 1);
+        assert_eq!(
+            (rooms[0].room_id.as_str(), rooms[0].membership.as_str()),
+            (room.id.as_str(), "join")
+        );
+
+        // Nothing moved: no memberships, unless asked for always; never when asked for never.
+        let quiet = sync::sync_start(&db, &ask(Some(now), Memberships::IfMoved, None))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(quiet.memberships().unwrap().is_none());
+        assert_eq!(quiet.filter, None);
+        let full = sync::sync_start(&db, &ask(Some(now), Memberships::Always, None))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(full.memberships().unwrap().map(|m| m.len()), Some(1));
+        assert!(quiet.first_round().unwrap().is_none());
+        room.message(&db, ALICE, "moves the events stream").await;
+        user_data::set_account_data(&db, ALICE, "", "m.test", &json!({ "x": 1 }))
+            .await
+            .unwrap();
+        let online = Presence {
+            state: State::Online,
+            status_msg: Some("here".to_owned()),
+            last_active_ts: 5,
+            currently_active: true,
+        };
+        presence::set(&db, ALICE, &online, true).await.unwrap();
+        let moved = sync::sync_start(&db, &ask(Some(now), Memberships::IfMoved, None))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(moved.memberships().unwrap().map(|m| m.len()), Some(1));
+        // With them, the first round of the build, as the separate reads answer it.
+        let later = sync::current_position(&db).await.unwrap();
+        let first = moved
+            .first_round()
+            .unwrap()
+            .expect("read when something moved");
+        assert_eq!(
+            first.changed,
+            sync::changed_rooms(&db, ALICE, &now, &later).await.unwrap()
+        );
+        assert_eq!(first.changed, [room.id.to_string()]);
+        let separate =
+            user_data::account_data_since(&db, ALICE, now.account_data, later.account_data)
+                .await
+                .unwrap();
+        let pairs = |rows: &[user_data::AccountDataRow]| -> Vec<(String, String, String)> {
+            rows.iter()
+                .map(|r| (r.room_id.clone(), r.kind.clone(), r.content.clone()))
+                .collect()
+        };
+        assert_eq!(pairs(&first.account_data), pairs(&separate));
+        assert_eq!(first.account_data.len(), 1);
+        assert_eq!(
+            first.presence,
+            presence::changed_for(&db, ALICE, now.presence, later.presence)
+                .await
+                .unwrap()
+        );
+        assert_eq!(first.presence.len(), 1);
+        // The user's own presence, as `presence::get` reads it (none before it was set).
+        assert_eq!(quiet.own_presence().unwrap(), None);
+        assert_eq!(
+            moved.own_presence().unwrap(),
+            presence::get(&db, ALICE).await.unwrap()
+        );
+        assert_eq!(moved.own_presence().unwrap(), Some(online.clone()));
+        let never = sync::sync_start(&db, &ask(Some(now), Memberships::Never, None))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(never.memberships().unwrap().is_none());
+
+        // Someone else's filter id is not found.
+        user(&db, BOB).await;
+        let theirs = user_data::create_filter(&db, BOB, &json!({}))
+            .await
+            .unwrap();
+        let other = sync::sync_start(&db, &ask(None, Memberships::Never, Some(theirs)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(other.filter, None);
+
+        // Deactivated: the row says so (Ctx::requester_from refuses it); the device deleted
+        // (logout deletes the token the same way): no row at all.
+        let bob_token = super::token_of(BOB);
+        crate::storage::accounts::deactivate(&db, BOB)
+            .await
+            .unwrap();
+        let bob = sync::sync_start(
+            &db,
+            &StartQuery {
+                token_hash: &bob_token,
+                since: None,
+                memberships: Memberships::IfMoved,
+                filter_id: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert!(bob.is_none_or(|b| b.owner.deactivated != 0));
+        crate::storage::accounts::delete_devices(&db, ALICE, &["DEV".to_owned()])
+            .await
+            .unwrap();
+        assert!(
+            sync::sync_start(&db, &ask(None, Memberships::IfMoved, None))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    })
+}
+
 #[test]
 fn changed_rooms_are_the_user_s_rooms_with_new_events_receipts_or_typing() {
     run(async {

@@ -14,8 +14,9 @@ use super::required_state::RequiredState;
 use super::room::{self, Delivery, Due};
 use crate::api::request::{Ctx, Requester};
 use crate::http::{JsonResponse, MatrixError};
+use crate::storage::sync::Memberships;
 use crate::storage::{sliding_sync as stored, Db};
-use crate::sync::handler::typing_and_position;
+use crate::sync::start::start;
 use crate::sync::token::StreamPosition;
 use crate::time::now_ms;
 
@@ -23,11 +24,18 @@ use crate::time::now_ms;
 const MAX_TIMEOUT_MS: u64 = 60_000;
 
 pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
-    let me = ctx.requester().await?;
     let db = ctx.db();
+    // The token, the positions and the typing expiry in one read (src/sync/start.rs), before
+    // anything else is checked: a bad token is refused first.
+    let since = ctx.query("pos").and_then(Pos::parse).map(|p| p.stream);
+    let mut look = start(ctx, &db, since, Memberships::Never, None).await?;
+    let me = look.me.clone();
     let body = Value::Object(ctx.json_object()?);
     let request = request::parse(&body, ctx.query("pos"), ctx.query_u64("timeout")?)?;
-    crate::client::presence::on_sync(ctx, &db, me.user_id.as_str()).await;
+    let own_presence = look.own_presence.take();
+    if crate::client::presence::on_sync(ctx, &db, me.user_id.as_str(), own_presence).await {
+        look = start(ctx, &db, since, Memberships::Never, None).await?;
+    }
     let user = me.user_id.as_str();
     let (connection, pos) = match &request.pos {
         None => (Connection::default(), None),
@@ -43,7 +51,7 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let timeout = pos.map_or(0, |_| request.timeout_ms.unwrap_or(0).min(MAX_TIMEOUT_MS));
     let deadline = now_ms() + timeout;
     loop {
-        let (typing_ends, now) = typing_and_position(&db, &me, pos.map(|p| p.stream)).await?;
+        let (typing_ends, now) = (look.typing_ends, look.now);
         let answer = build(&db, &me, &request, &connection, pos.as_ref(), &now).await?;
         let remaining = deadline.saturating_sub(now_ms());
         if answer.news || remaining == 0 {
@@ -71,6 +79,8 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         let until_typing_ends = typing_ends.map_or(u64::MAX, |t| t.saturating_sub(now_ms()));
         let wait = remaining.min(until_typing_ends.max(1));
         ctx.platform.wakeups.wait(user, &now, wait).await;
+        // The next look checks the token again: a revoked one ends the long poll with 401.
+        look = start(ctx, &db, pos.map(|p| p.stream), Memberships::Never, None).await?;
     }
 }
 

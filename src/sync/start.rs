@@ -1,0 +1,119 @@
+//! The first read of every `/sync` and sliding sync, and of every look after a wake-up: who the
+//! access token belongs to, where every stream is, when the next typing notification runs out,
+//! the device's key counts, the stored filter, and (when something moved) the memberships, in
+//! one D1 statement (`storage::sync::sync_start`), so one round trip.
+//!
+//! Authentication rides in that statement: the token's row is read by this request, in the same
+//! snapshot as the positions, and checked by `Ctx::requester_from` like any other request's. No
+//! token is remembered between requests, so nothing can serve a revoked token: a logout, a
+//! deleted device, a deactivation, a password change or an OAuth revocation is seen by the very
+//! next sync (docs/security.md, "Access tokens").
+
+use std::collections::BTreeMap;
+
+use crate::accounts::tokens::token_hash;
+use crate::api::request::{Ctx, Requester};
+use crate::http::MatrixError;
+use crate::presence::Presence;
+use crate::storage::sync::{self as stored, FirstRound, MembershipRow, Memberships, StartQuery};
+use crate::storage::{e2ee, user_data, Db};
+use crate::sync::token::StreamPosition;
+use crate::time::now_ms;
+
+/// What the first read found.
+pub(crate) struct Start {
+    pub me: Requester,
+    /// When the next typing notification in the user's rooms runs out.
+    pub typing_ends: Option<u64>,
+    pub now: StreamPosition,
+    /// The device's one-time key counts and unused fallback key algorithms.
+    pub key_counts: (BTreeMap<String, u64>, Vec<String>),
+    /// The stored filter's JSON text, when `filter_id` was asked for and is the user's.
+    pub filter: Option<String>,
+    /// The user's memberships, when some stream moved (else `None`: read them if needed).
+    pub memberships: Option<Vec<MembershipRow>>,
+    /// With the memberships: the rooms that changed, account data and presence since `since`.
+    pub first_round: Option<FirstRound>,
+    /// The user's own presence as stored (`None`: not read here).
+    pub own_presence: Option<Option<Presence>>,
+}
+
+/// The first read; `memberships` says when to read them. An application service's token has no row in `access_tokens`: it takes the
+/// usual way (`Ctx::requester`, then the reads one by one).
+pub(crate) async fn start(
+    ctx: &Ctx,
+    db: &Db,
+    since: Option<StreamPosition>,
+    memberships: Memberships,
+    filter_id: Option<i64>,
+) -> Result<Start, MatrixError> {
+    let token = ctx.bearer()?;
+    let hash = token_hash(token);
+    let query = StartQuery {
+        token_hash: &hash,
+        since,
+        memberships,
+        filter_id,
+    };
+    let mut expired = false;
+    loop {
+        let Some(row) = stored::sync_start(db, &query).await? else {
+            return start_slowly(ctx, db, token, since, filter_id).await;
+        };
+        let now = row.position(since);
+        let key_counts = row.key_counts();
+        let memberships = row.memberships()?;
+        let first_round = row.first_round()?;
+        let own_presence = Some(row.own_presence()?);
+        let typing_ends = row.typing_next.map(|t| t as u64);
+        let filter = row.filter.clone();
+        let me = ctx.requester_from(token, Some(row.owner)).await?;
+        // A typing notification that ran out is ended (which moves the typing stream) and
+        // everything read again, once: nobody else ends it (`user_data::expire_typing`).
+        if !expired && typing_ends.is_some_and(|t| t <= now_ms()) {
+            user_data::expire_typing(db, now_ms()).await?;
+            expired = true;
+            continue;
+        }
+        return Ok(Start {
+            me,
+            typing_ends,
+            now,
+            key_counts,
+            filter,
+            memberships,
+            first_round,
+            own_presence,
+        });
+    }
+}
+
+/// The same reads one after the other, for a token `sync_start` does not know.
+async fn start_slowly(
+    ctx: &Ctx,
+    db: &Db,
+    token: &str,
+    since: Option<StreamPosition>,
+    filter_id: Option<i64>,
+) -> Result<Start, MatrixError> {
+    let me = ctx.requester_from(token, None).await?;
+    let user = me.user_id.as_str();
+    let (typing_ends, now) = super::handler::typing_and_position(db, &me, since).await?;
+    let key_counts = e2ee::key_counts(db, user, &me.device_id).await?;
+    let filter = match filter_id {
+        Some(id) => user_data::filter(db, user, id)
+            .await?
+            .map(|f| f.to_string()),
+        None => None,
+    };
+    Ok(Start {
+        me,
+        typing_ends,
+        now,
+        key_counts,
+        filter,
+        memberships: None,
+        first_round: None,
+        own_presence: None,
+    })
+}
