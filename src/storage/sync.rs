@@ -280,7 +280,7 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
               'currently_active', p.currently_active)
             FROM presence p WHERE p.user_id = me.user_id) AS own_presence,
            CASE WHEN go.read THEN
-             (SELECT json_group_array(json_array(m.room_id, m.membership, m.stream_ordering, r.room_version))
+             (SELECT json_group_array(json_array(m.room_id, m.membership, m.event_id, m.stream_ordering, r.room_version))
               FROM memberships m JOIN rooms r ON r.room_id = m.room_id
               WHERE m.user_id = me.user_id AND (m.forgotten = 0 OR m.stream_ordering > ?11))
            END AS memberships,
@@ -384,16 +384,19 @@ impl SyncStart {
         let Some(text) = self.memberships.as_deref() else {
             return Ok(None);
         };
-        let rows: Vec<(String, String, i64, String)> =
+        let rows: Vec<(String, String, String, i64, String)> =
             serde_json::from_str(text).map_err(super::storage_error)?;
         Ok(Some(
             rows.into_iter()
                 .map(
-                    |(room_id, membership, stream_ordering, room_version)| MembershipRow {
-                        room_id,
-                        membership,
-                        stream_ordering,
-                        room_version,
+                    |(room_id, membership, event_id, stream_ordering, room_version)| {
+                        MembershipRow {
+                            room_id,
+                            membership,
+                            event_id,
+                            stream_ordering,
+                            room_version,
+                        }
                     },
                 )
                 .collect(),

@@ -202,9 +202,15 @@ fn the_first_read_of_a_sync_checks_the_token_and_matches_the_separate_reads() {
         assert_eq!(first.account_data.len(), 1);
         assert_eq!(
             first.presence,
-            presence::changed_for(&db, ALICE, now.presence, later.presence)
-                .await
-                .unwrap()
+            presence::changed_for(
+                &db,
+                ALICE,
+                now.presence,
+                later.presence,
+                (now.events, later.events)
+            )
+            .await
+            .unwrap()
         );
         assert_eq!(first.presence.len(), 1);
         // The user's own presence, as `presence::get` reads it (none before it was set).
