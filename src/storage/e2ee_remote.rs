@@ -21,14 +21,22 @@ struct StreamRow {
     stream_id: Option<i64>,
 }
 
-/// Which of these remote users have a cached device list: their keys are answered locally.
+/// Which of these remote users have a cached device list that is kept up to date: their keys
+/// are answered locally. Only while one of our users shares a joined room with them: after that
+/// their server stops sending us updates (spec: device list tracking ends with the last shared
+/// room), so a cached list may be stale and their server is asked instead.
 pub async fn tracked_users(db: &Db, users: &[&str]) -> Result<Vec<String>, MatrixError> {
     if users.is_empty() {
         return Ok(Vec::new());
     }
     Ok(db
         .rows::<UserRow>(
-            "SELECT user_id FROM e2e_remote_device_lists WHERE user_id IN (SELECT value FROM json_each(?1))",
+            "SELECT d.user_id FROM e2e_remote_device_lists d
+             WHERE d.user_id IN (SELECT value FROM json_each(?1))
+               AND EXISTS (SELECT 1 FROM memberships them
+                 JOIN memberships m ON m.room_id = them.room_id AND m.membership = 'join'
+                 JOIN users u ON u.user_id = m.user_id
+                 WHERE them.user_id = d.user_id AND them.membership = 'join')",
             args![&json!(users).to_string()],
         )
         .await?

@@ -469,6 +469,7 @@ fn users_sharing_rooms_are_local_joined_room_mates_and_the_users_themselves() {
 fn a_remote_user_s_device_list_is_replaced_whole_and_updated_per_device() {
     run(async {
         let (_server, db) = setup();
+        let mut room = Room::shared(&db).await;
         assert!(e2ee_remote::tracked_users(&db, &[DAVE])
             .await
             .unwrap()
@@ -528,6 +529,13 @@ fn a_remote_user_s_device_list_is_replaced_whole_and_updated_per_device() {
             .collect();
         ids.sort();
         assert_eq!(ids, ["D2", "D3"]);
+        // Once dave shares no room with our users, his server stops telling us of changes:
+        // the cached list is no longer answered from.
+        room.member(&db, DAVE, DAVE, "leave").await;
+        assert!(e2ee_remote::tracked_users(&db, &[DAVE])
+            .await
+            .unwrap()
+            .is_empty());
         // A second resync replaces every device.
         e2ee_remote::replace_remote_devices(&db, DAVE, 10, &devices[..1], &[])
             .await
