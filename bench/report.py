@@ -134,23 +134,22 @@ LONG_POLL_S = 30
 # Why ours is slower on a row, and what would fix it. Printed for the rows where it is.
 # (Query counts: the platform-cost table below; the code paths: src/sync/handler.rs,
 # src/client/room_read.rs, src/runtime/room_object.rs.)
-_SYNC = ("an incremental /sync waits for about five D1 round trips (the access token; the typing expiry and"
-         " stream positions together; then three rounds of reads sent together: memberships, changed rooms and"
-         " account data; timelines, histories, typing, receipts and read markers; state, unread counts and"
-         " summaries), where Synapse answers most of them from in-memory stream caches")
+_SYNC = ("an incremental /sync with news makes about five D1 calls: one statement for the token, the stream"
+         " positions, memberships, changed rooms, account data and presence, then reads sent together in"
+         " batches (timelines, receipts, typing; state, unread counts and summaries); "
+         "local workerd has a floor of about 4.5 ms wall and 3.7 ms CPU per request (a request for an unknown path, answered 404 before any of our code runs, costs that), and each local D1 call adds about 1-1.5 ms of CPU (Miniflare's JavaScript D1 over SQLite in the same process)"
+         ", where Synapse answers from in-memory stream caches in its own process")
+_FLOOR = "local workerd has a floor of about 4.5 ms wall and 3.7 ms CPU per request (a request for an unknown path, answered 404 before any of our code runs, costs that), and each local D1 call adds about 1-1.5 ms of CPU (Miniflare's JavaScript D1 over SQLite in the same process)"
 EXPLAIN: dict[str, str] = {
     "seq_send": "a send crosses the Worker, the room's Durable Object, one D1 batch and a notifier request, all"
                 " awaited before the answer; answering once the batch commits and notifying in `waitUntil`"
                 " would take the notifier hop off the path.",
-    "send_receive": "the woken long-poll goes back from the notifier to the Worker and then builds the whole /sync"
-                    " again, about five D1 round trips; letting the notifier hand over the new positions and"
-                    " caching the access token per isolate would remove two of them.",
-    "sync_one": _SYNC + "; caching the access token per isolate and reading the memberships with the first"
-                        " round would take two round trips off.",
-    "sync_none": "when no stream moved past `since` our /sync answers without reading any room, in three D1 round"
-                 " trips (access token; typing expiry and stream positions together; the device's key counts),"
-                 " each through local workerd's D1, where Synapse answers from in-memory stream caches; reading"
-                 " the key counts with the positions would make it two.",
+    "send_receive": "the notifier wakes the parked request in the Worker, which then builds the /sync as"
+                    " below (about five D1 calls, its token checked again in the first); " + _FLOOR + ".",
+    "sync_one": _SYNC + ".",
+    "sync_none": "an empty incremental /sync is one D1 statement (token, positions, typing expiry, key"
+                 " counts, filter, own presence); what is left is the local runtime: " + _FLOOR + ";"
+                 " Synapse's whole answer takes less than that floor.",
     "initial_sync": "the initial /sync reads each of the 20 rooms with its own sequence of D1 queries (state,"
                     " timeline, counts); one `batch()` per stage covering all rooms would make it a handful of round"
                     " trips.",
@@ -164,8 +163,9 @@ EXPLAIN: dict[str, str] = {
                  " measures the local setup (fewer queries per send would still help).",
     "cpu_send": "workerd's CPU includes the local D1 (SQLite behind Miniflare's JavaScript D1 object, in the same"
                 " process) and a JSON round trip per query; fewer, batched queries cut both.",
-    "cpu_sync_none": "most of it is the local D1 (SQLite behind Miniflare's JavaScript D1 object, in the same"
-                     " process) serving the four queries of an empty /sync and a JSON round trip per query.",
+    "cpu_sync_none": "about 3.7 ms of it is workerd's own cost per request (a 404 answered before any of our"
+                     " code costs that) and about 1-1.5 ms the one local D1 statement; the Rust work of an"
+                     " empty /sync is under 1 ms.",
     "startup": "`scripts/dev.sh` starts from a migrated template (made untimed before, as `make dev`'s first"
                " run with new migrations does), so this is wrangler (Node) starting, then workerd loading the"
                " Worker; a deployed Worker has neither.",
@@ -178,18 +178,18 @@ EXPLAIN: dict[str, str] = {
            " (128 MB limit) and not billed, so this is a cost of local development only.",
 }
 _OUTBOUND = ("the event goes from the room's Durable Object to the destination's Durable Object, which stores it"
-             " in its queue and sets an alarm that sends the transaction (src/runtime/destination.rs), so every"
-             " outgoing PDU pays a storage write and an alarm turn before the HTTP request that Synapse makes at once")
-_INBOUND = ("an incoming /send verifies the X-Matrix signature and then each PDU's signatures with a D1 key lookup per"
-            " signing server, persists it through the room's Durable Object and one D1 batch, and wakes the"
-            " reader through the notifier and a fresh /sync with its sequential D1 queries (accept_remote in"
-            " src/runtime/room_object.rs), where Synapse serves keys and the stream from memory")
+             " in its queue and, when idle, sends the transaction at once (src/runtime/destination.rs); the"
+             " queue write is on the path, where Synapse sends from memory")
+_INBOUND = ("an incoming /send checks the X-Matrix signature and each PDU's signatures (keys cached per isolate),"
+            " reads the transaction's state in one batch, persists the PDU through the room's Durable Object"
+            " and one D1 batch, then wakes the reader through the notifier and a /sync (five D1 round trips"
+            " on the way in, src/rooms/object/incoming.rs), where Synapse serves all of it from one process")
 EXPLAIN.update({
     "fed_join": "the join runs in resumable steps (src/rooms/join_job.rs): make_join and send_join, then one"
-                " Durable Object request per chunk of events verified and one that stores the room, each"
-                " reading the signing keys it needs from D1, where Synapse does it in one process with keys"
-                " cached in memory and asks for a partial-state join (`omit_members`), which we do not;"
-                " folding the checks of a small answer into the first step would save the extra requests.",
+                " Durable Object request per chunk of events verified and one that stores the room, where"
+                " Synapse does it in one process and asks for a partial-state join (`omit_members`), which we"
+                " do not; folding the checks of a small answer into the first step would save the extra"
+                " requests.",
     "fed_join_seen": "the peer has the join once it has processed our send_join, so this row is our path up to"
                      " there: the client request through the Worker to the room's Durable Object (sequential D1"
                      " queries for profile, room version and residency) and two signed requests (make_join,"
