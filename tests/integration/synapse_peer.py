@@ -23,8 +23,7 @@ Server names. Both servers are named `localhost:<port>`:
 - Our server's name is `localhost:<port>` anyway (scripts/dev.sh's default), so the two names
   differ only by port, which the Matrix grammar allows: user ids look like `@alice:localhost:8448`.
 
-Synapse settings that matter (the shared PEERS.md, `../shared/PEERS.md` from the repository
-root): a TLS federation listener (Synapse only ever speaks TLS for outbound federation, and so
+Synapse settings that matter: a TLS federation listener (Synapse only ever speaks TLS for outbound federation, and so
 expects its peer to), `ip_range_blacklist: []`
 (otherwise every loopback destination is refused with `502 Can't connect`),
 `trusted_key_servers: []` (otherwise first key fetches wait on matrix.org),
