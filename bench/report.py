@@ -137,9 +137,9 @@ LONG_POLL_S = 30
 _SYNC = ("an incremental /sync with news makes about five D1 calls: one statement for the token, the stream"
          " positions, memberships, changed rooms, account data and presence, then reads sent together in"
          " batches (timelines, receipts, typing; state, unread counts and summaries); "
-         "local workerd has a floor of about 4.5 ms wall and 3.7 ms CPU per request (a request for an unknown path, answered 404 before any of our code runs, costs that), and each local D1 call adds about 1-1.5 ms of CPU (Miniflare's JavaScript D1 over SQLite in the same process)"
+         "local workerd has a floor of about 4.5 ms wall and 3.7 ms CPU per request (a request for an unknown path, answered 404 before any of our code runs, costs that; about 2 ms of it is wrangler dev's proxy in front of the Worker: on workerd's own socket the same Worker answers /versions in 2.5 ms and an empty /sync in 5.0 ms instead of 6.6 ms), and each local D1 call adds about 1-1.5 ms of CPU (Miniflare's JavaScript D1 over SQLite in the same process)"
          ", where Synapse answers from in-memory stream caches in its own process")
-_FLOOR = "local workerd has a floor of about 4.5 ms wall and 3.7 ms CPU per request (a request for an unknown path, answered 404 before any of our code runs, costs that), and each local D1 call adds about 1-1.5 ms of CPU (Miniflare's JavaScript D1 over SQLite in the same process)"
+_FLOOR = "local workerd has a floor of about 4.5 ms wall and 3.7 ms CPU per request (a request for an unknown path, answered 404 before any of our code runs, costs that; about 2 ms of it is wrangler dev's proxy in front of the Worker: on workerd's own socket the same Worker answers /versions in 2.5 ms and an empty /sync in 5.0 ms instead of 6.6 ms), and each local D1 call adds about 1-1.5 ms of CPU (Miniflare's JavaScript D1 over SQLite in the same process)"
 EXPLAIN: dict[str, str] = {
     "seq_send": "a send crosses the Worker, the room's Durable Object, one D1 batch and a notifier request, all"
                 " awaited before the answer; answering once the batch commits and notifying in `waitUntil`"
