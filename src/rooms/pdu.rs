@@ -151,6 +151,15 @@ impl Pdu {
         &self.fields.content
     }
 
+    /// `content.membership` (of an `m.room.member` event; `None` when absent or not a string).
+    pub fn membership(&self) -> Option<String> {
+        serde_json::from_str::<serde_json::Value>(self.content().get())
+            .ok()?
+            .get("membership")?
+            .as_str()
+            .map(str::to_owned)
+    }
+
     pub fn depth(&self) -> u64 {
         self.fields.depth.into()
     }

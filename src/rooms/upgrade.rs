@@ -121,7 +121,7 @@ pub fn plan(
     }
     for pdu in old.events() {
         if pdu.kind().to_string() == "m.room.member"
-            && membership(pdu).as_deref() == Some("ban")
+            && pdu.membership().as_deref() == Some("ban")
             // A creator cannot be banned (their power is unlimited from v12).
             && pdu
                 .state_key()
@@ -184,10 +184,6 @@ fn pointer_key(user: &UserId) -> String {
 
 fn content_json(pdu: &Arc<Pdu>) -> Value {
     serde_json::from_str(pdu.content().get()).unwrap_or_default()
-}
-
-fn membership(pdu: &Arc<Pdu>) -> Option<String> {
-    content_json(pdu)["membership"].as_str().map(str::to_owned)
 }
 
 #[cfg(test)]

@@ -12,10 +12,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use ruma::events::StateEventType;
-use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, ServerName, UserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, ServerName};
 use serde_json::{json, Value};
 
-use super::{history_visibility, membership_of, through_servers, RoomObject};
+use super::{history_visibility, joined_users, through_servers, RoomObject};
 use crate::federation::key_server::{verify_pdu_with, KeyMemo};
 use crate::http::route::percent_encode;
 use crate::http::MatrixError;
@@ -330,11 +330,7 @@ fn joined_servers<'a>(
     state: impl Iterator<Item = &'a Arc<Pdu>>,
     us: &ServerName,
 ) -> Vec<OwnedServerName> {
-    let mut servers: Vec<OwnedServerName> = state
-        .filter(|e| {
-            e.kind().to_string() == "m.room.member" && membership_of(e).as_deref() == Some("join")
-        })
-        .filter_map(|e| e.state_key().and_then(|k| UserId::parse(k).ok()))
+    let mut servers: Vec<OwnedServerName> = joined_users(state)
         .map(|u| u.server_name().to_owned())
         .filter(|s| s != us)
         .collect();

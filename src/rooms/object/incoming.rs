@@ -31,12 +31,12 @@
 use std::sync::Arc;
 
 use ruma::events::StateEventType;
-use ruma::{OwnedRoomId, RoomId, ServerName, UserId};
+use ruma::{OwnedRoomId, RoomId, ServerName};
 use serde_json::{json, Value};
 
 use super::{
-    event_write, history_visibility, local_audience, membership_of, room_write,
-    stripped_room_state, RoomObject,
+    event_write, history_visibility, joined_users, local_audience, room_write, stripped_room_state,
+    RoomObject,
 };
 use crate::federation::key_server::{verify_pdu_with, KeyMemo};
 use crate::http::route::percent_encode;
@@ -624,17 +624,8 @@ impl RoomObject {
             todo.extend(pdu.auth_events().iter().cloned());
             chain.insert(id.to_string(), into_json(pdu.json().clone()));
         }
-        let mut servers: Vec<String> = state
-            .iter()
-            .filter(|e| {
-                e.kind().to_string() == "m.room.member"
-                    && membership_of(e).as_deref() == Some("join")
-            })
-            .filter_map(|e| {
-                e.state_key()
-                    .and_then(|k| UserId::parse(k).ok())
-                    .map(|u| u.server_name().to_string())
-            })
+        let mut servers: Vec<String> = joined_users(&state)
+            .map(|u| u.server_name().to_string())
             .collect();
         servers.push(us.to_string());
         servers.sort();

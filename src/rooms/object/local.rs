@@ -9,7 +9,7 @@ use ruma::{OwnedRoomId, OwnedServerName, RoomId, ServerName, UserId};
 use serde_json::{json, Value};
 
 use super::{
-    engine_error, event_write, history_visibility, local_audience, membership_of, room_write,
+    engine_error, event_write, history_visibility, joined_users, local_audience, room_write,
     stripped_room_state, RoomObject,
 };
 use crate::http::route::percent_encode;
@@ -378,13 +378,7 @@ pub(super) fn remote_servers(
     pdu: &Pdu,
     us: &ServerName,
 ) -> Vec<OwnedServerName> {
-    let mut servers: Vec<OwnedServerName> = engine
-        .state()
-        .events()
-        .filter(|e| {
-            e.kind().to_string() == "m.room.member" && membership_of(e).as_deref() == Some("join")
-        })
-        .filter_map(|e| e.state_key().and_then(|k| UserId::parse(k).ok()))
+    let mut servers: Vec<OwnedServerName> = joined_users(engine.state().events())
         .map(|u| u.server_name().to_owned())
         .collect();
     if pdu.kind().to_string() == "m.room.member" {
@@ -401,8 +395,7 @@ pub(super) fn remote_servers(
 /// The server of the user an invite is for, when that is not us: the invitee's server must
 /// co-sign the invite before it enters the room.
 fn remote_invitee(pdu: &Pdu, us: &ServerName) -> Option<OwnedServerName> {
-    if pdu.kind().to_string() != "m.room.member" || membership_of(pdu).as_deref() != Some("invite")
-    {
+    if pdu.kind().to_string() != "m.room.member" || pdu.membership().as_deref() != Some("invite") {
         return None;
     }
     let target = UserId::parse(pdu.state_key()?).ok()?;

@@ -9,7 +9,7 @@ use ruma::events::StateEventType;
 use ruma::{OwnedRoomId, RoomId, ServerName, UserId};
 use serde_json::{json, Value};
 
-use super::{engine_error, membership_of, through_servers, RoomObject};
+use super::{engine_error, joined_users, through_servers, RoomObject};
 use crate::http::route::percent_encode;
 use crate::http::{ErrorCode, MatrixError};
 use crate::platform::Method;
@@ -49,7 +49,7 @@ impl RoomObject {
         let current = engine
             .state()
             .get(&StateEventType::RoomMember, user.as_str())
-            .and_then(|p| membership_of(p));
+            .and_then(|p| p.membership());
         let refusal = match (membership, current.as_deref()) {
             ("join" | "knock", Some("ban")) => Some("You are banned from this room"),
             ("join", Some("join" | "invite")) => None,
@@ -339,13 +339,7 @@ impl RoomObject {
     pub(super) fn resident(&self, us: &ServerName) -> bool {
         let engine = self.engine.borrow();
         engine.as_ref().is_some_and(|engine| {
-            engine.state().events().any(|e| {
-                e.kind().to_string() == "m.room.member"
-                    && membership_of(e).as_deref() == Some("join")
-                    && e.state_key()
-                        .and_then(|k| UserId::parse(k).ok())
-                        .is_some_and(|u| u.server_name() == us)
-            })
+            joined_users(engine.state().events()).any(|u| u.server_name() == us)
         })
     }
 
@@ -406,7 +400,7 @@ impl RoomObject {
         let (Some(target), true) = (
             target,
             pdu.kind().to_string() == "m.room.member"
-                && membership_of(pdu).as_deref() == Some("leave"),
+                && pdu.membership().as_deref() == Some("leave"),
         ) else {
             return Err(NOT_IN_ROOM.into());
         };

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use futures::lock::Mutex;
 use ruma::events::StateEventType;
-use ruma::{OwnedRoomId, OwnedServerName, RoomId, ServerName, UserId};
+use ruma::{OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, ServerName, UserId};
 use serde_json::Value;
 
 use crate::http::{ErrorCode, MatrixError};
@@ -315,12 +315,16 @@ fn stripped_room_state(engine: &RoomEngine) -> Vec<Value> {
         .collect()
 }
 
-fn membership_of(pdu: &Pdu) -> Option<String> {
-    serde_json::from_str::<Value>(pdu.content().get())
-        .ok()?
-        .get("membership")?
-        .as_str()
-        .map(str::to_owned)
+/// The users these state events show as joined: a room's joined members, from its state.
+fn joined_users<'a, I: IntoIterator<Item = &'a Arc<Pdu>>>(
+    state: I,
+) -> impl Iterator<Item = OwnedUserId> + use<'a, I> {
+    state
+        .into_iter()
+        .filter(|e| {
+            e.kind().to_string() == "m.room.member" && e.membership().as_deref() == Some("join")
+        })
+        .filter_map(|e| e.state_key().and_then(|k| UserId::parse(k).ok()))
 }
 
 impl RoomObject {

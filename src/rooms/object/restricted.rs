@@ -10,7 +10,7 @@ use ruma::{OwnedRoomId, OwnedUserId, ServerName, UserId};
 use serde_json::{json, Value};
 
 use super::remote_join::co_signed;
-use super::{membership_of, RoomObject};
+use super::{joined_users, RoomObject};
 use crate::http::{ErrorCode, MatrixError};
 use crate::rooms::engine::RoomEngine;
 use crate::rooms::join_job::SendJoinAnswer;
@@ -50,7 +50,7 @@ pub(super) fn restricted_join(
     let current = engine
         .state()
         .get(&StateEventType::RoomMember, user.as_str())
-        .and_then(|p| membership_of(p));
+        .and_then(|p| p.membership());
     if !restricted || matches!(current.as_deref(), Some("join" | "invite")) {
         return RestrictedJoin::NotNeeded;
     }
@@ -62,12 +62,7 @@ pub(super) fn restricted_join(
         .filter_map(|a| a["room_id"].as_str().map(str::to_owned))
         .collect();
     let levels = PowerLevels::from_state(engine.state(), version);
-    let mut authorisers: Vec<(i64, OwnedUserId)> = engine
-        .state()
-        .events()
-        .filter(|p| p.kind().to_string() == "m.room.member")
-        .filter(|p| membership_of(p).as_deref() == Some("join"))
-        .filter_map(|p| UserId::parse(p.state_key()?).ok())
+    let mut authorisers: Vec<(i64, OwnedUserId)> = joined_users(engine.state().events())
         .filter(|u| u.server_name() == us)
         .map(|u| (levels.user_level(&u), u))
         .filter(|(level, _)| *level >= levels.invite_level())
