@@ -29,13 +29,11 @@ pub struct EventRow {
     /// `content.m.relates_to.rel_type`, for filters on relations.
     #[serde(default)]
     pub rel_type: Option<String>,
-    /// The state event this one replaced, with its content (JSON text) and sender.
+    /// The state event this one replaced, and `[content, sender]` of it (JSON text).
     #[serde(default)]
     pub replaces_state: Option<String>,
     #[serde(default)]
-    pub prev_content: Option<String>,
-    #[serde(default)]
-    pub prev_sender: Option<String>,
+    pub replaced: Option<String>,
 }
 
 /// The columns of an `EventRow`, from `events e` and its redaction `r` (see `SELECT`).
@@ -44,9 +42,8 @@ macro_rules! event_columns {
         "e.stream_ordering, e.event_id, e.room_id, e.type, e.state_key, e.sender, e.pdu,
         e.history_visibility, e.txn_user, e.txn_device, e.txn_id, r.pdu AS redaction, e.rel_type,
         e.replaces_state,
-        (SELECT json_extract(p.pdu, '$.content') FROM events p WHERE p.event_id = e.replaces_state)
-          AS prev_content,
-        (SELECT p.sender FROM events p WHERE p.event_id = e.replaces_state) AS prev_sender"
+        (SELECT json_extract(p.pdu, '$.content', '$.sender') FROM events p
+         WHERE p.event_id = e.replaces_state) AS replaced"
     };
 }
 
@@ -75,15 +72,17 @@ impl EventRow {
             now_ms(),
         );
         // The spec's `unsigned` of a state event: what it replaced.
-        if let (Some(replaced), Some(content)) = (&self.replaces_state, &self.prev_content) {
-            if let Ok(content) = serde_json::from_str::<serde_json::Value>(content) {
+        if let (Some(replaced), Some(prev)) = (&self.replaces_state, &self.replaced) {
+            if let Ok((content, sender)) =
+                serde_json::from_str::<(serde_json::Value, Option<String>)>(prev)
+            {
                 let unsigned = &mut event["unsigned"];
                 if !unsigned.is_object() {
                     *unsigned = serde_json::json!({});
                 }
                 unsigned["replaces_state"] = serde_json::json!(replaced);
                 unsigned["prev_content"] = content;
-                if let Some(sender) = &self.prev_sender {
+                if let Some(sender) = sender {
                     unsigned["prev_sender"] = serde_json::json!(sender);
                 }
             }
