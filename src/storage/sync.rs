@@ -70,12 +70,19 @@ pub async fn memberships(
     since: Option<u64>,
 ) -> Result<Vec<MembershipRow>, MatrixError> {
     db.rows(
-        "SELECT m.room_id, m.membership, m.event_id, m.stream_ordering, r.room_version
-         FROM memberships m JOIN rooms r ON r.room_id = m.room_id
-         WHERE m.user_id = ?1 AND (m.forgotten = 0 OR m.stream_ordering > ?2)",
+        &memberships_sql("?1", "?2"),
         args![user_id, since.unwrap_or(u64::MAX)],
     )
     .await
+}
+
+/// The query of `memberships`, its operands as SQL expressions (also read by `sync_start`).
+fn memberships_sql(user: &str, since: &str) -> String {
+    format!(
+        "SELECT m.room_id, m.membership, m.event_id, m.stream_ordering, r.room_version
+         FROM memberships m JOIN rooms r ON r.room_id = m.room_id
+         WHERE m.user_id = {user} AND (m.forgotten = 0 OR m.stream_ordering > {since})"
+    )
 }
 
 /// Local users joined to or invited into a room: who to wake for its ephemeral events.
@@ -254,6 +261,7 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
         [&up_to("e"), &up_to("r"), &up_to("t")],
     );
     let account_data = super::user_data::account_data_since_sql(user, "?5", &up_to("a"));
+    let memberships = memberships_sql(user, "?11");
     // New room-mates in the event window bring their presence (`presence::changed_for`); an
     // initial sync's window starts at 0, where the presence window already holds everyone.
     let presence = super::presence::changed_for_sql(user, "?10", &up_to("p"), ["?4", &up_to("e")]);
@@ -280,9 +288,8 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
               'currently_active', p.currently_active)
             FROM presence p WHERE p.user_id = me.user_id) AS own_presence,
            CASE WHEN go.read THEN
-             (SELECT json_group_array(json_array(m.room_id, m.membership, m.event_id, m.stream_ordering, r.room_version))
-              FROM memberships m JOIN rooms r ON r.room_id = m.room_id
-              WHERE m.user_id = me.user_id AND (m.forgotten = 0 OR m.stream_ordering > ?11))
+             (SELECT json_group_array(json_array(room_id, membership, event_id, stream_ordering, room_version))
+              FROM ({memberships}))
            END AS memberships,
            CASE WHEN go.read AND ?12 THEN
              (SELECT json_group_array(room_id) FROM ({changed}))
