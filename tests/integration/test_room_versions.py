@@ -186,6 +186,9 @@ def test_restricted_rooms_let_in_members_of_the_allowed_room_both_ways(federatio
     # Our server is in the room now, but none of its members may authorise a join: Eve's
     # goes through Synapse, which can, and is then accepted here.
     assert eve.join(hall) == hall
+    # Synapse judges the restricted join by its own view of the hall: wait until our server
+    # has delivered Eve's join there.
+    bob.wait(lambda c: c.saw_membership(hall, eve.user_id, "join"), "eve's join of the hall")
     assert eve.join(private) == private
     bob.wait(lambda c: c.saw_membership(private, eve.user_id, "join"), "eve's join through synapse")
     state = wait_equal_state(alice, bob, private)
