@@ -94,7 +94,7 @@ class Ours:
     name = "ours"
 
     def __init__(self, workdir: Path, entry: str | None = None):
-        # A bench-only entry (bench/meter.mjs) is passed through dev.sh to `wrangler dev`.
+        # A bench-only entry (bench/meter.mjs) is passed through dev.sh to scripts/serve.mjs.
         command = ["bash", "scripts/dev.sh"] + ([entry] if entry else [])
         self.hs = Homeserver(workdir / ("state-meter" if entry else "state"), command=command,
                              env={"AUTH_REQUESTS_PER_MINUTE": "1000000", "PRESENCE": "false"})
@@ -103,7 +103,7 @@ class Ours:
         self.startup_s = self.first_request_s = None
 
     def start(self) -> "Ours":
-        env = dict(os.environ, PORT=str(self.hs.port), INSPECTOR_PORT=str(self.hs.inspector_port),
+        env = dict(os.environ, PORT=str(self.hs.port),
                    STATE_DIR=str(self.hs.state_dir), MATRIX_EDGE_PREBUILT="1", **self.hs.extra_env)
         # `make dev` starts a fresh state from a migrated template that its first run with a new
         # set of migrations makes (a separate wrangler applying them, seconds): made here,
@@ -118,8 +118,8 @@ class Ours:
         return self
 
     def all_pids(self) -> list[int]:
-        """Every process of the instance's session: dev.sh, wrangler (node, dev tooling that also
-        prints a log line per request) and workerd."""
+        """Every process of the instance's session: scripts/serve.mjs (node, which starts workerd
+        and prints the Worker's console output) and workerd."""
         return processes_mentioning(str(self.hs.state_dir))
 
     def pids(self) -> list[int]:

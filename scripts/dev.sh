@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make dev`: installs what is missing, builds, applies the D1 migrations to local state and
-# serves the Worker with `wrangler dev` on 127.0.0.1 until interrupted. SIGINT or SIGTERM (to
-# this script or to `make`) stops every process it started. Settings: README "Running locally".
-# Arguments are passed on to `wrangler dev` (the benchmark passes another entry module).
+# serves the Worker on 127.0.0.1 until interrupted: scripts/serve.mjs runs it in local workerd
+# through Miniflare, the library `wrangler dev` runs, without wrangler dev's proxy in front.
+# SIGINT or SIGTERM (to this script or to `make`) stops every process it started. Settings:
+# README "Running locally". An argument names another entry module (the benchmark's).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 # Relative APPSERVICE_CONFIG paths are the caller's.
@@ -10,10 +11,6 @@ export CALLER_DIR="$PWD"
 cd "$ROOT"
 
 PORT="${PORT:-8787}"
-# Derived from PORT so that instances on different ports never share an inspector port.
-if [ -z "${INSPECTOR_PORT:-}" ]; then
-  if [ "$PORT" -lt 45535 ]; then INSPECTOR_PORT=$((PORT + 20000)); else INSPECTOR_PORT=$((PORT - 20000)); fi
-fi
 STATE_DIR="${STATE_DIR:-$ROOT/.wrangler/state-$PORT}"
 SERVER_NAME="${SERVER_NAME:-localhost:$PORT}"
 REGISTRATION="${REGISTRATION:-open}"
@@ -28,15 +25,18 @@ RATE_LIMITS="${RATE_LIMITS:-send=100000/100000,join=100000/100000,upload=100000/
 # Local workerd has no CPU limit per request; a deployment keeps wrangler.toml's free-plan value.
 MAX_THUMBNAIL_PIXELS="${MAX_THUMBNAIL_PIXELS:-16000000}"
 
-tls_args=()
+server_args=()
 if [ -n "${TLS_CERT:-}${TLS_KEY:-}" ]; then
   [ -r "${TLS_CERT:-}" ] && [ -r "${TLS_KEY:-}" ] || { log "TLS_CERT and TLS_KEY must both name readable files"; exit 2; }
-  tls_args=(--local-protocol https --https-cert-path "$TLS_CERT" --https-key-path "$TLS_KEY")
+  server_args=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY")
   scheme=https
 else
   scheme=http
 fi
 PUBLIC_BASEURL="${PUBLIC_BASEURL:-$scheme://localhost:$PORT}"
+
+# A debugger port only when asked for (workerd's inspector is off otherwise).
+[ -n "${INSPECTOR_PORT:-}" ] && server_args+=(--inspector-port "$INSPECTOR_PORT")
 
 # Settings and secrets reach the Worker as bindings; --var overrides wrangler.toml's [vars].
 vars=(--var "SERVER_NAME:$SERVER_NAME" --var "PUBLIC_BASEURL:$PUBLIC_BASEURL"
@@ -82,18 +82,18 @@ if [ -n "${APPSERVICE_CONFIG:-}" ]; then
   bash scripts/appservice.sh local "$STATE_DIR" "$SERVER_NAME" "$APPSERVICE_CONFIG"
 fi
 
-# wrangler runs in its own process group so that stopping it also stops workerd, its child.
+# The server runs in its own process group so that stopping it also stops workerd, its child.
 # NODE_EXTRA_CA_CERTS, when set, is inherited: Miniflare adds that CA to workerd's trust store.
-CI=true setsid wrangler dev "$@" --ip 127.0.0.1 --port "$PORT" --inspector-port "$INSPECTOR_PORT" \
-  --persist-to "$STATE_DIR" --show-interactive-dev-session=false ${tls_args[@]+"${tls_args[@]}"} "${vars[@]}" &
-wrangler_pid=$!
+setsid node scripts/serve.mjs --state "$STATE_DIR" --port "$PORT" \
+  ${server_args[@]+"${server_args[@]}"} "${vars[@]}" "$@" &
+server_pid=$!
 
 stop() {
   trap - INT TERM EXIT
-  if kill -0 "$wrangler_pid" 2>/dev/null; then
-    kill -TERM -- "-$wrangler_pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$wrangler_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL -- "-$wrangler_pid" 2>/dev/null || true
+  if kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM -- "-$server_pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$server_pid" 2>/dev/null || true
   fi
 }
 trap 'stop; exit 130' INT
@@ -104,7 +104,7 @@ curl_args=(-fsS -o /dev/null --max-time 2)
 [ "$scheme" = https ] && curl_args+=(-k)
 ready=
 parent=$PPID
-while kill -0 "$wrangler_pid" 2>/dev/null; do
+while kill -0 "$server_pid" 2>/dev/null; do
   if [ -z "$ready" ] && curl "${curl_args[@]}" "$scheme://127.0.0.1:$PORT/_matrix/client/versions" 2>/dev/null; then
     ready=1
     log "ready: $PUBLIC_BASEURL (server name $SERVER_NAME, state in $STATE_DIR)"
@@ -113,4 +113,4 @@ while kill -0 "$wrangler_pid" 2>/dev/null; do
   [ "$(ps -o ppid= -p $$ | tr -d ' ')" = "$parent" ] || exit 0
   sleep 0.3
 done
-wait "$wrangler_pid"
+wait "$server_pid"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: native unit tests (protocol logic, spec test vectors), then the integration tests
-# against the built Worker served by wrangler dev in workerd with local D1 and Durable Objects.
+# against the built Worker served in workerd (scripts/serve.mjs, as `make dev`) with local D1 and
+# Durable Objects.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -15,7 +16,7 @@ log "native unit tests (cargo test)"
 cargo test --quiet
 log "building the Worker"
 bash scripts/build.sh
-log "integration tests (pytest, against wrangler dev)"
+log "integration tests (pytest, against the Worker in workerd)"
 export MATRIX_EDGE_PREBUILT=1
 # The Node that setup.sh ensured (first on PATH), for the tests that drive real JS clients.
 MATRIX_EDGE_NODE="$(command -v node)"

@@ -9,7 +9,9 @@ peer's key server, so a request signed here is indistinguishable from one Synaps
 
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
 import time
 from urllib.parse import urlsplit
 
@@ -58,10 +60,34 @@ class SignedAs:
         data = None if body is None else json.dumps(body)
         return self.pair.ours.request(method, uri, headers=headers, data=data)
 
-    def send_transaction(self, txn_id: str, pdus: list[dict], edus: list[dict] | None = None) -> requests.Response:
-        body = {"origin": self.origin, "origin_server_ts": int(time.time() * 1000), "pdus": pdus,
+    def transaction(self, pdus: list[dict], edus: list[dict] | None = None) -> dict:
+        return {"origin": self.origin, "origin_server_ts": int(time.time() * 1000), "pdus": pdus,
                 "edus": edus or []}
-        return self.request("PUT", f"/_matrix/federation/v1/send/{txn_id}", body)
+
+    def send_transaction(self, txn_id: str, pdus: list[dict], edus: list[dict] | None = None) -> requests.Response:
+        return self.request("PUT", f"/_matrix/federation/v1/send/{txn_id}", self.transaction(pdus, edus))
+
+    def declare_only(self, method: str, uri: str, body: dict) -> tuple[int, dict]:
+        """A signed request whose headers declare `body` (its length, `Expect: 100-continue`) but
+        which sends the body only if the server asks for it: (status, JSON answer). A server that
+        refuses from the declared length answers without ever receiving the body. (Sending it
+        anyway is no test of that: workerd closes a TLS connection whose body it did not read,
+        and the client, still writing, sees the connection cut instead of the answer.)"""
+        data = json.dumps(body).encode()
+        ours = self.pair.ours
+        context = ssl.create_default_context(cafile=ours.verify if isinstance(ours.verify, str) else None)
+        connection = http.client.HTTPSConnection("localhost", ours.port, context=context, timeout=30)
+        try:
+            connection.putrequest(method, uri)
+            for name, value in (("Authorization", self.authorization(method, uri, body)),
+                                ("Content-Type", "application/json"), ("Content-Length", str(len(data))),
+                                ("Expect", "100-continue")):
+                connection.putheader(name, value)
+            connection.endheaders()
+            response = connection.getresponse()
+            return response.status, json.loads(response.read() or b"{}")
+        finally:
+            connection.close()
 
     # -- events -----------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Starts and stops real homeserver instances for the integration tests.
 
-Each instance is `scripts/dev.sh` (what `make dev` runs): wrangler dev serving the built Worker in
-workerd, with local D1 and Durable Object state in its own directory, on loopback only. The
+Each instance is `scripts/dev.sh` (what `make dev` runs): scripts/serve.mjs serving the built Worker in
+workerd through Miniflare, with local D1 and Durable Object state in its own directory, on loopback only. The
 test run builds the Worker once, so instances start with MATRIX_EDGE_PREBUILT=1.
 """
 
@@ -43,7 +43,6 @@ class Homeserver:
                  tls: tuple[Path, Path] | None = None, ca: Path | None = None,
                  command: list[str] | None = None):
         self.port = free_port()
-        self.inspector_port = free_port()
         self.state_dir = state_dir
         self.tls = tls
         self.verify: bool | str = str(ca) if ca else True
@@ -68,7 +67,6 @@ class Homeserver:
         env = dict(os.environ)
         env.update({
             "PORT": str(self.port),
-            "INSPECTOR_PORT": str(self.inspector_port),
             "STATE_DIR": str(self.state_dir),
             "MATRIX_EDGE_PREBUILT": "1",
         })

@@ -1,0 +1,93 @@
+// `make dev`'s server (started by scripts/dev.sh, which builds and migrates first): the built
+// Worker in local workerd with local D1, Durable Objects and R2, through Miniflare, the library
+// `wrangler dev` itself runs. wrangler reads wrangler.toml into Miniflare's options, so the
+// bindings, Durable Object classes and compatibility settings are the ones `wrangler deploy`
+// uploads. Unlike `wrangler dev`, nothing stands between the client and workerd: wrangler dev
+// puts a proxy worker in a second workerd process in front of every request (about 4 ms a
+// request here, docs/benchmarks.md), which a deployed Worker never has.
+//
+//   node scripts/serve.mjs --state DIR --port N [--tls-cert F --tls-key F] [--inspector-port N]
+//                          [--var NAME:VALUE ...] [ENTRY]
+//
+// ENTRY: another entry module that imports the Worker from build/index.js (the benchmark's
+// bench/meter.mjs). State lives where `wrangler dev --persist-to DIR` keeps it (DIR/v3), so
+// `wrangler d1 migrations apply --local --persist-to DIR` and `wrangler d1 execute` see the same
+// database. Console output of the Worker goes to stdout, warnings and errors to stderr. SIGINT
+// and SIGTERM stop workerd before this process exits.
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { Miniflare, convertV4MiniflareOptions } from "miniflare";
+import { unstable_getMiniflareWorkerOptions } from "wrangler";
+
+function parse(argv) {
+  const out = { vars: {}, entry: "build/index.js" };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const value = () => {
+      if (i + 1 >= argv.length) throw new Error(`${flag} needs a value`);
+      return argv[++i];
+    };
+    if (flag === "--state") out.state = value();
+    else if (flag === "--port") out.port = Number(value());
+    else if (flag === "--tls-cert") out.cert = value();
+    else if (flag === "--tls-key") out.key = value();
+    else if (flag === "--inspector-port") out.inspectorPort = Number(value());
+    else if (flag === "--var") {
+      const pair = value();
+      const colon = pair.indexOf(":");
+      if (colon < 1) throw new Error(`--var wants NAME:VALUE, got ${pair}`);
+      out.vars[pair.slice(0, colon)] = pair.slice(colon + 1);
+    } else if (flag.startsWith("--")) throw new Error(`unknown option ${flag}`);
+    else out.entry = flag;
+  }
+  if (!out.state || !out.port) throw new Error("--state and --port are required");
+  if (Boolean(out.cert) !== Boolean(out.key)) throw new Error("--tls-cert and --tls-key go together");
+  return out;
+}
+
+const args = parse(process.argv.slice(2));
+const root = process.cwd();
+const { workerOptions } = unstable_getMiniflareWorkerOptions(path.join(root, "wrangler.toml"));
+// The entry first (the main module), then the Worker's own modules, by their paths from the
+// repository root: an entry elsewhere imports the Worker as "../build/index.js".
+const modules = [args.entry, "build/index.js"]
+  .filter((file, i, all) => all.indexOf(file) === i)
+  .map((file) => ({ type: "ESModule", path: path.join(root, file) }));
+modules.push({ type: "CompiledWasm", path: path.join(root, "build/index_bg.wasm") });
+delete workerOptions.scriptPath;
+delete workerOptions.script;
+const options = convertV4MiniflareOptions({
+  host: "127.0.0.1",
+  port: args.port,
+  ...(args.inspectorPort ? { inspectorPort: args.inspectorPort } : {}),
+  ...(args.cert
+    ? { https: true, httpsCert: readFileSync(args.cert, "utf8"), httpsKey: readFileSync(args.key, "utf8") }
+    : {}),
+  workers: [{
+    ...workerOptions,
+    name: workerOptions.name ?? "matrix-edge",
+    modulesRoot: root,
+    modules,
+    bindings: { ...workerOptions.bindings, ...args.vars },
+  }],
+});
+options.resourcePersistencePath = path.join(path.resolve(args.state), "v3");
+options.handleStructuredLogs = ({ level, message }) => {
+  (level === "warn" || level === "error" ? process.stderr : process.stdout).write(`${message}\n`);
+};
+
+const mf = new Miniflare(options);
+let stopping = false;
+async function stop(code) {
+  if (stopping) return;
+  stopping = true;
+  try {
+    await mf.dispose();
+  } finally {
+    process.exit(code);
+  }
+}
+process.on("SIGINT", () => stop(130));
+process.on("SIGTERM", () => stop(143));
+await mf.ready;
+console.log(`[serve] workerd ready on ${args.cert ? "https" : "http"}://127.0.0.1:${args.port}`);
