@@ -366,9 +366,30 @@ pub struct NewRoom<'a> {
 /// forward extremities, redaction marks and transaction ids in one D1 batch: all of it lands or
 /// none of it does.
 pub async fn persist(db: &Db, write: RoomWrite<'_>) -> Result<(), MatrixError> {
-    let Some(room_id) = write.events.first().map(|e| e.room_id.as_str()) else {
-        return Ok(());
-    };
+    match write_statements(db, &write) {
+        Some(statements) => db.batch(statements).await.map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+/// `persist`, with `read` run last in the same batch (one D1 round trip for both, and the read
+/// sees the write); the read's result.
+pub async fn persist_and_read(
+    db: &Db,
+    write: RoomWrite<'_>,
+    read: crate::platform::Statement,
+) -> Result<crate::platform::QueryResult, MatrixError> {
+    let mut statements = write_statements(db, &write).unwrap_or_default();
+    statements.push(read);
+    let mut results = db.batch(statements).await?;
+    results
+        .pop()
+        .ok_or_else(|| MatrixError::internal("a batch answered no result"))
+}
+
+/// The statements of `persist`; `None` when the write has no events.
+fn write_statements(db: &Db, write: &RoomWrite<'_>) -> Option<Vec<crate::platform::Statement>> {
+    let room_id = write.events.first().map(|e| e.room_id.as_str())?;
     let mut statements = Vec::new();
     if let Some(room) = &write.new_room {
         statements.push(db.stmt(
@@ -444,7 +465,7 @@ pub async fn persist(db: &Db, write: RoomWrite<'_>) -> Result<(), MatrixError> {
             ));
         }
     }
-    db.batch(statements).await.map(|_| ())
+    Some(statements)
 }
 
 /// From how many rows a write goes in bulk, and how many rows one bulk statement carries (a
