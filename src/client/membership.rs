@@ -25,7 +25,11 @@ pub(crate) async fn profile_content(db: &Db, user_id: &UserId) -> Result<Value, 
     let profile = user_data::profile(db, user_id.as_str())
         .await?
         .unwrap_or_default();
-    Ok(json!({ "displayname": profile.displayname, "avatar_url": profile.avatar_url }))
+    Ok(membership_profile(&profile))
+}
+
+fn membership_profile(profile: &user_data::Profile) -> Value {
+    json!({ "displayname": profile.displayname, "avatar_url": profile.avatar_url })
 }
 
 pub(crate) async fn create_room(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
@@ -209,6 +213,7 @@ async fn remote_alias(
 
 /// Joins or knocks (`membership`): through the room's object when a user of ours is in the
 /// room, else through the servers that hold it.
+/// `entry` is what `stored::entry` read of the room and the user.
 async fn enter(
     ctx: &Ctx,
     room_id: &RoomId,
@@ -216,17 +221,15 @@ async fn enter(
     me: &Requester,
     membership: &str,
     reason: Option<String>,
+    entry: stored::Entry,
 ) -> Result<JsonResponse, MatrixError> {
-    let db = ctx.db();
-    let mut content = member_content(membership, profile_content(&db, &me.user_id).await?, false);
+    let mut content = member_content(membership, membership_profile(&entry.profile), false);
     if let Some(reason) = reason {
         content["reason"] = json!(reason);
     }
-    let known = stored::room_version(&db, room_id.as_str()).await?.is_some();
+    let known = entry.version.is_some();
     let us = ctx.config.server_name.as_str();
-    let resident =
-        known && crate::storage::sync::members_of_server(&db, room_id.as_str(), us).await? > 0;
-    if !resident {
+    if !entry.resident {
         // Nobody here is in the room (or it is unknown): its servers hold the current state.
         // Servers the client (or the alias) names are the ones to go through, in that order,
         // so a join none of them can authorise fails rather than going round them (spec: the
@@ -405,13 +408,15 @@ pub(crate) async fn join(ctx: &Ctx, room_id_or_alias: &str) -> Result<JsonRespon
     let me = ctx.requester().await?;
     crate::limits::rate::check_client(ctx, &me, crate::limits::rate::Action::Join).await?;
     let (room_id, servers) = resolve_room(ctx, room_id_or_alias).await?;
+    let entry = entry_of(ctx, &room_id, &me).await?;
     // Rooms an admin blocked (src/admin/rooms.rs) take nobody from this server.
-    if crate::storage::admin::is_blocked(&ctx.db(), room_id.as_str()).await? {
+    if entry.blocked {
         return Err(MatrixError::forbidden(
             "This room has been blocked on this server",
         ));
     }
-    let joined = enter(ctx, &room_id, servers, &me, "join", body_reason(ctx)?).await?;
+    let reason = body_reason(ctx)?;
+    let joined = enter(ctx, &room_id, servers, &me, "join", reason, entry).await?;
     super::push::carry_over_on_join(ctx, &me.user_id, &room_id).await;
     crate::federation::e2ee_out::announce_on_join(
         ctx,
@@ -430,7 +435,26 @@ pub(crate) async fn knock(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let me = ctx.requester().await?;
     crate::limits::rate::check_client(ctx, &me, crate::limits::rate::Action::Join).await?;
     let (room_id, servers) = resolve_room(ctx, ctx.param("roomIdOrAlias")).await?;
-    enter(ctx, &room_id, servers, &me, "knock", body_reason(ctx)?).await
+    let entry = entry_of(ctx, &room_id, &me).await?;
+    enter(
+        ctx,
+        &room_id,
+        servers,
+        &me,
+        "knock",
+        body_reason(ctx)?,
+        entry,
+    )
+    .await
+}
+
+async fn entry_of(
+    ctx: &Ctx,
+    room_id: &RoomId,
+    me: &Requester,
+) -> Result<stored::Entry, MatrixError> {
+    let us = ctx.config.server_name.as_str();
+    stored::entry(&ctx.db(), room_id.as_str(), me.user_id.as_str(), us).await
 }
 
 #[derive(Deserialize)]

@@ -36,8 +36,10 @@ pub enum RoomCommand {
         membership: String,
     },
     /// Joins a local user to a room another server holds (`make_join`/`send_join` against
-    /// `servers` in turn). Answers `{"pending": true}`: the answer is then checked and stored
-    /// in steps (`ContinueJoin`). With a join already under way, it carries that one on.
+    /// `servers` in turn). An answer of at most `JOIN_STEP_EVENTS` events is checked and
+    /// stored in this same request, which then answers as the last `ContinueJoin` does; a
+    /// bigger one answers `{"pending": true}` and is checked and stored in steps
+    /// (`ContinueJoin`). With a join already under way, it answers `{"pending": true}`.
     JoinRemote {
         room_id: OwnedRoomId,
         user_id: OwnedUserId,

@@ -5,7 +5,8 @@
 //! surviving; yet by then the resident server already counts us as joined. So the room object
 //! stashes the answer in its own storage, in chunks, and every later request checks one chunk;
 //! the last step stores the room. Whoever asks next carries on where the last step ended: the
-//! client's `/join` loop, a retried `/join`, or the object's alarm if nobody asks.
+//! client's `/join` loop, a retried `/join`, or the object's alarm if nobody asks. An answer
+//! no bigger than one step runs all its steps in the request that fetched it.
 //!
 //! This module is the plan only: what a job records and in which order its steps run.
 
@@ -76,6 +77,12 @@ impl JoinJob {
         } else {
             Step::Finish
         }
+    }
+
+    /// Whether the whole answer is no more events than one step checks, so that every step
+    /// of it may run in one request (`finish_small_join` in the room object).
+    pub fn fits_one_step(&self, step_events: usize) -> bool {
+        self.counts.0 + self.counts.1 <= step_events
     }
 
     pub fn chunk_key(index: u32) -> String {

@@ -351,18 +351,6 @@ pub async fn block_room(db: &Db, room_id: &str, by: &str) -> Result<(), MatrixEr
     .map(|_| ())
 }
 
-pub async fn is_blocked(db: &Db, room_id: &str) -> Result<bool, MatrixError> {
-    #[derive(Deserialize)]
-    struct One {}
-    Ok(db
-        .row::<One>(
-            "SELECT 1 AS one FROM blocked_rooms WHERE room_id = ?1",
-            args![room_id],
-        )
-        .await?
-        .is_some())
-}
-
 /// Removes the room's local aliases and directory listing; returns the aliases removed.
 pub async fn remove_aliases(db: &Db, room_id: &str) -> Result<Vec<String>, MatrixError> {
     let aliases = super::directory::aliases_of(db, room_id).await?;

@@ -56,6 +56,86 @@ pub async fn room_version(db: &Db, room_id: &str) -> Result<Option<RoomVersion>,
     .transpose()
 }
 
+/// What a user's `/join` or `/knock` needs to know before it goes anywhere (`client::membership`).
+pub struct Entry {
+    /// An admin blocked the room on this server.
+    pub blocked: bool,
+    /// The room's version, if this server has ever held the room.
+    pub version: Option<RoomVersion>,
+    /// Some user of `server` is joined: the room's object can add the user itself.
+    pub resident: bool,
+    /// The user's own profile, for the membership event's content.
+    pub profile: super::user_data::Profile,
+}
+
+/// `Entry` in one query: these used to be four reads in a row (block list, profile, room
+/// version, residency), each a D1 round trip before the join could start.
+pub async fn entry(
+    db: &Db,
+    room_id: &str,
+    user_id: &str,
+    server: &str,
+) -> Result<Entry, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        blocked: i64,
+        room_version: Option<String>,
+        ours: i64,
+        displayname: Option<String>,
+        avatar_url: Option<String>,
+    }
+    let row: Option<Row> = db
+        .row(
+            "SELECT EXISTS (SELECT 1 FROM blocked_rooms WHERE room_id = ?1) AS blocked,
+               (SELECT room_version FROM rooms WHERE room_id = ?1) AS room_version,
+               (SELECT COUNT(*) FROM memberships WHERE room_id = ?1 AND membership = 'join'
+                  AND substr(user_id, instr(user_id, ':') + 1) = ?3) AS ours,
+               u.displayname, u.avatar_url
+             FROM (SELECT 1) LEFT JOIN users u ON u.user_id = ?2 AND u.deactivated = 0",
+            args![room_id, user_id, server],
+        )
+        .await?;
+    let row = row.ok_or_else(|| MatrixError::internal("the entry query answered no row"))?;
+    let version = row
+        .room_version
+        .map(|v| {
+            RoomVersion::parse(&v)
+                .ok_or_else(|| MatrixError::internal("stored room version is unsupported"))
+        })
+        .transpose()?;
+    Ok(Entry {
+        blocked: row.blocked != 0,
+        resident: version.is_some() && row.ours > 0,
+        version,
+        profile: super::user_data::Profile {
+            displayname: row.displayname,
+            avatar_url: row.avatar_url,
+        },
+    })
+}
+
+/// Whether `event_id` is stored, and whether the room is known (held now or before), in one
+/// query: the last step of a remote join asks both before it writes.
+pub async fn event_and_room_known(
+    db: &Db,
+    room_id: &str,
+    event_id: &str,
+) -> Result<(bool, bool), MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        stored: i64,
+        known: i64,
+    }
+    let row: Option<Row> = db
+        .row(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ?2) AS stored,
+               EXISTS (SELECT 1 FROM rooms WHERE room_id = ?1) AS known",
+            args![room_id, event_id],
+        )
+        .await?;
+    Ok(row.map_or((false, false), |r| (r.stored != 0, r.known != 0)))
+}
+
 /// The room's version, and whether `user_id` has forgotten the room (`None`: unknown room).
 pub async fn room_version_for(
     db: &Db,
@@ -286,9 +366,30 @@ pub struct NewRoom<'a> {
 /// forward extremities, redaction marks and transaction ids in one D1 batch: all of it lands or
 /// none of it does.
 pub async fn persist(db: &Db, write: RoomWrite<'_>) -> Result<(), MatrixError> {
-    let Some(room_id) = write.events.first().map(|e| e.room_id.as_str()) else {
-        return Ok(());
-    };
+    match write_statements(db, &write) {
+        Some(statements) => db.batch(statements).await.map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+/// `persist`, with `read` run last in the same batch (one D1 round trip for both, and the read
+/// sees the write); the read's result.
+pub async fn persist_and_read(
+    db: &Db,
+    write: RoomWrite<'_>,
+    read: crate::platform::Statement,
+) -> Result<crate::platform::QueryResult, MatrixError> {
+    let mut statements = write_statements(db, &write).unwrap_or_default();
+    statements.push(read);
+    let mut results = db.batch(statements).await?;
+    results
+        .pop()
+        .ok_or_else(|| MatrixError::internal("a batch answered no result"))
+}
+
+/// The statements of `persist`; `None` when the write has no events.
+fn write_statements(db: &Db, write: &RoomWrite<'_>) -> Option<Vec<crate::platform::Statement>> {
+    let room_id = write.events.first().map(|e| e.room_id.as_str())?;
     let mut statements = Vec::new();
     if let Some(room) = &write.new_room {
         statements.push(db.stmt(
@@ -364,7 +465,7 @@ pub async fn persist(db: &Db, write: RoomWrite<'_>) -> Result<(), MatrixError> {
             ));
         }
     }
-    db.batch(statements).await.map(|_| ())
+    Some(statements)
 }
 
 /// From how many rows a write goes in bulk, and how many rows one bulk statement carries (a

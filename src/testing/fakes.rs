@@ -38,6 +38,8 @@ pub(crate) struct Recorded {
     pub blobs: RefCell<HashMap<String, (String, Vec<u8>)>>,
     /// Users whose push queues were poked.
     pub push_pokes: RefCell<Vec<String>>,
+    /// The kind (`command` tag) of every request to a room object, in order.
+    pub room_commands: RefCell<Vec<String>>,
 }
 
 struct Fakes {
@@ -267,6 +269,11 @@ impl RoomObjects for Fakes {
                 .clone();
             // The command crosses the boundary as JSON, as it does to a Durable Object.
             let text = serde_json::to_string(command).expect("a command serializes");
+            let kind = serde_json::from_str::<Value>(&text).expect("a command is JSON")["command"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            self.recorded.room_commands.borrow_mut().push(kind);
             let command: RoomCommand = serde_json::from_str(&text).expect("and deserializes");
             match object.handle(command).await {
                 Ok(answer) => Ok(answer),

@@ -403,8 +403,8 @@ impl RoomObject {
         // does not run on contiguously before this event (/sync says `limited`).
         write.gap_before = gap.then_some(event_id.as_str());
         let config = self.platform.config().map_err(|e| fail(e.message))?;
-        // The push rules of the room's local members are read while the event is written (as
-        // for a local event, src/push/): evaluating them after costs no extra round trip.
+        // The push rules of the room's local members are read by the last statement of the
+        // event's own write batch: one D1 round trip for both (src/push/).
         let members = if accepted.soft_failed {
             Vec::new()
         } else {
@@ -412,19 +412,25 @@ impl RoomObject {
             let engine = engine.as_ref().expect("loaded by the caller");
             crate::push::candidates(engine.state(), &pdu, &config.server_name)
         };
-        let (persisted, rules) = futures::join!(
-            stored::persist(db, write),
-            crate::push::prefetch(db, &members)
-        );
-        if let Err(e) = persisted {
-            if stored_already(&e) {
-                // Nothing was written (the batch is one transaction), and the engine has not
-                // taken the event yet.
-                return Ok((event_id, current_state()));
+        let names: Vec<&str> = members.iter().map(String::as_str).collect();
+        let persisted = match crate::storage::push::recipients_statement(db, &names) {
+            Some(read) => stored::persist_and_read(db, write, read)
+                .await
+                .and_then(|read| read.rows()),
+            None => stored::persist(db, write).await.map(|()| Vec::new()),
+        };
+        let rules = match persisted {
+            Ok(rules) => rules,
+            Err(e) => {
+                if stored_already(&e) {
+                    // Nothing was written (the batch is one transaction), and the engine has
+                    // not taken the event yet.
+                    return Ok((event_id, current_state()));
+                }
+                *self.engine.borrow_mut() = None;
+                return Err(fail(e.message));
             }
-            *self.engine.borrow_mut() = None;
-            return Err(fail(e.message));
-        }
+        };
         let (audience, state_before, push_audience) = {
             let mut engine = self.engine.borrow_mut();
             let engine = engine.as_mut().expect("loaded by the caller");
@@ -449,7 +455,8 @@ impl RoomObject {
             )
         };
         if let Some(push_audience) = push_audience {
-            crate::push::after_event(&self.platform, db, push_audience, &pdu, Some(rules)).await;
+            crate::push::after_event(&self.platform, db, push_audience, &pdu, Some(Ok(rules)))
+                .await;
         }
         if !audience.is_empty() {
             self.platform.wakeups.notify(audience).await;

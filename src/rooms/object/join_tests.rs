@@ -192,7 +192,18 @@ fn percent_decode(text: &str) -> String {
 
 /// Alice of the test server joins the room through remote.test; the status and answer.
 async fn alice_joins(room: &RemoteRoom) -> (TestServer, String, u16, Value) {
+    alice_joins_in_steps(room, None).await
+}
+
+/// `alice_joins`, with `JOIN_STEP_EVENTS` set to `step_events` if given.
+async fn alice_joins_in_steps(
+    room: &RemoteRoom,
+    step_events: Option<&str>,
+) -> (TestServer, String, u16, Value) {
     let server = TestServer::new();
+    if let Some(step_events) = step_events {
+        server.set_var("JOIN_STEP_EVENTS", step_events);
+    }
     room.serve(&server);
     let (_, token) = server.register("alice").await;
     let path = format!(
@@ -323,6 +334,101 @@ fn a_join_answer_whose_needed_events_fail_is_refused() {
                 .iter()
                 .all(|r| r["room_id"] != json!(room.room_id)),
             "the room is not stored"
+        );
+    });
+}
+
+/// Every row of every table with a `room_id` column that belongs to `room_id`, with our join's
+/// id (which differs between two joins: its `origin_server_ts` does) named `$our_join`, and
+/// timestamps and PDU texts (which carry that time) left out.
+async fn room_rows(server: &TestServer, room_id: &str) -> Vec<(String, String)> {
+    let ours = server
+        .rows(&format!(
+            "SELECT event_id FROM events WHERE room_id = '{room_id}' AND type = 'm.room.member'
+             AND state_key = '@alice:test.local'"
+        ))
+        .await;
+    let ours = ours[0]["event_id"].as_str().unwrap().to_owned();
+    let tables = server
+        .rows(
+            "SELECT m.name AS name FROM sqlite_master m JOIN pragma_table_info(m.name) c
+             WHERE m.type = 'table' AND c.name = 'room_id' ORDER BY m.name",
+        )
+        .await;
+    let mut all = Vec::new();
+    for table in tables {
+        let table = table["name"].as_str().unwrap();
+        for mut row in server
+            .rows(&format!(
+                "SELECT * FROM {table} WHERE room_id = '{room_id}'"
+            ))
+            .await
+        {
+            if let Some(row) = row.as_object_mut() {
+                row.retain(|column, _| !column.ends_with("_ts") && column != "pdu");
+            }
+            all.push((
+                table.to_owned(),
+                row.to_string().replace(&ours, "$our_join"),
+            ));
+        }
+    }
+    // Some tables have no rowid: an order of the rows' text stands in.
+    all.sort();
+    all
+}
+
+#[test]
+fn a_small_answer_is_stored_in_one_request_as_the_stepped_join_stores_it() {
+    block_on(async {
+        let mut room = RemoteRoom::new();
+        let auth = [
+            room.state_id("m.room.power_levels", ""),
+            room.first_join.clone(),
+        ];
+        let auth: Vec<&str> = auth.iter().map(String::as_str).collect();
+        room.add("m.room.name", "", json!({ "name": "small" }), &auth);
+        let events = room.events.len();
+
+        // Default step size: the whole answer fits one step.
+        let (one, token, status, answer) = alice_joins(&room).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            *one.recorded.room_commands.borrow(),
+            ["join_remote"],
+            "make_join, send_join, checks and the store in one room object request"
+        );
+
+        // Two events a step: the same answer in steps, each its own request.
+        let (stepped, _, status, answer) = alice_joins_in_steps(&room, Some("2")).await;
+        assert_eq!(status, 200, "{answer}");
+        let commands = stepped.recorded.room_commands.borrow().clone();
+        assert_eq!(commands[0], "join_remote");
+        assert!(
+            commands.len() > events / 2 && commands[1..].iter().all(|c| c == "continue_join"),
+            "{events} events, two a step: {commands:?}"
+        );
+
+        let rows = room_rows(&one, &room.room_id).await;
+        assert!(rows.iter().any(|(t, _)| t == "events"));
+        assert!(rows.iter().any(|(t, _)| t == "memberships"));
+        assert_eq!(rows, room_rows(&stepped, &room.room_id).await);
+        // No job is left behind: asked for a next step, the object finds none and the room
+        // ours already.
+        let next = crate::rooms::command::RoomCommand::ContinueJoin {
+            room_id: ruma::RoomId::parse(&room.room_id).unwrap(),
+            in_background: false,
+        };
+        let left = one
+            .platform
+            .rooms
+            .command(&room.room_id, &next)
+            .await
+            .unwrap();
+        assert_eq!(left, json!({ "room_id": room.room_id, "user_id": null }));
+        assert_eq!(
+            state_seen(&one, &token, &room.room_id).await.len(),
+            room.state.len() + 1
         );
     });
 }

@@ -71,6 +71,31 @@ impl RoomObject {
             ));
         }
         let job = self.start_join(&room_id, user, servers, content).await?;
+        self.finish_small_join(room_id, job).await
+    }
+
+    /// A small answer (a room of a few members: the common case) is checked and stored in the
+    /// request that fetched it: all its steps together cost no more than one step of a big
+    /// answer, and each Durable Object request saved is a round trip the client waits for. The
+    /// steps still run one by one through the stored job, so the room is stored exactly as
+    /// the stepped path stores it, and a request cut off midway leaves a job to carry on.
+    /// A bigger answer (or a fallback server's, after a verdict) stays in steps.
+    async fn finish_small_join(
+        &self,
+        room_id: OwnedRoomId,
+        mut job: JoinJob,
+    ) -> Result<Value, MatrixError> {
+        let step_events = self.platform.config()?.join_step_events;
+        while job.fits_one_step(step_events) {
+            let answer = self.continue_join(room_id.clone()).await?;
+            if answer["pending"] != json!(true) {
+                return Ok(answer);
+            }
+            match self.join_job().await? {
+                Some(next) => job = next,
+                None => return Ok(answer),
+            }
+        }
         Ok(pending(&job))
     }
 
@@ -344,12 +369,12 @@ impl RoomObject {
         let join = parse(job.join_event.clone())
             .map_err(|why| StepError::Trouble(MatrixError::internal(why)))?;
         let done = json!({ "room_id": room_id, "user_id": job.user_id });
+        let (stored_before, known) =
+            stored::event_and_room_known(db, room_id.as_str(), join.event_id().as_str())
+                .await
+                .map_err(StepError::Trouble)?;
         // This step stored the room once already and was cut off before it could say so.
-        if crate::storage::events::event(db, join.event_id().as_str())
-            .await
-            .map_err(StepError::Trouble)?
-            .is_some()
-        {
+        if stored_before {
             return Ok(Some(done));
         }
         let checked = authorised_part(state, chain)
@@ -393,10 +418,6 @@ impl RoomObject {
             .find(|(p, _)| p.kind().to_string() == "m.room.create")
             .map(|(p, _)| p.sender().to_string())
             .unwrap_or_default();
-        let known = stored::room_version(db, room_id.as_str())
-            .await
-            .map_err(StepError::Trouble)?
-            .is_some();
         // A room we left and join again: what it had while we were away goes in the timeline
         // just before our join (rooms/object/backfill.rs), checked against the state we join
         // with. The engine is dropped again below: the next command rebuilds it from D1.
