@@ -200,6 +200,10 @@ pub struct SyncStart {
     fallback: Option<String>,
     /// The stored filter's JSON text, when a filter id was given and is the user's.
     pub filter: Option<String>,
+    /// The lowest and highest position in the device's to-device inbox (NULL when empty): so
+    /// a sync reads or clears the inbox only when it holds something (`Inbox`).
+    inbox_first: Option<i64>,
+    inbox_last: Option<i64>,
     /// The user's own presence row (for `client::presence::on_sync`), as a JSON object.
     own_presence: Option<String>,
     /// `[[room_id, membership, stream_ordering, room_version], ...]`; NULL when not read.
@@ -219,6 +223,25 @@ pub struct FirstRound {
     pub changed: Vec<String>,
     pub account_data: Vec<super::user_data::AccountDataRow>,
     pub presence: Vec<(String, crate::presence::Presence)>,
+}
+
+/// The bounds of a device's to-device inbox, as `sync_start` read them (both `None`: empty).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inbox {
+    pub first: Option<u64>,
+    pub last: Option<u64>,
+}
+
+impl Inbox {
+    /// Whether messages up to `acknowledged` are still stored (the client has them: delete).
+    pub fn holds_acknowledged(&self, acknowledged: u64) -> bool {
+        self.first.is_some_and(|first| first <= acknowledged)
+    }
+
+    /// Whether messages after `acknowledged` wait for the device.
+    pub fn holds_new(&self, acknowledged: u64) -> bool {
+        self.last.is_some_and(|last| last > acknowledged)
+    }
 }
 
 /// What the caller asks `sync_start` for besides the token.
@@ -283,6 +306,10 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
            (SELECT json_group_array(f.algorithm) FROM e2e_fallback_keys f
             WHERE f.user_id = me.user_id AND f.device_id = me.device_id AND f.used = 0) AS fallback,
            (SELECT filter FROM filters WHERE user_id = me.user_id AND filter_id = ?2) AS filter,
+           (SELECT MIN(stream_id) FROM e2e_to_device
+            WHERE user_id = me.user_id AND device_id = me.device_id) AS inbox_first,
+           (SELECT MAX(stream_id) FROM e2e_to_device
+            WHERE user_id = me.user_id AND device_id = me.device_id) AS inbox_last,
            (SELECT json_object('user_id', p.user_id, 'presence', p.presence,
               'status_msg', p.status_msg, 'last_active_ts', p.last_active_ts,
               'currently_active', p.currently_active)
@@ -350,6 +377,14 @@ impl SyncStart {
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or_default();
         (counts, fallback)
+    }
+
+    /// What the device's to-device inbox holds, in the positions of the same snapshot.
+    pub fn inbox(&self) -> Inbox {
+        Inbox {
+            first: self.inbox_first.map(|n| n as u64),
+            last: self.inbox_last.map(|n| n as u64),
+        }
     }
 
     /// The rooms that changed, account data and presence, when the statement read them.

@@ -15,7 +15,9 @@ use crate::accounts::tokens::token_hash;
 use crate::api::request::{Ctx, Requester};
 use crate::http::MatrixError;
 use crate::presence::Presence;
-use crate::storage::sync::{self as stored, FirstRound, MembershipRow, Memberships, StartQuery};
+use crate::storage::sync::{
+    self as stored, FirstRound, Inbox, MembershipRow, Memberships, StartQuery,
+};
 use crate::storage::{e2ee, user_data, Db};
 use crate::sync::token::StreamPosition;
 use crate::time::now_ms;
@@ -36,6 +38,8 @@ pub(crate) struct Start {
     pub first_round: Option<FirstRound>,
     /// The user's own presence as stored (`None`: not read here).
     pub own_presence: Option<Option<Presence>>,
+    /// What the device's to-device inbox holds (`None`: not read here).
+    pub inbox: Option<Inbox>,
 }
 
 /// The first read; `memberships` says when to read them. An application service's token has no row in `access_tokens`: it takes the
@@ -67,6 +71,7 @@ pub(crate) async fn start(
         let own_presence = Some(row.own_presence()?);
         let typing_ends = row.typing_next.map(|t| t as u64);
         let filter = row.filter.clone();
+        let inbox = Some(row.inbox());
         let me = ctx.requester_from(token, Some(row.owner)).await?;
         // A typing notification that ran out is ended (which moves the typing stream) and
         // everything read again, once: nobody else ends it (`user_data::expire_typing`).
@@ -84,6 +89,7 @@ pub(crate) async fn start(
             memberships,
             first_round,
             own_presence,
+            inbox,
         });
     }
 }
@@ -115,5 +121,6 @@ async fn start_slowly(
         memberships: None,
         first_round: None,
         own_presence: None,
+        inbox: None,
     })
 }
