@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::Db;
+use super::{Arg, Db};
 use crate::args;
 use crate::http::MatrixError;
 use crate::sync::token::StreamPosition;
@@ -206,6 +206,9 @@ pub struct SyncStart {
     inbox_last: Option<i64>,
     /// The user's own presence row (for `client::presence::on_sync`), as a JSON object.
     own_presence: Option<String>,
+    /// The sliding sync connection state `StartQuery::connection` names, when it is this
+    /// device's and still kept (`sliding_sync::position`).
+    pub connection: Option<String>,
     /// `[[room_id, membership, stream_ordering, room_version], ...]`; NULL when not read.
     memberships: Option<String>,
     /// With the memberships, in an incremental sync: `changed_rooms` from `since` to the
@@ -250,6 +253,8 @@ pub struct StartQuery<'a> {
     pub since: Option<StreamPosition>,
     pub memberships: Memberships,
     pub filter_id: Option<i64>,
+    /// A sliding sync's `pos` row and `conn_id`: its connection state is read too.
+    pub connection: Option<(u64, &'a str)>,
 }
 
 /// When `sync_start` reads the user's memberships.
@@ -292,6 +297,33 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
     // New room-mates in the event window bring their presence (`presence::changed_for`); an
     // initial sync's window starts at 0, where the presence window already holds everyone.
     let presence = super::presence::changed_for_sql(user, "?10", &up_to("p"), ["?4", &up_to("e")]);
+    // Only a sliding sync names a connection: a `/sync` neither compiles nor binds its part.
+    let (connection, pos_id, conn_id) = match q.connection {
+        Some((pos_id, conn_id)) => (
+            "(SELECT rooms FROM sliding_sync_positions WHERE pos_id = ?13
+               AND user_id = me.user_id AND device_id = me.device_id AND conn_id = ?14)",
+            Arg::from(pos_id),
+            Arg::from(conn_id),
+        ),
+        None => ("NULL", Arg::Null, Arg::Null),
+    };
+    let mut args = vec![
+        Arg::from(q.token_hash),
+        Arg::from(q.filter_id),
+        Arg::from(read),
+        Arg::from(since.events),
+        Arg::from(since.account_data),
+        Arg::from(since.receipts),
+        Arg::from(since.typing),
+        Arg::from(since.to_device),
+        Arg::from(since.device_lists),
+        Arg::from(since.presence),
+        Arg::from(q.since.map_or(u64::MAX, |s| s.events)),
+        Arg::from(q.since.is_some()),
+    ];
+    if q.connection.is_some() {
+        args.extend([pos_id, conn_id]);
+    }
     db.row(
         &format!("WITH me AS (
            SELECT t.user_id, t.device_id, t.expires_ts, t.revokes_refresh, u.deactivated, u.admin
@@ -318,6 +350,7 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
               'status_msg', p.status_msg, 'last_active_ts', p.last_active_ts,
               'currently_active', p.currently_active)
             FROM presence p WHERE p.user_id = me.user_id) AS own_presence,
+           {connection} AS connection,
            CASE WHEN go.read THEN
              (SELECT json_group_array(json_array(room_id, membership, event_id, stream_ordering, room_version))
               FROM ({memberships}))
@@ -336,20 +369,7 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
               FROM ({presence}))
            END AS presence
          FROM me, pos, go"),
-        args![
-            q.token_hash,
-            q.filter_id,
-            read,
-            since.events,
-            since.account_data,
-            since.receipts,
-            since.typing,
-            since.to_device,
-            since.device_lists,
-            since.presence,
-            q.since.map_or(u64::MAX, |s| s.events),
-            q.since.is_some()
-        ],
+        &args,
     )
     .await
 }

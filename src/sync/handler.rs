@@ -79,6 +79,7 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         since.clone().ok().flatten(),
         memberships,
         filter_id(ctx),
+        None,
     )
     .await?;
     let since = since?;
@@ -88,7 +89,7 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let mut look =
         if crate::client::presence::on_sync(ctx, &db, me.user_id.as_str(), own_presence).await {
             // The user's own presence moved: read again so this answer carries it.
-            start(ctx, &db, since, memberships, None).await?
+            start(ctx, &db, since, memberships, None, None).await?
         } else {
             first
         };
@@ -136,7 +137,7 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             .wakeups
             .wait(me.user_id.as_str(), &now, wait)
             .await;
-        look = start(ctx, &db, since, memberships, None).await?;
+        look = start(ctx, &db, since, memberships, None, None).await?;
     }
 }
 

@@ -40,16 +40,22 @@ pub(crate) struct Start {
     pub own_presence: Option<Option<Presence>>,
     /// What the device's to-device inbox holds (`None`: not read here).
     pub inbox: Option<Inbox>,
+    /// The sliding sync connection state asked for: `Some(None)` when this device has no such
+    /// `pos` (unknown or no longer kept), `None` when not read here.
+    pub connection: Option<Option<String>>,
 }
 
-/// The first read; `memberships` says when to read them. An application service's token has no row in `access_tokens`: it takes the
-/// usual way (`Ctx::requester`, then the reads one by one).
+/// The first read; `memberships` says when to read them, `connection` (a sliding sync's `pos`
+/// row and `conn_id`) which connection state to read. An application service's token has no
+/// row in `access_tokens`: it takes the usual way (`Ctx::requester`, then the reads one by
+/// one).
 pub(crate) async fn start(
     ctx: &Ctx,
     db: &Db,
     since: Option<StreamPosition>,
     memberships: Memberships,
     filter_id: Option<i64>,
+    connection: Option<(u64, &str)>,
 ) -> Result<Start, MatrixError> {
     let token = ctx.bearer()?;
     let hash = token_hash(token);
@@ -58,6 +64,7 @@ pub(crate) async fn start(
         since,
         memberships,
         filter_id,
+        connection,
     };
     let mut expired = false;
     loop {
@@ -72,6 +79,7 @@ pub(crate) async fn start(
         let typing_ends = row.typing_next.map(|t| t as u64);
         let filter = row.filter.clone();
         let inbox = Some(row.inbox());
+        let connection = connection.map(|_| row.connection.clone());
         let me = ctx.requester_from(token, Some(row.owner)).await?;
         // A typing notification that ran out is ended (which moves the typing stream) and
         // everything read again, once: nobody else ends it (`user_data::expire_typing`).
@@ -90,6 +98,7 @@ pub(crate) async fn start(
             first_round,
             own_presence,
             inbox,
+            connection,
         });
     }
 }
@@ -122,5 +131,6 @@ async fn start_slowly(
         first_round: None,
         own_presence: None,
         inbox: None,
+        connection: None,
     })
 }
