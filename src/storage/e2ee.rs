@@ -503,9 +503,7 @@ pub async fn to_device_inbox(
             args![user_id, device_id, acknowledged],
         ),
         db.stmt(
-            "SELECT stream_id, sender, type, content FROM e2e_to_device
-             WHERE user_id = ?1 AND device_id = ?2 AND stream_id > ?3 AND stream_id <= ?4
-             ORDER BY stream_id LIMIT ?5",
+            INBOX_READ,
             args![user_id, device_id, acknowledged, up_to, limit],
         ),
     ];
@@ -513,5 +511,34 @@ pub async fn to_device_inbox(
     match results.get(1) {
         Some(result) => result.rows(),
         None => Ok(Vec::new()),
+    }
+}
+
+/// The read of `to_device_inbox`.
+const INBOX_READ: &str = "SELECT stream_id, sender, type, content FROM e2e_to_device
+    WHERE user_id = ?1 AND device_id = ?2 AND stream_id > ?3 AND stream_id <= ?4
+    ORDER BY stream_id LIMIT ?5";
+
+/// `to_device_inbox` when the inbox's bounds are known (`storage::sync::Inbox`, read by the
+/// sync's first statement): nothing acknowledged left to delete and nothing new is no query at
+/// all, only new messages is a plain read that shares the sync's batch of reads; only a delete
+/// takes the write batch of its own.
+pub async fn to_device_inbox_within(
+    db: &Db,
+    user_id: &str,
+    device_id: &str,
+    (acknowledged, up_to, limit): (u64, u64, u64),
+    inbox: super::sync::Inbox,
+) -> Result<Vec<ToDeviceRow>, MatrixError> {
+    if inbox.holds_acknowledged(acknowledged) {
+        to_device_inbox(db, user_id, device_id, acknowledged, up_to, limit).await
+    } else if inbox.holds_new(acknowledged) {
+        db.rows(
+            INBOX_READ,
+            args![user_id, device_id, acknowledged, up_to, limit],
+        )
+        .await
+    } else {
+        Ok(Vec::new())
     }
 }

@@ -134,7 +134,9 @@ pub(crate) struct Db {
 type Queued = (Statement, oneshot::Sender<Result<QueryResult, String>>);
 
 /// Whether a statement only reads, so it may share a batch: conservative, anything that names
-/// a write keyword anywhere (even in a column name) goes alone.
+/// a write keyword as a word anywhere (even a column alias) goes alone. Words, not substrings:
+/// the events columns `replaces_state` and `redacted_by` hold no keyword, and a substring test
+/// had sent every read of event rows alone, one round trip each.
 fn plainly_a_read(sql: &str) -> bool {
     let head = sql.trim_start();
     let starts = |word: &str| {
@@ -144,17 +146,19 @@ fn plainly_a_read(sql: &str) -> bool {
     if !(starts("SELECT") || starts("WITH")) {
         return false;
     }
-    let upper = sql.to_ascii_uppercase();
-    ![
-        "INSERT",
-        "UPDATE",
-        "DELETE",
-        "REPLACE",
-        "RETURNING",
-        "UPSERT",
-    ]
-    .iter()
-    .any(|w| upper.contains(w))
+    !sql.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|word| {
+            [
+                "INSERT",
+                "UPDATE",
+                "DELETE",
+                "REPLACE",
+                "RETURNING",
+                "UPSERT",
+            ]
+            .iter()
+            .any(|w| word.eq_ignore_ascii_case(w))
+        })
 }
 
 /// Pending once, then ready: lets the other futures of the same poll pass queue their reads.

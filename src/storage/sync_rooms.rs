@@ -90,20 +90,54 @@ async fn window_ends(
     if windows.is_empty() {
         return Ok(HashMap::new());
     }
+    let ends = window_ends_sql(order, "?2");
     let rows = db
         .rows(
             &format!(
-                "{WANTED} {SELECT} WHERE e.stream_ordering IN (
-                    SELECT x.stream_ordering FROM wanted w JOIN events x ON x.stream_ordering IN (
-                        SELECT y.stream_ordering FROM events y
-                        WHERE y.room_id = w.room_id AND y.outlier = 0 AND y.stream_ordering > w.lo AND y.stream_ordering <= w.hi
-                        ORDER BY y.stream_ordering {order} LIMIT ?2))
+                "{WANTED} {SELECT} WHERE e.stream_ordering IN ({ends})
                  ORDER BY e.stream_ordering {order}"
             ),
             args![&windows_json(windows), limit],
         )
         .await?;
     Ok(by_room(rows))
+}
+
+/// The positions of the `limit` events at one end of each window of `wanted`: the correlated
+/// subquery walks each room's index and stops after `limit` rows.
+fn window_ends_sql(order: &str, limit: &str) -> String {
+    format!(
+        "SELECT x.stream_ordering FROM wanted w JOIN events x ON x.stream_ordering IN (
+            SELECT y.stream_ordering FROM events y
+            WHERE y.room_id = w.room_id AND y.outlier = 0 AND y.stream_ordering > w.lo AND y.stream_ordering <= w.hi
+            ORDER BY y.stream_ordering {order} LIMIT {limit})"
+    )
+}
+
+/// The summaries of the threads rooted among the newest `limit` events of each window (what
+/// `timelines` reads with the same arguments), for `user`: the roots are found in SQL, so this
+/// goes out with the timelines instead of after them. A root the caller then leaves out of a
+/// timeline (cut, or not visible) only has a summary nobody attaches.
+pub async fn thread_summaries(
+    db: &Db,
+    windows: &[Window<'_>],
+    limit: u64,
+    user: &str,
+) -> Result<HashMap<String, super::threads::Summary>, MatrixError> {
+    if windows.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ends = window_ends_sql("DESC", "?3");
+    super::threads::summaries_of(
+        db,
+        &format!(
+            "{WANTED}, roots AS (SELECT event_id FROM events
+               WHERE stream_ordering IN ({ends}) AND rel_type IS NOT 'm.thread'),"
+        ),
+        "(SELECT event_id FROM roots)",
+        args![&windows_json(windows), user, limit],
+    )
+    .await
 }
 
 /// For each window, the position of the newest timeline gap in it (migration 0026): the first
@@ -256,6 +290,9 @@ pub async fn summaries(
         room_id: String,
         user_id: String,
         membership: String,
+    }
+    if rooms.is_empty() {
+        return Ok(HashMap::new());
     }
     let rows: Vec<Row> = db
         .rows(

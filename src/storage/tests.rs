@@ -320,3 +320,28 @@ fn reads_started_together_share_one_round_trip() {
         assert!(recording.calls.borrow().iter().all(|&n| n == 1));
     })
 }
+
+/// A read is told by its words: event rows' columns (`replaces_state`, `redacted_by`) do not
+/// make a read a write, while any write keyword as a word keeps a statement alone.
+#[test]
+fn a_read_of_event_rows_may_share_a_batch_and_writes_never_do() {
+    use super::plainly_a_read;
+    assert!(plainly_a_read(&format!(
+        "SELECT {} FROM events e LEFT JOIN events r ON r.event_id = e.redacted_by",
+        super::events::COLUMNS
+    )));
+    assert!(plainly_a_read(
+        "WITH x AS (SELECT 1 AS n) SELECT replaces_state FROM x"
+    ));
+    for write in [
+        "INSERT INTO t VALUES (1)",
+        "WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x",
+        "WITH x AS (SELECT 1) DELETE FROM t",
+        "SELECT 1; UPDATE t SET a = 1",
+        "SELECT replace(a, 'x', 'y') FROM t",
+        "WITH x AS (SELECT 1) INSERT OR REPLACE INTO t SELECT * FROM x",
+        "with x as (select 1) update t set a = 1 returning a",
+    ] {
+        assert!(!plainly_a_read(write), "{write}");
+    }
+}

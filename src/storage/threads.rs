@@ -31,6 +31,25 @@ pub async fn summaries(
     if roots.is_empty() {
         return Ok(HashMap::new());
     }
+    let roots = serde_json::to_string(roots).unwrap_or_else(|_| "[]".into());
+    summaries_of(
+        db,
+        "WITH",
+        "(SELECT value FROM json_each(?1))",
+        args![&roots, user],
+    )
+    .await
+}
+
+/// `summaries` of the roots the SQL expression `roots` lists; `with` opens the statement
+/// (`WITH`, or `WITH` and common table expressions `roots` reads, each followed by a comma).
+/// `?2` is the reader.
+pub(super) async fn summaries_of(
+    db: &Db,
+    with: &str,
+    roots: &str,
+    args: &[crate::storage::Arg<'_>],
+) -> Result<HashMap<String, Summary>, MatrixError> {
     #[derive(Deserialize)]
     struct Row {
         #[serde(flatten)]
@@ -39,15 +58,14 @@ pub async fn summaries(
         thread_count: u64,
         thread_replied: i64,
     }
-    let roots = serde_json::to_string(roots).unwrap_or_else(|_| "[]".into());
     let rows: Vec<Row> = db
         .rows(
             &format!(
-                "WITH s AS (
+                "{with} s AS (
                    SELECT relates_to AS root, COUNT(*) AS n, MAX(stream_ordering) AS latest,
                      MAX(sender = ?2) AS replied
                    FROM events
-                   WHERE relates_to IN (SELECT value FROM json_each(?1)) AND rel_type = 'm.thread'
+                   WHERE relates_to IN {roots} AND rel_type = 'm.thread'
                      AND outlier = 0 AND redacted_by IS NULL
                    GROUP BY relates_to)
                  SELECT {COLUMNS}, s.root AS thread_root, s.n AS thread_count,
@@ -55,7 +73,7 @@ pub async fn summaries(
                  FROM s JOIN events e ON e.stream_ordering = s.latest
                  LEFT JOIN events r ON r.event_id = e.redacted_by"
             ),
-            args![&roots, user],
+            args,
         )
         .await?;
     Ok(rows

@@ -20,7 +20,7 @@ use crate::rooms::client_event::stripped_state;
 use crate::rooms::visibility::MembershipHistory;
 use crate::rooms::RoomVersion;
 use crate::storage::events::{self, EventRow};
-use crate::storage::sync::{self as stored, FirstRound, MembershipRow, Memberships};
+use crate::storage::sync::{self as stored, FirstRound, Inbox, MembershipRow, Memberships};
 use crate::storage::sync_rooms::{self as batch, Window};
 use crate::storage::{e2ee, presence as stored_presence, user_data, Db};
 use crate::time::now_ms;
@@ -79,6 +79,7 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         since.clone().ok().flatten(),
         memberships,
         filter_id(ctx),
+        None,
     )
     .await?;
     let since = since?;
@@ -88,7 +89,7 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let mut look =
         if crate::client::presence::on_sync(ctx, &db, me.user_id.as_str(), own_presence).await {
             // The user's own presence moved: read again so this answer carries it.
-            start(ctx, &db, since, memberships, None).await?
+            start(ctx, &db, since, memberships, None, None).await?
         } else {
             first
         };
@@ -107,6 +108,7 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
                 memberships: look.memberships.take(),
                 first_round: look.first_round.take(),
                 key_counts: look.key_counts.clone(),
+                inbox: look.inbox,
             };
             let (body, news) = build(
                 &db,
@@ -135,7 +137,7 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             .wakeups
             .wait(me.user_id.as_str(), &now, wait)
             .await;
-        look = start(ctx, &db, since, memberships, None).await?;
+        look = start(ctx, &db, since, memberships, None, None).await?;
     }
 }
 
@@ -144,6 +146,7 @@ struct Known {
     memberships: Option<Vec<MembershipRow>>,
     first_round: Option<FirstRound>,
     key_counts: (BTreeMap<String, u64>, Vec<String>),
+    inbox: Option<Inbox>,
 }
 
 /// The current stream positions, never behind the client's token: the to-device inbox deletes
@@ -226,13 +229,8 @@ async fn build(
             presence: presence?,
         })
     };
-    // The encryption parts need only the positions: they go out with the first round.
-    let (memberships, first_round, e2ee) = futures::join!(
-        memberships,
-        first_round,
-        encryption(db, me, since, now, known.key_counts),
-    );
-    let (memberships, e2ee) = (memberships?, e2ee?);
+    let (memberships, first_round) = futures::join!(memberships, first_round);
+    let memberships = memberships?;
     let FirstRound {
         changed,
         account_data,
@@ -275,6 +273,60 @@ async fn build(
         }));
     }
 
+    // The encryption parts need only the positions: their reads go out with the rooms' first
+    // batch (in the common case, the first statement already read everything else).
+    let rooms = rooms(
+        db,
+        me,
+        filter,
+        &memberships,
+        &changed,
+        room_account_data,
+        (since, now, full_state, state_after),
+    );
+    let (rooms, e2ee) = futures::join!(
+        rooms,
+        encryption(db, me, since, now, known.key_counts, known.inbox),
+    );
+    let ((join, invite, knock, leave), e2ee) = (rooms?, e2ee?);
+    let news = !join.is_empty()
+        || !invite.is_empty()
+        || !knock.is_empty()
+        || !leave.is_empty()
+        || !global_account_data.is_empty()
+        || !presence.is_empty()
+        || e2ee.is_news();
+    let body = response(
+        join,
+        invite,
+        knock,
+        leave,
+        global_account_data,
+        presence,
+        e2ee,
+    );
+    Ok((body, news))
+}
+
+/// The joined, invited, knocked and left rooms of the response.
+type Rooms = (
+    Map<String, Value>,
+    Map<String, Value>,
+    Map<String, Value>,
+    Map<String, Value>,
+);
+
+/// The rooms part of a sync: which rooms go in, under which membership, and each one built.
+async fn rooms(
+    db: &Db,
+    me: &Requester,
+    filter: &Filter,
+    memberships: &[MembershipRow],
+    changed: &HashSet<String>,
+    mut room_account_data: BTreeMap<String, Vec<Value>>,
+    (since, now, full_state, state_after): (Option<StreamPosition>, StreamPosition, bool, bool),
+) -> Result<Rooms, MatrixError> {
+    let from = since.unwrap_or_default();
     let mut joined: Vec<JoinedRoom<'_>> = Vec::new();
     let mut invite = Map::new();
     let mut ignored: Option<Vec<String>> = None;
@@ -340,23 +392,7 @@ async fn build(
         }
     }
     let join = joined_rooms(db, me, filter, joined, from, now, state_after).await?;
-    let news = !join.is_empty()
-        || !invite.is_empty()
-        || !knock.is_empty()
-        || !leave.is_empty()
-        || !global_account_data.is_empty()
-        || !presence.is_empty()
-        || e2ee.is_news();
-    let body = response(
-        join,
-        invite,
-        knock,
-        leave,
-        global_account_data,
-        presence,
-        e2ee,
-    );
-    Ok((body, news))
+    Ok((join, invite, knock, leave))
 }
 
 /// A sync response from its parts.
@@ -433,6 +469,7 @@ async fn encryption(
     since: Option<StreamPosition>,
     now: StreamPosition,
     (one_time_key_counts, unused_fallback_key_types): (BTreeMap<String, u64>, Vec<String>),
+    inbox: Option<Inbox>,
 ) -> Result<Encryption, MatrixError> {
     let user = me.user_id.as_str();
     let from = since.unwrap_or_default();
@@ -443,17 +480,18 @@ async fn encryption(
             None => Ok((Vec::new(), Vec::new())),
         }
     };
-    let (inbox, delta) = futures::join!(
-        e2ee::to_device_inbox(
-            db,
-            user,
-            &me.device_id,
-            from.to_device,
-            now.to_device,
-            TO_DEVICE_LIMIT,
-        ),
-        delta,
-    );
+    let inbox = async {
+        let bounds = (from.to_device, now.to_device, TO_DEVICE_LIMIT);
+        match inbox {
+            Some(inbox) => {
+                e2ee::to_device_inbox_within(db, user, &me.device_id, bounds, inbox).await
+            }
+            None => {
+                e2ee::to_device_inbox(db, user, &me.device_id, bounds.0, bounds.1, bounds.2).await
+            }
+        }
+    };
+    let (inbox, delta) = futures::join!(inbox, delta);
     let (inbox, (changed, left)) = (inbox?, delta?);
     let mut next = now;
     if inbox.len() as u64 == TO_DEVICE_LIMIT {
@@ -596,18 +634,27 @@ async fn joined_rooms(
             up_to: w.up_to,
         })
         .collect();
-    // Two rounds of reads, each sent together: what needs nothing else first, then what
-    // depends on the timelines.
-    let (histories, timelines, typing, receipt_rows, read, gaps) = futures::join!(
+    // Two rounds of reads, each sent together: what needs nothing else first (thread roots
+    // among the timelines are found in SQL, so their summaries come with them), then what
+    // depends on the timelines (only for full, limited or lazy-loading rooms, and rooms whose
+    // members changed: an incremental sync of a few new messages has no second round).
+    let (histories, timelines, thread_summaries, typing, receipt_rows, read, gaps) = futures::join!(
         batch::membership_histories(db, user, &ids),
         batch::timelines(db, &timeline_windows, limit + 1),
+        batch::thread_summaries(db, &timeline_windows, limit + 1, user),
         batch::typing(db, &typing_windows, now_ms()),
         batch::receipts(db, &receipt_windows),
         crate::storage::push::unread(db, user, &ids),
         batch::gaps(db, &gap_windows),
     );
-    let (mut histories, mut timelines, mut typing, mut unread, gaps) =
-        (histories?, timelines?, typing?, read?, gaps?);
+    let (mut histories, mut timelines, thread_summaries, mut typing, mut unread, gaps) = (
+        histories?,
+        timelines?,
+        thread_summaries?,
+        typing?,
+        read?,
+        gaps?,
+    );
     let mut receipts: HashMap<String, Vec<batch::ReceiptRow>> = HashMap::new();
     for receipt in receipt_rows? {
         receipts
@@ -697,19 +744,12 @@ async fn joined_rooms(
         })
         .map(|(r, _)| r.room_id)
         .collect();
-    // Thread roots in the timelines carry their thread's summary: one lookup for every room.
-    let roots: Vec<&str> = parts
-        .iter()
-        .flat_map(|p| threads::root_ids(&p.timeline))
-        .collect();
-    let (states, sender_members, summaries, thread_summaries) = futures::join!(
+    let (states, sender_members, summaries) = futures::join!(
         batch::states(db, &state_windows),
         batch::members_at(db, &lazy_wanted),
         batch::summaries(db, user, &summary_rooms),
-        crate::storage::threads::summaries(db, &roots, user),
     );
-    let (mut states, mut sender_members, mut summaries, thread_summaries) =
-        (states?, sender_members?, summaries?, thread_summaries?);
+    let (mut states, mut sender_members, mut summaries) = (states?, sender_members?, summaries?);
 
     let mut out = Map::new();
     for (r, p) in rooms.into_iter().zip(parts) {

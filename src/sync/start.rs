@@ -15,7 +15,9 @@ use crate::accounts::tokens::token_hash;
 use crate::api::request::{Ctx, Requester};
 use crate::http::MatrixError;
 use crate::presence::Presence;
-use crate::storage::sync::{self as stored, FirstRound, MembershipRow, Memberships, StartQuery};
+use crate::storage::sync::{
+    self as stored, FirstRound, Inbox, MembershipRow, Memberships, StartQuery,
+};
 use crate::storage::{e2ee, user_data, Db};
 use crate::sync::token::StreamPosition;
 use crate::time::now_ms;
@@ -36,16 +38,24 @@ pub(crate) struct Start {
     pub first_round: Option<FirstRound>,
     /// The user's own presence as stored (`None`: not read here).
     pub own_presence: Option<Option<Presence>>,
+    /// What the device's to-device inbox holds (`None`: not read here).
+    pub inbox: Option<Inbox>,
+    /// The sliding sync connection state asked for: `Some(None)` when this device has no such
+    /// `pos` (unknown or no longer kept), `None` when not read here.
+    pub connection: Option<Option<String>>,
 }
 
-/// The first read; `memberships` says when to read them. An application service's token has no row in `access_tokens`: it takes the
-/// usual way (`Ctx::requester`, then the reads one by one).
+/// The first read; `memberships` says when to read them, `connection` (a sliding sync's `pos`
+/// row and `conn_id`) which connection state to read. An application service's token has no
+/// row in `access_tokens`: it takes the usual way (`Ctx::requester`, then the reads one by
+/// one).
 pub(crate) async fn start(
     ctx: &Ctx,
     db: &Db,
     since: Option<StreamPosition>,
     memberships: Memberships,
     filter_id: Option<i64>,
+    connection: Option<(u64, &str)>,
 ) -> Result<Start, MatrixError> {
     let token = ctx.bearer()?;
     let hash = token_hash(token);
@@ -54,6 +64,7 @@ pub(crate) async fn start(
         since,
         memberships,
         filter_id,
+        connection,
     };
     let mut expired = false;
     loop {
@@ -67,6 +78,8 @@ pub(crate) async fn start(
         let own_presence = Some(row.own_presence()?);
         let typing_ends = row.typing_next.map(|t| t as u64);
         let filter = row.filter.clone();
+        let inbox = Some(row.inbox());
+        let connection = connection.map(|_| row.connection.clone());
         let me = ctx.requester_from(token, Some(row.owner)).await?;
         // A typing notification that ran out is ended (which moves the typing stream) and
         // everything read again, once: nobody else ends it (`user_data::expire_typing`).
@@ -84,6 +97,8 @@ pub(crate) async fn start(
             memberships,
             first_round,
             own_presence,
+            inbox,
+            connection,
         });
     }
 }
@@ -115,5 +130,7 @@ async fn start_slowly(
         memberships: None,
         first_round: None,
         own_presence: None,
+        inbox: None,
+        connection: None,
     })
 }

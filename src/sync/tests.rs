@@ -4,7 +4,7 @@
 use futures::executor::block_on;
 use serde_json::{json, Value};
 
-use crate::testing::TestServer;
+use crate::testing::{create_room, ok_call, TestServer};
 
 async fn sync(server: &TestServer, token: &str, query: &str) -> Value {
     let path = format!("/_matrix/client/v3/sync{query}");
@@ -152,5 +152,163 @@ fn an_unknown_since_token_is_the_clients_error() {
             .await;
         assert_eq!(status, 400, "{answer}");
         assert_eq!(answer["errcode"], "M_INVALID_PARAM");
+    });
+}
+
+/// The common incremental sync (a new message in a room the user was already in) reads D1 in
+/// at most two round trips: the first statement, then one batch for every room part. A sync
+/// with nothing new is the first statement alone.
+#[test]
+fn an_incremental_sync_costs_two_round_trips_and_a_quiet_one_one() {
+    block_on(async {
+        let server = TestServer::new();
+        let (_, token) = server.register("alice").await;
+        let (_, bob_token) = server.register("bob").await;
+        let room_id = create_room(&server, &token, json!({ "preset": "public_chat" })).await;
+        let path = format!("/_matrix/client/v3/join/{room_id}");
+        ok_call(&server, "POST", &path, &bob_token, Some(json!({}))).await;
+        let mut since = sync(&server, &bob_token, "").await["next_batch"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for (i, body) in ["one", "two"].iter().enumerate() {
+            let path = format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/t{i}");
+            let content = json!({ "msgtype": "m.text", "body": body });
+            ok_call(&server, "PUT", &path, &token, Some(content)).await;
+            let before = server.d1_round_trips();
+            let delta = sync(&server, &bob_token, &format!("?since={since}")).await;
+            let round_trips = server.d1_round_trips() - before;
+            let events = &delta["rooms"]["join"][&room_id]["timeline"]["events"];
+            assert_eq!(events.as_array().map(Vec::len), Some(1), "{delta}");
+            assert_eq!(events[0]["content"]["body"], *body);
+            assert!(
+                round_trips <= 2,
+                "{round_trips} D1 round trips for one new event"
+            );
+            since = delta["next_batch"].as_str().unwrap().to_owned();
+
+            let before = server.d1_round_trips();
+            let quiet = sync(&server, &bob_token, &format!("?since={since}")).await;
+            assert_eq!(quiet["next_batch"], since.as_str());
+            let round_trips = server.d1_round_trips() - before;
+            assert_eq!(round_trips, 1, "D1 round trips for a sync with nothing new");
+        }
+    });
+}
+
+/// A to-device message reaches the device once, and the next sync that builds (the token
+/// acknowledges it) deletes it: the first statement's view of the inbox decides whether to
+/// read it, delete from it, or neither.
+#[test]
+fn to_device_messages_arrive_once_and_the_acknowledged_are_deleted() {
+    block_on(async {
+        let server = TestServer::new();
+        let (alice, alice_token) = server.register("alice").await;
+        let (bob, token) = server.register("bob").await;
+        let whoami = ok_call(
+            &server,
+            "GET",
+            "/_matrix/client/v3/account/whoami",
+            &token,
+            None,
+        )
+        .await;
+        let device = whoami["device_id"].as_str().unwrap().to_owned();
+        let mut since = sync(&server, &token, "").await["next_batch"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for txn in ["t1", "t2"] {
+            let body = json!({ "messages": { &bob: { &device: { "n": txn } } } });
+            let path = format!("/_matrix/client/v3/sendToDevice/m.test/{txn}");
+            ok_call(&server, "PUT", &path, &alice_token, Some(body)).await;
+            let delivered = sync(&server, &token, &format!("?since={since}")).await;
+            let events = delivered["to_device"]["events"].as_array().unwrap();
+            assert_eq!(events.len(), 1, "{delivered}");
+            assert_eq!(events[0]["content"]["n"], txn);
+            assert_eq!(events[0]["sender"], alice.as_str());
+            since = delivered["next_batch"].as_str().unwrap().to_owned();
+            // The earlier message, acknowledged by this sync's token, is gone.
+            let left = server.rows("SELECT stream_id FROM e2e_to_device").await;
+            assert_eq!(left.len(), 1, "{left:?}");
+            // The token acknowledges the new one: it does not come again.
+            let after = sync(&server, &token, &format!("?since={since}")).await;
+            assert!(
+                after["to_device"]["events"]
+                    .as_array()
+                    .is_none_or(|e| e.is_empty()),
+                "{after}"
+            );
+            since = after["next_batch"].as_str().unwrap().to_owned();
+        }
+    });
+}
+
+/// A thread root in a sync's timeline carries the same summary as in `/messages` (the sync
+/// finds the roots in SQL, `/messages` from its rows), and a timeline cut before the root
+/// attaches none.
+#[test]
+fn thread_summaries_in_sync_match_messages() {
+    block_on(async {
+        let server = TestServer::new();
+        let (_, token) = server.register("alice").await;
+        let room_id = create_room(&server, &token, json!({})).await;
+        let send = |txn: &'static str, content: Value| {
+            let path = format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/{txn}");
+            let (server, token) = (&server, token.clone());
+            async move {
+                let sent = ok_call(server, "PUT", &path, &token, Some(content)).await;
+                sent["event_id"].as_str().unwrap().to_owned()
+            }
+        };
+        let root = send("r", json!({ "msgtype": "m.text", "body": "root" })).await;
+        let reply = |txn: &'static str| {
+            json!({ "msgtype": "m.text", "body": txn,
+                    "m.relates_to": { "rel_type": "m.thread", "event_id": root } })
+        };
+        send("a", reply("a")).await;
+        let last = send("b", reply("b")).await;
+
+        let synced = sync(&server, &token, "").await;
+        let events = synced["rooms"]["join"][&room_id]["timeline"]["events"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let in_sync = events.iter().find(|e| e["event_id"] == root).unwrap();
+        let thread = &in_sync["unsigned"]["m.relations"]["m.thread"];
+        assert_eq!(thread["count"], 2, "{in_sync}");
+        assert_eq!(thread["latest_event"]["event_id"], last);
+        assert_eq!(thread["current_user_participated"], true);
+        let path = format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=10");
+        let (status, page) = server.request("GET", &path, Some(&token), None).await;
+        assert_eq!(status, 200, "{page}");
+        let in_messages = page["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["event_id"] == root)
+            .unwrap();
+        let relations = |event: &Value| {
+            let mut relations = event["unsigned"]["m.relations"].clone();
+            // The latest reply's age is measured when each answer is made.
+            relations["m.thread"]["latest_event"]["unsigned"]["age"].take();
+            relations
+        };
+        assert_eq!(relations(in_messages), relations(in_sync), "{in_messages}");
+        // The replies are no roots, and no event but the root has a summary.
+        assert!(events
+            .iter()
+            .filter(|e| e["event_id"] != root)
+            .all(|e| e["unsigned"]["m.relations"]["m.thread"].is_null()));
+
+        let filter = r#"{"room":{"timeline":{"limit":2}}}"#;
+        let cut = sync(&server, &token, &format!("?filter={filter}")).await;
+        let events = cut["rooms"]["join"][&room_id]["timeline"]["events"]
+            .as_array()
+            .unwrap();
+        assert_eq!(events.len(), 2, "{cut}");
+        assert!(events
+            .iter()
+            .all(|e| e["event_id"] != root && e["unsigned"]["m.relations"]["m.thread"].is_null()));
     });
 }

@@ -119,6 +119,7 @@ fn the_first_read_of_a_sync_checks_the_token_and_matches_the_separate_reads() {
             since,
             memberships,
             filter_id,
+            connection: None,
         };
 
         let start = sync::sync_start(&db, &ask(None, Memberships::IfMoved, Some(filter)))
@@ -226,6 +227,59 @@ fn the_first_read_of_a_sync_checks_the_token_and_matches_the_separate_reads() {
             .unwrap();
         assert!(never.memberships().unwrap().is_none());
 
+        // The device's to-device inbox: its bounds, as the inbox itself holds them.
+        assert_eq!(
+            never.inbox(),
+            sync::Inbox {
+                first: None,
+                last: None
+            }
+        );
+        let messages = [
+            json!([ALICE, "DEV", { "n": 1 }]),
+            json!([ALICE, "DEV", { "n": 2 }]),
+        ];
+        e2ee::send_to_device(&db, ALICE, "DEV", "m.test", "t1", &messages)
+            .await
+            .unwrap();
+        let inbox = e2ee::to_device_inbox(&db, ALICE, "DEV", 0, u64::MAX, 10)
+            .await
+            .unwrap();
+        let with_mail = sync::sync_start(&db, &ask(Some(now), Memberships::Never, None))
+            .await
+            .unwrap()
+            .unwrap();
+        let bounds = with_mail.inbox();
+        assert_eq!(bounds.first, Some(inbox[0].stream_id as u64));
+        assert_eq!(bounds.last, Some(inbox[1].stream_id as u64));
+        assert!(bounds.holds_new(bounds.first.unwrap()) && !bounds.holds_new(bounds.last.unwrap()));
+        assert!(bounds.holds_acknowledged(bounds.first.unwrap()));
+        assert!(!bounds.holds_acknowledged(bounds.first.unwrap() - 1));
+
+        // A sliding sync's connection state, as `sliding_sync::position` reads it: only this
+        // device's, under its `conn_id`.
+        let saved = crate::storage::sliding_sync::save_position(&db, ALICE, "DEV", "c", "{}", None)
+            .await
+            .unwrap();
+        for (row, conn_id) in [(saved, "c"), (saved, "other"), (saved + 1, "c")] {
+            let read = sync::sync_start(
+                &db,
+                &StartQuery {
+                    connection: Some((row, conn_id)),
+                    ..ask(Some(now), Memberships::Never, None)
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            let separate = crate::storage::sliding_sync::position(&db, row, ALICE, "DEV", conn_id)
+                .await
+                .unwrap();
+            assert_eq!(read.connection, separate, "{row} {conn_id}");
+            let wanted = (row, conn_id) == (saved, "c");
+            assert_eq!(read.connection.as_deref(), wanted.then_some("{}"));
+        }
+
         // Someone else's filter id is not found.
         user(&db, BOB).await;
         let theirs = user_data::create_filter(&db, BOB, &json!({}))
@@ -250,6 +304,7 @@ fn the_first_read_of_a_sync_checks_the_token_and_matches_the_separate_reads() {
                 since: None,
                 memberships: Memberships::IfMoved,
                 filter_id: None,
+                connection: None,
             },
         )
         .await

@@ -27,24 +27,40 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let db = ctx.db();
     // The token, the positions and the typing expiry in one read (src/sync/start.rs), before
     // anything else is checked: a bad token is refused first.
+    // The request is read first so that the same read fetches the connection state its `pos`
+    // names; its errors are reported after the token's.
     let since = ctx.query("pos").and_then(Pos::parse).map(|p| p.stream);
-    let mut look = start(ctx, &db, since, Memberships::Never, None).await?;
+    let request = (|| {
+        let body = Value::Object(ctx.json_object()?);
+        request::parse(&body, ctx.query("pos"), ctx.query_u64("timeout")?)
+    })();
+    let wanted = request.as_ref().ok().and_then(|r| {
+        let pos = Pos::parse(r.pos.as_deref()?)?;
+        Some((pos.row, r.conn_id.as_str()))
+    });
+    let mut look = start(ctx, &db, since, Memberships::Never, None, wanted).await?;
     let me = look.me.clone();
-    let body = Value::Object(ctx.json_object()?);
-    let request = request::parse(&body, ctx.query("pos"), ctx.query_u64("timeout")?)?;
+    let request = request?;
+    let known_connection = look.connection.take();
     let own_presence = look.own_presence.take();
     if crate::client::presence::on_sync(ctx, &db, me.user_id.as_str(), own_presence).await {
-        look = start(ctx, &db, since, Memberships::Never, None).await?;
+        look = start(ctx, &db, since, Memberships::Never, None, None).await?;
     }
     let user = me.user_id.as_str();
     let (connection, pos) = match &request.pos {
         None => (Connection::default(), None),
         Some(text) => {
             let pos = Pos::parse(text).ok_or_else(unknown_pos)?;
-            let stored = stored::position(&db, pos.row, user, &me.device_id, &request.conn_id)
-                .await?
-                .ok_or_else(unknown_pos)?;
-            (Connection::from_json(&stored)?, Some(pos))
+            let stored = match known_connection {
+                Some(read) => read,
+                None => {
+                    stored::position(&db, pos.row, user, &me.device_id, &request.conn_id).await?
+                }
+            };
+            (
+                Connection::from_json(&stored.ok_or_else(unknown_pos)?)?,
+                Some(pos),
+            )
         }
     };
     // A first request answers at once (MSC4186: the timeout is ignored without a pos).
@@ -80,7 +96,15 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         let wait = remaining.min(until_typing_ends.max(1));
         ctx.platform.wakeups.wait(user, &now, wait).await;
         // The next look checks the token again: a revoked one ends the long poll with 401.
-        look = start(ctx, &db, pos.map(|p| p.stream), Memberships::Never, None).await?;
+        look = start(
+            ctx,
+            &db,
+            pos.map(|p| p.stream),
+            Memberships::Never,
+            None,
+            None,
+        )
+        .await?;
     }
 }
 
