@@ -134,18 +134,21 @@ LONG_POLL_S = 30
 # Why ours is slower on a row, and what would fix it. Printed for the rows where it is.
 # (Query counts: the platform-cost table below; the code paths: src/sync/handler.rs,
 # src/client/room_read.rs, src/runtime/room_object.rs.)
-_SYNC = ("an incremental /sync with news makes about five D1 calls: one statement for the token, the stream"
-         " positions, memberships, changed rooms, account data and presence, then reads sent together in"
-         " batches (timelines, receipts, typing; state, unread counts and summaries); "
-         "local workerd has a floor of about 4.5 ms wall and 3.7 ms CPU per request (a request for an unknown path, answered 404 before any of our code runs, costs that; about 2 ms of it is wrangler dev's proxy in front of the Worker: on workerd's own socket the same Worker answers /versions in 2.5 ms and an empty /sync in 5.0 ms instead of 6.6 ms), and each local D1 call adds about 1-1.5 ms of CPU (Miniflare's JavaScript D1 over SQLite in the same process)"
+_SYNC = ("an incremental /sync with news makes two D1 calls: one statement for the token, the stream positions,"
+         " memberships, changed rooms, account data and presence, then one batch of the rooms' reads (timelines,"
+         " receipts, typing, state, unread counts and summaries); " + "{floor}" +
          ", where Synapse answers from in-memory stream caches in its own process")
-_FLOOR = "local workerd has a floor of about 4.5 ms wall and 3.7 ms CPU per request (a request for an unknown path, answered 404 before any of our code runs, costs that; about 2 ms of it is wrangler dev's proxy in front of the Worker: on workerd's own socket the same Worker answers /versions in 2.5 ms and an empty /sync in 5.0 ms instead of 6.6 ms), and each local D1 call adds about 1-1.5 ms of CPU (Miniflare's JavaScript D1 over SQLite in the same process)"
+_FLOOR = ("local workerd (served as `make dev` serves it, through Miniflare with no proxy in front) answers a"
+          " request for an unknown path in about 1.8 ms wall and 1.5 ms CPU before any of our code runs, and each"
+          " local D1 call adds about 1-1.5 ms of CPU (Miniflare's JavaScript D1 over SQLite) on the one thread that"
+          " also runs the Worker and every Durable Object")
+_SYNC = _SYNC.replace("{floor}", _FLOOR)
 EXPLAIN: dict[str, str] = {
     "seq_send": "a send crosses the Worker, the room's Durable Object, one D1 batch and a notifier request, all"
                 " awaited before the answer; answering once the batch commits and notifying in `waitUntil`"
                 " would take the notifier hop off the path.",
     "send_receive": "the notifier wakes the parked request in the Worker, which then builds the /sync as"
-                    " below (about five D1 calls, its token checked again in the first); " + _FLOOR + ".",
+                    " below (two D1 calls, its token checked again in the first); " + _FLOOR + ".",
     "sync_one": _SYNC + ".",
     "sync_none": "an empty incremental /sync is one D1 statement (token, positions, typing expiry, key"
                  " counts, filter, own presence); what is left is the local runtime: " + _FLOOR + ";"
@@ -163,17 +166,17 @@ EXPLAIN: dict[str, str] = {
                  " measures the local setup (fewer queries per send would still help).",
     "cpu_send": "workerd's CPU includes the local D1 (SQLite behind Miniflare's JavaScript D1 object, in the same"
                 " process) and a JSON round trip per query; fewer, batched queries cut both.",
-    "cpu_sync_none": "about 3.7 ms of it is workerd's own cost per request (a 404 answered before any of our"
+    "cpu_sync_none": "about 1.5 ms of it is workerd's own cost per request (a 404 answered before any of our"
                      " code costs that) and about 1-1.5 ms the one local D1 statement; the Rust work of an"
                      " empty /sync is under 1 ms.",
     "startup": "`scripts/dev.sh` starts from a migrated template (made untimed before, as `make dev`'s first"
-               " run with new migrations does), so this is wrangler (Node) starting, then workerd loading the"
-               " Worker; a deployed Worker has neither.",
-    "first_request": "wrangler answers on its port before workerd has loaded the Worker and holds the first"
-                     " request until it has (the wasm's compile, about 0.1 s, among it): this is the tail of the"
-                     " start, not work of the request (the same request 3 s after wrangler's \"Ready\" line is"
-                     " answered in about 12 ms).",
-    "rss": "workerd holds the Worker, every Durable Object, and Miniflare's local D1 and proxy workers in V8"
+               " run with new migrations does), so this is Node loading Miniflare (about 0.5 s), then workerd"
+               " loading the Worker; a deployed Worker has neither.",
+    "first_request": "workerd listens on its port before it has loaded the Worker (the 5.4 MB wasm among it), and"
+                     " the kernel accepts connections from then on: the first request waits in that queue. This is"
+                     " the tail of the start, not work of the request (once the start is over, the same request"
+                     " is answered in about 30 ms the first time and 2 ms after that).",
+    "rss": "workerd holds the Worker, every Durable Object, and Miniflare's local D1 and internal workers in V8"
            " isolates in one process, and wasm linear memory never shrinks; on the platform memory is per isolate"
            " (128 MB limit) and not billed, so this is a cost of local development only.",
 }
@@ -182,17 +185,17 @@ _OUTBOUND = ("the event goes from the room's Durable Object to the destination's
              " queue write is on the path, where Synapse sends from memory")
 _INBOUND = ("an incoming /send checks the X-Matrix signature and each PDU's signatures (keys cached per isolate),"
             " reads the transaction's state in one batch, persists the PDU through the room's Durable Object"
-            " and one D1 batch, then wakes the reader through the notifier and a /sync (five D1 round trips"
-            " on the way in, src/rooms/object/incoming.rs), where Synapse serves all of it from one process")
+            " and one D1 batch that also reads the members' push rules, then wakes the reader through the"
+            " notifier and a /sync (four D1 round trips on the way in, src/rooms/object/incoming.rs), where"
+            " Synapse serves all of it from one process")
 EXPLAIN.update({
-    "fed_join": "the join runs in resumable steps (src/rooms/join_job.rs): make_join and send_join, then one"
-                " Durable Object request per chunk of events verified and one that stores the room, where"
-                " Synapse does it in one process and asks for a partial-state join (`omit_members`), which we"
-                " do not; folding the checks of a small answer into the first step would save the extra"
-                " requests.",
+    "fed_join": "make_join, send_join, then the answer checked and stored (in the same room object request when"
+                " it fits one step, src/rooms/join_job.rs), then the push-rule carry-over and the device-list"
+                " announcement before the client is answered; Synapse asks for a partial-state join"
+                " (`omit_members`) and returns before it has the member list, which we do not.",
     "fed_join_seen": "the peer has the join once it has processed our send_join, so this row is our path up to"
-                     " there: the client request through the Worker to the room's Durable Object (sequential D1"
-                     " queries for profile, room version and residency) and two signed requests (make_join,"
+                     " there: the client request through the Worker (one D1 query for block list, profile, room"
+                     " version and residency) to the room's Durable Object and two signed requests (make_join,"
                      " send_join) built in wasm and sent with workerd's fetch.",
     "fed_out": _OUTBOUND + ".",
     "fed_in": _INBOUND + ".",
@@ -213,8 +216,9 @@ def document(table_md: str, rows: dict, errors: dict, meter: dict, c: dict, wall
         "",
         f"- Machine: {machine()}.",
         f"- Versions: {versions(root)}.",
-        "- Ours: `scripts/dev.sh` (what `make dev` runs): the built release wasm in local workerd (`wrangler dev`),"
-        " local D1 and Durable Objects, fresh state, `AUTH_REQUESTS_PER_MINUTE` raised.",
+        "- Ours: `scripts/dev.sh` (what `make dev` runs): the built release wasm in local workerd through"
+        " Miniflare (`scripts/serve.mjs`, the bindings of `wrangler.toml` as wrangler reads them, no proxy in"
+        " front), local D1 and Durable Objects, fresh state, `AUTH_REQUESTS_PER_MINUTE` raised.",
         "- Synapse: from PyPI, SQLite, one process, a plain-HTTP client listener on 127.0.0.1, fresh data directory,"
         " every `rc_*` rate limit relaxed, open registration, presence off on both (ours with `PRESENCE=false`; presence changes"
         " would wake long-polls), `caches.sync_response_cache_duration: 0` (its default 2-minute /sync answer cache"
@@ -267,11 +271,11 @@ def document(table_md: str, rows: dict, errors: dict, meter: dict, c: dict, wall
             f"- `build/index_bg.wasm`: {raw / 1e6:.2f} MB raw, {gz / 1e6:.2f} MB gzip -9 (free plan limit: 3 MB"
             " gzip for the whole Worker; paid: 10 MB).",
             f"- Cold start of our Worker, from starting `scripts/dev.sh` (prebuilt, a fresh state copied from the"
-            f" migrated template, then wrangler and workerd) to the first answered `GET /_matrix/client/versions`:"
+            f" migrated template, then Node with Miniflare and workerd) to the first answered `GET /_matrix/client/versions`:"
             f" {rows['startup']['ours'][0]:.2f} s; that first request took {rows['first_request']['ours'][0] * 1000:.0f} ms."
             f" Synapse (config already generated, empty SQLite): {rows['startup']['synapse'][0]:.2f} s and"
             f" {rows['first_request']['synapse'][0] * 1000:.0f} ms. Both polled every 50 ms. On the platform a cold"
-            " isolate start is a different thing (wasm compile of the upload, no wrangler) and cannot be"
+            " isolate start is a different thing (wasm compile of the upload, no Node) and cannot be"
             " measured locally.", ""]
     return "\n".join(out) + "\n"
 
@@ -398,11 +402,11 @@ def cpu_section(meter: dict, rows: dict, hot_measured: bool) -> list[str]:
     if cs.get("ours") and cs.get("synapse"):
         ca, na = rows.get("cpu_send_all", {}), rows.get("cpu_sync_none_all", {})
         out += [f"- Server CPU in the comparison above is workerd's alone (it runs the Worker, the Durable Objects"
-                f" and local D1). Counting wrangler too (Node; dev tooling that logs every request), ours uses"
+                f" and local D1). Counting Node too (scripts/serve.mjs, which started workerd and prints its logs), ours uses"
                 f" {median(ca['ours']) * 1000:.1f} ms per send and {median(na['ours']) * 1000:.1f} ms per empty"
                 f" incremental /sync; Synapse is one process ({median(cs['synapse']) * 1000:.1f} and"
                 f" {median(cn['synapse']) * 1000:.1f} ms). Resident memory: workerd {rows['rss']['ours'][0]:.0f} MiB,"
-                f" with wrangler {rows['rss_all']['ours'][0]:.0f} MiB; Synapse {rows['rss']['synapse'][0]:.0f} MiB."]
+                f" with Node {rows['rss_all']['ours'][0]:.0f} MiB; Synapse {rows['rss']['synapse'][0]:.0f} MiB."]
     if hot_measured:
         out += ["- Microseconds per hot path inside the wasm build: next section.", ""]
         return out
