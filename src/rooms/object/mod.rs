@@ -43,6 +43,9 @@ mod join_tests;
 mod local;
 mod membership;
 mod missing_state;
+mod queued;
+#[cfg(test)]
+mod queued_tests;
 mod remote_join;
 mod restricted;
 #[cfg(test)]
@@ -64,6 +67,9 @@ pub(crate) struct RoomObject {
     /// Commands run one at a time: D1 calls are awaited, and without this a second command
     /// could build on the same tip while the first is being written.
     writer: Mutex<()>,
+    /// Messages waiting for the writer, written together by whichever command takes the next
+    /// turn (`queued`).
+    queued: RefCell<Vec<queued::QueuedMessage>>,
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
@@ -74,12 +80,24 @@ impl RoomObject {
             storage,
             engine: RefCell::new(None),
             writer: Mutex::new(()),
+            queued: RefCell::new(Vec::new()),
         }
     }
 
     /// Handles one command, after any other under way; its answer, or an error that keeps its
     /// status, code and extra fields.
     pub(crate) async fn handle(&self, command: RoomCommand) -> Result<Value, MatrixError> {
+        let command = match command {
+            RoomCommand::Send {
+                room_id,
+                sender,
+                event,
+                transaction,
+            } if queued::queueable(&event) => {
+                return self.send_queued(room_id, sender, event, transaction).await;
+            }
+            other => other,
+        };
         let _turn = self.writer.lock().await;
         match command {
             RoomCommand::Create {
