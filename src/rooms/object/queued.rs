@@ -59,32 +59,30 @@ impl RoomObject {
             answer,
         });
         // Either an earlier turn writes this message (then the answer comes without a turn of
-        // its own), or this command's turn comes first and writes it with whatever else is
-        // queued. Every queued message has a command waiting like this, so none is left behind.
-        let turn = self.writer.lock();
-        futures::pin_mut!(turn);
-        let answer = match select(&mut answered, turn).await {
-            Either::Left((answer, _)) => answer,
-            Either::Right((turn, _)) => {
-                // Groups are written from the front of the queue until this message's is.
-                loop {
-                    if let Ok(Some(answer)) = answered.try_recv() {
-                        break Ok(answer);
-                    }
+        // its own), or this command's turn comes first and writes a group from the front of the
+        // queue (one group per turn, so one invocation's D1 queries stay bounded). Every queued
+        // message has a command waiting like this, so none is left behind.
+        loop {
+            let turn = self.writer.lock();
+            futures::pin_mut!(turn);
+            match select(&mut answered, turn).await {
+                Either::Left((answer, _)) => {
+                    return answer.unwrap_or_else(|_| {
+                        Err(MatrixError::internal("a queued message was dropped"))
+                    })
+                }
+                Either::Right((_turn, _)) => {
                     let group: Vec<QueuedMessage> = {
                         let mut queued = self.queued.borrow_mut();
                         let n = queued.len().min(GROUP_MAX);
                         queued.drain(..n).collect()
                     };
-                    if group.is_empty() {
-                        drop(turn);
-                        break answered.await;
+                    if !group.is_empty() {
+                        self.write_group(&room_id, group).await;
                     }
-                    self.write_group(&room_id, group).await;
                 }
             }
-        };
-        answer.unwrap_or_else(|_| Err(MatrixError::internal("a queued message was dropped")))
+        }
     }
 
     /// Writes a group and answers each of its messages.
