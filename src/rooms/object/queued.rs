@@ -24,8 +24,10 @@ use crate::storage::rooms as stored;
 use crate::storage::{signing_keys, Db};
 use crate::time::now_ms;
 
-/// At most this many messages go in one batch: each is about four statements, and D1 counts
-/// every statement of a batch against the invocation's query limit (50 on the free plan).
+/// At most this many messages go in one batch: each is about five queries (its transaction
+/// lookup; its event, search, transaction and notification rows), and D1 counts every
+/// statement of a batch against the invocation's query limit (50 on the free plan): a group
+/// is at most 42.
 const GROUP_MAX: usize = 8;
 
 /// A message waiting for the writer, and where its answer goes.
@@ -60,8 +62,10 @@ impl RoomObject {
         });
         // Either an earlier turn writes this message (then the answer comes without a turn of
         // its own), or this command's turn comes first and writes a group from the front of the
-        // queue (one group per turn, so one invocation's D1 queries stay bounded). Every queued
-        // message has a command waiting like this, so none is left behind.
+        // queue, one group per turn. Every queued message has a command waiting like this, so
+        // none is left behind. A command whose message was not in the group it wrote (more than
+        // GROUP_MAX were queued before it) waits again and may write a second group: twice the
+        // queries in one invocation.
         loop {
             let turn = self.writer.lock();
             futures::pin_mut!(turn);
