@@ -113,16 +113,27 @@ pub fn evaluated_fields(pdu: &Pdu) -> Value {
 /// the event (only a membership event changes membership, and its target is in), so their rules
 /// can be read while the event is being written.
 pub fn candidates(state: &RoomState, pdu: &Pdu, server: &ServerName) -> Vec<String> {
-    let target = (pdu.kind().to_string() == "m.room.member")
-        .then(|| pdu.state_key())
-        .flatten();
+    let kind = pdu.kind().to_string();
+    candidates_of(state, pdu.sender(), &kind, pdu.state_key(), server)
+}
+
+/// [`candidates`] of an event still to be built, from its sender, type and state key: the
+/// room's writer reads their rules in the round trip that checks the transaction id.
+pub fn candidates_of(
+    state: &RoomState,
+    sender: &UserId,
+    kind: &str,
+    state_key: Option<&str>,
+    server: &ServerName,
+) -> Vec<String> {
+    let target = (kind == "m.room.member").then_some(state_key).flatten();
     let mut users: Vec<String> = state
         .events()
         .filter(|e| e.kind().to_string() == "m.room.member")
         .filter(|e| content(e)["membership"] == "join")
         .filter_map(|e| e.state_key())
         .chain(target)
-        .filter(|u| *u != pdu.sender().as_str())
+        .filter(|u| *u != sender.as_str())
         .filter(|u| UserId::parse(*u).is_ok_and(|u| u.server_name() == server))
         .map(str::to_owned)
         .collect();
@@ -179,16 +190,39 @@ async fn notify(
             stored::recipients(db, &names).await?
         }
     };
+    let decided = decide(db, audience, pdu, &rows).await?;
+    if let Some(statement) = decided.statement {
+        db.batch(vec![statement]).await?;
+    }
+    Ok(decided.poke)
+}
+
+/// An event's notifications, decided before they are stored: the statement that stores them
+/// (run after the event's own rows, in the same batch or later) and the notified users who
+/// have pushers, whose push queues are poked once it has run.
+pub(crate) struct Decided {
+    pub statement: Option<crate::platform::Statement>,
+    pub poke: Vec<String>,
+}
+
+/// Evaluates `pdu` for its audience with the rules in `rows` (read by [`prefetch`], possibly
+/// for a superset of the audience).
+pub(crate) async fn decide(
+    db: &Db,
+    audience: &Audience,
+    pdu: &Pdu,
+    rows: &[stored::RecipientRow],
+) -> Result<Decided, crate::http::MatrixError> {
     // Only the audience after the event: a prefetched superset may hold someone who just left.
     let rows: Vec<_> = rows
-        .into_iter()
+        .iter()
         .filter(|r| audience.users.iter().any(|(u, _)| *u == r.user_id))
         .collect();
     let event = evaluated_fields(pdu);
     let thread = counts::thread_of(&event["content"]);
     let event = Raw::new(&event).map_err(|e| crate::http::MatrixError::internal(e.to_string()))?;
     let mut decisions = Vec::new();
-    for row in &rows {
+    for row in rows {
         let Ok(user_id) = UserId::parse(row.user_id.as_str()) else {
             continue;
         };
@@ -220,18 +254,20 @@ async fn notify(
             actions: &d.actions,
         })
         .collect();
-    stored::insert_notifications(
+    let statement = stored::notifications_statement(
         db,
         pdu.event_id().as_str(),
         pdu.room_id().as_str(),
         &thread,
         &notified,
         now_ms(),
-    )
-    .await?;
-    Ok(decisions
-        .iter()
-        .filter(|(row, _)| row.has_pusher != 0)
-        .map(|(row, _)| row.user_id.clone())
-        .collect())
+    );
+    Ok(Decided {
+        statement,
+        poke: decisions
+            .iter()
+            .filter(|(row, _)| row.has_pusher != 0)
+            .map(|(row, _)| row.user_id.clone())
+            .collect(),
+    })
 }

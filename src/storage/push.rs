@@ -51,18 +51,20 @@ pub struct NotifiedUser<'a> {
     pub actions: &'a [Value],
 }
 
-/// Stores the notifications of one (already stored) event, all users in one statement. A
-/// retried evaluation of the same event changes nothing.
-pub async fn insert_notifications(
+/// The statement that stores the notifications of one event, all users at once, to run after
+/// the event's own rows (in the batch that writes them, or later): it reads the event's stream
+/// position from its row. A retried evaluation of the same event changes nothing. `None` when
+/// nobody is notified.
+pub fn notifications_statement(
     db: &Db,
     event_id: &str,
     room_id: &str,
     thread_id: &str,
     users: &[NotifiedUser<'_>],
     now_ms: u64,
-) -> Result<(), MatrixError> {
+) -> Option<Statement> {
     if users.is_empty() {
-        return Ok(());
+        return None;
     }
     let rows: Vec<Value> = users
         .iter()
@@ -74,7 +76,7 @@ pub async fn insert_notifications(
             ])
         })
         .collect();
-    db.run(
+    Some(db.stmt(
         "INSERT OR IGNORE INTO event_push_actions
            (user_id, event_id, room_id, stream_ordering, thread_id, highlight, actions, ts)
          SELECT json_extract(j.value, '$[0]'), e.event_id, e.room_id, e.stream_ordering, ?2,
@@ -87,9 +89,7 @@ pub async fn insert_notifications(
             &Value::Array(rows).to_string(),
             room_id
         ],
-    )
-    .await?;
-    Ok(())
+    ))
 }
 
 /// The user's read position per room and thread: the newest event a read receipt (public or

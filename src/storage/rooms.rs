@@ -366,8 +366,21 @@ pub struct NewRoom<'a> {
 /// forward extremities, redaction marks and transaction ids in one D1 batch: all of it lands or
 /// none of it does.
 pub async fn persist(db: &Db, write: RoomWrite<'_>) -> Result<(), MatrixError> {
+    persist_with(db, write, Vec::new()).await
+}
+
+/// [`persist`], with statements of other tables that depend on the events' rows (a message's
+/// notifications) run after them in the same batch: one round trip, and they land together.
+pub async fn persist_with(
+    db: &Db,
+    write: RoomWrite<'_>,
+    then: Vec<crate::platform::Statement>,
+) -> Result<(), MatrixError> {
     match write_statements(db, &write) {
-        Some(statements) => db.batch(statements).await.map(|_| ()),
+        Some(mut statements) => {
+            statements.extend(then);
+            db.batch(statements).await.map(|_| ())
+        }
         None => Ok(()),
     }
 }

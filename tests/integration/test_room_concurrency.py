@@ -162,3 +162,62 @@ def test_long_poll_returns_empty_after_its_timeout(server, room):
     assert waited >= 1.9, f"returned after {waited:.2f} s, before its timeout"
     assert body["rooms"]["join"] == {} and body["rooms"]["invite"] == {} and body["rooms"]["leave"] == {}
     assert body["next_batch"]
+
+
+def test_concurrent_senders_with_racing_retries_keep_each_senders_order(server, room):
+    """Messages that reach the room's writer while it is busy are written together (group
+    commit, src/rooms/object/queued.rs): each sender's messages still land in the order sent,
+    once each, a retry racing its original gets the same event, a state event sent among them
+    keeps its place, and every message has its notification rows for the other members."""
+    room_id, users = room
+    tag = uuid.uuid4().hex[:8]
+    per_sender = 6
+
+    def put(user: dict, txn: str, body: str) -> str:
+        return call(server, "PUT", f"/_matrix/client/v3/rooms/{room_id}/send/m.room.message/{txn}", user,
+                    json={"msgtype": "m.text", "body": body})["event_id"]
+
+    def sender(k: int) -> list[tuple[str, str]]:
+        user, sent = users[k], []
+        with ThreadPoolExecutor(max_workers=2) as retries:
+            for i in range(per_sender):
+                txn, body = f"grp-{tag}-{k}-{i}", f"grp {tag} {k} {i}"
+                # The original and its retry race each other into the room's queue.
+                first, second = retries.map(lambda _: put(user, txn, body), range(2))
+                assert first == second, f"a retry of {txn} got another event"
+                sent.append((first, body))
+        return sent
+
+    def topic() -> str:
+        return call(server, "PUT", f"/_matrix/client/v3/rooms/{room_id}/state/m.room.topic", users[0],
+                    json={"topic": f"among {tag}"})["event_id"]
+
+    with ThreadPoolExecutor(max_workers=len(users) + 1) as pool:
+        futures = [pool.submit(sender, k) for k in range(len(users))]
+        topic_future = pool.submit(topic)
+        sent = [f.result() for f in futures]
+        topic_id = topic_future.result()
+
+    # A late retry of every transaction still answers the first event.
+    for k, user in enumerate(users):
+        for i, (event_id, body) in enumerate(sent[k]):
+            assert put(user, f"grp-{tag}-{k}-{i}", body) == event_id
+
+    events = stored_events(server, room_id)
+    order = [e[0] for e in events]
+    ids = [event_id for per in sent for event_id, _ in per]
+    assert len(set(ids)) == len(users) * per_sender, "two transactions share an event"
+    assert all(order.count(event_id) == 1 for event_id in ids + [topic_id]), "an event is missing or doubled"
+    for per in sent:
+        positions = [order.index(event_id) for event_id, _ in per]
+        assert positions == sorted(positions), "a sender's messages are out of the order sent"
+    for (prev_id, _, _, _), (event_id, _, prev_events, _) in zip(events, events[1:]):
+        assert prev_events == [prev_id], f"{event_id} does not follow {prev_id}"
+
+    with sqlite3.connect(f"file:{d1_database(server.state_dir)}?mode=ro", uri=True) as db:
+        for k, per in enumerate(sent):
+            for event_id, _ in per:
+                notified = {u for (u,) in db.execute(
+                    "SELECT user_id FROM event_push_actions WHERE event_id = ?", (event_id,))}
+                others = {u["user_id"] for j, u in enumerate(users) if j != k}
+                assert notified == others, f"{event_id} notified {notified}, not {others}"

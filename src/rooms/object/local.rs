@@ -130,22 +130,37 @@ impl RoomObject {
         transaction: Option<(String, String)>,
     ) -> Result<Value, MatrixError> {
         let db = Db::new(&self.platform);
-        if let Some((device, txn)) = &transaction {
-            if let Some(event_id) =
-                stored::transaction_result(&db, sender.as_str(), device, room_id.as_str(), txn)
-                    .await?
-            {
-                return Ok(json!({ "event_id": event_id }));
-            }
-        }
         self.ensure_engine(&db, &room_id).await?;
+        let config = self.platform.config()?;
+        // The push rules of the room's local members are read in the round trip that looks for
+        // the transaction id (reads started together share one D1 batch), so that evaluating
+        // them costs no round trip of its own (src/push/).
+        let members = crate::push::candidates_of(
+            self.engine.borrow().as_ref().expect("loaded above").state(),
+            sender,
+            &event.kind,
+            event.state_key.as_deref(),
+            &config.server_name,
+        );
+        let earlier = async {
+            match &transaction {
+                Some((device, txn)) => {
+                    stored::transaction_result(&db, sender.as_str(), device, room_id.as_str(), txn)
+                        .await
+                }
+                None => Ok(None),
+            }
+        };
+        let (earlier, rules) = futures::join!(earlier, crate::push::prefetch(&db, &members));
+        if let Some(event_id) = earlier? {
+            return Ok(json!({ "event_id": event_id }));
+        }
         if let Some(existing) = self.same_state(sender, &event) {
             return Ok(json!({ "event_id": existing }));
         }
         if event.kind == "m.room.redaction" {
             self.check_redaction(&db, &room_id, sender, &event).await?;
         }
-        let config = self.platform.config()?;
         let mut event = event;
         let own_join = event.kind == "m.room.member"
             && event.state_key.as_deref() == Some(sender.as_str())
@@ -196,18 +211,45 @@ impl RoomObject {
             .map(|(device, txn)| (sender.as_str(), device.as_str(), txn.as_str()));
         let event = event_write(&accepted, &room_id, &visibility, transaction);
         let write = room_write(std::slice::from_ref(&accepted), vec![event]);
-        // The push rules of the room's local members are read while the event is written, so
-        // that evaluating them after the write costs no extra round trip (src/push/).
-        let members = crate::push::candidates(
-            self.engine.borrow().as_ref().expect("loaded above").state(),
-            &pdu,
-            &config.server_name,
-        );
-        let (persisted, rules) = futures::join!(
-            stored::persist(&db, write),
-            crate::push::prefetch(&db, &members)
-        );
-        if let Err(e) = persisted {
+        // An event that changes no state leaves the audience as it is now: its notifications
+        // are decided before the write and stored in the write's own batch (one round trip, and
+        // the members' next /sync sees the event and its count together). A state event (a
+        // membership changes who is notified) has them stored after the write, as below.
+        let mut rules = Some(rules);
+        let early_push = match (pdu.state_key(), rules.take()) {
+            (None, Some(Ok(rows))) => {
+                let audience = {
+                    let engine = self.engine.borrow();
+                    let engine = engine.as_ref().expect("loaded above");
+                    crate::push::audience(
+                        engine.state(),
+                        engine.version(),
+                        &pdu,
+                        &config.server_name,
+                    )
+                };
+                match crate::push::decide(&db, &audience, &pdu, &rows).await {
+                    Ok(decided) => Some(decided),
+                    Err(e) => {
+                        crate::log_warn!(
+                            "push rules of {} not evaluated: {}",
+                            pdu.event_id(),
+                            e.message
+                        );
+                        None
+                    }
+                }
+            }
+            (_, other) => {
+                rules = other;
+                None
+            }
+        };
+        let (then, poke) = match early_push {
+            Some(decided) => (decided.statement.into_iter().collect(), Some(decided.poke)),
+            None => (Vec::new(), None),
+        };
+        if let Err(e) = stored::persist_with(&db, write, then).await {
             // D1 may or may not have it: forget the in-memory tip and rebuild from D1.
             *self.engine.borrow_mut() = None;
             return Err(e);
@@ -222,9 +264,13 @@ impl RoomObject {
                 crate::push::audience(engine.state(), engine.version(), &pdu, &config.server_name),
             )
         };
-        // The notification counts are stored before the members are woken, so their next
-        // /sync shows the event and its count together.
-        crate::push::after_event(&self.platform, &db, push_audience, &pdu, Some(rules)).await;
+        match poke {
+            Some(poke) if !poke.is_empty() => self.platform.pushers.poke(poke).await,
+            Some(_) => {}
+            // The notification counts are stored before the members are woken, so their next
+            // /sync shows the event and its count together.
+            None => crate::push::after_event(&self.platform, &db, push_audience, &pdu, rules).await,
+        }
         self.platform.wakeups.notify(audience).await;
         for server in servers {
             self.platform

@@ -5,7 +5,9 @@
 //! - One writer per room: commands are handled one at a time (`writer`), so no two of them
 //!   build on the same tip.
 //! - D1 is the truth: each accepted event is persisted with its state change in one D1 batch
-//!   before it becomes the room's new tip in memory, and then the local members are woken. The
+//!   before it becomes the room's new tip in memory, and then the local members are woken (a
+//!   group of queued messages, `queued`, is built on the in-memory tip within one turn and
+//!   dropped with the engine if its batch fails: no other command sees it before). The
 //!   in-memory engine is a cache of D1, dropped and rebuilt from it whenever a write may or may
 //!   not have landed.
 //! - The object's own storage (`ObjectStorage`) holds a remote join under way and nothing else,
@@ -14,7 +16,7 @@
 //! One job per file: `local` (events of our users), `incoming` (PDUs of other servers),
 //! `membership` (membership handshakes with other servers, invites from them), `remote_join`
 //! (joining a room another server holds, in steps), `missing_state` (the state across a gap),
-//! `backfill` (history from before we joined).
+//! `backfill` (history from before we joined), `queued` (messages written together).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -43,6 +45,9 @@ mod join_tests;
 mod local;
 mod membership;
 mod missing_state;
+mod queued;
+#[cfg(test)]
+mod queued_tests;
 mod remote_join;
 mod restricted;
 #[cfg(test)]
@@ -64,6 +69,9 @@ pub(crate) struct RoomObject {
     /// Commands run one at a time: D1 calls are awaited, and without this a second command
     /// could build on the same tip while the first is being written.
     writer: Mutex<()>,
+    /// Messages waiting for the writer, written together by whichever command takes the next
+    /// turn (`queued`).
+    queued: RefCell<Vec<queued::QueuedMessage>>,
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
@@ -74,12 +82,24 @@ impl RoomObject {
             storage,
             engine: RefCell::new(None),
             writer: Mutex::new(()),
+            queued: RefCell::new(Vec::new()),
         }
     }
 
     /// Handles one command, after any other under way; its answer, or an error that keeps its
     /// status, code and extra fields.
     pub(crate) async fn handle(&self, command: RoomCommand) -> Result<Value, MatrixError> {
+        let command = match command {
+            RoomCommand::Send {
+                room_id,
+                sender,
+                event,
+                transaction,
+            } if queued::queueable(&event) => {
+                return self.send_queued(room_id, sender, event, transaction).await;
+            }
+            other => other,
+        };
         let _turn = self.writer.lock().await;
         match command {
             RoomCommand::Create {
