@@ -11,6 +11,10 @@ use super::Db;
 use crate::args;
 use crate::http::MatrixError;
 
+/// The events' stream position now: a device list written now is current as of every
+/// membership stored so far (`tracked_users`).
+const CONFIRMED_NOW: &str = "(SELECT IFNULL(MAX(stream_ordering), 0) FROM events)";
+
 #[derive(Deserialize)]
 struct UserRow {
     user_id: String,
@@ -22,9 +26,10 @@ struct StreamRow {
 }
 
 /// Which of these remote users have a cached device list that is kept up to date: their keys
-/// are answered locally. Only while one of our users shares a joined room with them: after that
-/// their server stops sending us updates (spec: device list tracking ends with the last shared
-/// room), so a cached list may be stale and their server is asked instead.
+/// are answered locally. Only while one of our users shares a joined room with them, joined
+/// (both) before the list was last confirmed: once no room is shared their server stops sending
+/// us updates (spec: device list tracking ends with the last shared room), so a list cached
+/// before a leave and a re-join may be stale, and their server is asked instead.
 pub async fn tracked_users(db: &Db, users: &[&str]) -> Result<Vec<String>, MatrixError> {
     if users.is_empty() {
         return Ok(Vec::new());
@@ -36,7 +41,9 @@ pub async fn tracked_users(db: &Db, users: &[&str]) -> Result<Vec<String>, Matri
                AND EXISTS (SELECT 1 FROM memberships them
                  JOIN memberships m ON m.room_id = them.room_id AND m.membership = 'join'
                  JOIN users u ON u.user_id = m.user_id
-                 WHERE them.user_id = d.user_id AND them.membership = 'join')",
+                 WHERE them.user_id = d.user_id AND them.membership = 'join'
+                   AND them.stream_ordering <= d.confirmed_at
+                   AND m.stream_ordering <= d.confirmed_at)",
             args![&json!(users).to_string()],
         )
         .await?
@@ -124,7 +131,10 @@ pub async fn replace_remote_devices(
         ));
     }
     statements.push(db.stmt(
-        "INSERT OR REPLACE INTO e2e_remote_device_lists (user_id, stream_id) VALUES (?1, ?2)",
+        &format!(
+            "INSERT OR REPLACE INTO e2e_remote_device_lists (user_id, stream_id, confirmed_at)
+             VALUES (?1, ?2, {CONFIRMED_NOW})"
+        ),
         args![user_id, stream_id],
     ));
     if changed {
@@ -156,7 +166,10 @@ pub async fn apply_remote_device_update(
     let statements = vec![
         device,
         db.stmt(
-            "UPDATE e2e_remote_device_lists SET stream_id = ?2 WHERE user_id = ?1",
+            &format!(
+                "UPDATE e2e_remote_device_lists SET stream_id = ?2, confirmed_at = {CONFIRMED_NOW}
+                 WHERE user_id = ?1"
+            ),
             args![user_id, stream_id],
         ),
         db.stmt(DEVICE_LIST_CHANGED, args![user_id]),

@@ -556,6 +556,20 @@ fn a_remote_user_s_device_list_is_replaced_whole_and_updated_per_device() {
             e2ee_remote::remote_stream_id(&db, DAVE).await.unwrap(),
             Some(11)
         );
+        // He joins again. His server told us nothing while no room was shared, so the list we
+        // hold is not answered from until his server confirms it (a resync or an update).
+        room.member(&db, DAVE, DAVE, "join").await;
+        assert!(e2ee_remote::tracked_users(&db, &[DAVE])
+            .await
+            .unwrap()
+            .is_empty());
+        e2ee_remote::apply_remote_device_update(&db, DAVE, "D4", Some(r#"{"d":4}"#), 12)
+            .await
+            .unwrap();
+        assert_eq!(
+            e2ee_remote::tracked_users(&db, &[DAVE]).await.unwrap(),
+            [DAVE]
+        );
     })
 }
 
