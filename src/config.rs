@@ -150,7 +150,8 @@ impl std::fmt::Display for ConfigError {
 
 impl Config {
     /// Builds the configuration from a lookup of named settings. Empty strings count as unset,
-    /// because `wrangler dev --var NAME:` is the only way to "unset" a `[vars]` default locally.
+    /// because an empty `--var NAME:` (scripts/serve.mjs, as with `wrangler dev`) is the only way to
+    /// "unset" a `[vars]` default locally.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| {
             lookup(name)

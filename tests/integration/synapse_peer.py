@@ -327,13 +327,13 @@ class FederationPair:
 def our_worker(directory: Path, ca: Path, cert: Path, key: Path, env: dict | None = None,
                entry: str | None = None) -> Homeserver:
     """Our Worker over HTTPS with the test CA's leaf, trusting that CA for its outbound fetch.
-    `entry`: another entry module for `wrangler dev` (the benchmark's bench/meter.mjs)."""
+    `entry`: another entry module for scripts/serve.mjs (the benchmark's bench/meter.mjs)."""
     hs = Homeserver(directory, tls=(cert, key), ca=ca,
                     command=["bash", "scripts/dev.sh", entry] if entry else None)
     hs.extra_env.update({
         "SERVER_NAME": f"localhost:{hs.port}",
         "PUBLIC_BASEURL": f"https://localhost:{hs.port}",
-        # wrangler/Miniflare add this CA to workerd's trusted certificates (TOOLCHAIN.md).
+        # Miniflare adds this CA to workerd's trusted certificates.
         "NODE_EXTRA_CA_CERTS": str(ca),
         **(env or {}),
     })
