@@ -144,24 +144,27 @@ async fn build(
     // A connection for extensions only (matrix-rust-sdk's encryption sync has no lists and no
     // subscriptions) reads no room at all.
     let wants_rooms = !request.lists.is_empty() || !request.subscriptions.is_empty();
-    let entries = if wants_rooms {
-        let (rows, direct) = futures::join!(
-            stored::room_entries(db, user),
-            stored::direct_rooms(db, user)
-        );
-        list::build(rows?, user, &direct?, |room_id| {
-            connection.rooms.contains_key(room_id)
-        })
-    } else {
-        Vec::new()
-    };
     let spaces: Vec<String> = request
         .lists
         .values()
         .filter_map(|l| l.filters.spaces.clone())
         .flatten()
         .collect();
-    let (children, read_elsewhere) = futures::join!(
+    // The user's rooms, DMs, the spaces' children and the rooms read elsewhere: independent
+    // reads, started together so they share one D1 round trip.
+    let rows = async {
+        if wants_rooms {
+            futures::try_join!(
+                stored::room_entries(db, user),
+                stored::direct_rooms(db, user)
+            )
+            .map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let (rows, children, read_elsewhere) = futures::join!(
+        rows,
         stored::space_children(db, &spaces),
         stored::rooms_with_own_receipts(
             db,
@@ -170,7 +173,13 @@ async fn build(
             now.receipts
         ),
     );
-    let (children, read_elsewhere) = (children?, read_elsewhere?);
+    let (rows, children, read_elsewhere) = (rows?, children?, read_elsewhere?);
+    let entries = match rows {
+        Some((rows, direct)) => list::build(rows, user, &direct, |room_id| {
+            connection.rooms.contains_key(room_id)
+        }),
+        None => Vec::new(),
+    };
 
     // Which rooms are in view, under which rules.
     let mut view: BTreeMap<usize, Rule> = BTreeMap::new();
