@@ -46,12 +46,22 @@ pub struct RoomEntryRow {
 /// room's two positions walk its `(room_id, stream_ordering)` index from the newest event and
 /// stop at the first match: no room's timeline is read.
 pub async fn room_entries(db: &Db, user_id: &str) -> Result<Vec<RoomEntryRow>, MatrixError> {
-    let bump_types = json!(BUMP_TYPES).to_string();
-    db.rows(
+    db.rows(&room_entries_sql("?1"), args![user_id]).await
+}
+
+/// The query of `room_entries`, the user as an SQL expression (`storage::sync::sync_start`
+/// reads it in its own statement). The bump types are constants, written in as literals.
+pub(crate) fn room_entries_sql(user: &str) -> String {
+    let bump_types = BUMP_TYPES
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
         "SELECT m.room_id, m.membership, m.stream_ordering AS membership_at, r.room_version,
            (SELECT sender FROM events WHERE event_id = m.event_id) AS membership_sender,
            (SELECT b.stream_ordering FROM events b WHERE b.room_id = m.room_id AND b.outlier = 0
-              AND b.stream_ordering > 0 AND b.type IN (SELECT value FROM json_each(?2))
+              AND b.stream_ordering > 0 AND b.type IN ({bump_types})
               ORDER BY b.stream_ordering DESC LIMIT 1) AS bump,
            (SELECT MAX(l.stream_ordering) FROM events l WHERE l.room_id = m.room_id) AS latest,
            (SELECT json_extract(c.pdu, '$.content.type') FROM room_state s JOIN events c ON c.event_id = s.event_id
@@ -59,10 +69,15 @@ pub async fn room_entries(db: &Db, user_id: &str) -> Result<Vec<RoomEntryRow>, M
            EXISTS (SELECT 1 FROM room_state s WHERE s.room_id = m.room_id
               AND s.type = 'm.room.encryption' AND s.state_key = '') AS encrypted
          FROM memberships m JOIN rooms r ON r.room_id = m.room_id
-         WHERE m.user_id = ?1 AND m.forgotten = 0",
-        args![user_id, &bump_types],
+         WHERE m.user_id = {user} AND m.forgotten = 0"
     )
-    .await
+}
+
+/// The query of `direct_rooms`' content, the user as an SQL expression.
+pub(crate) fn direct_sql(user: &str) -> String {
+    format!(
+        "SELECT content FROM account_data WHERE user_id = {user} AND room_id = '' AND type = 'm.direct'"
+    )
 }
 
 /// The rooms the user's `m.direct` account data names: its DMs.
@@ -71,23 +86,23 @@ pub async fn direct_rooms(db: &Db, user_id: &str) -> Result<HashSet<String>, Mat
     struct Row {
         content: String,
     }
-    let row: Option<Row> = db
-        .row(
-            "SELECT content FROM account_data WHERE user_id = ?1 AND room_id = '' AND type = 'm.direct'",
-            args![user_id],
-        )
-        .await?;
-    let content: Value = row
-        .and_then(|r| serde_json::from_str(&r.content).ok())
+    let row: Option<Row> = db.row(&direct_sql("?1"), args![user_id]).await?;
+    Ok(direct_from(row.as_ref().map(|r| r.content.as_str())))
+}
+
+/// The room ids of an `m.direct` content (`None`: the user has none).
+pub(crate) fn direct_from(content: Option<&str>) -> HashSet<String> {
+    let content: Value = content
+        .and_then(|c| serde_json::from_str(c).ok())
         .unwrap_or(Value::Null);
-    Ok(content
+    content
         .as_object()
         .into_iter()
         .flat_map(|users| users.values())
         .filter_map(Value::as_array)
         .flatten()
         .filter_map(|r| r.as_str().map(str::to_owned))
-        .collect())
+        .collect()
 }
 
 /// The rooms the given spaces name in their current `m.space.child` state (with a `via`, as the

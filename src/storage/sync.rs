@@ -209,6 +209,11 @@ pub struct SyncStart {
     /// The sliding sync connection state `StartQuery::connection` names, when it is this
     /// device's and still kept (`sliding_sync::position`).
     pub connection: Option<String>,
+    /// With the connection, when asked for (`StartQuery::connection`): the user's rooms as
+    /// `sliding_sync::room_entries` reads them, as a JSON array of its rows, and the content of
+    /// the user's `m.direct` account data.
+    room_list: Option<String>,
+    direct: Option<String>,
     /// `[[room_id, membership, stream_ordering, room_version], ...]`; NULL when not read.
     memberships: Option<String>,
     /// With the memberships, in an incremental sync: `changed_rooms` from `since` to the
@@ -247,14 +252,21 @@ impl Inbox {
     }
 }
 
+/// A user's rooms (`sliding_sync::room_entries`) and the rooms their `m.direct` names.
+pub type RoomList = (
+    Vec<super::sliding_sync::RoomEntryRow>,
+    std::collections::HashSet<String>,
+);
+
 /// What the caller asks `sync_start` for besides the token.
 pub struct StartQuery<'a> {
     pub token_hash: &'a str,
     pub since: Option<StreamPosition>,
     pub memberships: Memberships,
     pub filter_id: Option<i64>,
-    /// A sliding sync's `pos` row and `conn_id`: its connection state is read too.
-    pub connection: Option<(u64, &'a str)>,
+    /// A sliding sync's `pos` row and `conn_id`: its connection state is read too, and, when
+    /// the flag says so, its room list (`SyncStart::room_list`).
+    pub connection: Option<(u64, &'a str, bool)>,
 }
 
 /// When `sync_start` reads the user's memberships.
@@ -299,13 +311,29 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
     let presence = super::presence::changed_for_sql(user, "?10", &up_to("p"), ["?4", &up_to("e")]);
     // Only a sliding sync names a connection: a `/sync` neither compiles nor binds its part.
     let (connection, pos_id, conn_id) = match q.connection {
-        Some((pos_id, conn_id)) => (
+        Some((pos_id, conn_id, _)) => (
             "(SELECT rooms FROM sliding_sync_positions WHERE pos_id = ?13
                AND user_id = me.user_id AND device_id = me.device_id AND conn_id = ?14)",
             Arg::from(pos_id),
             Arg::from(conn_id),
         ),
         None => ("NULL", Arg::Null, Arg::Null),
+    };
+    // Its room list in the same snapshot as the positions: an answer then ranks and compares
+    // the rooms exactly as of the stream positions it is built up to.
+    let (room_list, direct) = match q.connection {
+        Some((_, _, true)) => (
+            format!(
+                "(SELECT json_group_array(json_object('room_id', room_id, 'membership', membership,
+                   'membership_at', membership_at, 'membership_sender', membership_sender,
+                   'room_version', room_version, 'bump', bump, 'latest', latest,
+                   'room_type', room_type, 'encrypted', encrypted))
+                  FROM ({}))",
+                super::sliding_sync::room_entries_sql(user)
+            ),
+            format!("({})", super::sliding_sync::direct_sql(user)),
+        ),
+        _ => ("NULL".to_owned(), "NULL".to_owned()),
     };
     let mut args = vec![
         Arg::from(q.token_hash),
@@ -351,6 +379,8 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
               'currently_active', p.currently_active)
             FROM presence p WHERE p.user_id = me.user_id) AS own_presence,
            {connection} AS connection,
+           {room_list} AS room_list,
+           {direct} AS direct,
            CASE WHEN go.read THEN
              (SELECT json_group_array(json_array(room_id, membership, event_id, stream_ordering, room_version))
               FROM ({memberships}))
@@ -446,6 +476,16 @@ impl SyncStart {
     }
 
     /// The memberships, when the statement read them.
+    /// The room list and the DMs, when read (`StartQuery::connection`).
+    pub fn room_list(&self) -> Result<Option<RoomList>, MatrixError> {
+        let Some(text) = &self.room_list else {
+            return Ok(None);
+        };
+        let rows = serde_json::from_str(text).map_err(super::storage_error)?;
+        let direct = super::sliding_sync::direct_from(self.direct.as_deref());
+        Ok(Some((rows, direct)))
+    }
+
     pub fn memberships(&self) -> Result<Option<Vec<MembershipRow>>, MatrixError> {
         let Some(text) = self.memberships.as_deref() else {
             return Ok(None);

@@ -16,7 +16,7 @@ use crate::api::request::{Ctx, Requester};
 use crate::http::MatrixError;
 use crate::presence::Presence;
 use crate::storage::sync::{
-    self as stored, FirstRound, Inbox, MembershipRow, Memberships, StartQuery,
+    self as stored, FirstRound, Inbox, MembershipRow, Memberships, RoomList, StartQuery,
 };
 use crate::storage::{e2ee, user_data, Db};
 use crate::sync::token::StreamPosition;
@@ -43,10 +43,13 @@ pub(crate) struct Start {
     /// The sliding sync connection state asked for: `Some(None)` when this device has no such
     /// `pos` (unknown or no longer kept), `None` when not read here.
     pub connection: Option<Option<String>>,
+    /// The sliding sync's room list, in the same snapshot as `now`, when asked for with the
+    /// connection (`None`: not read here).
+    pub room_list: Option<RoomList>,
 }
 
 /// The first read; `memberships` says when to read them, `connection` (a sliding sync's `pos`
-/// row and `conn_id`) which connection state to read. An application service's token has no
+/// row and `conn_id`, and whether it wants its room list) which connection state to read. An application service's token has no
 /// row in `access_tokens`: it takes the usual way (`Ctx::requester`, then the reads one by
 /// one).
 pub(crate) async fn start(
@@ -55,7 +58,7 @@ pub(crate) async fn start(
     since: Option<StreamPosition>,
     memberships: Memberships,
     filter_id: Option<i64>,
-    connection: Option<(u64, &str)>,
+    connection: Option<(u64, &str, bool)>,
 ) -> Result<Start, MatrixError> {
     let token = ctx.bearer()?;
     let hash = token_hash(token);
@@ -80,6 +83,7 @@ pub(crate) async fn start(
         let filter = row.filter.clone();
         let inbox = Some(row.inbox());
         let connection = connection.map(|_| row.connection.clone());
+        let room_list = row.room_list()?;
         let me = ctx.requester_from(token, Some(row.owner)).await?;
         // A typing notification that ran out is ended (which moves the typing stream) and
         // everything read again, once: nobody else ends it (`user_data::expire_typing`).
@@ -99,6 +103,7 @@ pub(crate) async fn start(
             own_presence,
             inbox,
             connection,
+            room_list,
         });
     }
 }
@@ -132,5 +137,6 @@ async fn start_slowly(
         own_presence: None,
         inbox: None,
         connection: None,
+        room_list: None,
     })
 }

@@ -14,7 +14,7 @@ use super::required_state::RequiredState;
 use super::room::{self, Delivery, Due};
 use crate::api::request::{Ctx, Requester};
 use crate::http::{JsonResponse, MatrixError};
-use crate::storage::sync::Memberships;
+use crate::storage::sync::{Memberships, RoomList};
 use crate::storage::{sliding_sync as stored, Db};
 use crate::sync::start::start;
 use crate::sync::token::StreamPosition;
@@ -34,9 +34,10 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         let body = Value::Object(ctx.json_object()?);
         request::parse(&body, ctx.query("pos"), ctx.query_u64("timeout")?)
     })();
+    // With a connection that has lists or subscriptions, the same read fetches the room list.
     let wanted = request.as_ref().ok().and_then(|r| {
         let pos = Pos::parse(r.pos.as_deref()?)?;
-        Some((pos.row, r.conn_id.as_str()))
+        Some((pos.row, r.conn_id.as_str(), r.wants_rooms()))
     });
     let mut look = start(ctx, &db, since, Memberships::Never, None, wanted).await?;
     let me = look.me.clone();
@@ -44,6 +45,7 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let known_connection = look.connection.take();
     let own_presence = look.own_presence.take();
     if crate::client::presence::on_sync(ctx, &db, me.user_id.as_str(), own_presence).await {
+        // A new look: its positions are later than the room list read with the first.
         look = start(ctx, &db, since, Memberships::Never, None, None).await?;
     }
     let user = me.user_id.as_str();
@@ -68,7 +70,16 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let deadline = now_ms() + timeout;
     loop {
         let (typing_ends, now) = (look.typing_ends, look.now);
-        let answer = build(&db, &me, &request, &connection, pos.as_ref(), &now).await?;
+        let room_list = look.room_list.take();
+        let answer = build(
+            &db,
+            &me,
+            &request,
+            &connection,
+            (pos.as_ref(), &now),
+            room_list,
+        )
+        .await?;
         let remaining = deadline.saturating_sub(now_ms());
         if answer.news || remaining == 0 {
             let row = match pos {
@@ -131,37 +142,43 @@ impl Rule {
     }
 }
 
+/// `room_list`: the user's rooms and DMs when the look at `now` read them (else read here).
 async fn build(
     db: &Db,
     me: &Requester,
     request: &Request,
     connection: &Connection,
-    pos: Option<&Pos>,
-    now: &StreamPosition,
+    (pos, now): (Option<&Pos>, &StreamPosition),
+    room_list: Option<RoomList>,
 ) -> Result<Answer, MatrixError> {
     let user = me.user_id.as_str();
     let from = pos.map(|p| p.stream);
     // A connection for extensions only (matrix-rust-sdk's encryption sync has no lists and no
     // subscriptions) reads no room at all.
-    let wants_rooms = !request.lists.is_empty() || !request.subscriptions.is_empty();
-    let entries = if wants_rooms {
-        let (rows, direct) = futures::join!(
-            stored::room_entries(db, user),
-            stored::direct_rooms(db, user)
-        );
-        list::build(rows?, user, &direct?, |room_id| {
-            connection.rooms.contains_key(room_id)
-        })
-    } else {
-        Vec::new()
-    };
+    let wants_rooms = request.wants_rooms();
     let spaces: Vec<String> = request
         .lists
         .values()
         .filter_map(|l| l.filters.spaces.clone())
         .flatten()
         .collect();
-    let (children, read_elsewhere) = futures::join!(
+    // The user's rooms, DMs, the spaces' children and the rooms read elsewhere: independent
+    // reads, started together so they share one D1 round trip.
+    let rows = async {
+        if room_list.is_some() {
+            Ok(room_list)
+        } else if wants_rooms {
+            futures::try_join!(
+                stored::room_entries(db, user),
+                stored::direct_rooms(db, user)
+            )
+            .map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let (rows, children, read_elsewhere) = futures::join!(
+        rows,
         stored::space_children(db, &spaces),
         stored::rooms_with_own_receipts(
             db,
@@ -170,7 +187,13 @@ async fn build(
             now.receipts
         ),
     );
-    let (children, read_elsewhere) = (children?, read_elsewhere?);
+    let (rows, children, read_elsewhere) = (rows?, children?, read_elsewhere?);
+    let entries = match rows {
+        Some((rows, direct)) => list::build(rows, user, &direct, |room_id| {
+            connection.rooms.contains_key(room_id)
+        }),
+        None => Vec::new(),
+    };
 
     // Which rooms are in view, under which rules.
     let mut view: BTreeMap<usize, Rule> = BTreeMap::new();

@@ -86,6 +86,14 @@ pub struct Request {
     pub extensions: Extensions,
 }
 
+impl Request {
+    /// Whether the answer reads rooms at all: a connection for extensions only (matrix-rust-sdk's
+    /// encryption sync has no lists and no subscriptions) reads none.
+    pub fn wants_rooms(&self) -> bool {
+        !self.lists.is_empty() || !self.subscriptions.is_empty()
+    }
+}
+
 fn field<T: for<'de> Deserialize<'de>>(
     object: &serde_json::Map<String, Value>,
     name: &str,

@@ -681,3 +681,88 @@ fn reading_a_room_elsewhere_updates_its_count() {
         assert!(again.get("timeline").is_none(), "{again}");
     });
 }
+
+/// Element X's steady room-list connection (a list window with its `required_state`, and the
+/// account_data, receipts and typing extensions): an answer carrying one new event in a room
+/// in view reads D1 in three round trips (the first statement with the room list and DMs, the
+/// rooms' first round with the extensions, the current state of the timeline's senders) and
+/// writes nothing (the connection state did not change, so the `pos` keeps its row).
+#[test]
+fn an_incremental_answer_costs_few_round_trips() {
+    block_on(async {
+        let server = TestServer::new();
+        let (alice, token) = server.register("alice").await;
+        let mut rooms = Vec::new();
+        for i in 0..3 {
+            let room = create_room(&server, &token, json!({ "name": format!("Room {i}") })).await;
+            send(&server, &token, &room, &format!("m{i}"), "hello").await;
+            rooms.push(room);
+        }
+        // The first room is a DM: the room list read with the first statement carries it.
+        let direct = json!({ "@bob:test.local": [rooms[0]] });
+        let path = format!("/_matrix/client/v3/user/{alice}/account_data/m.direct");
+        let (status, answer) = server
+            .request("PUT", &path, Some(&token), Some(direct))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        let body = json!({
+            "conn_id": "steady",
+            "lists": { "all_rooms": {
+                "ranges": [[0, 19]],
+                "timeline_limit": 1,
+                "required_state": [["m.room.name", ""], ["m.room.encryption", ""],
+                    ["m.room.member", "$LAZY"], ["m.room.member", "$ME"], ["m.room.topic", ""],
+                    ["m.room.avatar", ""], ["m.room.power_levels", ""], ["m.room.create", ""],
+                    ["m.space.parent", "*"], ["m.space.child", "*"]],
+            },
+            "dms": { "ranges": [[0, 9]], "timeline_limit": 0, "filters": { "is_dm": true } } },
+            "extensions": { "account_data": { "enabled": true },
+                "receipts": { "enabled": true, "rooms": ["*"] }, "typing": { "enabled": true } },
+        });
+        let first = slide(&server, &token, "?timeout=0", body.clone()).await;
+        assert_eq!(
+            first["rooms"].as_object().map(|r| r.len()),
+            Some(3),
+            "{first}"
+        );
+        let mut at = pos(&first);
+        for (n, room) in rooms.iter().enumerate() {
+            send(
+                &server,
+                &token,
+                room,
+                &format!("new{n}"),
+                &format!("new {n}"),
+            )
+            .await;
+            let before = server.d1_round_trips();
+            let answer = slide(
+                &server,
+                &token,
+                &format!("?timeout=10000&pos={at}"),
+                body.clone(),
+            )
+            .await;
+            let round_trips = server.d1_round_trips() - before;
+            assert_eq!(answer["lists"]["dms"]["count"], 1, "{answer}");
+            assert_eq!(answer["lists"]["all_rooms"]["count"], 3);
+            let only: Vec<&String> = answer["rooms"].as_object().unwrap().keys().collect();
+            assert_eq!(only, vec![room], "{answer}");
+            assert_eq!(bodies(&answer["rooms"][room]), vec![format!("new {n}")]);
+            // Only the lazily loaded sender: the rest of the state is unchanged.
+            let state = answer["rooms"][room]["required_state"].as_array().unwrap();
+            assert_eq!(state.len(), 1, "{answer}");
+            assert_eq!(state[0]["state_key"], alice.as_str());
+            assert_eq!(
+                pos(&answer).split('s').next(),
+                at.split('s').next(),
+                "no new row"
+            );
+            assert!(
+                round_trips <= 3,
+                "{round_trips} D1 round trips for one new event"
+            );
+            at = pos(&answer);
+        }
+    });
+}
