@@ -22,6 +22,9 @@ use crate::storage::{e2ee, user_data, Db};
 use crate::sync::token::StreamPosition;
 use crate::time::now_ms;
 
+/// The device's one-time key counts by algorithm, and its unused fallback key algorithms.
+pub(crate) type KeyCounts = (BTreeMap<String, u64>, Vec<String>);
+
 /// What the first read found.
 pub(crate) struct Start {
     pub me: Requester,
@@ -29,7 +32,7 @@ pub(crate) struct Start {
     pub typing_ends: Option<u64>,
     pub now: StreamPosition,
     /// The device's one-time key counts and unused fallback key algorithms.
-    pub key_counts: (BTreeMap<String, u64>, Vec<String>),
+    pub key_counts: KeyCounts,
     /// The stored filter's JSON text, when `filter_id` was asked for and is the user's.
     pub filter: Option<String>,
     /// The user's memberships, when some stream moved (else `None`: read them if needed).

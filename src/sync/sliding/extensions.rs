@@ -13,6 +13,7 @@ use crate::http::MatrixError;
 use crate::storage::sync_rooms::{self as batch, Window};
 use crate::storage::{e2ee, user_data, Db};
 use crate::sync::handler::receipt_content;
+use crate::sync::start::KeyCounts;
 use crate::sync::token::StreamPosition;
 use crate::time::now_ms;
 
@@ -41,6 +42,7 @@ pub async fn build(
     from: Option<&StreamPosition>,
     now: &StreamPosition,
     rooms: &[InView<'_>],
+    key_counts: KeyCounts,
 ) -> Result<Answer, MatrixError> {
     let mut body = Map::new();
     let mut news = false;
@@ -52,7 +54,7 @@ pub async fn build(
     // room is new) is not made at all: it could find nothing.
     let (to_device, e2ee, account_data, receipts, typing) = futures::join!(
         to_device(db, me, config, now),
-        e2ee(db, me, config, from, now),
+        e2ee(db, me, config, from, now, key_counts),
         account_data(db, user, config, from, now, rooms),
         receipts(db, user, config, &start, now, rooms),
         typing(db, config, &start, now, rooms),
@@ -119,19 +121,17 @@ async fn e2ee(
     config: &Extensions,
     from: Option<&StreamPosition>,
     now: &StreamPosition,
+    (counts, fallback): KeyCounts,
 ) -> Part {
     if !config.e2ee.on() {
         return Ok(None);
     }
     let user = me.user_id.as_str();
-    let delta = async {
-        match from {
-            Some(from) => e2ee::device_list_delta(db, user, from, now).await,
-            None => Ok((Vec::new(), Vec::new())),
-        }
+    // The key counts come from the request's first statement, at the same `now`.
+    let (changed, left) = match from {
+        Some(from) => e2ee::device_list_delta(db, user, from, now).await?,
+        None => (Vec::new(), Vec::new()),
     };
-    let (delta, counts) = futures::join!(delta, e2ee::key_counts(db, user, &me.device_id));
-    let ((changed, left), (counts, fallback)) = (delta?, counts?);
     let news = !changed.is_empty() || !left.is_empty();
     Ok(Some((
         json!({

@@ -17,6 +17,7 @@ use crate::http::{JsonResponse, MatrixError};
 use crate::storage::sync::{Memberships, RoomList};
 use crate::storage::{sliding_sync as stored, Db};
 use crate::sync::start::start;
+use crate::sync::start::KeyCounts;
 use crate::sync::token::StreamPosition;
 use crate::time::now_ms;
 
@@ -78,6 +79,7 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             &connection,
             (pos.as_ref(), &now),
             room_list,
+            look.key_counts.clone(),
         )
         .await?;
         let remaining = deadline.saturating_sub(now_ms());
@@ -142,7 +144,9 @@ impl Rule {
     }
 }
 
-/// `room_list`: the user's rooms and DMs when the look at `now` read them (else read here).
+/// `room_list`: the user's rooms and DMs when the look at `now` read them (else read here);
+/// `key_counts`: the device's one-time key counts and unused fallback key types, as that look
+/// read them.
 async fn build(
     db: &Db,
     me: &Requester,
@@ -150,6 +154,7 @@ async fn build(
     connection: &Connection,
     (pos, now): (Option<&Pos>, &StreamPosition),
     room_list: Option<RoomList>,
+    key_counts: KeyCounts,
 ) -> Result<Answer, MatrixError> {
     let user = me.user_id.as_str();
     let from = pos.map(|p| p.stream);
@@ -284,7 +289,8 @@ async fn build(
             &request.extensions,
             from.as_ref(),
             now,
-            &in_view_joined
+            &in_view_joined,
+            key_counts,
         ),
     );
     let (rooms, extensions) = (rooms?, extensions?);
