@@ -22,26 +22,25 @@ pub struct RecipientRow {
     pub has_pusher: i64,
 }
 
-/// The rules and pusher flag of each of `users` that has an account here, in one query.
+const RECIPIENTS: &str = "SELECT u.user_id, p.rules,
+        EXISTS (SELECT 1 FROM pushers x WHERE x.user_id = u.user_id) AS has_pusher
+     FROM users u LEFT JOIN push_rules p ON p.user_id = u.user_id
+     WHERE u.user_id IN (SELECT value FROM json_each(?1))";
+
+/// The rules and pusher flag of each of `users` that has an account here, in one query (a
+/// plain read: it shares a D1 batch with reads started alongside, as a send's transaction-id
+/// lookup).
 pub async fn recipients(db: &Db, users: &[&str]) -> Result<Vec<RecipientRow>, MatrixError> {
-    match recipients_statement(db, users) {
-        Some(read) => db.batch(vec![read]).await?[0].rows(),
-        None => Ok(Vec::new()),
+    if users.is_empty() {
+        return Ok(Vec::new());
     }
+    db.rows(RECIPIENTS, args![&json!(users).to_string()]).await
 }
 
 /// The query of `recipients`, to run inside another batch (an incoming PDU's write,
 /// rooms/object/incoming.rs); `None` when there is nobody to read.
 pub fn recipients_statement(db: &Db, users: &[&str]) -> Option<Statement> {
-    (!users.is_empty()).then(|| {
-        db.stmt(
-            "SELECT u.user_id, p.rules,
-                    EXISTS (SELECT 1 FROM pushers x WHERE x.user_id = u.user_id) AS has_pusher
-             FROM users u LEFT JOIN push_rules p ON p.user_id = u.user_id
-             WHERE u.user_id IN (SELECT value FROM json_each(?1))",
-            args![&json!(users).to_string()],
-        )
-    })
+    (!users.is_empty()).then(|| db.stmt(RECIPIENTS, args![&json!(users).to_string()]))
 }
 
 /// One notified user of an event.
