@@ -3,9 +3,10 @@
 //!
 //! The room's writer calls [`after_event`] once an event is stored and before it wakes the
 //! room's members: the members' rules are read in one query, evaluated in memory
-//! (`evaluate`), and the users to notify get one row each in `event_push_actions` (one
-//! statement for all of them; an event that notifies nobody writes nothing). /sync counts those
-//! rows after the user's read receipts (`counts`, src/storage/push.rs). Users with a pusher have
+//! (`evaluate`), and the users to notify are stored in the `push` column of the event's own
+//! row (written with the row when decided before it, as for a local message; otherwise one
+//! update of it; an event that notifies nobody leaves it NULL). /sync counts the notifying
+//! events after the user's read receipts (`counts`, src/storage/push.rs). Users with a pusher have
 //! their push queue poked (src/runtime/pusher.rs), which reads what is new from D1 and sends it
 //! (`deliver`), so a slow gateway never slows a sender.
 
@@ -190,25 +191,27 @@ async fn notify(
             stored::recipients(db, &names).await?
         }
     };
-    let decided = decide(db, audience, pdu, &rows).await?;
-    if let Some(statement) = decided.statement {
+    let decided = decide(audience, pdu, &rows).await?;
+    if let Some(push) = decided.push {
+        let room_id = pdu.room_id();
+        let statement =
+            stored::notifications_statement(db, pdu.event_id().as_str(), room_id.as_str(), &push);
         db.batch(vec![statement]).await?;
     }
     Ok(decided.poke)
 }
 
-/// An event's notifications, decided before they are stored: the statement that stores them
-/// (run after the event's own rows, in the same batch or later) and the notified users who
-/// have pushers, whose push queues are poked once it has run.
+/// An event's notifications, decided before they are stored: the value of its row's `push`
+/// column (`EventWrite::push` when the row is still to be written) and the notified users who
+/// have pushers, whose push queues are poked once it is stored.
 pub(crate) struct Decided {
-    pub statement: Option<crate::platform::Statement>,
+    pub push: Option<String>,
     pub poke: Vec<String>,
 }
 
 /// Evaluates `pdu` for its audience with the rules in `rows` (read by [`prefetch`], possibly
 /// for a superset of the audience).
 pub(crate) async fn decide(
-    db: &Db,
     audience: &Audience,
     pdu: &Pdu,
     rows: &[stored::RecipientRow],
@@ -219,7 +222,6 @@ pub(crate) async fn decide(
         .filter(|r| audience.users.iter().any(|(u, _)| *u == r.user_id))
         .collect();
     let event = evaluated_fields(pdu);
-    let thread = counts::thread_of(&event["content"]);
     let event = Raw::new(&event).map_err(|e| crate::http::MatrixError::internal(e.to_string()))?;
     let mut decisions = Vec::new();
     for row in rows {
@@ -254,16 +256,8 @@ pub(crate) async fn decide(
             actions: &d.actions,
         })
         .collect();
-    let statement = stored::notifications_statement(
-        db,
-        pdu.event_id().as_str(),
-        pdu.room_id().as_str(),
-        &thread,
-        &notified,
-        now_ms(),
-    );
     Ok(Decided {
-        statement,
+        push: stored::notified_json(&notified, now_ms()),
         poke: decisions
             .iter()
             .filter(|(row, _)| row.has_pusher != 0)

@@ -295,6 +295,9 @@ pub struct EventWrite<'a> {
     pub state_group: Option<&'a str>,
     /// The state event this one replaced in the state before it (`unsigned.prev_content`).
     pub replaces_state: Option<&'a str>,
+    /// Whom the event notifies, when that is decided before it is written
+    /// (`storage::push::notified_json`): stored in the event's own row.
+    pub push: Option<String>,
 }
 
 impl<'a> EventWrite<'a> {
@@ -309,6 +312,7 @@ impl<'a> EventWrite<'a> {
             stored_as: StoredAs::Timeline,
             state_group: None,
             replaces_state: None,
+            push: None,
         }
     }
 
@@ -322,6 +326,7 @@ impl<'a> EventWrite<'a> {
             stored_as: StoredAs::Outlier,
             state_group: None,
             replaces_state: None,
+            push: None,
         }
     }
 }
@@ -366,21 +371,8 @@ pub struct NewRoom<'a> {
 /// forward extremities, redaction marks and transaction ids in one D1 batch: all of it lands or
 /// none of it does.
 pub async fn persist(db: &Db, write: RoomWrite<'_>) -> Result<(), MatrixError> {
-    persist_with(db, write, Vec::new()).await
-}
-
-/// [`persist`], with statements of other tables that depend on the events' rows (a message's
-/// notifications) run after them in the same batch: one round trip, and they land together.
-pub async fn persist_with(
-    db: &Db,
-    write: RoomWrite<'_>,
-    then: Vec<crate::platform::Statement>,
-) -> Result<(), MatrixError> {
     match write_statements(db, &write) {
-        Some(mut statements) => {
-            statements.extend(then);
-            db.batch(statements).await.map(|_| ())
-        }
+        Some(statements) => db.batch(statements).await.map(|_| ()),
         None => Ok(()),
     }
 }
@@ -629,8 +621,8 @@ fn event_statements(db: &Db, w: &EventWrite<'_>) -> Vec<crate::platform::Stateme
     let mut statements = vec![db.stmt(
         &format!("{insert} INTO events (event_id, room_id, type, state_key, sender, origin_server_ts, depth,
             pdu, history_visibility, membership, relates_to, rel_type, txn_user, txn_device, txn_id, outlier,
-            state_group, replaces_state)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
+            state_group, replaces_state, push)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"),
         args![
             event_id,
             room_id,
@@ -650,6 +642,7 @@ fn event_statements(db: &Db, w: &EventWrite<'_>) -> Vec<crate::platform::Stateme
             w.stored_as as i64,
             w.state_group,
             w.replaces_state,
+            w.push.as_deref(),
         ],
     )];
     if w.stored_as == StoredAs::Timeline {

@@ -207,4 +207,47 @@ mod tests {
         );
         assert_eq!(indexes, 4);
     }
+
+    /// Migration 0029 moves notification rows into their events' `push` column: every user
+    /// with highlight and actions, the evaluation time, and nothing for events without any.
+    #[test]
+    fn migration_0029_keeps_every_notification_in_its_event_row() {
+        let connection = Connection::open_in_memory().unwrap();
+        apply_migrations(&connection, |name| name < "0029");
+        for id in ["$1", "$2"] {
+            insert_event(&connection, id);
+        }
+        connection
+            .execute_batch(
+                r#"INSERT INTO event_push_actions VALUES
+                   ('@b:x', '!r:x', 1, '$1', 'main', 0, '["notify"]', 7),
+                   ('@c:x', '!r:x', 1, '$1', 'main', 1,
+                    '["notify",{"set_tweak":"highlight"}]', 7);"#,
+            )
+            .unwrap();
+        apply_migrations(&connection, |name| name.starts_with("0029"));
+        let push = |id: &str| -> Option<String> {
+            connection
+                .query_row("SELECT push FROM events WHERE event_id = ?1", [id], |row| {
+                    row.get(0)
+                })
+                .unwrap()
+        };
+        let moved: Value = serde_json::from_str(&push("$1").unwrap()).unwrap();
+        assert_eq!(
+            moved,
+            serde_json::json!({ "ts": 7, "u": {
+                "@b:x": [0, ["notify"]],
+                "@c:x": [1, ["notify", { "set_tweak": "highlight" }]],
+            } })
+        );
+        assert_eq!(push("$2"), None);
+        assert_eq!(
+            scalar(
+                &connection,
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'event_push_actions'"
+            ),
+            0
+        );
+    }
 }

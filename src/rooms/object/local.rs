@@ -210,10 +210,10 @@ impl RoomObject {
             .as_ref()
             .map(|(device, txn)| (sender.as_str(), device.as_str(), txn.as_str()));
         let event = event_write(&accepted, &room_id, &visibility, transaction);
-        let write = room_write(std::slice::from_ref(&accepted), vec![event]);
+        let mut write = room_write(std::slice::from_ref(&accepted), vec![event]);
         // An event that changes no state leaves the audience as it is now: its notifications
-        // are decided before the write and stored in the write's own batch (one round trip, and
-        // the members' next /sync sees the event and its count together). A state event (a
+        // are decided before the write and stored in the event's own row (no row of their own,
+        // and the members' next /sync sees the event and its count together). A state event (a
         // membership changes who is notified) has them stored after the write, as below.
         let mut rules = Some(rules);
         let early_push = match (pdu.state_key(), rules.take()) {
@@ -228,7 +228,7 @@ impl RoomObject {
                         &config.server_name,
                     )
                 };
-                match crate::push::decide(&db, &audience, &pdu, &rows).await {
+                match crate::push::decide(&audience, &pdu, &rows).await {
                     Ok(decided) => Some(decided),
                     Err(e) => {
                         crate::log_warn!(
@@ -245,11 +245,11 @@ impl RoomObject {
                 None
             }
         };
-        let (then, poke) = match early_push {
-            Some(decided) => (decided.statement.into_iter().collect(), Some(decided.poke)),
-            None => (Vec::new(), None),
-        };
-        if let Err(e) = stored::persist_with(&db, write, then).await {
+        let poke = early_push.map(|decided| {
+            write.events[0].push = decided.push;
+            decided.poke
+        });
+        if let Err(e) = stored::persist(&db, write).await {
             // D1 may or may not have it: forget the in-memory tip and rebuild from D1.
             *self.engine.borrow_mut() = None;
             return Err(e);

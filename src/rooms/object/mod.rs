@@ -301,6 +301,7 @@ pub(crate) fn event_write<'a>(
             let slot = (accepted.pdu.kind().to_string().into(), key.to_owned());
             accepted.state_before.get(&slot).map(|id| id.as_str())
         }),
+        push: None,
     }
 }
 

@@ -218,13 +218,14 @@ impl RoomObject {
                 .collect::<Vec<_>>();
             (history_visibility(engine), audience)
         };
-        let mut then = Vec::new();
+        // Each event's notifications go into its own row.
+        let mut pushes = vec![None; accepted.len()];
         let mut poke = Vec::new();
         if let Ok(rows) = &rules {
-            for (one, audience) in accepted.iter().zip(&audience) {
-                match crate::push::decide(&db, audience, &one.pdu, rows).await {
+            for ((one, audience), push) in accepted.iter().zip(&audience).zip(&mut pushes) {
+                match crate::push::decide(audience, &one.pdu, rows).await {
                     Ok(decided) => {
-                        then.extend(decided.statement);
+                        *push = decided.push;
                         poke.extend(decided.poke);
                     }
                     Err(e) => crate::log_warn!(
@@ -238,16 +239,19 @@ impl RoomObject {
         let events = accepted
             .iter()
             .zip(&written)
-            .map(|(one, &i)| {
+            .zip(pushes)
+            .map(|((one, &i), push)| {
                 let transaction = group[i]
                     .transaction
                     .as_ref()
                     .map(|(device, txn)| (group[i].sender.as_str(), device.as_str(), txn.as_str()));
-                event_write(one, room_id, &visibility, transaction)
+                let mut event = event_write(one, room_id, &visibility, transaction);
+                event.push = push;
+                event
             })
             .collect();
         let write = room_write(&accepted, events);
-        if let Err(e) = stored::persist_with(&db, write, then).await {
+        if let Err(e) = stored::persist(&db, write).await {
             // D1 may or may not have them: forget the in-memory tip and rebuild from D1.
             *self.engine.borrow_mut() = None;
             return Ok(answers

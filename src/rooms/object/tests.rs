@@ -590,7 +590,8 @@ fn an_incoming_message_costs_few_round_trips_and_a_resent_one_is_accepted_once()
         let notified = room
             .server
             .rows(&format!(
-                "SELECT user_id FROM event_push_actions WHERE event_id = '{id}'"
+                "SELECT u.key AS user_id FROM events e JOIN json_each(e.push, '$.u') u
+                 WHERE e.event_id = '{id}'"
             ))
             .await;
         assert_eq!(
