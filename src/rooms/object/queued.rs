@@ -135,28 +135,17 @@ impl RoomObject {
         };
         members.sort();
         members.dedup();
-        let lookups = group.iter().map(|m| {
-            let db = &db;
-            async move {
-                match &m.transaction {
-                    Some((device, txn)) => {
-                        stored::transaction_result(
-                            db,
-                            m.sender.as_str(),
-                            device,
-                            room_id.as_str(),
-                            txn,
-                        )
-                        .await
-                    }
-                    None => Ok(None),
-                }
-            }
-        });
-        let (earlier, rules) = futures::join!(
-            futures::future::join_all(lookups),
-            crate::push::prefetch(&db, &members)
-        );
+        let earlier: Vec<Result<Option<String>, MatrixError>> = {
+            let sent = self.transactions.borrow();
+            group
+                .iter()
+                .map(|m| {
+                    let txn = m.transaction.as_ref();
+                    Ok(txn.and_then(|(device, txn)| sent.find(m.sender.as_str(), device, txn)))
+                })
+                .collect()
+        };
+        let rules = crate::push::prefetch(&db, &members).await;
 
         // Each new event is built on the one before it: the engine takes it as its tip in
         // memory now, and is dropped (to be rebuilt from D1) if the batch fails.
@@ -263,6 +252,12 @@ impl RoomObject {
         // Written: the answers of the new events, and of retries queued with them.
         for (&i, one) in written.iter().zip(&accepted) {
             answers[i] = Some(Ok(json!({ "event_id": one.pdu.event_id() })));
+            if let Some((device, txn)) = &group[i].transaction {
+                let ts = u64::from(ruma::state_res::Event::origin_server_ts(&*one.pdu).get());
+                let event_id = one.pdu.event_id().as_str();
+                let sender = group[i].sender.as_str();
+                (self.transactions.borrow_mut()).record(sender, device, txn, event_id, ts);
+            }
         }
         for i in 0..answers.len() {
             if answers[i].is_none() {

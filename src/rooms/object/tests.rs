@@ -139,7 +139,7 @@ impl Room {
     /// As a restarted room object finds them in storage.
     async fn forward_extremities(&self) -> Vec<String> {
         let db = crate::storage::Db::new(&self.server.platform);
-        let stored = crate::storage::rooms::load(&db, self.room_id.as_str())
+        let stored = crate::storage::rooms::load(&db, self.room_id.as_str(), 0)
             .await
             .unwrap()
             .unwrap();
