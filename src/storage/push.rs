@@ -1,5 +1,5 @@
 //! The SQL of push: whom an event notifies (the `push` column of its row, see
-//! migrations/0029_push_in_event_rows.sql), their unread counts, and pushers.
+//! migrations/0029_fewer_rows_per_message.sql), their unread counts, and pushers.
 
 use std::collections::HashMap;
 

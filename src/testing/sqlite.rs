@@ -208,8 +208,9 @@ mod tests {
         assert_eq!(indexes, 4);
     }
 
-    /// Migration 0029 moves notification rows into their events' `push` column: every user
-    /// with highlight and actions, the evaluation time, and nothing for events without any.
+    /// Migration 0029 moves notification rows into their events' `push` column (every user
+    /// with highlight and actions, the evaluation time, nothing for events without any) and
+    /// drops the transaction rows of room sends.
     #[test]
     fn migration_0029_keeps_every_notification_in_its_event_row() {
         let connection = Connection::open_in_memory().unwrap();
@@ -222,7 +223,10 @@ mod tests {
                 r#"INSERT INTO event_push_actions VALUES
                    ('@b:x', '!r:x', 1, '$1', 'main', 0, '["notify"]', 7),
                    ('@c:x', '!r:x', 1, '$1', 'main', 1,
-                    '["notify",{"set_tweak":"highlight"}]', 7);"#,
+                    '["notify",{"set_tweak":"highlight"}]', 7);
+                   INSERT INTO client_transactions VALUES
+                   ('@a:x', 'D', '!r:x', 't1', '$1', 0),
+                   ('@a:x', 'D', 'sendToDevice/m.x', 't1', '{}', 0);"#,
             )
             .unwrap();
         apply_migrations(&connection, |name| name.starts_with("0029"));
@@ -248,6 +252,18 @@ mod tests {
                 "SELECT COUNT(*) FROM sqlite_master WHERE name = 'event_push_actions'"
             ),
             0
+        );
+        // Room sends' transaction rows go (their ids are in the event rows), to-device stay.
+        assert_eq!(
+            scalar(
+                &connection,
+                "SELECT COUNT(*) FROM client_transactions WHERE scope LIKE 'sendToDevice/%'"
+            ),
+            1
+        );
+        assert_eq!(
+            scalar(&connection, "SELECT COUNT(*) FROM client_transactions"),
+            1
         );
     }
 }

@@ -16,3 +16,10 @@ UPDATE events SET push = (
     FROM event_push_actions p WHERE p.event_id = events.event_id)
   WHERE event_id IN (SELECT event_id FROM event_push_actions);
 DROP TABLE event_push_actions;
+
+-- A send's transaction id is kept in its event row only (`txn_user`, `txn_device`, `txn_id`,
+-- written with every local event already): the room object checks a retried send against the
+-- ids of the last day, rebuilt from those columns (src/rooms/object/transactions.rs). The rows
+-- room sends wrote here (their scope is the room id) are read by nobody any more. To-device
+-- sends keep theirs (scope `sendToDevice/...`).
+DELETE FROM client_transactions WHERE scope LIKE '!%';
