@@ -1,14 +1,15 @@
 //! Push: which local users an event notifies, the counts /sync shows from that, and delivery to
 //! push gateways (spec: client-server "Push Notifications", and the push gateway API).
 //!
-//! The room's writer calls [`after_event`] once an event is stored and before it wakes the
-//! room's members: the members' rules are read in one query, evaluated in memory
-//! (`evaluate`), and the users to notify are stored in the `push` column of the event's own
-//! row (written with the row when decided before it, as for a local message; otherwise one
-//! update of it; an event that notifies nobody leaves it NULL). /sync counts the notifying
-//! events after the user's read receipts (`counts`, src/storage/push.rs). Users with a pusher have
-//! their push queue poked (src/runtime/pusher.rs), which reads what is new from D1 and sends it
-//! (`deliver`), so a slow gateway never slows a sender.
+//! The room's writer has the members' rules read in one query ([`prefetch`]), evaluated in
+//! memory ([`decide`], `evaluate`), and the users to notify stored in the `push` column of the
+//! event's own row before it wakes the room's members: written with the row for a message
+//! (`EventWrite::push`), by one update of it for a state event, whose membership change may
+//! change who is notified ([`after_event`]); an event that notifies nobody leaves it NULL.
+//! /sync counts the notifying events after the user's read receipts (`counts`,
+//! src/storage/push.rs). Users with a pusher have their push queue poked
+//! (src/runtime/pusher.rs), which reads what is new from D1 and sends it (`deliver`), so a slow
+//! gateway never slows a sender.
 
 pub mod counts;
 // The push queue's step runs in the runtime's Durable Object (wasm only) and in tests.
