@@ -1,6 +1,7 @@
 //! `GET /notifications`: the events that notified the user (spec: "Listing Notifications"),
-//! newest first, from the rows the push rule evaluation stored (src/push/). `from` is the
-//! `next_token` of the previous page: a position, notifications before it follow.
+//! newest first, from what the push rule evaluation stored in the events' rows (src/push/).
+//! `from` is the `next_token` of the previous page: a position, notifications before it
+//! follow. A page looks through at most `storage::push::NOTIFICATION_WINDOW` positions.
 
 use serde_json::{json, Value};
 
@@ -28,7 +29,7 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             .clamp(1, MAX_LIMIT),
     };
     let highlight_only = ctx.query("only") == Some("highlight");
-    let rows = stored::notifications(
+    let (rows, older) = stored::notifications(
         &ctx.db(),
         me.user_id.as_str(),
         before,
@@ -56,6 +57,10 @@ pub(crate) async fn list(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let mut out = json!({ "notifications": notifications });
     if more {
         out["next_token"] = json!(next_token);
+    } else if let Some(older) = older {
+        // The page looked through a bounded stretch of the stream and older events remain:
+        // the next page goes on from below it (it may hold fewer than `limit`, or none).
+        out["next_token"] = json!(older.to_string());
     }
     Ok(JsonResponse::ok(out))
 }

@@ -236,10 +236,14 @@ async fn enforce(ctx: &Ctx, checks: &[(String, u32)]) -> Result<(), MatrixError>
 
 // Counting every request in D1 would cost a round trip and a row written each time (rows written
 // are what the free plan runs out of first, docs/benchmarks.md). So an isolate counts in memory
-// and hands its count over to the shared D1 row every `step` requests of a key (a tenth of the
-// limit, at most 10), learning the total of all isolates when it does. Each isolate can so let
-// through at most `step - 1` requests beyond a limit it has not yet seen reached; a key whose
-// total is known to be over is refused without asking D1 again.
+// and says nothing to D1 while a key stays quiet: the first hand-over of a window comes once the
+// isolate has counted a quarter of the limit (`first`), the next ones every `step` requests (a
+// tenth of the limit, at most 10), each learning the total of all isolates. Someone who stays
+// under a quarter of a limit per minute (a person chatting) so costs no D1 write at all; a flood
+// is counted in D1 after its first quarter. Each isolate can let through at most `first - 1`
+// requests that no other isolate knows of, and `step - 1` beyond a limit it has not yet seen
+// reached (docs/security.md); a key whose total is known to be over is refused without asking
+// D1 again.
 thread_local! {
     static LOCAL: std::cell::RefCell<LocalCounts> = Default::default();
 }
@@ -275,7 +279,10 @@ impl LocalCounts {
         }
         *pending += 1;
         let step = (limit / 10).clamp(1, 10);
-        if *pending >= step || *total + *pending > limit {
+        // Nothing handed over yet in this window (D1 answers at least what it was handed).
+        let first = (limit / 4).max(step);
+        let due = if *total == 0 { first } else { step };
+        if *pending >= due || *total + *pending > limit {
             Counted::HandOver(std::mem::take(pending))
         } else {
             Counted::Within
@@ -333,16 +340,23 @@ mod local_tests {
     use super::*;
 
     #[test]
-    fn an_isolate_hands_its_count_over_every_tenth_of_the_limit() {
+    fn an_isolate_hands_its_count_over_after_a_quarter_then_every_tenth_of_the_limit() {
         let mut local = LocalCounts::default();
-        let handed: Vec<u64> = (0..30)
+        let handed: Vec<u64> = (0..50)
             .filter_map(|_| match local.count("k", 120, 0) {
-                Counted::HandOver(n) => Some(n),
+                Counted::HandOver(n) => {
+                    local.learned("k", 0, n + local.keys["k"].1);
+                    Some(n)
+                }
                 Counted::Within => None,
                 Counted::Over => panic!("not over"),
             })
             .collect();
-        assert_eq!(handed, [10, 10, 10], "one D1 row per ten requests");
+        assert_eq!(
+            handed,
+            [30, 10, 10],
+            "nothing for the first quarter of the limit, then one D1 row per ten requests"
+        );
         // A small limit is counted exactly: every request asks.
         let mut small = LocalCounts::default();
         assert!(matches!(small.count("s", 3, 0), Counted::HandOver(1)));

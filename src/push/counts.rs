@@ -65,13 +65,3 @@ impl RoomUnread {
         (main.json(), threads)
     }
 }
-
-/// The thread an event belongs to for counts and receipts: the root of an `m.thread` relation,
-/// otherwise the main timeline (a thread root itself is in the main timeline).
-pub fn thread_of(content: &Value) -> String {
-    let relation = &content["m.relates_to"];
-    match (relation["rel_type"].as_str(), relation["event_id"].as_str()) {
-        (Some("m.thread"), Some(root)) => root.to_owned(),
-        _ => MAIN.to_owned(),
-    }
-}

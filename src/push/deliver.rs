@@ -71,14 +71,13 @@ pub(crate) async fn step(
         return Ok(Next::Idle);
     };
     let after = state.cursor.max(floor);
-    let Some(pending) = stored::pending_pushes(db, &state.user_id, after, 1)
-        .await?
-        .into_iter()
-        .next()
-    else {
-        state.cursor = after;
+    let (pending, looked_to, more) = stored::pending_pushes(db, &state.user_id, after, 1).await?;
+    let Some(pending) = pending.into_iter().next() else {
+        // Nothing up to where this step looked: go on from there, at once while the stream
+        // goes further (each step reads a bounded stretch of it).
+        state.cursor = looked_to;
         state.done.clear();
-        return Ok(Next::Idle);
+        return Ok(if more { Next::Now } else { Next::Idle });
     };
     let notification = notification(db, &state.user_id, &pending).await?;
     let mut retry = None;

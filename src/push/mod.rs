@@ -1,13 +1,15 @@
 //! Push: which local users an event notifies, the counts /sync shows from that, and delivery to
 //! push gateways (spec: client-server "Push Notifications", and the push gateway API).
 //!
-//! The room's writer calls [`after_event`] once an event is stored and before it wakes the
-//! room's members: the members' rules are read in one query, evaluated in memory
-//! (`evaluate`), and the users to notify get one row each in `event_push_actions` (one
-//! statement for all of them; an event that notifies nobody writes nothing). /sync counts those
-//! rows after the user's read receipts (`counts`, src/storage/push.rs). Users with a pusher have
-//! their push queue poked (src/runtime/pusher.rs), which reads what is new from D1 and sends it
-//! (`deliver`), so a slow gateway never slows a sender.
+//! The room's writer has the members' rules read in one query ([`prefetch`]), evaluated in
+//! memory ([`decide`], `evaluate`), and the users to notify stored in the `push` column of the
+//! event's own row before it wakes the room's members: written with the row for a message
+//! (`EventWrite::push`), by one update of it for a state event, whose membership change may
+//! change who is notified ([`after_event`]); an event that notifies nobody leaves it NULL.
+//! /sync counts the notifying events after the user's read receipts (`counts`,
+//! src/storage/push.rs). Users with a pusher have their push queue poked
+//! (src/runtime/pusher.rs), which reads what is new from D1 and sends it (`deliver`), so a slow
+//! gateway never slows a sender.
 
 pub mod counts;
 // The push queue's step runs in the runtime's Durable Object (wasm only) and in tests.
@@ -190,25 +192,27 @@ async fn notify(
             stored::recipients(db, &names).await?
         }
     };
-    let decided = decide(db, audience, pdu, &rows).await?;
-    if let Some(statement) = decided.statement {
+    let decided = decide(audience, pdu, &rows).await?;
+    if let Some(push) = decided.push {
+        let room_id = pdu.room_id();
+        let statement =
+            stored::notifications_statement(db, pdu.event_id().as_str(), room_id.as_str(), &push);
         db.batch(vec![statement]).await?;
     }
     Ok(decided.poke)
 }
 
-/// An event's notifications, decided before they are stored: the statement that stores them
-/// (run after the event's own rows, in the same batch or later) and the notified users who
-/// have pushers, whose push queues are poked once it has run.
+/// An event's notifications, decided before they are stored: the value of its row's `push`
+/// column (`EventWrite::push` when the row is still to be written) and the notified users who
+/// have pushers, whose push queues are poked once it is stored.
 pub(crate) struct Decided {
-    pub statement: Option<crate::platform::Statement>,
+    pub push: Option<String>,
     pub poke: Vec<String>,
 }
 
 /// Evaluates `pdu` for its audience with the rules in `rows` (read by [`prefetch`], possibly
 /// for a superset of the audience).
 pub(crate) async fn decide(
-    db: &Db,
     audience: &Audience,
     pdu: &Pdu,
     rows: &[stored::RecipientRow],
@@ -219,7 +223,6 @@ pub(crate) async fn decide(
         .filter(|r| audience.users.iter().any(|(u, _)| *u == r.user_id))
         .collect();
     let event = evaluated_fields(pdu);
-    let thread = counts::thread_of(&event["content"]);
     let event = Raw::new(&event).map_err(|e| crate::http::MatrixError::internal(e.to_string()))?;
     let mut decisions = Vec::new();
     for row in rows {
@@ -254,16 +257,8 @@ pub(crate) async fn decide(
             actions: &d.actions,
         })
         .collect();
-    let statement = stored::notifications_statement(
-        db,
-        pdu.event_id().as_str(),
-        pdu.room_id().as_str(),
-        &thread,
-        &notified,
-        now_ms(),
-    );
     Ok(Decided {
-        statement,
+        push: stored::notified_json(&notified, now_ms()),
         poke: decisions
             .iter()
             .filter(|(row, _)| row.has_pusher != 0)

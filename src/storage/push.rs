@@ -1,5 +1,5 @@
-//! The SQL of push: notification rows (one per event and notified local user, see
-//! migrations/0020_push.sql), their unread counts, and pushers.
+//! The SQL of push: whom an event notifies (the `push` column of its row, see
+//! migrations/0029_fewer_rows_per_message.sql), their unread counts, and pushers.
 
 use std::collections::HashMap;
 
@@ -50,45 +50,31 @@ pub struct NotifiedUser<'a> {
     pub actions: &'a [Value],
 }
 
-/// The statement that stores the notifications of one event, all users at once, to run after
-/// the event's own rows (in the batch that writes them, or later): it reads the event's stream
-/// position from its row. A retried evaluation of the same event changes nothing. `None` when
-/// nobody is notified.
-pub fn notifications_statement(
-    db: &Db,
-    event_id: &str,
-    room_id: &str,
-    thread_id: &str,
-    users: &[NotifiedUser<'_>],
-    now_ms: u64,
-) -> Option<Statement> {
+/// The value of an event's `push` column: when it was evaluated (`ts`) and, per notified
+/// local user, `[highlight, actions]` (`u`). `None` when nobody is notified (the column stays
+/// NULL). Written with the event's row when decided before it (a local message: no row of its
+/// own), otherwise by [`notifications_statement`].
+pub fn notified_json(users: &[NotifiedUser<'_>], now_ms: u64) -> Option<String> {
     if users.is_empty() {
         return None;
     }
-    let rows: Vec<Value> = users
+    let notified: Map<String, Value> = users
         .iter()
         .map(|u| {
-            json!([
-                u.user_id,
-                u.highlight as i64,
-                Value::Array(u.actions.to_vec()).to_string()
-            ])
+            let entry = json!([u.highlight as i64, u.actions]);
+            (u.user_id.to_owned(), entry)
         })
         .collect();
-    Some(db.stmt(
-        "INSERT OR IGNORE INTO event_push_actions
-           (user_id, event_id, room_id, stream_ordering, thread_id, highlight, actions, ts)
-         SELECT json_extract(j.value, '$[0]'), e.event_id, e.room_id, e.stream_ordering, ?2,
-                json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]'), ?3
-         FROM json_each(?4) j JOIN events e ON e.event_id = ?1 AND e.room_id = ?5",
-        args![
-            event_id,
-            thread_id,
-            now_ms,
-            &Value::Array(rows).to_string(),
-            room_id
-        ],
-    ))
+    Some(json!({ "ts": now_ms, "u": notified }).to_string())
+}
+
+/// Stores the notifications of an event already written (see [`notified_json`]): one update
+/// of its row. A retried evaluation of the same event changes nothing.
+pub fn notifications_statement(db: &Db, event_id: &str, room_id: &str, push: &str) -> Statement {
+    db.stmt(
+        "UPDATE events SET push = ?2 WHERE event_id = ?1 AND room_id = ?3 AND push IS NULL",
+        args![event_id, push, room_id],
+    )
 }
 
 /// The user's read position per room and thread: the newest event a read receipt (public or
@@ -98,16 +84,44 @@ const READ: &str = "read AS (SELECT r.room_id, r.thread_id, MAX(e.stream_orderin
      WHERE r.user_id = ?1 AND r.receipt_type IN ('m.read', 'm.read.private')
      GROUP BY r.room_id, r.thread_id)";
 
-/// A notification row is unread when its event is not redacted, and it is after the unthreaded
-/// receipt, after the receipt of its own thread, and after the user's join (what came before,
-/// their invite included, is no longer news once they are in the room). `?1` is the user.
-const UNREAD: &str = "NOT EXISTS (SELECT 1 FROM events r WHERE r.event_id = p.event_id AND r.redacted_by IS NOT NULL)
-     AND p.stream_ordering > COALESCE((SELECT m.stream_ordering FROM memberships m
-        WHERE m.room_id = p.room_id AND m.user_id = ?1 AND m.membership = 'join'), 0)
-     AND p.stream_ordering > COALESCE((SELECT pos FROM read
-        WHERE read.room_id = p.room_id AND read.thread_id = ''), 0)
-     AND p.stream_ordering > COALESCE((SELECT pos FROM read
-        WHERE read.room_id = p.room_id AND read.thread_id = p.thread_id), 0)";
+/// The thread of an event row `e` for counts and receipts: the root of an `m.thread` relation,
+/// otherwise the main timeline (`push::counts::MAIN`).
+const THREAD: &str =
+    "CASE WHEN e.rel_type = 'm.thread' AND e.relates_to IS NOT NULL THEN e.relates_to ELSE 'main' END";
+
+/// Where the unread notifications of the user `?1` in the room `room` (a column) can start:
+/// after their join (what came before, their invite included, is no longer news once they are
+/// in the room) and after their unthreaded receipt. The events of each room are read from there
+/// on with the `(room_id, stream_ordering)` index.
+fn since(room: &str) -> String {
+    format!(
+        "MAX(COALESCE((SELECT m.stream_ordering FROM memberships m
+                WHERE m.room_id = {room} AND m.user_id = ?1 AND m.membership = 'join'), 0),
+             COALESCE((SELECT pos FROM read WHERE read.room_id = {room} AND read.thread_id = ''), 0))"
+    )
+}
+
+/// The rest of "unread" for a notifying event row `e` past [`since`]: not redacted, and after
+/// the receipt of its own thread.
+fn unread_in_thread() -> String {
+    format!(
+        "e.redacted_by IS NULL AND e.stream_ordering > COALESCE((SELECT pos FROM read
+            WHERE read.room_id = e.room_id AND read.thread_id = {THREAD}), 0)"
+    )
+}
+
+/// Whether a notifying event row `e` is unread by `?1` (its row in a list, not a range).
+fn is_unread() -> String {
+    format!(
+        "{} AND e.stream_ordering > {}",
+        unread_in_thread(),
+        since("e.room_id")
+    )
+}
+
+/// The user's notifications in the event rows `e` of a query: `u.value` is `[highlight,
+/// actions]`.
+const MINE: &str = "JOIN json_each(e.push, '$.u') u ON u.key = ?1";
 
 /// Unread notifications of the user in each of `rooms`, by thread (rooms with none absent).
 pub async fn unread(
@@ -115,24 +129,12 @@ pub async fn unread(
     user_id: &str,
     rooms: &[&str],
 ) -> Result<HashMap<String, RoomUnread>, MatrixError> {
-    #[derive(Deserialize)]
-    struct Row {
-        room_id: String,
-        thread_id: String,
-        n: i64,
-        h: Option<i64>,
-    }
     if rooms.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<Row> = db
+    let rows: Vec<UnreadRow> = db
         .rows(
-            &format!(
-                "WITH {READ} SELECT p.room_id, p.thread_id, COUNT(*) AS n, SUM(p.highlight) AS h
-                 FROM event_push_actions p
-                 WHERE p.user_id = ?1 AND p.room_id IN (SELECT value FROM json_each(?2)) AND {UNREAD}
-                 GROUP BY p.room_id, p.thread_id"
-            ),
+            &unread_sql("SELECT value AS room_id FROM json_each(?2)"),
             args![user_id, &json!(rooms).to_string()],
         )
         .await?;
@@ -149,23 +151,50 @@ pub async fn unread(
     Ok(out)
 }
 
+#[derive(Deserialize)]
+struct UnreadRow {
+    room_id: String,
+    thread_id: String,
+    n: i64,
+    h: Option<i64>,
+}
+
+/// Unread notifications of `?1` by room and thread, in the rooms `rooms` selects (a query with
+/// one `room_id` column).
+fn unread_sql(rooms: &str) -> String {
+    format!(
+        "WITH {READ}, since AS (SELECT r.room_id, {} AS pos FROM ({rooms}) r)
+         SELECT e.room_id, {THREAD} AS thread_id, COUNT(*) AS n,
+                SUM(json_extract(u.value, '$[0]')) AS h
+         FROM since s JOIN events e ON e.room_id = s.room_id AND e.stream_ordering > s.pos
+           {MINE}
+         WHERE e.push IS NOT NULL AND {}
+         GROUP BY e.room_id, thread_id",
+        since("r.room_id"),
+        unread_in_thread()
+    )
+}
+
 /// The user's unread notifications in all rooms they are joined to (the push payload's
 /// `counts.unread`).
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))] // the push queue's (wasm)
 pub async fn unread_total(db: &Db, user_id: &str) -> Result<u64, MatrixError> {
-    Ok(db
-        .row::<super::Count>(
-            &format!(
-                "WITH {READ} SELECT COUNT(*) AS n FROM event_push_actions p
-                 WHERE p.user_id = ?1 AND p.room_id IN (SELECT room_id FROM memberships
-                   WHERE user_id = ?1 AND membership = 'join') AND {UNREAD}"
+    let rows: Vec<UnreadRow> = db
+        .rows(
+            &unread_sql(
+                "SELECT room_id FROM memberships WHERE user_id = ?1 AND membership = 'join'",
             ),
             args![user_id],
         )
-        .await?
-        .and_then(|c| c.n)
-        .unwrap_or(0) as u64)
+        .await?;
+    Ok(rows.iter().map(|r| r.n as u64).sum())
 }
+
+/// How many stream positions one page of `/notifications`, or one step of a push queue, looks
+/// through at most: the notifications live in the event rows, so finding a user's means
+/// reading the events around them, and this bounds the rows one request reads (docs/design.md,
+/// "Push").
+pub const NOTIFICATION_WINDOW: i64 = 2000;
 
 /// One stored notification with its event, newest first in [`notifications`].
 #[derive(Deserialize)]
@@ -178,31 +207,52 @@ pub struct NotificationRow {
     pub event: super::events::EventRow,
 }
 
+/// The newest stream position plus one: where a look back with no bound starts.
+async fn stream_top(db: &Db) -> Result<i64, MatrixError> {
+    Ok(db
+        .row::<super::Count>(
+            "SELECT COALESCE(MAX(stream_ordering), 0) + 1 AS n FROM events",
+            args![],
+        )
+        .await?
+        .and_then(|c| c.n)
+        .unwrap_or(1))
+}
+
 /// The user's notifications before position `before` (exclusive), newest first, in rooms they
-/// are still joined to; with `highlight_only`, highlights alone.
+/// are still joined to; with `highlight_only`, highlights alone. At most
+/// [`NOTIFICATION_WINDOW`] positions are looked through: the second value is the lowest one
+/// looked at when older positions remain (notifications before it are for the next page).
 pub async fn notifications(
     db: &Db,
     user_id: &str,
     before: u64,
     limit: u64,
     highlight_only: bool,
-) -> Result<Vec<NotificationRow>, MatrixError> {
-    db.rows(
-        &format!(
-            "WITH {READ} SELECT p.stream_ordering AS stream_ordering, p.actions, p.ts,
-                    NOT ({UNREAD}) AS read, ro.room_version,
+) -> Result<(Vec<NotificationRow>, Option<u64>), MatrixError> {
+    // The top is read with the page, in the same snapshot (one D1 batch).
+    let sql = format!(
+            "WITH {READ} SELECT e.stream_ordering AS stream_ordering,
+                    json_extract(u.value, '$[1]') AS actions, json_extract(e.push, '$.ts') AS ts,
+                    NOT ({}) AS read, ro.room_version,
                     e.event_id, e.room_id, e.type, e.state_key, e.sender, e.pdu,
                     e.history_visibility, e.txn_user, e.txn_device, e.txn_id, x.pdu AS redaction
-             FROM event_push_actions p JOIN events e ON e.event_id = p.event_id
-               JOIN rooms ro ON ro.room_id = p.room_id
+             FROM events e {MINE}
+               JOIN rooms ro ON ro.room_id = e.room_id
                LEFT JOIN events x ON x.event_id = e.redacted_by
-             WHERE p.user_id = ?1 AND p.stream_ordering < ?2 AND (?3 = 0 OR p.highlight = 1)
-               AND p.room_id IN (SELECT room_id FROM memberships WHERE user_id = ?1 AND membership = 'join')
-             ORDER BY p.stream_ordering DESC LIMIT ?4"
-        ),
-        args![user_id, before, highlight_only, limit],
-    )
-    .await
+             WHERE e.stream_ordering < ?2
+               AND e.stream_ordering >= (SELECT MIN(?2, COALESCE(MAX(stream_ordering), 0) + 1)
+                                         FROM events) - ?5
+               AND e.push IS NOT NULL AND (?3 = 0 OR json_extract(u.value, '$[0]') = 1)
+               AND e.room_id IN (SELECT room_id FROM memberships WHERE user_id = ?1 AND membership = 'join')
+             ORDER BY e.stream_ordering DESC LIMIT ?4",
+        is_unread()
+    );
+    let page_args = args![user_id, before, highlight_only, limit, NOTIFICATION_WINDOW];
+    let page = db.rows::<NotificationRow>(&sql, page_args);
+    let (page, top) = futures::join!(page, stream_top(db));
+    let floor = top?.min(i64::try_from(before).unwrap_or(i64::MAX)) - NOTIFICATION_WINDOW;
+    Ok((page?, u64::try_from(floor).ok().filter(|f| *f > 1)))
 }
 
 /// A notification for the push queue: the row, its event's PDU, and who else is named.
@@ -221,35 +271,42 @@ pub struct PendingPush {
 }
 
 /// The user's notifications after `after`, oldest first, still unread and not redacted: what
-/// their pushers have yet to be told.
+/// their pushers have yet to be told. At most [`NOTIFICATION_WINDOW`] positions are looked
+/// through; also the last position looked at (the queue's cursor when nothing was found) and
+/// whether positions after it remain.
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))] // the push queue's (wasm)
 pub async fn pending_pushes(
     db: &Db,
     user_id: &str,
     after: i64,
     limit: u64,
-) -> Result<Vec<PendingPush>, MatrixError> {
+) -> Result<(Vec<PendingPush>, i64, bool), MatrixError> {
     let state = |kind: &str, key: &str, field: &str| {
         format!(
             "(SELECT json_extract(s.pdu, '$.content.{field}') FROM room_state rs
                JOIN events s ON s.event_id = rs.event_id
-               WHERE rs.room_id = p.room_id AND rs.type = '{kind}' AND rs.state_key = {key})"
+               WHERE rs.room_id = e.room_id AND rs.type = '{kind}' AND rs.state_key = {key})"
         )
     };
-    db.rows(
-        &format!(
-            "WITH {READ} SELECT p.stream_ordering, p.event_id, p.room_id, p.actions, e.pdu,
+    let sql = format!(
+        "WITH {READ} SELECT e.stream_ordering, e.event_id, e.room_id,
+                    json_extract(u.value, '$[1]') AS actions, e.pdu,
                     {} AS sender_name, {} AS room_name, {} AS room_alias
-             FROM event_push_actions p JOIN events e ON e.event_id = p.event_id
-             WHERE p.user_id = ?1 AND p.stream_ordering > ?2 AND e.redacted_by IS NULL AND {UNREAD}
-             ORDER BY p.stream_ordering LIMIT ?3",
-            state("m.room.member", "e.sender", "displayname"),
-            state("m.room.name", "''", "name"),
-            state("m.room.canonical_alias", "''", "alias"),
-        ),
-        args![user_id, after, limit],
-    )
-    .await
+             FROM events e {MINE}
+             WHERE e.stream_ordering > ?2 AND e.stream_ordering <= ?2 + ?4
+               AND e.push IS NOT NULL AND {}
+             ORDER BY e.stream_ordering LIMIT ?3",
+        state("m.room.member", "e.sender", "displayname"),
+        state("m.room.name", "''", "name"),
+        state("m.room.canonical_alias", "''", "alias"),
+        is_unread(),
+    );
+    let page_args = args![user_id, after, limit, NOTIFICATION_WINDOW];
+    let page = db.rows::<PendingPush>(&sql, page_args);
+    let (page, top) = futures::join!(page, stream_top(db));
+    let newest = top? - 1;
+    let looked_to = (after + NOTIFICATION_WINDOW).min(newest).max(after);
+    Ok((page?, looked_to, looked_to < newest))
 }
 
 #[derive(Deserialize)]

@@ -25,6 +25,19 @@ pub struct StoredRoom {
     /// The forward extremities, each with the state after it when a state group holds it.
     pub tips: Vec<(OwnedEventId, Option<GroupRef>)>,
     pub depth: u64,
+    /// Local events sent with a client transaction id since `transactions_since` (ms).
+    pub transactions: Vec<SentTransaction>,
+}
+
+/// A local event sent with a client transaction id: who sent it, from which device, under
+/// which id, and when (its `origin_server_ts`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct SentTransaction {
+    pub user_id: String,
+    pub device_id: String,
+    pub txn_id: String,
+    pub event_id: String,
+    pub ts: u64,
 }
 
 #[derive(Deserialize)]
@@ -195,18 +208,56 @@ async fn room_pdus(
         .collect()
 }
 
-/// Everything the room engine needs after a restart, or `None` for an unknown room.
-pub async fn load(db: &Db, room_id: &str) -> Result<Option<StoredRoom>, MatrixError> {
+/// Everything the room engine needs after a restart, and the transaction ids of local events
+/// sent since `transactions_since` (ms), or `None` for an unknown room.
+pub async fn load(
+    db: &Db,
+    room_id: &str,
+    transactions_since: u64,
+) -> Result<Option<StoredRoom>, MatrixError> {
     let Some(version) = room_version(db, room_id).await? else {
         return Ok(None);
     };
-    let state_events = room_pdus(
-        db,
-        version,
-        "SELECT pdu FROM events WHERE room_id = ?1 AND state_key IS NOT NULL",
-        room_id,
-    )
-    .await?;
+    // One pass over the room's events gives both its state events and its recent transaction
+    // ids (the transaction ids have no index: a lookup is the room object's, in memory).
+    #[derive(Deserialize)]
+    struct Row {
+        pdu: Option<String>,
+        user_id: Option<String>,
+        device_id: Option<String>,
+        txn_id: Option<String>,
+        event_id: String,
+        ts: u64,
+    }
+    let rows: Vec<Row> = db
+        .rows(
+            "SELECT CASE WHEN state_key IS NOT NULL THEN pdu END AS pdu, txn_user AS user_id,
+                txn_device AS device_id, txn_id, event_id, origin_server_ts AS ts
+             FROM events WHERE room_id = ?1
+               AND (state_key IS NOT NULL OR (txn_id IS NOT NULL AND origin_server_ts >= ?2))",
+            args![room_id, transactions_since],
+        )
+        .await?;
+    let mut state_events = Vec::new();
+    let mut transactions = Vec::new();
+    for row in rows {
+        if let Some(pdu) = &row.pdu {
+            state_events.push(Arc::new(parse_pdu(pdu, version)?));
+        }
+        if let (Some(user_id), Some(device_id), Some(txn_id)) =
+            (row.user_id, row.device_id, row.txn_id)
+        {
+            if row.ts >= transactions_since {
+                transactions.push(SentTransaction {
+                    user_id,
+                    device_id,
+                    txn_id,
+                    event_id: row.event_id,
+                    ts: row.ts,
+                });
+            }
+        }
+    }
     #[derive(Deserialize)]
     struct Slot {
         #[serde(rename = "type")]
@@ -281,6 +332,7 @@ pub async fn load(db: &Db, room_id: &str) -> Result<Option<StoredRoom>, MatrixEr
         current,
         tips: loaded,
         depth: depth.max(0) as u64,
+        transactions,
     }))
 }
 
@@ -295,6 +347,9 @@ pub struct EventWrite<'a> {
     pub state_group: Option<&'a str>,
     /// The state event this one replaced in the state before it (`unsigned.prev_content`).
     pub replaces_state: Option<&'a str>,
+    /// Whom the event notifies, when that is decided before it is written
+    /// (`storage::push::notified_json`): stored in the event's own row.
+    pub push: Option<String>,
 }
 
 impl<'a> EventWrite<'a> {
@@ -309,6 +364,7 @@ impl<'a> EventWrite<'a> {
             stored_as: StoredAs::Timeline,
             state_group: None,
             replaces_state: None,
+            push: None,
         }
     }
 
@@ -322,6 +378,7 @@ impl<'a> EventWrite<'a> {
             stored_as: StoredAs::Outlier,
             state_group: None,
             replaces_state: None,
+            push: None,
         }
     }
 }
@@ -366,21 +423,8 @@ pub struct NewRoom<'a> {
 /// forward extremities, redaction marks and transaction ids in one D1 batch: all of it lands or
 /// none of it does.
 pub async fn persist(db: &Db, write: RoomWrite<'_>) -> Result<(), MatrixError> {
-    persist_with(db, write, Vec::new()).await
-}
-
-/// [`persist`], with statements of other tables that depend on the events' rows (a message's
-/// notifications) run after them in the same batch: one round trip, and they land together.
-pub async fn persist_with(
-    db: &Db,
-    write: RoomWrite<'_>,
-    then: Vec<crate::platform::Statement>,
-) -> Result<(), MatrixError> {
     match write_statements(db, &write) {
-        Some(mut statements) => {
-            statements.extend(then);
-            db.batch(statements).await.map(|_| ())
-        }
+        Some(statements) => db.batch(statements).await.map(|_| ()),
         None => Ok(()),
     }
 }
@@ -629,8 +673,8 @@ fn event_statements(db: &Db, w: &EventWrite<'_>) -> Vec<crate::platform::Stateme
     let mut statements = vec![db.stmt(
         &format!("{insert} INTO events (event_id, room_id, type, state_key, sender, origin_server_ts, depth,
             pdu, history_visibility, membership, relates_to, rel_type, txn_user, txn_device, txn_id, outlier,
-            state_group, replaces_state)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
+            state_group, replaces_state, push)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"),
         args![
             event_id,
             room_id,
@@ -650,6 +694,7 @@ fn event_statements(db: &Db, w: &EventWrite<'_>) -> Vec<crate::platform::Stateme
             w.stored_as as i64,
             w.state_group,
             w.replaces_state,
+            w.push.as_deref(),
         ],
     )];
     if w.stored_as == StoredAs::Timeline {
@@ -665,35 +710,10 @@ fn event_statements(db: &Db, w: &EventWrite<'_>) -> Vec<crate::platform::Stateme
         ));
         statements.push(super::search::unindex(db, redacts.as_str(), room_id));
     }
-    if let Some((user, device, txn)) = w.transaction {
-        statements.push(db.stmt(
-            "INSERT INTO client_transactions (user_id, device_id, scope, txn_id, result, created_ts)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            args![user, device, room_id, txn, event_id, now_ms()],
-        ));
-    }
+    // The transaction id is in the row's own columns (`txn_user`, `txn_device`, `txn_id`): the
+    // room object finds a retried one in memory (rooms/object/transactions.rs), so it costs no
+    // row of its own.
     statements
-}
-
-pub async fn transaction_result(
-    db: &Db,
-    user: &str,
-    device: &str,
-    scope: &str,
-    txn: &str,
-) -> Result<Option<String>, MatrixError> {
-    #[derive(Deserialize)]
-    struct Row {
-        result: String,
-    }
-    Ok(db
-        .row::<Row>(
-            "SELECT result FROM client_transactions
-             WHERE user_id = ?1 AND device_id = ?2 AND scope = ?3 AND txn_id = ?4",
-            args![user, device, scope, txn],
-        )
-        .await?
-        .map(|r| r.result))
 }
 
 /// The sender of an event in a room, if the room has it.

@@ -207,4 +207,63 @@ mod tests {
         );
         assert_eq!(indexes, 4);
     }
+
+    /// Migration 0029 moves notification rows into their events' `push` column (every user
+    /// with highlight and actions, the evaluation time, nothing for events without any) and
+    /// drops the transaction rows of room sends.
+    #[test]
+    fn migration_0029_keeps_every_notification_in_its_event_row() {
+        let connection = Connection::open_in_memory().unwrap();
+        apply_migrations(&connection, |name| name < "0029");
+        for id in ["$1", "$2"] {
+            insert_event(&connection, id);
+        }
+        connection
+            .execute_batch(
+                r#"INSERT INTO event_push_actions VALUES
+                   ('@b:x', '!r:x', 1, '$1', 'main', 0, '["notify"]', 7),
+                   ('@c:x', '!r:x', 1, '$1', 'main', 1,
+                    '["notify",{"set_tweak":"highlight"}]', 7);
+                   INSERT INTO client_transactions VALUES
+                   ('@a:x', 'D', '!r:x', 't1', '$1', 0),
+                   ('@a:x', 'D', 'sendToDevice/m.x', 't1', '{}', 0);"#,
+            )
+            .unwrap();
+        apply_migrations(&connection, |name| name.starts_with("0029"));
+        let push = |id: &str| -> Option<String> {
+            connection
+                .query_row("SELECT push FROM events WHERE event_id = ?1", [id], |row| {
+                    row.get(0)
+                })
+                .unwrap()
+        };
+        let moved: Value = serde_json::from_str(&push("$1").unwrap()).unwrap();
+        assert_eq!(
+            moved,
+            serde_json::json!({ "ts": 7, "u": {
+                "@b:x": [0, ["notify"]],
+                "@c:x": [1, ["notify", { "set_tweak": "highlight" }]],
+            } })
+        );
+        assert_eq!(push("$2"), None);
+        assert_eq!(
+            scalar(
+                &connection,
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'event_push_actions'"
+            ),
+            0
+        );
+        // Room sends' transaction rows go (their ids are in the event rows), to-device stay.
+        assert_eq!(
+            scalar(
+                &connection,
+                "SELECT COUNT(*) FROM client_transactions WHERE scope LIKE 'sendToDevice/%'"
+            ),
+            1
+        );
+        assert_eq!(
+            scalar(&connection, "SELECT COUNT(*) FROM client_transactions"),
+            1
+        );
+    }
 }

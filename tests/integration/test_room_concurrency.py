@@ -218,6 +218,7 @@ def test_concurrent_senders_with_racing_retries_keep_each_senders_order(server, 
         for k, per in enumerate(sent):
             for event_id, _ in per:
                 notified = {u for (u,) in db.execute(
-                    "SELECT user_id FROM event_push_actions WHERE event_id = ?", (event_id,))}
+                    "SELECT u.key FROM events e JOIN json_each(e.push, '$.u') u WHERE e.event_id = ?",
+                    (event_id,))}
                 others = {u["user_id"] for j, u in enumerate(users) if j != k}
                 assert notified == others, f"{event_id} notified {notified}, not {others}"

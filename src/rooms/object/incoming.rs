@@ -412,7 +412,30 @@ impl RoomObject {
             let engine = engine.as_ref().expect("loaded by the caller");
             crate::push::candidates(engine.state(), &pdu, &config.server_name)
         };
-        let names: Vec<&str> = members.iter().map(String::as_str).collect();
+        // A message leaves the audience as it is: its rules are read before the write, and its
+        // notifications go into its own row (the read is the round trip an update of the row
+        // after the write would be, and the update's row written is saved). A state event has
+        // its members' rules read by the last statement of its write batch, and its
+        // notifications stored after it.
+        let mut early_poke = None;
+        if !members.is_empty() && pdu.state_key().is_none() {
+            if let Ok(rows) = crate::push::prefetch(db, &members).await {
+                let audience = {
+                    let engine = self.engine.borrow();
+                    let engine = engine.as_ref().expect("loaded by the caller");
+                    let server = &config.server_name;
+                    crate::push::audience(engine.state(), engine.version(), &pdu, server)
+                };
+                if let Ok(decided) = crate::push::decide(&audience, &pdu, &rows).await {
+                    write.events[0].push = decided.push;
+                    early_poke = Some(decided.poke);
+                }
+            }
+        }
+        let names: Vec<&str> = match early_poke {
+            Some(_) => Vec::new(),
+            None => members.iter().map(String::as_str).collect(),
+        };
         let persisted = match crate::storage::push::recipients_statement(db, &names) {
             Some(read) => stored::persist_and_read(db, write, read)
                 .await
@@ -454,9 +477,14 @@ impl RoomObject {
                 push_audience,
             )
         };
-        if let Some(push_audience) = push_audience {
-            crate::push::after_event(&self.platform, db, push_audience, &pdu, Some(Ok(rules)))
-                .await;
+        match (early_poke, push_audience) {
+            (Some(poke), _) if !poke.is_empty() => self.platform.pushers.poke(poke).await,
+            (Some(_), _) => {}
+            (None, Some(push_audience)) => {
+                crate::push::after_event(&self.platform, db, push_audience, &pdu, Some(Ok(rules)))
+                    .await
+            }
+            (None, None) => {}
         }
         if !audience.is_empty() {
             self.platform.wakeups.notify(audience).await;

@@ -132,9 +132,15 @@ impl RoomObject {
         let db = Db::new(&self.platform);
         self.ensure_engine(&db, &room_id).await?;
         let config = self.platform.config()?;
-        // The push rules of the room's local members are read in the round trip that looks for
-        // the transaction id (reads started together share one D1 batch), so that evaluating
-        // them costs no round trip of its own (src/push/).
+        // A retried transaction is found in memory (`transactions`): the first event's id.
+        let earlier = transaction.as_ref().and_then(|(device, txn)| {
+            (self.transactions.borrow()).find(sender.as_str(), device, txn)
+        });
+        if let Some(event_id) = earlier {
+            return Ok(json!({ "event_id": event_id }));
+        }
+        // The push rules of the room's local members are read before the event is built, so
+        // that its notifications go into its own row (src/push/).
         let members = crate::push::candidates_of(
             self.engine.borrow().as_ref().expect("loaded above").state(),
             sender,
@@ -142,19 +148,7 @@ impl RoomObject {
             event.state_key.as_deref(),
             &config.server_name,
         );
-        let earlier = async {
-            match &transaction {
-                Some((device, txn)) => {
-                    stored::transaction_result(&db, sender.as_str(), device, room_id.as_str(), txn)
-                        .await
-                }
-                None => Ok(None),
-            }
-        };
-        let (earlier, rules) = futures::join!(earlier, crate::push::prefetch(&db, &members));
-        if let Some(event_id) = earlier? {
-            return Ok(json!({ "event_id": event_id }));
-        }
+        let rules = crate::push::prefetch(&db, &members).await;
         if let Some(existing) = self.same_state(sender, &event) {
             return Ok(json!({ "event_id": existing }));
         }
@@ -210,10 +204,10 @@ impl RoomObject {
             .as_ref()
             .map(|(device, txn)| (sender.as_str(), device.as_str(), txn.as_str()));
         let event = event_write(&accepted, &room_id, &visibility, transaction);
-        let write = room_write(std::slice::from_ref(&accepted), vec![event]);
+        let mut write = room_write(std::slice::from_ref(&accepted), vec![event]);
         // An event that changes no state leaves the audience as it is now: its notifications
-        // are decided before the write and stored in the write's own batch (one round trip, and
-        // the members' next /sync sees the event and its count together). A state event (a
+        // are decided before the write and stored in the event's own row (no row of their own,
+        // and the members' next /sync sees the event and its count together). A state event (a
         // membership changes who is notified) has them stored after the write, as below.
         let mut rules = Some(rules);
         let early_push = match (pdu.state_key(), rules.take()) {
@@ -228,7 +222,7 @@ impl RoomObject {
                         &config.server_name,
                     )
                 };
-                match crate::push::decide(&db, &audience, &pdu, &rows).await {
+                match crate::push::decide(&audience, &pdu, &rows).await {
                     Ok(decided) => Some(decided),
                     Err(e) => {
                         crate::log_warn!(
@@ -245,14 +239,19 @@ impl RoomObject {
                 None
             }
         };
-        let (then, poke) = match early_push {
-            Some(decided) => (decided.statement.into_iter().collect(), Some(decided.poke)),
-            None => (Vec::new(), None),
-        };
-        if let Err(e) = stored::persist_with(&db, write, then).await {
+        let poke = early_push.map(|decided| {
+            write.events[0].push = decided.push;
+            decided.poke
+        });
+        if let Err(e) = stored::persist(&db, write).await {
             // D1 may or may not have it: forget the in-memory tip and rebuild from D1.
             *self.engine.borrow_mut() = None;
             return Err(e);
+        }
+        if let Some((user, device, txn)) = transaction {
+            let ts = u64::from(ruma::state_res::Event::origin_server_ts(&*pdu).get());
+            let event_id = pdu.event_id().as_str();
+            (self.transactions.borrow_mut()).record(user, device, txn, event_id, ts);
         }
         let (audience, servers, push_audience) = {
             let mut engine = self.engine.borrow_mut();

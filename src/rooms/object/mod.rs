@@ -16,7 +16,8 @@
 //! One job per file: `local` (events of our users), `incoming` (PDUs of other servers),
 //! `membership` (membership handshakes with other servers, invites from them), `remote_join`
 //! (joining a room another server holds, in steps), `missing_state` (the state across a gap),
-//! `backfill` (history from before we joined), `queued` (messages written together).
+//! `backfill` (history from before we joined), `queued` (messages written together),
+//! `transactions` (client transaction ids already used).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -52,6 +53,7 @@ mod remote_join;
 mod restricted;
 #[cfg(test)]
 mod tests;
+mod transactions;
 
 /// The writer of one room, with what it needs of the platform. Plain Rust: the runtime turns
 /// its requests into `RoomCommand`s and its answers (or errors) back into responses.
@@ -66,6 +68,8 @@ pub(crate) struct RoomObject {
     /// The room as last read from or written to D1; `None` until the first command needs it,
     /// and again after any write whose outcome is unknown.
     engine: RefCell<Option<RoomEngine>>,
+    /// The room's recent client transaction ids, loaded with the engine from D1.
+    transactions: RefCell<transactions::Transactions>,
     /// Commands run one at a time: D1 calls are awaited, and without this a second command
     /// could build on the same tip while the first is being written.
     writer: Mutex<()>,
@@ -81,6 +85,7 @@ impl RoomObject {
             platform,
             storage,
             engine: RefCell::new(None),
+            transactions: RefCell::default(),
             writer: Mutex::new(()),
             queued: RefCell::new(Vec::new()),
         }
@@ -301,6 +306,7 @@ pub(crate) fn event_write<'a>(
             let slot = (accepted.pdu.kind().to_string().into(), key.to_owned());
             accepted.state_before.get(&slot).map(|id| id.as_str())
         }),
+        push: None,
     }
 }
 
@@ -353,9 +359,12 @@ impl RoomObject {
         if self.engine.borrow().is_some() {
             return Ok(());
         }
-        let room = stored::load(db, room_id.as_str())
+        let since = crate::time::now_ms().saturating_sub(transactions::KEEP_MS);
+        let room = stored::load(db, room_id.as_str(), since)
             .await?
             .ok_or_else(|| MatrixError::not_found("Unknown room"))?;
+        *self.transactions.borrow_mut() =
+            transactions::Transactions::from_stored(room.transactions);
         let current = Arc::new(room.current);
         let tips = room
             .tips

@@ -135,28 +135,17 @@ impl RoomObject {
         };
         members.sort();
         members.dedup();
-        let lookups = group.iter().map(|m| {
-            let db = &db;
-            async move {
-                match &m.transaction {
-                    Some((device, txn)) => {
-                        stored::transaction_result(
-                            db,
-                            m.sender.as_str(),
-                            device,
-                            room_id.as_str(),
-                            txn,
-                        )
-                        .await
-                    }
-                    None => Ok(None),
-                }
-            }
-        });
-        let (earlier, rules) = futures::join!(
-            futures::future::join_all(lookups),
-            crate::push::prefetch(&db, &members)
-        );
+        let earlier: Vec<Result<Option<String>, MatrixError>> = {
+            let sent = self.transactions.borrow();
+            group
+                .iter()
+                .map(|m| {
+                    let txn = m.transaction.as_ref();
+                    Ok(txn.and_then(|(device, txn)| sent.find(m.sender.as_str(), device, txn)))
+                })
+                .collect()
+        };
+        let rules = crate::push::prefetch(&db, &members).await;
 
         // Each new event is built on the one before it: the engine takes it as its tip in
         // memory now, and is dropped (to be rebuilt from D1) if the batch fails.
@@ -218,13 +207,14 @@ impl RoomObject {
                 .collect::<Vec<_>>();
             (history_visibility(engine), audience)
         };
-        let mut then = Vec::new();
+        // Each event's notifications go into its own row.
+        let mut pushes = vec![None; accepted.len()];
         let mut poke = Vec::new();
         if let Ok(rows) = &rules {
-            for (one, audience) in accepted.iter().zip(&audience) {
-                match crate::push::decide(&db, audience, &one.pdu, rows).await {
+            for ((one, audience), push) in accepted.iter().zip(&audience).zip(&mut pushes) {
+                match crate::push::decide(audience, &one.pdu, rows).await {
                     Ok(decided) => {
-                        then.extend(decided.statement);
+                        *push = decided.push;
                         poke.extend(decided.poke);
                     }
                     Err(e) => crate::log_warn!(
@@ -238,16 +228,19 @@ impl RoomObject {
         let events = accepted
             .iter()
             .zip(&written)
-            .map(|(one, &i)| {
+            .zip(pushes)
+            .map(|((one, &i), push)| {
                 let transaction = group[i]
                     .transaction
                     .as_ref()
                     .map(|(device, txn)| (group[i].sender.as_str(), device.as_str(), txn.as_str()));
-                event_write(one, room_id, &visibility, transaction)
+                let mut event = event_write(one, room_id, &visibility, transaction);
+                event.push = push;
+                event
             })
             .collect();
         let write = room_write(&accepted, events);
-        if let Err(e) = stored::persist_with(&db, write, then).await {
+        if let Err(e) = stored::persist(&db, write).await {
             // D1 may or may not have them: forget the in-memory tip and rebuild from D1.
             *self.engine.borrow_mut() = None;
             return Ok(answers
@@ -259,6 +252,12 @@ impl RoomObject {
         // Written: the answers of the new events, and of retries queued with them.
         for (&i, one) in written.iter().zip(&accepted) {
             answers[i] = Some(Ok(json!({ "event_id": one.pdu.event_id() })));
+            if let Some((device, txn)) = &group[i].transaction {
+                let ts = u64::from(ruma::state_res::Event::origin_server_ts(&*one.pdu).get());
+                let event_id = one.pdu.event_id().as_str();
+                let sender = group[i].sender.as_str();
+                (self.transactions.borrow_mut()).record(sender, device, txn, event_id, ts);
+            }
         }
         for i in 0..answers.len() {
             if answers[i].is_none() {

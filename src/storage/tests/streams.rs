@@ -974,6 +974,7 @@ fn a_soft_failed_member_event_is_not_in_the_state_sync_reads() {
                 stored_as: StoredAs::SoftFailed,
                 state_group: None,
                 replaces_state: None,
+                push: None,
             }],
             ..RoomWrite::default()
         };
