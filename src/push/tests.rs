@@ -436,6 +436,27 @@ fn sync_counts_follow_rules_and_threaded_receipts() {
 }
 
 #[test]
+fn unread_counts_look_at_a_bounded_window_of_the_room() {
+    block_on(async {
+        let server = TestServer::new();
+        let (room, alice, bob, _) = group(&server).await;
+        let window = crate::storage::push::UNREAD_WINDOW as u64;
+        for i in 0..window + 3 {
+            send(&server, &alice, &room, &format!("w{i}"), text("spam")).await;
+        }
+        // Every one of them notifies Bob, but only the newest `window` are counted.
+        assert_eq!(
+            counts(&server, &bob, &room, false).await["all"],
+            n(window, 0)
+        );
+        let last = send(&server, &alice, &room, "last", text("last")).await;
+        let path = format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{last}");
+        call(&server, "POST", &path, &bob, Some(json!({}))).await;
+        assert_eq!(counts(&server, &bob, &room, false).await["all"], n(0, 0));
+    });
+}
+
+#[test]
 fn notifications_list_newest_first_with_highlight_filter_and_pages() {
     block_on(async {
         let server = TestServer::new();

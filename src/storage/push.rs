@@ -159,11 +159,21 @@ struct UnreadRow {
     h: Option<i64>,
 }
 
+/// How many of a room's newest events the unread counts look at, at most. The notifications
+/// live in the event rows, so counting them reads every event after the user's read position:
+/// without a bound, a room its user never reads (a busy bridged room, say) would cost every
+/// /sync that mentions it a read of its whole unread history, and D1 bills rows read. Past the
+/// window the counts stop growing (docs/design.md, "Push").
+pub const UNREAD_WINDOW: i64 = 1000;
+
 /// Unread notifications of `?1` by room and thread, in the rooms `rooms` selects (a query with
-/// one `room_id` column).
+/// one `room_id` column), among each room's newest [`UNREAD_WINDOW`] events.
 fn unread_sql(rooms: &str) -> String {
     format!(
-        "WITH {READ}, since AS (SELECT r.room_id, {} AS pos FROM ({rooms}) r)
+        "WITH {READ}, since AS (SELECT r.room_id, MAX({}, COALESCE((SELECT w.stream_ordering
+              FROM events w WHERE w.room_id = r.room_id
+              ORDER BY w.stream_ordering DESC LIMIT 1 OFFSET {UNREAD_WINDOW}), 0)) AS pos
+            FROM ({rooms}) r)
          SELECT e.room_id, {THREAD} AS thread_id, COUNT(*) AS n,
                 SUM(json_extract(u.value, '$[0]')) AS h
          FROM since s JOIN events e ON e.room_id = s.room_id AND e.stream_ordering > s.pos
