@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::events::{EventRow, SELECT};
-use super::Db;
+use super::sync_rooms::{windows_json, Window};
+use super::{Arg, Db};
 use crate::args;
 use crate::http::MatrixError;
 use crate::time::now_ms;
@@ -133,41 +134,131 @@ pub struct StateWanted<'a> {
     pub state_key: Option<&'a str>,
 }
 
-/// The current state events matching any of the wanted slots, per room, in one query. Exact
-/// slots use `room_state`'s primary key; only wildcards scan a room's state.
+/// What one answer's rooms need of their current state, read in one statement that goes out
+/// with the timelines (one D1 batch) instead of after them.
+pub struct CurrentStateWanted<'a> {
+    /// Explicit slots: the `required_state` of rooms sent in full, their name and avatar.
+    pub slots: Vec<StateWanted<'a>>,
+    /// Lazy-loading rooms' timeline windows: the member events of the senders (and of the
+    /// subjects of member events) among the newest `lazy_limit` events of each window. The
+    /// caller keeps those of the events it shows; a few more read is harmless.
+    pub lazy: &'a [Window<'a>],
+    pub lazy_limit: u64,
+    /// Rooms whose heroes' member events are wanted: up to five joined or invited members
+    /// other than `user`, oldest membership first (as `sync_rooms::summaries` picks them).
+    pub heroes: Vec<&'a str>,
+    pub user: &'a str,
+}
+
+/// The current state events `wanted` names, per room, in one query. Exact slots use
+/// `room_state`'s primary key; only wildcards scan a room's state. The parts not needed are
+/// not written into the SQL at all (local D1 compiles every statement on every call).
 pub async fn current_state_matching(
     db: &Db,
-    wanted: &[StateWanted<'_>],
+    wanted: &CurrentStateWanted<'_>,
 ) -> Result<HashMap<String, Vec<EventRow>>, MatrixError> {
-    if wanted.is_empty() {
+    let Some((sql, args)) = current_state_sql(wanted) else {
         return Ok(HashMap::new());
-    }
-    let list: Vec<Value> = wanted
-        .iter()
-        .map(|w| json!([w.room_id, w.kind, w.state_key]))
-        .collect();
-    let rows: Vec<EventRow> = db
-        .rows(
-            &format!(
-                "WITH wanted AS (SELECT json_extract(value, '$[0]') AS room_id,
-                    json_extract(value, '$[1]') AS type, json_extract(value, '$[2]') AS state_key
-                    FROM json_each(?1))
-                 {SELECT} WHERE e.event_id IN (
-                    SELECT s.event_id FROM wanted w JOIN room_state s ON s.room_id = w.room_id
-                      AND s.type = w.type AND s.state_key = w.state_key
-                    UNION SELECT s.event_id FROM wanted w JOIN room_state s ON s.room_id = w.room_id
-                      AND s.type = w.type WHERE w.state_key IS NULL
-                    UNION SELECT s.event_id FROM wanted w JOIN room_state s ON s.room_id = w.room_id
-                      WHERE w.type IS NULL AND (w.state_key IS NULL OR s.state_key = w.state_key))"
-            ),
-            args![&Value::Array(list).to_string()],
-        )
-        .await?;
+    };
+    let args: Vec<Arg<'_>> = args.iter().map(|a| a.arg()).collect();
+    let rows: Vec<EventRow> = db.rows(&sql, &args).await?;
     let mut out: HashMap<String, Vec<EventRow>> = HashMap::new();
     for row in rows {
         out.entry(row.room_id.clone()).or_default().push(row);
     }
     Ok(out)
+}
+
+/// An owned SQL parameter of `current_state_sql`.
+enum Param {
+    Text(String),
+    Int(u64),
+}
+
+impl Param {
+    fn arg(&self) -> Arg<'_> {
+        match self {
+            Param::Text(t) => Arg::from(t.as_str()),
+            Param::Int(n) => Arg::from(*n),
+        }
+    }
+}
+
+/// The SQL of `current_state_matching` and its parameters (`None`: nothing is wanted).
+fn current_state_sql(wanted: &CurrentStateWanted<'_>) -> Option<(String, Vec<Param>)> {
+    let mut ctes: Vec<String> = Vec::new();
+    let mut parts: Vec<String> = Vec::new();
+    let mut params: Vec<Param> = Vec::new();
+    let mut param = |p: Param| {
+        params.push(p);
+        format!("?{}", params.len())
+    };
+    if !wanted.slots.is_empty() {
+        let list: Vec<Value> = wanted
+            .slots
+            .iter()
+            .map(|w| json!([w.room_id, w.kind, w.state_key]))
+            .collect();
+        let list = param(Param::Text(Value::Array(list).to_string()));
+        ctes.push(format!(
+            "wanted AS (SELECT json_extract(value, '$[0]') AS room_id,
+               json_extract(value, '$[1]') AS type, json_extract(value, '$[2]') AS state_key
+               FROM json_each({list}))"
+        ));
+        parts.push(
+            "SELECT s.event_id FROM wanted w JOIN room_state s ON s.room_id = w.room_id
+               AND s.type = w.type AND s.state_key = w.state_key
+             UNION SELECT s.event_id FROM wanted w JOIN room_state s ON s.room_id = w.room_id
+               AND s.type = w.type WHERE w.state_key IS NULL
+             UNION SELECT s.event_id FROM wanted w JOIN room_state s ON s.room_id = w.room_id
+               WHERE w.type IS NULL AND (w.state_key IS NULL OR s.state_key = w.state_key)"
+                .to_owned(),
+        );
+    }
+    if !wanted.lazy.is_empty() {
+        let windows = param(Param::Text(windows_json(wanted.lazy)));
+        let limit = param(Param::Int(wanted.lazy_limit));
+        // The newest events of each window, as `sync_rooms::timelines` reads them.
+        ctes.push(format!(
+            "lw AS (SELECT json_extract(value, '$[0]') AS room_id, json_extract(value, '$[1]') AS lo,
+               json_extract(value, '$[2]') AS hi FROM json_each({windows})),
+             tl AS (SELECT x.room_id, x.sender, x.type, x.state_key FROM lw w JOIN events x
+               ON x.stream_ordering IN (SELECT y.stream_ordering FROM events y
+                 WHERE y.room_id = w.room_id AND y.outlier = 0 AND y.stream_ordering > w.lo
+                   AND y.stream_ordering <= w.hi ORDER BY y.stream_ordering DESC LIMIT {limit}))"
+        ));
+        parts.push(
+            "SELECT s.event_id FROM tl JOIN room_state s ON s.room_id = tl.room_id
+               AND s.type = 'm.room.member' AND s.state_key = tl.sender
+             UNION SELECT s.event_id FROM tl JOIN room_state s ON s.room_id = tl.room_id
+               AND s.type = 'm.room.member' AND s.state_key = tl.state_key
+               WHERE tl.type = 'm.room.member'"
+                .to_owned(),
+        );
+    }
+    if !wanted.heroes.is_empty() {
+        let rooms = param(Param::Text(json!(wanted.heroes).to_string()));
+        let user = param(Param::Text(wanted.user.to_owned()));
+        parts.push(format!(
+            "SELECT s.event_id FROM json_each({rooms}) h JOIN room_state s ON s.room_id = h.value
+               AND s.type = 'm.room.member' AND s.state_key IN (SELECT m.user_id FROM memberships m
+                 WHERE m.room_id = h.value AND m.membership IN ('join', 'invite')
+                   AND m.user_id <> {user} ORDER BY m.stream_ordering LIMIT 5)"
+        ));
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    let with = if ctes.is_empty() {
+        String::new()
+    } else {
+        format!("WITH {} ", ctes.join(", "))
+    };
+    let sql = format!(
+        "{with}{SELECT} WHERE e.event_id IN ({})",
+        parts.join(" UNION ")
+    );
+    Some((sql, params))
 }
 
 /// The connection state a `pos` points at, if it is this device's and still kept.

@@ -21,7 +21,7 @@ pub struct Window<'a> {
     pub up_to: u64,
 }
 
-fn windows_json(windows: &[Window<'_>]) -> String {
+pub(crate) fn windows_json(windows: &[Window<'_>]) -> String {
     Value::Array(
         windows
             .iter()
