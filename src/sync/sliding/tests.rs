@@ -828,3 +828,63 @@ fn heroes_and_lazily_loaded_senders_come_with_their_member_events() {
         }
     });
 }
+
+/// The room type and encryption filters, on a first answer and on an incremental one (whose
+/// room list comes with the request's first statement): the list reads those columns only
+/// when a filter needs them.
+#[test]
+fn room_type_and_encryption_filters() {
+    block_on(async {
+        let server = TestServer::new();
+        let (_, token) = server.register("alice").await;
+        let space = create_room(
+            &server,
+            &token,
+            json!({ "creation_content": { "type": "m.space" } }),
+        )
+        .await;
+        let secret = create_room(
+            &server,
+            &token,
+            json!({ "initial_state": [{ "type": "m.room.encryption", "state_key": "",
+                "content": { "algorithm": "m.megolm.v1.aes-sha2" } }] }),
+        )
+        .await;
+        let plain = create_room(&server, &token, json!({})).await;
+        let list =
+            |filters: Value| json!({ "ranges": [[0, 9]], "timeline_limit": 0, "filters": filters });
+        let body = json!({
+            "conn_id": "filtered",
+            "lists": {
+                "spaces": list(json!({ "room_types": ["m.space"] })),
+                "rooms": list(json!({ "not_room_types": ["m.space"] })),
+                "encrypted": list(json!({ "is_encrypted": true })),
+                "clear": list(json!({ "is_encrypted": false, "room_types": [null] })),
+            }
+        });
+        let first = slide(&server, &token, "?timeout=0", body.clone()).await;
+        send(&server, &token, &plain, "p1", "hello").await;
+        let next = slide(
+            &server,
+            &token,
+            &format!("?timeout=0&pos={}", pos(&first)),
+            body,
+        )
+        .await;
+        for answer in [&first, &next] {
+            let lists = &answer["lists"];
+            assert_eq!(lists["spaces"]["count"], 1, "{answer}");
+            assert_eq!(lists["rooms"]["count"], 2, "{answer}");
+            assert_eq!(lists["encrypted"]["count"], 1, "{answer}");
+            assert_eq!(lists["clear"]["count"], 1, "{answer}");
+        }
+        assert_eq!(first["rooms"][&space]["lists"], json!(["spaces"]));
+        assert_eq!(
+            first["rooms"][&secret]["lists"],
+            json!(["encrypted", "rooms"])
+        );
+        assert_eq!(first["rooms"][&plain]["lists"], json!(["clear", "rooms"]));
+        let moved: Vec<&String> = next["rooms"].as_object().unwrap().keys().collect();
+        assert_eq!(moved, [&plain], "{next}");
+    });
+}
