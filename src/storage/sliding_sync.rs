@@ -2,7 +2,7 @@
 //! what its list position needs, the current state a client asked for, and the per-connection
 //! rows of `sliding_sync_positions`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -12,6 +12,7 @@ use super::sync_rooms::{windows_json, Window};
 use super::{Arg, Db};
 use crate::args;
 use crate::http::MatrixError;
+use crate::rooms::visibility::MembershipHistory;
 use crate::time::now_ms;
 
 /// Event types whose arrival moves a room up the list (MSC4186 `bump_stamp`).
@@ -299,6 +300,87 @@ fn current_state_sql(wanted: &CurrentStateWanted<'_>) -> Option<(String, Vec<Par
         parts.join(" UNION ")
     );
     Some((sql, params))
+}
+
+/// A room of an answer whose summary (member counts, heroes) may be wanted: always when it is
+/// sent in `full`, else only when a member event arrived in its window `(after, up_to]`.
+pub struct SummaryWanted<'a> {
+    pub room_id: &'a str,
+    pub full: bool,
+    pub after: u64,
+    pub up_to: u64,
+}
+
+/// The membership reads of one answer's rooms in one statement: the user's own membership
+/// events in `history_rooms` (`MembershipHistory`), and the summaries of the rooms of
+/// `summaries` that want one (`sync_rooms::summaries_from`; the others have none).
+pub async fn memberships_of(
+    db: &Db,
+    user_id: &str,
+    history_rooms: &[&str],
+    summaries: &[SummaryWanted<'_>],
+) -> Result<(BTreeMap<String, MembershipHistory>, HashMap<String, Value>), MatrixError> {
+    /// `kind` 0: a membership event of the user; 1: a joined or invited member of a room
+    /// whose summary is wanted; 2: such a room (it may have no member left).
+    #[derive(Deserialize)]
+    struct Row {
+        kind: i64,
+        room_id: String,
+        user_id: Option<String>,
+        membership: Option<String>,
+        stream_ordering: i64,
+    }
+    if history_rooms.is_empty() && summaries.is_empty() {
+        return Ok(Default::default());
+    }
+    let wanted: Vec<Value> = summaries
+        .iter()
+        .map(|s| json!([s.room_id, s.full, s.after, s.up_to.min(i64::MAX as u64)]))
+        .collect();
+    let rows: Vec<Row> = db
+        .rows(
+            "WITH w AS (SELECT json_extract(value, '$[0]') AS room_id, json_extract(value, '$[1]') AS full,
+                 json_extract(value, '$[2]') AS lo, json_extract(value, '$[3]') AS hi FROM json_each(?3)),
+               need AS (SELECT room_id FROM w WHERE full OR EXISTS (SELECT 1 FROM events x
+                 WHERE x.room_id = w.room_id AND x.stream_ordering > w.lo AND x.stream_ordering <= w.hi
+                   AND x.type = 'm.room.member' AND x.state_key IS NOT NULL))
+             SELECT 0 AS kind, room_id, NULL AS user_id, membership, stream_ordering FROM events
+               WHERE type = 'm.room.member' AND state_key = ?1
+                 AND room_id IN (SELECT value FROM json_each(?2))
+             UNION ALL SELECT 1, room_id, user_id, membership, stream_ordering FROM memberships
+               WHERE room_id IN (SELECT room_id FROM need) AND membership IN ('join', 'invite')
+             UNION ALL SELECT 2, room_id, NULL, NULL, 0 FROM need
+             ORDER BY stream_ordering",
+            args![
+                user_id,
+                &json!(history_rooms).to_string(),
+                &Value::Array(wanted).to_string()
+            ],
+        )
+        .await?;
+    let mut history = Vec::new();
+    let mut members = Vec::new();
+    let mut rooms: Vec<String> = Vec::new();
+    for row in rows {
+        match row.kind {
+            0 => history.push((
+                row.room_id,
+                row.stream_ordering.max(0) as u64,
+                row.membership.unwrap_or_default(),
+            )),
+            1 => members.push((
+                row.room_id,
+                row.user_id.unwrap_or_default(),
+                row.membership.unwrap_or_default(),
+            )),
+            _ => rooms.push(row.room_id),
+        }
+    }
+    let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+    Ok((
+        MembershipHistory::grouped(history),
+        super::sync_rooms::summaries_from(members, user_id, &rooms),
+    ))
 }
 
 /// The connection state a `pos` points at, if it is this device's and still kept.

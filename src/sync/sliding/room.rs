@@ -15,7 +15,9 @@ use crate::http::MatrixError;
 use crate::rooms::visibility::MembershipHistory;
 use crate::rooms::RoomVersion;
 use crate::storage::events::EventRow;
-use crate::storage::sliding_sync::{current_state_matching, CurrentStateWanted, StateWanted};
+use crate::storage::sliding_sync::{
+    current_state_matching, memberships_of, CurrentStateWanted, StateWanted, SummaryWanted,
+};
 use crate::storage::sync::MembershipRow;
 use crate::storage::sync_rooms::{self as batch, Window};
 use crate::storage::Db;
@@ -157,28 +159,51 @@ pub async fn build(
         heroes,
         user,
     };
-    let (histories, timelines, deltas, unread, summaries, current) = futures::join!(
-        batch::membership_histories(db, user, &ids),
+    // The user's membership history decides which events of a window they may see; a room
+    // they have been joined to since before the window opened (their current membership is
+    // a join at or before its start) shows them every event in it, and needs no read.
+    let joined_throughout = |s: &Delivery<'_>| {
+        s.entry.membership == Membership::Join
+            && s.after() > 0
+            && s.entry.membership_at <= s.after()
+    };
+    let history_ids: Vec<&str> = rooms
+        .iter()
+        .filter(|s| !joined_throughout(s))
+        .map(|s| s.entry.room_id.as_str())
+        .collect();
+    let summaries_wanted: Vec<SummaryWanted<'_>> = rooms
+        .iter()
+        .zip(&windows)
+        .map(|(s, w)| SummaryWanted {
+            room_id: w.room_id,
+            full: s.full_state(),
+            after: w.after,
+            up_to: w.up_to,
+        })
+        .collect();
+    let (memberships, timelines, deltas, unread, current) = futures::join!(
+        memberships_of(db, user, &history_ids, &summaries_wanted),
         batch::timelines(db, &windows, limit + 1),
         batch::states(db, &delta_windows),
         crate::storage::push::unread(db, user, &ids),
-        batch::summaries(db, user, &ids),
         current_state_matching(db, &wanted),
     );
-    let (mut histories, mut timelines, mut deltas, unread, mut summaries, mut current) = (
-        histories?, timelines?, deltas?, unread?, summaries?, current?,
-    );
+    let (mut timelines, mut deltas, unread, mut current) = (timelines?, deltas?, unread?, current?);
+    let (mut histories, mut summaries) = memberships?;
 
     let mut accesses: Vec<Access> = Vec::with_capacity(rooms.len());
     let mut parts: Vec<Timeline> = Vec::with_capacity(rooms.len());
     for (send, window) in rooms.iter().zip(&windows) {
         let version = RoomVersion::parse(&send.entry.room_version).unwrap_or(RoomVersion::V12);
-        let access = Access {
-            version,
-            history: histories
+        let history = if joined_throughout(send) {
+            MembershipHistory(vec![(send.entry.membership_at, "join".to_owned())])
+        } else {
+            histories
                 .remove(window.room_id)
-                .unwrap_or_else(|| MembershipHistory(Vec::new())),
+                .unwrap_or_else(|| MembershipHistory(Vec::new()))
         };
+        let access = Access { version, history };
         let mut rows = timelines.remove(window.room_id).unwrap_or_default();
         let own = send.timeline_limit as usize;
         let limited = rows.len() > own;

@@ -786,7 +786,12 @@ fn heroes_and_lazily_loaded_senders_come_with_their_member_events() {
             )
             .await;
         assert_eq!(status, 200, "{answer}");
-        let room = create_room(&server, &token, json!({ "invite": [bob.clone()] })).await;
+        let room = create_room(
+            &server,
+            &token,
+            json!({ "preset": "public_chat", "invite": [bob.clone()] }),
+        )
+        .await;
         let join = format!("/_matrix/client/v3/join/{room}");
         let (status, answer) = server
             .request("POST", &join, Some(&bob_token), Some(json!({})))
@@ -804,16 +809,16 @@ fn heroes_and_lazily_loaded_senders_come_with_their_member_events() {
         );
         assert_eq!(answer["joined_count"], 2);
 
+        let next_answer = |at: &str| {
+            let query = format!("?timeout=10000&pos={at}");
+            let token = token.clone();
+            let server = &server;
+            async move { slide(server, &token, &query, list_body((0, 9), 1)).await }
+        };
         let mut at = pos(&first);
         for (n, text) in ["hi alice", "again"].iter().enumerate() {
             send(&server, &bob_token, &room, &format!("b{n}"), text).await;
-            let next = slide(
-                &server,
-                &token,
-                &format!("?timeout=10000&pos={at}"),
-                list_body((0, 9), 1),
-            )
-            .await;
+            let next = next_answer(&at).await;
             let answer = &next["rooms"][&room];
             assert_eq!(bodies(answer), [*text], "{next}");
             let members: Vec<&str> = answer["required_state"]
@@ -824,8 +829,21 @@ fn heroes_and_lazily_loaded_senders_come_with_their_member_events() {
                 .map(|e| e["state_key"].as_str().unwrap())
                 .collect();
             assert_eq!(members, [bob.as_str()], "the sender's member event: {next}");
+            assert!(
+                answer.get("joined_count").is_none(),
+                "no member changed: {next}"
+            );
             at = pos(&next);
         }
+        // A member joining changes the counts: they come with the incremental answer.
+        let (_, carol_token) = server.register("carol").await;
+        let (status, answer) = server
+            .request("POST", &join, Some(&carol_token), Some(json!({})))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        let next = next_answer(&at).await;
+        assert_eq!(next["rooms"][&room]["joined_count"], 3, "{next}");
+        assert_eq!(next["rooms"][&room]["invited_count"], 0, "{next}");
     });
 }
 
