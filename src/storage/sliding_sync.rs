@@ -351,9 +351,9 @@ pub async fn memberships_of(
         .collect();
     let rows: Vec<Row> = db
         .rows(
-            "WITH w AS (SELECT json_extract(value, '$[0]') AS room_id, json_extract(value, '$[1]') AS full,
+            "WITH w AS (SELECT json_extract(value, '$[0]') AS room_id, json_extract(value, '$[1]') AS whole,
                  json_extract(value, '$[2]') AS lo, json_extract(value, '$[3]') AS hi FROM json_each(?3)),
-               need AS (SELECT room_id FROM w WHERE full OR EXISTS (SELECT 1 FROM events x
+               need AS (SELECT room_id FROM w WHERE whole OR EXISTS (SELECT 1 FROM events x
                  WHERE x.room_id = w.room_id AND x.stream_ordering > w.lo AND x.stream_ordering <= w.hi
                    AND x.type = 'm.room.member' AND x.state_key IS NOT NULL))
              SELECT 0 AS kind, room_id, NULL AS user_id, membership, stream_ordering FROM events
