@@ -210,8 +210,9 @@ def section(results: dict) -> list[str]:
             + (json.dumps(errors) if errors else "none."),
             "- Our query count per answer does not grow with the number of rooms. Rows read do, on first and"
             " incremental answers alike: every answer ranks all of the user's rooms again"
-            " (`storage::sliding_sync::room_entries` reads each room's newest events for the bump stamp and its"
-            " create/encryption state)" + growth(results) + "; the rest of a first answer is the rooms in the"
+            " (`storage::sliding_sync::room_list_sql` reads each room's membership, version and newest events"
+            " for the bump stamp; its create and encryption state only when a list filters on them)"
+            + growth(results) + "; the rest of a first answer is the rooms in the"
             " window (their required_state, timeline, receipts). A steady connection writes no D1 row for new"
             " events in rooms already in view.", ""]
     return out

@@ -2,15 +2,17 @@
 //! what its list position needs, the current state a client asked for, and the per-connection
 //! rows of `sliding_sync_positions`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::events::{EventRow, SELECT};
-use super::Db;
+use super::sync_rooms::{windows_json, Window};
+use super::{Arg, Db};
 use crate::args;
 use crate::http::MatrixError;
+use crate::rooms::visibility::MembershipHistory;
 use crate::time::now_ms;
 
 /// Event types whose arrival moves a room up the list (MSC4186 `bump_stamp`).
@@ -25,51 +27,91 @@ pub const BUMP_TYPES: &[&str] = &[
     "m.beacon_info",
 ];
 
-/// One room of the user, with what ordering and filtering it needs.
+/// One room of the user, with what ordering and filtering it needs. Read from a JSON array
+/// of its fields in this order (`room_list_sql`): shorter to build, send and parse than objects.
 #[derive(Clone, Debug, Deserialize)]
 pub struct RoomEntryRow {
     pub room_id: String,
     pub membership: String,
     /// Position of the user's membership event.
     pub membership_at: i64,
+    /// Who sent the user's membership event, for a leave only (a room the user left
+    /// themselves is listed only when the connection had it).
     pub membership_sender: Option<String>,
     pub room_version: String,
     /// Position of the newest event of a `BUMP_TYPES` type.
     pub bump: Option<i64>,
     /// Position of the room's newest event of any type.
     pub latest: Option<i64>,
+    /// Read only when a list filters on room types (`ListColumns`), else `None`.
     pub room_type: Option<String>,
+    /// Read only when a list filters on encryption (`ListColumns`), else 0.
     pub encrypted: i64,
 }
 
-/// Every room the user has a membership in (forgotten ones excluded), in one query. Each
-/// room's two positions walk its `(room_id, stream_ordering)` index from the newest event and
-/// stop at the first match: no room's timeline is read.
-pub async fn room_entries(db: &Db, user_id: &str) -> Result<Vec<RoomEntryRow>, MatrixError> {
-    db.rows(&room_entries_sql("?1"), args![user_id]).await
+/// Which of a room list's costlier columns the request's list filters need: the room type
+/// (the create event's content) and whether the room is encrypted. Lists without such filters
+/// (Element X's room list has none) do not pay for them on every answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListColumns {
+    pub room_type: bool,
+    pub encrypted: bool,
 }
 
-/// The query of `room_entries`, the user as an SQL expression (`storage::sync::sync_start`
-/// reads it in its own statement). The bump types are constants, written in as literals.
-pub(crate) fn room_entries_sql(user: &str) -> String {
+/// Every room the user has a membership in (forgotten ones excluded), in one query.
+pub async fn room_entries(
+    db: &Db,
+    user_id: &str,
+    columns: ListColumns,
+) -> Result<Vec<RoomEntryRow>, MatrixError> {
+    #[derive(Deserialize)]
+    struct Row {
+        list: String,
+    }
+    let row: Option<Row> = db
+        .row(
+            &format!("SELECT {} AS list", room_list_sql("?1", columns)),
+            args![user_id],
+        )
+        .await?;
+    let list = row.map_or_else(|| "[]".to_owned(), |r| r.list);
+    serde_json::from_str(&list).map_err(|e| MatrixError::internal(format!("room list: {e}")))
+}
+
+/// The query of `room_entries` as an SQL expression whose value is the JSON array of its rows,
+/// the user as an SQL expression (`storage::sync::sync_start` reads it in its own statement).
+/// Each room's two positions walk its `(room_id, stream_ordering)` index from the newest event
+/// and stop at the first match: no room's timeline is read. The bump types are constants,
+/// written in as literals.
+pub(crate) fn room_list_sql(user: &str, columns: ListColumns) -> String {
     let bump_types = BUMP_TYPES
         .iter()
         .map(|t| format!("'{t}'"))
         .collect::<Vec<_>>()
         .join(", ");
+    let room_type = if columns.room_type {
+        "(SELECT json_extract(c.pdu, '$.content.type') FROM room_state s JOIN events c ON c.event_id = s.event_id
+           WHERE s.room_id = m.room_id AND s.type = 'm.room.create' AND s.state_key = '')"
+    } else {
+        "NULL"
+    };
+    let encrypted = if columns.encrypted {
+        "EXISTS (SELECT 1 FROM room_state s WHERE s.room_id = m.room_id
+           AND s.type = 'm.room.encryption' AND s.state_key = '')"
+    } else {
+        "0"
+    };
     format!(
-        "SELECT m.room_id, m.membership, m.stream_ordering AS membership_at, r.room_version,
-           (SELECT sender FROM events WHERE event_id = m.event_id) AS membership_sender,
+        "(SELECT json_group_array(json_array(m.room_id, m.membership, m.stream_ordering,
+           CASE WHEN m.membership = 'leave' THEN (SELECT sender FROM events WHERE event_id = m.event_id) END,
+           r.room_version,
            (SELECT b.stream_ordering FROM events b WHERE b.room_id = m.room_id AND b.outlier = 0
               AND b.stream_ordering > 0 AND b.type IN ({bump_types})
-              ORDER BY b.stream_ordering DESC LIMIT 1) AS bump,
-           (SELECT MAX(l.stream_ordering) FROM events l WHERE l.room_id = m.room_id) AS latest,
-           (SELECT json_extract(c.pdu, '$.content.type') FROM room_state s JOIN events c ON c.event_id = s.event_id
-              WHERE s.room_id = m.room_id AND s.type = 'm.room.create' AND s.state_key = '') AS room_type,
-           EXISTS (SELECT 1 FROM room_state s WHERE s.room_id = m.room_id
-              AND s.type = 'm.room.encryption' AND s.state_key = '') AS encrypted
+              ORDER BY b.stream_ordering DESC LIMIT 1),
+           (SELECT MAX(l.stream_ordering) FROM events l WHERE l.room_id = m.room_id),
+           {room_type}, {encrypted}))
          FROM memberships m JOIN rooms r ON r.room_id = m.room_id
-         WHERE m.user_id = {user} AND m.forgotten = 0"
+         WHERE m.user_id = {user} AND m.forgotten = 0)"
     )
 }
 
@@ -133,41 +175,224 @@ pub struct StateWanted<'a> {
     pub state_key: Option<&'a str>,
 }
 
-/// The current state events matching any of the wanted slots, per room, in one query. Exact
-/// slots use `room_state`'s primary key; only wildcards scan a room's state.
+/// What one answer's rooms need of their current state, read in one statement that goes out
+/// with the timelines (one D1 batch) instead of after them.
+pub struct CurrentStateWanted<'a> {
+    /// Explicit slots: the `required_state` of rooms sent in full, their name and avatar.
+    pub slots: Vec<StateWanted<'a>>,
+    /// Lazy-loading rooms' timeline windows: the member events of the senders (and of the
+    /// subjects of member events) among the newest `lazy_limit` events of each window. The
+    /// caller keeps those of the events it shows; a few more read is harmless.
+    pub lazy: &'a [Window<'a>],
+    pub lazy_limit: u64,
+    /// Rooms whose heroes' member events are wanted: up to five joined or invited members
+    /// other than `user`, oldest membership first (as `sync_rooms::summaries` picks them).
+    pub heroes: Vec<&'a str>,
+    pub user: &'a str,
+}
+
+/// The current state events `wanted` names, per room, in one query. Exact slots use
+/// `room_state`'s primary key; only wildcards scan a room's state. The parts not needed are
+/// not written into the SQL at all (local D1 compiles every statement on every call).
 pub async fn current_state_matching(
     db: &Db,
-    wanted: &[StateWanted<'_>],
+    wanted: &CurrentStateWanted<'_>,
 ) -> Result<HashMap<String, Vec<EventRow>>, MatrixError> {
-    if wanted.is_empty() {
+    let Some((sql, args)) = current_state_sql(wanted) else {
         return Ok(HashMap::new());
-    }
-    let list: Vec<Value> = wanted
-        .iter()
-        .map(|w| json!([w.room_id, w.kind, w.state_key]))
-        .collect();
-    let rows: Vec<EventRow> = db
-        .rows(
-            &format!(
-                "WITH wanted AS (SELECT json_extract(value, '$[0]') AS room_id,
-                    json_extract(value, '$[1]') AS type, json_extract(value, '$[2]') AS state_key
-                    FROM json_each(?1))
-                 {SELECT} WHERE e.event_id IN (
-                    SELECT s.event_id FROM wanted w JOIN room_state s ON s.room_id = w.room_id
-                      AND s.type = w.type AND s.state_key = w.state_key
-                    UNION SELECT s.event_id FROM wanted w JOIN room_state s ON s.room_id = w.room_id
-                      AND s.type = w.type WHERE w.state_key IS NULL
-                    UNION SELECT s.event_id FROM wanted w JOIN room_state s ON s.room_id = w.room_id
-                      WHERE w.type IS NULL AND (w.state_key IS NULL OR s.state_key = w.state_key))"
-            ),
-            args![&Value::Array(list).to_string()],
-        )
-        .await?;
+    };
+    let args: Vec<Arg<'_>> = args.iter().map(|a| a.arg()).collect();
+    let rows: Vec<EventRow> = db.rows(&sql, &args).await?;
     let mut out: HashMap<String, Vec<EventRow>> = HashMap::new();
     for row in rows {
         out.entry(row.room_id.clone()).or_default().push(row);
     }
     Ok(out)
+}
+
+/// An owned SQL parameter of `current_state_sql`.
+enum Param {
+    Text(String),
+    Int(u64),
+}
+
+impl Param {
+    fn arg(&self) -> Arg<'_> {
+        match self {
+            Param::Text(t) => Arg::from(t.as_str()),
+            Param::Int(n) => Arg::from(*n),
+        }
+    }
+}
+
+/// The SQL of `current_state_matching` and its parameters (`None`: nothing is wanted).
+fn current_state_sql(wanted: &CurrentStateWanted<'_>) -> Option<(String, Vec<Param>)> {
+    let mut ctes: Vec<String> = Vec::new();
+    let mut parts: Vec<String> = Vec::new();
+    let mut params: Vec<Param> = Vec::new();
+    let mut param = |p: Param| {
+        params.push(p);
+        format!("?{}", params.len())
+    };
+    if !wanted.slots.is_empty() {
+        let list: Vec<Value> = wanted
+            .slots
+            .iter()
+            .map(|w| json!([w.room_id, w.kind, w.state_key]))
+            .collect();
+        let list = param(Param::Text(Value::Array(list).to_string()));
+        ctes.push(format!(
+            "wanted AS (SELECT json_extract(value, '$[0]') AS room_id,
+               json_extract(value, '$[1]') AS type, json_extract(value, '$[2]') AS state_key
+               FROM json_each({list}))"
+        ));
+        parts.push(
+            "SELECT s.event_id FROM wanted w JOIN room_state s ON s.room_id = w.room_id
+               AND s.type = w.type AND s.state_key = w.state_key
+             UNION SELECT s.event_id FROM wanted w JOIN room_state s ON s.room_id = w.room_id
+               AND s.type = w.type WHERE w.state_key IS NULL
+             UNION SELECT s.event_id FROM wanted w JOIN room_state s ON s.room_id = w.room_id
+               WHERE w.type IS NULL AND (w.state_key IS NULL OR s.state_key = w.state_key)"
+                .to_owned(),
+        );
+    }
+    // The members whose current member event is wanted, `(room_id, user_id)`: one compound
+    // SELECT of at most three terms, joined to the state once (D1 allows five terms in a
+    // compound SELECT, so the slots' three and these are kept apart).
+    let mut people: Vec<String> = Vec::new();
+    if !wanted.lazy.is_empty() {
+        let windows = param(Param::Text(windows_json(wanted.lazy)));
+        let limit = param(Param::Int(wanted.lazy_limit));
+        // The newest events of each window, as `sync_rooms::timelines` reads them.
+        ctes.push(format!(
+            "lw AS (SELECT json_extract(value, '$[0]') AS room_id, json_extract(value, '$[1]') AS lo,
+               json_extract(value, '$[2]') AS hi FROM json_each({windows})),
+             tl AS (SELECT x.room_id, x.sender, x.type, x.state_key FROM lw w JOIN events x
+               ON x.stream_ordering IN (SELECT y.stream_ordering FROM events y
+                 WHERE y.room_id = w.room_id AND y.outlier = 0 AND y.stream_ordering > w.lo
+                   AND y.stream_ordering <= w.hi ORDER BY y.stream_ordering DESC LIMIT {limit}))"
+        ));
+        people.push("SELECT room_id, sender FROM tl".to_owned());
+        people.push(
+            "SELECT room_id, state_key FROM tl WHERE type = 'm.room.member' AND state_key IS NOT NULL"
+                .to_owned(),
+        );
+    }
+    if !wanted.heroes.is_empty() {
+        let rooms = param(Param::Text(json!(wanted.heroes).to_string()));
+        let user = param(Param::Text(wanted.user.to_owned()));
+        people.push(format!(
+            "SELECT h.value, m.user_id FROM json_each({rooms}) h JOIN memberships m
+               ON m.room_id = h.value AND m.user_id IN (SELECT o.user_id FROM memberships o
+                 WHERE o.room_id = h.value AND o.membership IN ('join', 'invite')
+                   AND o.user_id <> {user} ORDER BY o.stream_ordering LIMIT 5)"
+        ));
+    }
+    if !people.is_empty() {
+        ctes.push(format!(
+            "people (room_id, user_id) AS ({})",
+            people.join(" UNION ")
+        ));
+        parts.push(
+            "SELECT s.event_id FROM people who JOIN room_state s ON s.room_id = who.room_id
+               AND s.type = 'm.room.member' AND s.state_key = who.user_id"
+                .to_owned(),
+        );
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    let with = if ctes.is_empty() {
+        String::new()
+    } else {
+        format!("WITH {} ", ctes.join(", "))
+    };
+    let sql = format!(
+        "{with}{SELECT} WHERE e.event_id IN ({})",
+        parts.join(" UNION ")
+    );
+    Some((sql, params))
+}
+
+/// A room of an answer whose summary (member counts, heroes) may be wanted: always when it is
+/// sent in `full`, else only when a member event arrived in its window `(after, up_to]`.
+pub struct SummaryWanted<'a> {
+    pub room_id: &'a str,
+    pub full: bool,
+    pub after: u64,
+    pub up_to: u64,
+}
+
+/// The membership reads of one answer's rooms in one statement: the user's own membership
+/// events in `history_rooms` (`MembershipHistory`), and the summaries of the rooms of
+/// `summaries` that want one (`sync_rooms::summaries_from`; the others have none).
+pub async fn memberships_of(
+    db: &Db,
+    user_id: &str,
+    history_rooms: &[&str],
+    summaries: &[SummaryWanted<'_>],
+) -> Result<(BTreeMap<String, MembershipHistory>, HashMap<String, Value>), MatrixError> {
+    /// `kind` 0: a membership event of the user; 1: a joined or invited member of a room
+    /// whose summary is wanted; 2: such a room (it may have no member left).
+    #[derive(Deserialize)]
+    struct Row {
+        kind: i64,
+        room_id: String,
+        user_id: Option<String>,
+        membership: Option<String>,
+        stream_ordering: i64,
+    }
+    if history_rooms.is_empty() && summaries.is_empty() {
+        return Ok(Default::default());
+    }
+    let wanted: Vec<Value> = summaries
+        .iter()
+        .map(|s| json!([s.room_id, s.full, s.after, s.up_to.min(i64::MAX as u64)]))
+        .collect();
+    let rows: Vec<Row> = db
+        .rows(
+            "WITH w AS (SELECT json_extract(value, '$[0]') AS room_id, json_extract(value, '$[1]') AS whole,
+                 json_extract(value, '$[2]') AS lo, json_extract(value, '$[3]') AS hi FROM json_each(?3)),
+               need AS (SELECT room_id FROM w WHERE whole OR EXISTS (SELECT 1 FROM events x
+                 WHERE x.room_id = w.room_id AND x.stream_ordering > w.lo AND x.stream_ordering <= w.hi
+                   AND x.type = 'm.room.member' AND x.state_key IS NOT NULL))
+             SELECT 0 AS kind, room_id, NULL AS user_id, membership, stream_ordering FROM events
+               WHERE type = 'm.room.member' AND state_key = ?1
+                 AND room_id IN (SELECT value FROM json_each(?2))
+             UNION ALL SELECT 1, room_id, user_id, membership, stream_ordering FROM memberships
+               WHERE room_id IN (SELECT room_id FROM need) AND membership IN ('join', 'invite')
+             UNION ALL SELECT 2, room_id, NULL, NULL, 0 FROM need
+             ORDER BY stream_ordering",
+            args![
+                user_id,
+                &json!(history_rooms).to_string(),
+                &Value::Array(wanted).to_string()
+            ],
+        )
+        .await?;
+    let mut history = Vec::new();
+    let mut members = Vec::new();
+    let mut rooms: Vec<String> = Vec::new();
+    for row in rows {
+        match row.kind {
+            0 => history.push((
+                row.room_id,
+                row.stream_ordering.max(0) as u64,
+                row.membership.unwrap_or_default(),
+            )),
+            1 => members.push((
+                row.room_id,
+                row.user_id.unwrap_or_default(),
+                row.membership.unwrap_or_default(),
+            )),
+            _ => rooms.push(row.room_id),
+        }
+    }
+    let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+    Ok((
+        MembershipHistory::grouped(history),
+        super::sync_rooms::summaries_from(members, user_id, &rooms),
+    ))
 }
 
 /// The connection state a `pos` points at, if it is this device's and still kept.

@@ -210,7 +210,7 @@ pub struct SyncStart {
     /// device's and still kept (`sliding_sync::position`).
     pub connection: Option<String>,
     /// With the connection, when asked for (`StartQuery::connection`): the user's rooms as
-    /// `sliding_sync::room_entries` reads them, as a JSON array of its rows, and the content of
+    /// `sliding_sync::room_entries` reads them, as a JSON array of its rows (arrays), and the content of
     /// the user's `m.direct` account data.
     room_list: Option<String>,
     direct: Option<String>,
@@ -265,8 +265,8 @@ pub struct StartQuery<'a> {
     pub memberships: Memberships,
     pub filter_id: Option<i64>,
     /// A sliding sync's `pos` row and `conn_id`: its connection state is read too, and, when
-    /// the flag says so, its room list (`SyncStart::room_list`).
-    pub connection: Option<(u64, &'a str, bool)>,
+    /// columns are given, its room list with them (`SyncStart::room_list`).
+    pub connection: Option<(u64, &'a str, Option<super::sliding_sync::ListColumns>)>,
 }
 
 /// When `sync_start` reads the user's memberships.
@@ -322,15 +322,8 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
     // Its room list in the same snapshot as the positions: an answer then ranks and compares
     // the rooms exactly as of the stream positions it is built up to.
     let (room_list, direct) = match q.connection {
-        Some((_, _, true)) => (
-            format!(
-                "(SELECT json_group_array(json_object('room_id', room_id, 'membership', membership,
-                   'membership_at', membership_at, 'membership_sender', membership_sender,
-                   'room_version', room_version, 'bump', bump, 'latest', latest,
-                   'room_type', room_type, 'encrypted', encrypted))
-                  FROM ({}))",
-                super::sliding_sync::room_entries_sql(user)
-            ),
+        Some((_, _, Some(columns))) => (
+            super::sliding_sync::room_list_sql(user, columns),
             format!("({})", super::sliding_sync::direct_sql(user)),
         ),
         _ => ("NULL".to_owned(), "NULL".to_owned()),

@@ -21,7 +21,7 @@ pub struct Window<'a> {
     pub up_to: u64,
 }
 
-fn windows_json(windows: &[Window<'_>]) -> String {
+pub(crate) fn windows_json(windows: &[Window<'_>]) -> String {
     Value::Array(
         windows
             .iter()
@@ -302,18 +302,31 @@ pub async fn summaries(
             args![&json!(rooms).to_string()],
         )
         .await?;
-    let mut grouped: HashMap<String, Vec<Row>> = HashMap::new();
-    for row in rows {
-        grouped.entry(row.room_id.clone()).or_default().push(row);
+    let rows = rows
+        .into_iter()
+        .map(|r| (r.room_id, r.user_id, r.membership));
+    Ok(summaries_from(rows, user_id, rooms))
+}
+
+/// The summaries of `rooms` from their joined and invited members' `(room, user, membership)`
+/// rows in membership order.
+pub(crate) fn summaries_from(
+    rows: impl IntoIterator<Item = (String, String, String)>,
+    user_id: &str,
+    rooms: &[&str],
+) -> HashMap<String, Value> {
+    let mut grouped: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for (room_id, user, membership) in rows {
+        grouped.entry(room_id).or_default().push((user, membership));
     }
-    Ok(rooms
+    rooms
         .iter()
         .map(|room| {
             let members = grouped.remove(*room).unwrap_or_default();
-            let joined = members.iter().filter(|r| r.membership == "join").count();
+            let joined = members.iter().filter(|(_, m)| m == "join").count();
             let heroes: Vec<&str> = members
                 .iter()
-                .map(|r| r.user_id.as_str())
+                .map(|(u, _)| u.as_str())
                 .filter(|u| *u != user_id)
                 .take(5)
                 .collect();
@@ -324,5 +337,5 @@ pub async fn summaries(
             });
             (room.to_string(), summary)
         })
-        .collect())
+        .collect()
 }

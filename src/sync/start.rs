@@ -52,7 +52,8 @@ pub(crate) struct Start {
 }
 
 /// The first read; `memberships` says when to read them, `connection` (a sliding sync's `pos`
-/// row and `conn_id`, and whether it wants its room list) which connection state to read. An application service's token has no
+/// row and `conn_id`, and the room list columns when it wants its room list) which connection
+/// state to read. An application service's token has no
 /// row in `access_tokens`: it takes the usual way (`Ctx::requester`, then the reads one by
 /// one).
 pub(crate) async fn start(
@@ -61,7 +62,7 @@ pub(crate) async fn start(
     since: Option<StreamPosition>,
     memberships: Memberships,
     filter_id: Option<i64>,
-    connection: Option<(u64, &str, bool)>,
+    connection: Option<(u64, &str, Option<crate::storage::sliding_sync::ListColumns>)>,
 ) -> Result<Start, MatrixError> {
     let token = ctx.bearer()?;
     let hash = token_hash(token);

@@ -265,7 +265,7 @@ fn the_first_read_of_a_sync_checks_the_token_and_matches_the_separate_reads() {
             let read = sync::sync_start(
                 &db,
                 &StartQuery {
-                    connection: Some((row, conn_id, false)),
+                    connection: Some((row, conn_id, None)),
                     ..ask(Some(now), Memberships::Never, None)
                 },
             )

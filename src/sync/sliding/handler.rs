@@ -38,7 +38,11 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     // With a connection that has lists or subscriptions, the same read fetches the room list.
     let wanted = request.as_ref().ok().and_then(|r| {
         let pos = Pos::parse(r.pos.as_deref()?)?;
-        Some((pos.row, r.conn_id.as_str(), r.wants_rooms()))
+        Some((
+            pos.row,
+            r.conn_id.as_str(),
+            r.wants_rooms().then(|| r.list_columns()),
+        ))
     });
     let mut look = start(ctx, &db, since, Memberships::Never, None, wanted).await?;
     let me = look.me.clone();
@@ -174,7 +178,7 @@ async fn build(
             Ok(room_list)
         } else if wants_rooms {
             futures::try_join!(
-                stored::room_entries(db, user),
+                stored::room_entries(db, user, request.list_columns()),
                 stored::direct_rooms(db, user)
             )
             .map(Some)

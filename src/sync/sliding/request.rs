@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::required_state::{self, Spec};
 use crate::http::MatrixError;
+use crate::storage::sliding_sync::ListColumns;
 
 /// Most timeline events one room carries in one answer (the server may cap, says the MSC).
 pub const MAX_TIMELINE_LIMIT: u64 = 100;
@@ -91,6 +92,17 @@ impl Request {
     /// encryption sync has no lists and no subscriptions) reads none.
     pub fn wants_rooms(&self) -> bool {
         !self.lists.is_empty() || !self.subscriptions.is_empty()
+    }
+
+    /// The room list's columns its lists' filters need.
+    pub fn list_columns(&self) -> ListColumns {
+        let filters = self.lists.values().map(|l| &l.filters);
+        ListColumns {
+            room_type: filters
+                .clone()
+                .any(|f| f.room_types.is_some() || f.not_room_types.is_some()),
+            encrypted: filters.clone().any(|f| f.is_encrypted.is_some()),
+        }
     }
 }
 

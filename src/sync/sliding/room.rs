@@ -1,6 +1,6 @@
 //! The `rooms` part of an answer: for each room due, its timeline, the state its config asks
 //! for, and the summary fields (name, avatar, heroes, counts, bump stamp). All rooms of an
-//! answer are read together, in two rounds of batched queries (`storage::sync_rooms`,
+//! answer are read together, in one round of batched queries (`storage::sync_rooms`,
 //! `storage::sliding_sync`), whatever their number; only the rooms due are read at all.
 
 use std::collections::{BTreeSet, HashSet};
@@ -15,7 +15,9 @@ use crate::http::MatrixError;
 use crate::rooms::visibility::MembershipHistory;
 use crate::rooms::RoomVersion;
 use crate::storage::events::EventRow;
-use crate::storage::sliding_sync::{current_state_matching, StateWanted};
+use crate::storage::sliding_sync::{
+    current_state_matching, memberships_of, CurrentStateWanted, StateWanted, SummaryWanted,
+};
 use crate::storage::sync::MembershipRow;
 use crate::storage::sync_rooms::{self as batch, Window};
 use crate::storage::Db;
@@ -96,7 +98,7 @@ pub async fn build(
         return Ok(out);
     }
 
-    // Round one: what needs nothing else.
+    // One round: every read below goes out in one D1 batch.
     let ids: Vec<&str> = rooms.iter().map(|s| s.entry.room_id.as_str()).collect();
     let limit = rooms.iter().map(|s| s.timeline_limit).max().unwrap_or(0);
     let windows: Vec<Window<'_>> = rooms
@@ -118,26 +120,90 @@ pub async fn build(
             up_to: s.entry.visible_up_to(now.events),
         })
         .collect();
-    let (histories, timelines, deltas, unread, summaries) = futures::join!(
-        batch::membership_histories(db, user, &ids),
+    // The current state each room's config asks for: for a room sent in full its
+    // `required_state`, name, avatar and heroes' member events; for a lazy-loading room the
+    // member events of its timeline's senders (found in SQL from the same window).
+    let mut slots: Vec<StateWanted<'_>> = Vec::new();
+    let mut heroes: Vec<&str> = Vec::new();
+    let mut lazy: Vec<Window<'_>> = Vec::new();
+    for (send, window) in rooms.iter().zip(&windows) {
+        if send.entry.membership != Membership::Join {
+            continue;
+        }
+        let room_id = send.entry.room_id.as_str();
+        if send.full_state() {
+            for (kind, state_key) in send.required_state.slots(user) {
+                slots.push(StateWanted {
+                    room_id,
+                    kind,
+                    state_key,
+                });
+            }
+            for kind in ["m.room.name", "m.room.avatar"] {
+                slots.push(StateWanted {
+                    room_id,
+                    kind: Some(kind),
+                    state_key: Some(""),
+                });
+            }
+            heroes.push(room_id);
+        }
+        if send.required_state.lazy_members() {
+            lazy.push(Window { ..*window });
+        }
+    }
+    let wanted = CurrentStateWanted {
+        slots,
+        lazy: &lazy,
+        lazy_limit: limit,
+        heroes,
+        user,
+    };
+    // The user's membership history decides which events of a window they may see; a room
+    // they have been joined to since before the window opened (their current membership is
+    // a join at or before its start) shows them every event in it, and needs no read.
+    let joined_throughout = |s: &Delivery<'_>| {
+        s.entry.membership == Membership::Join
+            && s.after() > 0
+            && s.entry.membership_at <= s.after()
+    };
+    let history_ids: Vec<&str> = rooms
+        .iter()
+        .filter(|s| !joined_throughout(s))
+        .map(|s| s.entry.room_id.as_str())
+        .collect();
+    let summaries_wanted: Vec<SummaryWanted<'_>> = rooms
+        .iter()
+        .zip(&windows)
+        .map(|(s, w)| SummaryWanted {
+            room_id: w.room_id,
+            full: s.full_state(),
+            after: w.after,
+            up_to: w.up_to,
+        })
+        .collect();
+    let (memberships, timelines, deltas, unread, current) = futures::join!(
+        memberships_of(db, user, &history_ids, &summaries_wanted),
         batch::timelines(db, &windows, limit + 1),
         batch::states(db, &delta_windows),
         crate::storage::push::unread(db, user, &ids),
-        batch::summaries(db, user, &ids),
+        current_state_matching(db, &wanted),
     );
-    let (mut histories, mut timelines, mut deltas, unread, mut summaries) =
-        (histories?, timelines?, deltas?, unread?, summaries?);
+    let (mut timelines, mut deltas, unread, mut current) = (timelines?, deltas?, unread?, current?);
+    let (mut histories, mut summaries) = memberships?;
 
     let mut accesses: Vec<Access> = Vec::with_capacity(rooms.len());
     let mut parts: Vec<Timeline> = Vec::with_capacity(rooms.len());
     for (send, window) in rooms.iter().zip(&windows) {
         let version = RoomVersion::parse(&send.entry.room_version).unwrap_or(RoomVersion::V12);
-        let access = Access {
-            version,
-            history: histories
+        let history = if joined_throughout(send) {
+            MembershipHistory(vec![(send.entry.membership_at, "join".to_owned())])
+        } else {
+            histories
                 .remove(window.room_id)
-                .unwrap_or_else(|| MembershipHistory(Vec::new())),
+                .unwrap_or_else(|| MembershipHistory(Vec::new()))
         };
+        let access = Access { version, history };
         let mut rows = timelines.remove(window.room_id).unwrap_or_default();
         let own = send.timeline_limit as usize;
         let limited = rows.len() > own;
@@ -152,50 +218,6 @@ pub async fn build(
         });
         accesses.push(access);
     }
-
-    // Round two: the current state each room's config asks for (with the lazily loaded
-    // members of its timeline), the name and avatar, the heroes' member events, the counts.
-    let mut slots: Vec<(String, Option<String>, Option<String>)> = Vec::new();
-    for ((send, part), id) in rooms.iter().zip(&parts).zip(&ids) {
-        let joined = send.entry.membership == Membership::Join;
-        if joined && send.full_state() {
-            for (kind, key) in send.required_state.slots(user) {
-                slots.push((
-                    id.to_string(),
-                    kind.map(str::to_owned),
-                    key.map(str::to_owned),
-                ));
-            }
-            for kind in ["m.room.name", "m.room.avatar"] {
-                slots.push((id.to_string(), Some(kind.into()), Some(String::new())));
-            }
-            let heroes = summaries
-                .get(*id)
-                .and_then(|s| s["m.heroes"].as_array().cloned())
-                .unwrap_or_default();
-            for hero in heroes.iter().filter_map(Value::as_str) {
-                slots.push((
-                    id.to_string(),
-                    Some("m.room.member".into()),
-                    Some(hero.into()),
-                ));
-            }
-        }
-        if joined && send.required_state.lazy_members() {
-            for member in lazy_members(&part.events) {
-                slots.push((id.to_string(), Some("m.room.member".into()), Some(member)));
-            }
-        }
-    }
-    let wanted: Vec<StateWanted<'_>> = slots
-        .iter()
-        .map(|(room_id, kind, key)| StateWanted {
-            room_id,
-            kind: kind.as_deref(),
-            state_key: key.as_deref(),
-        })
-        .collect();
-    let mut current = current_state_matching(db, &wanted).await?;
 
     for ((send, part), access) in rooms.iter().zip(parts).zip(accesses) {
         let room_id = send.entry.room_id.as_str();

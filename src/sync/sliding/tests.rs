@@ -684,9 +684,9 @@ fn reading_a_room_elsewhere_updates_its_count() {
 
 /// Element X's steady room-list connection (a list window with its `required_state`, and the
 /// account_data, receipts and typing extensions): an answer carrying one new event in a room
-/// in view reads D1 in three round trips (the first statement with the room list and DMs, the
-/// rooms' first round with the extensions, the current state of the timeline's senders) and
-/// writes nothing (the connection state did not change, so the `pos` keeps its row).
+/// in view reads D1 in two round trips (the first statement with the room list and DMs; the
+/// rooms' reads, the current state of the timeline's senders among them, with the extensions')
+/// and writes nothing (the connection state did not change, so the `pos` keeps its row).
 #[test]
 fn an_incremental_answer_costs_few_round_trips() {
     block_on(async {
@@ -759,10 +759,150 @@ fn an_incremental_answer_costs_few_round_trips() {
                 "no new row"
             );
             assert!(
-                round_trips <= 3,
+                round_trips <= 2,
                 "{round_trips} D1 round trips for one new event"
             );
             at = pos(&answer);
         }
+    });
+}
+
+/// A room without a name shows its heroes with their display names (their member events are
+/// read with the room's other state), and a lazy-loading list gets the member event of the
+/// sender with each new message (read in the same D1 batch as the timeline).
+#[test]
+fn heroes_and_lazily_loaded_senders_come_with_their_member_events() {
+    block_on(async {
+        let server = TestServer::new();
+        let (_, token) = server.register("alice").await;
+        let (bob, bob_token) = server.register("bob").await;
+        let path = format!("/_matrix/client/v3/profile/{bob}/displayname");
+        let (status, answer) = server
+            .request(
+                "PUT",
+                &path,
+                Some(&bob_token),
+                Some(json!({ "displayname": "Bobby" })),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        let room = create_room(
+            &server,
+            &token,
+            json!({ "preset": "public_chat", "invite": [bob.clone()] }),
+        )
+        .await;
+        let join = format!("/_matrix/client/v3/join/{room}");
+        let (status, answer) = server
+            .request("POST", &join, Some(&bob_token), Some(json!({})))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        // The one timeline event is alice's: bob's member event comes as a hero's only.
+        send(&server, &token, &room, "a0", "welcome").await;
+
+        let first = slide(&server, &token, "?timeout=0", list_body((0, 9), 1)).await;
+        let answer = &first["rooms"][&room];
+        assert_eq!(
+            answer["heroes"],
+            json!([{ "user_id": bob, "displayname": "Bobby" }]),
+            "{first}"
+        );
+        assert_eq!(answer["joined_count"], 2);
+
+        let next_answer = |at: &str| {
+            let query = format!("?timeout=10000&pos={at}");
+            let token = token.clone();
+            let server = &server;
+            async move { slide(server, &token, &query, list_body((0, 9), 1)).await }
+        };
+        let mut at = pos(&first);
+        for (n, text) in ["hi alice", "again"].iter().enumerate() {
+            send(&server, &bob_token, &room, &format!("b{n}"), text).await;
+            let next = next_answer(&at).await;
+            let answer = &next["rooms"][&room];
+            assert_eq!(bodies(answer), [*text], "{next}");
+            let members: Vec<&str> = answer["required_state"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["type"] == "m.room.member")
+                .map(|e| e["state_key"].as_str().unwrap())
+                .collect();
+            assert_eq!(members, [bob.as_str()], "the sender's member event: {next}");
+            assert!(
+                answer.get("joined_count").is_none(),
+                "no member changed: {next}"
+            );
+            at = pos(&next);
+        }
+        // A member joining changes the counts: they come with the incremental answer.
+        let (_, carol_token) = server.register("carol").await;
+        let (status, answer) = server
+            .request("POST", &join, Some(&carol_token), Some(json!({})))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        let next = next_answer(&at).await;
+        assert_eq!(next["rooms"][&room]["joined_count"], 3, "{next}");
+        assert_eq!(next["rooms"][&room]["invited_count"], 0, "{next}");
+    });
+}
+
+/// The room type and encryption filters, on a first answer and on an incremental one (whose
+/// room list comes with the request's first statement): the list reads those columns only
+/// when a filter needs them.
+#[test]
+fn room_type_and_encryption_filters() {
+    block_on(async {
+        let server = TestServer::new();
+        let (_, token) = server.register("alice").await;
+        let space = create_room(
+            &server,
+            &token,
+            json!({ "creation_content": { "type": "m.space" } }),
+        )
+        .await;
+        let secret = create_room(
+            &server,
+            &token,
+            json!({ "initial_state": [{ "type": "m.room.encryption", "state_key": "",
+                "content": { "algorithm": "m.megolm.v1.aes-sha2" } }] }),
+        )
+        .await;
+        let plain = create_room(&server, &token, json!({})).await;
+        let list =
+            |filters: Value| json!({ "ranges": [[0, 9]], "timeline_limit": 0, "filters": filters });
+        let body = json!({
+            "conn_id": "filtered",
+            "lists": {
+                "spaces": list(json!({ "room_types": ["m.space"] })),
+                "rooms": list(json!({ "not_room_types": ["m.space"] })),
+                "encrypted": list(json!({ "is_encrypted": true })),
+                "clear": list(json!({ "is_encrypted": false, "room_types": [null] })),
+            }
+        });
+        let first = slide(&server, &token, "?timeout=0", body.clone()).await;
+        send(&server, &token, &plain, "p1", "hello").await;
+        let next = slide(
+            &server,
+            &token,
+            &format!("?timeout=0&pos={}", pos(&first)),
+            body,
+        )
+        .await;
+        for answer in [&first, &next] {
+            let lists = &answer["lists"];
+            assert_eq!(lists["spaces"]["count"], 1, "{answer}");
+            assert_eq!(lists["rooms"]["count"], 2, "{answer}");
+            assert_eq!(lists["encrypted"]["count"], 1, "{answer}");
+            assert_eq!(lists["clear"]["count"], 1, "{answer}");
+        }
+        assert_eq!(first["rooms"][&space]["lists"], json!(["spaces"]));
+        assert_eq!(
+            first["rooms"][&secret]["lists"],
+            json!(["encrypted", "rooms"])
+        );
+        assert_eq!(first["rooms"][&plain]["lists"], json!(["clear", "rooms"]));
+        let moved: Vec<&String> = next["rooms"].as_object().unwrap().keys().collect();
+        assert_eq!(moved, [&plain], "{next}");
     });
 }
