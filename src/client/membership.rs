@@ -12,7 +12,7 @@ use crate::http::{ErrorCode, JsonResponse, MatrixError};
 use crate::platform::Method;
 use crate::rooms::builder::EventTemplate;
 use crate::rooms::command::send_event;
-use crate::rooms::command::{MadeJoin, RoomCommand};
+use crate::rooms::command::RoomCommand;
 use crate::rooms::create::{member_content, plan, CreateRoomRequest};
 use crate::rooms::engine::{LocalServer, RoomEngine};
 use crate::rooms::RoomVersion;
@@ -324,47 +324,16 @@ async fn join_remote(
     servers: Vec<String>,
     content: Value,
 ) -> Result<JsonResponse, MatrixError> {
-    // A join finished between our residency check and the room object: join here.
-    let resident = || json!({ "room_id": room_id, "user_id": Value::Null });
-    // The first server's template is asked for here while the room object is reached (for a
-    // room new to this server, created), which otherwise comes first: the time it takes no
-    // longer delays our join on the resident server. The object still decides whether to send
-    // it, under its writer (a join of the room may have started or finished meanwhile).
-    let prepare = RoomCommand::PrepareJoin {
+    let start = RoomCommand::JoinRemote {
         room_id: room_id.to_owned(),
+        user_id: me.user_id.clone(),
+        servers,
+        content: content.clone(),
     };
-    let (ready, made) = futures::join!(
-        ctx.platform.rooms.command(room_id.as_str(), &prepare),
-        first_template(ctx, room_id, &me.user_id, &servers, &content)
-    );
-    let ready = match ready {
-        Err(e) if e.status == 409 => Some(resident()),
-        Err(e) => return Err(e),
-        Ok(answer) if answer["pending"] == json!(true) => Some(answer),
-        Ok(_) => None,
-    };
-    let mut answer = match ready {
-        Some(answer) => answer,
-        None => {
-            let (servers, made) = match made {
-                Ok(made) => (servers, made),
-                // The first server refused or could not be reached: the others are asked (by
-                // the object, as before), or, with none, the client has that server's answer.
-                Err(e) if servers.len() == 1 => return Err(e),
-                Err(_) => (servers[1..].to_vec(), None),
-            };
-            let start = RoomCommand::JoinRemote {
-                room_id: room_id.to_owned(),
-                user_id: me.user_id.clone(),
-                servers,
-                content: content.clone(),
-                made,
-            };
-            match ctx.platform.rooms.command(room_id.as_str(), &start).await {
-                Err(e) if e.status == 409 => resident(),
-                other => other?,
-            }
-        }
+    let mut answer = match ctx.platform.rooms.command(room_id.as_str(), &start).await {
+        // A join finished between our residency check and the room object: join here.
+        Err(e) if e.status == 409 => json!({ "room_id": room_id, "user_id": Value::Null }),
+        other => other?,
     };
     let next = |in_background| RoomCommand::ContinueJoin {
         room_id: room_id.to_owned(),
@@ -404,38 +373,6 @@ async fn join_remote(
         }
     }
     Ok(JsonResponse::ok(json!({ "room_id": room_id })))
-}
-
-/// The join event the first of `servers` offers (`make_join`), completed and signed; `None`
-/// when that is no server name (the room object skips it too).
-async fn first_template(
-    ctx: &Ctx,
-    room_id: &RoomId,
-    user: &UserId,
-    servers: &[String],
-    content: &Value,
-) -> Result<Option<MadeJoin>, MatrixError> {
-    let Some((server, name)) = servers
-        .first()
-        .and_then(|s| Some((s, ruma::ServerName::parse(s).ok()?)))
-    else {
-        return Ok(None);
-    };
-    let (version, pdu) = crate::federation::handshake::make_membership(
-        &ctx.platform,
-        room_id,
-        user,
-        &name,
-        "join",
-        content.clone(),
-    )
-    .await
-    .inspect_err(|e| crate::log_warn!("join of {room_id} through {server} failed: {e}"))?;
-    Ok(Some(MadeJoin {
-        server: server.clone(),
-        room_version: version.as_str().to_owned(),
-        event: crate::signing::event::into_json(pdu.json().clone()),
-    }))
 }
 
 /// The user's own membership event (`content` names it) in a room this server holds.

@@ -9,7 +9,6 @@ pub mod xmatrix;
 pub(crate) mod e2ee_in;
 pub(crate) mod e2ee_out;
 pub(crate) mod endpoints;
-pub(crate) mod handshake;
 pub(crate) mod invites;
 pub(crate) mod key_server;
 pub(crate) mod media;

@@ -6,15 +6,6 @@ use serde::{Deserialize, Serialize};
 
 use super::builder::EventTemplate;
 
-/// A join event the Worker built from `server`'s `make_join` template and signed
-/// (`federation::handshake`), for `JoinRemote` to send.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MadeJoin {
-    pub server: String,
-    pub room_version: String,
-    pub event: serde_json::Value,
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum RoomCommand {
@@ -54,17 +45,7 @@ pub enum RoomCommand {
         user_id: OwnedUserId,
         servers: Vec<String>,
         content: serde_json::Value,
-        /// The first server's template, already asked for, completed and signed by the Worker
-        /// while `PrepareJoin` reached this object: `send_join` goes out with it at once.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        made: Option<MadeJoin>,
     },
-    /// The checks `JoinRemote` makes before its handshake, alone. The Worker sends it while it
-    /// asks the first server for a `make_join` template itself, so that reaching this object
-    /// (creating it, for a room new here) overlaps that round trip instead of preceding it.
-    /// Answers `{"ready": true}`, `{"pending": true, "user_id"}` with a join under way, or
-    /// 409 when a user of this server is in the room.
-    PrepareJoin { room_id: OwnedRoomId },
     /// The next step of the remote join under way in this room (`rooms::join_job`). Answers
     /// `{"pending": true}` while steps remain, and `{"room_id", "user_id"}` (whose join it
     /// was) once the room is stored. With `in_background`, no step now: the object's alarm

@@ -138,12 +138,7 @@ impl RoomObject {
                 user_id,
                 servers,
                 content,
-                made,
-            } => {
-                self.join_remote(room_id, &user_id, servers, content, made)
-                    .await
-            }
-            RoomCommand::PrepareJoin { room_id } => self.prepare_join(room_id).await,
+            } => self.join_remote(room_id, &user_id, servers, content).await,
             RoomCommand::Backfill { room_id, limit } => self.backfill(room_id, limit).await,
             RoomCommand::ContinueJoin {
                 room_id,

@@ -9,10 +9,8 @@ use ruma::{OwnedRoomId, RoomId, ServerName, UserId};
 use serde_json::{json, Value};
 
 use super::{event_write, history_visibility, room_write, through_servers, RoomObject};
-use crate::federation::handshake::make_membership;
 use crate::federation::key_server::KeyMemo;
 use crate::http::{ErrorCode, MatrixError};
-use crate::rooms::command::MadeJoin;
 use crate::rooms::engine::RoomEngine;
 use crate::rooms::join_job::{
     chunk_events, JoinJob, SendJoinAnswer, Step, JOB_KEY, MAX_CHUNK_BYTES, MAX_STEP_FAILURES,
@@ -52,39 +50,15 @@ fn storage_error(e: String) -> MatrixError {
 impl RoomObject {
     /// `JoinRemote`: starts a join, or carries on the one under way (a retried `/join`, or a
     /// second user's: their `/join` finishes the first one's, then joins locally).
-    /// `made`: the first server's join event, signed by the Worker (see `PrepareJoin`).
     pub(super) async fn join_remote(
         &self,
         room_id: OwnedRoomId,
         user: &UserId,
         servers: Vec<String>,
         content: Value,
-        made: Option<MadeJoin>,
     ) -> Result<Value, MatrixError> {
-        if let Some(answer) = self.join_refusal(&room_id).await? {
-            return Ok(answer);
-        }
-        let job = self
-            .start_join(&room_id, user, servers, content, made)
-            .await?;
-        self.finish_small_join(room_id, job).await
-    }
-
-    /// `PrepareJoin`: `JoinRemote`'s checks alone. They run again in `JoinRemote`, which
-    /// holds the writer from its checks to the stored room; these only spare the Worker's
-    /// template when a join is under way or done.
-    pub(super) async fn prepare_join(&self, room_id: OwnedRoomId) -> Result<Value, MatrixError> {
-        Ok(self
-            .join_refusal(&room_id)
-            .await?
-            .unwrap_or_else(|| json!({ "ready": true })))
-    }
-
-    /// Why not to start a join now: the answer for a join under way (`pending`), or a 409
-    /// when this server is in the room already (its users join locally).
-    async fn join_refusal(&self, room_id: &RoomId) -> Result<Option<Value>, MatrixError> {
         if let Some(job) = self.join_job().await? {
-            return Ok(Some(pending(&job)));
+            return Ok(pending(&job));
         }
         let db = Db::new(&self.platform);
         let config = self.platform.config()?;
@@ -96,7 +70,8 @@ impl RoomObject {
                 "This server is in the room: join it locally",
             ));
         }
-        Ok(None)
+        let job = self.start_join(&room_id, user, servers, content).await?;
+        self.finish_small_join(room_id, job).await
     }
 
     /// A small answer (a room of a few members: the common case) is checked and stored in the
@@ -173,7 +148,7 @@ impl RoomObject {
                 }
                 let user = job.user_id.clone();
                 let job = self
-                    .start_join(&room_id, &user, job.fallback, job.content, None)
+                    .start_join(&room_id, &user, job.fallback, job.content)
                     .await?;
                 Ok(pending(&job))
             }
@@ -249,24 +224,15 @@ impl RoomObject {
         user: &UserId,
         servers: Vec<String>,
         content: Value,
-        made: Option<MadeJoin>,
     ) -> Result<JoinJob, MatrixError> {
         let started = now_ms();
-        // The Worker's event is for the first server only: the others, tried after it
-        // failed, give their own templates.
-        let mut from_worker = made.filter(|m| servers.first() == Some(&m.server));
         let (server, version, join, answer, made) =
             through_servers(servers.clone(), "join", room_id, |server| {
                 let content = content.clone();
-                let ready = from_worker.take().map(made_join);
                 async move {
-                    let (version, join) = match ready {
-                        Some(ready) => ready?,
-                        None => {
-                            make_membership(&self.platform, room_id, user, &server, "join", content)
-                                .await?
-                        }
-                    };
+                    let (version, join) = self
+                        .membership_handshake(room_id, user, &server, "join", content)
+                        .await?;
                     let made = now_ms();
                     let answer = self
                         .send_membership_text(room_id, &server, "join", &join)
@@ -532,17 +498,6 @@ impl RoomObject {
         serde_json::from_str(&text)
             .map_err(|e| StepError::Trouble(MatrixError::internal(e.to_string())))
     }
-}
-
-/// The Worker's signed join event as a PDU of its room version.
-fn made_join(made: MadeJoin) -> Result<(RoomVersion, Arc<Pdu>), MatrixError> {
-    let version = RoomVersion::parse(&made.room_version).ok_or_else(|| {
-        MatrixError::internal(format!("unknown room version {}", made.room_version))
-    })?;
-    let object = crate::signing::to_canonical_object(made.event)
-        .map_err(|e| MatrixError::internal(e.to_string()))?;
-    let pdu = Pdu::from_json(object, version).map_err(|e| MatrixError::internal(e.to_string()))?;
-    Ok((version, Arc::new(pdu)))
 }
 
 fn job_version(job: &JoinJob) -> Result<RoomVersion, StepError> {

@@ -11,7 +11,6 @@ use serde_json::{json, Value};
 
 use super::remote_join::co_signed;
 use super::{joined_users, RoomObject};
-use crate::federation::handshake::make_membership;
 use crate::http::{ErrorCode, MatrixError};
 use crate::rooms::engine::RoomEngine;
 use crate::rooms::join_job::SendJoinAnswer;
@@ -214,8 +213,9 @@ impl RoomObject {
         let (server, join) = super::through_servers(servers, "join", room, |server| {
             let content = content.clone();
             async move {
-                let (version, join) =
-                    make_membership(&self.platform, room, user, &server, "join", content).await?;
+                let (version, join) = self
+                    .membership_handshake(room, user, &server, "join", content)
+                    .await?;
                 let text = self
                     .send_membership_text(room, &server, "join", &join)
                     .await?;
