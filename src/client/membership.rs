@@ -405,10 +405,7 @@ fn body_reason(ctx: &Ctx) -> Result<Option<String>, MatrixError> {
 /// `POST /join/{roomIdOrAlias}` and `POST /rooms/{roomId}/join`: the route row names which
 /// parameter holds the room.
 pub(crate) async fn join(ctx: &Ctx, room_id_or_alias: &str) -> Result<JsonResponse, MatrixError> {
-    let me = ctx.requester().await?;
-    crate::limits::rate::check_client(ctx, &me, crate::limits::rate::Action::Join).await?;
-    let (room_id, servers) = resolve_room(ctx, room_id_or_alias).await?;
-    let entry = entry_of(ctx, &room_id, &me).await?;
+    let (me, room_id, servers, entry) = joiner_and_room(ctx, room_id_or_alias).await?;
     // Rooms an admin blocked (src/admin/rooms.rs) take nobody from this server.
     if entry.blocked {
         return Err(MatrixError::forbidden(
@@ -427,6 +424,36 @@ pub(crate) async fn join(ctx: &Ctx, room_id_or_alias: &str) -> Result<JsonRespon
     )
     .await;
     Ok(joined)
+}
+
+/// Who asks to join, the room and the servers to ask for it, and what `enter` needs to know.
+/// A room id (the common case) costs one D1 round trip for the token and the room together;
+/// an alias, whose resolution may ask another server, is resolved only for a known user
+/// within the rate limit, then read as before.
+async fn joiner_and_room(
+    ctx: &Ctx,
+    room_id_or_alias: &str,
+) -> Result<(Requester, OwnedRoomId, Vec<String>, stored::Entry), MatrixError> {
+    let check_rate =
+        |me| crate::limits::rate::check_client(ctx, me, crate::limits::rate::Action::Join);
+    if let (false, Some(token)) = (room_id_or_alias.starts_with('#'), ctx.access_token()) {
+        // A malformed room id is answered after the token is checked, as before.
+        if let Ok((room_id, servers)) = resolve_room(ctx, room_id_or_alias).await {
+            let hash = crate::accounts::tokens::token_hash(token);
+            let us = ctx.config.server_name.as_str();
+            let read = stored::entry_by_token(&ctx.db(), room_id.as_str(), &hash, us).await?;
+            if let Some((owner, entry)) = read {
+                let me = ctx.requester_from(token, Some(owner)).await?;
+                check_rate(&me).await?;
+                return Ok((me, room_id, servers, entry));
+            }
+        }
+    }
+    let me = ctx.requester().await?;
+    check_rate(&me).await?;
+    let (room_id, servers) = resolve_room(ctx, room_id_or_alias).await?;
+    let entry = entry_of(ctx, &room_id, &me).await?;
+    Ok((me, room_id, servers, entry))
 }
 
 /// `POST /knock/{roomIdOrAlias}`: asks to be let into a room whose join rule is `knock` (or

@@ -81,34 +81,67 @@ pub struct Entry {
     pub profile: super::user_data::Profile,
 }
 
-/// `Entry` in one query: these used to be four reads in a row (block list, profile, room
-/// version, residency), each a D1 round trip before the join could start.
+/// `Entry`'s columns: the room (?1) and our server (?3) here, the user's profile from `u`.
+/// These used to be four reads in a row (block list, profile, room version, residency), each a
+/// D1 round trip before the join could start.
+const ENTRY_COLUMNS: &str = "EXISTS (SELECT 1 FROM blocked_rooms WHERE room_id = ?1) AS blocked,
+    (SELECT room_version FROM rooms WHERE room_id = ?1) AS room_version,
+    (SELECT COUNT(*) FROM memberships WHERE room_id = ?1 AND membership = 'join'
+       AND substr(user_id, instr(user_id, ':') + 1) = ?3) AS ours,
+    u.displayname, u.avatar_url";
+
+#[derive(Deserialize)]
+struct EntryRow {
+    blocked: i64,
+    room_version: Option<String>,
+    ours: i64,
+    displayname: Option<String>,
+    avatar_url: Option<String>,
+}
+
+/// `Entry` in one query.
 pub async fn entry(
     db: &Db,
     room_id: &str,
     user_id: &str,
     server: &str,
 ) -> Result<Entry, MatrixError> {
+    let sql = format!(
+        "SELECT {ENTRY_COLUMNS}
+         FROM (SELECT 1) LEFT JOIN users u ON u.user_id = ?2 AND u.deactivated = 0"
+    );
+    let row: Option<EntryRow> = db.row(&sql, args![room_id, user_id, server]).await?;
+    let row = row.ok_or_else(|| MatrixError::internal("the entry query answered no row"))?;
+    entry_from(row)
+}
+
+/// Who holds the access token (hash ?2) and `Entry` for them, in one query: a `/join` of a
+/// room id reads both in one D1 round trip. `None` when no user holds the token (an
+/// application service's, or none: `Ctx::requester` tells).
+pub async fn entry_by_token(
+    db: &Db,
+    room_id: &str,
+    token_hash: &str,
+    server: &str,
+) -> Result<Option<(super::accounts::TokenOwner, Entry)>, MatrixError> {
     #[derive(Deserialize)]
     struct Row {
-        blocked: i64,
-        room_version: Option<String>,
-        ours: i64,
-        displayname: Option<String>,
-        avatar_url: Option<String>,
+        #[serde(flatten)]
+        owner: super::accounts::TokenOwner,
+        #[serde(flatten)]
+        entry: EntryRow,
     }
-    let row: Option<Row> = db
-        .row(
-            "SELECT EXISTS (SELECT 1 FROM blocked_rooms WHERE room_id = ?1) AS blocked,
-               (SELECT room_version FROM rooms WHERE room_id = ?1) AS room_version,
-               (SELECT COUNT(*) FROM memberships WHERE room_id = ?1 AND membership = 'join'
-                  AND substr(user_id, instr(user_id, ':') + 1) = ?3) AS ours,
-               u.displayname, u.avatar_url
-             FROM (SELECT 1) LEFT JOIN users u ON u.user_id = ?2 AND u.deactivated = 0",
-            args![room_id, user_id, server],
-        )
-        .await?;
-    let row = row.ok_or_else(|| MatrixError::internal("the entry query answered no row"))?;
+    let sql = format!(
+        "SELECT t.user_id, t.device_id, t.expires_ts, t.revokes_refresh, u.deactivated, u.admin,
+           {ENTRY_COLUMNS}
+         FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?2"
+    );
+    let row: Option<Row> = db.row(&sql, args![room_id, token_hash, server]).await?;
+    row.map(|row| Ok((row.owner, entry_from(row.entry)?)))
+        .transpose()
+}
+
+fn entry_from(row: EntryRow) -> Result<Entry, MatrixError> {
     let version = row
         .room_version
         .map(|v| {

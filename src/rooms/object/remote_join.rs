@@ -63,14 +63,33 @@ impl RoomObject {
         let db = Db::new(&self.platform);
         let config = self.platform.config()?;
         let us = config.server_name.as_str();
-        if crate::storage::sync::members_of_server(&db, room_id.as_str(), us).await? > 0 {
+        // The first server's template is asked for while D1 says whether a user of ours is in
+        // the room: that read no longer delays the join. Nothing is sent to join before the
+        // answer is known; a template asked for in vain (a join here finished meanwhile) is
+        // a read the resident forgets.
+        let first = servers.first().and_then(|s| ServerName::parse(s).ok());
+        let (members, template) = futures::join!(
+            crate::storage::sync::members_of_server(&db, room_id.as_str(), us),
+            async {
+                match &first {
+                    Some(server) => Some(
+                        self.membership_handshake(&room_id, user, server, "join", content.clone())
+                            .await,
+                    ),
+                    None => None,
+                }
+            }
+        );
+        if members? > 0 {
             return Err(MatrixError::new(
                 409,
                 ErrorCode::Unknown,
                 "This server is in the room: join it locally",
             ));
         }
-        let job = self.start_join(&room_id, user, servers, content).await?;
+        let job = self
+            .start_join(&room_id, user, servers, content, template)
+            .await?;
         self.finish_small_join(room_id, job).await
     }
 
@@ -148,7 +167,7 @@ impl RoomObject {
                 }
                 let user = job.user_id.clone();
                 let job = self
-                    .start_join(&room_id, &user, job.fallback, job.content)
+                    .start_join(&room_id, &user, job.fallback, job.content, None)
                     .await?;
                 Ok(pending(&job))
             }
@@ -224,15 +243,24 @@ impl RoomObject {
         user: &UserId,
         servers: Vec<String>,
         content: Value,
+        first: Option<Result<(RoomVersion, Arc<Pdu>), MatrixError>>,
     ) -> Result<JoinJob, MatrixError> {
         let started = now_ms();
+        // `first`: the first server's template, when `join_remote` asked for it already (the
+        // first parsable server is the one `through_servers` tries first).
+        let mut first = first;
         let (server, version, join, answer, made) =
             through_servers(servers.clone(), "join", room_id, |server| {
                 let content = content.clone();
+                let asked = first.take();
                 async move {
-                    let (version, join) = self
-                        .membership_handshake(room_id, user, &server, "join", content)
-                        .await?;
+                    let (version, join) = match asked {
+                        Some(template) => template?,
+                        None => {
+                            self.membership_handshake(room_id, user, &server, "join", content)
+                                .await?
+                        }
+                    };
                     let made = now_ms();
                     let answer = self
                         .send_membership_text(room_id, &server, "join", &join)
