@@ -29,6 +29,7 @@ pub mod signing_keys;
 pub mod sliding_sync;
 pub mod state_groups;
 pub mod sync;
+pub mod sync_fold;
 pub mod sync_rooms;
 pub mod threads;
 pub mod user_data;

@@ -115,27 +115,42 @@ pub async fn unread(
     user_id: &str,
     rooms: &[&str],
 ) -> Result<HashMap<String, RoomUnread>, MatrixError> {
-    #[derive(Deserialize)]
-    struct Row {
-        room_id: String,
-        thread_id: String,
-        n: i64,
-        h: Option<i64>,
-    }
     if rooms.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<Row> = db
+    let rows: Vec<UnreadRow> = db
         .rows(
-            &format!(
-                "WITH {READ} SELECT p.room_id, p.thread_id, COUNT(*) AS n, SUM(p.highlight) AS h
-                 FROM event_push_actions p
-                 WHERE p.user_id = ?1 AND p.room_id IN (SELECT value FROM json_each(?2)) AND {UNREAD}
-                 GROUP BY p.room_id, p.thread_id"
-            ),
+            &unread_sql("?1", "(SELECT value FROM json_each(?2))"),
             args![user_id, &json!(rooms).to_string()],
         )
         .await?;
+    Ok(unread_from(rows))
+}
+
+/// The query of `unread`, its operands as SQL expressions (`rooms`: a list).
+pub(crate) fn unread_sql(user: &str, rooms: &str) -> String {
+    // `READ` and `UNREAD` name the user `?1`.
+    let user_is = |sql: &str| sql.replace("?1", user);
+    format!(
+        "WITH {} SELECT p.room_id, p.thread_id, COUNT(*) AS n, SUM(p.highlight) AS h
+         FROM event_push_actions p
+         WHERE p.user_id = {user} AND p.room_id IN {rooms} AND {}
+         GROUP BY p.room_id, p.thread_id",
+        user_is(READ),
+        user_is(UNREAD),
+    )
+}
+
+/// A row of `unread_sql`.
+#[derive(Deserialize)]
+pub(crate) struct UnreadRow {
+    room_id: String,
+    thread_id: String,
+    n: i64,
+    h: Option<i64>,
+}
+
+pub(crate) fn unread_from(rows: Vec<UnreadRow>) -> HashMap<String, RoomUnread> {
     let mut out: HashMap<String, RoomUnread> = HashMap::new();
     for row in rows {
         out.entry(row.room_id).or_default().threads.insert(
@@ -146,7 +161,7 @@ pub async fn unread(
             },
         );
     }
-    Ok(out)
+    out
 }
 
 /// The user's unread notifications in all rooms they are joined to (the push payload's
