@@ -440,7 +440,8 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
 /// and then compiles the statement again whenever the parameter is bound, which is every call:
 /// the runtime's cache of prepared statements (docs/sync_costs.md) then never helps. Read from
 /// `args`, the values are no such terms; measured locally, the quiet first statement costs
-/// about half as much, and most of what it cost was compiling it.
+/// about half as much, and most of what it cost was compiling it. `sql` has no `?` but its
+/// parameters' (none in a string literal).
 fn through_args(sql: &str, count: usize) -> String {
     let body = sql.trim_start();
     let body = body.strip_prefix("WITH").unwrap_or(body);
@@ -575,5 +576,24 @@ impl SyncStart {
                 )
                 .collect(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parameters_are_read_through_args() {
+        let sql = super::through_args("WITH a AS (SELECT ?1 AS x) SELECT x, ?2, ?12 FROM a", 12);
+        assert!(
+            sql.starts_with("WITH args AS (SELECT ?1 AS p1, ?2 AS p2,"),
+            "{sql}"
+        );
+        assert!(sql.ends_with(
+            "a AS (SELECT (SELECT p1 FROM args) AS x) SELECT x, (SELECT p2 FROM args), \
+             (SELECT p12 FROM args) FROM a"
+        ));
+        // The parameters appear once each, in `args`.
+        assert_eq!(sql.matches("?1 ").count(), 1, "{sql}");
+        assert_eq!(sql.matches("?12 ").count(), 1, "{sql}");
     }
 }
