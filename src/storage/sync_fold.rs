@@ -9,9 +9,9 @@
 //! in that snapshot; the handler uses them only when every room it builds is such a room (no new
 //! membership, no `full_state`), and reads the usual way otherwise. Only an incremental sync in
 //! which some stream moved runs these parts (`CASE` in the statement); the statement's text does
-//! not depend on the request and it reads its parameters through `args`, so local D1 compiles it
+//! not depend on the request and it reads the token hash through `args`, so local D1 compiles it
 //! once (workerd keeps prepared statements by their text; `sync::through_args` says why the
-//! parameters matter), and a quiet sync costs nothing for them.
+//! token hash matters), and a quiet sync costs nothing for them.
 
 use std::collections::{BTreeMap, HashMap};
 
