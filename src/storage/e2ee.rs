@@ -325,33 +325,56 @@ pub async fn device_list_delta(
     since: &StreamPosition,
     now: &StreamPosition,
 ) -> Result<(Vec<String>, Vec<String>), MatrixError> {
-    #[derive(Deserialize)]
-    struct Row {
-        kind: String,
-        user_id: String,
-    }
-    let rows: Vec<Row> = db
+    let rows: Vec<DeltaRow> = db
         .rows(
-            "WITH mine AS (SELECT room_id, stream_ordering FROM memberships WHERE user_id = ?1 AND membership = 'join'),
-                  shared AS (SELECT m.user_id FROM memberships m JOIN mine ON mine.room_id = m.room_id
-                             WHERE m.membership = 'join')
-             SELECT 'changed' AS kind, c.user_id FROM e2e_device_list_changes c
-               WHERE c.stream_id > ?2 AND c.stream_id <= ?3
-                 AND (c.user_id = ?1 OR c.user_id IN (SELECT user_id FROM shared))
-             UNION
-             SELECT 'changed' AS kind, m.user_id FROM memberships m JOIN mine ON mine.room_id = m.room_id
-               WHERE m.membership = 'join' AND m.stream_ordering <= ?5
-                 AND (m.user_id != ?1 OR mine.stream_ordering > ?4)
-                 AND (m.stream_ordering > ?4 OR mine.stream_ordering > ?4)
-             UNION
-             SELECT 'left' AS kind, m.user_id FROM memberships m
-               JOIN memberships me ON me.room_id = m.room_id AND me.user_id = ?1
-               WHERE m.user_id != ?1 AND m.user_id NOT IN (SELECT user_id FROM shared)
-                 AND ((m.membership IN ('leave', 'ban') AND m.stream_ordering > ?4 AND m.stream_ordering <= ?5)
-                   OR (me.membership IN ('leave', 'ban') AND me.stream_ordering > ?4 AND me.stream_ordering <= ?5))",
-            args![user_id, since.device_lists, now.device_lists, since.events, now.events],
+            &device_list_delta_sql("?1", ["?2", "?3"], ["?4", "?5"]),
+            args![
+                user_id,
+                since.device_lists,
+                now.device_lists,
+                since.events,
+                now.events
+            ],
         )
         .await?;
+    Ok(device_list_delta_from(rows))
+}
+
+/// The query of `device_list_delta`, its operands as SQL expressions: the user, then the
+/// bounds of the device-list stream and of the events stream.
+pub(crate) fn device_list_delta_sql(user: &str, lists: [&str; 2], events: [&str; 2]) -> String {
+    let [l0, l1] = lists;
+    let [e0, e1] = events;
+    format!(
+        "WITH mine AS (SELECT room_id, stream_ordering FROM memberships WHERE user_id = {user} AND membership = 'join'),
+              shared AS (SELECT m.user_id FROM memberships m JOIN mine ON mine.room_id = m.room_id
+                         WHERE m.membership = 'join')
+         SELECT 'changed' AS kind, c.user_id FROM e2e_device_list_changes c
+           WHERE c.stream_id > {l0} AND c.stream_id <= {l1}
+             AND (c.user_id = {user} OR c.user_id IN (SELECT user_id FROM shared))
+         UNION
+         SELECT 'changed' AS kind, m.user_id FROM memberships m JOIN mine ON mine.room_id = m.room_id
+           WHERE m.membership = 'join' AND m.stream_ordering <= {e1}
+             AND (m.user_id != {user} OR mine.stream_ordering > {e0})
+             AND (m.stream_ordering > {e0} OR mine.stream_ordering > {e0})
+         UNION
+         SELECT 'left' AS kind, m.user_id FROM memberships m
+           JOIN memberships me ON me.room_id = m.room_id AND me.user_id = {user}
+           WHERE m.user_id != {user} AND m.user_id NOT IN (SELECT user_id FROM shared)
+             AND ((m.membership IN ('leave', 'ban') AND m.stream_ordering > {e0} AND m.stream_ordering <= {e1})
+               OR (me.membership IN ('leave', 'ban') AND me.stream_ordering > {e0} AND me.stream_ordering <= {e1}))"
+    )
+}
+
+/// A row of `device_list_delta_sql`.
+#[derive(Deserialize)]
+pub(crate) struct DeltaRow {
+    kind: String,
+    user_id: String,
+}
+
+/// `(changed, left)` from the rows of `device_list_delta_sql`.
+pub(crate) fn device_list_delta_from(rows: Vec<DeltaRow>) -> (Vec<String>, Vec<String>) {
     let (mut changed, mut left) = (Vec::new(), Vec::new());
     for row in rows {
         if row.kind == "changed" {
@@ -360,7 +383,7 @@ pub async fn device_list_delta(
             left.push(row.user_id);
         }
     }
-    Ok((changed, left))
+    (changed, left)
 }
 
 /// Local users who share a joined room with any of `users`, and those users: who to wake when

@@ -332,15 +332,20 @@ pub(crate) async fn member_rows(
     sql: &str,
     args: &[crate::storage::Arg<'_>],
 ) -> Result<Vec<(String, u64, String)>, MatrixError> {
-    #[derive(Deserialize)]
-    struct Row {
-        key: String,
-        stream_ordering: i64,
-        membership: Option<String>,
-    }
-    let rows: Vec<Row> = db.rows(sql, args).await?;
-    Ok(rows
-        .into_iter()
+    let rows: Vec<MemberRow> = db.rows(sql, args).await?;
+    Ok(member_rows_from(rows))
+}
+
+/// A row of the queries `member_rows` runs.
+#[derive(Deserialize)]
+pub(crate) struct MemberRow {
+    key: String,
+    stream_ordering: i64,
+    membership: Option<String>,
+}
+
+pub(crate) fn member_rows_from(rows: Vec<MemberRow>) -> Vec<(String, u64, String)> {
+    rows.into_iter()
         .map(|r| {
             (
                 r.key,
@@ -348,7 +353,7 @@ pub(crate) async fn member_rows(
                 r.membership.unwrap_or_default(),
             )
         })
-        .collect())
+        .collect()
 }
 
 /// The room's event closest to `ts` (milliseconds) in one direction: the first at or after it

@@ -134,29 +134,11 @@ pub async fn unread(
     }
     let rows: Vec<UnreadRow> = db
         .rows(
-            &unread_sql("SELECT value AS room_id FROM json_each(?2)"),
+            &unread_sql("?1", "SELECT value AS room_id FROM json_each(?2)"),
             args![user_id, &json!(rooms).to_string()],
         )
         .await?;
-    let mut out: HashMap<String, RoomUnread> = HashMap::new();
-    for row in rows {
-        out.entry(row.room_id).or_default().threads.insert(
-            row.thread_id,
-            Unread {
-                notifications: row.n as u64,
-                highlights: row.h.unwrap_or(0) as u64,
-            },
-        );
-    }
-    Ok(out)
-}
-
-#[derive(Deserialize)]
-struct UnreadRow {
-    room_id: String,
-    thread_id: String,
-    n: i64,
-    h: Option<i64>,
+    Ok(unread_from(rows))
 }
 
 /// How many of a room's newest events the unread counts look at, at most. The notifications
@@ -166,10 +148,10 @@ struct UnreadRow {
 /// window the counts stop growing (docs/design.md, "Push").
 pub const UNREAD_WINDOW: i64 = 1000;
 
-/// Unread notifications of `?1` by room and thread, in the rooms `rooms` selects (a query with
-/// one `room_id` column), among each room's newest [`UNREAD_WINDOW`] events.
-fn unread_sql(rooms: &str) -> String {
-    format!(
+/// The query of [`unread`], its operands as SQL: `user` an expression, `rooms` a query with one
+/// `room_id` column. Counts among each room's newest [`UNREAD_WINDOW`] events.
+pub(crate) fn unread_sql(user: &str, rooms: &str) -> String {
+    let sql = format!(
         "WITH {READ}, since AS (SELECT r.room_id, MAX({}, COALESCE((SELECT w.stream_ordering
               FROM events w WHERE w.room_id = r.room_id
               ORDER BY w.stream_ordering DESC LIMIT 1 OFFSET {UNREAD_WINDOW}), 0)) AS pos
@@ -182,7 +164,32 @@ fn unread_sql(rooms: &str) -> String {
          GROUP BY e.room_id, thread_id",
         since("r.room_id"),
         unread_in_thread()
-    )
+    );
+    // The parts above name the user `?1`.
+    sql.replace("?1", user)
+}
+
+/// A row of [`unread_sql`].
+#[derive(Deserialize)]
+pub(crate) struct UnreadRow {
+    room_id: String,
+    thread_id: String,
+    n: i64,
+    h: Option<i64>,
+}
+
+pub(crate) fn unread_from(rows: Vec<UnreadRow>) -> HashMap<String, RoomUnread> {
+    let mut out: HashMap<String, RoomUnread> = HashMap::new();
+    for row in rows {
+        out.entry(row.room_id).or_default().threads.insert(
+            row.thread_id,
+            Unread {
+                notifications: row.n as u64,
+                highlights: row.h.unwrap_or(0) as u64,
+            },
+        );
+    }
+    out
 }
 
 /// The user's unread notifications in all rooms they are joined to (the push payload's
@@ -192,6 +199,7 @@ pub async fn unread_total(db: &Db, user_id: &str) -> Result<u64, MatrixError> {
     let rows: Vec<UnreadRow> = db
         .rows(
             &unread_sql(
+                "?1",
                 "SELECT room_id FROM memberships WHERE user_id = ?1 AND membership = 'join'",
             ),
             args![user_id],

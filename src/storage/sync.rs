@@ -223,6 +223,8 @@ pub struct SyncStart {
     /// the positions read, as arrays of their rows.
     account_data: Option<String>,
     presence: Option<String>,
+    /// The rooms' first round (`StartQuery::fold`), as `sync_fold::column` writes it.
+    fold: Option<String>,
 }
 
 /// The first round of a sync's build, when `sync_start` read it.
@@ -267,6 +269,18 @@ pub struct StartQuery<'a> {
     /// A sliding sync's `pos` row and `conn_id`: its connection state is read too, and, when
     /// columns are given, its room list with them (`SyncStart::room_list`).
     pub connection: Option<(u64, &'a str, Option<super::sliding_sync::ListColumns>)>,
+    /// An incremental `/sync` that can take its rooms' first round from this statement
+    /// (`sync_fold`), and the timeline limit to read with.
+    pub fold: Option<Fold>,
+}
+
+/// The timeline limit of a folded first round: `limit` when the caller knows the filter, else
+/// the stored filter's (`filter_id`), `default` when it sets none, at most `max`.
+#[derive(Clone, Copy)]
+pub struct Fold {
+    pub limit: Option<u64>,
+    pub default: u64,
+    pub max: u64,
 }
 
 /// When `sync_start` reads the user's memberships.
@@ -294,9 +308,11 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
         _ => Some(1),
     };
     // The parts below name the outer row's columns (`me.user_id`, `pos.e`) rather than
-    // subqueries of the CTEs: SQLite compiles every part on every call, also the parts a quiet
-    // sync never runs, and a scalar subquery per mention made that compilation about two
-    // thirds of a quiet sync's statement (measured on SQLite 3.40: 1.3 ms, 0.8 ms without).
+    // subqueries of the CTEs: a scalar subquery per mention made the statement's compilation
+    // about two thirds of its cost in the SQLite 3.40 shell (1.3 ms, 0.8 ms without). Local
+    // workerd keeps prepared statements by their text (1 MiB of SQL per database), so a
+    // statement whose text does not vary per request compiles once; its parts a quiet sync
+    // skips (`CASE`) then cost nothing (docs/sync_costs.md).
     let user = "me.user_id";
     let up_to = |column: &str| format!("IFNULL(pos.{column}, 0)");
     let changed = changed_rooms_sql(
@@ -342,18 +358,30 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
         Arg::from(q.since.map_or(u64::MAX, |s| s.events)),
         Arg::from(q.since.is_some()),
     ];
-    if q.connection.is_some() {
+    if q.connection.is_some() || q.fold.is_some() {
         args.extend([pos_id, conn_id]);
     }
-    db.row(
-        &format!("WITH me AS (
+    // The rooms' first round of an incremental sync (`sync_fold`), in the same snapshot.
+    let (fold_ctes, fold) = match q.fold {
+        Some(f) => {
+            let (user, after, up_to) = super::sync_fold::CHANGED_OPERANDS;
+            let changed = changed_rooms_sql(user, after, up_to);
+            args.push(Arg::from(f.limit.map(|l| (l + 1) as i64)));
+            (
+                super::sync_fold::ctes(&changed, f.default, f.max),
+                super::sync_fold::column("go.read AND ?12"),
+            )
+        }
+        None => (String::new(), "NULL".to_owned()),
+    };
+    let sqltext = format!("WITH me AS (
            SELECT t.user_id, t.device_id, t.expires_ts, t.revokes_refresh, u.deactivated, u.admin
            FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?1),
          pos AS (SELECT {POSITIONS}),
          go AS (SELECT CASE WHEN ?3 IS NULL THEN 0
              WHEN ?3 OR IFNULL(e, 0) != ?4 OR IFNULL(a, 0) != ?5 OR IFNULL(r, 0) != ?6
                OR IFNULL(t, 0) != ?7 OR IFNULL(d, 0) > ?8 OR IFNULL(l, 0) > ?9 OR IFNULL(p, 0) != ?10
-             THEN 1 ELSE 0 END AS read FROM pos)
+             THEN 1 ELSE 0 END AS read FROM pos){fold_ctes}
          SELECT me.*, pos.*,
            (SELECT MIN(x.expires_ts) FROM typing x JOIN memberships m ON m.room_id = x.room_id
             WHERE m.user_id = me.user_id AND m.membership = 'join' AND x.expires_ts > 0) AS typing_next,
@@ -390,11 +418,39 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
                 'status_msg', status_msg, 'last_active_ts', last_active_ts,
                 'currently_active', currently_active))
               FROM ({presence}))
-           END AS presence
-         FROM me, pos, go"),
-        &args,
-    )
-    .await
+           END AS presence,
+           {fold} AS fold
+         FROM me, pos, go");
+    // The first read of its request: nothing else can share its round trip.
+    db.row_alone(&through_args(&sqltext), &args).await
+}
+
+/// `sql` (which starts with `WITH`) with its parameter `?1`, the token hash, read from a first
+/// common table expression `args` instead of where it is compared with
+/// `access_tokens.token_hash`. Measured on local D1 with a copy of a benchmark's database:
+/// with `?1` bound there, SQLite compiled the statement again on every call, although workerd
+/// keeps prepared statements by their text (docs/sync_costs.md), and the quiet statement cost
+/// 2.3–3.9 ms per call on a loaded machine; read through `args`, 1.4–1.6 ms, with the same
+/// rows read (18 against 16) and the same answer. Reading every parameter through `args` was
+/// as fast but made SQLite read the parts a quiet sync skips (55 rows), so only `?1` is.
+/// `sql` has no `?` but its parameters' (none in a string literal).
+fn through_args(sql: &str) -> String {
+    let body = sql.trim_start();
+    let body = body.strip_prefix("WITH").unwrap_or(body);
+    let mut out = "WITH args AS (SELECT ?1 AS p1),".to_owned();
+    let mut rest = body;
+    while let Some(at) = rest.find("?1") {
+        let after = &rest[at + 2..];
+        out.push_str(&rest[..at]);
+        if after.starts_with(|c: char| c.is_ascii_digit()) {
+            out.push_str("?1");
+        } else {
+            out.push_str("(SELECT p1 FROM args)");
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 impl SyncStart {
@@ -456,6 +512,14 @@ impl SyncStart {
         }))
     }
 
+    /// The rooms' first round, when the statement read it (`StartQuery::fold`).
+    pub fn prefetched(&self) -> Result<Option<super::sync_fold::Prefetched>, MatrixError> {
+        self.fold
+            .as_deref()
+            .map(super::sync_fold::parse)
+            .transpose()
+    }
+
     /// The user's own presence, as `presence::get` reads it.
     pub fn own_presence(&self) -> Result<Option<crate::presence::Presence>, MatrixError> {
         self.own_presence
@@ -500,5 +564,18 @@ impl SyncStart {
                 )
                 .collect(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_token_hash_is_read_through_args() {
+        let sql = super::through_args("WITH a AS (SELECT ?1 AS x) SELECT x, ?12, ?10, ?1 FROM a");
+        assert_eq!(
+            sql,
+            "WITH args AS (SELECT ?1 AS p1), a AS (SELECT (SELECT p1 FROM args) AS x) \
+             SELECT x, ?12, ?10, (SELECT p1 FROM args) FROM a"
+        );
     }
 }

@@ -31,6 +31,7 @@ pub(crate) fn windows_json(windows: &[Window<'_>]) -> String {
     .to_string()
 }
 
+/// The windows as the table `wanted (room_id, lo, hi)`, from the JSON list in `?1`.
 const WANTED: &str = "WITH wanted AS (SELECT json_extract(value, '$[0]') AS room_id,
     json_extract(value, '$[1]') AS lo, json_extract(value, '$[2]') AS hi FROM json_each(?1))";
 
@@ -50,14 +51,21 @@ pub async fn membership_histories(
 ) -> Result<BTreeMap<String, MembershipHistory>, MatrixError> {
     let rows = super::events::member_rows(
         db,
-        "SELECT room_id AS key, stream_ordering, membership FROM events
-         WHERE type = 'm.room.member' AND state_key = ?2
-           AND room_id IN (SELECT value FROM json_each(?1))
-         ORDER BY stream_ordering",
+        &membership_histories_sql("?2", "(SELECT value FROM json_each(?1))"),
         args![&json!(rooms).to_string(), user_id],
     )
     .await?;
     Ok(MembershipHistory::grouped(rows))
+}
+
+/// The query of `membership_histories`, its operands as SQL expressions (`rooms`: a list).
+/// Its columns are `events::MemberRow`'s.
+pub(crate) fn membership_histories_sql(user: &str, rooms: &str) -> String {
+    format!(
+        "SELECT room_id AS key, stream_ordering, membership FROM events
+         WHERE type = 'm.room.member' AND state_key = {user} AND room_id IN {rooms}
+         ORDER BY stream_ordering"
+    )
 }
 
 /// The newest `limit` events of each window, newest first. The correlated subquery walks each
@@ -90,17 +98,19 @@ async fn window_ends(
     if windows.is_empty() {
         return Ok(HashMap::new());
     }
-    let ends = window_ends_sql(order, "?2");
     let rows = db
         .rows(
-            &format!(
-                "{WANTED} {SELECT} WHERE e.stream_ordering IN ({ends})
-                 ORDER BY e.stream_ordering {order}"
-            ),
+            &format!("{WANTED} {}", window_ends_rows_sql(order, "?2")),
             args![&windows_json(windows), limit],
         )
         .await?;
     Ok(by_room(rows))
+}
+
+/// The event rows of `window_ends` over the table `wanted`, `limit` an SQL expression.
+pub(crate) fn window_ends_rows_sql(order: &str, limit: &str) -> String {
+    let ends = window_ends_sql(order, limit);
+    format!("{SELECT} WHERE e.stream_ordering IN ({ends}) ORDER BY e.stream_ordering {order}")
 }
 
 /// The positions of the `limit` events at one end of each window of `wanted`: the correlated
@@ -127,44 +137,52 @@ pub async fn thread_summaries(
     if windows.is_empty() {
         return Ok(HashMap::new());
     }
-    let ends = window_ends_sql("DESC", "?3");
     super::threads::summaries_of(
         db,
-        &format!(
-            "{WANTED}, roots AS (SELECT event_id FROM events
-               WHERE stream_ordering IN ({ends}) AND rel_type IS NOT 'm.thread'),"
-        ),
+        &format!("{WANTED}, {}", thread_roots_cte("?3")),
         "(SELECT event_id FROM roots)",
         args![&windows_json(windows), user, limit],
     )
     .await
 }
 
+/// The table `roots` of `thread_summaries` over the table `wanted`, followed by a comma.
+pub(crate) fn thread_roots_cte(limit: &str) -> String {
+    let ends = window_ends_sql("DESC", limit);
+    format!(
+        "roots AS (SELECT event_id FROM events
+           WHERE stream_ordering IN ({ends}) AND rel_type IS NOT 'm.thread'),"
+    )
+}
+
 /// For each window, the position of the newest timeline gap in it (migration 0026): the first
 /// event after a hole in the room's history that federation could not fill.
 pub async fn gaps(db: &Db, windows: &[Window<'_>]) -> Result<HashMap<String, u64>, MatrixError> {
-    #[derive(Deserialize)]
-    struct Row {
-        room_id: String,
-        at: i64,
-    }
     if windows.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<Row> = db
-        .rows(
-            &format!(
-                "{WANTED} SELECT g.room_id, MAX(g.stream_ordering) AS at FROM timeline_gaps g
-                 JOIN wanted w ON g.room_id = w.room_id
-                 WHERE g.stream_ordering > w.lo AND g.stream_ordering <= w.hi GROUP BY g.room_id"
-            ),
-            args![&windows_json(windows)],
-        )
+    let rows: Vec<GapRow> = db
+        .rows(&format!("{WANTED} {GAPS}"), args![&windows_json(windows)])
         .await?;
-    Ok(rows
-        .into_iter()
+    Ok(gaps_from(rows))
+}
+
+/// The query of `gaps` over the table `wanted`.
+pub(crate) const GAPS: &str = "SELECT g.room_id, MAX(g.stream_ordering) AS at FROM timeline_gaps g
+     JOIN wanted w ON g.room_id = w.room_id
+     WHERE g.stream_ordering > w.lo AND g.stream_ordering <= w.hi GROUP BY g.room_id";
+
+/// A row of `GAPS`.
+#[derive(Deserialize)]
+pub(crate) struct GapRow {
+    room_id: String,
+    at: i64,
+}
+
+pub(crate) fn gaps_from(rows: Vec<GapRow>) -> HashMap<String, u64> {
+    rows.into_iter()
         .map(|r| (r.room_id, r.at.max(0) as u64))
-        .collect())
+        .collect()
 }
 
 /// For each window, the latest state event per slot within it: the state at `up_to` when
@@ -224,25 +242,37 @@ pub async fn typing(
     windows: &[Window<'_>],
     now_ms: u64,
 ) -> Result<HashMap<String, Vec<String>>, MatrixError> {
-    #[derive(Deserialize)]
-    struct Row {
-        room_id: String,
-        user_id: String,
-        expires_ts: i64,
-    }
     if windows.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<Row> = db
-        .rows(
-            &format!(
-                "{WANTED} SELECT t.room_id, t.user_id, t.expires_ts FROM typing t JOIN wanted w ON t.room_id = w.room_id
-                 WHERE t.stream_id <= w.hi AND EXISTS (SELECT 1 FROM typing c WHERE c.room_id = w.room_id
-                   AND c.stream_id > w.lo AND c.stream_id <= w.hi)"
-            ),
-            args![&windows_json(windows)],
-        )
+    let rows: Vec<TypingRow> = db
+        .rows(&format!("{WANTED} {TYPING}"), args![&windows_json(windows)])
         .await?;
+    Ok(typing_from(rows, now_ms))
+}
+
+/// The query of `typing` over the table `wanted`.
+pub(crate) const TYPING: &str =
+    "SELECT t.room_id, t.user_id, t.expires_ts FROM typing t JOIN wanted w ON t.room_id = w.room_id
+     WHERE t.stream_id <= w.hi AND EXISTS (SELECT 1 FROM typing c WHERE c.room_id = w.room_id
+       AND c.stream_id > w.lo AND c.stream_id <= w.hi)";
+
+/// A row of `TYPING`.
+#[derive(Deserialize)]
+pub(crate) struct TypingRow {
+    room_id: String,
+    user_id: String,
+    expires_ts: i64,
+}
+
+impl TypingRow {
+    pub fn room_id(&self) -> &str {
+        &self.room_id
+    }
+}
+
+/// Who is typing per room, from `TYPING`'s rows: notifications that ran out are left out.
+pub(crate) fn typing_from(rows: Vec<TypingRow>, now_ms: u64) -> HashMap<String, Vec<String>> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for row in rows {
         let users = out.entry(row.room_id).or_default();
@@ -250,7 +280,7 @@ pub async fn typing(
             users.push(row.user_id);
         }
     }
-    Ok(out)
+    out
 }
 
 #[derive(Deserialize)]
@@ -269,15 +299,17 @@ pub async fn receipts(db: &Db, windows: &[Window<'_>]) -> Result<Vec<ReceiptRow>
         return Ok(Vec::new());
     }
     db.rows(
-        &format!(
-            "{WANTED} SELECT r.room_id, r.user_id, r.receipt_type, r.thread_id, r.event_id, r.ts
-             FROM receipts r JOIN wanted w ON r.room_id = w.room_id
-             WHERE r.stream_id > w.lo AND r.stream_id <= w.hi"
-        ),
+        &format!("{WANTED} {RECEIPTS}"),
         args![&windows_json(windows)],
     )
     .await
 }
+
+/// The query of `receipts` over the table `wanted`.
+pub(crate) const RECEIPTS: &str =
+    "SELECT r.room_id, r.user_id, r.receipt_type, r.thread_id, r.event_id, r.ts
+     FROM receipts r JOIN wanted w ON r.room_id = w.room_id
+     WHERE r.stream_id > w.lo AND r.stream_id <= w.hi";
 
 /// Room summaries: joined and invited counts and up to five other members.
 pub async fn summaries(

@@ -50,34 +50,39 @@ pub(super) async fn summaries_of(
     roots: &str,
     args: &[crate::storage::Arg<'_>],
 ) -> Result<HashMap<String, Summary>, MatrixError> {
-    #[derive(Deserialize)]
-    struct Row {
-        #[serde(flatten)]
-        latest: EventRow,
-        thread_root: String,
-        thread_count: u64,
-        thread_replied: i64,
-    }
-    let rows: Vec<Row> = db
-        .rows(
-            &format!(
-                "{with} s AS (
-                   SELECT relates_to AS root, COUNT(*) AS n, MAX(stream_ordering) AS latest,
-                     MAX(sender = ?2) AS replied
-                   FROM events
-                   WHERE relates_to IN {roots} AND rel_type = 'm.thread'
-                     AND outlier = 0 AND redacted_by IS NULL
-                   GROUP BY relates_to)
-                 SELECT {COLUMNS}, s.root AS thread_root, s.n AS thread_count,
-                   s.replied AS thread_replied
-                 FROM s JOIN events e ON e.stream_ordering = s.latest
-                 LEFT JOIN events r ON r.event_id = e.redacted_by"
-            ),
-            args,
-        )
-        .await?;
-    Ok(rows
-        .into_iter()
+    let rows: Vec<SummaryRow> = db.rows(&summaries_sql(with, roots, "?2"), args).await?;
+    Ok(summaries_from(rows))
+}
+
+/// The query of `summaries_of`, the reader `user` an SQL expression.
+pub(crate) fn summaries_sql(with: &str, roots: &str, user: &str) -> String {
+    format!(
+        "{with} s AS (
+           SELECT relates_to AS root, COUNT(*) AS n, MAX(stream_ordering) AS latest,
+             MAX(sender = {user}) AS replied
+           FROM events
+           WHERE relates_to IN {roots} AND rel_type = 'm.thread'
+             AND outlier = 0 AND redacted_by IS NULL
+           GROUP BY relates_to)
+         SELECT {COLUMNS}, s.root AS thread_root, s.n AS thread_count,
+           s.replied AS thread_replied
+         FROM s JOIN events e ON e.stream_ordering = s.latest
+         LEFT JOIN events r ON r.event_id = e.redacted_by"
+    )
+}
+
+/// A row of `summaries_sql`.
+#[derive(Deserialize)]
+pub(crate) struct SummaryRow {
+    #[serde(flatten)]
+    latest: EventRow,
+    thread_root: String,
+    thread_count: u64,
+    thread_replied: i64,
+}
+
+pub(crate) fn summaries_from(rows: Vec<SummaryRow>) -> HashMap<String, Summary> {
+    rows.into_iter()
         .map(|r| {
             let summary = Summary {
                 count: r.thread_count,
@@ -86,7 +91,7 @@ pub(super) async fn summaries_of(
             };
             (r.thread_root, summary)
         })
-        .collect())
+        .collect()
 }
 
 /// One page of a room's threads, by latest reply, newest first: `(root id, latest reply's

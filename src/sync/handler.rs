@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::{json, Map, Value};
 
 use super::filter::Filter;
-use super::start::start;
+use super::start::start_folding;
 use super::token::StreamPosition;
 use crate::api::request::{Ctx, Requester};
 use crate::client::room_read::{add_memberships, position_token, Access};
@@ -20,7 +20,8 @@ use crate::rooms::client_event::stripped_state;
 use crate::rooms::visibility::MembershipHistory;
 use crate::rooms::RoomVersion;
 use crate::storage::events::{self, EventRow};
-use crate::storage::sync::{self as stored, FirstRound, Inbox, MembershipRow, Memberships};
+use crate::storage::sync::{self as stored, FirstRound, Fold, Inbox, MembershipRow, Memberships};
+use crate::storage::sync_fold::Prefetched;
 use crate::storage::sync_rooms::{self as batch, Window};
 use crate::storage::{e2ee, presence as stored_presence, user_data, Db};
 use crate::time::now_ms;
@@ -50,6 +51,30 @@ fn load_filter(ctx: &Ctx, stored: Option<&str>) -> Result<Filter, MatrixError> {
     serde_json::from_str(text).map_err(|e| MatrixError::bad_json(format!("invalid filter: {e}")))
 }
 
+/// The timeline limit for the first statement's fold (`storage::sync_fold`): the inline
+/// filter's, else the stored filter's as the statement reads it (`None`). A limit the fold got
+/// wrong only costs the separate reads (`joined_rooms` compares).
+fn fold(ctx: &Ctx, filter: Option<&Filter>) -> Fold {
+    let limit = |f: &Filter| {
+        f.room
+            .timeline
+            .limit_or(DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT)
+    };
+    let limit = match (filter, ctx.query("filter")) {
+        (Some(f), _) => Some(limit(f)),
+        (None, None) => Some(DEFAULT_TIMELINE_LIMIT),
+        (None, Some(raw)) if raw.trim_start().starts_with('{') => {
+            serde_json::from_str(raw).ok().map(|f: Filter| limit(&f))
+        }
+        (None, Some(_)) => None,
+    };
+    Fold {
+        limit,
+        default: DEFAULT_TIMELINE_LIMIT,
+        max: MAX_TIMELINE_LIMIT,
+    }
+}
+
 /// A stored filter's id, when the request names one (checked by `load_filter`).
 fn filter_id(ctx: &Ctx) -> Option<i64> {
     ctx.query("filter")
@@ -73,13 +98,13 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         Memberships::IfMoved
     };
     // Authentication first: a bad token is refused before any other error is reported.
-    let first = start(
+    let first = start_folding(
         ctx,
         &db,
         since.clone().ok().flatten(),
         memberships,
         filter_id(ctx),
-        None,
+        fold(ctx, None),
     )
     .await?;
     let since = since?;
@@ -89,7 +114,7 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let mut look =
         if crate::client::presence::on_sync(ctx, &db, me.user_id.as_str(), own_presence).await {
             // The user's own presence moved: read again so this answer carries it.
-            start(ctx, &db, since, memberships, None, None).await?
+            start_folding(ctx, &db, since, memberships, None, fold(ctx, Some(&filter))).await?
         } else {
             first
         };
@@ -109,6 +134,7 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
                 first_round: look.first_round.take(),
                 key_counts: look.key_counts.clone(),
                 inbox: look.inbox,
+                prefetched: look.prefetched.take(),
             };
             let (body, news) = build(
                 &db,
@@ -137,7 +163,7 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             .wakeups
             .wait(me.user_id.as_str(), &now, wait)
             .await;
-        look = start(ctx, &db, since, memberships, None, None).await?;
+        look = start_folding(ctx, &db, since, memberships, None, fold(ctx, Some(&filter))).await?;
     }
 }
 
@@ -147,6 +173,8 @@ struct Known {
     first_round: Option<FirstRound>,
     key_counts: (BTreeMap<String, u64>, Vec<String>),
     inbox: Option<Inbox>,
+    /// The rooms' first round and the device-list changes, read with the positions.
+    prefetched: Option<Prefetched>,
 }
 
 /// The current stream positions, never behind the client's token: the to-device inbox deletes
@@ -275,6 +303,13 @@ async fn build(
 
     // The encryption parts need only the positions: their reads go out with the rooms' first
     // batch (in the common case, the first statement already read everything else).
+    let (prefetched, device_lists) = match known.prefetched {
+        Some(mut p) => {
+            let lists = std::mem::take(&mut p.device_lists);
+            (Some(p), Some(lists))
+        }
+        None => (None, None),
+    };
     let rooms = rooms(
         db,
         me,
@@ -283,10 +318,19 @@ async fn build(
         &changed,
         room_account_data,
         (since, now, full_state, state_after),
+        prefetched,
     );
     let (rooms, e2ee) = futures::join!(
         rooms,
-        encryption(db, me, since, now, known.key_counts, known.inbox),
+        encryption(
+            db,
+            me,
+            since,
+            now,
+            known.key_counts,
+            known.inbox,
+            device_lists
+        ),
     );
     let ((join, invite, knock, leave), e2ee) = (rooms?, e2ee?);
     let news = !join.is_empty()
@@ -317,6 +361,7 @@ type Rooms = (
 );
 
 /// The rooms part of a sync: which rooms go in, under which membership, and each one built.
+#[allow(clippy::too_many_arguments)]
 async fn rooms(
     db: &Db,
     me: &Requester,
@@ -325,6 +370,7 @@ async fn rooms(
     changed: &HashSet<String>,
     mut room_account_data: BTreeMap<String, Vec<Value>>,
     (since, now, full_state, state_after): (Option<StreamPosition>, StreamPosition, bool, bool),
+    prefetched: Option<Prefetched>,
 ) -> Result<Rooms, MatrixError> {
     let from = since.unwrap_or_default();
     let mut joined: Vec<JoinedRoom<'_>> = Vec::new();
@@ -391,7 +437,7 @@ async fn rooms(
             _ => {}
         }
     }
-    let join = joined_rooms(db, me, filter, joined, from, now, state_after).await?;
+    let join = joined_rooms(db, me, filter, joined, from, now, state_after, prefetched).await?;
     Ok((join, invite, knock, leave))
 }
 
@@ -470,14 +516,16 @@ async fn encryption(
     now: StreamPosition,
     (one_time_key_counts, unused_fallback_key_types): (BTreeMap<String, u64>, Vec<String>),
     inbox: Option<Inbox>,
+    device_lists: Option<(Vec<String>, Vec<String>)>,
 ) -> Result<Encryption, MatrixError> {
     let user = me.user_id.as_str();
     let from = since.unwrap_or_default();
     // An initial sync has no "since" to compare with: the client queries every key it needs.
     let delta = async {
-        match since {
-            Some(since) => e2ee::device_list_delta(db, user, &since, &now).await,
-            None => Ok((Vec::new(), Vec::new())),
+        match (since, device_lists) {
+            (Some(_), Some(known)) => Ok(known),
+            (Some(since), None) => e2ee::device_list_delta(db, user, &since, &now).await,
+            (None, _) => Ok((Vec::new(), Vec::new())),
         }
     };
     let inbox = async {
@@ -587,7 +635,8 @@ struct JoinedRoom<'a> {
 }
 
 /// Builds every joined room of the response with a fixed number of queries (see
-/// `storage::sync_rooms`), whatever the number of rooms.
+/// `storage::sync_rooms`), whatever the number of rooms; none for the first round when the
+/// first statement read it for exactly these windows (`prefetched`).
 #[allow(clippy::too_many_arguments)]
 async fn joined_rooms(
     db: &Db,
@@ -597,6 +646,7 @@ async fn joined_rooms(
     from: StreamPosition,
     now: StreamPosition,
     state_after: bool,
+    prefetched: Option<Prefetched>,
 ) -> Result<Map<String, Value>, MatrixError> {
     if rooms.is_empty() {
         return Ok(Map::new());
@@ -638,25 +688,62 @@ async fn joined_rooms(
     // among the timelines are found in SQL, so their summaries come with them), then what
     // depends on the timelines (only for full, limited or lazy-loading rooms, and rooms whose
     // members changed: an incremental sync of a few new messages has no second round).
-    let (histories, timelines, thread_summaries, typing, receipt_rows, read, gaps) = futures::join!(
-        batch::membership_histories(db, user, &ids),
-        batch::timelines(db, &timeline_windows, limit + 1),
-        batch::thread_summaries(db, &timeline_windows, limit + 1, user),
-        batch::typing(db, &typing_windows, now_ms()),
-        batch::receipts(db, &receipt_windows),
-        crate::storage::push::unread(db, user, &ids),
-        batch::gaps(db, &gap_windows),
-    );
-    let (mut histories, mut timelines, thread_summaries, mut typing, mut unread, gaps) = (
-        histories?,
-        timelines?,
-        thread_summaries?,
-        typing?,
-        read?,
-        gaps?,
-    );
+    // The first statement read these windows when every room is one the user was already in
+    // and changed since the token (`storage::sync_fold`), with this timeline limit.
+    let prefetched = prefetched.filter(|p| {
+        p.limit == limit + 1
+            && rooms
+                .iter()
+                .all(|r| !r.full && p.rooms.iter().any(|id| id == r.room_id))
+    });
+    let first_round = match prefetched {
+        Some(p) => {
+            // It read every changed room; the ephemeral filter keeps its own.
+            let allowed = |room: &str| ephemeral_rooms.iter().any(|r| r.room_id == room);
+            let typing_rows = p.typing.into_iter().filter(|t| allowed(t.room_id()));
+            let receipt_rows = p.receipts.into_iter().filter(|r| allowed(&r.room_id));
+            (
+                p.histories,
+                p.timelines,
+                p.thread_summaries,
+                batch::typing_from(typing_rows.collect(), now_ms()),
+                receipt_rows.collect(),
+                p.unread,
+                p.gaps,
+            )
+        }
+        None => {
+            let (histories, timelines, thread_summaries, typing, receipt_rows, read, gaps) = futures::join!(
+                batch::membership_histories(db, user, &ids),
+                batch::timelines(db, &timeline_windows, limit + 1),
+                batch::thread_summaries(db, &timeline_windows, limit + 1, user),
+                batch::typing(db, &typing_windows, now_ms()),
+                batch::receipts(db, &receipt_windows),
+                crate::storage::push::unread(db, user, &ids),
+                batch::gaps(db, &gap_windows),
+            );
+            (
+                histories?,
+                timelines?,
+                thread_summaries?,
+                typing?,
+                receipt_rows?,
+                read?,
+                gaps?,
+            )
+        }
+    };
+    let (
+        mut histories,
+        mut timelines,
+        thread_summaries,
+        mut typing,
+        receipt_rows,
+        mut unread,
+        gaps,
+    ) = first_round;
     let mut receipts: HashMap<String, Vec<batch::ReceiptRow>> = HashMap::new();
-    for receipt in receipt_rows? {
+    for receipt in receipt_rows {
         receipts
             .entry(receipt.room_id.clone())
             .or_default()

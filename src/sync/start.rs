@@ -16,8 +16,9 @@ use crate::api::request::{Ctx, Requester};
 use crate::http::MatrixError;
 use crate::presence::Presence;
 use crate::storage::sync::{
-    self as stored, FirstRound, Inbox, MembershipRow, Memberships, RoomList, StartQuery,
+    self as stored, FirstRound, Fold, Inbox, MembershipRow, Memberships, RoomList, StartQuery,
 };
+use crate::storage::sync_fold::Prefetched;
 use crate::storage::{e2ee, user_data, Db};
 use crate::sync::token::StreamPosition;
 use crate::time::now_ms;
@@ -49,6 +50,9 @@ pub(crate) struct Start {
     /// The sliding sync's room list, in the same snapshot as `now`, when asked for with the
     /// connection (`None`: not read here).
     pub room_list: Option<RoomList>,
+    /// The rooms' first round of an incremental `/sync`, when asked for (`start_folding`) and
+    /// some stream moved.
+    pub prefetched: Option<Prefetched>,
 }
 
 /// The first read; `memberships` says when to read them, `connection` (a sliding sync's `pos`
@@ -64,14 +68,67 @@ pub(crate) async fn start(
     filter_id: Option<i64>,
     connection: Option<(u64, &str, Option<crate::storage::sliding_sync::ListColumns>)>,
 ) -> Result<Start, MatrixError> {
+    let query = StartQuery {
+        connection,
+        ..plain_query(since, memberships, filter_id)
+    };
+    start_with(ctx, db, query).await
+}
+
+/// The first read's query without a connection or a fold (the token hash is set later).
+fn plain_query<'a>(
+    since: Option<StreamPosition>,
+    memberships: Memberships,
+    filter_id: Option<i64>,
+) -> StartQuery<'a> {
+    StartQuery {
+        token_hash: "",
+        since,
+        memberships,
+        filter_id,
+        connection: None,
+        fold: None,
+    }
+}
+
+/// `start` for an incremental `/sync`, which also reads its rooms' first round when some
+/// stream moved (`storage::sync_fold`), with the timeline limit `fold` says.
+pub(crate) async fn start_folding(
+    ctx: &Ctx,
+    db: &Db,
+    since: Option<StreamPosition>,
+    memberships: Memberships,
+    filter_id: Option<i64>,
+    fold: Fold,
+) -> Result<Start, MatrixError> {
+    let query = StartQuery {
+        fold: (since.is_some() && !folding_off()).then_some(fold),
+        ..plain_query(since, memberships, filter_id)
+    };
+    start_with(ctx, db, query).await
+}
+
+// Tests compare a folded sync with the same sync read the separate way.
+#[cfg(test)]
+thread_local! {
+    pub(crate) static NO_FOLD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn folding_off() -> bool {
+    #[cfg(test)]
+    return NO_FOLD.with(|off| off.get());
+    #[cfg(not(test))]
+    false
+}
+
+/// The first read for `query` (its token hash is the request's).
+async fn start_with(ctx: &Ctx, db: &Db, query: StartQuery<'_>) -> Result<Start, MatrixError> {
+    let (since, filter_id, connection) = (query.since, query.filter_id, query.connection);
     let token = ctx.bearer()?;
     let hash = token_hash(token);
     let query = StartQuery {
         token_hash: &hash,
-        since,
-        memberships,
-        filter_id,
-        connection,
+        ..query
     };
     let mut expired = false;
     loop {
@@ -88,6 +145,7 @@ pub(crate) async fn start(
         let inbox = Some(row.inbox());
         let connection = connection.map(|_| row.connection.clone());
         let room_list = row.room_list()?;
+        let prefetched = row.prefetched()?;
         let me = ctx.requester_from(token, Some(row.owner)).await?;
         // A typing notification that ran out is ended (which moves the typing stream) and
         // everything read again, once: nobody else ends it (`user_data::expire_typing`).
@@ -108,6 +166,7 @@ pub(crate) async fn start(
             inbox,
             connection,
             room_list,
+            prefetched,
         });
     }
 }
@@ -142,5 +201,6 @@ async fn start_slowly(
         inbox: None,
         connection: None,
         room_list: None,
+        prefetched: None,
     })
 }

@@ -120,6 +120,7 @@ fn the_first_read_of_a_sync_checks_the_token_and_matches_the_separate_reads() {
             memberships,
             filter_id,
             connection: None,
+            fold: None,
         };
 
         let start = sync::sync_start(&db, &ask(None, Memberships::IfMoved, Some(filter)))
@@ -305,6 +306,7 @@ fn the_first_read_of_a_sync_checks_the_token_and_matches_the_separate_reads() {
                 memberships: Memberships::IfMoved,
                 filter_id: None,
                 connection: None,
+                fold: None,
             },
         )
         .await
