@@ -93,25 +93,39 @@ pub fn route<T: Copy>(
     })
 }
 
-/// Matches one pattern; returns the decoded parameters by name.
+/// Matches one pattern; returns the decoded parameters by name. Every request tries the rows
+/// in order, so a row is ruled out as cheaply as possible: by its literal start (most rows
+/// differ from the path there), then by its shape, and only a row that fits decodes anything.
 fn match_pattern(pattern: &'static str, path: &str) -> Option<Params> {
+    let literal_end = pattern.find('{').unwrap_or(pattern.len());
+    if literal_end == pattern.len() {
+        return (pattern == path).then(Params::default);
+    }
+    if !path.starts_with(&pattern[..literal_end]) {
+        return None;
+    }
+    let is_param = |p: &str| p.starts_with('{') && p.ends_with('}');
+    if pattern.split('/').count() != path.split('/').count() {
+        return None;
+    }
+    // An empty segment never fills a parameter; a non-empty one never decodes to empty.
+    let fits = pattern.split('/').zip(path.split('/')).all(|(p, s)| {
+        if is_param(p) {
+            !s.is_empty()
+        } else {
+            p == s
+        }
+    });
+    if !fits {
+        return None;
+    }
     let mut params = Vec::new();
-    let mut pattern_segments = pattern.split('/');
-    let mut path_segments = path.split('/');
-    loop {
-        match (pattern_segments.next(), path_segments.next()) {
-            (None, None) => return Some(Params(params)),
-            (Some(p), Some(s)) if p.starts_with('{') && p.ends_with('}') => {
-                let decoded = percent_decode(s)?;
-                if decoded.is_empty() {
-                    return None;
-                }
-                params.push((&p[1..p.len() - 1], decoded));
-            }
-            (Some(p), Some(s)) if p == s => {}
-            _ => return None,
+    for (p, s) in pattern.split('/').zip(path.split('/')) {
+        if is_param(p) {
+            params.push((&p[1..p.len() - 1], percent_decode(s)?));
         }
     }
+    Some(Params(params))
 }
 
 /// Encodes everything but RFC 3986's unreserved characters, for ids in paths and query values
@@ -247,6 +261,22 @@ mod tests {
         assert!(match_pattern("/rooms/{roomId}/x", "/rooms//x").is_none());
         assert!(match_pattern("/rooms/{roomId}", "/rooms/%zz").is_none());
         assert!(match_pattern("/rooms/{roomId}", "/rooms/%ff").is_none());
+    }
+
+    #[test]
+    fn a_row_matches_its_whole_path_and_nothing_else() {
+        assert!(match_pattern("/rooms/{roomId}/x", "/rooms/a/x/").is_none());
+        assert!(match_pattern("/rooms/{roomId}/x", "/rooms/a").is_none());
+        assert!(match_pattern("/rooms/{roomId}/x", "/rooms/a/y").is_none());
+        assert!(match_pattern("/rooms/{roomId}/x", "/roomsa/x").is_none());
+        assert!(match_pattern("/rooms/{roomId}/x", "/room/a/x").is_none());
+        assert!(match_pattern("/rooms/x", "/rooms/x/").is_none());
+        assert_eq!(
+            match_pattern("/rooms/x", "/rooms/x"),
+            Some(Params::default())
+        );
+        let params = match_pattern("/a/{b}/c/{d}", "/a/%2F/c/d%20e").unwrap();
+        assert_eq!((params.get("b"), params.get("d")), ("/", "d e"));
     }
 
     /// Found by the percent_decode fuzz target (src/fuzz/api.rs): a sign is not a hex digit.
