@@ -6,6 +6,18 @@
 // puts a proxy worker in a second workerd process in front of every request (about 4 ms a
 // request here, docs/benchmarks.md), which a deployed Worker never has.
 //
+// Over plain HTTP the port is the Worker's own socket in workerd (Miniflare's
+// `unsafeDirectSockets`), not Miniflare's entry worker, which would run in front of every
+// request (about 0.35 ms of workerd's CPU each, docs/benchmarks.md) to imitate the edge: it
+// compresses JSON answers, adds `CF-Connecting-IP` (the Worker then rate-limits every local
+// client as one, as it did before with 127.0.0.1) and checks the Host header. With TLS the
+// entry worker serves the port (workerd's direct sockets speak plain HTTP only).
+//
+// workerd binds its sockets as it starts and accepts connections once every worker is loaded,
+// so an early client waits rather than being refused. This script announces the server only
+// after one request has gone through the Worker, so that the Worker's first-use work (the wasm
+// functions a request touches are compiled at their first call) is not a client's.
+//
 //   node scripts/serve.mjs --state DIR --port N [--tls-cert F --tls-key F] [--inspector-port N]
 //                          [--var NAME:VALUE ...] [ENTRY]
 //
@@ -83,9 +95,12 @@ const modules = [args.entry, "build/index.js"]
 modules.push({ type: "CompiledWasm", path: path.join(root, "build/index_bg.wasm") });
 delete workerOptions.scriptPath;
 delete workerOptions.script;
+// Plain HTTP: the Worker's own socket on the port; Miniflare's entry on a free loopback port,
+// used only by this script's first request.
+const direct = !args.cert;
 const options = convertV4MiniflareOptions({
   host: "127.0.0.1",
-  port: args.port,
+  port: direct ? 0 : args.port,
   ...(args.inspectorPort ? { inspectorPort: args.inspectorPort } : {}),
   ...(args.cert
     ? { https: true, httpsCert: readFileSync(args.cert, "utf8"), httpsKey: readFileSync(args.key, "utf8") }
@@ -95,6 +110,7 @@ const options = convertV4MiniflareOptions({
     name: workerOptions.name ?? "matrix-edge",
     modulesRoot: root,
     modules,
+    ...(direct ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: args.port }] } : {}),
     bindings: { ...workerOptions.bindings, ...args.vars },
   }],
 });
@@ -117,4 +133,15 @@ async function stop(code) {
 process.on("SIGINT", () => stop(130));
 process.on("SIGTERM", () => stop(143));
 await mf.ready;
+// One request through the Worker (the whole path: routing, a D1 read for the unknown token, the
+// answer) before the server is announced. Its answer does not matter; a failure is the
+// Worker's to report on a real request.
+for (const [url, init] of [
+  ["http://localhost/_matrix/client/versions", {}],
+  ["http://localhost/_matrix/client/v3/account/whoami", { headers: { Authorization: "Bearer warm-up" } }],
+]) {
+  try {
+    await (await mf.dispatchFetch(url, init)).arrayBuffer();
+  } catch {}
+}
 console.log(`[serve] workerd ready on ${args.cert ? "https" : "http"}://127.0.0.1:${args.port}`);
