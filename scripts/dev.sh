@@ -71,6 +71,7 @@ if [ "$(cat "$STATE_DIR/.migrations" 2>/dev/null)" != "$migrations_id" ]; then
     if [ ! -d "$template" ] && [ ! -d "$STATE_DIR/v3/do" ]; then
       # Only a state that holds nothing but the migrated database becomes the template; made
       # aside and renamed into place, so instances starting together never see half of one.
+      mkdir -p "$ROOT/.wrangler"
       part=$(mktemp -d "$ROOT/.wrangler/migrated.XXXXXX")
       cp -a "$STATE_DIR/v3" "$part/" && echo "$migrations_id" > "$part/.migrations"
       mkdir -p "$ROOT/.wrangler/migrated"
