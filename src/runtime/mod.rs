@@ -14,7 +14,7 @@ mod ports;
 mod pusher;
 mod room_object;
 
-use worker::{event, Context, Env, Headers, Request, Response, ResponseBuilder};
+use worker::{event, Context, Env, Request, Response, ResponseBuilder};
 
 use crate::api::{IncomingRequest, Reply};
 use crate::http::cors::CORS_HEADERS;
@@ -69,7 +69,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
 /// for them. A body declared larger than its route allows is left unread: `api` answers 413
 /// from the declared length.
 async fn incoming(mut req: Request, platform: &crate::platform::Platform) -> IncomingRequest {
-    let header_list = header_list(req.headers());
+    let header_list: Vec<(String, String)> = req.headers().entries().collect();
     let header = |name: &str| {
         header_list
             .iter()
@@ -113,23 +113,6 @@ async fn incoming(mut req: Request, platform: &crate::platform::Platform) -> Inc
         body,
         body_stream,
         headers: header_list,
-    }
-}
-
-/// The headers, names in lower case, in three calls out of wasm (`Object.fromEntries`, JSON)
-/// where iterating them costs several per header. The runtime joins repeated request headers
-/// into one value, so no name repeats.
-fn header_list(headers: &Headers) -> Vec<(String, String)> {
-    let as_json = worker::js_sys::Object::from_entries(&headers.0)
-        .and_then(|object| worker::js_sys::JSON::stringify(&object))
-        .ok()
-        .and_then(|json| json.as_string());
-    let parsed = as_json.and_then(|json| {
-        serde_json::from_str::<std::collections::BTreeMap<String, String>>(&json).ok()
-    });
-    match parsed {
-        Some(map) => map.into_iter().collect(),
-        None => headers.entries().collect(),
     }
 }
 
