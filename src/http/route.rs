@@ -6,6 +6,8 @@
 //! exactly one segment. Parameters arrive percent-decoded (room ids, event ids and aliases carry
 //! `!`, `$`, `#` and `:` that clients encode) and are read by name.
 
+use std::collections::HashMap;
+
 use super::MatrixError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +57,82 @@ pub fn route<T: Copy>(
     method: &str,
     path: &str,
 ) -> Result<Routed<T>, MatrixError> {
+    route_among(routes, |_| 0..routes.len(), method, path)
+}
+
+/// How many leading path segments group the rows of a `RouteIndex` ("", "_matrix", "client",
+/// "v3", "rooms"): enough to split the client API's rows into small groups.
+const KEY_SEGMENTS: usize = 5;
+
+/// The first `KEY_SEGMENTS` segments of a path or pattern, `None` when it has fewer.
+fn key(path: &str) -> Option<&str> {
+    let mut slashes = path.match_indices('/').map(|(at, _)| at);
+    // Segments are what the slashes separate: the first is the empty one before the leading
+    // slash, and the key ends where the slash after its last segment is (or the path ends).
+    for _ in 0..KEY_SEGMENTS - 1 {
+        slashes.next()?;
+    }
+    Some(&path[..slashes.next().unwrap_or(path.len())])
+}
+
+/// The rows of a table grouped by their first `KEY_SEGMENTS` segments, built once per isolate,
+/// so that a request tries only the rows that could match its path: a row whose leading
+/// segments are all literal matches only paths that begin with exactly those segments. Rows
+/// with a parameter among them, or fewer segments, are tried for every path. The rows tried
+/// keep the table's order, so the answer is the one `route` gives (tested against it).
+pub struct RouteIndex {
+    by_key: HashMap<&'static str, Vec<usize>>,
+    anywhere: Vec<usize>,
+}
+
+impl RouteIndex {
+    pub fn new<T>(routes: &[Route<T>]) -> Self {
+        let mut index = RouteIndex {
+            by_key: HashMap::new(),
+            anywhere: Vec::new(),
+        };
+        for (row, route) in routes.iter().enumerate() {
+            match key(route.pattern).filter(|key| !key.contains('{')) {
+                Some(key) => index.by_key.entry(key).or_default().push(row),
+                None => index.anywhere.push(row),
+            }
+        }
+        index
+    }
+
+    /// `route` over the rows that could match.
+    pub fn route<T: Copy>(
+        &self,
+        routes: &[Route<T>],
+        method: &str,
+        path: &str,
+    ) -> Result<Routed<T>, MatrixError> {
+        let rows = |path: &str| {
+            let keyed = key(path).and_then(|key| self.by_key.get(key));
+            merge(keyed.map_or(&[][..], Vec::as_slice), &self.anywhere)
+        };
+        route_among(routes, rows, method, path)
+    }
+}
+
+/// Two ascending lists of row numbers as one ascending sequence.
+fn merge<'a>(a: &'a [usize], b: &'a [usize]) -> impl Iterator<Item = usize> + 'a {
+    let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if x <= y => a.next().copied(),
+        (_, Some(_)) => b.next().copied(),
+        (Some(_), None) => a.next().copied(),
+        (None, None) => None,
+    })
+}
+
+/// Routes among the rows `rows` gives for the path (after the `r0` alias), in table order.
+fn route_among<T: Copy, I: Iterator<Item = usize>>(
+    routes: &[Route<T>],
+    rows: impl Fn(&str) -> I,
+    method: &str,
+    path: &str,
+) -> Result<Routed<T>, MatrixError> {
     let method = match method.to_ascii_uppercase().as_str() {
         "OPTIONS" => return Ok(Routed::Preflight),
         // HEAD is GET without a body; the runtime drops the body.
@@ -74,7 +152,7 @@ pub fn route<T: Copy>(
         None => path,
     };
     let mut path_known = false;
-    for route in routes {
+    for route in rows(path).map(|row| &routes[row]) {
         let Some(params) = match_pattern(route.pattern, path) else {
             continue;
         };
@@ -261,6 +339,32 @@ mod tests {
         assert!(match_pattern("/rooms/{roomId}/x", "/rooms//x").is_none());
         assert!(match_pattern("/rooms/{roomId}", "/rooms/%zz").is_none());
         assert!(match_pattern("/rooms/{roomId}", "/rooms/%ff").is_none());
+    }
+
+    #[test]
+    fn the_key_is_the_first_five_segments() {
+        assert_eq!(
+            key("/_matrix/client/v3/rooms/x/y"),
+            Some("/_matrix/client/v3/rooms")
+        );
+        assert_eq!(
+            key("/_matrix/client/v3/sync"),
+            Some("/_matrix/client/v3/sync")
+        );
+        assert_eq!(key("/_matrix/client/v3/"), Some("/_matrix/client/v3/"));
+        assert_eq!(key("/_matrix/client/versions"), None);
+        assert_eq!(key("/nope"), None);
+        assert_eq!(key(""), None);
+    }
+
+    #[test]
+    fn merged_rows_keep_the_table_order() {
+        assert_eq!(
+            merge(&[1, 4, 5], &[0, 2, 9]).collect::<Vec<_>>(),
+            [0, 1, 2, 4, 5, 9]
+        );
+        assert_eq!(merge(&[], &[3]).collect::<Vec<_>>(), [3]);
+        assert_eq!(merge(&[3], &[]).collect::<Vec<_>>(), [3]);
     }
 
     #[test]
