@@ -13,10 +13,11 @@
 // client as one, as it did before with 127.0.0.1) and checks the Host header. With TLS the
 // entry worker serves the port (workerd's direct sockets speak plain HTTP only).
 //
-// workerd binds its sockets as it starts and accepts connections once every worker is loaded,
-// so an early client waits rather than being refused. This script announces the server only
-// after one request has gone through the Worker, so that the Worker's first-use work (the wasm
-// functions a request touches are compiled at their first call) is not a client's.
+// workerd binds its sockets as it starts and accepts connections once every worker is loaded
+// (Miniflare's own and ours), so an early client waits in the listen queue rather than being
+// refused. Whoever polls the port (scripts/dev.sh, the tests, the benchmark) is that early
+// client, and its first request is the Worker's warm-up: a request made from here would only
+// run beside it on workerd's one thread and delay it.
 //
 //   node scripts/serve.mjs --state DIR --port N [--tls-cert F --tls-key F] [--inspector-port N]
 //                          [--var NAME:VALUE ...] [ENTRY]
@@ -95,8 +96,8 @@ const modules = [args.entry, "build/index.js"]
 modules.push({ type: "CompiledWasm", path: path.join(root, "build/index_bg.wasm") });
 delete workerOptions.scriptPath;
 delete workerOptions.script;
-// Plain HTTP: the Worker's own socket on the port; Miniflare's entry on a free loopback port,
-// used only by this script's first request.
+// Plain HTTP: the Worker's own socket on the port; Miniflare's entry on a free loopback port
+// (Miniflare needs one; nothing here uses it).
 const direct = !args.cert;
 const options = convertV4MiniflareOptions({
   host: "127.0.0.1",
@@ -133,15 +134,4 @@ async function stop(code) {
 process.on("SIGINT", () => stop(130));
 process.on("SIGTERM", () => stop(143));
 await mf.ready;
-// One request through the Worker (the whole path: routing, a D1 read for the unknown token, the
-// answer) before the server is announced. Its answer does not matter; a failure is the
-// Worker's to report on a real request.
-for (const [url, init] of [
-  ["http://localhost/_matrix/client/versions", {}],
-  ["http://localhost/_matrix/client/v3/account/whoami", { headers: { Authorization: "Bearer warm-up" } }],
-]) {
-  try {
-    await (await mf.dispatchFetch(url, init)).arrayBuffer();
-  } catch {}
-}
 console.log(`[serve] workerd ready on ${args.cert ? "https" : "http"}://127.0.0.1:${args.port}`);
