@@ -139,7 +139,7 @@ _SYNC = ("an incremental /sync with news makes two D1 calls: one statement for t
          " receipts, typing, state, unread counts and summaries); " + "{floor}" +
          ", where Synapse answers from in-memory stream caches in its own process")
 _FLOOR = ("local workerd (served as `make dev` serves it: the Worker's own socket, nothing in front) answers a"
-          " request for an unknown path in about 1.3 ms wall and 0.55 ms of its CPU, and each"
+          " request for an unknown path in about 1.0 ms wall and 0.4 ms of its CPU, and each"
           " local D1 call adds about 1-1.5 ms of CPU (Miniflare's JavaScript D1 over SQLite) on the one thread that"
           " also runs the Worker and every Durable Object")
 _SYNC = _SYNC.replace("{floor}", _FLOOR)
