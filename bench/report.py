@@ -138,8 +138,8 @@ _SYNC = ("an incremental /sync with news makes two D1 calls: one statement for t
          " memberships, changed rooms, account data and presence, then one batch of the rooms' reads (timelines,"
          " receipts, typing, state, unread counts and summaries); " + "{floor}" +
          ", where Synapse answers from in-memory stream caches in its own process")
-_FLOOR = ("local workerd (served as `make dev` serves it, through Miniflare with no proxy in front) answers a"
-          " request for an unknown path in about 1.8 ms wall and 1.5 ms CPU before any of our code runs, and each"
+_FLOOR = ("local workerd (served as `make dev` serves it: the Worker's own socket, nothing in front) answers a"
+          " request for an unknown path in about 1.0 ms wall and 0.4 ms of its CPU, and each"
           " local D1 call adds about 1-1.5 ms of CPU (Miniflare's JavaScript D1 over SQLite) on the one thread that"
           " also runs the Worker and every Durable Object")
 _SYNC = _SYNC.replace("{floor}", _FLOOR)
@@ -217,8 +217,9 @@ def document(table_md: str, rows: dict, errors: dict, meter: dict, c: dict, wall
         f"- Machine: {machine()}.",
         f"- Versions: {versions(root)}.",
         "- Ours: `scripts/dev.sh` (what `make dev` runs): the built release wasm in local workerd through"
-        " Miniflare (`scripts/serve.mjs`, the bindings of `wrangler.toml` as wrangler reads them, no proxy in"
-        " front), local D1 and Durable Objects, fresh state, `AUTH_REQUESTS_PER_MINUTE` raised.",
+        " Miniflare (`scripts/serve.mjs`, the bindings of `wrangler.toml` as wrangler reads them, the Worker's own"
+        " socket with no proxy or Miniflare entry worker in front), local D1 and Durable Objects, fresh state,"
+        " `AUTH_REQUESTS_PER_MINUTE` raised.",
         "- Synapse: from PyPI, SQLite, one process, a plain-HTTP client listener on 127.0.0.1, fresh data directory,"
         " every `rc_*` rate limit relaxed, open registration, presence off on both (ours with `PRESENCE=false`; presence changes"
         " would wake long-polls), `caches.sync_response_cache_duration: 0` (its default 2-minute /sync answer cache"

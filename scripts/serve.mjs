@@ -6,6 +6,19 @@
 // puts a proxy worker in a second workerd process in front of every request (about 4 ms a
 // request here, docs/benchmarks.md), which a deployed Worker never has.
 //
+// Over plain HTTP the port is the Worker's own socket in workerd (Miniflare's
+// `unsafeDirectSockets`), not Miniflare's entry worker, which would run in front of every
+// request (about 0.35 ms of workerd's CPU each, docs/benchmarks.md) to imitate the edge: it
+// compresses JSON answers, adds `CF-Connecting-IP` (the Worker then rate-limits every local
+// client as one, as it did before with 127.0.0.1) and checks the Host header. With TLS the
+// entry worker serves the port (workerd's direct sockets speak plain HTTP only).
+//
+// workerd binds its sockets as it starts and accepts connections once every worker is loaded
+// (Miniflare's own and ours), so an early client waits in the listen queue rather than being
+// refused. Whoever polls the port (scripts/dev.sh, the tests, the benchmark) is that early
+// client, and its first request is the Worker's warm-up: a request made from here would only
+// run beside it on workerd's one thread and delay it.
+//
 //   node scripts/serve.mjs --state DIR --port N [--tls-cert F --tls-key F] [--inspector-port N]
 //                          [--var NAME:VALUE ...] [ENTRY]
 //
@@ -83,9 +96,12 @@ const modules = [args.entry, "build/index.js"]
 modules.push({ type: "CompiledWasm", path: path.join(root, "build/index_bg.wasm") });
 delete workerOptions.scriptPath;
 delete workerOptions.script;
+// Plain HTTP: the Worker's own socket on the port; Miniflare's entry on a free loopback port
+// (Miniflare needs one; nothing here uses it).
+const direct = !args.cert;
 const options = convertV4MiniflareOptions({
   host: "127.0.0.1",
-  port: args.port,
+  port: direct ? 0 : args.port,
   ...(args.inspectorPort ? { inspectorPort: args.inspectorPort } : {}),
   ...(args.cert
     ? { https: true, httpsCert: readFileSync(args.cert, "utf8"), httpsKey: readFileSync(args.key, "utf8") }
@@ -95,6 +111,7 @@ const options = convertV4MiniflareOptions({
     name: workerOptions.name ?? "matrix-edge",
     modulesRoot: root,
     modules,
+    ...(direct ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: args.port }] } : {}),
     bindings: { ...workerOptions.bindings, ...args.vars },
   }],
 });

@@ -3,6 +3,7 @@
 # Everything comes from the package registries (crates, npm, PyPI); nothing else is downloaded.
 #   scripts/setup.sh          toolchain for build and dev
 #   scripts/setup.sh test     plus the Python environment the integration tests use
+#   scripts/setup.sh serve    only what serving a Worker built before needs (Node, npm packages)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 mkdir -p "$TOOLS"
@@ -57,9 +58,12 @@ ensure_python_test_env() {
   echo "$want" > "$venv/.requirements"
 }
 
-ensure_wasm_target
 ensure_node
 ensure_npm_packages
+# The Rust checks cost a few tenths of a second (rustup above all): not paid by a server start
+# that builds nothing.
+[ "${1:-}" = serve ] && exit 0
+ensure_wasm_target
 ensure_cargo_tool wasm-bindgen-cli "$(wasm_bindgen_version)" wasm-bindgen
 ensure_cargo_tool worker-build "$WORKER_BUILD_VERSION" worker-build
 [ "${1:-}" = test ] && ensure_python_test_env

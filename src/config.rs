@@ -1,4 +1,4 @@
-//! Deployment settings, read once per request from the Worker's `[vars]` and secrets.
+//! Deployment settings, read from the Worker's `[vars]` (once per isolate, `runtime/ports.rs`).
 //!
 //! Parsing is pure: the runtime hands in a lookup function, so every rule here is unit-tested
 //! natively. A setting that is present but malformed is an error, never silently defaulted:

@@ -183,8 +183,14 @@ impl Ctx {
 
     /// The user and device the access token belongs to.
     pub async fn requester(&self) -> Result<Requester, MatrixError> {
+        self.requester_on(&self.db()).await
+    }
+
+    /// The same, with the token's row read on `db`: reads queued on one handle in the same poll
+    /// pass share a D1 round trip, so a handler can read its own first row alongside.
+    pub(crate) async fn requester_on(&self, db: &Db) -> Result<Requester, MatrixError> {
         let token = self.bearer()?;
-        let owner = accounts::token_owner(&self.db(), &token_hash(token)).await?;
+        let owner = accounts::token_owner(db, &token_hash(token)).await?;
         self.requester_from(token, owner).await
     }
 

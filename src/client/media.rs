@@ -16,6 +16,7 @@ use crate::media::repository::{self, MAX_WAIT_MS};
 use crate::media::{new_media_id, thumbnail, valid_media_id};
 use crate::platform::{Body, HttpRequest, Method};
 use crate::storage::media::{self as stored, Media};
+use crate::storage::Db;
 use crate::time::now_ms;
 
 /// How long an id from `create` waits for its bytes (spec: `unused_expires_at`).
@@ -153,10 +154,49 @@ async fn locate(ctx: &Ctx, fetch_remote: bool) -> Result<Media, MatrixError> {
     remote_media(&db, &ctx.platform, &origin, &media_id, timeout).await
 }
 
+/// The requester checked, and this server's media that the path names when it can be served
+/// as it is, with what `also` reads of it: the token's row, the media row and `also`'s share
+/// one D1 round trip. `None` leaves the other cases (remote, missing, pending, quarantined) to
+/// `locate`.
+async fn requester_and_local_media<'a, T, F>(
+    ctx: &'a Ctx,
+    db: &'a Db,
+    also: impl FnOnce(&'a Db, &'a str, &'a str) -> F,
+) -> Result<Option<(Media, Option<T>)>, MatrixError>
+where
+    F: std::future::Future<Output = Result<Option<T>, MatrixError>> + 'a,
+{
+    ctx.bearer()?;
+    let local = media_params(ctx).is_ok_and(|(origin, _)| origin == ctx.config.server_name);
+    if !local {
+        ctx.requester_on(db).await?;
+        return Ok(None);
+    }
+    // Checked by `media_params` above: the path's own, valid media id on this server.
+    let (origin, media_id) = (ctx.config.server_name.as_str(), ctx.param("mediaId"));
+    let (me, row, extra) = futures::join!(
+        ctx.requester_on(db),
+        stored::get(db, origin, media_id),
+        also(db, origin, media_id)
+    );
+    me?;
+    match row?.filter(repository::is_complete) {
+        Some(media) => Ok(Some((media, extra?))),
+        None => Ok(None),
+    }
+}
+
+async fn nothing_more(_: &Db, _: &str, _: &str) -> Result<Option<()>, MatrixError> {
+    Ok(None)
+}
+
 /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}[/{fileName}]`
 pub(crate) async fn download(ctx: &Ctx) -> Result<MediaResponse, MatrixError> {
-    ctx.requester().await?;
-    let media = locate(ctx, true).await?;
+    let db = ctx.db();
+    let media = match requester_and_local_media(ctx, &db, nothing_more).await? {
+        Some((media, _)) => media,
+        None => locate(ctx, true).await?,
+    };
     serve_download(ctx, &media).await
 }
 
@@ -173,8 +213,27 @@ async fn serve_download(ctx: &Ctx, media: &Media) -> Result<MediaResponse, Matri
 
 /// `GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}`
 pub(crate) async fn thumbnail(ctx: &Ctx) -> Result<MediaResponse, MatrixError> {
-    ctx.requester().await?;
-    let (size, method) = request_of(ctx)?;
+    let request = request_of(ctx);
+    let db = ctx.db();
+    let asked = request.as_ref().ok().copied();
+    let made = |db, origin, media_id| async move {
+        match asked {
+            Some((size, method)) => {
+                repository::made_thumbnail(db, origin, media_id, size, method).await
+            }
+            None => Ok(None),
+        }
+    };
+    let local = requester_and_local_media(ctx, &db, made).await?;
+    let (size, method) = request?;
+    match local {
+        Some((media, Some(made))) => return thumbnail_response(ctx, &media, made).await,
+        Some((media, None)) => {
+            let made = repository::make_thumbnail(&db, &ctx.platform, &media, size, method).await?;
+            return thumbnail_response(ctx, &media, made).await;
+        }
+        None => {}
+    }
     let (origin, media_id) = media_params(ctx)?;
     if origin != ctx.config.server_name {
         let db = ctx.db();
@@ -216,6 +275,14 @@ async fn thumbnail_of(
     method: thumbnail::Method,
 ) -> Result<MediaResponse, MatrixError> {
     let served = repository::thumbnail_of(&ctx.db(), &ctx.platform, media, size, method).await?;
+    thumbnail_response(ctx, media, served).await
+}
+
+async fn thumbnail_response(
+    ctx: &Ctx,
+    media: &Media,
+    served: repository::Served,
+) -> Result<MediaResponse, MatrixError> {
     match repository::thumbnail_body(&ctx.platform, served).await? {
         Some((body, content_type)) => Ok(repository::thumbnail_response(body, &content_type)),
         None => repository::serve(&ctx.platform, media, None, None).await,

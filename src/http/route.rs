@@ -6,6 +6,8 @@
 //! exactly one segment. Parameters arrive percent-decoded (room ids, event ids and aliases carry
 //! `!`, `$`, `#` and `:` that clients encode) and are read by name.
 
+use std::collections::HashMap;
+
 use super::MatrixError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +57,82 @@ pub fn route<T: Copy>(
     method: &str,
     path: &str,
 ) -> Result<Routed<T>, MatrixError> {
+    route_among(routes, |_| 0..routes.len(), method, path)
+}
+
+/// How many leading path segments group the rows of a `RouteIndex` ("", "_matrix", "client",
+/// "v3", "rooms"): enough to split the client API's rows into small groups.
+const KEY_SEGMENTS: usize = 5;
+
+/// The first `KEY_SEGMENTS` segments of a path or pattern, `None` when it has fewer.
+fn key(path: &str) -> Option<&str> {
+    let mut slashes = path.match_indices('/').map(|(at, _)| at);
+    // Segments are what the slashes separate: the first is the empty one before the leading
+    // slash, and the key ends where the slash after its last segment is (or the path ends).
+    for _ in 0..KEY_SEGMENTS - 1 {
+        slashes.next()?;
+    }
+    Some(&path[..slashes.next().unwrap_or(path.len())])
+}
+
+/// The rows of a table grouped by their first `KEY_SEGMENTS` segments, built once per isolate,
+/// so that a request tries only the rows that could match its path: a row whose leading
+/// segments are all literal matches only paths that begin with exactly those segments. Rows
+/// with a parameter among them, or fewer segments, are tried for every path. The rows tried
+/// keep the table's order, so the answer is the one `route` gives (tested against it).
+pub struct RouteIndex {
+    by_key: HashMap<&'static str, Vec<usize>>,
+    anywhere: Vec<usize>,
+}
+
+impl RouteIndex {
+    pub fn new<T>(routes: &[Route<T>]) -> Self {
+        let mut index = RouteIndex {
+            by_key: HashMap::new(),
+            anywhere: Vec::new(),
+        };
+        for (row, route) in routes.iter().enumerate() {
+            match key(route.pattern).filter(|key| !key.contains('{')) {
+                Some(key) => index.by_key.entry(key).or_default().push(row),
+                None => index.anywhere.push(row),
+            }
+        }
+        index
+    }
+
+    /// `route` over the rows that could match.
+    pub fn route<T: Copy>(
+        &self,
+        routes: &[Route<T>],
+        method: &str,
+        path: &str,
+    ) -> Result<Routed<T>, MatrixError> {
+        let rows = |path: &str| {
+            let keyed = key(path).and_then(|key| self.by_key.get(key));
+            merge(keyed.map_or(&[][..], Vec::as_slice), &self.anywhere)
+        };
+        route_among(routes, rows, method, path)
+    }
+}
+
+/// Two ascending lists of row numbers as one ascending sequence.
+fn merge<'a>(a: &'a [usize], b: &'a [usize]) -> impl Iterator<Item = usize> + 'a {
+    let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if x <= y => a.next().copied(),
+        (_, Some(_)) => b.next().copied(),
+        (Some(_), None) => a.next().copied(),
+        (None, None) => None,
+    })
+}
+
+/// Routes among the rows `rows` gives for the path (after the `r0` alias), in table order.
+fn route_among<T: Copy, I: Iterator<Item = usize>>(
+    routes: &[Route<T>],
+    rows: impl Fn(&str) -> I,
+    method: &str,
+    path: &str,
+) -> Result<Routed<T>, MatrixError> {
     let method = match method.to_ascii_uppercase().as_str() {
         "OPTIONS" => return Ok(Routed::Preflight),
         // HEAD is GET without a body; the runtime drops the body.
@@ -74,7 +152,7 @@ pub fn route<T: Copy>(
         None => path,
     };
     let mut path_known = false;
-    for route in routes {
+    for route in rows(path).map(|row| &routes[row]) {
         let Some(params) = match_pattern(route.pattern, path) else {
             continue;
         };
@@ -93,25 +171,39 @@ pub fn route<T: Copy>(
     })
 }
 
-/// Matches one pattern; returns the decoded parameters by name.
+/// Matches one pattern; returns the decoded parameters by name. Every request tries the rows
+/// in order, so a row is ruled out as cheaply as possible: by its literal start (most rows
+/// differ from the path there), then by its shape, and only a row that fits decodes anything.
 fn match_pattern(pattern: &'static str, path: &str) -> Option<Params> {
+    let literal_end = pattern.find('{').unwrap_or(pattern.len());
+    if literal_end == pattern.len() {
+        return (pattern == path).then(Params::default);
+    }
+    if !path.starts_with(&pattern[..literal_end]) {
+        return None;
+    }
+    let is_param = |p: &str| p.starts_with('{') && p.ends_with('}');
+    if pattern.split('/').count() != path.split('/').count() {
+        return None;
+    }
+    // An empty segment never fills a parameter; a non-empty one never decodes to empty.
+    let fits = pattern.split('/').zip(path.split('/')).all(|(p, s)| {
+        if is_param(p) {
+            !s.is_empty()
+        } else {
+            p == s
+        }
+    });
+    if !fits {
+        return None;
+    }
     let mut params = Vec::new();
-    let mut pattern_segments = pattern.split('/');
-    let mut path_segments = path.split('/');
-    loop {
-        match (pattern_segments.next(), path_segments.next()) {
-            (None, None) => return Some(Params(params)),
-            (Some(p), Some(s)) if p.starts_with('{') && p.ends_with('}') => {
-                let decoded = percent_decode(s)?;
-                if decoded.is_empty() {
-                    return None;
-                }
-                params.push((&p[1..p.len() - 1], decoded));
-            }
-            (Some(p), Some(s)) if p == s => {}
-            _ => return None,
+    for (p, s) in pattern.split('/').zip(path.split('/')) {
+        if is_param(p) {
+            params.push((&p[1..p.len() - 1], percent_decode(s)?));
         }
     }
+    Some(Params(params))
 }
 
 /// Encodes everything but RFC 3986's unreserved characters, for ids in paths and query values
@@ -247,6 +339,48 @@ mod tests {
         assert!(match_pattern("/rooms/{roomId}/x", "/rooms//x").is_none());
         assert!(match_pattern("/rooms/{roomId}", "/rooms/%zz").is_none());
         assert!(match_pattern("/rooms/{roomId}", "/rooms/%ff").is_none());
+    }
+
+    #[test]
+    fn the_key_is_the_first_five_segments() {
+        assert_eq!(
+            key("/_matrix/client/v3/rooms/x/y"),
+            Some("/_matrix/client/v3/rooms")
+        );
+        assert_eq!(
+            key("/_matrix/client/v3/sync"),
+            Some("/_matrix/client/v3/sync")
+        );
+        assert_eq!(key("/_matrix/client/v3/"), Some("/_matrix/client/v3/"));
+        assert_eq!(key("/_matrix/client/versions"), None);
+        assert_eq!(key("/nope"), None);
+        assert_eq!(key(""), None);
+    }
+
+    #[test]
+    fn merged_rows_keep_the_table_order() {
+        assert_eq!(
+            merge(&[1, 4, 5], &[0, 2, 9]).collect::<Vec<_>>(),
+            [0, 1, 2, 4, 5, 9]
+        );
+        assert_eq!(merge(&[], &[3]).collect::<Vec<_>>(), [3]);
+        assert_eq!(merge(&[3], &[]).collect::<Vec<_>>(), [3]);
+    }
+
+    #[test]
+    fn a_row_matches_its_whole_path_and_nothing_else() {
+        assert!(match_pattern("/rooms/{roomId}/x", "/rooms/a/x/").is_none());
+        assert!(match_pattern("/rooms/{roomId}/x", "/rooms/a").is_none());
+        assert!(match_pattern("/rooms/{roomId}/x", "/rooms/a/y").is_none());
+        assert!(match_pattern("/rooms/{roomId}/x", "/roomsa/x").is_none());
+        assert!(match_pattern("/rooms/{roomId}/x", "/room/a/x").is_none());
+        assert!(match_pattern("/rooms/x", "/rooms/x/").is_none());
+        assert_eq!(
+            match_pattern("/rooms/x", "/rooms/x"),
+            Some(Params::default())
+        );
+        let params = match_pattern("/a/{b}/c/{d}", "/a/%2F/c/d%20e").unwrap();
+        assert_eq!((params.get("b"), params.get("d")), ("/", "d e"));
     }
 
     /// Found by the percent_decode fuzz target (src/fuzz/api.rs): a sign is not a hex digit.

@@ -185,6 +185,11 @@ const NEVER: StreamPosition = StreamPosition {
 /// Local (or cached) media with its bytes stored. An async upload still pending is waited for
 /// up to `timeout_ms`, parked on the notifier and re-read every 2 s at most (so a wake-up sent
 /// between the read and the park costs at most 2 s); then 504 `M_NOT_YET_UPLOADED`.
+/// Whether a media row can be served as it is: its bytes stored and not quarantined.
+pub fn is_complete(media: &Media) -> bool {
+    media.quarantined_by.is_none() && media.size.is_some_and(|size| size != UPLOADING)
+}
+
 pub async fn find_complete(
     db: &Db,
     platform: &Platform,
@@ -201,8 +206,7 @@ pub async fn find_complete(
             // An error rather than `None`, so remote media is not fetched again around it.
             return Err(not_found());
         }
-        let pending = media.size.is_none_or(|size| size == UPLOADING);
-        if !pending {
+        if is_complete(&media) {
             return Ok(Some(media));
         }
         if media
@@ -298,21 +302,38 @@ pub async fn thumbnail_of(
     (width, height): (u32, u32),
     method: Method,
 ) -> Result<Served, MatrixError> {
-    let size = thumbnail::choose(width, height, method);
-    if let Some(found) =
-        stored::thumbnail(db, &media.origin, &media.media_id, size, method.as_str()).await?
-    {
-        return Ok(Served::Thumbnail {
-            key: thumbnail_key(
-                &media.origin,
-                &media.media_id,
-                size.0,
-                size.1,
-                method.as_str(),
-            ),
-            content_type: found.content_type,
-        });
+    match made_thumbnail(db, &media.origin, &media.media_id, (width, height), method).await? {
+        Some(served) => Ok(served),
+        None => make_thumbnail(db, platform, media, (width, height), method).await,
     }
+}
+
+/// The thumbnail for a request of `width`x`height` with `method` when it was made before. It
+/// needs only the media's name, so a handler can read it alongside the media's own row.
+pub async fn made_thumbnail(
+    db: &Db,
+    origin: &str,
+    media_id: &str,
+    (width, height): (u32, u32),
+    method: Method,
+) -> Result<Option<Served>, MatrixError> {
+    let size = thumbnail::choose(width, height, method);
+    let found = stored::thumbnail(db, origin, media_id, size, method.as_str()).await?;
+    Ok(found.map(|found| Served::Thumbnail {
+        key: thumbnail_key(origin, media_id, size.0, size.1, method.as_str()),
+        content_type: found.content_type,
+    }))
+}
+
+/// Makes and stores the thumbnail `made_thumbnail` did not find, for a request of `asked`.
+pub async fn make_thumbnail(
+    db: &Db,
+    platform: &Platform,
+    media: &Media,
+    asked: (u32, u32),
+    method: Method,
+) -> Result<Served, MatrixError> {
+    let size = thumbnail::choose(asked.0, asked.1, method);
     let Some(format) = thumbnail::format_of(&media.content_type) else {
         return Err(MatrixError::new(
             400,

@@ -14,7 +14,7 @@ use futures::future::LocalBoxFuture;
 use ruma::ServerName;
 use serde_json::Value;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::http::MatrixError;
 use crate::rooms::command::RoomCommand;
 use crate::sync::token::StreamPosition;
@@ -30,6 +30,11 @@ pub type Fut<'a, T> = LocalBoxFuture<'a, T>;
 pub trait Settings {
     fn var(&self, name: &str) -> Option<String>;
     fn secret(&self, name: &str) -> Option<String>;
+    /// The `[vars]` parsed. The Worker parses them once per isolate (`runtime/ports.rs`); this
+    /// default parses them at every call, so that tests may change a setting between requests.
+    fn config(&self) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| self.var(name))
+    }
 }
 
 /// The room objects: one writer per room (docs/design.md, invariant 1). A command goes to the
@@ -128,7 +133,8 @@ pub struct Platform {
 impl Platform {
     /// Reads the deployment settings. A bad setting is the operator's fault: a 500 that names it.
     pub fn config(&self) -> Result<Config, MatrixError> {
-        Config::from_lookup(|name| self.settings.var(name))
+        self.settings
+            .config()
             .map_err(|e| MatrixError::internal(format!("server misconfigured: {e}")))
     }
 

@@ -3,7 +3,7 @@
 
 use futures::stream::{self, StreamExt};
 use worker::web_sys::ReadableStream;
-use worker::{ByteStream, Env, Response, ResponseBody};
+use worker::{ByteStream, Env, Response, ResponseBody, ResponseBuilder};
 
 use crate::platform::{BlobStore, Body, Fut, Opaque, Slice};
 
@@ -23,16 +23,20 @@ fn take_stream(opaque: &Opaque) -> worker::Result<ReadableStream> {
 /// The response for a media body. A stream is handed to the runtime as is (no CPU spent on
 /// it in wasm); a framed one (federation's `multipart/mixed`) passes through wasm chunk by
 /// chunk, since the runtime cannot join streams for us.
-pub(super) fn response(body: Body) -> worker::Result<Response> {
+pub(super) fn response(head: ResponseBuilder, body: Body) -> worker::Result<Response> {
     match body {
-        Body::Bytes(bytes) => Response::from_bytes(bytes),
-        Body::Stream(opaque) => Response::from_body(ResponseBody::Stream(take_stream(&opaque)?)),
-        Body::Framed { head, inner, tail } => {
+        Body::Bytes(bytes) => Ok(head.fixed(bytes)),
+        Body::Stream(opaque) => Ok(head.stream(take_stream(&opaque)?)),
+        Body::Framed {
+            head: first,
+            inner,
+            tail,
+        } => {
             let inner = ByteStream::from(take_stream(&inner)?);
-            let chunks = stream::once(async move { Ok(head) })
+            let chunks = stream::once(async move { Ok(first) })
                 .chain(inner)
                 .chain(stream::once(async move { Ok(tail) }));
-            Response::from_stream(chunks)
+            head.from_stream(chunks)
         }
     }
 }

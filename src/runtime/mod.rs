@@ -14,7 +14,7 @@ mod ports;
 mod pusher;
 mod room_object;
 
-use worker::{event, Context, Env, Headers, Request, Response};
+use worker::{event, Context, Env, Request, Response, ResponseBuilder};
 
 use crate::api::{IncomingRequest, Reply};
 use crate::http::cors::CORS_HEADERS;
@@ -60,23 +60,15 @@ pub(crate) fn install_logging() {
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     install_logging();
     let platform = platform(&env);
-    let request = match incoming(req, &platform).await {
-        Ok(request) => request,
-        Err(error) => return into_worker_response(Reply::Json(error.into_response()), None),
-    };
+    let request = incoming(req, &platform).await;
     let (reply, usage) = crate::api::respond(platform, request).await;
     into_worker_response(reply, usage)
 }
 
-/// The request in plain values. Only a malformed URL fails here. A body declared larger than
-/// its route allows is left unread: `api` answers 413 from the declared length.
-async fn incoming(
-    mut req: Request,
-    platform: &crate::platform::Platform,
-) -> Result<IncomingRequest, crate::http::MatrixError> {
-    let url = req
-        .url()
-        .map_err(|_| crate::http::MatrixError::bad_json("malformed URL"))?;
+/// The request in plain values, with as few calls out of wasm as it takes: every request pays
+/// for them. A body declared larger than its route allows is left unread: `api` answers 413
+/// from the declared length.
+async fn incoming(mut req: Request, platform: &crate::platform::Platform) -> IncomingRequest {
     let header_list: Vec<(String, String)> = req.headers().entries().collect();
     let header = |name: &str| {
         header_list
@@ -87,68 +79,84 @@ async fn incoming(
     let (authorization, ip) = (header("authorization"), header("cf-connecting-ip"));
     let method = req.method().to_string();
     let path = req.path();
+    let uri = path_and_query(&req.inner().url());
+    let query = match uri.split_once('?') {
+        Some((_, query)) => worker::url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect(),
+        None => Vec::new(),
+    };
     // An upload with a declared length goes to R2 as the stream it arrived as (R2 needs the
     // length up front); everything else is read here.
     let declared = header("content-length").and_then(|l| l.trim().parse::<u64>().ok());
-    let too_large = match (declared, platform.config()) {
-        (Some(length), Ok(config)) => {
-            length > crate::limits::body::max_bytes(&method, &path, &config)
-        }
-        _ => false,
+    let too_large = match declared {
+        Some(length) => platform
+            .config()
+            .is_ok_and(|config| length > crate::limits::body::max_bytes(&method, &path, &config)),
+        None => false,
     };
     let streamed = crate::media::is_upload(&method, &path) && declared.is_some();
-    let body_stream = if streamed || too_large {
-        req.inner().body()
-    } else {
-        None
+    // A request without a body (every GET) has no stream: nothing to read and nothing to wait
+    // for, where reading it would still cost a promise and a copy out of the runtime.
+    let (body, body_stream) = match req.inner().body() {
+        None => (Vec::new(), None),
+        Some(stream) if streamed || too_large => (Vec::new(), Some(media::opaque_stream(stream))),
+        Some(_) => (req.bytes().await.unwrap_or_default(), None),
     };
-    let (body, body_stream) = match body_stream {
-        Some(stream) => (Vec::new(), Some(media::opaque_stream(stream))),
-        _ => (req.bytes().await.unwrap_or_default(), None),
-    };
-    Ok(IncomingRequest {
+    IncomingRequest {
         method,
         path,
-        uri: url[worker::url::Position::BeforePath..].to_owned(),
-        query: url
-            .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect(),
+        uri,
+        query,
         authorization,
         ip,
         body,
         body_stream,
         headers: header_list,
-    })
+    }
 }
 
+/// The path and query of a URL as the runtime serialized it (`scheme://host/path?query`):
+/// the first `/` after the host starts the path, which a special scheme never leaves empty.
+fn path_and_query(url: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(i) => url[after_scheme + i..].to_owned(),
+        None => "/".to_owned(),
+    }
+}
+
+/// The answer as a runtime response, its headers set on the response's own header list (a
+/// `Response::from_bytes` would make a list of its own first, and a content type to replace).
 fn into_worker_response(reply: Reply, usage: Option<Usage>) -> worker::Result<Response> {
-    let headers = Headers::new();
+    let mut response = ResponseBuilder::new();
     if let Some(usage) = usage {
         // For benchmarks and operators: the Worker's own D1 cost (room objects' writes are
         // their own invocations and not included).
-        headers.set("X-D1-Queries", &usage.queries.to_string())?;
-        headers.set("X-D1-Rows-Read", &usage.rows_read.to_string())?;
-        headers.set("X-D1-Rows-Written", &usage.rows_written.to_string())?;
+        response = response
+            .with_header("X-D1-Queries", &usage.queries.to_string())?
+            .with_header("X-D1-Rows-Read", &usage.rows_read.to_string())?
+            .with_header("X-D1-Rows-Written", &usage.rows_written.to_string())?;
     }
     for (name, value) in CORS_HEADERS {
-        headers.set(name, value)?;
+        response = response.with_header(name, value)?;
     }
-    let response = match reply {
-        Reply::Preflight => Response::empty()?.with_status(204),
+    Ok(match reply {
+        Reply::Preflight => response.with_status(204).empty(),
         Reply::Json(json) => {
-            headers.set("Content-Type", "application/json")?;
+            response = response.with_header("Content-Type", "application/json")?;
             if let Some(seconds) = json.retry_after_seconds() {
-                headers.set("Retry-After", &seconds.to_string())?;
+                response = response.with_header("Retry-After", &seconds.to_string())?;
             }
-            Response::from_bytes(json.body.to_string().into_bytes())?.with_status(json.status)
+            response
+                .with_status(json.status)
+                .fixed(json.body.to_string().into_bytes())
         }
         Reply::Media(media) => {
             for (name, value) in &media.headers {
-                headers.set(name, value)?;
+                response = response.with_header(name, value)?;
             }
-            media::response(media.body)?.with_status(media.status)
+            media::response(response.with_status(media.status), media.body)?
         }
-    };
-    Ok(response.with_headers(headers))
+    })
 }

@@ -1,6 +1,7 @@
 //! The platform's ports implemented with the Workers runtime: `[vars]` and secrets, the room and
 //! notifier and destination Durable Objects, `fetch` and TLS sockets, WebCrypto.
 
+use std::cell::OnceCell;
 use std::rc::Rc;
 
 use futures::future::{select, Either};
@@ -11,6 +12,7 @@ use worker::{AbortController, Delay, Env, Fetch, Headers, Method, Request, Reque
 use super::d1::D1;
 use super::destination::Enqueue;
 use super::notifier::{NotifyRequest, WaitRequest};
+use crate::config::{Config, ConfigError};
 use crate::discovery::Destination;
 use crate::http::MatrixError;
 use crate::platform::{
@@ -61,6 +63,14 @@ fn post(url: &str, body: String) -> worker::Result<Request> {
     Request::new_with_init(url, &init)
 }
 
+thread_local! {
+    /// The `[vars]` as parsed by the isolate's first invocation. They cannot change under a
+    /// running isolate: new vars or secrets are a new version of the Worker, which the platform
+    /// runs in new isolates (locally, a restarted workerd). Parsing them costs about twenty
+    /// calls out of wasm, once per request before this.
+    static CONFIG: OnceCell<Result<Config, ConfigError>> = const { OnceCell::new() };
+}
+
 impl Settings for Bindings {
     fn var(&self, name: &str) -> Option<String> {
         self.0.var(name).ok().map(|value| value.to_string())
@@ -68,6 +78,14 @@ impl Settings for Bindings {
 
     fn secret(&self, name: &str) -> Option<String> {
         self.0.secret(name).ok().map(|value| value.to_string())
+    }
+
+    fn config(&self) -> Result<Config, ConfigError> {
+        CONFIG.with(|config| {
+            config
+                .get_or_init(|| Config::from_lookup(|name| self.var(name)))
+                .clone()
+        })
     }
 }
 
