@@ -336,3 +336,8 @@ impl QueryResult {
 pub(crate) struct Count {
     pub n: Option<i64>,
 }
+
+/// A boolean SQL column (SQLite has none: it answers 0 or 1) as a `bool`.
+pub(crate) fn sql_flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(<i64 as serde::Deserialize>::deserialize(d)? != 0)
+}

@@ -59,6 +59,10 @@ pub struct MembershipRow {
     pub event_id: String,
     pub stream_ordering: i64,
     pub room_version: String,
+    /// A leave the user sent themselves (they left, or declined an invite), not a kick: an
+    /// initial sync leaves out only those unless the filter asks for left rooms.
+    #[serde(default, deserialize_with = "super::sql_flag")]
+    pub left_by_self: bool,
 }
 
 /// Every room the user has a membership in. Forgotten ones are left out, except, in an
@@ -79,7 +83,9 @@ pub async fn memberships(
 /// The query of `memberships`, its operands as SQL expressions (also read by `sync_start`).
 fn memberships_sql(user: &str, since: &str) -> String {
     format!(
-        "SELECT m.room_id, m.membership, m.event_id, m.stream_ordering, r.room_version
+        "SELECT m.room_id, m.membership, m.event_id, m.stream_ordering, r.room_version,
+                CASE WHEN m.membership = 'leave' THEN COALESCE((SELECT e.sender = m.user_id
+                  FROM events e WHERE e.event_id = m.event_id), 1) ELSE 0 END AS left_by_self
          FROM memberships m JOIN rooms r ON r.room_id = m.room_id
          WHERE m.user_id = {user} AND (m.forgotten = 0 OR m.stream_ordering > {since})"
     )
@@ -403,7 +409,7 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
            {room_list} AS room_list,
            {direct} AS direct,
            CASE WHEN go.read THEN
-             (SELECT json_group_array(json_array(room_id, membership, event_id, stream_ordering, room_version))
+             (SELECT json_group_array(json_array(room_id, membership, event_id, stream_ordering, room_version, left_by_self))
               FROM ({memberships}))
            END AS memberships,
            CASE WHEN go.read AND ?12 THEN
@@ -547,18 +553,19 @@ impl SyncStart {
         let Some(text) = self.memberships.as_deref() else {
             return Ok(None);
         };
-        let rows: Vec<(String, String, String, i64, String)> =
+        let rows: Vec<(String, String, String, i64, String, i64)> =
             serde_json::from_str(text).map_err(super::storage_error)?;
         Ok(Some(
             rows.into_iter()
                 .map(
-                    |(room_id, membership, event_id, stream_ordering, room_version)| {
+                    |(room_id, membership, event_id, stream_ordering, room_version, own)| {
                         MembershipRow {
                             room_id,
                             membership,
                             event_id,
                             stream_ordering,
                             room_version,
+                            left_by_self: own != 0,
                         }
                     },
                 )

@@ -425,9 +425,12 @@ async fn rooms(
                     json!({ "knock_state": { "events": events } }),
                 );
             }
+            // A whole-state answer shows the rooms the user was kicked or banned from; rooms
+            // they left themselves only when the filter asks (`include_leave`).
             "leave" | "ban"
                 if (since.is_some() && new_membership)
-                    || (filter.room.include_leave && (since.is_none() || full_state)) =>
+                    || ((since.is_none() || full_state)
+                        && (filter.room.include_leave || !m.left_by_self)) =>
             {
                 leave.insert(
                     m.room_id.clone(),

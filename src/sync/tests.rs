@@ -175,6 +175,38 @@ async fn pair_in_rooms(server: &TestServer, n: usize) -> (Pair, Vec<String>, Str
     ((alice, bob), rooms, since)
 }
 
+/// An initial sync shows the rooms the user was banned or kicked from (they may not know yet),
+/// but a room they left themselves only with `include_leave`.
+#[test]
+fn an_initial_sync_shows_bans_and_kicks_but_own_leaves_only_when_asked() {
+    block_on(async {
+        let server = TestServer::new();
+        let (((_, alice), (bob_id, bob)), rooms, _) = pair_in_rooms(&server, 3).await;
+        let [banned, kicked, left] = [&rooms[0], &rooms[1], &rooms[2]];
+        let who = json!({ "user_id": bob_id });
+        for (room, what) in [(banned, "ban"), (kicked, "kick")] {
+            let path = format!("/_matrix/client/v3/rooms/{room}/{what}");
+            ok_call(&server, "POST", &path, &alice, Some(who.clone())).await;
+        }
+        let path = format!("/_matrix/client/v3/rooms/{left}/leave");
+        ok_call(&server, "POST", &path, &bob, Some(json!({}))).await;
+
+        let answer = sync(&server, &bob, "").await;
+        let shown = answer["rooms"]["leave"].as_object().unwrap();
+        assert!(shown.contains_key(banned.as_str()), "{answer}");
+        assert!(shown.contains_key(kicked.as_str()), "{answer}");
+        assert!(!shown.contains_key(left.as_str()), "{answer}");
+        let filter = json!({ "room": { "include_leave": true } }).to_string();
+        let query = format!("?filter={}", crate::http::route::percent_encode(&filter));
+        let asked = sync(&server, &bob, &query).await;
+        assert_eq!(
+            asked["rooms"]["leave"].as_object().unwrap().len(),
+            3,
+            "{asked}"
+        );
+    });
+}
+
 /// The common incremental sync (a new message in a room the user was already in) reads D1 in
 /// one round trip: the first statement reads the rooms' first round too (`storage::sync_fold`).
 /// A sync with nothing new is the first statement alone.

@@ -386,6 +386,7 @@ async fn pending_room(db: &Db, user: &str, send: &Delivery<'_>) -> Result<Value,
         event_id: String::new(),
         stream_ordering: send.entry.membership_at as i64,
         room_version: send.entry.room_version.clone(),
+        left_by_self: false,
     };
     let stripped = crate::sync::handler::stripped_room(db, &row, user).await?;
     let name = stripped
