@@ -441,10 +441,13 @@ fn unread_counts_look_at_a_bounded_window_of_the_room() {
         let server = TestServer::new();
         let (room, alice, bob, _) = group(&server).await;
         let window = crate::storage::push::UNREAD_WINDOW as u64;
+        let start = send(&server, &alice, &room, "start", text("start")).await;
+        let path = format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{start}");
+        call(&server, "POST", &path, &bob, Some(json!({}))).await;
         for i in 0..window + 3 {
             send(&server, &alice, &room, &format!("w{i}"), text("spam")).await;
         }
-        // Every one of them notifies Bob, but only the newest `window` are counted.
+        // Every one of them notifies Bob, but only `window` of them are counted.
         assert_eq!(
             counts(&server, &bob, &room, false).await["all"],
             n(window, 0)
