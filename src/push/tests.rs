@@ -447,7 +447,8 @@ fn unread_counts_look_at_a_bounded_window_of_the_room() {
         for i in 0..window + 3 {
             send(&server, &alice, &room, &format!("w{i}"), text("spam")).await;
         }
-        // Every one of them notifies Bob, but only `window` of them are counted.
+        // Every one of them notifies Bob, but only those within `window` positions of his
+        // read position are counted (nothing else happens on this server meanwhile).
         assert_eq!(
             counts(&server, &bob, &room, false).await["all"],
             n(window, 0)
