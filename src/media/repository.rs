@@ -182,14 +182,14 @@ const NEVER: StreamPosition = StreamPosition {
     presence: i64::MAX as u64,
 };
 
-/// Local (or cached) media with its bytes stored. An async upload still pending is waited for
-/// up to `timeout_ms`, parked on the notifier and re-read every 2 s at most (so a wake-up sent
-/// between the read and the park costs at most 2 s); then 504 `M_NOT_YET_UPLOADED`.
 /// Whether a media row can be served as it is: its bytes stored and not quarantined.
 pub fn is_complete(media: &Media) -> bool {
     media.quarantined_by.is_none() && media.size.is_some_and(|size| size != UPLOADING)
 }
 
+/// Local (or cached) media with its bytes stored. An async upload still pending is waited for
+/// up to `timeout_ms`, parked on the notifier and re-read every 2 s at most (so a wake-up sent
+/// between the read and the park costs at most 2 s); then 504 `M_NOT_YET_UPLOADED`.
 pub async fn find_complete(
     db: &Db,
     platform: &Platform,

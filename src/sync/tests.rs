@@ -13,6 +13,13 @@ async fn sync(server: &TestServer, token: &str, query: &str) -> Value {
     answer
 }
 
+/// The device id of `token`.
+async fn device_of(server: &TestServer, token: &str) -> String {
+    let path = "/_matrix/client/v3/account/whoami";
+    let whoami = ok_call(server, "GET", path, token, None).await;
+    whoami["device_id"].as_str().unwrap().to_owned()
+}
+
 fn types(events: &Value) -> Vec<String> {
     events
         .as_array()
@@ -247,15 +254,7 @@ fn to_device_messages_arrive_once_and_the_acknowledged_are_deleted() {
         let server = TestServer::new();
         let (alice, alice_token) = server.register("alice").await;
         let (bob, token) = server.register("bob").await;
-        let whoami = ok_call(
-            &server,
-            "GET",
-            "/_matrix/client/v3/account/whoami",
-            &token,
-            None,
-        )
-        .await;
-        let device = whoami["device_id"].as_str().unwrap().to_owned();
+        let device = device_of(&server, &token).await;
         let mut since = sync(&server, &token, "").await["next_batch"]
             .as_str()
             .unwrap()
@@ -430,14 +429,7 @@ fn a_folded_first_round_answers_what_the_separate_reads_answer() {
         ok_call(&server, "POST", &path, &token, Some(json!({}))).await;
         let path = format!("/_matrix/client/v3/rooms/{room_id}/typing/{alice}");
         put(path, json!({ "typing": true, "timeout": 30000 })).await;
-        let whoami = ok_call(
-            &server,
-            "GET",
-            "/_matrix/client/v3/account/whoami",
-            &token,
-            None,
-        );
-        let device = whoami.await["device_id"].as_str().unwrap().to_owned();
+        let device = device_of(&server, &token).await;
         let keys = json!({ "device_keys": { "user_id": alice, "device_id": device,
             "algorithms": [], "keys": {}, "signatures": {} } });
         ok_call(

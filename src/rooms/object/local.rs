@@ -249,9 +249,7 @@ impl RoomObject {
             return Err(e);
         }
         if let Some((user, device, txn)) = transaction {
-            let ts = u64::from(ruma::state_res::Event::origin_server_ts(&*pdu).get());
-            let event_id = pdu.event_id().as_str();
-            (self.transactions.borrow_mut()).record(user, device, txn, event_id, ts);
+            (self.transactions.borrow_mut()).record_sent(user, device, txn, &pdu);
         }
         let (audience, servers, push_audience) = {
             let mut engine = self.engine.borrow_mut();

@@ -135,13 +135,13 @@ impl RoomObject {
         };
         members.sort();
         members.dedup();
-        let earlier: Vec<Result<Option<String>, MatrixError>> = {
+        let earlier: Vec<Option<String>> = {
             let sent = self.transactions.borrow();
             group
                 .iter()
                 .map(|m| {
                     let txn = m.transaction.as_ref();
-                    Ok(txn.and_then(|(device, txn)| sent.find(m.sender.as_str(), device, txn)))
+                    txn.and_then(|(device, txn)| sent.find(m.sender.as_str(), device, txn))
                 })
                 .collect()
         };
@@ -159,11 +159,10 @@ impl RoomObject {
                     && group[*j].sender == message.sender
             };
             match earlier {
-                Err(e) => answers.push(Some(Err(e))),
-                Ok(Some(event_id)) => answers.push(Some(Ok(json!({ "event_id": event_id })))),
+                Some(event_id) => answers.push(Some(Ok(json!({ "event_id": event_id })))),
                 // A retry that arrived while the first was still queued: the same event.
-                Ok(None) if written.iter().any(same_transaction) => answers.push(None),
-                Ok(None) => {
+                None if written.iter().any(same_transaction) => answers.push(None),
+                None => {
                     let mut engine = self.engine.borrow_mut();
                     let engine = engine.as_mut().expect("loaded above");
                     match engine.prepare_local(
@@ -253,10 +252,8 @@ impl RoomObject {
         for (&i, one) in written.iter().zip(&accepted) {
             answers[i] = Some(Ok(json!({ "event_id": one.pdu.event_id() })));
             if let Some((device, txn)) = &group[i].transaction {
-                let ts = u64::from(ruma::state_res::Event::origin_server_ts(&*one.pdu).get());
-                let event_id = one.pdu.event_id().as_str();
                 let sender = group[i].sender.as_str();
-                (self.transactions.borrow_mut()).record(sender, device, txn, event_id, ts);
+                (self.transactions.borrow_mut()).record_sent(sender, device, txn, &one.pdu);
             }
         }
         for i in 0..answers.len() {

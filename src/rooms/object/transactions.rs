@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 
+use crate::rooms::Pdu;
 use crate::storage::rooms::SentTransaction;
 
 /// How long a transaction id is remembered.
@@ -44,6 +45,12 @@ impl Transactions {
     pub(super) fn find(&self, user: &str, device: &str, txn: &str) -> Option<String> {
         let key = (user.to_owned(), device.to_owned(), txn.to_owned());
         self.sent.get(&key).map(|(event_id, _)| event_id.clone())
+    }
+
+    /// Remembers the transaction of `user`'s `device` that sent `pdu`, once it is stored.
+    pub(super) fn record_sent(&mut self, user: &str, device: &str, txn: &str, pdu: &Pdu) {
+        let ts = u64::from(ruma::state_res::Event::origin_server_ts(pdu).get());
+        self.record(user, device, txn, pdu.event_id().as_str(), ts);
     }
 
     /// Remembers a transaction once its event is stored. Ids older than a day are dropped now
