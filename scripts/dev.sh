@@ -90,7 +90,9 @@ fi
 
 # The server runs in its own process group so that stopping it also stops workerd, its child.
 # NODE_EXTRA_CA_CERTS, when set, is inherited: Miniflare adds that CA to workerd's trust store.
-setsid node scripts/serve.mjs --state "$STATE_DIR" --port "$PORT" \
+ready_file="$STATE_DIR/.serving"
+rm -f "$ready_file"
+setsid node scripts/serve.mjs --state "$STATE_DIR" --port "$PORT" --ready-file "$ready_file" \
   ${server_args[@]+"${server_args[@]}"} "${vars[@]}" "$@" &
 server_pid=$!
 
@@ -106,17 +108,17 @@ trap 'stop; exit 130' INT
 trap 'stop; exit 143' TERM
 trap stop EXIT
 
-curl_args=(-fsS -o /dev/null --max-time 2)
-[ "$scheme" = https ] && curl_args+=(-k)
+# Ready when workerd accepts (scripts/serve.mjs writes the file then): no request is sent from
+# here, so a client's first request is the Worker's first, as after a deploy.
 ready=
 parent=$PPID
 while kill -0 "$server_pid" 2>/dev/null; do
-  if [ -z "$ready" ] && curl "${curl_args[@]}" "$scheme://127.0.0.1:$PORT/_matrix/client/versions" 2>/dev/null; then
+  if [ -z "$ready" ] && [ -e "$ready_file" ]; then
     ready=1
     log "ready: $PUBLIC_BASEURL (server name $SERVER_NAME, state in $STATE_DIR)"
   fi
   # If whoever started us died without passing the signal on, do not outlive it.
   [ "$(ps -o ppid= -p $$ | tr -d ' ')" = "$parent" ] || exit 0
-  sleep 0.3
+  [ -n "$ready" ] && sleep 0.3 || sleep 0.02
 done
 wait "$server_pid"

@@ -15,12 +15,12 @@
 //
 // workerd binds its sockets as it starts and accepts connections once every worker is loaded
 // (Miniflare's own and ours), so an early client waits in the listen queue rather than being
-// refused. Whoever polls the port (scripts/dev.sh, the tests, the benchmark) is that early
-// client, and its first request is the Worker's warm-up: a request made from here would only
-// run beside it on workerd's one thread and delay it.
+// refused. Miniflare's `ready` resolves when workerd accepts: then `--ready-file` is written,
+// which is how scripts/dev.sh and the benchmark know the server is up without sending it a
+// request (the first request stays the Worker's first).
 //
 //   node scripts/serve.mjs --state DIR --port N [--tls-cert F --tls-key F] [--inspector-port N]
-//                          [--var NAME:VALUE ...] [ENTRY]
+//                          [--ready-file F] [--var NAME:VALUE ...] [ENTRY]
 //
 // ENTRY: another entry module that imports the Worker from build/index.js (the benchmark's
 // bench/meter.mjs). State lives where `wrangler dev --persist-to DIR` keeps it (DIR/v3), so
@@ -51,6 +51,7 @@ function parse(argv) {
     else if (flag === "--tls-cert") out.cert = value();
     else if (flag === "--tls-key") out.key = value();
     else if (flag === "--inspector-port") out.inspectorPort = Number(value());
+    else if (flag === "--ready-file") out.readyFile = value();
     else if (flag === "--var") {
       const pair = value();
       const colon = pair.indexOf(":");
@@ -134,4 +135,5 @@ async function stop(code) {
 process.on("SIGINT", () => stop(130));
 process.on("SIGTERM", () => stop(143));
 await mf.ready;
+if (args.readyFile) writeFileSync(args.readyFile, `${args.port}\n`);
 console.log(`[serve] workerd ready on ${args.cert ? "https" : "http"}://127.0.0.1:${args.port}`);
