@@ -123,9 +123,26 @@ def measure(workdir: Path, quick: bool = False, log=print) -> dict:
                     row.update({k: counts[k] / n for k in ("d1_queries", "rows_read", "rows_written",
                                                            "r2_class_a", "r2_class_b")})
                 results.setdefault(label, {})[server.name] = row
+            if server.name == "ours":
+                results["r2 floor"] = r2_floor(base, quick)
         finally:
             server.stop()
     return results
+
+
+def r2_floor(base: str, quick: bool) -> dict:
+    """Median ms of the same uploads' bytes put into local R2 by plain JavaScript in the same
+    workerd (bench/meter.mjs): what Miniflare's R2 simulation costs an upload before any of our
+    code runs."""
+    floor = {}
+    for label, size, n in (("upload 1 MB", 1, 3 if quick else 10), (f"upload {5 if quick else 50} MB", 5 if quick else 50, 1 if quick else 2)):
+        data, times = os.urandom(size * 1024 * 1024), []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            requests.put(base + "/_bench/r2-put", data=data, timeout=300).raise_for_status()
+            times.append((time.perf_counter() - t0) * 1000)
+        floor[label] = statistics.median(times)
+    return floor
 
 
 def section(results: dict) -> list[str]:
@@ -138,7 +155,10 @@ def section(results: dict) -> list[str]:
            "| operation | ours ms | Synapse ms | ratio | ours CPU ms | Synapse CPU ms | D1 queries | rows read |"
            " rows written | R2 A | R2 B |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    floor = results.get("r2 floor", {})
     for label, row in results.items():
+        if label == "r2 floor":
+            continue
         ours, syn = row.get("ours"), row.get("synapse")
         if not ours or not syn:
             continue
@@ -155,6 +175,10 @@ def section(results: dict) -> list[str]:
             "- The image work itself, wasm in V8 against native, is in the hot-path section (`thumbnail_jpeg_12mp`,"
             " `thumbnail_png_4mp`): it is what decides whether a thumbnail fits a request's CPU limit (10 ms on the"
             " free plan, hence `MAX_THUMBNAIL_PIXELS` = 1000000 in wrangler.toml).",
+            "- Local R2 alone: the same bytes put into the media bucket by plain JavaScript in the same workerd"
+            " (`PUT /_bench/r2-put` in bench/meter.mjs, none of our code) took "
+            + ", ".join(f"{ms:.1f} ms ({label[len('upload '):]})" for label, ms in floor.items())
+            + ": that much of each upload row is Miniflare's simulation of R2, not the Worker.",
             "- Downloads hand R2's stream to the response and uploads hand the request's stream to R2: the bytes"
             " never enter wasm, so the Worker's own CPU does not grow with the file. The CPU column is workerd's,"
             " and locally that includes Miniflare's simulation of R2 (it hashes and writes the object in"

@@ -1,7 +1,9 @@
 // Bench-only entry module: the built Worker (build/index.js) unchanged, with its D1 and Durable
 // Object bindings wrapped to count what the platform bills: D1 queries, rows read and rows
 // written (from D1's own result metadata), and requests to each Durable Object namespace.
-// `GET /_bench/meter` answers the counts so far and resets them. Never deployed: only
+// `GET /_bench/meter` answers the counts so far and resets them. `PUT /_bench/r2-put` stores its
+// body in the media bucket from plain JavaScript, none of our code: the floor of an upload that
+// local R2 (Miniflare's simulation) sets, timed by bench/media.py. Never deployed: only
 // `make bench` serves it (`scripts/dev.sh bench/meter.mjs`). Counts are per isolate; local
 // workerd runs the Worker and its Durable Objects in one, so they add up here.
 import Worker, { RoomObject as Room, Notifier as Notif, Destination as Dest, AppServiceQueue as ASQueue, PushQueue as PQueue } from "../build/index.js";
@@ -171,6 +173,12 @@ export default {
       const body = JSON.stringify(counts);
       counts = fresh();
       return new Response(body, { headers: { "content-type": "application/json" } });
+    }
+    if (new URL(request.url).pathname === "/_bench/r2-put" && request.method === "PUT") {
+      const key = `bench-floor/${crypto.randomUUID()}`;
+      // Left in the bench's throwaway state, like the uploads it is compared with.
+      await env.MEDIA.put(key, request.body);
+      return new Response("{}", { headers: { "content-type": "application/json" } });
     }
     counts.worker_requests++;
     return Worker.prototype.fetch.call({ env: meterEnv(env), ctx }, request);
