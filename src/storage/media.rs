@@ -48,17 +48,20 @@ pub struct FirstRead {
 
 /// One row whatever matched: every part is a `LEFT JOIN` onto a one-row table. The same text
 /// for downloads and thumbnails (a download binds no thumbnail), so D1 prepares one statement.
-const FIRST_READ: &str = "SELECT u.user_id, t.device_id, t.expires_ts, t.revokes_refresh,
-  u.deactivated, u.admin, m.user_id AS m_user_id, m.content_type AS m_content_type,
-  m.filename AS m_filename, m.size AS m_size, m.created_ts AS m_created_ts,
-  m.unused_expires_ts AS m_unused_expires_ts, m.quarantined_by AS m_quarantined_by,
-  th.content_type AS th_content_type, th.size AS th_size
-FROM (SELECT 1) LEFT JOIN access_tokens t ON t.token_hash = ?1
-  LEFT JOIN users u ON u.user_id = t.user_id
-  LEFT JOIN media m ON m.origin = ?2 AND m.media_id = ?3
-  LEFT JOIN media_thumbnails th ON th.origin = ?2 AND th.media_id = ?3 AND th.width = ?4
+/// (The `\` line ends keep the indentation out of the text every layer copies and parses.)
+const FIRST_READ: &str = "SELECT u.user_id, t.device_id, t.expires_ts, t.revokes_refresh, \
+    u.deactivated, u.admin, m.user_id AS m_user_id, m.content_type AS m_content_type, \
+    m.filename AS m_filename, m.size AS m_size, m.created_ts AS m_created_ts, \
+    m.unused_expires_ts AS m_unused_expires_ts, m.quarantined_by AS m_quarantined_by, \
+    th.content_type AS th_content_type, th.size AS th_size \
+    FROM (SELECT 1) LEFT JOIN access_tokens t ON t.token_hash = ?1 \
+    LEFT JOIN users u ON u.user_id = t.user_id \
+    LEFT JOIN media m ON m.origin = ?2 AND m.media_id = ?3 \
+    LEFT JOIN media_thumbnails th ON th.origin = ?2 AND th.media_id = ?3 AND th.width = ?4 \
     AND th.height = ?5 AND th.method = ?6";
 
+/// `FIRST_READ`'s row: the token's owner (`accounts::TokenOwner`'s columns), the media's
+/// (`m_`) and the thumbnail's (`th_`), each all NULL when not found.
 #[derive(Deserialize)]
 struct FirstRow {
     user_id: Option<String>,
