@@ -8,6 +8,7 @@ use std::time::Duration;
 use ruma::ServerName;
 use serde_json::{json, Map, Value};
 
+use crate::accounts::tokens::token_hash;
 use crate::api::request::Ctx;
 use crate::federation::media::{remote_media, remote_thumbnail};
 use crate::http::{ErrorCode, JsonResponse, MatrixError, MediaResponse};
@@ -155,45 +156,43 @@ async fn locate(ctx: &Ctx, fetch_remote: bool) -> Result<Media, MatrixError> {
 }
 
 /// The requester checked, and this server's media that the path names when it can be served
-/// as it is, with what `also` reads of it: the token's row, the media row and `also`'s share
-/// one D1 round trip. `None` leaves the other cases (remote, missing, pending, quarantined) to
-/// `locate`.
-async fn requester_and_local_media<'a, T, F>(
-    ctx: &'a Ctx,
-    db: &'a Db,
-    also: impl FnOnce(&'a Db, &'a str, &'a str) -> F,
-) -> Result<Option<(Media, Option<T>)>, MatrixError>
-where
-    F: std::future::Future<Output = Result<Option<T>, MatrixError>> + 'a,
-{
-    ctx.bearer()?;
+/// as it is, with the stored thumbnail `thumbnail` asks for (the stored size and method) when
+/// it was made before. For local media the token's row, the media row and the thumbnail row
+/// are one D1 statement (`stored::first_read`). `None` leaves the other cases (remote,
+/// missing, pending, quarantined) to `locate`.
+async fn requester_and_local_media(
+    ctx: &Ctx,
+    db: &Db,
+    thumbnail: Option<((u32, u32), thumbnail::Method)>,
+) -> Result<Option<(Media, Option<repository::Served>)>, MatrixError> {
+    let token = ctx.bearer()?;
     let local = media_params(ctx).is_ok_and(|(origin, _)| origin == ctx.config.server_name);
     if !local {
         ctx.requester_on(db).await?;
         return Ok(None);
     }
     // Checked by `media_params` above: the path's own, valid media id on this server.
-    let (origin, media_id) = (ctx.config.server_name.as_str(), ctx.param("mediaId"));
-    let (me, row, extra) = futures::join!(
-        ctx.requester_on(db),
-        stored::get(db, origin, media_id),
-        also(db, origin, media_id)
-    );
-    me?;
-    match row?.filter(repository::is_complete) {
-        Some(media) => Ok(Some((media, extra?))),
-        None => Ok(None),
-    }
-}
-
-async fn nothing_more(_: &Db, _: &str, _: &str) -> Result<Option<()>, MatrixError> {
-    Ok(None)
+    let at = (ctx.config.server_name.as_str(), ctx.param("mediaId"));
+    let asked = thumbnail.map(|(size, method)| (size, method.as_str()));
+    let first = stored::first_read(db, &token_hash(token), at, asked).await?;
+    ctx.requester_from(token, first.owner).await?;
+    let Some(media) = first.media.filter(repository::is_complete) else {
+        return Ok(None);
+    };
+    let made =
+        match (thumbnail, first.thumbnail) {
+            (Some((size, method)), Some((content_type, bytes))) => Some(
+                repository::stored_thumbnail(&media, size, method, content_type, bytes),
+            ),
+            _ => None,
+        };
+    Ok(Some((media, made)))
 }
 
 /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}[/{fileName}]`
 pub(crate) async fn download(ctx: &Ctx) -> Result<MediaResponse, MatrixError> {
     let db = ctx.db();
-    let media = match requester_and_local_media(ctx, &db, nothing_more).await? {
+    let media = match requester_and_local_media(ctx, &db, None).await? {
         Some((media, _)) => media,
         None => locate(ctx, true).await?,
     };
@@ -215,16 +214,12 @@ async fn serve_download(ctx: &Ctx, media: &Media) -> Result<MediaResponse, Matri
 pub(crate) async fn thumbnail(ctx: &Ctx) -> Result<MediaResponse, MatrixError> {
     let request = request_of(ctx);
     let db = ctx.db();
-    let asked = request.as_ref().ok().copied();
-    let made = |db, origin, media_id| async move {
-        match asked {
-            Some((size, method)) => {
-                repository::made_thumbnail(db, origin, media_id, size, method).await
-            }
-            None => Ok(None),
-        }
-    };
-    let local = requester_and_local_media(ctx, &db, made).await?;
+    // The stored size the request maps to, read with the requester and the media.
+    let stored_size = request
+        .as_ref()
+        .ok()
+        .map(|&((width, height), method)| (thumbnail::choose(width, height, method), method));
+    let local = requester_and_local_media(ctx, &db, stored_size).await?;
     let (size, method) = request?;
     match local {
         Some((media, Some(made))) => return thumbnail_response(ctx, &media, made).await,

@@ -63,6 +63,11 @@ async fn upload_raw(server: &TestServer, token: &str, bytes: Vec<u8>) -> (u16, V
     (status, serde_json::from_slice(&body).unwrap())
 }
 
+fn thumbnail_path(mxc: &str, query: &str) -> String {
+    let rest = mxc.strip_prefix("mxc://").unwrap();
+    format!("/_matrix/client/v1/media/thumbnail/{rest}?{query}")
+}
+
 fn download_path(mxc: &str) -> String {
     let rest = mxc.strip_prefix("mxc://").unwrap();
     format!("/_matrix/client/v1/media/download/{rest}")
@@ -328,6 +333,52 @@ fn a_thumbnail_is_made_once_and_then_served_from_the_store() {
         let bad = format!("/_matrix/client/v1/media/thumbnail/{rest}?width=-3&height=32");
         let (status, _) = server.request("GET", &bad, Some(&alice), None).await;
         assert_eq!(status, 400);
+    });
+}
+
+#[test]
+fn a_thumbnail_kept_in_memory_is_served_only_while_its_rows_say_so() {
+    futures::executor::block_on(async {
+        let server = TestServer::new();
+        let (_, alice) = server.register("alice").await;
+        let mxc = upload(&server, &alice, png(400, 300), "image/png", "p.png").await;
+        let media_id = mxc.rsplit('/').next().unwrap();
+        let path = thumbnail_path(&mxc, "width=32&height=32&method=crop");
+        let auth = bearer(&alice);
+        let get = || server.request_with_headers("GET", &path, Some(&auth), &[], vec![]);
+        let (status, headers, made) = get().await;
+        assert_eq!(status, 200);
+
+        // Every byte gone from the store: the kept thumbnail is served, with the same headers.
+        server.recorded.blobs.borrow_mut().clear();
+        let (status, again_headers, again) = get().await;
+        assert_eq!((status, &again), (200, &made));
+        assert_eq!(again_headers, headers);
+
+        // Quarantined: refused although its bytes are in memory; released: served again.
+        let set = |by: &str| {
+            format!("UPDATE media SET quarantined_by = {by} WHERE media_id = '{media_id}'")
+        };
+        server.rows(&set("'@admin:test.local'")).await;
+        let (status, _, _) = get().await;
+        assert_eq!(status, 404);
+        server.rows(&set("NULL")).await;
+        assert_eq!(get().await.2, made);
+
+        // Deleted by another isolate (its rows gone, this isolate's memory untouched): refused.
+        for table in ["media_thumbnails", "media"] {
+            server
+                .rows(&format!(
+                    "DELETE FROM {table} WHERE media_id = '{media_id}'"
+                ))
+                .await;
+        }
+        let (status, _, body) = get().await;
+        let answer: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (status, answer["errcode"].as_str()),
+            (404, Some("M_NOT_FOUND"))
+        );
     });
 }
 

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod headers;
+pub mod memory;
 pub mod multipart;
 pub mod preview;
 pub mod range;
@@ -44,7 +45,15 @@ pub fn thumbnail_key(
     height: u32,
     method: &str,
 ) -> String {
-    format!("thumbnail/{origin}/{media_id}/{width}x{height}-{method}")
+    format!(
+        "{}{width}x{height}-{method}",
+        thumbnails_prefix(origin, media_id)
+    )
+}
+
+/// What the keys of one piece of media's thumbnails start with (and no other media's).
+pub fn thumbnails_prefix(origin: &str, media_id: &str) -> String {
+    format!("thumbnail/{origin}/{media_id}/")
 }
 
 /// Whether a request carries an upload's body, which the runtime hands on unread

@@ -10,6 +10,7 @@ use crate::sync::token::StreamPosition;
 use crate::time::now_ms;
 
 use super::headers::{common, content_disposition, stored_content_type};
+use super::memory::{self, Stamp};
 use super::range::{self, Ranged};
 use super::thumbnail::{self, Method, Thumbnail, ThumbnailError};
 use super::{blob_key, thumbnail_key};
@@ -281,9 +282,18 @@ pub async fn serve(
 
 /// A thumbnail as stored bytes to serve: a made one, or the original when it is already small.
 pub enum Served {
+    /// Stored before, with no media row read (a remote server's thumbnail of media not cached
+    /// here): read from the store.
     Thumbnail {
         key: String,
         content_type: String,
+    },
+    /// Stored before, of media whose row this request read: from the isolate's memory when
+    /// kept there under the same stamp, else from the store.
+    Stored {
+        key: String,
+        content_type: String,
+        stamp: Stamp,
     },
     /// Made just now: its bytes are at hand.
     Fresh {
@@ -302,27 +312,48 @@ pub async fn thumbnail_of(
     (width, height): (u32, u32),
     method: Method,
 ) -> Result<Served, MatrixError> {
-    match made_thumbnail(db, &media.origin, &media.media_id, (width, height), method).await? {
+    match made_thumbnail(db, media, (width, height), method).await? {
         Some(served) => Ok(served),
         None => make_thumbnail(db, platform, media, (width, height), method).await,
     }
 }
 
-/// The thumbnail for a request of `width`x`height` with `method` when it was made before. It
-/// needs only the media's name, so a handler can read it alongside the media's own row.
+/// The thumbnail for a request of `width`x`height` with `method` when it was made before.
 pub async fn made_thumbnail(
     db: &Db,
-    origin: &str,
-    media_id: &str,
+    media: &Media,
     (width, height): (u32, u32),
     method: Method,
 ) -> Result<Option<Served>, MatrixError> {
     let size = thumbnail::choose(width, height, method);
+    let (origin, media_id) = (media.origin.as_str(), media.media_id.as_str());
     let found = stored::thumbnail(db, origin, media_id, size, method.as_str()).await?;
-    Ok(found.map(|found| Served::Thumbnail {
-        key: thumbnail_key(origin, media_id, size.0, size.1, method.as_str()),
-        content_type: found.content_type,
-    }))
+    Ok(found.map(|found| stored_thumbnail(media, size, method, found.content_type, found.size)))
+}
+
+/// A thumbnail made before, as its row describes it: `size` is the stored size (one of
+/// `thumbnail::SIZES`, as `thumbnail::choose` answers), `bytes` the row's size.
+pub fn stored_thumbnail(
+    media: &Media,
+    size: (u32, u32),
+    method: Method,
+    content_type: String,
+    bytes: i64,
+) -> Served {
+    Served::Stored {
+        key: thumbnail_key(
+            &media.origin,
+            &media.media_id,
+            size.0,
+            size.1,
+            method.as_str(),
+        ),
+        content_type,
+        stamp: Stamp {
+            media_created_ts: media.created_ts,
+            size: bytes,
+        },
+    }
 }
 
 /// Makes and stores the thumbnail `made_thumbnail` did not find, for a request of `asked`.
@@ -360,6 +391,12 @@ pub async fn make_thumbnail(
         }) => {
             let at = (media.origin.as_str(), media.media_id.as_str());
             store_thumbnail(db, platform, at, size, method, bytes.clone(), content_type).await?;
+            let key = thumbnail_key(at.0, at.1, size.0, size.1, method.as_str());
+            let stamp = Stamp {
+                media_created_ts: media.created_ts,
+                size: bytes.len() as i64,
+            };
+            memory::keep(&key, stamp, content_type, &bytes);
             Ok(Served::Fresh {
                 bytes,
                 content_type: content_type.to_owned(),
@@ -415,15 +452,45 @@ pub async fn thumbnail_body(
             content_type,
         } => Some((Body::Bytes(bytes), content_type)),
         Served::Thumbnail { key, content_type } => {
-            let body = platform
+            Some((stored_body(platform, &key).await?, content_type))
+        }
+        Served::Stored {
+            key,
+            content_type,
+            stamp,
+        } => {
+            if let Some(bytes) = memory::recall(&key, stamp, &content_type) {
+                return Ok(Some((Body::Bytes(bytes), content_type)));
+            }
+            if stamp.size < 0 || stamp.size as usize > memory::MAX_ENTRY_BYTES {
+                return Ok(Some((stored_body(platform, &key).await?, content_type)));
+            }
+            // Small enough to keep: read whole (a small copy into wasm), so the next request
+            // for it reads no store.
+            let bytes = platform
                 .blobs
-                .get(&key, None)
+                .read(&key)
                 .await
                 .map_err(storage)?
-                .ok_or_else(|| MatrixError::internal(format!("{key} is missing from the store")))?;
-            Some((body, content_type))
+                .ok_or_else(|| missing(&key))?;
+            memory::keep(&key, stamp, &content_type, &bytes);
+            Some((Body::Bytes(bytes), content_type))
         }
     })
+}
+
+fn missing(key: &str) -> MatrixError {
+    MatrixError::internal(format!("{key} is missing from the store"))
+}
+
+/// A stored thumbnail's bytes as the store's stream.
+async fn stored_body(platform: &Platform, key: &str) -> Result<Body, MatrixError> {
+    platform
+        .blobs
+        .get(key, None)
+        .await
+        .map_err(storage)?
+        .ok_or_else(|| missing(key))
 }
 
 /// A thumbnail answer to a client: always `inline` (spec v1.12), with the media headers.
@@ -481,6 +548,9 @@ pub async fn on_deactivation(
         ));
     }
     platform.blobs.delete(keys).await.map_err(storage)?;
+    for m in &media {
+        memory::forget_media(&m.origin, &m.media_id);
+    }
     stored::delete_of_user(db, user_id, last).await
 }
 
@@ -503,6 +573,8 @@ pub async fn delete(
         ));
     }
     platform.blobs.delete(keys).await.map_err(storage)?;
+    // This isolate's memory freed at once; every isolate's is refused by the rows' absence.
+    memory::forget_media(origin, media_id);
     stored::delete(db, origin, media_id).await
 }
 

@@ -4,7 +4,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Count, Db};
+use super::accounts::TokenOwner;
+use super::{Arg, Count, Db};
 use crate::args;
 use crate::http::MatrixError;
 
@@ -33,6 +34,109 @@ pub async fn get(db: &Db, origin: &str, media_id: &str) -> Result<Option<Media>,
         args![origin, media_id],
     )
     .await
+}
+
+/// What a request for local media reads first, in one statement (one D1 round trip, one
+/// statement to prepare): who its access token belongs to (`accounts::token_owner`'s row,
+/// checked by `Ctx::requester_from` like any other), the media's row and, when asked, one
+/// thumbnail's type and size.
+pub struct FirstRead {
+    pub owner: Option<TokenOwner>,
+    pub media: Option<Media>,
+    pub thumbnail: Option<(String, i64)>,
+}
+
+/// One row whatever matched: every part is a `LEFT JOIN` onto a one-row table. The same text
+/// for downloads and thumbnails (a download binds no thumbnail), so D1 prepares one statement.
+/// (The `\` line ends keep the indentation out of the text every layer copies and parses.)
+const FIRST_READ: &str = "SELECT u.user_id, t.device_id, t.expires_ts, t.revokes_refresh, \
+    u.deactivated, u.admin, m.user_id AS m_user_id, m.content_type AS m_content_type, \
+    m.filename AS m_filename, m.size AS m_size, m.created_ts AS m_created_ts, \
+    m.unused_expires_ts AS m_unused_expires_ts, m.quarantined_by AS m_quarantined_by, \
+    th.content_type AS th_content_type, th.size AS th_size \
+    FROM (SELECT 1) LEFT JOIN access_tokens t ON t.token_hash = ?1 \
+    LEFT JOIN users u ON u.user_id = t.user_id \
+    LEFT JOIN media m ON m.origin = ?2 AND m.media_id = ?3 \
+    LEFT JOIN media_thumbnails th ON th.origin = ?2 AND th.media_id = ?3 AND th.width = ?4 \
+    AND th.height = ?5 AND th.method = ?6";
+
+/// `FIRST_READ`'s row: the token's owner (`accounts::TokenOwner`'s columns), the media's
+/// (`m_`) and the thumbnail's (`th_`), each all NULL when not found.
+#[derive(Deserialize)]
+struct FirstRow {
+    user_id: Option<String>,
+    device_id: Option<String>,
+    expires_ts: Option<i64>,
+    revokes_refresh: Option<String>,
+    deactivated: Option<i64>,
+    admin: Option<i64>,
+    m_user_id: Option<String>,
+    m_content_type: Option<String>,
+    m_filename: Option<String>,
+    m_size: Option<i64>,
+    m_created_ts: Option<i64>,
+    m_unused_expires_ts: Option<i64>,
+    m_quarantined_by: Option<String>,
+    th_content_type: Option<String>,
+    th_size: Option<i64>,
+}
+
+/// The first read of a request for local media `(origin, media_id)` with the access token
+/// hashed to `token_hash`; `thumbnail` is the stored size and method asked for, if any.
+pub async fn first_read(
+    db: &Db,
+    token_hash: &str,
+    (origin, media_id): (&str, &str),
+    thumbnail: Option<((u32, u32), &str)>,
+) -> Result<FirstRead, MatrixError> {
+    let (width, height, method) = match thumbnail {
+        Some(((w, h), method)) => (
+            Arg::Int(i64::from(w)),
+            Arg::Int(i64::from(h)),
+            Arg::Text(method),
+        ),
+        None => (Arg::Null, Arg::Null, Arg::Null),
+    };
+    let row: Option<FirstRow> = db
+        .row_alone(
+            FIRST_READ,
+            args![token_hash, origin, media_id, width, height, method],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Err(MatrixError::internal("the first read answered no row"));
+    };
+    let owner = match (row.user_id, row.device_id, row.deactivated, row.admin) {
+        (Some(user_id), Some(device_id), Some(deactivated), Some(admin)) => Some(TokenOwner {
+            revokes_refresh: row.revokes_refresh,
+            user_id,
+            device_id,
+            expires_ts: row.expires_ts,
+            deactivated,
+            admin,
+        }),
+        _ => None,
+    };
+    let media = match (row.m_content_type, row.m_created_ts) {
+        (Some(content_type), Some(created_ts)) => Some(Media {
+            origin: origin.to_owned(),
+            media_id: media_id.to_owned(),
+            user_id: row.m_user_id,
+            content_type,
+            filename: row.m_filename,
+            size: row.m_size,
+            created_ts,
+            unused_expires_ts: row.m_unused_expires_ts,
+            quarantined_by: row.m_quarantined_by,
+        }),
+        _ => None,
+    };
+    let thumbnail = row.th_content_type.zip(row.th_size);
+    Ok(FirstRead {
+        owner,
+        media,
+        thumbnail,
+    })
 }
 
 /// Records media whose bytes are stored (an upload, or remote media cached).

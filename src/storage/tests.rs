@@ -10,6 +10,7 @@ mod accounts;
 mod directory;
 mod e2ee;
 mod federation;
+mod media;
 mod rooms;
 mod streams;
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from harness import Homeserver
 
@@ -202,6 +204,35 @@ def test_media_is_listed_quarantined_and_deleted(admin):
     remote = call(hs, "DELETE", "/_synapse/admin/v1/media/elsewhere.example/abc",
                   me["access_token"])
     assert remote.status_code == 400
+
+
+def test_a_thumbnail_served_again_is_refused_once_quarantined_or_deleted(admin):
+    """A thumbnail asked for again is served from the Worker's memory (src/media/memory.rs), but
+    only while the request's own D1 rows say it is there: quarantine and deletion refuse it at
+    once."""
+    hs, _, synadm = admin
+    frank = shared_secret_register(hs, "frank", admin=False)
+    token = frank["access_token"]
+    picture = io.BytesIO()
+    Image.effect_noise((400, 300), 40).convert("RGB").save(picture, format="JPEG")
+    answer = call(hs, "POST", "/_matrix/media/v3/upload", token, data=picture.getvalue(),
+                  headers={"Content-Type": "image/jpeg"})
+    media_id = answer.json()["content_uri"].rsplit("/", 1)[1]
+    path = f"/_matrix/client/v1/media/thumbnail/{hs.server_name}/{media_id}?width=96&height=96&method=crop"
+
+    def thumbnail() -> tuple[int, bytes]:
+        got = call(hs, "GET", path, token)
+        return got.status_code, got.content
+
+    made = thumbnail()
+    assert made[0] == 200 and Image.open(io.BytesIO(made[1])).size == (96, 96)
+    assert thumbnail() == made
+    synadm("media", "quarantine", "--media-id", media_id)
+    assert thumbnail()[0] == 404
+    synadm("media", "unquarantine", "--media-id", media_id)
+    assert thumbnail() == made
+    assert synadm("media", "delete", "--media-id", media_id)["total"] == 1
+    assert thumbnail()[0] == 404
 
 
 def test_everyone_else_is_refused(admin):
