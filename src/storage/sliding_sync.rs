@@ -47,6 +47,15 @@ pub struct RoomEntryRow {
     pub room_type: Option<String>,
     /// Read only when a list filters on encryption (`ListColumns`), else 0.
     pub encrypted: i64,
+    /// Partial reads only (`partial_room_list_sql`): which state events arrived after `pos`:
+    /// 0 none, 1 some but no member event, 2 member events too; -1 (absent from a full
+    /// read): not known.
+    #[serde(default = "not_known")]
+    pub state_news: i64,
+}
+
+fn not_known() -> i64 {
+    -1
 }
 
 /// Which of a room list's costlier columns the request's list filters need: the room type
@@ -98,7 +107,7 @@ pub async fn room_entries(
 /// and stop at the first match: no room's timeline is read. The bump types are constants,
 /// written in as literals.
 pub(crate) fn room_list_sql(user: &str, columns: ListColumns) -> String {
-    rooms_sql(user, columns, "")
+    rooms_sql(user, columns, "", "")
 }
 
 /// When `partial_room_list_sql` answers instead of `room_list_sql`, as an SQL condition:
@@ -118,7 +127,10 @@ pub(crate) fn partial_condition_sql(connection: &str, since: &str, up_to: &str) 
 /// after `since` (which the user may have any membership in), and the `subscriptions` (a JSON
 /// array expression). Every other room kept its list position since `pos` (a bump stamp only
 /// grows while the user's membership does not change), so `sync::sliding::list` finds the
-/// windows among these (and reads every room when that does not hold). `NOT INDEXED` keeps
+/// windows among these (and reads every room when that does not hold). Each room also says
+/// whether state and member events arrived since `pos` (`RoomEntryRow::state_news`), from
+/// the few new events of its own: an answer then reads no state changes or summaries for
+/// rooms that have none. `NOT INDEXED` keeps
 /// SQLite (3.4x, as local D1 runs it) on the primary key's range: it otherwise scans all of
 /// `events_by_room` for the distinct room ids. The ids are looked up one by one
 /// (`rooms_sql`).
@@ -129,9 +141,15 @@ pub(crate) fn partial_room_list_sql(
     since: &str,
     subscriptions: &str,
 ) -> String {
+    let news = format!(
+        ", (SELECT IFNULL(MAX(CASE WHEN x.type = 'm.room.member' THEN 2 ELSE 1 END), 0)
+             FROM events x WHERE x.room_id = m.room_id AND x.stream_ordering > {since}
+               AND x.state_key IS NOT NULL)"
+    );
     rooms_sql(
         user,
         columns,
+        &news,
         &format!(
             "(SELECT w.value AS room_id FROM json_each({connection}, '$.lists') l,
                  json_each(l.value, '$[2]') w
@@ -144,8 +162,8 @@ pub(crate) fn partial_room_list_sql(
 
 /// The rooms of `room_list_sql`, or only those of `only`, a table of `room_id`s joined to the
 /// memberships first (`CROSS JOIN` keeps SQLite from walking all of the user's memberships
-/// instead of looking each of these up by the primary key).
-fn rooms_sql(user: &str, columns: ListColumns, only: &str) -> String {
+/// instead of looking each of these up by the primary key); `more` adds columns.
+fn rooms_sql(user: &str, columns: ListColumns, more: &str, only: &str) -> String {
     let from = if only.is_empty() {
         "memberships m".to_owned()
     } else {
@@ -176,7 +194,7 @@ fn rooms_sql(user: &str, columns: ListColumns, only: &str) -> String {
               AND b.stream_ordering > 0 AND b.type IN ({bump_types})
               ORDER BY b.stream_ordering DESC LIMIT 1),
            (SELECT MAX(l.stream_ordering) FROM events l WHERE l.room_id = m.room_id),
-           {room_type}, {encrypted}))
+           {room_type}, {encrypted}{more}))
          FROM {from} JOIN rooms r ON r.room_id = m.room_id
          WHERE m.user_id = {user} AND m.forgotten = 0)"
     )

@@ -63,6 +63,15 @@ pub struct Entry {
     pub room_type: Option<String>,
     pub encrypted: bool,
     pub is_dm: bool,
+    /// What arrived after the answer's `pos`, when the list was read partially.
+    pub news: Option<StateNews>,
+}
+
+/// Whether state events, and member events among them, arrived in a room after a `pos`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateNews {
+    pub state: bool,
+    pub members: bool,
 }
 
 impl Entry {
@@ -109,6 +118,10 @@ pub fn build(
                 latest: r.latest.unwrap_or(0).max(0) as u64,
                 room_type: r.room_type,
                 encrypted: r.encrypted != 0,
+                news: (r.state_news >= 0).then_some(StateNews {
+                    state: r.state_news > 0,
+                    members: r.state_news > 1,
+                }),
             })
         })
         .collect();
@@ -271,6 +284,7 @@ mod tests {
             latest: bump,
             room_type: None,
             encrypted: 0,
+            state_news: -1,
         }
     }
 

@@ -1037,5 +1037,20 @@ fn a_partly_ranked_window_matches_a_full_ranking() {
             kept(at.clone()).await,
             check(answer, "after a forget").await
         );
+
+        // A state change in a room of the window comes with the next answer: the partial read
+        // says which rooms have new state, and only those read it.
+        let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", rooms[1]);
+        let (status, _) = server
+            .request(
+                "PUT",
+                &path,
+                Some(&token),
+                Some(json!({ "name": "Renamed" })),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let answer = next(at.clone()).await;
+        assert_eq!(answer["rooms"][&rooms[1]]["name"], "Renamed", "{answer}");
     });
 }
