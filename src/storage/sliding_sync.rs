@@ -47,9 +47,9 @@ pub struct RoomEntryRow {
     pub room_type: Option<String>,
     /// Read only when a list filters on encryption (`ListColumns`), else 0.
     pub encrypted: i64,
-    /// Partial reads only (`partial_room_list_sql`): which state events arrived after `pos`:
-    /// 0 none, 1 some but no member event, 2 member events too; -1 (absent from a full
-    /// read): not known.
+    /// Partial reads only (`partial_room_list_sql`): what arrived after `pos`, as bits: 1 state
+    /// events, 2 member events, 4 events sent by or about another user than the reader; -1
+    /// (absent from a full read): not known.
     #[serde(default = "not_known")]
     pub state_news: i64,
 }
@@ -128,9 +128,9 @@ pub(crate) fn partial_condition_sql(connection: &str, since: &str, up_to: &str) 
 /// array expression). Every other room kept its list position since `pos` (a bump stamp only
 /// grows while the user's membership does not change), so `sync::sliding::list` finds the
 /// windows among these (and reads every room when that does not hold). Each room also says
-/// whether state and member events arrived since `pos` (`RoomEntryRow::state_news`), from
-/// the few new events of its own: an answer then reads no state changes or summaries for
-/// rooms that have none. `NOT INDEXED` keeps
+/// whether state and member events, or events of other users, arrived since `pos`
+/// (`RoomEntryRow::state_news`), from the few new events of its own: an answer then reads no
+/// state changes, summaries or lazily loaded members for rooms that have none. `NOT INDEXED` keeps
 /// SQLite (3.4x, as local D1 runs it) on the primary key's range: it otherwise scans all of
 /// `events_by_room` for the distinct room ids. The ids are looked up one by one
 /// (`rooms_sql`).
@@ -141,10 +141,13 @@ pub(crate) fn partial_room_list_sql(
     since: &str,
     subscriptions: &str,
 ) -> String {
+    // Bit 1: a state event, 2: a member event, 4: an event sent by or about someone else.
     let news = format!(
-        ", (SELECT IFNULL(MAX(CASE WHEN x.type = 'm.room.member' THEN 2 ELSE 1 END), 0)
-             FROM events x WHERE x.room_id = m.room_id AND x.stream_ordering > {since}
-               AND x.state_key IS NOT NULL)"
+        ", (SELECT IFNULL(MAX(x.state_key IS NOT NULL)
+               | (MAX(x.type = 'm.room.member' AND x.state_key IS NOT NULL) << 1)
+               | (MAX(x.sender <> {user}
+                   OR (x.type = 'm.room.member' AND IFNULL(x.state_key, {user}) <> {user})) << 2), 0)
+             FROM events x WHERE x.room_id = m.room_id AND x.stream_ordering > {since})"
     );
     rooms_sql(
         user,

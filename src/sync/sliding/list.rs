@@ -67,11 +67,13 @@ pub struct Entry {
     pub news: Option<StateNews>,
 }
 
-/// Whether state events, and member events among them, arrived in a room after a `pos`.
+/// What arrived in a room after a `pos`: state events, member events among them, and events
+/// sent by or about another user than the reader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StateNews {
     pub state: bool,
     pub members: bool,
+    pub others: bool,
 }
 
 impl Entry {
@@ -119,8 +121,9 @@ pub fn build(
                 room_type: r.room_type,
                 encrypted: r.encrypted != 0,
                 news: (r.state_news >= 0).then_some(StateNews {
-                    state: r.state_news > 0,
-                    members: r.state_news > 1,
+                    state: r.state_news & 1 != 0,
+                    members: r.state_news & 2 != 0,
+                    others: r.state_news & 4 != 0,
                 }),
             })
         })

@@ -157,7 +157,11 @@ pub async fn build(
             }
             heroes.push(room_id);
         }
-        if send.required_state.lazy_members() {
+        // The client holds the reader's own member event (`$ME`, changes come as state): a
+        // window of the reader's own events alone needs no lazily loaded member.
+        let own_only =
+            without(send, |n| n.others) && send.required_state.wants("m.room.member", user, user);
+        if send.required_state.lazy_members() && !own_only {
             lazy.push(Window { ..*window });
         }
     }
