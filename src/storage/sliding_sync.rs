@@ -71,9 +71,9 @@ pub struct ListColumns {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ListRead<'a> {
     pub columns: ListColumns,
-    /// For an incremental answer whose lists allow it (`list::window_key`): the request's
-    /// subscribed room ids as a JSON array. The read is then partial when the connection row
-    /// keeps its windows (`partial_room_list_sql`).
+    /// For an incremental answer whose lists allow it: `{"rooms": [subscribed room id, ...],
+    /// "keys": {list name: list::window_key}}` (JSON). The read is then partial when the
+    /// connection row keeps windows for those very keys (`partial_room_list_sql`).
     pub partial: Option<&'a str>,
 }
 
@@ -111,21 +111,31 @@ pub(crate) fn room_list_sql(user: &str, columns: ListColumns) -> String {
 }
 
 /// When `partial_room_list_sql` answers instead of `room_list_sql`, as an SQL condition:
-/// the connection row (`connection`, its JSON text) keeps its lists' windows and is not
-/// marked stale, and at most `PARTIAL_MAX_EVENTS` events came after `since` (the `pos`'s
-/// events position) up to `up_to` (the answer's).
-pub(crate) fn partial_condition_sql(connection: &str, since: &str, up_to: &str) -> String {
+/// the connection row (`connection`, its JSON text) keeps a window for each list of the
+/// request (`request`: `ListRead::partial`) with the same key and is not marked stale, and at
+/// most `PARTIAL_MAX_EVENTS` events came after `since` (the `pos`'s events position) up to
+/// `up_to` (the answer's). A list that changed its ranges (Element X grows its window) so
+/// reads every room in this statement rather than in one more.
+pub(crate) fn partial_condition_sql(
+    connection: &str,
+    since: &str,
+    up_to: &str,
+    request: &str,
+) -> String {
     format!(
         "(IFNULL({up_to} - {since} <= {PARTIAL_MAX_EVENTS}, 0)
           AND IFNULL((SELECT json_type(c.r, '$.lists') = 'object' AND json_type(c.r, '$.stale') IS NULL
+              AND NOT EXISTS (SELECT 1 FROM json_each({request}, '$.keys') k
+                WHERE k.value IS NOT (SELECT json_extract(l.value, '$[0]')
+                  FROM json_each(c.r, '$.lists') l WHERE l.key = k.key))
             FROM (SELECT {connection} AS r) c), 0))"
     )
 }
 
 /// `room_list_sql` for an incremental answer: only the rooms in the windows the connection
 /// row keeps (`connection`, its JSON text: `sync::sliding::connection`), the rooms with events
-/// after `since` (which the user may have any membership in), and the `subscriptions` (a JSON
-/// array expression). Every other room kept its list position since `pos` (a bump stamp only
+/// after `since` (which the user may have any membership in), and the subscriptions of
+/// `request` (`ListRead::partial`). Every other room kept its list position since `pos` (a bump stamp only
 /// grows while the user's membership does not change), so `sync::sliding::list` finds the
 /// windows among these (and reads every room when that does not hold). Each room also says
 /// whether state and member events, or events of other users, arrived since `pos`
@@ -139,7 +149,7 @@ pub(crate) fn partial_room_list_sql(
     columns: ListColumns,
     connection: &str,
     since: &str,
-    subscriptions: &str,
+    request: &str,
 ) -> String {
     // Bit 1: a state event, 2: a member event, 4: an event sent by or about someone else.
     let news = format!(
@@ -157,7 +167,7 @@ pub(crate) fn partial_room_list_sql(
             "(SELECT w.value AS room_id FROM json_each({connection}, '$.lists') l,
                  json_each(l.value, '$[2]') w
                UNION SELECT room_id FROM events NOT INDEXED WHERE stream_ordering > {since}
-               UNION SELECT value FROM json_each({subscriptions})) k
+               UNION SELECT value FROM json_each({request}, '$.rooms')) k
              CROSS JOIN memberships m ON m.room_id = k.room_id"
         ),
     )

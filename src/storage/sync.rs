@@ -348,8 +348,8 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
     // Its room list in the same snapshot as the positions: an answer then ranks and compares
     // the rooms exactly as of the stream positions it is built up to.
     // An incremental answer may read only the rooms that can be in its windows, when the
-    // connection row allows it (`sliding_sync::partial_room_list_sql`); its subscriptions are
-    // the last parameter (a sliding sync has no fold).
+    // connection row allows it (`sliding_sync::partial_room_list_sql`); what it needs of the
+    // request is the last parameter (a sliding sync has no fold).
     let subscriptions = q
         .connection
         .and_then(|(_, _, read)| read?.partial)
@@ -360,8 +360,12 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
             let direct = format!("({})", super::sliding_sync::direct_sql(user));
             match subscriptions {
                 Some(_) => {
-                    let condition =
-                        super::sliding_sync::partial_condition_sql(connection, "?4", &up_to("e"));
+                    let condition = super::sliding_sync::partial_condition_sql(
+                        connection,
+                        "?4",
+                        &up_to("e"),
+                        "?15",
+                    );
                     let only = super::sliding_sync::partial_room_list_sql(
                         user,
                         read.columns,

@@ -37,17 +37,20 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     })();
     // With a connection that has lists or subscriptions, the same read fetches the room list:
     // when its lists allow, only the rooms that can be in their windows (`list::window_from`).
-    let subscriptions = request.as_ref().ok().map(|r| {
-        let ids: Vec<&str> = r.subscriptions.keys().map(String::as_str).collect();
-        json!(ids).to_string()
+    let partial = request.as_ref().ok().map(|r| {
+        let rooms: Vec<&str> = r.subscriptions.keys().map(String::as_str).collect();
+        let keys: Map<String, Value> = r
+            .lists
+            .iter()
+            .filter_map(|(name, l)| Some((name.clone(), json!(list::window_key(l)?))))
+            .collect();
+        json!({ "rooms": rooms, "keys": keys }).to_string()
     });
     let wanted = request.as_ref().ok().and_then(|r| {
         let pos = Pos::parse(r.pos.as_deref()?)?;
         let read = stored::ListRead {
             columns: r.list_columns(),
-            partial: subscriptions
-                .as_deref()
-                .filter(|_| list::partial_allowed(r)),
+            partial: partial.as_deref().filter(|_| list::partial_allowed(r)),
         };
         Some((pos.row, r.conn_id.as_str(), r.wants_rooms().then_some(read)))
     });

@@ -1053,5 +1053,16 @@ fn a_partly_ranked_window_matches_a_full_ranking() {
         assert_eq!(status, 200);
         let answer = next(at.clone()).await;
         assert_eq!(answer["rooms"][&rooms[1]]["name"], "Renamed", "{answer}");
+        at = pos(&answer);
+
+        // A grown window (Element X grows its range) ranks every room in the first statement,
+        // without a read of its own.
+        let mut wider = body("steady");
+        wider["lists"]["all"]["ranges"] = json!([[0, 4]]);
+        let before = server.d1_round_trips();
+        let answer = slide(&server, &token, &format!("?timeout=0&pos={at}"), wider).await;
+        assert!(server.d1_round_trips() - before <= 2, "{answer}");
+        let (window, count) = kept(pos(&answer)).await;
+        assert_eq!((window.len(), count), (5, 6), "{answer}");
     });
 }
