@@ -46,22 +46,19 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
             .collect();
         json!({ "rooms": rooms, "keys": keys }).to_string()
     });
-    let wanted = request.as_ref().ok().and_then(|r| {
-        let pos = Pos::parse(r.pos.as_deref()?)?;
-        let read = stored::ListRead {
-            columns: r.list_columns(),
-            partial: partial.as_deref().filter(|_| list::partial_allowed(r)),
-        };
-        Some((pos.row, r.conn_id.as_str(), r.wants_rooms().then_some(read)))
-    });
-    let mut look = start(ctx, &db, since, Memberships::Never, None, wanted).await?;
+    let first = request
+        .as_ref()
+        .ok()
+        .and_then(|r| wanted(r, partial.as_deref()));
+    let mut look = start(ctx, &db, since, Memberships::Never, None, first).await?;
     let me = look.me.clone();
     let request = request?;
     let known_connection = look.connection.take();
     let own_presence = look.own_presence.take();
     if crate::client::presence::on_sync(ctx, &db, me.user_id.as_str(), own_presence).await {
         // A new look: its positions are later than the room list read with the first.
-        look = start(ctx, &db, since, Memberships::Never, None, None).await?;
+        let again = wanted(&request, partial.as_deref());
+        look = start(ctx, &db, since, Memberships::Never, None, again).await?;
     }
     let user = me.user_id.as_str();
     let (connection, pos) = match &request.pos {
@@ -123,16 +120,32 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         let wait = remaining.min(until_typing_ends.max(1));
         ctx.platform.wakeups.wait(user, &now, wait).await;
         // The next look checks the token again: a revoked one ends the long poll with 401.
+        // It reads the room list too, partially when it can, as the first look did.
         look = start(
             ctx,
             &db,
             pos.map(|p| p.stream),
             Memberships::Never,
             None,
-            None,
+            wanted(&request, partial.as_deref()),
         )
         .await?;
     }
+}
+
+/// What a look reads besides the token with its first statement (`start`): the connection
+/// state its `pos` names and, when it has lists or subscriptions, the room list (partially when
+/// `partial`, `stored::ListRead`, and its lists allow).
+fn wanted<'a>(
+    r: &'a Request,
+    partial: Option<&'a str>,
+) -> Option<(u64, &'a str, Option<stored::ListRead<'a>>)> {
+    let pos = Pos::parse(r.pos.as_deref()?)?;
+    let read = stored::ListRead {
+        columns: r.list_columns(),
+        partial: partial.filter(|_| list::partial_allowed(r)),
+    };
+    Some((pos.row, r.conn_id.as_str(), r.wants_rooms().then_some(read)))
 }
 
 /// One answer, and the connection state after it.
