@@ -208,10 +208,12 @@ def section(results: dict) -> list[str]:
             " other work: times are noisy; the D1 counts are not).",
             "- Errors or wrong answers (count, list size, the new event in the incremental answer): "
             + (json.dumps(errors) if errors else "none."),
-            "- Our query count per answer does not grow with the number of rooms. Rows read do, on first and"
-            " incremental answers alike: every answer ranks all of the user's rooms again"
-            " (`storage::sliding_sync::room_list_sql` reads each room's membership, version and newest events"
-            " for the bump stamp; its create and encryption state only when a list filters on them)"
+            "- Our query count per answer does not grow with the number of rooms. A first answer ranks all of"
+            " the user's rooms (`storage::sliding_sync::room_list_sql` reads each room's membership, version and"
+            " newest events for the bump stamp; its create and encryption state only when a list filters on"
+            " them); an incremental answer ranks only the rooms of the windows its connection row keeps and"
+            " those with events since its `pos` (`storage::sliding_sync::partial_room_list_sql`), and reads no"
+            " state changes, summary or lazily loaded members for rooms whose new events need none"
             + growth(results) + "; the rest of a first answer is the rooms in the"
             " window (their required_state, timeline, receipts). A steady connection writes no D1 row for new"
             " events in rooms already in view.", ""]

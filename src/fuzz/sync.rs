@@ -88,6 +88,7 @@ fn stored_connection_state_round_trips_and_garbage_expires() {
         |(rooms, garbage)| {
             let connection = Connection {
                 rooms: rooms.into_iter().collect::<BTreeMap<_, _>>(),
+                ..Connection::default()
             };
             let stored = connection.to_json();
             prop_assert_eq!(Connection::from_json(&stored).ok(), Some(connection));

@@ -839,11 +839,16 @@ pub async fn alias_room(db: &Db, alias: &str) -> Result<Option<String>, MatrixEr
         .map(|r| r.room_id))
 }
 
+/// Forgets a room the user left. No stream records it, so the user's sliding sync connections
+/// are marked stale: their next answers rank every room again (the room leaves their lists).
 pub async fn forget(db: &Db, room_id: &str, user_id: &str) -> Result<(), MatrixError> {
-    db.run(
-        "UPDATE memberships SET forgotten = 1 WHERE room_id = ?1 AND user_id = ?2",
-        args![room_id, user_id],
-    )
+    db.batch(vec![
+        db.stmt(
+            "UPDATE memberships SET forgotten = 1 WHERE room_id = ?1 AND user_id = ?2",
+            args![room_id, user_id],
+        ),
+        super::sliding_sync::mark_stale(db, user_id),
+    ])
     .await
     .map(|_| ())
 }

@@ -219,6 +219,8 @@ pub struct SyncStart {
     /// `sliding_sync::room_entries` reads them, as a JSON array of its rows (arrays), and the content of
     /// the user's `m.direct` account data.
     room_list: Option<String>,
+    /// 1 when `room_list` is the partial one (`sliding_sync::partial_room_list_sql`).
+    room_list_partial: Option<i64>,
     direct: Option<String>,
     /// `[[room_id, membership, stream_ordering, room_version], ...]`; NULL when not read.
     memberships: Option<String>,
@@ -260,10 +262,12 @@ impl Inbox {
     }
 }
 
-/// A user's rooms (`sliding_sync::room_entries`) and the rooms their `m.direct` names.
+/// A user's rooms (`sliding_sync::room_entries`), the rooms their `m.direct` names, and
+/// whether the rooms are only those of `sliding_sync::partial_room_list_sql`.
 pub type RoomList = (
     Vec<super::sliding_sync::RoomEntryRow>,
     std::collections::HashSet<String>,
+    bool,
 );
 
 /// What the caller asks `sync_start` for besides the token.
@@ -273,8 +277,8 @@ pub struct StartQuery<'a> {
     pub memberships: Memberships,
     pub filter_id: Option<i64>,
     /// A sliding sync's `pos` row and `conn_id`: its connection state is read too, and, when
-    /// columns are given, its room list with them (`SyncStart::room_list`).
-    pub connection: Option<(u64, &'a str, Option<super::sliding_sync::ListColumns>)>,
+    /// asked for, its room list (`SyncStart::room_list`).
+    pub connection: Option<(u64, &'a str, Option<super::sliding_sync::ListRead<'a>>)>,
     /// An incremental `/sync` that can take its rooms' first round from this statement
     /// (`sync_fold`), and the timeline limit to read with.
     pub fold: Option<Fold>,
@@ -343,12 +347,42 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
     };
     // Its room list in the same snapshot as the positions: an answer then ranks and compares
     // the rooms exactly as of the stream positions it is built up to.
-    let (room_list, direct) = match q.connection {
-        Some((_, _, Some(columns))) => (
-            super::sliding_sync::room_list_sql(user, columns),
-            format!("({})", super::sliding_sync::direct_sql(user)),
-        ),
-        _ => ("NULL".to_owned(), "NULL".to_owned()),
+    // An incremental answer may read only the rooms that can be in its windows, when the
+    // connection row allows it (`sliding_sync::partial_room_list_sql`); what it needs of the
+    // request is the last parameter (a sliding sync has no fold).
+    let subscriptions = q
+        .connection
+        .and_then(|(_, _, read)| read?.partial)
+        .filter(|_| q.since.is_some() && q.fold.is_none());
+    let (room_list, partial, direct) = match q.connection {
+        Some((_, _, Some(read))) => {
+            let full = super::sliding_sync::room_list_sql(user, read.columns);
+            let direct = format!("({})", super::sliding_sync::direct_sql(user));
+            match subscriptions {
+                Some(_) => {
+                    let condition = super::sliding_sync::partial_condition_sql(
+                        connection,
+                        "?4",
+                        &up_to("e"),
+                        "?15",
+                    );
+                    let only = super::sliding_sync::partial_room_list_sql(
+                        user,
+                        read.columns,
+                        connection,
+                        "?4",
+                        "?15",
+                    );
+                    (
+                        format!("CASE WHEN {condition} THEN {only} ELSE {full} END"),
+                        condition,
+                        direct,
+                    )
+                }
+                None => (full, "0".to_owned(), direct),
+            }
+        }
+        _ => ("NULL".to_owned(), "0".to_owned(), "NULL".to_owned()),
     };
     let mut args = vec![
         Arg::from(q.token_hash),
@@ -366,6 +400,9 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
     ];
     if q.connection.is_some() || q.fold.is_some() {
         args.extend([pos_id, conn_id]);
+    }
+    if let Some(subscriptions) = subscriptions {
+        args.push(Arg::from(subscriptions));
     }
     // The rooms' first round of an incremental sync (`sync_fold`), in the same snapshot.
     let (fold_ctes, fold) = match q.fold {
@@ -407,6 +444,7 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
             FROM presence p WHERE p.user_id = me.user_id) AS own_presence,
            {connection} AS connection,
            {room_list} AS room_list,
+           {partial} AS room_list_partial,
            {direct} AS direct,
            CASE WHEN go.read THEN
              (SELECT json_group_array(json_array(room_id, membership, event_id, stream_ordering, room_version, left_by_self))
@@ -546,7 +584,7 @@ impl SyncStart {
         };
         let rows = serde_json::from_str(text).map_err(super::storage_error)?;
         let direct = super::sliding_sync::direct_from(self.direct.as_deref());
-        Ok(Some((rows, direct)))
+        Ok(Some((rows, direct, self.room_list_partial == Some(1))))
     }
 
     pub fn memberships(&self) -> Result<Option<Vec<MembershipRow>>, MatrixError> {

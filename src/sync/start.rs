@@ -66,7 +66,11 @@ pub(crate) async fn start(
     since: Option<StreamPosition>,
     memberships: Memberships,
     filter_id: Option<i64>,
-    connection: Option<(u64, &str, Option<crate::storage::sliding_sync::ListColumns>)>,
+    connection: Option<(
+        u64,
+        &str,
+        Option<crate::storage::sliding_sync::ListRead<'_>>,
+    )>,
 ) -> Result<Start, MatrixError> {
     let query = StartQuery {
         connection,

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{json, Map, Value};
 
-use super::connection::{unknown_pos, Connection, Held, Pos};
+use super::connection::{unknown_pos, Connection, Held, ListSeen, Pos};
 use super::extensions::{self, InView};
 use super::list::{self, Membership};
 use super::request::{self, Request};
@@ -35,23 +35,30 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         let body = Value::Object(ctx.json_object()?);
         request::parse(&body, ctx.query("pos"), ctx.query_u64("timeout")?)
     })();
-    // With a connection that has lists or subscriptions, the same read fetches the room list.
-    let wanted = request.as_ref().ok().and_then(|r| {
-        let pos = Pos::parse(r.pos.as_deref()?)?;
-        Some((
-            pos.row,
-            r.conn_id.as_str(),
-            r.wants_rooms().then(|| r.list_columns()),
-        ))
+    // With a connection that has lists or subscriptions, the same read fetches the room list:
+    // when its lists allow, only the rooms that can be in their windows (`list::window_from`).
+    let partial = request.as_ref().ok().map(|r| {
+        let rooms: Vec<&str> = r.subscriptions.keys().map(String::as_str).collect();
+        let keys: Map<String, Value> = r
+            .lists
+            .iter()
+            .filter_map(|(name, l)| Some((name.clone(), json!(list::window_key(l)?))))
+            .collect();
+        json!({ "rooms": rooms, "keys": keys }).to_string()
     });
-    let mut look = start(ctx, &db, since, Memberships::Never, None, wanted).await?;
+    let first = request
+        .as_ref()
+        .ok()
+        .and_then(|r| wanted(r, partial.as_deref()));
+    let mut look = start(ctx, &db, since, Memberships::Never, None, first).await?;
     let me = look.me.clone();
     let request = request?;
     let known_connection = look.connection.take();
     let own_presence = look.own_presence.take();
     if crate::client::presence::on_sync(ctx, &db, me.user_id.as_str(), own_presence).await {
         // A new look: its positions are later than the room list read with the first.
-        look = start(ctx, &db, since, Memberships::Never, None, None).await?;
+        let again = wanted(&request, partial.as_deref());
+        look = start(ctx, &db, since, Memberships::Never, None, again).await?;
     }
     let user = me.user_id.as_str();
     let (connection, pos) = match &request.pos {
@@ -113,16 +120,32 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
         let wait = remaining.min(until_typing_ends.max(1));
         ctx.platform.wakeups.wait(user, &now, wait).await;
         // The next look checks the token again: a revoked one ends the long poll with 401.
+        // It reads the room list too, partially when it can, as the first look did.
         look = start(
             ctx,
             &db,
             pos.map(|p| p.stream),
             Memberships::Never,
             None,
-            None,
+            wanted(&request, partial.as_deref()),
         )
         .await?;
     }
+}
+
+/// What a look reads besides the token with its first statement (`start`): the connection
+/// state its `pos` names and, when it has lists or subscriptions, the room list (partially when
+/// `partial`, `stored::ListRead`, and its lists allow).
+fn wanted<'a>(
+    r: &'a Request,
+    partial: Option<&'a str>,
+) -> Option<(u64, &'a str, Option<stored::ListRead<'a>>)> {
+    let pos = Pos::parse(r.pos.as_deref()?)?;
+    let read = stored::ListRead {
+        columns: r.list_columns(),
+        partial: partial.filter(|_| list::partial_allowed(r)),
+    };
+    Some((pos.row, r.conn_id.as_str(), r.wants_rooms().then_some(read)))
 }
 
 /// One answer, and the connection state after it.
@@ -173,15 +196,18 @@ async fn build(
         .collect();
     // The user's rooms, DMs, the spaces' children and the rooms read elsewhere: independent
     // reads, started together so they share one D1 round trip.
+    let every_room = || async {
+        futures::try_join!(
+            stored::room_entries(db, user, request.list_columns()),
+            stored::direct_rooms(db, user)
+        )
+        .map(|(rows, direct)| Some((rows, direct, false)))
+    };
     let rows = async {
         if room_list.is_some() {
             Ok(room_list)
         } else if wants_rooms {
-            futures::try_join!(
-                stored::room_entries(db, user, request.list_columns()),
-                stored::direct_rooms(db, user)
-            )
-            .map(Some)
+            every_room().await
         } else {
             Ok(None)
         }
@@ -196,20 +222,51 @@ async fn build(
             now.receipts
         ),
     );
-    let (rows, children, read_elsewhere) = (rows?, children?, read_elsewhere?);
-    let entries = match rows {
-        Some((rows, direct)) => list::build(rows, user, &direct, |room_id| {
-            connection.rooms.contains_key(room_id)
-        }),
-        None => Vec::new(),
-    };
+    let (mut rows, children, read_elsewhere) = (rows?, children?, read_elsewhere?);
+    let sent_before = |room_id: &str| connection.rooms.contains_key(room_id);
+    let mut entries = Vec::new();
+    let mut partial = false;
+    if let Some((read, direct, is_partial)) = rows.take() {
+        entries = list::build(read, user, &direct, sent_before);
+        // A partial read that does not hold the windows (a membership changed, a list changed
+        // its ranges or filters) is done again over every room: rare, one more round trip.
+        partial = is_partial
+            && from.is_some_and(|f| {
+                list::partial_holds(
+                    &entries,
+                    f.events,
+                    &request.lists,
+                    &connection.lists,
+                    f.account_data != now.account_data,
+                )
+            });
+        if is_partial && !partial {
+            if let Some((read, direct, _)) = every_room().await? {
+                entries = list::build(read, user, &direct, sent_before);
+            }
+        }
+    }
 
     // Which rooms are in view, under which rules.
     let mut view: BTreeMap<usize, Rule> = BTreeMap::new();
     let mut lists = Map::new();
+    let mut seen_lists: BTreeMap<String, ListSeen> = BTreeMap::new();
     for (name, config) in &request.lists {
-        let (count, picked) = list::window(&entries, config, &children);
+        let (count, picked) = match connection.lists.get(name).filter(|_| partial) {
+            Some(seen) => list::window_from(&entries, config, seen),
+            None => list::window(&entries, config, &children),
+        };
         lists.insert(name.clone(), json!({ "count": count }));
+        if let Some(key) = list::window_key(config) {
+            seen_lists.insert(
+                name.clone(),
+                ListSeen {
+                    key,
+                    count: count as u64,
+                    rooms: picked.iter().map(|&i| entries[i].room_id.clone()).collect(),
+                },
+            );
+        }
         for i in picked {
             let rule = view.entry(i).or_default();
             rule.add(&config.room);
@@ -307,6 +364,6 @@ async fn build(
     Ok(Answer {
         body,
         news,
-        connection: connection.advance(from.map_or(0, |f| f.events), &in_view, &sent),
+        connection: connection.advance(from.map_or(0, |f| f.events), &in_view, &sent, seen_lists),
     })
 }

@@ -2,9 +2,12 @@
 //! are in it (MSC4186 "Lists"), their order (most recent activity first), the filters, and the
 //! ranges. Pure: the rows come from `storage::sliding_sync::room_entries`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
-use super::request::{Filters, ListConfig};
+use serde_json::json;
+
+use super::connection::ListSeen;
+use super::request::{Filters, ListConfig, Request};
 use crate::storage::sliding_sync::RoomEntryRow;
 
 /// The user's membership in a room, as the list sees it.
@@ -60,6 +63,17 @@ pub struct Entry {
     pub room_type: Option<String>,
     pub encrypted: bool,
     pub is_dm: bool,
+    /// What arrived after the answer's `pos`, when the list was read partially.
+    pub news: Option<StateNews>,
+}
+
+/// What arrived in a room after a `pos`: state events, member events among them, and events
+/// sent by or about another user than the reader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateNews {
+    pub state: bool,
+    pub members: bool,
+    pub others: bool,
 }
 
 impl Entry {
@@ -106,6 +120,11 @@ pub fn build(
                 latest: r.latest.unwrap_or(0).max(0) as u64,
                 room_type: r.room_type,
                 encrypted: r.encrypted != 0,
+                news: (r.state_news >= 0).then_some(StateNews {
+                    state: r.state_news & 1 != 0,
+                    members: r.state_news & 2 != 0,
+                    others: r.state_news & 4 != 0,
+                }),
             })
         })
         .collect();
@@ -169,6 +188,89 @@ pub fn window(
     (count, selected)
 }
 
+/// The last position of a list's window when its ranges cover `0..=end` without a gap: the
+/// only windows an incremental answer finds without ranking every room (`window_from`).
+fn prefix_end(list: &ListConfig) -> Option<u64> {
+    let mut ranges = list.ranges.clone()?;
+    ranges.sort_unstable();
+    let mut end: Option<u64> = None;
+    for (start, stop) in ranges {
+        let next = end.map_or(0, |e| e + 1);
+        if start > next {
+            return None;
+        }
+        end = Some(end.map_or(stop, |e| e.max(stop)));
+    }
+    end
+}
+
+/// What a list's window depends on besides the rooms, when `window_from` can find it: the end
+/// of its ranges and the filters a room's list position cannot change without an event in the
+/// room or a change of the user's membership (`None`: rank every room). An encryption filter
+/// changes with state not in view, and spaces with other rooms' state.
+pub fn window_key(list: &ListConfig) -> Option<String> {
+    let f = &list.filters;
+    if f.is_encrypted.is_some() || f.spaces.is_some() {
+        return None;
+    }
+    let end = prefix_end(list)?;
+    Some(json!([end, f.is_dm, f.is_invite, f.room_types, f.not_room_types]).to_string())
+}
+
+/// Whether an incremental answer to `request` may rank only some rooms (`storage::
+/// sliding_sync::partial_room_list_sql`): every list has a `window_key`.
+pub fn partial_allowed(request: &Request) -> bool {
+    request.pos.is_some() && request.lists.values().all(|l| window_key(l).is_some())
+}
+
+/// Whether `entries`, read partially (the windows the connection kept, the rooms with events
+/// since `pos`, the subscriptions), hold every list's window: the user's membership changed
+/// in none of them since `since` (the `pos`'s events position), each list's stored window is
+/// for the same `window_key` and all its rooms are still there and pass its filters, and DMs
+/// did not change under a list filtering on them (`direct_moved`: account data moved). Then no
+/// room outside `entries` changed its position, and each had a lower one than every room of
+/// the stored windows (`window_from`).
+pub fn partial_holds(
+    entries: &[Entry],
+    since: u64,
+    lists: &BTreeMap<String, ListConfig>,
+    seen: &BTreeMap<String, ListSeen>,
+    direct_moved: bool,
+) -> bool {
+    if entries.iter().any(|e| e.membership_at > since) {
+        return false;
+    }
+    let none = HashSet::new();
+    lists.iter().all(|(name, list)| {
+        let Some(seen) = seen.get(name) else {
+            return false;
+        };
+        if window_key(list).as_deref() != Some(seen.key.as_str())
+            || (direct_moved && list.filters.is_dm.is_some())
+        {
+            return false;
+        }
+        let passing: HashSet<&str> = entries
+            .iter()
+            .filter(|e| passes(e, &list.filters, &none))
+            .map(|e| e.room_id.as_str())
+            .collect();
+        seen.rooms.iter().all(|r| passing.contains(r.as_str()))
+    })
+}
+
+/// A list's answer from partially read `entries` (`partial_holds`): the count it had, and the
+/// first rooms passing its filters, as many as its window held.
+pub fn window_from(entries: &[Entry], list: &ListConfig, seen: &ListSeen) -> (usize, Vec<usize>) {
+    let none = HashSet::new();
+    let size = prefix_end(list).map_or(0, |end| end.saturating_add(1).min(seen.count));
+    let picked = (0..entries.len())
+        .filter(|&i| passes(&entries[i], &list.filters, &none))
+        .take(size as usize)
+        .collect();
+    (seen.count as usize, picked)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +287,7 @@ mod tests {
             latest: bump,
             room_type: None,
             encrypted: 0,
+            state_news: -1,
         }
     }
 

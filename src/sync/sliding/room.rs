@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use serde_json::{json, Map, Value};
 
-use super::list::{Entry, Membership};
+use super::list::{Entry, Membership, StateNews};
 use super::required_state::RequiredState;
 use crate::api::request::Requester;
 use crate::client::room_read::{position_token, Access};
@@ -109,11 +109,20 @@ pub async fn build(
             up_to: s.entry.visible_up_to(now.events),
         })
         .collect();
+    // A room the client has up to this answer's `pos` whose list read says no state (or no
+    // member) event arrived since needs no read of state changes (or of its summary).
+    let since = from.map(|f| f.events);
+    let without = |s: &Delivery<'_>, news: fn(StateNews) -> bool| {
+        !s.full_state()
+            && since.is_some_and(|p| s.after() >= p)
+            && s.entry.news.is_some_and(|n| !news(n))
+    };
     // State that changed while the client held the room; for rooms it no longer belongs to,
     // the state up to its leave (the current state is not theirs to see).
     let delta_windows: Vec<Window<'_>> = rooms
         .iter()
         .filter(|s| !s.full_state() || s.entry.membership != Membership::Join)
+        .filter(|s| !without(s, |n| n.state))
         .map(|s| Window {
             room_id: &s.entry.room_id,
             after: if s.full_state() { 0 } else { s.after() },
@@ -148,7 +157,11 @@ pub async fn build(
             }
             heroes.push(room_id);
         }
-        if send.required_state.lazy_members() {
+        // The client holds the reader's own member event (`$ME`, changes come as state): a
+        // window of the reader's own events alone needs no lazily loaded member.
+        let own_only =
+            without(send, |n| n.others) && send.required_state.wants("m.room.member", user, user);
+        if send.required_state.lazy_members() && !own_only {
             lazy.push(Window { ..*window });
         }
     }
@@ -175,6 +188,7 @@ pub async fn build(
     let summaries_wanted: Vec<SummaryWanted<'_>> = rooms
         .iter()
         .zip(&windows)
+        .filter(|(s, _)| !without(s, |n| n.members))
         .map(|(s, w)| SummaryWanted {
             room_id: w.room_id,
             full: s.full_state(),

@@ -749,10 +749,11 @@ fn an_incremental_answer_costs_few_round_trips() {
             let only: Vec<&String> = answer["rooms"].as_object().unwrap().keys().collect();
             assert_eq!(only, vec![room], "{answer}");
             assert_eq!(bodies(&answer["rooms"][room]), vec![format!("new {n}")]);
-            // Only the lazily loaded sender: the rest of the state is unchanged.
+            // No state: nothing changed, and the lazily loaded sender is alice herself, whose
+            // member event the client holds (`$ME`). Other senders come with theirs
+            // (`heroes_and_lazily_loaded_senders_come_with_their_member_events`).
             let state = answer["rooms"][room]["required_state"].as_array().unwrap();
-            assert_eq!(state.len(), 1, "{answer}");
-            assert_eq!(state[0]["state_key"], alice.as_str());
+            assert!(state.is_empty(), "{answer}");
             assert_eq!(
                 pos(&answer).split('s').next(),
                 at.split('s').next(),
@@ -904,5 +905,164 @@ fn room_type_and_encryption_filters() {
         assert_eq!(first["rooms"][&plain]["lists"], json!(["clear", "rooms"]));
         let moved: Vec<&String> = next["rooms"].as_object().unwrap().keys().collect();
         assert_eq!(moved, [&plain], "{next}");
+    });
+}
+
+/// A steady connection ranks only the rooms of its window and those with events since its
+/// `pos`: after each change its window and count are those a new connection (which ranks every
+/// room) sees, through moves into the window, an invite, a leave and a forget.
+#[test]
+fn a_partly_ranked_window_matches_a_full_ranking() {
+    block_on(async {
+        let server = TestServer::new();
+        let (alice, token) = server.register("alice").await;
+        let (_, bob_token) = server.register("bob").await;
+        let mut rooms = Vec::new();
+        for i in 0..6 {
+            let room = create_room(&server, &token, json!({ "name": format!("Room {i}") })).await;
+            send(&server, &token, &room, &format!("m{i}"), "hello").await;
+            rooms.push(room);
+        }
+        let body = |conn: &str| {
+            json!({ "conn_id": conn,
+                "lists": { "all": { "ranges": [[0, 2]], "timeline_limit": 1, "required_state": [] } } })
+        };
+        // The window a connection keeps in its row, and its count.
+        let kept = |at: String| {
+            let server = &server;
+            async move {
+                let row = at.split('s').next().unwrap().to_owned();
+                let stored = server
+                    .rows(&format!(
+                        "SELECT rooms FROM sliding_sync_positions WHERE pos_id = {row}"
+                    ))
+                    .await;
+                let state: Value =
+                    serde_json::from_str(stored[0]["rooms"].as_str().unwrap()).unwrap();
+                let list = &state["lists"]["all"];
+                let mut ids: Vec<String> = serde_json::from_value(list[2].clone()).unwrap();
+                ids.sort();
+                (ids, list[1].as_u64().unwrap())
+            }
+        };
+        let membership = |room: &str, verb: &str| {
+            let path = format!("/_matrix/client/v3/rooms/{room}/{verb}");
+            let (server, token) = (&server, token.clone());
+            async move {
+                let (status, answer) = server
+                    .request("POST", &path, Some(&token), Some(json!({})))
+                    .await;
+                assert_eq!(status, 200, "{answer}");
+            }
+        };
+        let mut fresh = 0;
+        let mut check = |answer: Value, what: &'static str| {
+            fresh += 1;
+            let server = &server;
+            let token = token.clone();
+            async move {
+                let whole = slide(server, &token, "", body(&format!("fresh{fresh}"))).await;
+                let mut ids: Vec<String> = whole["rooms"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .cloned()
+                    .collect();
+                ids.sort();
+                let count = whole["lists"]["all"]["count"].as_u64().unwrap();
+                assert_eq!(answer["lists"]["all"]["count"], count, "{what}: {answer}");
+                (ids, count)
+            }
+        };
+        let first = slide(&server, &token, "", body("steady")).await;
+        let mut at = pos(&first);
+        let next = |at: String| {
+            let server = &server;
+            let token = token.clone();
+            async move {
+                slide(
+                    server,
+                    &token,
+                    &format!("?timeout=0&pos={at}"),
+                    body("steady"),
+                )
+                .await
+            }
+        };
+
+        // A room from below the window moves in; one from the window moves to its top.
+        send(&server, &token, &rooms[0], "up0", "up").await;
+        let answer = next(at.clone()).await;
+        assert!(answer["rooms"].get(&rooms[0]).is_some(), "{answer}");
+        at = pos(&answer);
+        assert_eq!(kept(at.clone()).await, check(answer, "moved in").await);
+        send(&server, &token, &rooms[4], "up4", "up").await;
+        let answer = next(at.clone()).await;
+        assert_eq!(
+            pos(&answer).split('s').next(),
+            at.split('s').next(),
+            "no new row"
+        );
+        at = pos(&answer);
+        assert_eq!(kept(at.clone()).await, check(answer, "reordered").await);
+
+        // An invite adds a room at the top; leaving one keeps it listed (the client has it),
+        // at the position of the leave; forgetting it takes it out.
+        create_room(&server, &bob_token, json!({ "invite": [alice.clone()] })).await;
+        let answer = next(at.clone()).await;
+        at = pos(&answer);
+        assert_eq!(kept(at.clone()).await, check(answer, "invited").await);
+        membership(&rooms[0], "leave").await;
+        let answer = next(at.clone()).await;
+        assert_eq!(
+            answer["rooms"][&rooms[0]]["membership"], "leave",
+            "{answer}"
+        );
+        at = pos(&answer);
+        let left = kept(at.clone()).await;
+        assert!(left.0.contains(&rooms[0]));
+        membership(&rooms[0], "forget").await;
+        let answer = next(at.clone()).await;
+        at = pos(&answer);
+        let forgotten = kept(at.clone()).await;
+        assert_eq!(forgotten.1, left.1 - 1, "{answer}");
+        assert!(!forgotten.0.contains(&rooms[0]));
+        // (a new connection never lists a room the user left themselves: no comparison here)
+
+        // Back to steady answers after the full ranking.
+        send(&server, &token, &rooms[1], "up1", "up").await;
+        let answer = next(at.clone()).await;
+        assert!(answer["rooms"].get(&rooms[1]).is_some(), "{answer}");
+        at = pos(&answer);
+        assert_eq!(
+            kept(at.clone()).await,
+            check(answer, "after a forget").await
+        );
+
+        // A state change in a room of the window comes with the next answer: the partial read
+        // says which rooms have new state, and only those read it.
+        let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", rooms[1]);
+        let (status, _) = server
+            .request(
+                "PUT",
+                &path,
+                Some(&token),
+                Some(json!({ "name": "Renamed" })),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let answer = next(at.clone()).await;
+        assert_eq!(answer["rooms"][&rooms[1]]["name"], "Renamed", "{answer}");
+        at = pos(&answer);
+
+        // A grown window (Element X grows its range) ranks every room in the first statement,
+        // without a read of its own.
+        let mut wider = body("steady");
+        wider["lists"]["all"]["ranges"] = json!([[0, 4]]);
+        let before = server.d1_round_trips();
+        let answer = slide(&server, &token, &format!("?timeout=0&pos={at}"), wider).await;
+        assert!(server.d1_round_trips() - before <= 2, "{answer}");
+        let (window, count) = kept(pos(&answer)).await;
+        assert_eq!((window.len(), count), (5, 6), "{answer}");
     });
 }
