@@ -46,6 +46,24 @@ pub enum RoomCommand {
         servers: Vec<String>,
         content: serde_json::Value,
     },
+    /// A remote join whose `make_join` and `send_join` the Worker ran (src/federation/join.rs,
+    /// under the room's claim, storage/join_claims.rs): `answer` is `server`'s `send_join`
+    /// answer to our signed `join_event`, as the text it came as (a tagged command cannot
+    /// carry its events as raw JSON; the object parses it as `JoinRemote` parses its own). Checked and stored as `JoinRemote` checks and stores
+    /// its own answer, and answered the same way; `fallback` are the servers to try, from this
+    /// object, should the answer not do. `timing`: the handshake's phases, for the join's log.
+    JoinAnswered {
+        room_id: OwnedRoomId,
+        user_id: OwnedUserId,
+        server: ruma::OwnedServerName,
+        fallback: Vec<String>,
+        content: serde_json::Value,
+        room_version: String,
+        join_event: serde_json::Value,
+        answer: String,
+        answered_at: u64,
+        timing: Vec<(String, u64)>,
+    },
     /// The next step of the remote join under way in this room (`rooms::join_job`). Answers
     /// `{"pending": true}` while steps remain, and `{"room_id", "user_id"}` (whose join it
     /// was) once the room is stored. With `in_background`, no step now: the object's alarm

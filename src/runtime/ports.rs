@@ -222,6 +222,10 @@ fn method(method: crate::platform::Method) -> Method {
 }
 
 impl Http for Bindings {
+    fn sleep(&self, ms: u64) -> Fut<'_, ()> {
+        Box::pin(Delay::from(std::time::Duration::from_millis(ms)))
+    }
+
     fn fetch(&self, request: HttpRequest) -> Fut<'_, Result<HttpResponse, String>> {
         Box::pin(async move {
             // Callers name the URL in their own messages.

@@ -354,6 +354,19 @@ impl Http for Fakes {
         let answer = self.answer(request);
         Box::pin(async move { answer })
     }
+
+    /// No time passes: other futures get one turn.
+    fn sleep(&self, _: u64) -> Fut<'_, ()> {
+        let mut yielded = false;
+        Box::pin(std::future::poll_fn(move |cx| {
+            if yielded {
+                return std::task::Poll::Ready(());
+            }
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }))
+    }
 }
 
 impl Crypto for Fakes {
