@@ -67,8 +67,10 @@ fn storage_error(e: String) -> MatrixError {
 }
 
 impl RoomObject {
-    /// `JoinRemote`: starts a join, or carries on the one under way (a retried `/join`, or a
-    /// second user's: their `/join` finishes the first one's, then joins locally).
+    /// `JoinRemote`, for a room the Worker found claimed (federation/join.rs): carries on the
+    /// join under way (a retried `/join`, or a second user's: their `/join` finishes the first
+    /// one's, then joins locally), says that a Worker runs one, or starts one here when the
+    /// claim is of a Worker that died.
     pub(super) async fn join_remote(
         &self,
         room_id: OwnedRoomId,
@@ -82,30 +84,11 @@ impl RoomObject {
         let db = Db::new(&self.platform);
         let config = self.platform.config()?;
         let us = config.server_name.as_str();
-        // The first server's template is asked for while D1 says whether a user of ours is in
-        // the room: that read no longer delays the join. Nothing is sent to join before the
-        // answer is known; a template asked for in vain (a join here finished meanwhile) is
-        // a read the resident forgets.
-        let first = servers.first().and_then(|s| ServerName::parse(s).ok());
-        let (members, claim, template) = futures::join!(
+        // The Worker's way in is `federation/join.rs`; this one is taken when the room was
+        // claimed: a join may be under way, so no template is asked for before that is known.
+        let (members, claim) = futures::join!(
             crate::storage::sync::members_of_server(&db, room_id.as_str(), us),
-            join_claims::of_room(&db, room_id.as_str()),
-            async {
-                match &first {
-                    Some(server) => Some(
-                        handshake::make_membership(
-                            &self.platform,
-                            &room_id,
-                            user,
-                            server,
-                            "join",
-                            content.clone(),
-                        )
-                        .await,
-                    ),
-                    None => None,
-                }
-            }
+            join_claims::of_room(&db, room_id.as_str())
         );
         if members? > 0 {
             return Err(MatrixError::new(
@@ -122,9 +105,7 @@ impl RoomObject {
         // No claim, or one whose Worker died before handing its answer over: this join is
         // the one under way now.
         join_claims::take_over(&db, room_id.as_str(), user.as_str(), now_ms()).await?;
-        let job = self
-            .start_join(&room_id, user, servers, content, template)
-            .await?;
+        let job = self.start_join(&room_id, user, servers, content).await?;
         self.finish_small_join(room_id, job).await
     }
 
@@ -177,9 +158,7 @@ impl RoomObject {
                     return Err(e);
                 }
                 // The claim stays: the join goes on from here, through the servers left.
-                let job = self
-                    .start_join(&room_id, user, fallback, content, None)
-                    .await?;
+                let job = self.start_join(&room_id, user, fallback, content).await?;
                 return Ok(pending(&job));
             }
         };
@@ -285,7 +264,7 @@ impl RoomObject {
                 }
                 let user = job.user_id.clone();
                 let job = self
-                    .start_join(&room_id, &user, job.fallback, job.content, None)
+                    .start_join(&room_id, &user, job.fallback, job.content)
                     .await?;
                 Ok(pending(&job))
             }
@@ -385,30 +364,20 @@ impl RoomObject {
         user: &UserId,
         servers: Vec<String>,
         content: Value,
-        first: Option<Result<(RoomVersion, Arc<Pdu>), MatrixError>>,
     ) -> Result<JoinJob, MatrixError> {
         let started = now_ms();
-        // `first`: the first server's template, when `join_remote` asked for it already (the
-        // first parsable server is the one `through_servers` tries first).
-        let mut first = first;
         let accepted = through_servers(servers.clone(), "join", room_id, |server| {
             let content = content.clone();
-            let asked = first.take();
             async move {
-                let (version, join) = match asked {
-                    Some(template) => template?,
-                    None => {
-                        handshake::make_membership(
-                            &self.platform,
-                            room_id,
-                            user,
-                            &server,
-                            "join",
-                            content,
-                        )
-                        .await?
-                    }
-                };
+                let (version, join) = handshake::make_membership(
+                    &self.platform,
+                    room_id,
+                    user,
+                    &server,
+                    "join",
+                    content,
+                )
+                .await?;
                 let made = now_ms();
                 let answer = handshake::send_membership_text(
                     &self.platform,
