@@ -48,8 +48,9 @@ pub enum RoomCommand {
     },
     /// A remote join whose `make_join` and `send_join` the Worker ran (src/federation/join.rs,
     /// under the room's claim, storage/join_claims.rs): `answer` is `server`'s `send_join`
-    /// answer to our signed `join_event`, as the text it came as (a tagged command cannot
-    /// carry its events as raw JSON; the object parses it as `JoinRemote` parses its own). Checked and stored as `JoinRemote` checks and stores
+    /// answer to our signed `join_event`, as the text it came as; it travels after the
+    /// command's JSON, not in it (`to_body`): a big room's answer is megabytes that JSON would
+    /// escape and unescape again. The object parses it as `JoinRemote` parses its own. Checked and stored as `JoinRemote` checks and stores
     /// its own answer, and answered the same way; `fallback` are the servers to try, from this
     /// object, should the answer not do. `timing`: the handshake's phases, for the join's log.
     JoinAnswered {
@@ -60,6 +61,7 @@ pub enum RoomCommand {
         content: serde_json::Value,
         room_version: String,
         join_event: serde_json::Value,
+        #[serde(default, skip)]
         answer: String,
         answered_at: u64,
         timing: Vec<(String, u64)>,
@@ -113,6 +115,37 @@ pub enum RoomCommand {
         pdus: Vec<serde_json::Value>,
         membership_reply: Option<MembershipReply>,
     },
+}
+
+impl RoomCommand {
+    /// The command as a request body: its JSON, then the text it carries (`JoinAnswered`'s
+    /// answer), if any, after a newline (which compact JSON never holds).
+    pub fn to_body(&self) -> serde_json::Result<String> {
+        let mut body = serde_json::to_string(self)?;
+        if let RoomCommand::JoinAnswered { answer, .. } = self {
+            body.reserve(answer.len() + 1);
+            body.push('\n');
+            body.push_str(answer);
+        }
+        Ok(body)
+    }
+
+    /// The command `to_body` wrote.
+    pub fn from_body(mut body: String) -> serde_json::Result<Self> {
+        let carried = match body.find('\n') {
+            Some(at) => {
+                let carried = body.split_off(at + 1);
+                body.pop();
+                Some(carried)
+            }
+            None => None,
+        };
+        let mut command: RoomCommand = serde_json::from_str(&body)?;
+        if let (RoomCommand::JoinAnswered { answer, .. }, Some(carried)) = (&mut command, carried) {
+            *answer = carried;
+        }
+        Ok(command)
+    }
 }
 
 /// What a `send_*` membership endpoint answers about the room.
