@@ -536,3 +536,38 @@ fn two_users_joining_the_same_room_at_once_run_one_handshake() {
         assert_eq!(creates.len(), 1);
     });
 }
+
+#[test]
+fn a_claim_whose_worker_died_is_taken_over_and_a_live_one_waited_for() {
+    block_on(async {
+        let (room, server) = served();
+        let (_, token) = server.register("alice").await;
+        let claim = |ts: u64| {
+            format!(
+                "INSERT INTO remote_join_claims (room_id, user_id, claimed_ts)
+                 VALUES ('{}', '@gone:test.local', {ts})",
+                room.room_id
+            )
+        };
+        // A claim of now, whose handshake never hands an answer over: the join waits for it a
+        // bounded while, then asks the client to come back, having sent nothing.
+        server.rows(&claim(now_ms())).await;
+        let (status, answer) = join_through_remote(&server, &token, &room.room_id).await;
+        assert_eq!(status, 429, "{answer}");
+        assert_eq!(
+            asked(&server, "make_join"),
+            1,
+            "the template asked while claiming"
+        );
+        assert_eq!(asked(&server, "send_join"), 0);
+
+        // The same claim, older than CLAIM_TTL_MS: its Worker died. The room object takes it
+        // over and joins; the claim is released with the room stored.
+        server.rows("DELETE FROM remote_join_claims").await;
+        server.rows(&claim(1)).await;
+        let (status, answer) = join_through_remote(&server, &token, &room.room_id).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(asked(&server, "send_join"), 1);
+        assert!(claims(&server).await.is_empty());
+    });
+}

@@ -141,13 +141,24 @@ impl RoomObject {
                 "This server is in the room: join it locally",
             ));
         }
-        let version = RoomVersion::parse(room_version).ok_or_else(|| {
-            MatrixError::internal(format!("a join of unknown room version {room_version}"))
-        })?;
-        let join = crate::signing::to_canonical_object(join_event)
-            .map_err(|e| e.to_string())
-            .and_then(|object| Pdu::from_json(object, version).map_err(|e| e.to_string()))
-            .map_err(|e| MatrixError::internal(format!("our join does not parse: {e}")))?;
+        let ours = RoomVersion::parse(room_version)
+            .ok_or_else(|| format!("a join of unknown room version {room_version}"))
+            .and_then(|version| {
+                let object =
+                    crate::signing::to_canonical_object(join_event).map_err(|e| e.to_string())?;
+                let join = Pdu::from_json(object, version).map_err(|e| e.to_string())?;
+                Ok((version, join))
+            });
+        let (version, join) = match ours {
+            Ok(ours) => ours,
+            Err(why) => {
+                // Nothing was stored: the join is over.
+                join_claims::release(&db, room_id.as_str()).await?;
+                return Err(MatrixError::internal(format!(
+                    "our join does not parse: {why}"
+                )));
+            }
+        };
         let answer: SendJoinAnswer = match serde_json::from_str(&answer) {
             Ok(answer) => answer,
             Err(e) => {
