@@ -80,11 +80,11 @@ pub(crate) async fn start(
 /// join takes tens of milliseconds), then longer; about 9 s in all.
 const HANDSHAKE_WAITS_MS: [u64; 12] = [10, 20, 40, 80, 160, 250, 500, 1000, 1500, 1500, 2000, 2000];
 
-/// The join of a room someone has claimed (`start`, a `JoinRemote`): through the room object, which carries on the
-/// job under way, or says the room is stored (the user then joins it here), or that a Worker
-/// still runs the claimant's handshake (`"handshake": true`): then this one waits for it and
-/// looks again (one D1 read, no request to the resident). A claim released in between without
-/// a room stored (that join failed) leaves the room to this join.
+/// The join of a room someone has claimed (`start`, a `JoinRemote`), through the room object:
+/// it carries on the job under way, or says the room is stored (the user then joins it here),
+/// or that a Worker still runs the claimant's handshake (`"handshake": true`): then this join
+/// waits and looks again (two D1 reads, no request to the resident). A claim released in
+/// between without a room stored (that join failed) leaves the room to this join.
 async fn after_claim(
     platform: &Platform,
     room_id: &RoomId,

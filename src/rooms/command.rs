@@ -35,11 +35,14 @@ pub enum RoomCommand {
         user_id: OwnedUserId,
         membership: String,
     },
-    /// Joins a local user to a room another server holds (`make_join`/`send_join` against
-    /// `servers` in turn). An answer of at most `JOIN_STEP_EVENTS` events is checked and
-    /// stored in this same request, which then answers as the last `ContinueJoin` does; a
-    /// bigger one answers `{"pending": true}` and is checked and stored in steps
-    /// (`ContinueJoin`). With a join already under way, it answers `{"pending": true}`.
+    /// Joins a local user to a room another server holds, when the Worker found the room
+    /// claimed (src/federation/join.rs): carries on the join under way, answers
+    /// `{"pending": true, "handshake": true}` while a Worker runs the claimant's handshake, or
+    /// (the claimant gone) runs `make_join`/`send_join` against `servers` in turn itself. An
+    /// answer of at most `JOIN_STEP_EVENTS` events is checked and stored in this same request,
+    /// which then answers as the last `ContinueJoin` does; a bigger one answers
+    /// `{"pending": true}` and is checked and stored in steps (`ContinueJoin`). With a join
+    /// already under way, it answers `{"pending": true}`.
     JoinRemote {
         room_id: OwnedRoomId,
         user_id: OwnedUserId,
@@ -50,9 +53,9 @@ pub enum RoomCommand {
     /// under the room's claim, storage/join_claims.rs): `answer` is `server`'s `send_join`
     /// answer to our signed `join_event`, as the text it came as; it travels after the
     /// command's JSON, not in it (`to_body`): a big room's answer is megabytes that JSON would
-    /// escape and unescape again. The object parses it as `JoinRemote` parses its own. Checked and stored as `JoinRemote` checks and stores
-    /// its own answer, and answered the same way; `fallback` are the servers to try, from this
-    /// object, should the answer not do. `timing`: the handshake's phases, for the join's log.
+    /// escape and unescape again. Checked and stored as `JoinRemote` checks and stores its own
+    /// answer, and answered the same way; `fallback` are the servers to try, from this object,
+    /// should the answer not do. `timing`: the handshake's phases, for the join's log.
     JoinAnswered {
         room_id: OwnedRoomId,
         user_id: OwnedUserId,
