@@ -308,8 +308,9 @@ async fn enter(
 /// many steps (16,000 events at the default step size) is finished by the room object's alarm.
 const JOIN_STEPS_PER_REQUEST: usize = 32;
 
-/// Joins a room another server holds. The room's object checks and stores the resident
-/// server's answer in steps (`rooms::join_job`); this request asks for one step after another
+/// Joins a room another server holds. This request runs `make_join` and `send_join` itself
+/// (src/federation/join.rs); the room's object checks and stores the resident server's answer
+/// in steps (`rooms::join_job`), and this request asks for one step after another
 /// until the room is stored, so the client sees the join complete or fail. Should this request
 /// end early, the object's alarm finishes the join, and a retried `/join` carries it on.
 ///
@@ -324,13 +325,14 @@ async fn join_remote(
     servers: Vec<String>,
     content: Value,
 ) -> Result<JsonResponse, MatrixError> {
-    let start = RoomCommand::JoinRemote {
-        room_id: room_id.to_owned(),
-        user_id: me.user_id.clone(),
+    let start = crate::federation::join::start(
+        &ctx.platform,
+        room_id,
+        &me.user_id,
         servers,
-        content: content.clone(),
-    };
-    let mut answer = match ctx.platform.rooms.command(room_id.as_str(), &start).await {
+        content.clone(),
+    );
+    let mut answer = match start.await {
         // A join finished between our residency check and the room object: join here.
         Err(e) if e.status == 409 => json!({ "room_id": room_id, "user_id": Value::Null }),
         other => other?,

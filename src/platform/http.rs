@@ -77,4 +77,6 @@ pub trait Http {
         target: &'a Destination,
         request: HttpRequest,
     ) -> Fut<'a, Result<HttpResponse, String>>;
+    /// Waits `ms` milliseconds (a timer of the platform's; other requests run meanwhile).
+    fn sleep(&self, ms: u64) -> Fut<'_, ()>;
 }

@@ -35,16 +35,39 @@ pub enum RoomCommand {
         user_id: OwnedUserId,
         membership: String,
     },
-    /// Joins a local user to a room another server holds (`make_join`/`send_join` against
-    /// `servers` in turn). An answer of at most `JOIN_STEP_EVENTS` events is checked and
-    /// stored in this same request, which then answers as the last `ContinueJoin` does; a
-    /// bigger one answers `{"pending": true}` and is checked and stored in steps
-    /// (`ContinueJoin`). With a join already under way, it answers `{"pending": true}`.
+    /// Joins a local user to a room another server holds, when the Worker found the room
+    /// claimed (src/federation/join.rs): carries on the join under way, answers
+    /// `{"pending": true, "handshake": true}` while a Worker runs the claimant's handshake, or
+    /// (the claimant gone) runs `make_join`/`send_join` against `servers` in turn itself. An
+    /// answer of at most `JOIN_STEP_EVENTS` events is checked and stored in this same request,
+    /// which then answers as the last `ContinueJoin` does; a bigger one answers
+    /// `{"pending": true}` and is checked and stored in steps (`ContinueJoin`). With a join
+    /// already under way, it answers `{"pending": true}`.
     JoinRemote {
         room_id: OwnedRoomId,
         user_id: OwnedUserId,
         servers: Vec<String>,
         content: serde_json::Value,
+    },
+    /// A remote join whose `make_join` and `send_join` the Worker ran (src/federation/join.rs,
+    /// under the room's claim, storage/join_claims.rs): `answer` is `server`'s `send_join`
+    /// answer to our signed `join_event`, as the text it came as; it travels after the
+    /// command's JSON, not in it (`to_body`): a big room's answer is megabytes that JSON would
+    /// escape and unescape again. Checked and stored as `JoinRemote` checks and stores its own
+    /// answer, and answered the same way; `fallback` are the servers to try, from this object,
+    /// should the answer not do. `timing`: the handshake's phases, for the join's log.
+    JoinAnswered {
+        room_id: OwnedRoomId,
+        user_id: OwnedUserId,
+        server: ruma::OwnedServerName,
+        fallback: Vec<String>,
+        content: serde_json::Value,
+        room_version: String,
+        join_event: serde_json::Value,
+        #[serde(default, skip)]
+        answer: String,
+        answered_at: u64,
+        timing: Vec<(String, u64)>,
     },
     /// The next step of the remote join under way in this room (`rooms::join_job`). Answers
     /// `{"pending": true}` while steps remain, and `{"room_id", "user_id"}` (whose join it
@@ -95,6 +118,37 @@ pub enum RoomCommand {
         pdus: Vec<serde_json::Value>,
         membership_reply: Option<MembershipReply>,
     },
+}
+
+impl RoomCommand {
+    /// The command as a request body: its JSON, then the text it carries (`JoinAnswered`'s
+    /// answer), if any, after a newline (which compact JSON never holds).
+    pub fn to_body(&self) -> serde_json::Result<String> {
+        let mut body = serde_json::to_string(self)?;
+        if let RoomCommand::JoinAnswered { answer, .. } = self {
+            body.reserve(answer.len() + 1);
+            body.push('\n');
+            body.push_str(answer);
+        }
+        Ok(body)
+    }
+
+    /// The command `to_body` wrote.
+    pub fn from_body(mut body: String) -> serde_json::Result<Self> {
+        let carried = match body.find('\n') {
+            Some(at) => {
+                let carried = body.split_off(at + 1);
+                body.pop();
+                Some(carried)
+            }
+            None => None,
+        };
+        let mut command: RoomCommand = serde_json::from_str(&body)?;
+        if let (RoomCommand::JoinAnswered { answer, .. }, Some(carried)) = (&mut command, carried) {
+            *answer = carried;
+        }
+        Ok(command)
+    }
 }
 
 /// What a `send_*` membership endpoint answers about the room.

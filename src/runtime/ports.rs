@@ -98,8 +98,9 @@ impl RoomObjects for Bindings {
         Box::pin(async move {
             let unreachable =
                 |e: worker::Error| MatrixError::internal(format!("room object unreachable: {e}"));
-            let body =
-                serde_json::to_string(command).map_err(|e| MatrixError::internal(e.to_string()))?;
+            let body = command
+                .to_body()
+                .map_err(|e| MatrixError::internal(e.to_string()))?;
             let stub = self.stub("ROOMS", room_id).map_err(unreachable)?;
             let request = post("https://room/command", body).map_err(unreachable)?;
             let mut response = stub
@@ -222,6 +223,10 @@ fn method(method: crate::platform::Method) -> Method {
 }
 
 impl Http for Bindings {
+    fn sleep(&self, ms: u64) -> Fut<'_, ()> {
+        Box::pin(Delay::from(std::time::Duration::from_millis(ms)))
+    }
+
     fn fetch(&self, request: HttpRequest) -> Fut<'_, Result<HttpResponse, String>> {
         Box::pin(async move {
             // Callers name the URL in their own messages.

@@ -24,7 +24,9 @@ impl worker::DurableObject for RoomObject {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let command: RoomCommand = match req.json().await {
+        let command = match req.text().await.and_then(|body| {
+            RoomCommand::from_body(body).map_err(|e| worker::Error::RustError(e.to_string()))
+        }) {
             Ok(command) => command,
             Err(e) => {
                 let error = crate::http::MatrixError::internal(format!("bad room command: {e}"));

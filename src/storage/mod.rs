@@ -16,6 +16,7 @@ pub mod e2ee_backup;
 pub mod e2ee_remote;
 pub mod events;
 pub mod hierarchy;
+pub mod join_claims;
 pub mod media;
 pub mod oauth;
 pub mod presence;

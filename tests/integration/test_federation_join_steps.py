@@ -4,7 +4,8 @@ The session's pair runs our Worker with JOIN_STEP_EVENTS=2 (tests/integration/co
 a room whose `send_join` answer carries 150 extra state events takes about 80 steps: more than
 one client request drives (32), so the room object's alarm finishes the rest. The second test
 stops our server in the middle of that and checks that the retried `/join` carries the same
-join on: Synapse sees one make_join and one send_join, and the room ends up complete.
+join on: Synapse sees one send_join (and at most a second make_join, a template asked for
+while the retried join claims the room, then dropped), and the room ends up complete.
 """
 
 from __future__ import annotations
@@ -89,7 +90,10 @@ def test_a_join_cut_off_by_a_restart_is_carried_on_by_the_retried_join(federatio
     assert alice.join(room_id, via=[pair.synapse.server_name]) == room_id
     eventually(lambda: fillers_seen(alice, room_id) == FILLERS, "all the room's state on our side")
     assert join_timing(pair.ours.log_path.read_text(errors="replace"), room_id) is not None
-    assert synapse_requests(pair, "make_join", room_id) == 1
+    # One join: one send_join. The retried /join asks for a template once more while it claims
+    # the room (src/federation/join.rs), and drops it on finding the claim of the join under way;
+    # unless the alarm stored the room before the retry came, which then joins here.
+    assert synapse_requests(pair, "make_join", room_id) in (1, 2)
     assert synapse_requests(pair, "send_join", room_id) == 1
     members = alice.ok("GET", f"{V3}/rooms/{q(room_id)}/joined_members")["joined"]
     assert set(members) == {bob.user_id, alice.user_id}

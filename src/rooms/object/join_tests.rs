@@ -206,14 +206,19 @@ async fn alice_joins_in_steps(
     }
     room.serve(&server);
     let (_, token) = server.register("alice").await;
+    let (status, answer) = join_through_remote(&server, &token, &room.room_id).await;
+    (server, token, status, answer)
+}
+
+/// The token's user joins `room_id` through remote.test; the status and answer.
+async fn join_through_remote(server: &TestServer, token: &str, room_id: &str) -> (u16, Value) {
     let path = format!(
         "/_matrix/client/v3/join/{}?server_name=remote.test",
-        percent_encode(&room.room_id)
+        percent_encode(room_id)
     );
-    let (status, answer) = server
-        .request("POST", &path, Some(&token), Some(json!({})))
-        .await;
-    (server, token, status, answer)
+    server
+        .request("POST", &path, Some(token), Some(json!({})))
+        .await
 }
 
 /// The state alice sees: (type, state_key) -> event id.
@@ -327,6 +332,7 @@ fn a_join_answer_whose_needed_events_fail_is_refused() {
         let why = answer["error"].as_str().unwrap_or_default();
         assert!(why.contains("our join does not pass"), "{answer}");
         assert!(!stored(&server, &forged_id).await);
+        assert!(claims(&server).await.is_empty(), "the claim is released");
         assert!(
             server
                 .rows("SELECT room_id FROM rooms")
@@ -395,15 +401,16 @@ fn a_small_answer_is_stored_in_one_request_as_the_stepped_join_stores_it() {
         assert_eq!(status, 200, "{answer}");
         assert_eq!(
             *one.recorded.room_commands.borrow(),
-            ["join_remote"],
-            "make_join, send_join, checks and the store in one room object request"
+            ["join_answered"],
+            "make_join and send_join from the Worker, then checks and the store in one room \
+             object request"
         );
 
         // Two events a step: the same answer in steps, each its own request.
         let (stepped, _, status, answer) = alice_joins_in_steps(&room, Some("2")).await;
         assert_eq!(status, 200, "{answer}");
         let commands = stepped.recorded.room_commands.borrow().clone();
-        assert_eq!(commands[0], "join_remote");
+        assert_eq!(commands[0], "join_answered");
         assert!(
             commands.len() > events / 2 && commands[1..].iter().all(|c| c == "continue_join"),
             "{events} events, two a step: {commands:?}"
@@ -430,5 +437,137 @@ fn a_small_answer_is_stored_in_one_request_as_the_stepped_join_stores_it() {
             state_seen(&one, &token, &room.room_id).await.len(),
             room.state.len() + 1
         );
+    });
+}
+
+/// The claims of joins under way (storage/join_claims.rs) left in the test server's D1.
+async fn claims(server: &TestServer) -> Vec<Value> {
+    server.rows("SELECT * FROM remote_join_claims").await
+}
+
+/// How many requests to remote.test's `endpoint` (`make_join`, `send_join`) the server sent.
+fn asked(server: &TestServer, endpoint: &str) -> usize {
+    server
+        .recorded
+        .requests
+        .borrow()
+        .iter()
+        .filter(|r| r.url.contains(&format!("/{endpoint}/")))
+        .count()
+}
+
+/// A fresh test server, and the room remote.test serves it.
+fn served() -> (RemoteRoom, TestServer) {
+    let room = RemoteRoom::new();
+    let server = TestServer::new();
+    room.serve(&server);
+    (room, server)
+}
+
+#[test]
+fn a_join_the_resident_refuses_leaves_nothing_behind() {
+    block_on(async {
+        let (room, server) = served();
+        let (_, token) = server.register("alice").await;
+        // remote.test holds no such room: its make_join answers 404.
+        let unknown = format!("!{}", "x".repeat(43));
+        let (status, answer) = join_through_remote(&server, &token, &unknown).await;
+        assert_eq!(status, 404, "{answer}");
+        assert_eq!(asked(&server, "make_join"), 1);
+        assert_eq!(asked(&server, "send_join"), 0);
+        assert!(claims(&server).await.is_empty(), "the claim is released");
+        assert!(
+            server.recorded.room_commands.borrow().is_empty(),
+            "no room object was reached"
+        );
+        assert!(server
+            .rows(&format!(
+                "SELECT room_id FROM rooms WHERE room_id = '{unknown}'"
+            ))
+            .await
+            .is_empty());
+
+        // The room it holds is joined as if nothing had happened, and leaves no claim either.
+        let (status, answer) = join_through_remote(&server, &token, &room.room_id).await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(claims(&server).await.is_empty());
+    });
+}
+
+#[test]
+fn two_users_joining_the_same_room_at_once_run_one_handshake() {
+    block_on(async {
+        let (room, server) = served();
+        let (alice, alice_token) = server.register("alice").await;
+        let (bob, bob_token) = server.register("bob").await;
+        let ((a_status, a_answer), (b_status, b_answer)) = futures::join!(
+            join_through_remote(&server, &alice_token, &room.room_id),
+            join_through_remote(&server, &bob_token, &room.room_id)
+        );
+        assert_eq!(a_status, 200, "{a_answer}");
+        assert_eq!(b_status, 200, "{b_answer}");
+        // One of them joined through remote.test; the other here, once the room was stored.
+        assert_eq!(asked(&server, "send_join"), 1);
+        // The second found the first's claim, went to the room object, waited for the first's
+        // answer to be stored, and joined here.
+        assert_eq!(
+            *server.recorded.room_commands.borrow(),
+            ["join_remote", "join_answered", "continue_join", "send"]
+        );
+        assert!(claims(&server).await.is_empty());
+        let joined = server
+            .rows(&format!(
+                "SELECT user_id FROM memberships WHERE room_id = '{}' AND membership = 'join'
+                 AND user_id LIKE '%:test.local' ORDER BY user_id",
+                room.room_id
+            ))
+            .await;
+        assert_eq!(
+            joined,
+            vec![json!({ "user_id": alice }), json!({ "user_id": bob })]
+        );
+        // The room's create event is stored once.
+        let creates = server
+            .rows(&format!(
+                "SELECT event_id FROM events WHERE room_id = '{}' AND type = 'm.room.create'",
+                room.room_id
+            ))
+            .await;
+        assert_eq!(creates.len(), 1);
+    });
+}
+
+#[test]
+fn a_claim_whose_worker_died_is_taken_over_and_a_live_one_waited_for() {
+    block_on(async {
+        let (room, server) = served();
+        let (_, token) = server.register("alice").await;
+        let claim = |ts: u64| {
+            format!(
+                "INSERT INTO remote_join_claims (room_id, user_id, claimed_ts)
+                 VALUES ('{}', '@gone:test.local', {ts})",
+                room.room_id
+            )
+        };
+        // A claim of now, whose handshake never hands an answer over: the join waits for it a
+        // bounded while, then asks the client to come back, having sent nothing.
+        server.rows(&claim(now_ms())).await;
+        let (status, answer) = join_through_remote(&server, &token, &room.room_id).await;
+        assert_eq!(status, 429, "{answer}");
+        assert_eq!(
+            asked(&server, "make_join"),
+            1,
+            "the template asked while claiming"
+        );
+        assert_eq!(asked(&server, "send_join"), 0);
+
+        // The same claim, older than CLAIM_TTL_MS: its Worker died. The room object takes it
+        // over and joins; the claim is released with the room stored.
+        server.rows("DELETE FROM remote_join_claims").await;
+        server.rows(&claim(1)).await;
+        let (status, answer) = join_through_remote(&server, &token, &room.room_id).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(asked(&server, "send_join"), 1);
+        assert!(claims(&server).await.is_empty());
     });
 }

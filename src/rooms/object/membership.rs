@@ -3,22 +3,18 @@
 //! (`make_*` then `send_*`, for a leave or a knock in a room we do not hold; `remote_join`
 //! uses the same handshake for joins), and invites of our users from other servers.
 
-use std::sync::Arc;
-
 use ruma::events::StateEventType;
 use ruma::{OwnedRoomId, RoomId, ServerName, UserId};
 use serde_json::{json, Value};
 
 use super::{engine_error, joined_users, through_servers, RoomObject};
-use crate::http::route::percent_encode;
+use crate::federation::handshake;
 use crate::http::{ErrorCode, MatrixError};
-use crate::platform::Method;
 use crate::rooms::builder::EventTemplate;
 use crate::rooms::state_groups::SlotChange;
 use crate::rooms::{Pdu, RoomVersion};
-use crate::signing::event::into_json;
 use crate::storage::rooms::{self as stored, EventWrite, NewRoom, RoomWrite};
-use crate::storage::{signing_keys, Db};
+use crate::storage::Db;
 use crate::time::now_ms;
 
 impl RoomObject {
@@ -78,102 +74,6 @@ impl RoomObject {
         Ok(json!({ "event": event, "room_version": engine.version().as_str() }))
     }
 
-    /// `make_join`/`make_leave` against `server`: the template it offers, checked to be the
-    /// user's own membership, completed with `content`, hashed and signed by us.
-    pub(super) async fn membership_handshake(
-        &self,
-        room_id: &RoomId,
-        user: &UserId,
-        server: &ServerName,
-        membership: &str,
-        content: Value,
-    ) -> Result<(RoomVersion, Arc<Pdu>), MatrixError> {
-        // The joining or knocking server lists the room versions it supports; make_leave
-        // takes none.
-        let versions: String = RoomVersion::ALL
-            .iter()
-            .map(|v| format!("&ver={}", v.as_str()))
-            .collect();
-        let query = if membership == "join" || membership == "knock" {
-            format!("?{}", &versions[1..])
-        } else {
-            String::new()
-        };
-        let path = format!(
-            "/_matrix/federation/v1/make_{membership}/{}/{}{query}",
-            percent_encode(room_id.as_str()),
-            percent_encode(user.as_str()),
-        );
-        let (status, answer) =
-            crate::federation::outgoing::signed(&self.platform, server, Method::Get, &path, None)
-                .await?;
-        if status != 200 {
-            let code = ErrorCode::parse(answer["errcode"].as_str().unwrap_or_default());
-            let message = answer["error"].as_str().unwrap_or("refused");
-            return Err(MatrixError::new(
-                if status == 404 { 404 } else { 403 },
-                code,
-                format!("{server}: make_{membership}: {message}"),
-            ));
-        }
-        let version = answer["room_version"]
-            .as_str()
-            .and_then(RoomVersion::parse)
-            .ok_or_else(|| {
-                MatrixError::new(
-                    400,
-                    ErrorCode::IncompatibleRoomVersion,
-                    "The room's version is not supported here",
-                )
-            })?;
-        let mut event = answer["event"].clone();
-        if event["type"] != "m.room.member"
-            || event["state_key"] != json!(user)
-            || event["sender"] != json!(user)
-            || event["room_id"]
-                .as_str()
-                .is_some_and(|r| r != room_id.as_str())
-        {
-            return Err(MatrixError::new(
-                502,
-                ErrorCode::Unknown,
-                format!("{server} sent a wrong {membership} template"),
-            ));
-        }
-        let mut content = content;
-        content["membership"] = json!(membership);
-        // A restricted room's resident names who authorises the join; the field must stay.
-        if let Some(authoriser) = event["content"].get("join_authorised_via_users_server") {
-            content["join_authorised_via_users_server"] = authoriser.clone();
-        }
-        event["content"] = content;
-        event["origin_server_ts"] = json!(now_ms());
-        if let Some(object) = event.as_object_mut() {
-            for field in ["hashes", "signatures", "unsigned", "event_id"] {
-                object.remove(field);
-            }
-        }
-        let config = self.platform.config()?;
-        if version.event_id_in_pdu() {
-            // Versions 1 and 2: the event is ours, so it gets an id of ours (the template's,
-            // if any, was the resident server's).
-            event["event_id"] = json!(crate::rooms::builder::server_event_id(
-                config.server_name.as_str()
-            ));
-        }
-        let keys = signing_keys::server_keys(&self.platform).await?;
-        let signed = crate::signing::event::hash_and_sign(
-            config.server_name.as_str(),
-            &keys.current,
-            event,
-            &version.rules(),
-        )
-        .map_err(|e| MatrixError::internal(e.to_string()))?;
-        let pdu =
-            Pdu::from_json(signed, version).map_err(|e| MatrixError::internal(e.to_string()))?;
-        Ok((version, Arc::new(pdu)))
-    }
-
     /// `send_join`/`send_leave` (v2) or `send_knock` (v1, the only one) of our signed
     /// membership event; the server's answer.
     async fn send_membership(
@@ -183,30 +83,10 @@ impl RoomObject {
         membership: &str,
         pdu: &Pdu,
     ) -> Result<Value, MatrixError> {
-        let text = self
-            .send_membership_text(room_id, server, membership, pdu)
-            .await?;
+        let text =
+            handshake::send_membership_text(&self.platform, room_id, server, membership, pdu)
+                .await?;
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    /// `send_membership` with the answer as text: a big room's `send_join` answer is parsed
-    /// without building a JSON tree of it (`remote_join`).
-    pub(super) async fn send_membership_text(
-        &self,
-        room_id: &RoomId,
-        server: &ServerName,
-        membership: &str,
-        pdu: &Pdu,
-    ) -> Result<String, MatrixError> {
-        let api = if membership == "knock" { "v1" } else { "v2" };
-        let path = format!(
-            "/_matrix/federation/{api}/send_{membership}/{}/{}",
-            percent_encode(room_id.as_str()),
-            percent_encode(pdu.event_id().as_str())
-        );
-        let body = into_json(pdu.json().clone());
-        self.put_to_text(server, &path, &body, &format!("send_{membership}"))
-            .await
     }
 
     /// A signed `PUT` of one of our events to another server; a refusal is a 403 naming it.
@@ -228,22 +108,7 @@ impl RoomObject {
         body: &Value,
         what: &str,
     ) -> Result<String, MatrixError> {
-        let (status, text) = crate::federation::outgoing::signed_text(
-            &self.platform,
-            server,
-            Method::Put,
-            path,
-            Some(body),
-        )
-        .await?;
-        if status != 200 {
-            let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            let reason = answer["error"].as_str().unwrap_or("refused");
-            return Err(MatrixError::forbidden(format!(
-                "{server} refused {what}: {reason}"
-            )));
-        }
-        Ok(text)
+        handshake::put_text(&self.platform, server, path, body, what).await
     }
 
     /// A membership of a local user in a room no user of ours is in, through the servers that
@@ -264,9 +129,15 @@ impl RoomObject {
         let (version, event, answer) = through_servers(servers, membership, room_id, |server| {
             let content = content.clone();
             async move {
-                let (version, event) = self
-                    .membership_handshake(room_id, user, &server, membership, content)
-                    .await?;
+                let (version, event) = handshake::make_membership(
+                    &self.platform,
+                    room_id,
+                    user,
+                    &server,
+                    membership,
+                    content,
+                )
+                .await?;
                 let answer = self
                     .send_membership(room_id, &server, membership, &event)
                     .await?;

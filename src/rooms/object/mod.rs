@@ -145,12 +145,38 @@ impl RoomObject {
                 content,
             } => self.join_remote(room_id, &user_id, servers, content).await,
             RoomCommand::Backfill { room_id, limit } => self.backfill(room_id, limit).await,
+            RoomCommand::JoinAnswered {
+                room_id,
+                user_id,
+                server,
+                fallback,
+                content,
+                room_version,
+                join_event,
+                answer,
+                answered_at,
+                timing,
+            } => {
+                self.join_answered(
+                    room_id,
+                    &user_id,
+                    server,
+                    fallback,
+                    content,
+                    &room_version,
+                    join_event,
+                    answer,
+                    answered_at,
+                    timing,
+                )
+                .await
+            }
             RoomCommand::ContinueJoin {
                 room_id,
                 in_background,
             } => {
                 if in_background {
-                    self.join_in_background().await
+                    self.join_in_background(&room_id).await
                 } else {
                     self.continue_join(room_id).await
                 }

@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 
-use ruma::{OwnedRoomId, RoomId, ServerName, UserId};
+use ruma::{OwnedRoomId, OwnedServerName, RoomId, ServerName, UserId};
 use serde_json::{json, Value};
 
 use super::{event_write, history_visibility, room_write, through_servers, RoomObject};
+use crate::federation::handshake;
 use crate::federation::key_server::KeyMemo;
 use crate::http::{ErrorCode, MatrixError};
 use crate::rooms::engine::RoomEngine;
@@ -21,7 +22,7 @@ use crate::rooms::resolution::StateMap;
 use crate::rooms::state_groups::{changed_slots, GroupRef};
 use crate::rooms::{Pdu, RoomVersion};
 use crate::storage::rooms::{self as stored, EventWrite, NewRoom};
-use crate::storage::Db;
+use crate::storage::{join_claims, Db};
 use crate::time::now_ms;
 
 /// Why a step failed: a verdict on the answer (try the next server, or give up), or trouble
@@ -43,13 +44,33 @@ fn pending(job: &JoinJob) -> Value {
     json!({ "pending": true, "user_id": job.user_id })
 }
 
+/// The answer while a Worker runs the handshake of a claimed join (federation/join.rs): no
+/// step to run here yet.
+fn claimed(claim: &join_claims::Claim) -> Value {
+    json!({ "pending": true, "user_id": claim.user_id, "handshake": true })
+}
+
+/// A join the resident server accepted, before its answer is stashed.
+struct Asked<'a> {
+    user: &'a UserId,
+    /// The server that accepted our join, the room's version, and our join as it accepted it.
+    accepted: (OwnedServerName, RoomVersion, Arc<Pdu>),
+    fallback: Vec<String>,
+    content: Value,
+    /// When the answer came: the time keys must be valid at.
+    answered_at: u64,
+    phases: Vec<(String, u64)>,
+}
+
 fn storage_error(e: String) -> MatrixError {
     MatrixError::internal(format!("room object storage: {e}"))
 }
 
 impl RoomObject {
-    /// `JoinRemote`: starts a join, or carries on the one under way (a retried `/join`, or a
-    /// second user's: their `/join` finishes the first one's, then joins locally).
+    /// `JoinRemote`, for a room the Worker found claimed (federation/join.rs): carries on the
+    /// join under way (a retried `/join`, or a second user's: their `/join` finishes the first
+    /// one's, then joins locally), says that a Worker runs one, or starts one here when the
+    /// claim is of a Worker that died.
     pub(super) async fn join_remote(
         &self,
         room_id: OwnedRoomId,
@@ -63,22 +84,11 @@ impl RoomObject {
         let db = Db::new(&self.platform);
         let config = self.platform.config()?;
         let us = config.server_name.as_str();
-        // The first server's template is asked for while D1 says whether a user of ours is in
-        // the room: that read no longer delays the join. Nothing is sent to join before the
-        // answer is known; a template asked for in vain (a join here finished meanwhile) is
-        // a read the resident forgets.
-        let first = servers.first().and_then(|s| ServerName::parse(s).ok());
-        let (members, template) = futures::join!(
+        // The Worker's way in is `federation/join.rs`; this one is taken when the room was
+        // claimed: a join may be under way, so no template is asked for before that is known.
+        let (members, claim) = futures::join!(
             crate::storage::sync::members_of_server(&db, room_id.as_str(), us),
-            async {
-                match &first {
-                    Some(server) => Some(
-                        self.membership_handshake(&room_id, user, server, "join", content.clone())
-                            .await,
-                    ),
-                    None => None,
-                }
-            }
+            join_claims::of_room(&db, room_id.as_str())
         );
         if members? > 0 {
             return Err(MatrixError::new(
@@ -87,9 +97,99 @@ impl RoomObject {
                 "This server is in the room: join it locally",
             ));
         }
-        let job = self
-            .start_join(&room_id, user, servers, content, template)
-            .await?;
+        // A Worker runs a claimed join's handshake (federation/join.rs) and hands its answer
+        // here; until then this object has no job, and a second join must not run another.
+        if let Some(claim) = claim?.filter(|c| c.live(now_ms())) {
+            return Ok(claimed(&claim));
+        }
+        // No claim, or one whose Worker died before handing its answer over: this join is
+        // the one under way now.
+        join_claims::take_over(&db, room_id.as_str(), user.as_str(), now_ms()).await?;
+        let job = self.start_join(&room_id, user, servers, content).await?;
+        self.finish_small_join(room_id, job).await
+    }
+
+    /// `JoinAnswered`: a join whose handshake the Worker ran under the room's claim
+    /// (federation/join.rs). The answer is checked and stored as `join_remote` checks and
+    /// stores its own.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn join_answered(
+        &self,
+        room_id: OwnedRoomId,
+        user: &UserId,
+        server: OwnedServerName,
+        fallback: Vec<String>,
+        content: Value,
+        room_version: &str,
+        join_event: Value,
+        answer: String,
+        answered_at: u64,
+        timing: Vec<(String, u64)>,
+    ) -> Result<Value, MatrixError> {
+        // Another join got here first (one this object ran after the claim expired): that one
+        // is carried on, and the user then joins here.
+        if let Some(job) = self.join_job().await? {
+            return Ok(pending(&job));
+        }
+        let db = Db::new(&self.platform);
+        let us = self.platform.config()?.server_name;
+        if crate::storage::sync::members_of_server(&db, room_id.as_str(), us.as_str()).await? > 0 {
+            join_claims::release(&db, room_id.as_str()).await?;
+            return Err(MatrixError::new(
+                409,
+                ErrorCode::Unknown,
+                "This server is in the room: join it locally",
+            ));
+        }
+        let ours = RoomVersion::parse(room_version)
+            .ok_or_else(|| format!("a join of unknown room version {room_version}"))
+            .and_then(|version| {
+                let object =
+                    crate::signing::to_canonical_object(join_event).map_err(|e| e.to_string())?;
+                let join = Pdu::from_json(object, version).map_err(|e| e.to_string())?;
+                Ok((version, join))
+            });
+        let (version, join) = match ours {
+            Ok(ours) => ours,
+            Err(why) => {
+                // Nothing was stored: the join is over.
+                join_claims::release(&db, room_id.as_str()).await?;
+                return Err(MatrixError::internal(format!(
+                    "our join does not parse: {why}"
+                )));
+            }
+        };
+        let answer: SendJoinAnswer = match serde_json::from_str(&answer) {
+            Ok(answer) => answer,
+            Err(e) => {
+                let e = bad_answer(&server, format!("not a send_join answer: {e}"));
+                crate::log_warn!("join of {room_id} through {server}: {e}");
+                if fallback.is_empty() {
+                    join_claims::release(&db, room_id.as_str()).await?;
+                    return Err(e);
+                }
+                // The claim stays: the join goes on from here, through the servers left.
+                let job = self.start_join(&room_id, user, fallback, content).await?;
+                return Ok(pending(&job));
+            }
+        };
+        let join = co_signed(Arc::new(join), answer.event.as_deref(), version);
+        let asked = Asked {
+            user,
+            accepted: (server, version, join),
+            fallback,
+            content,
+            answered_at,
+            phases: timing,
+        };
+        let job = match self.stash_answer(asked, answer).await {
+            Ok(job) => job,
+            Err(e) => {
+                // No job was saved (its chunks are overwritten by the next one's).
+                join_claims::release(&db, room_id.as_str()).await?;
+                return Err(e);
+            }
+        };
         self.finish_small_join(room_id, job).await
     }
 
@@ -125,10 +225,16 @@ impl RoomObject {
             // Finished by the other driver (the alarm, or another user's request) since the
             // caller last asked: done, whose join it was no longer known.
             let us = self.platform.config()?.server_name;
-            if crate::storage::sync::members_of_server(&db, room_id.as_str(), us.as_str()).await?
-                > 0
-            {
+            let (members, claim) = futures::join!(
+                crate::storage::sync::members_of_server(&db, room_id.as_str(), us.as_str()),
+                join_claims::of_room(&db, room_id.as_str())
+            );
+            if members? > 0 {
                 return Ok(json!({ "room_id": room_id, "user_id": Value::Null }));
+            }
+            // A Worker's handshake, not handed over yet (federation/join.rs).
+            if let Some(claim) = claim?.filter(|c| c.live(now_ms())) {
+                return Ok(claimed(&claim));
             }
             return Err(MatrixError::not_found("No join of this room is under way"));
         };
@@ -138,7 +244,7 @@ impl RoomObject {
         };
         match outcome {
             Ok(Some(done)) => {
-                self.clear_job(&job).await.map_err(storage_error)?;
+                self.clear_job(&job, true).await.map_err(storage_error)?;
                 Ok(done)
             }
             Ok(None) => {
@@ -153,7 +259,7 @@ impl RoomObject {
                     job.failures
                 );
                 if job.failures >= MAX_STEP_FAILURES {
-                    self.clear_job(&job).await.map_err(storage_error)?;
+                    self.clear_job(&job, true).await.map_err(storage_error)?;
                 } else {
                     self.save_job(&job).await.map_err(storage_error)?;
                 }
@@ -161,13 +267,15 @@ impl RoomObject {
             }
             Err(StepError::Verdict(e)) => {
                 crate::log_warn!("join of {room_id} through {}: {e}", job.server);
-                self.clear_job(&job).await.map_err(storage_error)?;
-                if job.fallback.is_empty() {
+                // With servers left to try the claim stays: the join goes on from here.
+                let over = job.fallback.is_empty();
+                self.clear_job(&job, over).await.map_err(storage_error)?;
+                if over {
                     return Err(e);
                 }
                 let user = job.user_id.clone();
                 let job = self
-                    .start_join(&room_id, &user, job.fallback, job.content, None)
+                    .start_join(&room_id, &user, job.fallback, job.content)
                     .await?;
                 Ok(pending(&job))
             }
@@ -175,8 +283,16 @@ impl RoomObject {
     }
 
     /// Leaves the rest of the join to the alarm, which starts at once.
-    pub(super) async fn join_in_background(&self) -> Result<Value, MatrixError> {
+    pub(super) async fn join_in_background(&self, room_id: &RoomId) -> Result<Value, MatrixError> {
         let Some(job) = self.join_job().await? else {
+            // A Worker's handshake, not handed over yet: nothing to run here.
+            let db = Db::new(&self.platform);
+            if let Some(claim) = join_claims::of_room(&db, room_id.as_str())
+                .await?
+                .filter(|c| c.live(now_ms()))
+            {
+                return Ok(claimed(&claim));
+            }
             return Err(MatrixError::not_found("No join of this room is under way"));
         };
         self.storage.set_alarm(0).await.map_err(storage_error)?;
@@ -193,7 +309,7 @@ impl RoomObject {
             .as_str()
             .and_then(|r| RoomId::parse(r).ok());
         let Some(room_id) = room_id else {
-            self.clear_job(&job).await.map_err(storage_error)?;
+            self.clear_job(&job, false).await.map_err(storage_error)?;
             return Ok(());
         };
         match self.continue_join(room_id).await {
@@ -228,56 +344,101 @@ impl RoomObject {
         self.storage.set_alarm(WATCHDOG_MS).await
     }
 
-    async fn clear_job(&self, job: &JoinJob) -> Result<(), String> {
+    /// Drops the job; with `over`, the join is over (stored or given up), and its claim
+    /// (storage/join_claims.rs) is released too.
+    async fn clear_job(&self, job: &JoinJob, over: bool) -> Result<(), String> {
         let mut keys = job.chunk_keys();
         keys.push(JOB_KEY.to_owned());
-        self.storage.delete(keys).await?;
-        self.storage.delete_alarm().await
+        let release = async {
+            let room_id = job.join_event["room_id"].as_str().unwrap_or_default();
+            if over {
+                let db = Db::new(&self.platform);
+                if let Err(e) = join_claims::release(&db, room_id).await {
+                    // It expires (CLAIM_TTL_MS); the room object then finds the room stored.
+                    crate::log_warn!("join of {room_id}: the claim stays until it expires: {e}");
+                }
+            }
+        };
+        let storage = async {
+            self.storage.delete(keys).await?;
+            self.storage.delete_alarm().await
+        };
+        futures::join!(release, storage).1
     }
 
     /// `make_join` and `send_join` against each server in turn; the first answer is stashed
-    /// in chunks, unchecked, as a new job.
+    /// in chunks, unchecked, as a new job. The join holds the room's claim: a join that finds
+    /// no server to accept it is over, and releases it.
     async fn start_join(
         &self,
         room_id: &OwnedRoomId,
         user: &UserId,
         servers: Vec<String>,
         content: Value,
-        first: Option<Result<(RoomVersion, Arc<Pdu>), MatrixError>>,
     ) -> Result<JoinJob, MatrixError> {
         let started = now_ms();
-        // `first`: the first server's template, when `join_remote` asked for it already (the
-        // first parsable server is the one `through_servers` tries first).
-        let mut first = first;
-        let (server, version, join, answer, made) =
-            through_servers(servers.clone(), "join", room_id, |server| {
-                let content = content.clone();
-                let asked = first.take();
-                async move {
-                    let (version, join) = match asked {
-                        Some(template) => template?,
-                        None => {
-                            self.membership_handshake(room_id, user, &server, "join", content)
-                                .await?
-                        }
-                    };
-                    let made = now_ms();
-                    let answer = self
-                        .send_membership_text(room_id, &server, "join", &join)
-                        .await?;
-                    let answer: SendJoinAnswer = serde_json::from_str(&answer)
-                        .map_err(|e| bad_answer(&server, format!("not a send_join answer: {e}")))?;
-                    let join = co_signed(join, answer.event.as_deref(), version);
-                    Ok((server, version, join, answer, made))
-                }
-            })
-            .await?;
+        let accepted = through_servers(servers.clone(), "join", room_id, |server| {
+            let content = content.clone();
+            async move {
+                let (version, join) = handshake::make_membership(
+                    &self.platform,
+                    room_id,
+                    user,
+                    &server,
+                    "join",
+                    content,
+                )
+                .await?;
+                let made = now_ms();
+                let answer = handshake::send_membership_text(
+                    &self.platform,
+                    room_id,
+                    &server,
+                    "join",
+                    &join,
+                )
+                .await?;
+                let answer: SendJoinAnswer = serde_json::from_str(&answer)
+                    .map_err(|e| bad_answer(&server, format!("not a send_join answer: {e}")))?;
+                let join = co_signed(join, answer.event.as_deref(), version);
+                Ok((server, version, join, answer, made))
+            }
+        })
+        .await;
+        let (server, version, join, answer, made) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                join_claims::release(&Db::new(&self.platform), room_id.as_str()).await?;
+                return Err(e);
+            }
+        };
         let sent = now_ms();
         let fallback = servers
             .iter()
             .position(|s| s.as_str() == server.as_str())
             .map(|at| servers[at + 1..].to_vec())
             .unwrap_or_default();
+        let asked = Asked {
+            user,
+            accepted: (server, version, join),
+            fallback,
+            content,
+            answered_at: sent,
+            phases: vec![
+                ("make_join".to_owned(), made - started),
+                ("send_join".to_owned(), sent - made),
+            ],
+        };
+        self.stash_answer(asked, answer).await
+    }
+
+    /// Stashes a `send_join` answer in chunks, unchecked, as a new job.
+    async fn stash_answer(
+        &self,
+        asked: Asked<'_>,
+        answer: SendJoinAnswer,
+    ) -> Result<JoinJob, MatrixError> {
+        let sent = asked.answered_at;
         let config = self.platform.config()?;
         let (state, chain) = (&answer.state, &answer.auth_chain);
         let chunks = |events: &[Box<serde_json::value::RawValue>]| {
@@ -288,11 +449,12 @@ impl RoomObject {
             )
         };
         let (state_chunks, chain_chunks) = (chunks(state), chunks(chain));
+        let (server, version, join) = asked.accepted;
         let mut job = JoinJob {
-            user_id: user.to_owned(),
+            user_id: asked.user.to_owned(),
             server,
-            fallback,
-            content,
+            fallback: asked.fallback,
+            content: asked.content,
             room_version: version.as_str().to_owned(),
             join_event: crate::signing::event::into_json(join.json().clone()),
             state_chunks: state_chunks.len() as u32,
@@ -300,11 +462,9 @@ impl RoomObject {
             verified: 0,
             at_ts: sent,
             counts: (state.len(), chain.len()),
-            phases: Vec::new(),
+            phases: asked.phases,
             failures: 0,
         };
-        job.add_phase("make_join", made - started);
-        job.add_phase("send_join", sent - made);
         for (index, chunk) in state_chunks.into_iter().chain(chain_chunks).enumerate() {
             self.storage
                 .put(&JoinJob::chunk_key(index as u32), chunk)

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use super::remote_join::co_signed;
 use super::{joined_users, RoomObject};
+use crate::federation::handshake;
 use crate::http::{ErrorCode, MatrixError};
 use crate::rooms::engine::RoomEngine;
 use crate::rooms::join_job::SendJoinAnswer;
@@ -213,12 +214,18 @@ impl RoomObject {
         let (server, join) = super::through_servers(servers, "join", room, |server| {
             let content = content.clone();
             async move {
-                let (version, join) = self
-                    .membership_handshake(room, user, &server, "join", content)
-                    .await?;
-                let text = self
-                    .send_membership_text(room, &server, "join", &join)
-                    .await?;
+                let (version, join) = handshake::make_membership(
+                    &self.platform,
+                    room,
+                    user,
+                    &server,
+                    "join",
+                    content,
+                )
+                .await?;
+                let text =
+                    handshake::send_membership_text(&self.platform, room, &server, "join", &join)
+                        .await?;
                 let answer: SendJoinAnswer = serde_json::from_str(&text).map_err(|e| {
                     MatrixError::new(
                         502,
