@@ -132,17 +132,23 @@ def measure(workdir: Path, quick: bool = False, log=print) -> dict:
 
 
 def r2_floor(base: str, quick: bool) -> dict:
-    """Median ms of the same uploads' bytes put into local R2 by plain JavaScript in the same
-    workerd (bench/meter.mjs): what Miniflare's R2 simulation costs an upload before any of our
-    code runs."""
+    """Median ms of the same uploads' and downloads' bytes put into and read from local R2 by
+    plain JavaScript in the same workerd (bench/meter.mjs): what Miniflare's R2 simulation costs
+    them before any of our code runs."""
     floor = {}
-    for label, size, n in (("upload 1 MB", 1, 3 if quick else 10), (f"upload {5 if quick else 50} MB", 5 if quick else 50, 1 if quick else 2)):
-        data, times = os.urandom(size * 1024 * 1024), []
+    for size, n in ((1, 3 if quick else 10), (5 if quick else 50, 1 if quick else 2)):
+        data, put, get = os.urandom(size * 1024 * 1024), [], []
         for _ in range(n):
             t0 = time.perf_counter()
-            requests.put(base + "/_bench/r2-put", data=data, timeout=300).raise_for_status()
-            times.append((time.perf_counter() - t0) * 1000)
-        floor[label] = statistics.median(times)
+            answer = requests.put(base + "/_bench/r2/", data=data, timeout=300)
+            put.append((time.perf_counter() - t0) * 1000)
+            answer.raise_for_status()
+            t0 = time.perf_counter()
+            got = requests.get(base + "/_bench/r2/" + answer.json()["key"], timeout=300)
+            get.append((time.perf_counter() - t0) * 1000)
+            assert got.content == data
+        floor[f"upload {size} MB"] = statistics.median(put)
+        floor[f"download {size} MB"] = statistics.median(get)
     return floor
 
 
@@ -176,10 +182,10 @@ def section(results: dict) -> list[str]:
             "- The image work itself, wasm in V8 against native, is in the hot-path section (`thumbnail_jpeg_12mp`,"
             " `thumbnail_png_4mp`): it is what decides whether a thumbnail fits a request's CPU limit (10 ms on the"
             " free plan, hence `MAX_THUMBNAIL_PIXELS` = 1000000 in wrangler.toml).",
-            "- Local R2 alone: the same bytes put into the media bucket by plain JavaScript in the same workerd"
-            " (`PUT /_bench/r2-put` in bench/meter.mjs, none of our code) took "
-            + ", ".join(f"{ms:.1f} ms ({label[len('upload '):]})" for label, ms in floor.items())
-            + ": that much of each upload row is Miniflare's simulation of R2, not the Worker.",
+            "- Local R2 alone: the same bytes put into the media bucket and read back by plain JavaScript in"
+            " the same workerd (`/_bench/r2/` in bench/meter.mjs, none of our code): "
+            + ", ".join(f"{label} {ms:.1f} ms" for label, ms in floor.items())
+            + ". That much of each upload and download row is Miniflare's simulation of R2, not the Worker.",
             "- Downloads hand R2's stream to the response and uploads hand the request's stream to R2: the bytes"
             " never enter wasm, so the Worker's own CPU does not grow with the file. The CPU column is workerd's,"
             " and locally that includes Miniflare's simulation of R2 (it hashes and writes the object in"

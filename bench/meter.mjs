@@ -1,9 +1,10 @@
 // Bench-only entry module: the built Worker (build/index.js) unchanged, with its D1 and Durable
 // Object bindings wrapped to count what the platform bills: D1 queries, rows read and rows
 // written (from D1's own result metadata), and requests to each Durable Object namespace.
-// `GET /_bench/meter` answers the counts so far and resets them. `PUT /_bench/r2-put` stores its
-// body in the media bucket from plain JavaScript, none of our code: the floor of an upload that
-// local R2 (Miniflare's simulation) sets, timed by bench/media.py. Never deployed: only
+// `GET /_bench/meter` answers the counts so far and resets them. `PUT /_bench/r2/` stores its
+// body in the media bucket from plain JavaScript, none of our code, and `GET /_bench/r2/KEY`
+// streams it back: the floor that local R2 (Miniflare's simulation) sets for an upload and a
+// download, timed by bench/media.py. Never deployed: only
 // `make bench` serves it (`scripts/dev.sh bench/meter.mjs`). Counts are per isolate; local
 // workerd runs the Worker and its Durable Objects in one, so they add up here.
 import Worker, { RoomObject as Room, Notifier as Notif, Destination as Dest, AppServiceQueue as ASQueue, PushQueue as PQueue } from "../build/index.js";
@@ -174,11 +175,17 @@ export default {
       counts = fresh();
       return new Response(body, { headers: { "content-type": "application/json" } });
     }
-    if (new URL(request.url).pathname === "/_bench/r2-put" && request.method === "PUT") {
+    const floor = new URL(request.url).pathname.match(/^\/_bench\/r2\/([0-9a-f-]*)$/);
+    if (floor && request.method === "PUT") {
       const key = `bench-floor/${crypto.randomUUID()}`;
       // Left in the bench's throwaway state, like the uploads it is compared with.
       await env.MEDIA.put(key, request.body);
-      return new Response("{}", { headers: { "content-type": "application/json" } });
+      return new Response(JSON.stringify({ key: key.slice("bench-floor/".length) }),
+                          { headers: { "content-type": "application/json" } });
+    }
+    if (floor && request.method === "GET") {
+      const object = await env.MEDIA.get(`bench-floor/${floor[1]}`);
+      return object ? new Response(object.body) : new Response("", { status: 404 });
     }
     counts.worker_requests++;
     return Worker.prototype.fetch.call({ env: meterEnv(env), ctx }, request);
