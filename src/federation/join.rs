@@ -116,8 +116,8 @@ async fn after_claim(
     Ok(answer)
 }
 
-/// `make_join` and `send_join` against each server in turn (unparsable names skipped) until
-/// one accepts our join; the command that hands its answer to the room object.
+/// `make_join` and `send_join` against each server in turn until one accepts our join; the
+/// command that hands its answer to the room object.
 async fn through_servers(
     platform: &Platform,
     room_id: &RoomId,
@@ -128,14 +128,11 @@ async fn through_servers(
     started: u64,
 ) -> Result<RoomCommand, MatrixError> {
     let mut template = template;
-    let mut last_error = MatrixError::not_found("No server to join the room through");
-    for (at, name) in servers.iter().enumerate() {
-        let Ok(server) = ServerName::parse(name) else {
-            continue;
-        };
+    super::through_servers(servers, "join", room_id, |at, server| {
         // The first parsable server's template was asked for already.
         let asked = template.take();
-        let attempt = async {
+        let content = content.clone();
+        async move {
             let (version, join) = match asked {
                 Some(template) => template?,
                 None => {
@@ -147,32 +144,23 @@ async fn through_servers(
             // Parsed by the room object only: an answer it cannot use is a verdict there, and
             // the servers left are tried from there.
             let answer = send_membership_text(platform, room_id, &server, "join", &join).await?;
-            Ok::<_, MatrixError>((version, join, answer, made))
-        };
-        match attempt.await {
-            Ok((version, join, answer, made)) => {
-                let answered_at = now_ms();
-                return Ok(RoomCommand::JoinAnswered {
-                    room_id: room_id.to_owned(),
-                    user_id: user.to_owned(),
-                    server: server.to_owned(),
-                    fallback: servers[at + 1..].to_vec(),
-                    content,
-                    room_version: version.as_str().to_owned(),
-                    join_event: into_json(join.json().clone()),
-                    answer,
-                    answered_at,
-                    timing: vec![
-                        ("make_join".to_owned(), made - started),
-                        ("send_join".to_owned(), answered_at - made),
-                    ],
-                });
-            }
-            Err(e) => {
-                crate::log_warn!("join of {room_id} through {server} failed: {e}");
-                last_error = e;
-            }
+            let answered_at = now_ms();
+            Ok(RoomCommand::JoinAnswered {
+                room_id: room_id.to_owned(),
+                user_id: user.to_owned(),
+                server,
+                fallback: servers[at + 1..].to_vec(),
+                content,
+                room_version: version.as_str().to_owned(),
+                join_event: into_json(join.json().clone()),
+                answer,
+                answered_at,
+                timing: vec![
+                    ("make_join".to_owned(), made - started),
+                    ("send_join".to_owned(), answered_at - made),
+                ],
+            })
         }
-    }
-    Err(last_error)
+    })
+    .await
 }

@@ -15,8 +15,9 @@ use ruma::events::StateEventType;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, ServerName};
 use serde_json::{json, Value};
 
-use super::{history_visibility, joined_users, through_servers, RoomObject};
+use super::{history_visibility, joined_users, RoomObject};
 use crate::federation::key_server::{verify_pdu_with, KeyMemo};
+use crate::federation::through_servers;
 use crate::http::route::percent_encode;
 use crate::http::MatrixError;
 use crate::platform::Method;
@@ -75,7 +76,7 @@ impl RoomObject {
             query.join("&")
         );
         let servers: Vec<String> = servers.iter().map(|s| s.to_string()).collect();
-        let answer = through_servers(servers, "backfill", &room_id, |server| {
+        let answer = through_servers(&servers, "backfill", &room_id, |_, server| {
             let path = path.clone();
             async move {
                 let (status, answer) = crate::federation::outgoing::signed(

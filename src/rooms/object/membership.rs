@@ -7,8 +7,9 @@ use ruma::events::StateEventType;
 use ruma::{OwnedRoomId, RoomId, ServerName, UserId};
 use serde_json::{json, Value};
 
-use super::{engine_error, joined_users, through_servers, RoomObject};
+use super::{engine_error, joined_users, RoomObject};
 use crate::federation::handshake;
+use crate::federation::through_servers;
 use crate::http::{ErrorCode, MatrixError};
 use crate::rooms::builder::EventTemplate;
 use crate::rooms::state_groups::SlotChange;
@@ -126,25 +127,26 @@ impl RoomObject {
     ) -> Result<Value, MatrixError> {
         let db = Db::new(&self.platform);
         let room_id = &room_id;
-        let (version, event, answer) = through_servers(servers, membership, room_id, |server| {
-            let content = content.clone();
-            async move {
-                let (version, event) = handshake::make_membership(
-                    &self.platform,
-                    room_id,
-                    user,
-                    &server,
-                    membership,
-                    content,
-                )
-                .await?;
-                let answer = self
-                    .send_membership(room_id, &server, membership, &event)
+        let (version, event, answer) =
+            through_servers(&servers, membership, room_id, |_, server| {
+                let content = content.clone();
+                async move {
+                    let (version, event) = handshake::make_membership(
+                        &self.platform,
+                        room_id,
+                        user,
+                        &server,
+                        membership,
+                        content,
+                    )
                     .await?;
-                Ok((version, event, answer))
-            }
-        })
-        .await?;
+                    let answer = self
+                        .send_membership(room_id, &server, membership, &event)
+                        .await?;
+                    Ok((version, event, answer))
+                }
+            })
+            .await?;
         persist_outlier_membership(&db, room_id, &event, version).await?;
         if membership == "knock" {
             // `knock_state_events` is the name before the spec settled on one.

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use futures::lock::Mutex;
 use ruma::events::StateEventType;
-use ruma::{OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, ServerName, UserId};
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::Value;
 
 use crate::http::{ErrorCode, MatrixError};
@@ -280,34 +280,6 @@ fn local_audience(engine: &RoomEngine, pdu: &Pdu, server: &ruma::ServerName) -> 
     users.dedup();
     users.retain(|u| UserId::parse(u.as_str()).is_ok_and(|u| u.server_name() == server));
     users
-}
-
-/// Tries `attempt` with each server in turn (unparsable names skipped) until one succeeds; the
-/// last failure otherwise. `what` names the attempt in the log.
-async fn through_servers<T, F, Fut>(
-    servers: Vec<String>,
-    what: &str,
-    room_id: &RoomId,
-    mut attempt: F,
-) -> Result<T, MatrixError>
-where
-    F: FnMut(OwnedServerName) -> Fut,
-    Fut: std::future::Future<Output = Result<T, MatrixError>>,
-{
-    let mut last_error = MatrixError::not_found(format!("No server to {what} the room through"));
-    for server in servers {
-        let Ok(server) = ServerName::parse(&server) else {
-            continue;
-        };
-        match attempt(server.clone()).await {
-            Ok(done) => return Ok(done),
-            Err(e) => {
-                crate::log_warn!("{what} of {room_id} through {server} failed: {e}");
-                last_error = e;
-            }
-        }
-    }
-    Err(last_error)
 }
 
 /// The event row of an accepted event.

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use ruma::{OwnedRoomId, OwnedServerName, RoomId, ServerName, UserId};
 use serde_json::{json, Value};
 
-use super::{event_write, history_visibility, room_write, through_servers, RoomObject};
+use super::{event_write, history_visibility, room_write, RoomObject};
 use crate::federation::handshake;
 use crate::federation::key_server::KeyMemo;
+use crate::federation::through_servers;
 use crate::http::{ErrorCode, MatrixError};
 use crate::rooms::engine::RoomEngine;
 use crate::rooms::join_job::{
@@ -377,7 +378,7 @@ impl RoomObject {
         content: Value,
     ) -> Result<JoinJob, MatrixError> {
         let started = now_ms();
-        let accepted = through_servers(servers.clone(), "join", room_id, |server| {
+        let accepted = through_servers(&servers, "join", room_id, |_, server| {
             let content = content.clone();
             async move {
                 let (version, join) = handshake::make_membership(

@@ -211,33 +211,39 @@ impl RoomObject {
         content: Value,
     ) -> Result<Value, MatrixError> {
         let room = &room_id;
-        let (server, join) = super::through_servers(servers, "join", room, |server| {
-            let content = content.clone();
-            async move {
-                let (version, join) = handshake::make_membership(
-                    &self.platform,
-                    room,
-                    user,
-                    &server,
-                    "join",
-                    content,
-                )
-                .await?;
-                let text =
-                    handshake::send_membership_text(&self.platform, room, &server, "join", &join)
-                        .await?;
-                let answer: SendJoinAnswer = serde_json::from_str(&text).map_err(|e| {
-                    MatrixError::new(
-                        502,
-                        ErrorCode::Unknown,
-                        format!("{server}: not a send_join answer: {e}"),
+        let (server, join) =
+            crate::federation::through_servers(&servers, "join", room, |_, server| {
+                let content = content.clone();
+                async move {
+                    let (version, join) = handshake::make_membership(
+                        &self.platform,
+                        room,
+                        user,
+                        &server,
+                        "join",
+                        content,
                     )
-                })?;
-                let join = co_signed(join, answer.event.as_deref(), version);
-                Ok((server, join))
-            }
-        })
-        .await?;
+                    .await?;
+                    let text = handshake::send_membership_text(
+                        &self.platform,
+                        room,
+                        &server,
+                        "join",
+                        &join,
+                    )
+                    .await?;
+                    let answer: SendJoinAnswer = serde_json::from_str(&text).map_err(|e| {
+                        MatrixError::new(
+                            502,
+                            ErrorCode::Unknown,
+                            format!("{server}: not a send_join answer: {e}"),
+                        )
+                    })?;
+                    let join = co_signed(join, answer.event.as_deref(), version);
+                    Ok((server, join))
+                }
+            })
+            .await?;
         let event_id = join.event_id().to_owned();
         let answer = self
             .remote(
