@@ -4,7 +4,11 @@
 // `GET /_bench/meter` answers the counts so far and resets them. `PUT /_bench/r2/` stores its
 // body in the media bucket from plain JavaScript, none of our code, and `GET /_bench/r2/KEY`
 // streams it back: the floor that local R2 (Miniflare's simulation) sets for an upload and a
-// download, timed by bench/media.py. Never deployed: only
+// download, timed by bench/media.py. With an `Authorization` header the same routes also do
+// what any Worker must for a media request, still in plain JavaScript: read the access token's
+// row (one D1 statement) and, for an upload, write the media's row (one more, into a table of
+// the bench's own). That is the least a local upload or download can cost on this runtime,
+// whatever the Worker's code. Never deployed: only
 // `make bench` serves it (`scripts/dev.sh bench/meter.mjs`). Counts are per isolate; local
 // workerd runs the Worker and its Durable Objects in one, so they add up here.
 import Worker, { RoomObject as Room, Notifier as Notif, Destination as Dest, AppServiceQueue as ASQueue, PushQueue as PQueue } from "../build/index.js";
@@ -168,6 +172,14 @@ export class PushQueue {
   constructor(ctx, env) { return new PQueue(ctx, meterEnv(env)); }
 }
 
+// The access token's row, found the way the Worker finds it (by the token's SHA-256), or null.
+async function tokenRow(env, request) {
+  const token = (request.headers.get("authorization") || "").replace(/^Bearer /, "");
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token)));
+  const hash = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  return env.DB.prepare("SELECT user_id FROM access_tokens WHERE token_hash = ?1").bind(hash).first();
+}
+
 export default {
   async fetch(request, env, ctx) {
     if (new URL(request.url).pathname === "/_bench/meter") {
@@ -176,16 +188,29 @@ export default {
       return new Response(body, { headers: { "content-type": "application/json" } });
     }
     const floor = new URL(request.url).pathname.match(/^\/_bench\/r2\/([0-9a-f-]*)$/);
+    const authorized = floor && request.headers.has("authorization") ? await tokenRow(env, request) : null;
+    if (floor && request.headers.has("authorization") && !authorized) {
+      return new Response("", { status: 401 });
+    }
     if (floor && request.method === "PUT") {
-      const key = `bench-floor/${crypto.randomUUID()}`;
+      const id = crypto.randomUUID();
       // Left in the bench's throwaway state, like the uploads it is compared with.
-      await env.MEDIA.put(key, request.body);
-      return new Response(JSON.stringify({ key: key.slice("bench-floor/".length) }),
-                          { headers: { "content-type": "application/json" } });
+      await env.MEDIA.put(`bench-floor/${id}`, request.body);
+      if (authorized) {
+        await env.DB.prepare("INSERT INTO bench_floor_media (id, user_id, size, created_ts) VALUES (?1, ?2, ?3, ?4)")
+          .bind(id, authorized.user_id, Number(request.headers.get("content-length") || 0), Date.now()).run();
+      }
+      return new Response(JSON.stringify({ key: id }), { headers: { "content-type": "application/json" } });
     }
     if (floor && request.method === "GET") {
       const object = await env.MEDIA.get(`bench-floor/${floor[1]}`);
       return object ? new Response(object.body) : new Response("", { status: 404 });
+    }
+    if (new URL(request.url).pathname === "/_bench/r2-setup") {
+      // The floor's own table, made before anything is timed.
+      await env.DB.prepare("CREATE TABLE IF NOT EXISTS bench_floor_media (id TEXT PRIMARY KEY, user_id TEXT NOT NULL,"
+                           + " size INTEGER NOT NULL, created_ts INTEGER NOT NULL)").run();
+      return new Response("{}", { headers: { "content-type": "application/json" } });
     }
     counts.worker_requests++;
     return Worker.prototype.fetch.call({ env: meterEnv(env), ctx }, request);
