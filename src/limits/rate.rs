@@ -219,7 +219,7 @@ async fn enforce(ctx: &Ctx, checks: &[(String, u32)]) -> Result<(), MatrixError>
     let db = ctx.db();
     let counts = rate_limits::add(&db, &hand_over, WINDOW_MS, now).await?;
     // A key starting a new window is the occasion, now and then, to forget idle counters.
-    if counts.iter().zip(&hand_over).any(|(c, (_, a))| c == a) && now % 64 == 0 {
+    if counts.iter().zip(&hand_over).any(|(c, (_, a))| c == a) && now.is_multiple_of(64) {
         rate_limits::forget_idle(&db, now).await?;
     }
     let mut over = false;

@@ -109,8 +109,11 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         .position(|window| window == needle)
 }
 
+/// A part's headers, as trimmed (name, value) pairs.
+type PartHeaders = Vec<(String, String)>;
+
 /// A part's headers and body.
-fn split_part(part: &[u8]) -> Option<(Vec<(String, String)>, &[u8])> {
+fn split_part(part: &[u8]) -> Option<(PartHeaders, &[u8])> {
     let (head, body) = match find(part, b"\r\n\r\n") {
         Some(i) => (&part[..i], &part[i + 4..]),
         None => match find(part, b"\n\n") {

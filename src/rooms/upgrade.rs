@@ -149,7 +149,7 @@ pub fn plan(
 pub fn restricted_levels(old: &RoomState) -> Option<Value> {
     let mut levels = old
         .get(&StateEventType::RoomPowerLevels, "")
-        .map(|p| content_json(p))
+        .map(content_json)
         .unwrap_or_else(|| json!({}));
     let floor = (int(levels.get("users_default")).unwrap_or(0) + 1).max(50);
     let mut changed = false;

@@ -383,6 +383,7 @@ impl DeletionRow {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn save_deletion(
     db: &Db,
     delete_id: &str,
