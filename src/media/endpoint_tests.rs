@@ -337,6 +337,46 @@ fn a_thumbnail_is_made_once_and_then_served_from_the_store() {
 }
 
 #[test]
+fn a_small_original_is_served_as_its_own_thumbnail_without_reading_it_again() {
+    futures::executor::block_on(async {
+        let server = TestServer::new();
+        let (_, alice) = server.register("alice").await;
+        let original = png(20, 20);
+        let mxc = upload(&server, &alice, original.clone(), "image/png", "a.png").await;
+        let rest = mxc.strip_prefix("mxc://").unwrap();
+        let path =
+            format!("/_matrix/client/v1/media/thumbnail/{rest}?width=96&height=96&method=crop");
+        let (status, headers, first) = server
+            .request_with_headers("GET", &path, Some(&bearer(&alice)), &[], vec![])
+            .await;
+        // Never upscaled (spec): the original's own bytes.
+        assert_eq!((status, &first), (200, &original));
+        assert_eq!(header(&headers, "content-type"), Some("image/png"));
+        // Kept as this size's thumbnail, so the original is not read again.
+        let media_id = rest.split('/').nth(1).unwrap();
+        let kept: Vec<String> = server
+            .recorded
+            .blobs
+            .borrow()
+            .keys()
+            .filter(|k| k.contains(media_id) && **k != format!("media/{rest}"))
+            .cloned()
+            .collect();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        server
+            .recorded
+            .blobs
+            .borrow_mut()
+            .remove(&format!("media/{rest}"))
+            .unwrap();
+        let (status, _, second) = server
+            .request_with_headers("GET", &path, Some(&bearer(&alice)), &[], vec![])
+            .await;
+        assert_eq!((status, second), (200, original));
+    });
+}
+
+#[test]
 fn a_thumbnail_kept_in_memory_is_served_only_while_its_rows_say_so() {
     futures::executor::block_on(async {
         let server = TestServer::new();

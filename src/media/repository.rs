@@ -383,24 +383,27 @@ pub async fn make_thumbnail(
         .ok_or_else(not_found)?;
     let max_pixels = platform.config()?.media.max_thumbnail_pixels;
     match thumbnail::make(&bytes, format, size, method, max_pixels) {
+        // Already small (common for avatars): a small one is stored as this size's thumbnail,
+        // so that later requests read a row instead of the whole original again.
+        Ok(Thumbnail::Original) if bytes.len() <= memory::MAX_ENTRY_BYTES => {
+            let content_type = media.content_type.clone();
+            keep_made(db, platform, media, (size, method), bytes, content_type).await
+        }
         Ok(Thumbnail::Original) => Ok(Served::Original),
         Ok(Thumbnail::Made {
             bytes,
             content_type,
             ..
         }) => {
-            let at = (media.origin.as_str(), media.media_id.as_str());
-            store_thumbnail(db, platform, at, size, method, bytes.clone(), content_type).await?;
-            let key = thumbnail_key(at.0, at.1, size.0, size.1, method.as_str());
-            let stamp = Stamp {
-                media_created_ts: media.created_ts,
-                size: bytes.len() as i64,
-            };
-            memory::keep(&key, stamp, content_type, &bytes);
-            Ok(Served::Fresh {
+            keep_made(
+                db,
+                platform,
+                media,
+                (size, method),
                 bytes,
-                content_type: content_type.to_owned(),
-            })
+                content_type.into(),
+            )
+            .await
         }
         Err(ThumbnailError::TooLarge { pixels }) => Err(too_large(&format!(
             "The image has {pixels} pixels, more than this server thumbnails ({max_pixels})"
@@ -411,6 +414,30 @@ pub async fn make_thumbnail(
             format!("Cannot generate a thumbnail: {why}"),
         )),
     }
+}
+
+/// Stores a thumbnail just made (or a small original standing for one) and keeps it in this
+/// isolate's memory; returns it to serve.
+async fn keep_made(
+    db: &Db,
+    platform: &Platform,
+    media: &Media,
+    (size, method): ((u32, u32), Method),
+    bytes: Vec<u8>,
+    content_type: String,
+) -> Result<Served, MatrixError> {
+    let at = (media.origin.as_str(), media.media_id.as_str());
+    store_thumbnail(db, platform, at, size, method, bytes.clone(), &content_type).await?;
+    let key = thumbnail_key(at.0, at.1, size.0, size.1, method.as_str());
+    let stamp = Stamp {
+        media_created_ts: media.created_ts,
+        size: bytes.len() as i64,
+    };
+    memory::keep(&key, stamp, &content_type, &bytes);
+    Ok(Served::Fresh {
+        bytes,
+        content_type,
+    })
 }
 
 /// Stores a thumbnail of the media at `(origin, media_id)`: its bytes, then its row.
