@@ -94,6 +94,13 @@ impl Request {
         !self.lists.is_empty() || !self.subscriptions.is_empty()
     }
 
+    /// The largest timeline limit of its lists and subscriptions.
+    pub fn timeline_limit(&self) -> u64 {
+        let lists = self.lists.values().map(|l| l.room.timeline_limit);
+        let rooms = self.subscriptions.values().map(|r| r.timeline_limit);
+        lists.chain(rooms).max().unwrap_or(0)
+    }
+
     /// The room list's columns its lists' filters need.
     pub fn list_columns(&self) -> ListColumns {
         let filters = self.lists.values().map(|l| &l.filters);

@@ -16,7 +16,7 @@ use crate::rooms::visibility::MembershipHistory;
 use crate::rooms::RoomVersion;
 use crate::storage::events::EventRow;
 use crate::storage::sliding_sync::{
-    current_state_matching, memberships_of, CurrentStateWanted, StateWanted, SummaryWanted,
+    current_state_matching, memberships_of, CurrentStateWanted, Fold, StateWanted, SummaryWanted,
 };
 use crate::storage::sync::MembershipRow;
 use crate::storage::sync_rooms::{self as batch, Window};
@@ -76,13 +76,14 @@ struct Timeline {
     start: u64,
 }
 
-/// Builds the room results of `sends`.
+/// Builds the room results of `sends`; `fold`: the timelines and unread counts of the rooms
+/// with new events, when the answer's first read made them (`storage::sliding_sync::Fold`).
 pub async fn build(
     db: &Db,
     me: &Requester,
     sends: &[Delivery<'_>],
-    from: Option<&StreamPosition>,
-    now: &StreamPosition,
+    (from, now): (Option<&StreamPosition>, &StreamPosition),
+    fold: Option<&Fold>,
 ) -> Result<Map<String, Value>, MatrixError> {
     let user = me.user_id.as_str();
     let mut out = Map::new();
@@ -112,6 +113,29 @@ pub async fn build(
     // A room the client has up to this answer's `pos` whose list read says no state (or no
     // member) event arrived since needs no read of state changes (or of its summary).
     let since = from.map(|f| f.events);
+    // A room whose window is the fold's (from the `pos` to this answer) has its timeline and
+    // unread counts read already, in the same snapshot: only the others are read below.
+    let folded: Vec<bool> = windows
+        .iter()
+        .map(|w| {
+            fold.is_some_and(|f| {
+                since == Some(w.after) && w.up_to == now.events && f.rooms.contains(w.room_id)
+            })
+        })
+        .collect();
+    let unfolded = |i: usize| !folded[i];
+    let read_windows: Vec<Window<'_>> = windows
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| unfolded(i))
+        .map(|(_, w)| Window { ..*w })
+        .collect();
+    let unread_ids: Vec<&str> = ids
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| unfolded(i))
+        .map(|(_, id)| *id)
+        .collect();
     let without = |s: &Delivery<'_>, news: fn(StateNews) -> bool| {
         !s.full_state()
             && since.is_some_and(|p| s.after() >= p)
@@ -198,12 +222,24 @@ pub async fn build(
         .collect();
     let (memberships, timelines, deltas, unread, current) = futures::join!(
         memberships_of(db, user, &history_ids, &summaries_wanted),
-        batch::timelines(db, &windows, limit + 1),
+        batch::timelines(db, &read_windows, limit + 1),
         batch::states(db, &delta_windows),
-        crate::storage::push::unread(db, user, &ids),
+        crate::storage::push::unread(db, user, &unread_ids),
         current_state_matching(db, &wanted),
     );
-    let (mut timelines, mut deltas, unread, mut current) = (timelines?, deltas?, unread?, current?);
+    let (mut timelines, mut deltas, mut unread, mut current) =
+        (timelines?, deltas?, unread?, current?);
+    if let Some(fold) = fold {
+        for (window, _) in windows.iter().zip(&folded).filter(|(_, &f)| f) {
+            let room_id = window.room_id;
+            if let Some(rows) = fold.timelines.get(room_id) {
+                timelines.insert(room_id.to_owned(), rows.clone());
+            }
+            if let Some(counts) = fold.unread.get(room_id) {
+                unread.insert(room_id.to_owned(), counts.clone());
+            }
+        }
+    }
     let (mut histories, mut summaries) = memberships?;
 
     let mut accesses: Vec<Access> = Vec::with_capacity(rooms.len());
