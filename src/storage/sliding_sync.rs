@@ -78,6 +78,11 @@ pub struct ListRead<'a> {
     /// The largest timeline limit of the request's lists and subscriptions: an incremental
     /// answer's first read also reads the timelines of its rooms with new events (`Fold`).
     pub timeline_limit: u64,
+    /// Whether some list or subscription loads members lazily: the fold then reads the
+    /// current member events of its timelines' senders too; and whether each of those asks
+    /// for the reader's own member event: then only for rooms with events since `pos` by or
+    /// about another user (a room of the reader's own new events needs none).
+    pub lazy_members: (bool, bool),
 }
 
 /// Most events since `pos` a partial room list reads: beyond that (a client back after a long
@@ -603,6 +608,10 @@ pub struct Fold {
     /// Newest first, at most the request's largest timeline limit plus one per room.
     pub timelines: HashMap<String, Vec<EventRow>>,
     pub unread: HashMap<String, crate::push::counts::RoomUnread>,
+    /// When read (`ListRead::lazy_members`): the current member events of the senders of
+    /// those timeline events and of the subjects of their member events, per room (what
+    /// `current_state_matching` reads for a lazy-loading room's window).
+    pub members: Option<HashMap<String, Vec<EventRow>>>,
 }
 
 /// The statement's common table expression of the fold, preceded by a comma: `sfold`, the
@@ -620,16 +629,49 @@ pub(crate) fn fold_cte(since: &str) -> String {
 }
 
 /// The fold's column: a JSON object of its parts when `run` (an SQL condition) holds; `since`
-/// the windows' lower bound and `limit` the number of events read per room, SQL expressions.
-pub(crate) fn fold_column(run: &str, since: &str, limit: &str) -> String {
+/// the windows' lower bound and `limit` the number of events read per room, SQL expressions;
+/// with the `members` of the timelines' events when `lazy` (`ListRead::lazy_members`).
+pub(crate) fn fold_column(run: &str, since: &str, limit: &str, lazy: (bool, bool)) -> String {
     use super::sync_fold::{event_fields, plain, rows, ME, NOW_EVENTS};
+    let wanted =
+        format!("wanted AS (SELECT room_id, {since} AS lo, {NOW_EVENTS} AS hi FROM sfold)");
     let timelines = rows(
         &event_fields(),
         &format!(
-            "WITH wanted AS (SELECT room_id, {since} AS lo, {NOW_EVENTS} AS hi FROM sfold) {}",
+            "WITH {wanted} {}",
             super::sync_rooms::window_ends_rows_sql("DESC", limit)
         ),
     );
+    // The members of `current_state_sql`'s lazy part, over the same events.
+    let members = if lazy.0 {
+        let ends = super::sync_rooms::window_ends_sql("DESC", limit);
+        // As `partial_room_list_sql`'s bit 4.
+        let others = if lazy.1 {
+            format!(
+                "AND EXISTS (SELECT 1 FROM events x WHERE x.room_id = t.room_id
+                   AND x.stream_ordering > {since} AND (x.sender <> {ME}
+                     OR (x.type = 'm.room.member' AND IFNULL(x.state_key, {ME}) <> {ME})))"
+            )
+        } else {
+            String::new()
+        };
+        let members = rows(
+            &event_fields(),
+            &format!(
+                "WITH {wanted}, tl AS (SELECT t.room_id, t.sender, t.type, t.state_key FROM events t
+                   WHERE t.stream_ordering IN ({ends}) {others}),
+                 people (room_id, user_id) AS (SELECT room_id, sender FROM tl
+                   UNION SELECT room_id, state_key FROM tl
+                     WHERE type = 'm.room.member' AND state_key IS NOT NULL)
+                 {SELECT} WHERE e.event_id IN (SELECT s.event_id FROM people who
+                   JOIN room_state s ON s.room_id = who.room_id AND s.type = 'm.room.member'
+                     AND s.state_key = who.user_id)"
+            ),
+        );
+        format!(", 'members', json({members})")
+    } else {
+        String::new()
+    };
     // The rooms as a `json_each` table: SQLite then walks them and each room's events by the
     // `(room_id, stream_ordering)` index; over `sfold` itself it scanned every event instead.
     let unread = rows(
@@ -641,7 +683,7 @@ pub(crate) fn fold_column(run: &str, since: &str, limit: &str) -> String {
     );
     format!(
         "CASE WHEN {run} THEN json_object('rooms', json((SELECT json_group_array(room_id) FROM sfold)),
-           'timelines', json({timelines}), 'unread', json({unread})) END"
+           'timelines', json({timelines}), 'unread', json({unread}){members}) END"
     )
 }
 
@@ -652,6 +694,7 @@ pub(crate) fn fold_from(text: &str) -> Result<Fold, MatrixError> {
         rooms: Vec<String>,
         timelines: Vec<EventRow>,
         unread: Vec<super::push::UnreadRow>,
+        members: Option<Vec<EventRow>>,
     }
     let parts: Parts = serde_json::from_str(text).map_err(super::storage_error)?;
     let mut timelines: HashMap<String, Vec<EventRow>> = HashMap::new();
@@ -666,5 +709,12 @@ pub(crate) fn fold_from(text: &str) -> Result<Fold, MatrixError> {
         rooms: parts.rooms.into_iter().collect(),
         timelines,
         unread: super::push::unread_from(parts.unread),
+        members: parts.members.map(|rows| {
+            let mut out: HashMap<String, Vec<EventRow>> = HashMap::new();
+            for row in rows {
+                out.entry(row.room_id.clone()).or_default().push(row);
+            }
+            out
+        }),
     })
 }

@@ -432,7 +432,7 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
                 up_to("e"),
                 super::sliding_sync::PARTIAL_MAX_EVENTS
             );
-            super::sliding_sync::fold_column(&run, "?4", &limit)
+            super::sliding_sync::fold_column(&run, "?4", &limit, read.lazy_members)
         }
         _ => "NULL".to_owned(),
     };

@@ -119,7 +119,7 @@ pub(crate) fn window_ends_rows_sql(order: &str, limit: &str) -> String {
 /// as a `LIMIT` and so compiles the statement again at every call, which cost a statement of
 /// the sliding sync's first read 1.3 ms per call (`LIMIT ?n` against `LIMIT CAST(?n AS
 /// INTEGER)`, measured through Miniflare's D1 with a copy of a benchmark's database).
-fn window_ends_sql(order: &str, limit: &str) -> String {
+pub(crate) fn window_ends_sql(order: &str, limit: &str) -> String {
     format!(
         "SELECT x.stream_ordering FROM wanted w JOIN events x ON x.stream_ordering IN (
             SELECT y.stream_ordering FROM events y

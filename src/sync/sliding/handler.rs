@@ -145,6 +145,7 @@ fn wanted<'a>(
         columns: r.list_columns(),
         partial: partial.filter(|_| list::partial_allowed(r)),
         timeline_limit: r.timeline_limit(),
+        lazy_members: r.lazy_members(),
     };
     Some((pos.row, r.conn_id.as_str(), r.wants_rooms().then_some(read)))
 }

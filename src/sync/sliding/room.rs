@@ -159,7 +159,10 @@ pub async fn build(
     let mut slots: Vec<StateWanted<'_>> = Vec::new();
     let mut heroes: Vec<&str> = Vec::new();
     let mut lazy: Vec<Window<'_>> = Vec::new();
-    for (send, window) in rooms.iter().zip(&windows) {
+    // Lazy-loading rooms whose members the fold read (for its window, which is theirs).
+    let mut lazy_folded: Vec<&str> = Vec::new();
+    let fold_members = fold.and_then(|f| f.members.as_ref());
+    for (i, (send, window)) in rooms.iter().zip(&windows).enumerate() {
         if send.entry.membership != Membership::Join {
             continue;
         }
@@ -186,7 +189,17 @@ pub async fn build(
         let own_only =
             without(send, |n| n.others) && send.required_state.wants("m.room.member", user, user);
         if send.required_state.lazy_members() && !own_only {
-            lazy.push(Window { ..*window });
+            // The fold leaves out rooms of the reader's own new events when the list read
+            // says so (`StateNews`): only such a read is matched with it.
+            if folded[i]
+                && fold_members.is_some()
+                && !send.full_state()
+                && send.entry.news.is_some()
+            {
+                lazy_folded.push(room_id);
+            } else {
+                lazy.push(Window { ..*window });
+            }
         }
     }
     let wanted = CurrentStateWanted {
@@ -229,6 +242,11 @@ pub async fn build(
     );
     let (mut timelines, mut deltas, mut unread, mut current) =
         (timelines?, deltas?, unread?, current?);
+    // A room sent without its full state has no other current state read than its members.
+    for room_id in lazy_folded {
+        let members = fold_members.and_then(|m| m.get(room_id)).cloned();
+        current.insert(room_id.to_owned(), members.unwrap_or_default());
+    }
     if let Some(fold) = fold {
         for (window, _) in windows.iter().zip(&folded).filter(|(_, &f)| f) {
             let room_id = window.room_id;
