@@ -645,10 +645,11 @@ pub(crate) fn fold_column(run: &str, since: &str, limit: &str, lazy: (bool, bool
     // The members of `current_state_sql`'s lazy part, over the same events.
     let members = if lazy.0 {
         let ends = super::sync_rooms::window_ends_sql("DESC", limit);
-        // As `partial_room_list_sql`'s bit 4.
+        // The rooms' windows, only those with events by or about another user when the
+        // reader's own member event is held (as `partial_room_list_sql`'s bit 4).
         let others = if lazy.1 {
             format!(
-                "AND EXISTS (SELECT 1 FROM events x WHERE x.room_id = t.room_id
+                "WHERE EXISTS (SELECT 1 FROM events x WHERE x.room_id = f.room_id
                    AND x.stream_ordering > {since} AND (x.sender <> {ME}
                      OR (x.type = 'm.room.member' AND IFNULL(x.state_key, {ME}) <> {ME})))"
             )
@@ -658,8 +659,9 @@ pub(crate) fn fold_column(run: &str, since: &str, limit: &str, lazy: (bool, bool
         let members = rows(
             &event_fields(),
             &format!(
-                "WITH {wanted}, tl AS (SELECT t.room_id, t.sender, t.type, t.state_key FROM events t
-                   WHERE t.stream_ordering IN ({ends}) {others}),
+                "WITH wanted AS (SELECT f.room_id, {since} AS lo, {NOW_EVENTS} AS hi FROM sfold f {others}),
+                 tl AS (SELECT t.room_id, t.sender, t.type, t.state_key FROM events t
+                   WHERE t.stream_ordering IN ({ends})),
                  people (room_id, user_id) AS (SELECT room_id, sender FROM tl
                    UNION SELECT room_id, state_key FROM tl
                      WHERE type = 'm.room.member' AND state_key IS NOT NULL)
