@@ -75,6 +75,14 @@ pub struct ListRead<'a> {
     /// "keys": {list name: list::window_key}}` (JSON). The read is then partial when the
     /// connection row keeps windows for those very keys (`partial_room_list_sql`).
     pub partial: Option<&'a str>,
+    /// The largest timeline limit of the request's lists and subscriptions: an incremental
+    /// answer's first read also reads the timelines of its rooms with new events (`Fold`).
+    pub timeline_limit: u64,
+    /// Whether some list or subscription loads members lazily: the fold then reads the
+    /// current member events of its timelines' senders too; and whether each of those asks
+    /// for the reader's own member event: then only for rooms with events since `pos` by or
+    /// about another user (a room of the reader's own new events needs none).
+    pub lazy_members: (bool, bool),
 }
 
 /// Most events since `pos` a partial room list reads: beyond that (a client back after a long
@@ -368,7 +376,7 @@ fn current_state_sql(wanted: &CurrentStateWanted<'_>) -> Option<(String, Vec<Par
              tl AS (SELECT x.room_id, x.sender, x.type, x.state_key FROM lw w JOIN events x
                ON x.stream_ordering IN (SELECT y.stream_ordering FROM events y
                  WHERE y.room_id = w.room_id AND y.outlier = 0 AND y.stream_ordering > w.lo
-                   AND y.stream_ordering <= w.hi ORDER BY y.stream_ordering DESC LIMIT {limit}))"
+                   AND y.stream_ordering <= w.hi ORDER BY y.stream_ordering DESC LIMIT CAST({limit} AS INTEGER)))"
         ));
         people.push("SELECT room_id, sender FROM tl".to_owned());
         people.push(
@@ -584,4 +592,131 @@ pub async fn rooms_with_own_receipts(
         )
         .await?;
     Ok(rows.into_iter().map(|r| r.room_id).collect())
+}
+
+/// The rooms' reads of a steady connection's incremental answer, read by the answer's first
+/// statement (`storage::sync::sync_start`) instead of a second round trip: for each room the
+/// user is joined to that has events after the `pos` (up to the positions of the same
+/// statement), the newest events of that window (`sync_rooms::timelines`) and the unread counts
+/// (`push::unread`). Those are exactly the reads `sync::sliding::room` makes for a room the
+/// client has up to its `pos` and that is due for new events, so it takes them from here and
+/// reads only the other rooms of the answer (new in view, a changed config, receipts read
+/// elsewhere) itself. Bounded as the partial room list is (`PARTIAL_MAX_EVENTS`).
+pub struct Fold {
+    /// The rooms covered: joined, with events in the window.
+    pub rooms: HashSet<String>,
+    /// Newest first, at most the request's largest timeline limit plus one per room.
+    pub timelines: HashMap<String, Vec<EventRow>>,
+    pub unread: HashMap<String, crate::push::counts::RoomUnread>,
+    /// When read (`ListRead::lazy_members`): the current member events of the senders of
+    /// those timeline events and of the subjects of their member events, per room (what
+    /// `current_state_matching` reads for a lazy-loading room's window).
+    pub members: Option<HashMap<String, Vec<EventRow>>>,
+}
+
+/// The statement's common table expression of the fold, preceded by a comma: `sfold`, the
+/// rooms the user is joined to with events after `since` up to the statement's events position.
+/// The events are read by their primary key's range (`partial_room_list_sql` says why
+/// `NOT INDEXED`).
+pub(crate) fn fold_cte(since: &str) -> String {
+    use super::sync_fold::{ME, NOW_EVENTS};
+    format!(
+        ", sfold AS (SELECT DISTINCT x.room_id FROM events x NOT INDEXED
+             WHERE x.stream_ordering > {since} AND x.stream_ordering <= {NOW_EVENTS}
+               AND EXISTS (SELECT 1 FROM memberships m WHERE m.room_id = x.room_id
+                 AND m.user_id = {ME} AND m.membership = 'join'))"
+    )
+}
+
+/// The fold's column: a JSON object of its parts when `run` (an SQL condition) holds; `since`
+/// the windows' lower bound and `limit` the number of events read per room, SQL expressions;
+/// with the `members` of the timelines' events when `lazy` (`ListRead::lazy_members`).
+pub(crate) fn fold_column(run: &str, since: &str, limit: &str, lazy: (bool, bool)) -> String {
+    use super::sync_fold::{event_fields, plain, rows, ME, NOW_EVENTS};
+    let wanted =
+        format!("wanted AS (SELECT room_id, {since} AS lo, {NOW_EVENTS} AS hi FROM sfold)");
+    let timelines = rows(
+        &event_fields(),
+        &format!(
+            "WITH {wanted} {}",
+            super::sync_rooms::window_ends_rows_sql("DESC", limit)
+        ),
+    );
+    // The members of `current_state_sql`'s lazy part, over the same events.
+    let members = if lazy.0 {
+        let ends = super::sync_rooms::window_ends_sql("DESC", limit);
+        // The rooms' windows, only those with events by or about another user when the
+        // reader's own member event is held (as `partial_room_list_sql`'s bit 4).
+        let others = if lazy.1 {
+            format!(
+                "WHERE EXISTS (SELECT 1 FROM events x WHERE x.room_id = f.room_id
+                   AND x.stream_ordering > {since} AND (x.sender <> {ME}
+                     OR (x.type = 'm.room.member' AND IFNULL(x.state_key, {ME}) <> {ME})))"
+            )
+        } else {
+            String::new()
+        };
+        let members = rows(
+            &event_fields(),
+            &format!(
+                "WITH wanted AS (SELECT f.room_id, {since} AS lo, {NOW_EVENTS} AS hi FROM sfold f {others}),
+                 tl AS (SELECT t.room_id, t.sender, t.type, t.state_key FROM events t
+                   WHERE t.stream_ordering IN ({ends})),
+                 people (room_id, user_id) AS (SELECT room_id, sender FROM tl
+                   UNION SELECT room_id, state_key FROM tl
+                     WHERE type = 'm.room.member' AND state_key IS NOT NULL)
+                 {SELECT} WHERE e.event_id IN (SELECT s.event_id FROM people who
+                   JOIN room_state s ON s.room_id = who.room_id AND s.type = 'm.room.member'
+                     AND s.state_key = who.user_id)"
+            ),
+        );
+        format!(", 'members', json({members})")
+    } else {
+        String::new()
+    };
+    // The rooms as a `json_each` table: SQLite then walks them and each room's events by the
+    // `(room_id, stream_ordering)` index; over `sfold` itself it scanned every event instead.
+    let unread = rows(
+        &["room_id", "thread_id", "n", "h"].map(plain),
+        &super::push::unread_sql(
+            ME,
+            "SELECT value AS room_id FROM json_each((SELECT json_group_array(room_id) FROM sfold))",
+        ),
+    );
+    format!(
+        "CASE WHEN {run} THEN json_object('rooms', json((SELECT json_group_array(room_id) FROM sfold)),
+           'timelines', json({timelines}), 'unread', json({unread}){members}) END"
+    )
+}
+
+/// The fold's column, parsed.
+pub(crate) fn fold_from(text: &str) -> Result<Fold, MatrixError> {
+    #[derive(Deserialize)]
+    struct Parts {
+        rooms: Vec<String>,
+        timelines: Vec<EventRow>,
+        unread: Vec<super::push::UnreadRow>,
+        members: Option<Vec<EventRow>>,
+    }
+    let parts: Parts = serde_json::from_str(text).map_err(super::storage_error)?;
+    let mut timelines: HashMap<String, Vec<EventRow>> = HashMap::new();
+    for row in parts.timelines {
+        timelines.entry(row.room_id.clone()).or_default().push(row);
+    }
+    // Newest first, as `sync_rooms::timelines` returns them.
+    for rows in timelines.values_mut() {
+        rows.sort_by_key(|row| std::cmp::Reverse(row.stream_ordering));
+    }
+    Ok(Fold {
+        rooms: parts.rooms.into_iter().collect(),
+        timelines,
+        unread: super::push::unread_from(parts.unread),
+        members: parts.members.map(|rows| {
+            let mut out: HashMap<String, Vec<EventRow>> = HashMap::new();
+            for row in rows {
+                out.entry(row.room_id.clone()).or_default().push(row);
+            }
+            out
+        }),
+    })
 }

@@ -233,6 +233,9 @@ pub struct SyncStart {
     presence: Option<String>,
     /// The rooms' first round (`StartQuery::fold`), as `sync_fold::column` writes it.
     fold: Option<String>,
+    /// A sliding sync's rooms with new events, as `sliding_sync::fold_column` writes it.
+    #[serde(default)]
+    sliding_fold: Option<String>,
 }
 
 /// The first round of a sync's build, when `sync_start` read it.
@@ -405,7 +408,7 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
         args.push(Arg::from(subscriptions));
     }
     // The rooms' first round of an incremental sync (`sync_fold`), in the same snapshot.
-    let (fold_ctes, fold) = match q.fold {
+    let (mut fold_ctes, fold) = match q.fold {
         Some(f) => {
             let (user, after, up_to) = super::sync_fold::CHANGED_OPERANDS;
             let changed = changed_rooms_sql(user, after, up_to);
@@ -416,6 +419,22 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
             )
         }
         None => (String::new(), "NULL".to_owned()),
+    };
+    // An incremental sliding sync answer's rooms with new events (`sliding_sync::Fold`), when
+    // few events came since its `pos` (as for its partial room list).
+    let sliding_fold = match q.connection {
+        Some((_, _, Some(read))) if q.since.is_some() && q.fold.is_none() => {
+            args.push(Arg::from(read.timeline_limit + 1));
+            let limit = format!("?{}", args.len());
+            fold_ctes.push_str(&super::sliding_sync::fold_cte("?4"));
+            let run = format!(
+                "{} - ?4 <= {}",
+                up_to("e"),
+                super::sliding_sync::PARTIAL_MAX_EVENTS
+            );
+            super::sliding_sync::fold_column(&run, "?4", &limit, read.lazy_members)
+        }
+        _ => "NULL".to_owned(),
     };
     let sqltext = format!("WITH me AS (
            SELECT t.user_id, t.device_id, t.expires_ts, t.revokes_refresh, u.deactivated, u.admin
@@ -463,7 +482,8 @@ pub async fn sync_start(db: &Db, q: &StartQuery<'_>) -> Result<Option<SyncStart>
                 'currently_active', currently_active))
               FROM ({presence}))
            END AS presence,
-           {fold} AS fold
+           {fold} AS fold,
+           {sliding_fold} AS sliding_fold
          FROM me, pos, go");
     // The first read of its request: nothing else can share its round trip.
     db.row_alone(&through_args(&sqltext), &args).await
@@ -561,6 +581,15 @@ impl SyncStart {
         self.fold
             .as_deref()
             .map(super::sync_fold::parse)
+            .transpose()
+    }
+
+    /// A sliding sync's rooms with new events, when the statement read them
+    /// (`StartQuery::connection` with a room list, incremental).
+    pub fn sliding_fold(&self) -> Result<Option<super::sliding_sync::Fold>, MatrixError> {
+        self.sliding_fold
+            .as_deref()
+            .map(super::sliding_sync::fold_from)
             .transpose()
     }
 

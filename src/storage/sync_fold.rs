@@ -25,8 +25,8 @@ use crate::push::counts::RoomUnread;
 use crate::rooms::visibility::MembershipHistory;
 
 /// The user and the positions of the statement, as SQL expressions over its `me` and `pos`.
-const ME: &str = "(SELECT user_id FROM me)";
-const NOW_EVENTS: &str = "(SELECT IFNULL(e, 0) FROM pos)";
+pub(crate) const ME: &str = "(SELECT user_id FROM me)";
+pub(crate) const NOW_EVENTS: &str = "(SELECT IFNULL(e, 0) FROM pos)";
 const NOW_RECEIPTS: &str = "(SELECT IFNULL(r, 0) FROM pos)";
 const NOW_TYPING: &str = "(SELECT IFNULL(t, 0) FROM pos)";
 /// The device-list stream's end, never behind the client's token (`sync::handler::position`).
@@ -162,14 +162,14 @@ pub(crate) fn column(run: &str) -> String {
 
 /// A column of a folded query and whether its value must be made plain text: a value computed
 /// by a JSON function would otherwise go into the object as JSON rather than as its text.
-type Field = (String, bool);
+pub(crate) type Field = (String, bool);
 
-fn plain(name: &str) -> Field {
+pub(crate) fn plain(name: &str) -> Field {
     (name.to_owned(), false)
 }
 
 /// The columns of `events::COLUMNS` by their names in a row (an alias, else the column).
-fn event_fields() -> Vec<Field> {
+pub(crate) fn event_fields() -> Vec<Field> {
     let mut fields = Vec::new();
     let (mut depth, mut start) = (0, 0);
     let columns = super::events::COLUMNS;
@@ -193,7 +193,7 @@ fn event_fields() -> Vec<Field> {
 }
 
 /// `query`'s rows as a JSON array of objects with `fields`.
-fn rows(fields: &[Field], query: &str) -> String {
+pub(crate) fn rows(fields: &[Field], query: &str) -> String {
     let pairs: Vec<String> = fields
         .iter()
         .map(|(name, text)| {

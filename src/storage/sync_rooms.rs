@@ -114,13 +114,17 @@ pub(crate) fn window_ends_rows_sql(order: &str, limit: &str) -> String {
 }
 
 /// The positions of the `limit` events at one end of each window of `wanted`: the correlated
-/// subquery walks each room's index and stops after `limit` rows.
-fn window_ends_sql(order: &str, limit: &str) -> String {
+/// subquery walks each room's index and stops after `limit` rows. The limit is cast, never a
+/// bare parameter: SQLite (as local workerd runs it) plans with the value of a parameter bound
+/// as a `LIMIT` and so compiles the statement again at every call, which cost a statement of
+/// the sliding sync's first read 1.3 ms per call (`LIMIT ?n` against `LIMIT CAST(?n AS
+/// INTEGER)`, measured through Miniflare's D1 with a copy of a benchmark's database).
+pub(crate) fn window_ends_sql(order: &str, limit: &str) -> String {
     format!(
         "SELECT x.stream_ordering FROM wanted w JOIN events x ON x.stream_ordering IN (
             SELECT y.stream_ordering FROM events y
             WHERE y.room_id = w.room_id AND y.outlier = 0 AND y.stream_ordering > w.lo AND y.stream_ordering <= w.hi
-            ORDER BY y.stream_ordering {order} LIMIT {limit})"
+            ORDER BY y.stream_ordering {order} LIMIT CAST({limit} AS INTEGER))"
     )
 }
 

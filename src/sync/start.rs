@@ -53,6 +53,8 @@ pub(crate) struct Start {
     /// The rooms' first round of an incremental `/sync`, when asked for (`start_folding`) and
     /// some stream moved.
     pub prefetched: Option<Prefetched>,
+    /// An incremental sliding sync answer's rooms with new events, when read with the room list.
+    pub sliding_fold: Option<crate::storage::sliding_sync::Fold>,
 }
 
 /// The first read; `memberships` says when to read them, `connection` (a sliding sync's `pos`
@@ -150,6 +152,10 @@ async fn start_with(ctx: &Ctx, db: &Db, query: StartQuery<'_>) -> Result<Start, 
         let connection = connection.map(|_| row.connection.clone());
         let room_list = row.room_list()?;
         let prefetched = row.prefetched()?;
+        let sliding_fold = match folding_off() {
+            true => None,
+            false => row.sliding_fold()?,
+        };
         let me = ctx.requester_from(token, Some(row.owner)).await?;
         // A typing notification that ran out is ended (which moves the typing stream) and
         // everything read again, once: nobody else ends it (`user_data::expire_typing`).
@@ -171,6 +177,7 @@ async fn start_with(ctx: &Ctx, db: &Db, query: StartQuery<'_>) -> Result<Start, 
             connection,
             room_list,
             prefetched,
+            sliding_fold,
         });
     }
 }
@@ -206,5 +213,6 @@ async fn start_slowly(
         connection: None,
         room_list: None,
         prefetched: None,
+        sliding_fold: None,
     })
 }

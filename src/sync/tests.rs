@@ -356,6 +356,14 @@ fn thread_summaries_in_sync_match_messages() {
 
 /// `sync` with every `age` taken out (it is measured when each answer is made).
 async fn sync_without_ages(server: &TestServer, token: &str, query: &str) -> (Value, u64) {
+    let before = server.d1_round_trips();
+    let answer = sync(server, token, query).await;
+    let round_trips = server.d1_round_trips() - before;
+    (without_ages(answer), round_trips)
+}
+
+/// `value` without its `age` fields, which grow between two answers.
+pub(crate) fn without_ages(mut value: Value) -> Value {
     fn strip(value: &mut Value) {
         match value {
             Value::Object(map) => {
@@ -366,11 +374,8 @@ async fn sync_without_ages(server: &TestServer, token: &str, query: &str) -> (Va
             _ => {}
         }
     }
-    let before = server.d1_round_trips();
-    let mut answer = sync(server, token, query).await;
-    let round_trips = server.d1_round_trips() - before;
-    strip(&mut answer);
-    (answer, round_trips)
+    strip(&mut value);
+    value
 }
 
 /// The same sync read folded, then the separate way (`sync_without_ages`).

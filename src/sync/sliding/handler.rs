@@ -82,14 +82,14 @@ pub(crate) async fn sync(ctx: &Ctx) -> Result<JsonResponse, MatrixError> {
     let deadline = now_ms() + timeout;
     loop {
         let (typing_ends, now) = (look.typing_ends, look.now);
-        let room_list = look.room_list.take();
+        let (room_list, fold) = (look.room_list.take(), look.sliding_fold.take());
         let answer = build(
             &db,
             &me,
             &request,
             &connection,
             (pos.as_ref(), &now),
-            room_list,
+            (room_list, fold),
             look.key_counts.clone(),
         )
         .await?;
@@ -144,6 +144,8 @@ fn wanted<'a>(
     let read = stored::ListRead {
         columns: r.list_columns(),
         partial: partial.filter(|_| list::partial_allowed(r)),
+        timeline_limit: r.timeline_limit(),
+        lazy_members: r.lazy_members(),
     };
     Some((pos.row, r.conn_id.as_str(), r.wants_rooms().then_some(read)))
 }
@@ -171,7 +173,8 @@ impl Rule {
     }
 }
 
-/// `room_list`: the user's rooms and DMs when the look at `now` read them (else read here);
+/// `room_list`: the user's rooms and DMs when the look at `now` read them (else read here),
+/// and `fold`, the reads of its rooms with new events when it made them;
 /// `key_counts`: the device's one-time key counts and unused fallback key types, as that look
 /// read them.
 async fn build(
@@ -180,7 +183,7 @@ async fn build(
     request: &Request,
     connection: &Connection,
     (pos, now): (Option<&Pos>, &StreamPosition),
-    room_list: Option<RoomList>,
+    (room_list, fold): (Option<RoomList>, Option<stored::Fold>),
     key_counts: KeyCounts,
 ) -> Result<Answer, MatrixError> {
     let user = me.user_id.as_str();
@@ -343,7 +346,7 @@ async fn build(
         })
         .collect();
     let (rooms, extensions) = futures::join!(
-        room::build(db, me, &sends, from.as_ref(), now),
+        room::build(db, me, &sends, (from.as_ref(), now), fold.as_ref()),
         extensions::build(
             db,
             me,

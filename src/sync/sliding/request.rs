@@ -94,6 +94,27 @@ impl Request {
         !self.lists.is_empty() || !self.subscriptions.is_empty()
     }
 
+    /// The largest timeline limit of its lists and subscriptions.
+    pub fn timeline_limit(&self) -> u64 {
+        let lists = self.lists.values().map(|l| l.room.timeline_limit);
+        let rooms = self.subscriptions.values().map(|r| r.timeline_limit);
+        lists.chain(rooms).max().unwrap_or(0)
+    }
+
+    /// Whether any of its lists or subscriptions loads members lazily (`$LAZY`), and whether
+    /// each that does also asks for the reader's own member event (`$ME`): a room whose new
+    /// events are all the reader's own then needs no lazily loaded member
+    /// (`sync::sliding::room`).
+    pub fn lazy_members(&self) -> (bool, bool) {
+        let lists = self.lists.values().map(|l| &l.room);
+        let lazy: Vec<&RoomConfig> = lists
+            .chain(self.subscriptions.values())
+            .filter(|r| r.required_state.lazy_members)
+            .collect();
+        let own = lazy.iter().all(|r| r.required_state.wants_own_member());
+        (!lazy.is_empty(), own)
+    }
+
     /// The room list's columns its lists' filters need.
     pub fn list_columns(&self) -> ListColumns {
         let filters = self.lists.values().map(|l| &l.filters);

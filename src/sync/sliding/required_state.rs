@@ -50,6 +50,13 @@ impl Spec {
             && !self.exclude.iter().any(|p| p.matches(kind, state_key, me))
     }
 
+    /// Whether it asks for the reader's own member event whoever the reader is (`$ME`, or a
+    /// wildcard state key), not by their user id.
+    pub fn wants_own_member(&self) -> bool {
+        const NOBODY: &str = "\u{0}";
+        self.matches("m.room.member", NOBODY, NOBODY)
+    }
+
     fn from_pairs(pairs: Vec<(String, String)>) -> Spec {
         let mut spec = Spec::default();
         for (kind, key) in pairs {

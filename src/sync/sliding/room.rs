@@ -16,7 +16,7 @@ use crate::rooms::visibility::MembershipHistory;
 use crate::rooms::RoomVersion;
 use crate::storage::events::EventRow;
 use crate::storage::sliding_sync::{
-    current_state_matching, memberships_of, CurrentStateWanted, StateWanted, SummaryWanted,
+    current_state_matching, memberships_of, CurrentStateWanted, Fold, StateWanted, SummaryWanted,
 };
 use crate::storage::sync::MembershipRow;
 use crate::storage::sync_rooms::{self as batch, Window};
@@ -76,13 +76,14 @@ struct Timeline {
     start: u64,
 }
 
-/// Builds the room results of `sends`.
+/// Builds the room results of `sends`; `fold`: the timelines and unread counts of the rooms
+/// with new events, when the answer's first read made them (`storage::sliding_sync::Fold`).
 pub async fn build(
     db: &Db,
     me: &Requester,
     sends: &[Delivery<'_>],
-    from: Option<&StreamPosition>,
-    now: &StreamPosition,
+    (from, now): (Option<&StreamPosition>, &StreamPosition),
+    fold: Option<&Fold>,
 ) -> Result<Map<String, Value>, MatrixError> {
     let user = me.user_id.as_str();
     let mut out = Map::new();
@@ -112,6 +113,29 @@ pub async fn build(
     // A room the client has up to this answer's `pos` whose list read says no state (or no
     // member) event arrived since needs no read of state changes (or of its summary).
     let since = from.map(|f| f.events);
+    // A room whose window is the fold's (from the `pos` to this answer) has its timeline and
+    // unread counts read already, in the same snapshot: only the others are read below.
+    let folded: Vec<bool> = windows
+        .iter()
+        .map(|w| {
+            fold.is_some_and(|f| {
+                since == Some(w.after) && w.up_to == now.events && f.rooms.contains(w.room_id)
+            })
+        })
+        .collect();
+    let unfolded = |i: usize| !folded[i];
+    let read_windows: Vec<Window<'_>> = windows
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| unfolded(i))
+        .map(|(_, w)| Window { ..*w })
+        .collect();
+    let unread_ids: Vec<&str> = ids
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| unfolded(i))
+        .map(|(_, id)| *id)
+        .collect();
     let without = |s: &Delivery<'_>, news: fn(StateNews) -> bool| {
         !s.full_state()
             && since.is_some_and(|p| s.after() >= p)
@@ -135,7 +159,10 @@ pub async fn build(
     let mut slots: Vec<StateWanted<'_>> = Vec::new();
     let mut heroes: Vec<&str> = Vec::new();
     let mut lazy: Vec<Window<'_>> = Vec::new();
-    for (send, window) in rooms.iter().zip(&windows) {
+    // Lazy-loading rooms whose members the fold read (for its window, which is theirs).
+    let mut lazy_folded: Vec<&str> = Vec::new();
+    let fold_members = fold.and_then(|f| f.members.as_ref());
+    for (i, (send, window)) in rooms.iter().zip(&windows).enumerate() {
         if send.entry.membership != Membership::Join {
             continue;
         }
@@ -162,7 +189,17 @@ pub async fn build(
         let own_only =
             without(send, |n| n.others) && send.required_state.wants("m.room.member", user, user);
         if send.required_state.lazy_members() && !own_only {
-            lazy.push(Window { ..*window });
+            // The fold leaves out rooms of the reader's own new events when the list read
+            // says so (`StateNews`): only such a read is matched with it.
+            if folded[i]
+                && fold_members.is_some()
+                && !send.full_state()
+                && send.entry.news.is_some()
+            {
+                lazy_folded.push(room_id);
+            } else {
+                lazy.push(Window { ..*window });
+            }
         }
     }
     let wanted = CurrentStateWanted {
@@ -198,12 +235,29 @@ pub async fn build(
         .collect();
     let (memberships, timelines, deltas, unread, current) = futures::join!(
         memberships_of(db, user, &history_ids, &summaries_wanted),
-        batch::timelines(db, &windows, limit + 1),
+        batch::timelines(db, &read_windows, limit + 1),
         batch::states(db, &delta_windows),
-        crate::storage::push::unread(db, user, &ids),
+        crate::storage::push::unread(db, user, &unread_ids),
         current_state_matching(db, &wanted),
     );
-    let (mut timelines, mut deltas, unread, mut current) = (timelines?, deltas?, unread?, current?);
+    let (mut timelines, mut deltas, mut unread, mut current) =
+        (timelines?, deltas?, unread?, current?);
+    // A room sent without its full state has no other current state read than its members.
+    for room_id in lazy_folded {
+        let members = fold_members.and_then(|m| m.get(room_id)).cloned();
+        current.insert(room_id.to_owned(), members.unwrap_or_default());
+    }
+    if let Some(fold) = fold {
+        for (window, _) in windows.iter().zip(&folded).filter(|(_, &f)| f) {
+            let room_id = window.room_id;
+            if let Some(rows) = fold.timelines.get(room_id) {
+                timelines.insert(room_id.to_owned(), rows.clone());
+            }
+            if let Some(counts) = fold.unread.get(room_id) {
+                unread.insert(room_id.to_owned(), counts.clone());
+            }
+        }
+    }
     let (mut histories, mut summaries) = memberships?;
 
     let mut accesses: Vec<Access> = Vec::with_capacity(rooms.len());
