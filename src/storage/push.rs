@@ -77,12 +77,23 @@ pub fn notifications_statement(db: &Db, event_id: &str, room_id: &str, push: &st
     )
 }
 
-/// The user's read position per room and thread: the newest event a read receipt (public or
-/// private) points at, `''` for the unthreaded receipt.
-const READ: &str = "read AS (SELECT r.room_id, r.thread_id, MAX(e.stream_ordering) AS pos
-     FROM receipts r JOIN events e ON e.event_id = r.event_id
-     WHERE r.user_id = ?1 AND r.receipt_type IN ('m.read', 'm.read.private')
-     GROUP BY r.room_id, r.thread_id)";
+/// The user's read position per room of `rooms` (a query of one column of room ids) and thread:
+/// the newest event a read receipt (public or private) points at, `''` for the unthreaded
+/// receipt. Receipts are keyed by room first (`UNIQUE (room_id, user_id, ...)`): found room by
+/// room, they are a seek each; by the user alone, SQLite scans every user's receipts, and D1
+/// bills each row read.
+fn read(rooms: &str) -> String {
+    format!(
+        "read AS (SELECT r.room_id, r.thread_id, MAX(e.stream_ordering) AS pos
+           FROM receipts r JOIN events e ON e.event_id = r.event_id
+           WHERE r.room_id IN ({rooms}) AND r.user_id = ?1
+             AND r.receipt_type IN ('m.read', 'm.read.private')
+           GROUP BY r.room_id, r.thread_id)"
+    )
+}
+
+/// Every room `?1` has a membership in: where their receipts can be.
+const ROOMS_OF_USER: &str = "SELECT room_id FROM memberships WHERE user_id = ?1";
 
 /// The thread of an event row `e` for counts and receipts: the root of an `m.thread` relation,
 /// otherwise the main timeline (`push::counts::MAIN`).
@@ -154,17 +165,22 @@ pub const UNREAD_WINDOW: i64 = 10_000;
 pub const UNREAD_WINDOW: i64 = 40;
 
 /// The query of [`unread`], its operands as SQL: `user` an expression, `rooms` a query with one
-/// `room_id` column. Counts among each room's newest [`UNREAD_WINDOW`] events.
+/// `room_id` column. Counts among each room's newest [`UNREAD_WINDOW`] events. The rooms are
+/// the outer loop (`CROSS JOIN` fixes SQLite's join order): over a CTE of rooms, which has no
+/// statistics, SQLite otherwise chose to walk every event of the server by the
+/// `(room_id, stream_ordering)` index and look each one's room up, so every /sync with news
+/// read rows in proportion to the whole events table.
 pub(crate) fn unread_sql(user: &str, rooms: &str) -> String {
     let sql = format!(
-        "WITH {READ}, since AS (SELECT r.room_id, {} AS pos FROM ({rooms}) r)
+        "WITH {}, since AS (SELECT r.room_id, {} AS pos FROM ({rooms}) r)
          SELECT e.room_id, {THREAD} AS thread_id, COUNT(*) AS n,
                 SUM(json_extract(u.value, '$[0]')) AS h
-         FROM since s JOIN events e ON e.room_id = s.room_id AND e.stream_ordering > s.pos
+         FROM since s CROSS JOIN events e ON e.room_id = s.room_id AND e.stream_ordering > s.pos
            AND e.stream_ordering <= s.pos + {UNREAD_WINDOW}
            {MINE}
          WHERE e.push IS NOT NULL AND {}
          GROUP BY e.room_id, thread_id",
+        read(&format!("SELECT room_id FROM ({rooms})")),
         since("r.room_id"),
         unread_in_thread(),
     );
@@ -253,7 +269,7 @@ pub async fn notifications(
 ) -> Result<(Vec<NotificationRow>, Option<u64>), MatrixError> {
     // The top is read with the page, in the same snapshot (one D1 batch).
     let sql = format!(
-            "WITH {READ} SELECT e.stream_ordering AS stream_ordering,
+            "WITH {} SELECT e.stream_ordering AS stream_ordering,
                     json_extract(u.value, '$[1]') AS actions, json_extract(e.push, '$.ts') AS ts,
                     NOT ({}) AS read, ro.room_version,
                     e.event_id, e.room_id, e.type, e.state_key, e.sender, e.pdu,
@@ -267,6 +283,7 @@ pub async fn notifications(
                AND e.push IS NOT NULL AND (?3 = 0 OR json_extract(u.value, '$[0]') = 1)
                AND e.room_id IN (SELECT room_id FROM memberships WHERE user_id = ?1 AND membership = 'join')
              ORDER BY e.stream_ordering DESC LIMIT ?4",
+        read(ROOMS_OF_USER),
         is_unread()
     );
     let page_args = args![user_id, before, highlight_only, limit, NOTIFICATION_WINDOW];
@@ -310,13 +327,14 @@ pub async fn pending_pushes(
         )
     };
     let sql = format!(
-        "WITH {READ} SELECT e.stream_ordering, e.event_id, e.room_id,
+        "WITH {} SELECT e.stream_ordering, e.event_id, e.room_id,
                     json_extract(u.value, '$[1]') AS actions, e.pdu,
                     {} AS sender_name, {} AS room_name, {} AS room_alias
              FROM events e {MINE}
              WHERE e.stream_ordering > ?2 AND e.stream_ordering <= ?2 + ?4
                AND e.push IS NOT NULL AND {}
              ORDER BY e.stream_ordering LIMIT ?3",
+        read(ROOMS_OF_USER),
         state("m.room.member", "e.sender", "displayname"),
         state("m.room.name", "''", "name"),
         state("m.room.canonical_alias", "''", "alias"),
@@ -465,4 +483,32 @@ pub fn delete_for_devices(
         "DELETE FROM pushers WHERE user_id = ?1 AND device_id IN (SELECT value FROM json_each(?2))",
         args![user_id, &json!(devices).to_string()],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::Sqlite;
+
+    /// Unread counts seek: receipts room by room (never a scan of every user's receipts), and
+    /// each room's events by its index (never a walk of every event of the server).
+    #[test]
+    fn unread_counts_seek_receipts_and_events_room_by_room() {
+        let db = Sqlite::migrated();
+        let of_user = db.plan(&format!("WITH {} SELECT * FROM read", read(ROOMS_OF_USER)));
+        // The rooms as /sync's first statement has them: a CTE, of which SQLite knows nothing.
+        let counts = db.plan(&format!(
+            "WITH fold AS (SELECT room_id FROM rooms) SELECT * FROM ({})",
+            unread_sql("?1", "SELECT room_id FROM fold")
+        ));
+        let scans = |plan: &str, table: &str| {
+            let step = format!("SCAN {table}");
+            plan.lines()
+                .any(|line| line == step || line.starts_with(&format!("{step} ")))
+        };
+        for plan in [of_user, counts] {
+            assert!(plan.contains("SEARCH r USING INDEX"), "{plan}");
+            assert!(!scans(&plan, "r") && !scans(&plan, "e"), "{plan}");
+        }
+    }
 }

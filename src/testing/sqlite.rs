@@ -32,6 +32,22 @@ impl Sqlite {
         }
     }
 
+    /// SQLite's plan for `sql` (`EXPLAIN QUERY PLAN`), one step a line: to check that a
+    /// statement seeks by an index rather than scans a table (D1 bills every row read).
+    pub fn plan(&self, sql: &str) -> String {
+        let connection = self.connection.borrow();
+        let mut prepared = connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("a statement SQLite can plan");
+        // Parameters left unbound are NULL, which is all a plan needs of them.
+        let mut rows = prepared.raw_query();
+        let mut steps = Vec::new();
+        while let Some(row) = rows.next().expect("a plan") {
+            steps.push(row.get::<_, String>(3).expect("a plan step's text"));
+        }
+        steps.join("\n")
+    }
+
     /// How many round trips to D1 the statements so far would have been (a batch is one).
     pub fn round_trips(&self) -> u64 {
         self.round_trips.get()
