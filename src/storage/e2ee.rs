@@ -342,27 +342,42 @@ pub async fn device_list_delta(
 
 /// The query of `device_list_delta`, its operands as SQL expressions: the user, then the
 /// bounds of the device-list stream and of the events stream.
+///
+/// Its cost follows what moved, not how many rooms and members the user has (D1 bills every
+/// row read, and this runs in every /sync with news): a membership can only have changed in a
+/// room with an event in the gap (`moved`, one index seek per room of the user), so only those
+/// rooms' members are read; and whether someone shares a room with the user is asked of their
+/// own rooms (`shares`), for the few users a change names.
 pub(crate) fn device_list_delta_sql(user: &str, lists: [&str; 2], events: [&str; 2]) -> String {
     let [l0, l1] = lists;
     let [e0, e1] = events;
+    let shares = |other: &str| {
+        format!(
+            "EXISTS (SELECT 1 FROM memberships b JOIN memberships a ON a.room_id = b.room_id
+                       AND a.user_id = {user} AND a.membership = 'join'
+                     WHERE b.user_id = {other} AND b.membership = 'join')"
+        )
+    };
     format!(
-        "WITH mine AS (SELECT room_id, stream_ordering FROM memberships WHERE user_id = {user} AND membership = 'join'),
-              shared AS (SELECT m.user_id FROM memberships m JOIN mine ON mine.room_id = m.room_id
-                         WHERE m.membership = 'join')
+        "WITH moved AS (SELECT me.room_id, me.membership, me.stream_ordering FROM memberships me
+                        WHERE me.user_id = {user}
+                          AND EXISTS (SELECT 1 FROM events x WHERE x.room_id = me.room_id
+                                        AND x.stream_ordering > {e0} AND x.stream_ordering <= {e1}))
          SELECT 'changed' AS kind, c.user_id FROM e2e_device_list_changes c
            WHERE c.stream_id > {l0} AND c.stream_id <= {l1}
-             AND (c.user_id = {user} OR c.user_id IN (SELECT user_id FROM shared))
+             AND (c.user_id = {user} OR {})
          UNION
-         SELECT 'changed' AS kind, m.user_id FROM memberships m JOIN mine ON mine.room_id = m.room_id
-           WHERE m.membership = 'join' AND m.stream_ordering <= {e1}
-             AND (m.user_id != {user} OR mine.stream_ordering > {e0})
-             AND (m.stream_ordering > {e0} OR mine.stream_ordering > {e0})
+         SELECT 'changed' AS kind, m.user_id FROM moved me CROSS JOIN memberships m ON m.room_id = me.room_id
+           WHERE me.membership = 'join' AND m.membership = 'join' AND m.stream_ordering <= {e1}
+             AND (m.user_id != {user} OR me.stream_ordering > {e0})
+             AND (m.stream_ordering > {e0} OR me.stream_ordering > {e0})
          UNION
-         SELECT 'left' AS kind, m.user_id FROM memberships m
-           JOIN memberships me ON me.room_id = m.room_id AND me.user_id = {user}
-           WHERE m.user_id != {user} AND m.user_id NOT IN (SELECT user_id FROM shared)
+         SELECT 'left' AS kind, m.user_id FROM moved me CROSS JOIN memberships m ON m.room_id = me.room_id
+           WHERE m.user_id != {user} AND NOT {}
              AND ((m.membership IN ('leave', 'ban') AND m.stream_ordering > {e0} AND m.stream_ordering <= {e1})
-               OR (me.membership IN ('leave', 'ban') AND me.stream_ordering > {e0} AND me.stream_ordering <= {e1}))"
+               OR (me.membership IN ('leave', 'ban') AND me.stream_ordering > {e0} AND me.stream_ordering <= {e1}))",
+        shares("c.user_id"),
+        shares("m.user_id"),
     )
 }
 
@@ -563,5 +578,22 @@ pub async fn to_device_inbox_within(
         .await
     } else {
         Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The delta seeks everything it reads: no step walks a table (the rooms of the user, each
+    /// room's events in the gap, the members of the rooms that moved, the changes in the gap).
+    #[test]
+    fn the_device_list_delta_reads_by_index_only() {
+        let db = crate::testing::Sqlite::migrated();
+        let plan = db.plan(&super::device_list_delta_sql(
+            "?1",
+            ["?2", "?3"],
+            ["?4", "?5"],
+        ));
+        assert!(!plan.lines().any(|step| step.starts_with("SCAN")), "{plan}");
+        assert!(plan.contains("SEARCH m USING INDEX sqlite_autoindex_memberships_1 (room_id=?)"));
     }
 }

@@ -445,6 +445,27 @@ fn device_list_changes_reach_those_sharing_a_room_and_leavers_are_reported() {
             .await
             .unwrap();
         assert!(changed.is_empty() && left.is_empty());
+        // Alice leaves a room: who shared only that room with her has left her view; who
+        // shares another one with her has not.
+        let mut other = Room::create(&db, "two", ALICE, None).await;
+        other.join(&db, BOB).await;
+        other.join(&db, CAROL).await;
+        let since = sync::current_position(&db).await.unwrap();
+        other.member(&db, ALICE, ALICE, "leave").await;
+        let now = sync::current_position(&db).await.unwrap();
+        let (changed, left) = e2ee::device_list_delta(&db, ALICE, &since, &now)
+            .await
+            .unwrap();
+        assert!(changed.is_empty(), "{changed:?}");
+        assert_eq!(left, [CAROL]);
+        // A message in a room changes no one's device list.
+        let since = now;
+        room.message(&db, BOB, "hello").await;
+        let now = sync::current_position(&db).await.unwrap();
+        let (changed, left) = e2ee::device_list_delta(&db, ALICE, &since, &now)
+            .await
+            .unwrap();
+        assert!(changed.is_empty() && left.is_empty());
     })
 }
 
