@@ -120,20 +120,31 @@ pub async fn changed_for(
 
 /// The query of `changed_for`, its operands as SQL expressions: `shared` is the window of the
 /// event stream in which rooms newly shared with the viewer bring their members' presence.
+///
+/// Its cost follows what moved, not the server or the viewer's rooms (D1 bills every row read,
+/// and this runs in every /sync with news): the presence changes of the window, each asked
+/// whether its user shares a room with the viewer through that user's own rooms; and the members
+/// of the viewer's rooms that had an event in the event window (a membership can only have
+/// changed there), each presence row then found by its user.
 pub(crate) fn changed_for_sql(viewer: &str, after: &str, up_to: &str, shared: [&str; 2]) -> String {
     let [shared_from, shared_to] = shared;
     format!(
         "SELECT {COLUMNS} FROM presence p
-         WHERE p.stream_id <= {up_to} AND (
-           (p.stream_id > {after} AND (p.user_id = {viewer} OR p.user_id IN (
-             SELECT b.user_id FROM memberships a JOIN memberships b ON a.room_id = b.room_id
-             WHERE a.user_id = {viewer} AND a.membership = 'join' AND b.membership = 'join')))
-           OR ({shared_from} < {shared_to} AND p.user_id IN (
-             SELECT b.user_id FROM memberships a JOIN memberships b ON a.room_id = b.room_id
-             WHERE a.user_id = {viewer} AND a.membership = 'join' AND b.membership = 'join'
-               AND b.user_id != {viewer}
-               AND ((a.stream_ordering > {shared_from} AND a.stream_ordering <= {shared_to})
-                 OR (b.stream_ordering > {shared_from} AND b.stream_ordering <= {shared_to})))))"
+         WHERE p.stream_id > {after} AND p.stream_id <= {up_to}
+           AND (p.user_id = {viewer} OR EXISTS (
+             SELECT 1 FROM memberships b JOIN memberships a ON a.room_id = b.room_id
+               AND a.user_id = {viewer} AND a.membership = 'join'
+             WHERE b.user_id = p.user_id AND b.membership = 'join'))
+         UNION
+         SELECT {COLUMNS} FROM presence p
+         WHERE {shared_from} < {shared_to} AND p.stream_id <= {up_to} AND p.user_id IN (
+           SELECT b.user_id FROM memberships a CROSS JOIN memberships b ON b.room_id = a.room_id
+           WHERE a.user_id = {viewer} AND a.membership = 'join' AND b.membership = 'join'
+             AND b.user_id != {viewer}
+             AND EXISTS (SELECT 1 FROM events x WHERE x.room_id = a.room_id
+                           AND x.stream_ordering > {shared_from} AND x.stream_ordering <= {shared_to})
+             AND ((a.stream_ordering > {shared_from} AND a.stream_ordering <= {shared_to})
+               OR (b.stream_ordering > {shared_from} AND b.stream_ordering <= {shared_to})))"
     )
 }
 
@@ -155,4 +166,16 @@ pub async fn local_watchers(db: &Db, user: &str) -> Result<Vec<String>, MatrixEr
         .into_iter()
         .map(|w| w.user_id)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Presence changes are found by index only: never a walk of every presence row of the
+    /// server, nor of every member of the viewer's rooms.
+    #[test]
+    fn presence_changes_read_by_index_only() {
+        let db = crate::testing::Sqlite::migrated();
+        let plan = db.plan(&super::changed_for_sql("?1", "?2", "?3", ["?4", "?5"]));
+        assert!(!plan.lines().any(|step| step.starts_with("SCAN")), "{plan}");
+    }
 }
