@@ -213,7 +213,10 @@ def section(results: dict) -> list[str]:
             " newest events for the bump stamp; its create and encryption state only when a list filters on"
             " them); an incremental answer ranks only the rooms of the windows its connection row keeps and"
             " those with events since its `pos` (`storage::sliding_sync::partial_room_list_sql`), and reads no"
-            " state changes, summary or lazily loaded members for rooms whose new events need none"
+            " state changes, summary or lazily loaded members for rooms whose new events need none; when few"
+            " events came since its `pos`, the same first statement also reads those rooms' new events, unread"
+            " counts and lazily loaded members (`storage::sliding_sync::fold_column`), so a steady connection's"
+            " answer is one D1 round trip"
             + growth(results) + "; the rest of a first answer is the rooms in the"
             " window (their required_state, timeline, receipts). A steady connection writes no D1 row for new"
             " events in rooms already in view.", ""]
