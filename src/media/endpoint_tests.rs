@@ -372,7 +372,17 @@ fn a_small_original_is_served_as_its_own_thumbnail_without_reading_it_again() {
         let (status, _, second) = server
             .request_with_headers("GET", &path, Some(&bearer(&alice)), &[], vec![])
             .await;
-        assert_eq!((status, second), (200, original));
+        assert_eq!((status, second), (200, original.clone()));
+        // The thumbnail's type is the picture's format, not the uploader's text.
+        let mxc = upload(&server, &alice, original, "image/png; x=\"y\"", "b.png").await;
+        let rest = mxc.strip_prefix("mxc://").unwrap();
+        let path =
+            format!("/_matrix/client/v1/media/thumbnail/{rest}?width=96&height=96&method=crop");
+        let (status, headers, _) = server
+            .request_with_headers("GET", &path, Some(&bearer(&alice)), &[], vec![])
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(header(&headers, "content-type"), Some("image/png"));
     });
 }
 

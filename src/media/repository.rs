@@ -386,7 +386,9 @@ pub async fn make_thumbnail(
         // Already small (common for avatars): a small one is stored as this size's thumbnail,
         // so that later requests read a row instead of the whole original again.
         Ok(Thumbnail::Original) if bytes.len() <= memory::MAX_ENTRY_BYTES => {
-            let content_type = media.content_type.clone();
+            // The format's own type, not the uploader's text (which may carry parameters that
+            // do not belong in a thumbnail's headers).
+            let content_type = format.to_mime_type().to_owned();
             keep_made(db, platform, media, (size, method), bytes, content_type).await
         }
         Ok(Thumbnail::Original) => Ok(Served::Original),
