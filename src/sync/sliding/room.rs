@@ -190,11 +190,17 @@ pub async fn build(
             without(send, |n| n.others) && send.required_state.wants("m.room.member", user, user);
         if send.required_state.lazy_members() && !own_only {
             // The fold leaves out rooms of the reader's own new events when the list read
-            // says so (`StateNews`): only such a read is matched with it.
+            // says so (`StateNews`): only such a read is matched with it. It decides that
+            // before the reader is known (`Request::lazy_members`), so a room of the reader's
+            // own events it left out that still wants members here (a config that excludes
+            // the reader by user id) is read on its own.
+            let left_out = without(send, |n| n.others)
+                && fold_members.is_some_and(|m| !m.contains_key(room_id));
             if folded[i]
                 && fold_members.is_some()
                 && !send.full_state()
                 && send.entry.news.is_some()
+                && !left_out
             {
                 lazy_folded.push(room_id);
             } else {
