@@ -23,7 +23,7 @@ pub struct Claim {
 
 impl Claim {
     /// Whether the claim still stands at `now`.
-    pub fn live(&self, now: u64) -> bool {
+    fn live(&self, now: u64) -> bool {
         now.saturating_sub(self.claimed_ts) < CLAIM_TTL_MS
     }
 }
@@ -54,13 +54,15 @@ pub async fn take_over(db: &Db, room_id: &str, user_id: &str, now: u64) -> Resul
     Ok(())
 }
 
-/// The room's claim, if any.
-pub async fn of_room(db: &Db, room_id: &str) -> Result<Option<Claim>, MatrixError> {
-    db.row(
-        "SELECT user_id, claimed_ts FROM remote_join_claims WHERE room_id = ?1",
-        args![room_id],
-    )
-    .await
+/// The room's claim, if one stands at `now` (a Worker's handshake not handed over yet).
+pub async fn live(db: &Db, room_id: &str, now: u64) -> Result<Option<Claim>, MatrixError> {
+    let claim: Option<Claim> = db
+        .row(
+            "SELECT user_id, claimed_ts FROM remote_join_claims WHERE room_id = ?1",
+            args![room_id],
+        )
+        .await?;
+    Ok(claim.filter(|c| c.live(now)))
 }
 
 /// The join is over (stored, or failed): the room is free to be joined again.

@@ -89,18 +89,14 @@ impl RoomObject {
         // claimed: a join may be under way, so no template is asked for before that is known.
         let (members, claim) = futures::join!(
             crate::storage::sync::members_of_server(&db, room_id.as_str(), us),
-            join_claims::of_room(&db, room_id.as_str())
+            join_claims::live(&db, room_id.as_str(), now_ms())
         );
         if members? > 0 {
-            return Err(MatrixError::new(
-                409,
-                ErrorCode::Unknown,
-                "This server is in the room: join it locally",
-            ));
+            return Err(joined_here());
         }
         // A Worker runs a claimed join's handshake (federation/join.rs) and hands its answer
         // here; until then this object has no job, and a second join must not run another.
-        if let Some(claim) = claim?.filter(|c| c.live(now_ms())) {
+        if let Some(claim) = claim? {
             return Ok(claimed(&claim));
         }
         // No claim, or one whose Worker died before handing its answer over: this join is
@@ -136,11 +132,7 @@ impl RoomObject {
         let us = self.platform.config()?.server_name;
         if crate::storage::sync::members_of_server(&db, room_id.as_str(), us.as_str()).await? > 0 {
             join_claims::release(&db, room_id.as_str()).await?;
-            return Err(MatrixError::new(
-                409,
-                ErrorCode::Unknown,
-                "This server is in the room: join it locally",
-            ));
+            return Err(joined_here());
         }
         let ours = RoomVersion::parse(room_version)
             .ok_or_else(|| format!("a join of unknown room version {room_version}"))
@@ -160,10 +152,9 @@ impl RoomObject {
                 )));
             }
         };
-        let answer: SendJoinAnswer = match serde_json::from_str(&answer) {
+        let answer = match send_join_answer(&server, &answer) {
             Ok(answer) => answer,
             Err(e) => {
-                let e = bad_answer(&server, format!("not a send_join answer: {e}"));
                 crate::log_warn!("join of {room_id} through {server}: {e}");
                 if fallback.is_empty() {
                     join_claims::release(&db, room_id.as_str()).await?;
@@ -228,13 +219,13 @@ impl RoomObject {
             let us = self.platform.config()?.server_name;
             let (members, claim) = futures::join!(
                 crate::storage::sync::members_of_server(&db, room_id.as_str(), us.as_str()),
-                join_claims::of_room(&db, room_id.as_str())
+                join_claims::live(&db, room_id.as_str(), now_ms())
             );
             if members? > 0 {
                 return Ok(json!({ "room_id": room_id, "user_id": Value::Null }));
             }
             // A Worker's handshake, not handed over yet (federation/join.rs).
-            if let Some(claim) = claim?.filter(|c| c.live(now_ms())) {
+            if let Some(claim) = claim? {
                 return Ok(claimed(&claim));
             }
             return Err(MatrixError::not_found("No join of this room is under way"));
@@ -288,10 +279,7 @@ impl RoomObject {
         let Some(job) = self.join_job().await? else {
             // A Worker's handshake, not handed over yet: nothing to run here.
             let db = Db::new(&self.platform);
-            if let Some(claim) = join_claims::of_room(&db, room_id.as_str())
-                .await?
-                .filter(|c| c.live(now_ms()))
-            {
+            if let Some(claim) = join_claims::live(&db, room_id.as_str(), now_ms()).await? {
                 return Ok(claimed(&claim));
             }
             return Err(MatrixError::not_found("No join of this room is under way"));
@@ -378,7 +366,7 @@ impl RoomObject {
         content: Value,
     ) -> Result<JoinJob, MatrixError> {
         let started = now_ms();
-        let accepted = through_servers(&servers, "join", room_id, |_, server| {
+        let accepted = through_servers(&servers, "join", room_id, |at, server| {
             let content = content.clone();
             async move {
                 let (version, join) = handshake::make_membership(
@@ -399,14 +387,13 @@ impl RoomObject {
                     &join,
                 )
                 .await?;
-                let answer: SendJoinAnswer = serde_json::from_str(&answer)
-                    .map_err(|e| bad_answer(&server, format!("not a send_join answer: {e}")))?;
+                let answer = send_join_answer(&server, &answer)?;
                 let join = co_signed(join, answer.event.as_deref(), version);
-                Ok((server, version, join, answer, made))
+                Ok((at, server, version, join, answer, made))
             }
         })
         .await;
-        let (server, version, join, answer, made) = match accepted {
+        let (at, server, version, join, answer, made) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 join_claims::release(&Db::new(&self.platform), room_id.as_str()).await?;
@@ -414,15 +401,10 @@ impl RoomObject {
             }
         };
         let sent = now_ms();
-        let fallback = servers
-            .iter()
-            .position(|s| s.as_str() == server.as_str())
-            .map(|at| servers[at + 1..].to_vec())
-            .unwrap_or_default();
         let asked = Asked {
             user,
             accepted: (server, version, join),
-            fallback,
+            fallback: servers[at + 1..].to_vec(),
             content,
             answered_at: sent,
             phases: vec![
@@ -696,6 +678,21 @@ fn job_version(job: &JoinJob) -> Result<RoomVersion, StepError> {
             job.room_version
         )))
     })
+}
+
+/// A remote join of a room a user of ours is in already.
+fn joined_here() -> MatrixError {
+    MatrixError::new(
+        409,
+        ErrorCode::Unknown,
+        "This server is in the room: join it locally",
+    )
+}
+
+/// The resident's `send_join` answer, parsed (its state and chain stay unparsed JSON text).
+fn send_join_answer(server: &ServerName, text: &str) -> Result<SendJoinAnswer, MatrixError> {
+    serde_json::from_str(text)
+        .map_err(|e| bad_answer(server, format!("not a send_join answer: {e}")))
 }
 
 fn bad_answer(server: &ServerName, why: String) -> MatrixError {
