@@ -674,14 +674,9 @@ pub(crate) fn fold_column(run: &str, since: &str, limit: &str, lazy: (bool, bool
     } else {
         String::new()
     };
-    // The rooms as a `json_each` table: SQLite then walks them and each room's events by the
-    // `(room_id, stream_ordering)` index; over `sfold` itself it scanned every event instead.
     let unread = rows(
         &["room_id", "thread_id", "n", "h"].map(plain),
-        &super::push::unread_sql(
-            ME,
-            "SELECT value AS room_id FROM json_each((SELECT json_group_array(room_id) FROM sfold))",
-        ),
+        &super::push::unread_sql(ME, "SELECT room_id FROM sfold"),
     );
     format!(
         "CASE WHEN {run} THEN json_object('rooms', json((SELECT json_group_array(room_id) FROM sfold)),
@@ -699,24 +694,13 @@ pub(crate) fn fold_from(text: &str) -> Result<Fold, MatrixError> {
         members: Option<Vec<EventRow>>,
     }
     let parts: Parts = serde_json::from_str(text).map_err(super::storage_error)?;
-    let mut timelines: HashMap<String, Vec<EventRow>> = HashMap::new();
-    for row in parts.timelines {
-        timelines.entry(row.room_id.clone()).or_default().push(row);
-    }
     // Newest first, as `sync_rooms::timelines` returns them.
-    for rows in timelines.values_mut() {
-        rows.sort_by_key(|row| std::cmp::Reverse(row.stream_ordering));
-    }
+    let mut timelines = parts.timelines;
+    timelines.sort_by_key(|row| std::cmp::Reverse(row.stream_ordering));
     Ok(Fold {
         rooms: parts.rooms.into_iter().collect(),
-        timelines,
+        timelines: super::sync_rooms::by_room(timelines),
         unread: super::push::unread_from(parts.unread),
-        members: parts.members.map(|rows| {
-            let mut out: HashMap<String, Vec<EventRow>> = HashMap::new();
-            for row in rows {
-                out.entry(row.room_id.clone()).or_default().push(row);
-            }
-            out
-        }),
+        members: parts.members.map(super::sync_rooms::by_room),
     })
 }

@@ -35,7 +35,8 @@ pub(crate) fn windows_json(windows: &[Window<'_>]) -> String {
 const WANTED: &str = "WITH wanted AS (SELECT json_extract(value, '$[0]') AS room_id,
     json_extract(value, '$[1]') AS lo, json_extract(value, '$[2]') AS hi FROM json_each(?1))";
 
-fn by_room(rows: Vec<EventRow>) -> HashMap<String, Vec<EventRow>> {
+/// Event rows grouped by room, each room's in the order given.
+pub(crate) fn by_room(rows: Vec<EventRow>) -> HashMap<String, Vec<EventRow>> {
     let mut out: HashMap<String, Vec<EventRow>> = HashMap::new();
     for row in rows {
         out.entry(row.room_id.clone()).or_default().push(row);
